@@ -1,0 +1,1 @@
+"""The demo project: djsync syncing categories, products, departments and employees."""

@@ -1,0 +1,1 @@
+"""Demo app: categories and products, departments and employees, synced from files."""

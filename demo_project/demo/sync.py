@@ -1,0 +1,45 @@
+"""The demo's importers, discovered by djsync at start-up."""
+
+import djsync
+
+from .models import Category, Department, Employee, Product
+
+
+@djsync.register
+class CategoryImporter(djsync.Importer):
+    name = "categories"
+    model = Category
+    keys = ["code"]
+    fields = ["code", "name"]
+
+
+@djsync.register
+class ProductImporter(djsync.Importer):
+    name = "products"
+    model = Product
+    keys = ["sku"]
+    fields = ["sku", "name", "price", "qty", "updated", "active"]
+    category = djsync.Field("category_code", lookup="code")
+    delete = True
+
+
+@djsync.register
+class DepartmentImporter(djsync.Importer):
+    name = "departments"
+    model = Department
+    keys = ["code"]
+    fields = ["code", "name"]
+
+
+@djsync.register
+class EmployeeImporter(djsync.Importer):
+    name = "employees"
+    model = Employee
+    keys = ["department", "number"]
+    department = djsync.Field("dept", lookup="code")
+    fields = ["number", "name", "email", "hired", "salary", "status", "last_login"]
+    delete = True
+
+    def normalize_source_row(self, values: dict) -> dict:
+        values["email"] = values["email"].lower()
+        return values

@@ -1,0 +1,37 @@
+"""App config: discovers each installed app's ``sync.py`` and checks the importers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core import checks
+from django.utils.module_loading import autodiscover_modules
+from django.utils.translation import gettext_lazy as _
+
+
+class DjsyncConfig(AppConfig):
+    name = "djsync"
+    verbose_name = _("Sync")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        autodiscover_modules("sync")
+        checks.register(check_importers)
+
+
+def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every registered importer must bind its keys and fields to real model fields."""
+    from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+
+    from .registry import _importers
+
+    messages: list[checks.CheckMessage] = []
+    for name, cls in sorted(_importers.items()):
+        try:
+            cls()
+        except (FieldDoesNotExist, ImproperlyConfigured, AttributeError) as exc:
+            messages.append(
+                checks.Error(f"importer {name!r}: {exc}", obj=cls, id="djsync.E001")
+            )
+    return messages

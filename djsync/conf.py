@@ -1,0 +1,68 @@
+"""Settings of djsync: DEFAULTS, overridden by the project's ``DJSYNC`` dict, read lazily."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    # Share of the rows in scope that one run may delete before it needs --force.
+    "DELETE_GUARD": 0.5,
+    # Rows per INSERT/UPDATE/DELETE statement and per batch of stored changes.
+    "BATCH_SIZE": 2000,
+    # Default formats for date and datetime converters (ISO 8601 is always tried first).
+    "DATE_FORMATS": ["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"],
+    "DATETIME_FORMATS": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M"],
+    # Time zone that naive datetimes in a source are read in (None: the project's TIME_ZONE).
+    "SOURCE_TIME_ZONE": None,
+    # Default file encoding of text sources.
+    "ENCODING": "utf-8",
+    # How many changes per model the diff summary and notifications show.
+    "SAMPLE_CHANGES": 10,
+    # Upload limit for the admin, in bytes.
+    "MAX_UPLOAD_SIZE": 200 * 1024 * 1024,
+    # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.
+    "FAST_PATH": True,
+}
+
+
+class Settings:
+    """Reads ``settings.DJSYNC`` on first use; reset when tests override the setting."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._cache is None:
+            user = getattr(django_settings, "DJSYNC", {}) or {}
+            unknown = set(user) - set(DEFAULTS)
+            if unknown:
+                from django.core.exceptions import ImproperlyConfigured
+
+                raise ImproperlyConfigured(f"Unknown DJSYNC settings: {', '.join(sorted(unknown))}")
+            self._cache = {**DEFAULTS, **user}
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._load()[name]
+        except KeyError:
+            raise AttributeError(f"No DJSYNC setting {name!r}") from None
+
+    def reset(self) -> None:
+        self._cache = None
+
+
+settings = Settings()
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DJSYNC":
+        settings.reset()
+
+
+setting_changed.connect(_reset)

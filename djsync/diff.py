@@ -1,0 +1,231 @@
+"""The differ, pure: normalized source rows and target rows in, a Plan of actions out.
+
+No ORM and no HTML here, so a plan can be computed, printed, stored, sent in a Celery
+message and applied later by different code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Key = tuple[Any, ...]
+Values = dict[str, Any]
+
+CREATE: Literal["create"] = "create"
+UPDATE: Literal["update"] = "update"
+DELETE: Literal["delete"] = "delete"
+
+
+@dataclass(slots=True)
+class SourceRow:
+    """One converted source record: its row number, its key and its field values."""
+
+    row: int
+    key: Key
+    values: Values
+
+
+@dataclass(slots=True)
+class TargetRow:
+    """One target row as read for diffing: its primary key and its field values."""
+
+    pk: Any
+    values: Values
+
+
+@dataclass(slots=True)
+class Create:
+    key: Key
+    values: Values
+    row: int | None = None
+    action: Literal["create"] = CREATE
+
+    @property
+    def changed(self) -> list[str]:
+        return list(self.values)
+
+
+@dataclass(slots=True)
+class Update:
+    """Old and new values of the changed fields only."""
+
+    key: Key
+    pk: Any
+    old: Values
+    new: Values
+    row: int | None = None
+    action: Literal["update"] = UPDATE
+
+    @property
+    def changed(self) -> list[str]:
+        return list(self.new)
+
+
+@dataclass(slots=True)
+class Delete:
+    key: Key
+    pk: Any
+    old: Values
+    action: Literal["delete"] = DELETE
+
+    @property
+    def changed(self) -> list[str]:
+        return []
+
+
+Action = Create | Update | Delete
+
+
+@dataclass(slots=True)
+class RowError:
+    """A source row that could not be used, and why: row number, column and bad value."""
+
+    row: int | None
+    message: str
+    column: str | None = None
+    key: Key | None = None
+    value: Any = None
+    raw: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        where = [f"row {self.row}" if self.row is not None else "a row"]
+        if self.column:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.message}"
+
+
+@dataclass
+class Plan:
+    """What a run will do to one target model, plus what it will leave alone and why."""
+
+    model: str
+    creates: list[Create] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    deletes: list[Delete] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    #: Source records read, and target rows in scope.
+    rows_read: int = 0
+    rows_in_scope: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> Iterator[Action]:
+        yield from self.creates
+        yield from self.updates
+        yield from self.deletes
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "created": len(self.creates),
+            "updated": len(self.updates),
+            "deleted": len(self.deletes),
+            "unchanged": self.unchanged,
+            "errors": len(self.errors),
+        }
+
+    @property
+    def total(self) -> int:
+        return len(self.creates) + len(self.updates) + len(self.deletes)
+
+    def __bool__(self) -> bool:
+        return bool(self.total)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality after conversion; NaN equals NaN so it is never an endless update."""
+    if a == b:
+        return True
+    return a != a and b != b  # noqa: PLR0124 - both NaN
+
+
+def diff(
+    source_rows: Iterable[SourceRow | RowError],
+    target: Mapping[Key, TargetRow],
+    *,
+    model: str,
+    create: bool = True,
+    update: bool = True,
+    delete: bool = False,
+) -> Plan:
+    """Compare source rows with the target rows in scope, keyed by natural key.
+
+    A key that appears twice in the source is a row error on every occurrence and the
+    target row under it is left alone: there is no silent last-wins. A row error that
+    names its key also keeps that target row from being deleted.
+    """
+    plan = Plan(model=model, rows_in_scope=len(target))
+    remaining = dict(target)
+    seen: dict[Key, tuple[int, Action | None, bool]] = {}
+    duplicates: set[Key] = set()
+    error_without_key = False
+
+    for item in source_rows:
+        plan.rows_read += 1
+        if isinstance(item, RowError):
+            plan.errors.append(item)
+            if item.key is not None:
+                remaining.pop(item.key, None)
+            else:
+                error_without_key = True
+            continue
+        key = item.key
+        if key in seen:
+            first_row, first_action, was_unchanged = seen[key]
+            if key not in duplicates:
+                duplicates.add(key)
+                plan.errors.append(_duplicate_error(key, first_row))
+                if was_unchanged:
+                    plan.unchanged -= 1
+                elif first_action is not None:
+                    first_action.row = -1  # marked for removal below
+            plan.errors.append(_duplicate_error(key, item.row))
+            continue
+        existing = remaining.pop(key, None)
+        action: Action | None = None
+        unchanged = False
+        if existing is None:
+            if create:
+                action = Create(key=key, values=item.values, row=item.row)
+                plan.creates.append(action)
+        else:
+            old = existing.values
+            changed = {f: v for f, v in item.values.items() if f in old and not same(v, old[f])}
+            if not changed:
+                plan.unchanged += 1
+                unchanged = True
+            elif update:
+                action = Update(
+                    key=key,
+                    pk=existing.pk,
+                    old={f: old[f] for f in changed},
+                    new=changed,
+                    row=item.row,
+                )
+                plan.updates.append(action)
+        seen[key] = (item.row, action, unchanged)
+
+    if duplicates:
+        plan.creates = [a for a in plan.creates if a.row != -1]
+        plan.updates = [a for a in plan.updates if a.row != -1]
+        plan.errors.sort(key=lambda e: (e.row is None, e.row or 0))
+
+    if delete:
+        if error_without_key and remaining:
+            plan.warnings.append(
+                f"{len(remaining)} target rows are missing from the source, but some bad "
+                "rows have no readable key, so nothing is deleted"
+            )
+        else:
+            plan.deletes = [
+                Delete(key=key, pk=row.pk, old=row.values) for key, row in remaining.items()
+            ]
+    return plan
+
+
+def _duplicate_error(key: Key, row: int) -> RowError:
+    shown = key[0] if len(key) == 1 else key
+    return RowError(row=row, message=f"duplicate key {shown!r}: it appears more than once", key=key)

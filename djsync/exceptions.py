@@ -1,0 +1,72 @@
+"""The one exception hierarchy of djsync: every failure a user can meet is one of these."""
+
+from __future__ import annotations
+
+
+class DjsyncError(Exception):
+    """Base class of every djsync error."""
+
+
+class ConfigurationError(DjsyncError):
+    """A job, importer or option is wrongly set up."""
+
+
+class SourceError(DjsyncError):
+    """The source cannot be read at all: missing file, bad encoding, corrupt workbook.
+
+    Carries the file and, where known, the row and column so the message can point at
+    the exact place.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.source = source
+        self.row = row
+        self.column = column
+        where = []
+        if source:
+            where.append(str(source))
+        if row is not None:
+            where.append(f"row {row}")
+        if column:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.message = message
+
+
+class TransientSourceError(SourceError):
+    """A source failure that may pass by itself (timeout, 5xx, file not there yet)."""
+
+
+class MappingError(DjsyncError):
+    """The source's columns do not fit the importer (e.g. a key column is missing)."""
+
+
+class LimitExceeded(DjsyncError):
+    """The plan does more than a limit allows; nothing was written."""
+
+
+class DeleteGuardError(LimitExceeded):
+    """The plan would delete too large a share of the rows in scope; nothing was written."""
+
+
+class RowErrorsFound(DjsyncError):
+    """The source has bad rows and the job is set to fail on them; nothing was written."""
+
+
+class ConflictError(DjsyncError):
+    """The target changed since the plan was previewed; nothing was written."""
+
+
+class RunLocked(DjsyncError):
+    """Another run of the same job is active."""
+
+
+class RunCancelled(DjsyncError):
+    """The run was cancelled before it wrote anything."""

@@ -1,0 +1,339 @@
+"""Importers: the declarative mapping of a source onto one target model.
+
+``BaseImporter`` holds the logic (convert records, read the target, build a plan);
+``Importer`` adds the metaclass that collects ``Field`` declarations, the way Django
+forms do, so subclasses read as a description of the mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+
+from .conf import settings
+from .diff import Key, Plan, RowError, SourceRow, TargetRow, diff
+from .exceptions import MappingError
+from .fields import NOT_PROVIDED, BoundField, Field
+from .sources.base import Source
+
+OnRowError = Literal["fail", "skip"]
+
+
+@dataclass(frozen=True, slots=True)
+class Switches:
+    """What a run may do. Resolved from run options, then the job, then the importer."""
+
+    create: bool = True
+    update: bool = True
+    delete: bool = False
+    max_create: int | None = None
+    max_update: int | None = None
+    max_delete: int | None = None
+    max_total: int | None = None
+    delete_guard: float | None = None
+    on_row_error: OnRowError = "fail"
+    force: bool = False
+
+    def with_overrides(self, **overrides: Any) -> Switches:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+class BaseImporter:
+    """Maps source records onto ``model`` rows identified by the natural key ``keys``.
+
+    Override the ``normalize_*`` and ``get_*`` methods to adapt it; every one of them is a
+    no-op or the obvious default, so an importer states only what differs.
+    """
+
+    #: Registered name; set by ``djsync.register``.
+    name: ClassVar[str]
+    #: The target model.
+    model: ClassVar[type[models.Model]]
+    #: Field names that identify a row in both source and target (the natural key).
+    keys: ClassVar[Sequence[str]] = ()
+    #: Model fields mapped from columns of the same name, or ``"__all__"``.
+    fields: ClassVar[Sequence[str] | str] = ()
+    #: Filter (queryset ``filter()`` keywords) of the target rows this source is the truth
+    #: for. Deletes happen only inside the scope. See also :meth:`get_scope`.
+    scope: ClassVar[dict[str, Any] | None] = None
+    #: Default source options for jobs that use this importer, e.g. ``{"path": "x.csv"}``.
+    source: ClassVar[dict[str, Any] | None] = None
+
+    #: Behaviour switches and limits (a job or a run may override each).
+    create: ClassVar[bool] = True
+    update: ClassVar[bool] = True
+    delete: ClassVar[bool] = False
+    max_create: ClassVar[int | None] = None
+    max_update: ClassVar[int | None] = None
+    max_delete: ClassVar[int | None] = None
+    max_total: ClassVar[int | None] = None
+    #: Share of the rows in scope a run may delete without ``force`` (None: the setting).
+    delete_guard: ClassVar[float | None] = None
+    #: ``"fail"``: a bad row fails the run, nothing is written. ``"skip"``: apply the rest.
+    on_row_error: ClassVar[OnRowError] = "fail"
+
+    declared_fields: ClassVar[dict[str, Field]] = {}
+
+    def __init__(self, *, using: str = "default") -> None:
+        self.using = using
+        self.bound_fields = self.get_fields()
+        missing = [k for k in self.keys if k not in self.bound_fields]
+        if not self.keys or missing:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: keys must name mapped fields (missing: {missing})"
+            )
+        self.lookups: dict[str, dict[Any, Any]] = {}
+        self.active_fields: list[BoundField] = list(self.bound_fields.values())
+        self.rows_read = 0
+
+    # -- declarations --------------------------------------------------------------------
+    @classmethod
+    def default_switches(cls) -> Switches:
+        return Switches(
+            create=cls.create,
+            update=cls.update,
+            delete=cls.delete,
+            max_create=cls.max_create,
+            max_update=cls.max_update,
+            max_delete=cls.max_delete,
+            max_total=cls.max_total,
+            delete_guard=cls.delete_guard if cls.delete_guard is not None else settings.DELETE_GUARD,
+            on_row_error=cls.on_row_error,
+        )
+
+    def get_fields(self) -> dict[str, BoundField]:
+        """The mapped fields, by model field name: ``fields`` plus declared ``Field``s."""
+        names: list[str]
+        if self.fields == "__all__":
+            names = [
+                f.name
+                for f in self.model._meta.concrete_fields
+                if f.editable and not (f.primary_key and isinstance(f, models.AutoField))
+            ]
+        else:
+            names = list(self.fields)
+        for key in self.keys:
+            if key not in names and key not in self.declared_fields:
+                names.insert(0, key)
+        bound: dict[str, BoundField] = {}
+        for name in names:
+            spec = self.declared_fields.get(name, Field())
+            bound[name] = spec.bind(name, self.model)
+        for name, spec in self.declared_fields.items():
+            if name not in bound:
+                bound[name] = spec.bind(name, self.model)
+        return bound
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    # -- hooks ---------------------------------------------------------------------------
+    def get_queryset(self) -> models.QuerySet:
+        """All rows of the target model this importer may see."""
+        return self.model._base_manager.using(self.using).all()
+
+    def get_scope(self, queryset: models.QuerySet) -> models.QuerySet:
+        """The rows this source is the truth for; override for scopes a dict cannot say."""
+        return queryset.filter(**self.scope) if self.scope else queryset
+
+    def prepare_record(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The raw source record before conversion; return None to skip it."""
+        return record
+
+    def normalize_source_row(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A converted source row, by field name, before it is compared."""
+        return values
+
+    def normalize_target_row(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A target row, by field name, before it is compared."""
+        return values
+
+    # -- reading the target --------------------------------------------------------------
+    def key_of(self, values: dict[str, Any]) -> Key:
+        return tuple(values[k] for k in self.keys)
+
+    def read_target(self) -> dict[Key, TargetRow]:
+        """The rows in scope, by key, holding only the fields this run compares."""
+        fields = self.active_fields
+        paths = [f.target_path for f in fields]
+        qs = self.get_scope(self.get_queryset()).values_list("pk", *paths)
+        rows: dict[Key, TargetRow] = {}
+        for pk, *cells in qs.iterator(chunk_size=settings.BATCH_SIZE):
+            values = self.normalize_target_row(dict(zip((f.name for f in fields), cells, strict=True)))
+            rows[self.key_of(values)] = TargetRow(pk=pk, values=values)
+        return rows
+
+    def load_lookups(self) -> None:
+        """One query per foreign key: natural key value → primary key of the related row."""
+        for f in self.active_fields:
+            if f.is_relation:
+                related = f.model_field.related_model
+                qs = related._base_manager.using(self.using).values_list(f.lookup, "pk")
+                self.lookups[f.name] = dict(qs.iterator(chunk_size=settings.BATCH_SIZE))
+
+    # -- reading the source --------------------------------------------------------------
+    def match_columns(self, columns: Sequence[str], source: Source) -> None:
+        """Bind each field to a source column; a missing required column is an error."""
+        exact = set(columns)
+        folded = {c.strip().lower(): c for c in columns}
+        active: list[BoundField] = []
+        missing: list[str] = []
+        for f in self.bound_fields.values():
+            column = f.column if f.column in exact else folded.get(f.column.strip().lower())
+            if column is not None:
+                f.source_column = column
+                active.append(f)
+            elif f.name in self.keys or (f.spec.required is not False and f.default is NOT_PROVIDED):
+                missing.append(f.column)
+            elif f.default is not NOT_PROVIDED:
+                f.source_column = None
+                active.append(f)
+        if missing:
+            have = ", ".join(repr(c) for c in columns) or "none"
+            raise MappingError(
+                f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(m) for m in missing)} (the file has: {have})"
+            )
+        self.active_fields = active
+
+    def convert(self, records: Iterable[dict[str, Any]], source: Source) -> Iterator[SourceRow | RowError]:
+        """Turn raw records into converted rows, or row errors naming row and column."""
+        iterator = iter(records)
+        first = next(iterator, None)
+        self.match_columns(source.columns or [], source)
+        self.load_lookups()
+        if first is None:
+            return
+        fields = [(f, f.source_column, self.lookups.get(f.name)) for f in self.active_fields]
+        row = source.first_row
+        for record in _chain_one(first, iterator):
+            self.rows_read += 1
+            yield from self._convert_one(record, row, fields)
+            row += 1
+
+    def _convert_one(
+        self, record: dict[str, Any], row: int, fields: list[tuple[BoundField, str | None, Any]]
+    ) -> Iterator[SourceRow | RowError]:
+        try:
+            prepared = self.prepare_record(record)
+        except (ValueError, TypeError, KeyError) as exc:
+            yield RowError(row=row, message=str(exc), raw=record)
+            return
+        if prepared is None:
+            return
+        values: dict[str, Any] = {}
+        errors: list[RowError] = []
+        for f, column, lookup in fields:
+            raw = prepared.get(column) if column is not None else None
+            try:
+                value = f.convert(raw)
+            except ValueError as exc:
+                errors.append(RowError(row=row, message=str(exc), column=column or f.column, value=raw))
+                continue
+            if lookup is not None and value is not None and value not in lookup:
+                related = f.model_field.related_model._meta.verbose_name
+                errors.append(
+                    RowError(
+                        row=row,
+                        message=f"no {related} with {f.lookup} {value!r}",
+                        column=column,
+                        value=raw,
+                    )
+                )
+                continue
+            values[f.name] = value
+        key: Key | None = None
+        if all(k in values for k in self.keys):
+            key = self.key_of(values)
+            if any(v is None or v == "" for v in key):
+                errors.append(RowError(row=row, message="the key is empty", column=self._key_column()))
+                key = None
+        if not errors:
+            try:
+                values = self.normalize_source_row(values)
+                yield SourceRow(row=row, key=self.key_of(values), values=values)
+                return
+            except (ValueError, TypeError, KeyError) as exc:
+                errors.append(RowError(row=row, message=str(exc)))
+        for error in errors:
+            error.key, error.raw = key, record
+            yield error
+
+    def _key_column(self) -> str:
+        return ", ".join(self.bound_fields[k].column for k in self.keys)
+
+    # -- planning ------------------------------------------------------------------------
+    def build_plan(
+        self, source: Source, switches: Switches, *, progress: Callable[[int], None] | None = None
+    ) -> Plan:
+        """Read the source and the target in scope and compute the plan."""
+        records = source.read()
+        converted = self.convert(records, source)
+        first = next(converted, None)  # reads the header, binds columns, loads lookups
+        target = self.read_target()
+        stream = _chain_one(first, converted) if first is not None else iter(())
+        if progress is not None:
+            stream = _report(stream, progress, lambda: self.rows_read)
+        plan = diff(
+            stream,
+            target,
+            model=self.label,
+            create=switches.create,
+            update=switches.update,
+            delete=switches.delete,
+        )
+        plan.rows_read = self.rows_read
+        return plan
+
+    # -- applying ------------------------------------------------------------------------
+    def to_model_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Field values as the model takes them: foreign keys by primary key (``attname``)."""
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            f = self.bound_fields[name]
+            if f.is_relation:
+                out[f.model_field.attname] = None if value is None else self.lookups[name][value]
+            else:
+                out[f.model_field.attname] = value
+        return out
+
+
+def _chain_one(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _report(stream: Iterator[Any], progress: Callable[[int], None], count: Callable[[], int]) -> Iterator[Any]:
+    every = 1000
+    last = 0
+    for item in stream:
+        yield item
+        done = count()
+        if done - last >= every:
+            progress(done)
+            last = done
+    progress(count())
+
+
+class ImporterMetaclass(type):
+    """Collects ``Field`` class attributes into ``declared_fields`` (inherited ones too)."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> type:
+        declared: dict[str, Field] = {}
+        for base in reversed(bases):
+            declared.update(getattr(base, "declared_fields", {}))
+        for attr, value in list(attrs.items()):
+            if isinstance(value, Field):
+                value.name = attr
+                declared[attr] = attrs.pop(attr)
+        attrs["declared_fields"] = declared
+        return super().__new__(mcs, name, bases, attrs)
+
+
+class Importer(BaseImporter, metaclass=ImporterMetaclass):
+    """Subclass this to declare an importer; see :class:`BaseImporter` for the options."""

@@ -1,0 +1,211 @@
+"""``manage.py runsync``: run sync jobs now, from a shell or cron."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from djsync import report, services
+from djsync.exceptions import DjsyncError
+from djsync.models import SyncJob, SyncRun
+
+
+class Command(BaseCommand):
+    help = "Run sync jobs: read the source, diff against the target, apply (or --dry-run)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("jobs", nargs="*", metavar="JOB", help="Names of the jobs to run.")
+        parser.add_argument("--list", action="store_true", help="List the jobs, one a line.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Compute and record the plan; write nothing."
+        )
+        parser.add_argument("--file", help="Read this file instead of the job's source.")
+        parser.add_argument("--encoding", help="Encoding of --file (default: the job's).")
+        parser.add_argument(
+            "--file-format", help="Format of --file when its name does not say (csv, xlsx…)."
+        )
+        for switch in ("create", "update", "delete"):
+            parser.add_argument(
+                f"--{switch}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"Allow or forbid {switch}s (default: the job's setting).",
+            )
+        for limit in ("create", "update", "delete", "total"):
+            parser.add_argument(
+                f"--max-{limit}", type=_count, metavar="N", help=f"Fail if the plan has more {limit}s."
+            )
+        parser.add_argument(
+            "--delete-guard",
+            type=float,
+            metavar="SHARE",
+            help="Largest share (0-1) of the rows in scope that may be deleted.",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="Pass the delete guard (limits still apply)."
+        )
+        parser.add_argument(
+            "--skip-errors",
+            action="store_true",
+            help="Apply the good rows and report the bad ones, instead of failing.",
+        )
+        parser.add_argument("--diff", action="store_true", help="Print field-level changes.")
+        parser.add_argument(
+            "--format",
+            dest="output",
+            choices=["text", "json"],
+            default="text",
+            help="Summary format (json: machine-readable, on stdout).",
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="Never show a progress bar."
+        )
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["list"]:
+            for job in SyncJob.objects.all():
+                state = "" if job.enabled else " (disabled)"
+                self.stdout.write(f"{job.name}\t{job.importer}{state}\t{job.description}")
+            return
+        if not opts["jobs"]:
+            raise CommandError("name at least one job (see --list)")
+        if opts["file"] and len(opts["jobs"]) > 1:
+            raise CommandError("--file goes with a single job")
+        jobs = [self._job(name) for name in opts["jobs"]]
+        failures: list[str] = []
+        results: list[dict[str, Any]] = []
+        for job in jobs:
+            run = self._run_one(job, opts)
+            if opts["output"] == "json":
+                results.append(report.run_as_dict(run, changes=opts["diff"]))
+            else:
+                self._print_run(run, opts)
+            if run.status == SyncRun.Status.FAILED or run.error:
+                failures.append(f"{job.name}: {run.error}")
+        if opts["output"] == "json":
+            self.stdout.write(json.dumps({"runs": results}, indent=2, default=str))
+        if failures:
+            raise CommandError("\n".join(failures))
+
+    def _job(self, name: str) -> SyncJob:
+        try:
+            return services.get_job(name)
+        except DjsyncError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _run_one(self, job: SyncJob, opts: dict[str, Any]) -> SyncRun:
+        options = {
+            "create": opts["create"],
+            "update": opts["update"],
+            "delete": opts["delete"],
+            "max_create": opts["max_create"],
+            "max_update": opts["max_update"],
+            "max_delete": opts["max_delete"],
+            "max_total": opts["max_total"],
+            "delete_guard": opts["delete_guard"],
+            "force": opts["force"] or None,
+            "on_row_error": "skip" if opts["skip_errors"] else None,
+        }
+        source_options = {
+            k: v for k, v in (("encoding", opts["encoding"]), ("format", opts["file_format"])) if v
+        }
+        bar = _ProgressBar(job.name, enabled=self._show_progress(opts))
+        try:
+            return services.run(
+                job,
+                file=opts["file"],
+                dry_run=opts["dry_run"],
+                trigger=SyncRun.Trigger.COMMAND,
+                source_options=source_options,
+                progress=bar.progress(),
+                **options,
+            )
+        except Exception as exc:
+            run = getattr(exc, "run", None)
+            if run is None:
+                raise CommandError(f"{job.name}: {exc}") from exc
+            return run
+        finally:
+            bar.close()
+
+    def _show_progress(self, opts: dict[str, Any]) -> bool:
+        return (
+            not opts["no_progress"]
+            and opts["verbosity"] > 0
+            and opts["output"] == "text"
+            and sys.stderr.isatty()
+        )
+
+    def _print_run(self, run: SyncRun, opts: dict[str, Any]) -> None:
+        verbosity = opts["verbosity"]
+        if verbosity == 0:
+            return
+        style = self.style.SUCCESS if run.status != SyncRun.Status.FAILED else self.style.ERROR
+        self.stdout.write(style(report.summary_line(run)))
+        for warning in run.warnings:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+        if opts["diff"]:
+            for line in report.change_lines(run):
+                self.stdout.write(f"  {line}")
+        elif verbosity >= 1 and (run.created or run.updated or run.deleted):
+            sample = list(report.change_lines(run, limit=5 if verbosity == 1 else 50))
+            total = run.created + run.updated + run.deleted
+            for line in sample:
+                self.stdout.write(f"  {line}")
+            if total > len(sample):
+                self.stdout.write(f"  … and {total - len(sample)} more (use --diff for all)")
+        limit = None if verbosity >= 2 else 20
+        for line in report.error_lines(run, limit=limit):
+            self.stdout.write(self.style.WARNING(f"  {line}"))
+        if limit is not None and run.errors > limit:
+            self.stdout.write(f"  … and {run.errors - limit} more row errors (-v 2 for all)")
+        if run.error and run.status != SyncRun.Status.FAILED:
+            self.stdout.write(self.style.WARNING(f"  {run.error}"))
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr while the run reads and applies; nothing when not a terminal."""
+
+    def __init__(self, label: str, *, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def progress(self) -> services.Progress:
+        if not self.enabled:
+            return services.Progress()
+        return services.Progress(on_read=self._read, on_apply=self._apply)
+
+    def _read(self, rows: int) -> None:
+        self._ensure(f"{self.label}: reading", None)
+        self.bar.n = rows
+        self.bar.refresh()
+
+    def _apply(self, done: int, total: int) -> None:
+        self._ensure(f"{self.label}: applying", total)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def _ensure(self, desc: str, total: int | None) -> None:
+        from tqdm import tqdm
+
+        if self.bar is not None and self.bar.desc.startswith(desc):
+            return
+        self.close()
+        self.bar = tqdm(total=total, desc=desc, unit=" rows", file=sys.stderr, leave=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

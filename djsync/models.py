@@ -1,0 +1,252 @@
+"""Jobs (what to sync) and their history: runs, the changes each run planned, row errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .registry import importer_names
+
+
+class SyncJobQuerySet(models.QuerySet):
+    def enabled(self) -> SyncJobQuerySet:
+        return self.filter(enabled=True)
+
+    def get_by_natural_key(self, name: str) -> SyncJob:
+        return self.get(name=name)
+
+
+class SyncJob(models.Model):
+    """A named sync: a registered importer, its source, and the switches a run uses."""
+
+    class OnRowError(models.TextChoices):
+        FAIL = "fail", _("fail the run, write nothing")
+        SKIP = "skip", _("skip bad rows, apply the rest")
+
+    name = models.SlugField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    importer = models.CharField(
+        _("importer"), max_length=200, help_text=_("Name of a registered importer.")
+    )
+    source = models.JSONField(
+        _("source options"),
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text=_('e.g. {"path": "data/products.csv", "encoding": "latin-1"}'),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    # Switches and limits; empty means "as the importer says".
+    create = models.BooleanField(_("create"), null=True, blank=True)
+    update = models.BooleanField(_("update"), null=True, blank=True)
+    delete = models.BooleanField(_("delete"), null=True, blank=True)
+    max_create = models.PositiveIntegerField(_("max creates"), null=True, blank=True)
+    max_update = models.PositiveIntegerField(_("max updates"), null=True, blank=True)
+    max_delete = models.PositiveIntegerField(_("max deletes"), null=True, blank=True)
+    max_total = models.PositiveIntegerField(_("max changes"), null=True, blank=True)
+    delete_guard = models.FloatField(
+        _("delete guard"),
+        null=True,
+        blank=True,
+        help_text=_("Largest share (0–1) of the rows in scope a run may delete without force."),
+    )
+    on_row_error = models.CharField(
+        _("on row error"), max_length=10, choices=OnRowError.choices, blank=True
+    )
+    # Scheduling and notifications (run by Celery beat; see docs/celery.md).
+    schedule = models.CharField(
+        _("schedule"),
+        max_length=100,
+        blank=True,
+        help_text=_('A crontab ("*/15 * * * *") or an interval ("every 10 minutes").'),
+    )
+    notify_on_failure = models.JSONField(
+        _("notify on failure"), default=list, blank=True, help_text=_("E-mail addresses.")
+    )
+    warn_on_change = models.BooleanField(
+        _("warn on change"),
+        default=False,
+        help_text=_("Mail the diff to the recipients whenever a run changes anything."),
+    )
+    #: Free state kept between runs, e.g. an incremental sync's cursor.
+    state = models.JSONField(_("state"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    objects = SyncJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("sync job")
+        verbose_name_plural = _("sync jobs")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(delete_guard__isnull=True)
+                | Q(delete_guard__gte=0, delete_guard__lte=1),
+                name="djsync_job_delete_guard_share",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def natural_key(self) -> tuple[str]:
+        return (self.name,)
+
+    def clean(self) -> None:
+        errors: dict[str, Any] = {}
+        if self.importer and self.importer not in importer_names():
+            errors["importer"] = _("No importer is registered under this name.")
+        if self.delete_guard is not None and not 0 <= self.delete_guard <= 1:
+            errors["delete_guard"] = _("A share between 0 and 1.")
+        if not isinstance(self.source, dict):
+            errors["source"] = _("Source options must be a JSON object.")
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def last_run(self) -> SyncRun | None:
+        return self.runs.order_by("-created_at").first()
+
+
+class SyncRun(models.Model):
+    """One execution of a job, recorded whether it succeeds or fails."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        READING = "reading", _("reading")
+        DIFFING = "diffing", _("diffing")
+        PREVIEWED = "previewed", _("previewed")
+        APPLYING = "applying", _("applying")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+        DISCARDED = "discarded", _("discarded")
+
+    ACTIVE = (Status.QUEUED, Status.READING, Status.DIFFING, Status.APPLYING)
+    DONE = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.DISCARDED)
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command", _("command")
+        API = "api", _("Python API")
+        ADMIN = "admin", _("admin")
+        SCHEDULE = "schedule", _("schedule")
+
+    job = models.ForeignKey(SyncJob, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(_("trigger"), max_length=20, choices=Trigger.choices)
+    dry_run = models.BooleanField(_("dry run"), default=False)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_name = models.CharField(_("source"), max_length=500, blank=True)
+    upload = models.CharField(
+        _("uploaded file"), max_length=500, blank=True, help_text=_("Private storage name.")
+    )
+    #: Options this run was started with (overrides of the job's switches).
+    options = models.JSONField(_("options"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    updated = models.PositiveIntegerField(_("updated"), default=0)
+    deleted = models.PositiveIntegerField(_("deleted"), default=0)
+    unchanged = models.PositiveIntegerField(_("unchanged"), default=0)
+    errors = models.PositiveIntegerField(_("row errors"), default=0)
+    #: Per model: {"demo.Product": {"created": 1, ...}}.
+    stats = models.JSONField(_("counts per model"), default=dict, blank=True)
+    rows_read = models.PositiveIntegerField(_("rows read"), default=0)
+    rows_applied = models.PositiveIntegerField(_("rows applied"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    warnings = models.JSONField(_("warnings"), default=list, blank=True)
+    task_id = models.CharField(_("task id"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("queued at"), default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+        indexes = [models.Index(fields=["job", "status"], name="djsync_run_job_status")]
+
+    def __str__(self) -> str:
+        return f"{self.job} #{self.pk} ({self.status})"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "errors": self.errors,
+        }
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in self.DONE
+
+
+class SyncChange(models.Model):
+    """One action of a run's plan, kept for preview and audit."""
+
+    class Action(models.TextChoices):
+        CREATE = "create", _("create")
+        UPDATE = "update", _("update")
+        DELETE = "delete", _("delete")
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="changes")
+    model = models.CharField(_("model"), max_length=200)
+    action = models.CharField(_("action"), max_length=10, choices=Action.choices)
+    key = models.JSONField(_("key"), encoder=DjangoJSONEncoder)
+    object_pk = models.CharField(_("object id"), max_length=255, blank=True)
+    row = models.PositiveIntegerField(_("row"), null=True, blank=True)
+    before = models.JSONField(_("before"), null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(_("after"), null=True, blank=True, encoder=DjangoJSONEncoder)
+    changed_fields = models.JSONField(_("changed fields"), default=list, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = _("change")
+        verbose_name_plural = _("changes")
+        indexes = [models.Index(fields=["run", "action"], name="djsync_change_run_action")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.model} {self.key}"
+
+
+class SyncRowError(models.Model):
+    """A source row a run could not use: where it is, what is wrong, and the raw row."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="row_errors")
+    model = models.CharField(_("model"), max_length=200)
+    row = models.PositiveIntegerField(_("row"), null=True, blank=True)
+    key = models.JSONField(_("key"), null=True, blank=True, encoder=DjangoJSONEncoder)
+    column = models.CharField(_("column"), max_length=255, blank=True)
+    message = models.TextField(_("message"))
+    value = models.TextField(_("value"), blank=True)
+    raw = models.JSONField(_("raw row"), null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["row", "pk"]
+        verbose_name = _("row error")
+        verbose_name_plural = _("row errors")
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" if self.row is not None else "row ?"
+        if self.column:
+            where += f", column {self.column!r}"
+        return f"{where}: {self.message}"

@@ -1,0 +1,229 @@
+"""The one orchestrator: every run — command, API, admin, Celery — goes through ``run_job``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from django.db import router
+from django.utils import timezone
+
+from .apply import apply_plan, check_limits
+from .diff import Plan
+from .exceptions import ConfigurationError, DjsyncError
+from .importers import BaseImporter, Switches
+from .models import SyncJob, SyncRun
+from .registry import get_importer_class
+from .sources import FileSource, Source, get_source
+from .store import save_plan
+
+logger = logging.getLogger("djsync")
+
+#: Run options that override a job's switches (None leaves the job's value).
+SWITCH_NAMES = (
+    "create",
+    "update",
+    "delete",
+    "max_create",
+    "max_update",
+    "max_delete",
+    "max_total",
+    "delete_guard",
+    "on_row_error",
+    "force",
+)
+
+
+@dataclass
+class Progress:
+    """Progress callbacks a caller (progress bar, Celery task) can pass to a run."""
+
+    on_read: Callable[[int], None] | None = None
+    on_apply: Callable[[int, int], None] | None = None
+    on_status: Callable[[str], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_job(job: str | SyncJob) -> SyncJob:
+    if isinstance(job, SyncJob):
+        return job
+    try:
+        return SyncJob.objects.get(name=job)
+    except SyncJob.DoesNotExist:
+        known = ", ".join(SyncJob.objects.values_list("name", flat=True)) or "none"
+        raise ConfigurationError(f"no sync job named {job!r} (jobs: {known})") from None
+
+
+def make_importer(job: SyncJob) -> BaseImporter:
+    cls = get_importer_class(job.importer)
+    return cls(using=router.db_for_write(cls.model))
+
+
+def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:
+    """Run options beat the job's fields, which beat the importer's attributes."""
+    switches = importer.default_switches()
+    from_job = {name: getattr(job, name) for name in SWITCH_NAMES if hasattr(job, name)}
+    if not from_job.get("on_row_error"):
+        from_job.pop("on_row_error", None)
+    switches = switches.with_overrides(**from_job)
+    unknown = set(options) - set(SWITCH_NAMES)
+    if unknown:
+        raise ConfigurationError(f"unknown run options: {', '.join(sorted(unknown))}")
+    return switches.with_overrides(**options)
+
+
+def make_source(
+    job: SyncJob,
+    importer: BaseImporter,
+    *,
+    file: str | Path | IO[bytes] | None = None,
+    source_options: dict[str, Any] | None = None,
+) -> Source:
+    """The job's source, or a file given for this run (path or open file) read with the
+    job's format options."""
+    options = {**(importer.source or {}), **(job.source or {}), **(source_options or {})}
+    if file is None:
+        if not options:
+            raise ConfigurationError(f"job {job.name!r} has no source; give it a file")
+        return get_source(options)
+    keep = {k: options[k] for k in ("encoding", "delimiter", "sheet") if k in options}
+    if source_options and "format" in source_options:
+        keep["format"] = source_options["format"]
+    if isinstance(file, str | Path):
+        return FileSource(file, **keep)
+    return FileSource(file=file, name=getattr(file, "name", None), **keep)
+
+
+def run(
+    job: str | SyncJob,
+    *,
+    file: str | Path | IO[bytes] | None = None,
+    dry_run: bool = False,
+    trigger: str = SyncRun.Trigger.API,
+    user: Any = None,
+    source: Source | None = None,
+    source_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> SyncRun:
+    """Run a job now, in this process, and return its recorded run.
+
+    ``options`` override the job's switches for this run (``delete=True``,
+    ``max_delete=10``, ``force=True`` …). On failure the run is recorded as failed and the
+    error is raised with the run attached as ``exc.run``.
+    """
+    job = get_job(job)
+    sync_run = SyncRun.objects.create(
+        job=job,
+        trigger=trigger,
+        dry_run=dry_run,
+        user=user if getattr(user, "pk", None) else None,
+        options={k: v for k, v in options.items() if v is not None},
+        status=SyncRun.Status.READING,
+        started_at=timezone.now(),
+    )
+    return execute(sync_run, file=file, source=source, source_options=source_options, progress=progress)
+
+
+def execute(
+    sync_run: SyncRun,
+    *,
+    file: str | Path | IO[bytes] | None = None,
+    source: Source | None = None,
+    source_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> SyncRun:
+    """Read, diff, store the plan, and (unless a dry run) apply it; record everything."""
+    progress = progress or Progress()
+    job = sync_run.job
+    try:
+        importer = make_importer(job)
+        switches = resolve_switches(importer, job, sync_run.options)
+        if source is None:
+            source = make_source(job, importer, file=file, source_options=source_options)
+        _status(sync_run, SyncRun.Status.READING, progress, source_name=str(source))
+        plan = importer.build_plan(source, switches, progress=_read_progress(sync_run, progress))
+        _status(sync_run, SyncRun.Status.DIFFING, progress)
+        record_plan(sync_run, plan)
+        if sync_run.dry_run:
+            try:
+                check_limits(plan, switches)
+            except DjsyncError as exc:
+                sync_run.error = f"a real run would fail: {exc}"
+            _finish(sync_run, SyncRun.Status.PREVIEWED, progress)
+            return sync_run
+        check_limits(plan, switches)
+        _status(sync_run, SyncRun.Status.APPLYING, progress)
+        apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
+        sync_run.rows_applied = plan.total
+        _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
+        return sync_run
+    except Exception as exc:
+        fail(sync_run, exc, progress)
+        exc.run = sync_run  # type: ignore[attr-defined]
+        raise
+
+
+def record_plan(sync_run: SyncRun, plan: Plan) -> None:
+    """Counts on the run, actions and row errors in their tables."""
+    counts = plan.counts
+    sync_run.created = counts["created"]
+    sync_run.updated = counts["updated"]
+    sync_run.deleted = counts["deleted"]
+    sync_run.unchanged = counts["unchanged"]
+    sync_run.errors = counts["errors"]
+    sync_run.rows_read = plan.rows_read
+    sync_run.stats = {
+        plan.model: {**counts, "rows_read": plan.rows_read, "rows_in_scope": plan.rows_in_scope}
+    }
+    sync_run.warnings = list(plan.warnings)
+    save_plan(sync_run, plan)
+    sync_run.plan = plan  # type: ignore[attr-defined]  # kept for callers in this process
+    sync_run.save()
+
+
+def fail(sync_run: SyncRun, exc: BaseException, progress: Progress | None = None) -> None:
+    sync_run.error = str(exc) if isinstance(exc, DjsyncError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, DjsyncError):
+        logger.exception("djsync run %s failed", sync_run.pk)
+    _finish(sync_run, SyncRun.Status.FAILED, progress)
+
+
+def _status(sync_run: SyncRun, status: str, progress: Progress, **fields: Any) -> None:
+    sync_run.status = status
+    for name, value in fields.items():
+        setattr(sync_run, name, value)
+    sync_run.heartbeat_at = timezone.now()
+    SyncRun.objects.filter(pk=sync_run.pk).update(
+        status=status, heartbeat_at=sync_run.heartbeat_at, **fields
+    )
+    if progress.on_status:
+        progress.on_status(status)
+
+
+def _finish(sync_run: SyncRun, status: str, progress: Progress | None) -> None:
+    sync_run.status = status
+    sync_run.finished_at = timezone.now()
+    sync_run.save()
+    if progress and progress.on_status:
+        progress.on_status(status)
+
+
+def _read_progress(sync_run: SyncRun, progress: Progress) -> Callable[[int], None]:
+    def report(rows: int) -> None:
+        SyncRun.objects.filter(pk=sync_run.pk).update(rows_read=rows, heartbeat_at=timezone.now())
+        if progress.on_read:
+            progress.on_read(rows)
+
+    return report
+
+
+def _apply_progress(sync_run: SyncRun, plan: Plan, progress: Progress) -> Callable[[int], None]:
+    def report(done: int) -> None:
+        if progress.on_apply:
+            progress.on_apply(done, plan.total)
+
+    return report

@@ -1,0 +1,120 @@
+"""Plans kept in the database: a run's actions as SyncChange rows, its row errors as SyncRowError.
+
+Stored plans are what the admin pages through and what a later apply writes, so loading
+one converts each stored value back through the importer's converters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .apply import batched
+from .conf import settings
+from .diff import Action, Create, Delete, Plan, RowError, Update
+from .models import SyncChange, SyncRowError, SyncRun
+
+if TYPE_CHECKING:
+    from .importers import BaseImporter
+
+
+def save_plan(run: SyncRun, plan: Plan) -> None:
+    """Store every action and row error of ``plan`` on ``run``, in batches."""
+    size = settings.BATCH_SIZE
+    for batch in batched(plan.actions, size):
+        SyncChange.objects.bulk_create([_change(run, plan.model, a) for a in batch], batch_size=size)
+    for batch in batched(plan.errors, size):
+        SyncRowError.objects.bulk_create(
+            [_row_error(run, plan.model, e) for e in batch], batch_size=size
+        )
+
+
+def _change(run: SyncRun, model: str, action: Action) -> SyncChange:
+    if isinstance(action, Create):
+        before, after, pk = None, action.values, ""
+    elif isinstance(action, Update):
+        before, after, pk = action.old, action.new, action.pk
+    else:
+        before, after, pk = action.old, None, action.pk
+    return SyncChange(
+        run=run,
+        model=model,
+        action=action.action,
+        key=list(action.key),
+        object_pk="" if pk in ("", None) else str(pk),
+        row=getattr(action, "row", None),
+        before=before,
+        after=after,
+        changed_fields=action.changed,
+    )
+
+
+def _row_error(run: SyncRun, model: str, error: RowError) -> SyncRowError:
+    return SyncRowError(
+        run=run,
+        model=model,
+        row=error.row,
+        key=list(error.key) if error.key is not None else None,
+        column=error.column or "",
+        message=error.message,
+        value="" if error.value is None else str(error.value),
+        raw=_jsonable(error.raw),
+    )
+
+
+def _jsonable(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    return {str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in raw.items()}
+
+
+def load_plan(run: SyncRun, importer: BaseImporter) -> Plan:
+    """Rebuild the plan stored on ``run`` for ``importer``'s model, values converted back."""
+    plan = Plan(model=importer.label)
+    changes = run.changes.filter(model=importer.label).order_by("pk")
+    for change in changes.iterator(chunk_size=settings.BATCH_SIZE):
+        key = tuple(_convert(importer, dict(zip(importer.keys, change.key, strict=True))).values())
+        if change.action == SyncChange.Action.CREATE:
+            plan.creates.append(Create(key=key, values=_convert(importer, change.after), row=change.row))
+        elif change.action == SyncChange.Action.UPDATE:
+            plan.updates.append(
+                Update(
+                    key=key,
+                    pk=_pk(importer, change.object_pk),
+                    old=_convert(importer, change.before),
+                    new=_convert(importer, change.after),
+                    row=change.row,
+                )
+            )
+        else:
+            plan.deletes.append(
+                Delete(key=key, pk=_pk(importer, change.object_pk), old=_convert(importer, change.before))
+            )
+    stats = (run.stats or {}).get(importer.label, {})
+    plan.unchanged = stats.get("unchanged", 0)
+    plan.rows_in_scope = stats.get("rows_in_scope", 0)
+    plan.rows_read = stats.get("rows_read", 0)
+    return plan
+
+
+def _convert(importer: BaseImporter, values: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in (values or {}).items():
+        field = importer.bound_fields[name]
+        out[name] = None if value is None else field.converter(value)
+    return out
+
+
+def _pk(importer: BaseImporter, value: str) -> Any:
+    return importer.model._meta.pk.to_python(value)
+
+
+def iter_changes(run: SyncRun, action: str | None = None) -> Iterator[SyncChange]:
+    qs = run.changes.all()
+    if action:
+        qs = qs.filter(action=action)
+    return qs.iterator(chunk_size=settings.BATCH_SIZE)
+
+
+def error_rows(run: SyncRun) -> Iterable[SyncRowError]:
+    return run.row_errors.all()
