@@ -53,7 +53,10 @@ def database_from_url(url: str) -> dict:
     """postgres://user:pass@host:port/name → a DATABASES entry (no extra dependency)."""
     parts = urlparse(url)
     if parts.scheme in ("sqlite", "sqlite3"):
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:]) or ":memory:"}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": unquote(parts.path[1:]) or ":memory:",
+        }
     if parts.scheme not in ("postgres", "postgresql"):
         raise ValueError(f"DATABASE_URL: unsupported scheme {parts.scheme!r}")
     return {

@@ -58,9 +58,7 @@ def check_limits(plan: Plan, switches: Switches) -> None:
             )
 
 
-def apply_plan(
-    plan: Plan, importer: BaseImporter, *, progress: Progress | None = None
-) -> None:
+def apply_plan(plan: Plan, importer: BaseImporter, *, progress: Progress | None = None) -> None:
     """Write the plan to the importer's target inside one transaction."""
     using = importer.using
     with transaction.atomic(using=using):
@@ -109,10 +107,7 @@ def write_updates(
                 for action in batch:
                     values = importer.to_model_values(action.new)
                     params.append(
-                        [
-                            f.get_db_prep_save(values[f.attname], connection)
-                            for f in model_fields
-                        ]
+                        [f.get_db_prep_save(values[f.attname], connection) for f in model_fields]
                         + [pk_field.get_db_prep_value(action.pk, connection)]
                     )
                 cursor.executemany(sql, params)
@@ -130,4 +125,3 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 def _tick(progress: Progress | None, done: int) -> None:
     if progress is not None:
         progress(done)
-

@@ -31,7 +31,5 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         try:
             cls()
         except (FieldDoesNotExist, ImproperlyConfigured, AttributeError) as exc:
-            messages.append(
-                checks.Error(f"importer {name!r}: {exc}", obj=cls, id="djsync.E001")
-            )
+            messages.append(checks.Error(f"importer {name!r}: {exc}", obj=cls, id="djsync.E001"))
     return messages

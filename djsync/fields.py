@@ -242,9 +242,7 @@ def string_converter(max_length: int | None) -> Converter:
     def to_text(value: Any) -> str:
         text = to_str(value)
         if max_length is not None and len(text) > max_length:
-            raise ConversionError(
-                f"{len(text)} characters; the field allows at most {max_length}"
-            )
+            raise ConversionError(f"{len(text)} characters; the field allows at most {max_length}")
         return text
 
     return to_text

@@ -101,7 +101,9 @@ class BaseImporter:
             max_update=cls.max_update,
             max_delete=cls.max_delete,
             max_total=cls.max_total,
-            delete_guard=cls.delete_guard if cls.delete_guard is not None else settings.DELETE_GUARD,
+            delete_guard=cls.delete_guard
+            if cls.delete_guard is not None
+            else settings.DELETE_GUARD,
             on_row_error=cls.on_row_error,
         )
 
@@ -164,7 +166,9 @@ class BaseImporter:
         qs = self.get_scope(self.get_queryset()).values_list("pk", *paths)
         rows: dict[Key, TargetRow] = {}
         for pk, *cells in qs.iterator(chunk_size=settings.BATCH_SIZE):
-            values = self.normalize_target_row(dict(zip((f.name for f in fields), cells, strict=True)))
+            values = self.normalize_target_row(
+                dict(zip((f.name for f in fields), cells, strict=True))
+            )
             rows[self.key_of(values)] = TargetRow(pk=pk, values=values)
         return rows
 
@@ -188,7 +192,9 @@ class BaseImporter:
             if column is not None:
                 f.source_column = column
                 active.append(f)
-            elif f.name in self.keys or (f.spec.required is not False and f.default is NOT_PROVIDED):
+            elif f.name in self.keys or (
+                f.spec.required is not False and f.default is NOT_PROVIDED
+            ):
                 missing.append(f.column)
             elif f.default is not NOT_PROVIDED:
                 f.source_column = None
@@ -201,7 +207,9 @@ class BaseImporter:
             )
         self.active_fields = active
 
-    def convert(self, records: Iterable[dict[str, Any]], source: Source) -> Iterator[SourceRow | RowError]:
+    def convert(
+        self, records: Iterable[dict[str, Any]], source: Source
+    ) -> Iterator[SourceRow | RowError]:
         """Turn raw records into converted rows, or row errors naming row and column."""
         iterator = iter(records)
         first = next(iterator, None)
@@ -233,7 +241,9 @@ class BaseImporter:
             try:
                 value = f.convert(raw)
             except ValueError as exc:
-                errors.append(RowError(row=row, message=str(exc), column=column or f.column, value=raw))
+                errors.append(
+                    RowError(row=row, message=str(exc), column=column or f.column, value=raw)
+                )
                 continue
             if lookup is not None and value is not None and value not in lookup:
                 related = f.model_field.related_model._meta.verbose_name
@@ -251,7 +261,9 @@ class BaseImporter:
         if all(k in values for k in self.keys):
             key = self.key_of(values)
             if any(v is None or v == "" for v in key):
-                errors.append(RowError(row=row, message="the key is empty", column=self._key_column()))
+                errors.append(
+                    RowError(row=row, message="the key is empty", column=self._key_column())
+                )
                 key = None
         if not errors:
             try:
@@ -308,7 +320,9 @@ def _chain_one(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _report(stream: Iterator[Any], progress: Callable[[int], None], count: Callable[[], int]) -> Iterator[Any]:
+def _report(
+    stream: Iterator[Any], progress: Callable[[int], None], count: Callable[[], int]
+) -> Iterator[Any]:
     every = 1000
     last = 0
     for item in stream:

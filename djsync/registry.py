@@ -10,19 +10,21 @@ from django.core.exceptions import ImproperlyConfigured
 if TYPE_CHECKING:
     from .importers import BaseImporter
 
-I = TypeVar("I", bound="type[BaseImporter]")
+ImporterT = TypeVar("ImporterT", bound="type[BaseImporter]")
 
 _importers: dict[str, type[BaseImporter]] = {}
 
 
-def register(importer: I | None = None, *, name: str | None = None) -> I | Callable[[I], I]:
+def register(
+    importer: ImporterT | None = None, *, name: str | None = None
+) -> ImporterT | Callable[[ImporterT], ImporterT]:
     """Register an importer class; usable as ``@register`` or ``@register(name="x")``.
 
     The name defaults to the importer's ``name`` attribute, else the target model's label
     in lower case. Registering a second class under a taken name raises.
     """
 
-    def decorator(cls: I) -> I:
+    def decorator(cls: ImporterT) -> ImporterT:
         key = name or getattr(cls, "name", None) or cls.model._meta.label_lower
         existing = _importers.get(key)
         if existing is not None and existing is not cls:

@@ -71,15 +71,26 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
         "error": run.error or None,
         "warnings": run.warnings,
         "row_errors": [
-            {"row": e.row, "column": e.column or None, "key": e.key, "message": e.message,
-             "value": e.value}
+            {
+                "row": e.row,
+                "column": e.column or None,
+                "key": e.key,
+                "message": e.message,
+                "value": e.value,
+            }
             for e in run.row_errors.all()[:error_limit]
         ],
     }
     if changes:
         data["changes"] = [
-            {"action": c.action, "model": c.model, "key": c.key, "before": c.before,
-             "after": c.after, "changed": c.changed_fields}
+            {
+                "action": c.action,
+                "model": c.model,
+                "key": c.key,
+                "before": c.before,
+                "after": c.after,
+                "changed": c.changed_fields,
+            }
             for c in run.changes.order_by("pk").iterator(chunk_size=2000)
         ]
     return data

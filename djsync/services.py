@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import router
+from django.db import router, transaction
 from django.utils import timezone
 
 from .apply import apply_plan, check_limits
-from .diff import Plan
-from .exceptions import ConfigurationError, DjsyncError
+from .diff import Plan, same
+from .exceptions import ConfigurationError, ConflictError, DjsyncError, RowErrorsFound
 from .importers import BaseImporter, Switches
 from .models import SyncJob, SyncRun
 from .registry import get_importer_class
 from .sources import FileSource, Source, get_source
-from .store import save_plan
+from .store import load_plan, save_plan
 
 logger = logging.getLogger("djsync")
 
@@ -125,7 +125,9 @@ def run(
         status=SyncRun.Status.READING,
         started_at=timezone.now(),
     )
-    return execute(sync_run, file=file, source=source, source_options=source_options, progress=progress)
+    return execute(
+        sync_run, file=file, source=source, source_options=source_options, progress=progress
+    )
 
 
 def execute(
@@ -165,6 +167,73 @@ def execute(
         fail(sync_run, exc, progress)
         exc.run = sync_run  # type: ignore[attr-defined]
         raise
+
+
+def apply_previewed(
+    sync_run: SyncRun, *, user: Any = None, progress: Progress | None = None
+) -> SyncRun:
+    """Apply exactly the plan stored on a previewed run, if the target has not moved since.
+
+    The stored plan is re-read and checked against the target inside the write transaction:
+    every row it updates or deletes must still hold the values the preview saw, and no row
+    may have appeared under a key it creates. Otherwise nothing is written.
+    """
+    progress = progress or Progress()
+    if sync_run.status != SyncRun.Status.PREVIEWED:
+        raise ConfigurationError(
+            f"run #{sync_run.pk} is {sync_run.status}; only a previewed run can be applied"
+        )
+    try:
+        importer = make_importer(sync_run.job)
+        switches = resolve_switches(importer, sync_run.job, sync_run.options)
+        if sync_run.errors and switches.on_row_error == "fail":
+            raise RowErrorsFound(
+                f"the preview has {sync_run.errors} row errors and the job fails on them; "
+                "fix the source and preview again"
+            )
+        importer.load_lookups()
+        plan = load_plan(sync_run, importer)
+        check_limits(plan, switches)
+        if user is not None and getattr(user, "pk", None):
+            sync_run.user = user
+        sync_run.dry_run = False
+        _status(sync_run, SyncRun.Status.APPLYING, progress, dry_run=False)
+        with transaction.atomic(using=importer.using):
+            check_stale(plan, importer)
+            apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
+        sync_run.rows_applied = plan.total
+        _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
+        return sync_run
+    except Exception as exc:
+        fail(sync_run, exc, progress)
+        exc.run = sync_run  # type: ignore[attr-defined]
+        raise
+
+
+def check_stale(plan: Plan, importer: BaseImporter) -> None:
+    """Raise ConflictError naming the keys whose target rows changed since the preview."""
+    current = importer.read_target()
+    conflicts: list[str] = []
+    for action in plan.creates:
+        if action.key in current:
+            conflicts.append(f"{_key(action.key)} (created by someone else)")
+    for action in [*plan.updates, *plan.deletes]:
+        row = current.get(action.key)
+        if row is None or row.pk != action.pk:
+            conflicts.append(f"{_key(action.key)} (gone)")
+        elif any(not same(row.values.get(f), v) for f, v in action.old.items()):
+            conflicts.append(f"{_key(action.key)} (changed)")
+    if conflicts:
+        shown = ", ".join(conflicts[:10])
+        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+        raise ConflictError(
+            f"{plan.model}: the target changed since the preview: {shown}{more}. "
+            "Nothing written; preview again."
+        )
+
+
+def _key(key: tuple[Any, ...]) -> str:
+    return str(key[0]) if len(key) == 1 else str(tuple(key))
 
 
 def record_plan(sync_run: SyncRun, plan: Plan) -> None:

@@ -22,7 +22,9 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
     """Store every action and row error of ``plan`` on ``run``, in batches."""
     size = settings.BATCH_SIZE
     for batch in batched(plan.actions, size):
-        SyncChange.objects.bulk_create([_change(run, plan.model, a) for a in batch], batch_size=size)
+        SyncChange.objects.bulk_create(
+            [_change(run, plan.model, a) for a in batch], batch_size=size
+        )
     for batch in batched(plan.errors, size):
         SyncRowError.objects.bulk_create(
             [_row_error(run, plan.model, e) for e in batch], batch_size=size
@@ -65,7 +67,10 @@ def _row_error(run: SyncRun, model: str, error: RowError) -> SyncRowError:
 def _jsonable(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     if raw is None:
         return None
-    return {str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in raw.items()}
+    return {
+        str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+        for k, v in raw.items()
+    }
 
 
 def load_plan(run: SyncRun, importer: BaseImporter) -> Plan:
@@ -75,7 +80,9 @@ def load_plan(run: SyncRun, importer: BaseImporter) -> Plan:
     for change in changes.iterator(chunk_size=settings.BATCH_SIZE):
         key = tuple(_convert(importer, dict(zip(importer.keys, change.key, strict=True))).values())
         if change.action == SyncChange.Action.CREATE:
-            plan.creates.append(Create(key=key, values=_convert(importer, change.after), row=change.row))
+            plan.creates.append(
+                Create(key=key, values=_convert(importer, change.after), row=change.row)
+            )
         elif change.action == SyncChange.Action.UPDATE:
             plan.updates.append(
                 Update(
@@ -88,7 +95,11 @@ def load_plan(run: SyncRun, importer: BaseImporter) -> Plan:
             )
         else:
             plan.deletes.append(
-                Delete(key=key, pk=_pk(importer, change.object_pk), old=_convert(importer, change.before))
+                Delete(
+                    key=key,
+                    pk=_pk(importer, change.object_pk),
+                    old=_convert(importer, change.before),
+                )
             )
     stats = (run.stats or {}).get(importer.label, {})
     plan.unchanged = stats.get("unchanged", 0)

@@ -84,7 +84,9 @@ class FileSource(Source):
             except FileNotFoundError:
                 raise SourceError("file not found", source=self.name) from None
             except OSError as exc:
-                raise SourceError(f"cannot open the file: {exc.strerror}", source=self.name) from None
+                raise SourceError(
+                    f"cannot open the file: {exc.strerror}", source=self.name
+                ) from None
             with handle:
                 yield handle
         else:
@@ -93,7 +95,9 @@ class FileSource(Source):
                 self.file.seek(0)
             yield self.file
 
-    def _error(self, message: str, row: int | None = None, column: str | None = None) -> SourceError:
+    def _error(
+        self, message: str, row: int | None = None, column: str | None = None
+    ) -> SourceError:
         return SourceError(message, source=self.name, row=row, column=column)
 
     # -- reading -------------------------------------------------------------------------
@@ -112,8 +116,9 @@ class FileSource(Source):
                 yield decoder.decode(raw)
             except UnicodeDecodeError as exc:
                 raise self._error(
-                    f"line {line_no} is not valid {self.encoding} (byte {exc.object[exc.start:exc.end]!r}); "
-                    f"set the source's encoding option (e.g. \"latin-1\" or \"cp1252\")",
+                    f"line {line_no} is not valid {self.encoding} "
+                    f"(byte {exc.object[exc.start : exc.end]!r}); "
+                    f'set the source\'s encoding option (e.g. "latin-1" or "cp1252")',
                     row=line_no,
                 ) from None
         try:
@@ -173,7 +178,7 @@ class FileSource(Source):
                         )
                 record = dict(zip(header, cells, strict=False))
                 if len(cells) < width:
-                    for name in header[len(cells):]:
+                    for name in header[len(cells) :]:
                         record[name] = ""
                 yield record
         except csv.Error as exc:
@@ -190,7 +195,9 @@ class FileSource(Source):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise self._error(f"malformed JSON: {exc.msg} at character {exc.colno}", row=row) from None
+                raise self._error(
+                    f"malformed JSON: {exc.msg} at character {exc.colno}", row=row
+                ) from None
             if not isinstance(record, dict):
                 raise self._error("each line must hold a JSON object", row=row)
             for key in record:
@@ -276,9 +283,9 @@ class FileSource(Source):
             if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
                 continue
             if any(c not in (None, "") for c in cells[width:]):
-                raise self._error(f"a value stands right of the last header column", row=row)
+                raise self._error("a value stands right of the last header column", row=row)
             record = dict(zip(header, cells, strict=False))
-            for name in header[len(cells):]:
+            for name in header[len(cells) :]:
                 record[name] = None
             yield record
 

@@ -37,7 +37,10 @@ class Command(BaseCommand):
             )
         for limit in ("create", "update", "delete", "total"):
             parser.add_argument(
-                f"--max-{limit}", type=_count, metavar="N", help=f"Fail if the plan has more {limit}s."
+                f"--max-{limit}",
+                type=_count,
+                metavar="N",
+                help=f"Fail if the plan has more {limit}s.",
             )
         parser.add_argument(
             "--delete-guard",
@@ -61,9 +64,7 @@ class Command(BaseCommand):
             default="text",
             help="Summary format (json: machine-readable, on stdout).",
         )
-        parser.add_argument(
-            "--no-progress", action="store_true", help="Never show a progress bar."
-        )
+        parser.add_argument("--no-progress", action="store_true", help="Never show a progress bar.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["list"]:

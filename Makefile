@@ -1,0 +1,51 @@
+# djsync — the two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA := demo_project/demo/data
+DEMO_JOBS := categories products departments employees
+
+.PHONY: demo test test-postgres test-sqlite lint browser services bench clean
+
+$(VENV)/.installed: pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+## demo: install, migrate a fresh SQLite database, load the demo jobs, run day 1 then day 2
+demo: $(VENV)/.installed
+	rm -f demo.sqlite3
+	$(PY) manage.py migrate -v0
+	$(PY) manage.py loaddata demo_jobs
+	@echo "== Day 1: first sync of every demo job =="
+	$(PY) manage.py runsync $(DEMO_JOBS)
+	@echo "== Day 2: the next day's files (creates, updates and deletes) =="
+	$(PY) manage.py runsync categories --file $(DATA)/day2/categories.csv --diff
+	$(PY) manage.py runsync products --file $(DATA)/day2/products.csv --diff
+	$(PY) manage.py runsync departments --file $(DATA)/day2/departments.xlsx --diff
+	$(PY) manage.py runsync employees --file $(DATA)/day2/employees.json --diff
+
+## test: install dev requirements and the browser, then the whole suite on PostgreSQL and SQLite
+test: $(VENV)/.installed browser
+	$(MAKE) lint
+	$(MAKE) test-postgres
+	$(MAKE) test-sqlite
+
+test-postgres:
+	DJSYNC_TEST_DB=postgres $(PY) -m pytest
+
+test-sqlite:
+	DJSYNC_TEST_DB=sqlite $(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+browser:
+	bash scripts/install-browser.sh
+
+services:
+	bash scripts/services.sh
+
+clean:
+	rm -rf $(VENV) demo.sqlite3 .pytest_cache

@@ -1,0 +1,51 @@
+"""Shared fixtures: jobs for the test importers and small file writers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from djsync.models import SyncJob
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """write_csv([{"a": 1}], name="x.csv") → a CSV file with a header from the first row."""
+
+    def write(rows: list[dict[str, Any]], name: str = "data.csv", **kwargs: Any) -> Path:
+        path = tmp_path / name
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), **kwargs)
+            writer.writeheader()
+            writer.writerows(rows)
+        path.write_text(buffer.getvalue(), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_json(tmp_path: Path) -> Callable[..., Path]:
+    def write(data: Any, name: str = "data.json") -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_job(db: None) -> Callable[..., SyncJob]:
+    def make(importer: str, name: str | None = None, **fields: Any) -> SyncJob:
+        return SyncJob.objects.create(
+            name=name or importer.replace("_", "-"), importer=importer, **fields
+        )
+
+    return make

@@ -1,0 +1,44 @@
+"""Models the tests sync into: one per kind of field and key the engine must handle."""
+
+from django.db import models
+
+
+class Category(models.Model):
+    code = models.CharField(max_length=20, unique=True)
+    name = models.CharField(max_length=100)
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    qty = models.IntegerField(default=0)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.PROTECT)
+    region = models.CharField(max_length=10, default="eu")
+    updated = models.DateField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+
+
+class Member(models.Model):
+    """Composite natural key, every converter type, choices."""
+
+    class Level(models.TextChoices):
+        GOLD = "gold", "Gold member"
+        SILVER = "silver", "Silver member"
+
+    team = models.CharField(max_length=10)
+    number = models.IntegerField()
+    name = models.CharField(max_length=100)
+    nickname = models.CharField(max_length=50, blank=True)
+    note = models.TextField(null=True, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    joined = models.DateField(null=True, blank=True)
+    seen = models.DateTimeField(null=True, blank=True)
+    alarm = models.TimeField(null=True, blank=True)
+    vip = models.BooleanField(default=False)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.SILVER)
+    token = models.UUIDField(null=True, blank=True)
+    extra = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "number"], name="member_key")]
