@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -21,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "ENCODING": "utf-8",
     # How many changes per model the diff summary and notifications show.
     "SAMPLE_CHANGES": 10,
+    # Where uploaded source files wait between upload and apply (private, not MEDIA_ROOT).
+    "UPLOAD_ROOT": str(Path(tempfile.gettempdir()) / "djsync-uploads"),
     # Upload limit for the admin, in bytes.
     "MAX_UPLOAD_SIZE": 200 * 1024 * 1024,
     # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.

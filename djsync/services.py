@@ -130,6 +130,66 @@ def run(
     )
 
 
+def queue_preview(
+    job: str | SyncJob,
+    *,
+    upload: IO[bytes] | None = None,
+    upload_name: str | None = None,
+    trigger: str = SyncRun.Trigger.ADMIN,
+    user: Any = None,
+    **options: Any,
+) -> SyncRun:
+    """Create a queued dry run (from an uploaded file, or the job's own source) and send it
+    to a worker once the surrounding transaction commits."""
+    from django.db import transaction as tx
+
+    from .tasks import preview_run
+    from .uploads import save_upload
+
+    job = get_job(job)
+    sync_run = SyncRun.objects.create(
+        job=job,
+        trigger=trigger,
+        dry_run=True,
+        user=user if getattr(user, "pk", None) else None,
+        options={k: v for k, v in options.items() if v is not None},
+        status=SyncRun.Status.QUEUED,
+        source_name=upload_name or getattr(upload, "name", "") or "",
+        upload=save_upload(upload, upload_name or upload.name) if upload is not None else "",
+    )
+    tx.on_commit(lambda: _send(preview_run, sync_run))
+    return sync_run
+
+
+def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
+    result = task.delay(sync_run.pk, *args)
+    SyncRun.objects.filter(pk=sync_run.pk, task_id="").update(task_id=result.id or "")
+
+
+def execute_queued(sync_run: SyncRun, *, progress: Progress | None = None) -> SyncRun:
+    """Run a queued run in this process (a worker): from its uploaded file if it has one."""
+    from .uploads import open_upload
+
+    sync_run.status = SyncRun.Status.READING
+    sync_run.started_at = timezone.now()
+    sync_run.save(update_fields=["status", "started_at"])
+    if sync_run.upload:
+        with open_upload(sync_run.upload) as handle:
+            return execute(
+                sync_run,
+                source=make_source(
+                    sync_run.job, make_importer(sync_run.job), file=_named(handle, sync_run)
+                ),
+                progress=progress,
+            )
+    return execute(sync_run, progress=progress)
+
+
+def _named(handle: IO[bytes], sync_run: SyncRun) -> IO[bytes]:
+    handle.name = sync_run.source_name or handle.name  # type: ignore[misc]
+    return handle
+
+
 def execute(
     sync_run: SyncRun,
     *,

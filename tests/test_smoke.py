@@ -95,3 +95,26 @@ def test_preview_then_apply_and_staleness(make_job, write_csv):
     with pytest.raises(ConflictError, match="A1"):
         apply_previewed(stale)
     assert Product.objects.get(sku="A1").price == Decimal("5")
+
+
+def test_queue_preview_from_upload_then_apply_task(
+    make_job, write_csv, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    from djsync.services import queue_preview
+    from djsync.tasks import apply_run
+
+    settings.DJSYNC = {"UPLOAD_ROOT": str(tmp_path / "uploads")}
+    job = make_job("test_products")
+    path = write_csv(
+        [{"sku": "Z9", "name": "Drum", "price": "12.5", "qty": "2", "updated": "", "active": "1"}]
+    )
+    with path.open("rb") as handle, django_capture_on_commit_callbacks(execute=True):
+        run = queue_preview(job, upload=handle, upload_name="drums.csv")
+    run.refresh_from_db()
+    assert run.status == "previewed", run.error
+    assert run.source_name == "drums.csv"
+    assert run.changes.get().after["sku"] == "Z9"
+    apply_run.delay(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    assert Product.objects.filter(sku="Z9").exists()
