@@ -221,7 +221,8 @@ class BaseImporter:
         row = source.first_row
         for record in _chain_one(first, iterator):
             self.rows_read += 1
-            yield from self._convert_one(record, row, fields)
+            # Sources that skip blank lines say which row this record stands on.
+            yield from self._convert_one(record, source.row or row, fields)
             row += 1
 
     def _convert_one(

@@ -22,6 +22,9 @@ class Source:
     first_row: int = 2
     #: Column names, known once reading has started.
     columns: list[str] | None = None
+    #: Row number of the record last yielded, for sources whose rows are not simply
+    #: consecutive (blank lines skipped); None lets the importer count.
+    row: int | None = None
 
     def read(self) -> Iterator[dict[str, Any]]:
         raise NotImplementedError

@@ -180,6 +180,7 @@ class FileSource(Source):
                 if len(cells) < width:
                     for name in header[len(cells) :]:
                         record[name] = ""
+                self.row = row
                 yield record
         except csv.Error as exc:
             raise self._error(f"malformed CSV: {exc}", row=row + 1) from None
@@ -204,6 +205,7 @@ class FileSource(Source):
                 if key not in columns:
                     columns[key] = None
                     self.columns.append(key)
+            self.row = row
             yield record
 
     def _read_json(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -287,6 +289,7 @@ class FileSource(Source):
             record = dict(zip(header, cells, strict=False))
             for name in header[len(cells) :]:
                 record[name] = None
+            self.row = row
             yield record
 
     def _read_xls(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
