@@ -29,6 +29,17 @@ DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_SIZE": 200 * 1024 * 1024,
     # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.
     "FAST_PATH": True,
+    # HTTP sources: seconds to wait for a response, attempts after a 429/5xx/timeout, the
+    # first pause between attempts (doubled each time, Retry-After honoured up to
+    # HTTP_MAX_BACKOFF), and the most pages one run may fetch.
+    "HTTP_TIMEOUT": 30.0,
+    "HTTP_RETRIES": 3,
+    "HTTP_BACKOFF": 1.0,
+    "HTTP_MAX_BACKOFF": 60.0,
+    "HTTP_MAX_PAGES": 100_000,
+    # Secrets that sources name (e.g. an API token), by name; a name missing here is read
+    # from the environment variable of the same name. Jobs store names, never secrets.
+    "CREDENTIALS": {},
 }
 
 
