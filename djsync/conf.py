@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_ROOT": str(Path(tempfile.gettempdir()) / "djsync-uploads"),
     # Upload limit for the admin, in bytes.
     "MAX_UPLOAD_SIZE": 200 * 1024 * 1024,
+    # Seconds an uploaded file (and its unapplied preview) is kept before it expires.
+    "UPLOAD_MAX_AGE": 2 * 24 * 3600,
     # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.
     "FAST_PATH": True,
     # HTTP sources: seconds to wait for a response, attempts after a 429/5xx/timeout, the

@@ -19,6 +19,7 @@ from .models import SyncJob, SyncRun
 from .registry import get_importer_class
 from .sources import FileSource, Source, get_source
 from .store import load_plan, save_plan
+from .uploads import release_upload
 
 logger = logging.getLogger("djsync")
 
@@ -137,14 +138,15 @@ def queue_preview(
     upload_name: str | None = None,
     trigger: str = SyncRun.Trigger.ADMIN,
     user: Any = None,
+    format: str | None = None,
     **options: Any,
 ) -> SyncRun:
     """Create a queued dry run (from an uploaded file, or the job's own source) and send it
-    to a worker once the surrounding transaction commits."""
+    to a worker once the surrounding transaction commits. ``format`` overrides the upload's
+    extension; the stored file's extension is the format its preview reads it in."""
     from django.db import transaction as tx
 
     from .tasks import preview_run
-    from .uploads import save_upload
 
     job = get_job(job)
     sync_run = SyncRun.objects.create(
@@ -155,10 +157,17 @@ def queue_preview(
         options={k: v for k, v in options.items() if v is not None},
         status=SyncRun.Status.QUEUED,
         source_name=upload_name or getattr(upload, "name", "") or "",
-        upload=save_upload(upload, upload_name or upload.name) if upload is not None else "",
+        upload=_store_upload(upload, upload_name, format) if upload is not None else "",
     )
     tx.on_commit(lambda: _send(preview_run, sync_run))
     return sync_run
+
+
+def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> str:
+    from .uploads import save_upload
+
+    name = name or upload.name
+    return save_upload(upload, f"{name}.{format}" if format else name)
 
 
 def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
@@ -178,7 +187,10 @@ def execute_queued(sync_run: SyncRun, *, progress: Progress | None = None) -> Sy
             return execute(
                 sync_run,
                 source=make_source(
-                    sync_run.job, make_importer(sync_run.job), file=_named(handle, sync_run)
+                    sync_run.job,
+                    make_importer(sync_run.job),
+                    file=_named(handle, sync_run),
+                    source_options={"format": Path(sync_run.upload).suffix.lstrip(".") or None},
                 ),
                 progress=progress,
             )
@@ -262,6 +274,7 @@ def apply_previewed(
             check_stale(plan, importer)
             apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
         sync_run.rows_applied = plan.total
+        release_upload(sync_run)  # applied: the uploaded file has served its purpose
         _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
         return sync_run
     except Exception as exc:

@@ -1,0 +1,185 @@
+"""Admin forms: a job's definition (validated against the registry) and a source file upload."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.template.defaultfilters import filesizeformat
+from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
+
+from .conf import settings
+from .exceptions import DjsyncError
+from .models import SyncJob
+from .registry import importer_choices, importer_names
+from .sources import get_source
+from .sources.files import FORMATS, format_from_name
+
+#: ``*/15 * * * *`` (five crontab fields) or ``every 10 minutes``.
+CRONTAB = re.compile(r"^\S+( \S+){4}$")
+EVERY = re.compile(r"^every (\d+ )?(second|minute|hour|day)s?$")
+
+
+class EmailListField(forms.CharField):
+    """A list of e-mail addresses typed one per line or separated by commas."""
+
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        text = super().to_python(value) or ""
+        return [part.strip() for part in re.split(r"[,;\s]+", text) if part.strip()]
+
+    def validate(self, value: list[str]) -> None:
+        super().validate(value)
+        for address in value:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(
+                    _("%(address)s is not an e-mail address."), params={"address": address}
+                ) from None
+
+
+def validate_schedule(text: str) -> None:
+    """A crontab line or an ``every N minutes`` interval, as Celery beat reads them."""
+    text = text.strip()
+    if text and not (CRONTAB.match(text) or EVERY.match(text.lower())):
+        raise ValidationError(
+            _('Write a crontab ("*/15 * * * *") or an interval ("every 10 minutes").')
+        )
+
+
+class SyncJobForm(forms.ModelForm):
+    """A job's definition: the importer is a choice from the registry, never a dotted path."""
+
+    importer = forms.ChoiceField(label=_("importer"), choices=importer_choices)
+    notify_on_failure = EmailListField(
+        label=_("notify on failure"),
+        required=False,
+        help_text=_("E-mail addresses, one per line."),
+    )
+    schedule = forms.CharField(
+        label=_("schedule"),
+        required=False,
+        validators=[validate_schedule],
+        help_text=SyncJob._meta.get_field("schedule").help_text,
+    )
+
+    class Meta:
+        model = SyncJob
+        fields = [
+            "name",
+            "description",
+            "importer",
+            "source",
+            "enabled",
+            "create",
+            "update",
+            "delete",
+            "max_create",
+            "max_update",
+            "max_delete",
+            "max_total",
+            "delete_guard",
+            "on_row_error",
+            "schedule",
+            "notify_on_failure",
+            "warn_on_change",
+        ]
+
+    def clean_source(self) -> dict[str, Any]:
+        options = self.cleaned_data.get("source") or {}
+        if not isinstance(options, dict):
+            raise ValidationError(_('Source options are a JSON object: {"path": "x.csv"}.'))
+        if options:
+            try:
+                get_source(options)
+            except DjsyncError as exc:
+                raise ValidationError(str(exc)) from None
+        return options
+
+
+class UploadForm(forms.Form):
+    """A source file for a preview; its format comes from its extension unless chosen."""
+
+    file = forms.FileField(label=_("file"))
+    format = forms.ChoiceField(
+        label=_("format"),
+        required=False,
+        choices=[("", _("from the file's extension"))] + [(f, f) for f in FORMATS],
+    )
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        limit = settings.MAX_UPLOAD_SIZE
+        if upload.size > limit:
+            raise ValidationError(
+                _("The file is %(size)s; the limit is %(limit)s."),
+                params={"size": filesizeformat(upload.size), "limit": filesizeformat(limit)},
+            )
+        return upload
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        upload = data.get("file")
+        if upload is not None and not data.get("format"):
+            data["format"] = format_from_name(upload.name)
+            if data["format"] is None:
+                self.add_error(
+                    "format",
+                    _("Cannot tell the format of %(name)s from its extension; choose one.")
+                    % {"name": upload.name},
+                )
+        return data
+
+
+class ModelUploadForm(UploadForm):
+    """An upload from a model's changelist: also chooses which job (or importer) reads it."""
+
+    job = forms.ChoiceField(label=_("job"))
+
+    def __init__(self, *args: Any, importers: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.importers = importers
+        jobs = SyncJob.objects.filter(importer__in=importers).order_by("name")
+        choices = [(f"job:{job.pk}", str(job)) for job in jobs]
+        with_job = {job.importer for job in jobs}
+        choices += [
+            (f"importer:{name}", _("%(name)s (new job)") % {"name": name})
+            for name in importers
+            if name not in with_job
+        ]
+        self.fields["job"].choices = choices
+        if len(choices) == 1:
+            self.fields["job"].initial = choices[0][0]
+            self.fields["job"].widget = forms.HiddenInput()
+
+    def get_job(self) -> SyncJob:
+        """The chosen job; an importer without a job yet gets one named after it."""
+        kind, _sep, value = self.cleaned_data["job"].partition(":")
+        if kind == "job":
+            return SyncJob.objects.get(pk=value, importer__in=self.importers)
+        if value not in importer_names() or value not in self.importers:
+            raise ValidationError(_("Unknown importer."))
+        existing = SyncJob.objects.filter(importer=value).first()
+        if existing is not None:
+            return existing
+        base = slugify(value) or "upload"
+        name, n = base, 1
+        while SyncJob.objects.filter(name=name).exists():
+            n += 1
+            name = f"{base}-{n}"
+        return SyncJob.objects.create(
+            name=name, importer=value, description=str(_("Created by an upload in the admin."))
+        )
