@@ -74,6 +74,7 @@ class FileSource(Source):
         self.sheet = sheet
         self.first_row = 1 if fmt in ("json", "jsonl", "yaml") else 2
         self.columns = None
+        self.row: int | None = None
 
     # -- opening -------------------------------------------------------------------------
     @contextmanager
@@ -190,9 +191,11 @@ class FileSource(Source):
     def _read_jsonl(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         columns: dict[str, None] = {}
         self.columns = []
+        empty = True
         for row, line in enumerate(self._decoded_lines(handle), start=1):
             if not line.strip():
                 continue
+            empty = False
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -207,6 +210,8 @@ class FileSource(Source):
                     self.columns.append(key)
             self.row = row
             yield record
+        if empty:
+            raise self._error("the file is empty")
 
     def _read_json(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         text = "".join(self._decoded_lines(handle))
@@ -236,6 +241,7 @@ class FileSource(Source):
         for row, record in enumerate(data, start=1):
             if not isinstance(record, dict):
                 raise self._error(f"expected an object, got {type(record).__name__}", row=row)
+            self.row = row
             yield record
 
     def _read_yaml(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
