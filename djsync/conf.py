@@ -31,6 +31,30 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_MAX_AGE": 2 * 24 * 3600,
     # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.
     "FAST_PATH": True,
+    # -- Celery runs (docs/celery.md) --
+    # One run per job at a time: "redis" (a Redis lock), "database" (a lease row in
+    # djsync's SyncLock table) or "auto" (Redis when the Celery broker is Redis).
+    "LOCK_BACKEND": "auto",
+    # Redis URL of the lock; None takes the Celery broker URL.
+    "LOCK_REDIS_URL": None,
+    # Seconds a lock lives without being renewed: how long a dead worker blocks its job.
+    "LOCK_TTL": 60,
+    # Seconds a second run of a busy job waits for the lock before it is refused (0: never).
+    "LOCK_WAIT": 0,
+    # Seconds between heartbeats (lock renewal, progress and heartbeat written to the run).
+    "HEARTBEAT_INTERVAL": 5,
+    # A running run without a heartbeat for this long, whose lock is gone, is marked failed.
+    "STALE_AFTER": 120,
+    # Retries of a run whose source failed transiently (TransientSourceError), and their
+    # backoff: RETRY_BACKOFF * 2**n seconds, at most RETRY_BACKOFF_MAX.
+    "MAX_RETRIES": 3,
+    "RETRY_BACKOFF": 30,
+    "RETRY_BACKOFF_MAX": 600,
+    # Database alias progress is written through during the apply transaction; None: a
+    # second connection to the run's database (PostgreSQL), the same one on SQLite.
+    "PROGRESS_DATABASE": None,
+    # Sender of notification mails; None: DEFAULT_FROM_EMAIL.
+    "NOTIFY_FROM": None,
     # HTTP sources: seconds to wait for a response, attempts after a 429/5xx/timeout, the
     # first pause between attempts (doubled each time, Retry-After honoured up to
     # HTTP_MAX_BACKOFF), and the most pages one run may fetch.

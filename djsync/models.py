@@ -169,6 +169,10 @@ class SyncRun(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
+    #: Set by ``djsync.monitor.cancel``; a running run checks it between phases and batches.
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    #: How many times a worker started this run (more than 1 after transient source errors).
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -250,3 +254,22 @@ class SyncRowError(models.Model):
         if self.column:
             where += f", column {self.column!r}"
         return f"{where}: {self.message}"
+
+
+class SyncLock(models.Model):
+    """A lease that keeps a second run of a job from starting (the database lock backend).
+
+    Used when Redis is not the broker; a lease expires at ``expires_at`` unless its holder
+    renews it, so a dead worker blocks its job for at most ``LOCK_TTL`` seconds.
+    """
+
+    name = models.CharField(_("name"), max_length=200, primary_key=True)
+    owner = models.CharField(_("owner"), max_length=100)
+    expires_at = models.DateTimeField(_("expires at"))
+
+    class Meta:
+        verbose_name = _("lock")
+        verbose_name_plural = _("locks")
+
+    def __str__(self) -> str:
+        return f"{self.name} (until {self.expires_at:%H:%M:%S})"
