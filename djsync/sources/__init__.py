@@ -7,10 +7,11 @@ from typing import Any
 from ..exceptions import ConfigurationError
 from .base import Source
 from .files import FileSource
+from .http import HttpSource
 
-__all__ = ["FileSource", "Source", "get_source", "register_source"]
+__all__ = ["FileSource", "HttpSource", "Source", "get_source", "register_source"]
 
-_kinds: dict[str, type[Source]] = {"file": FileSource}
+_kinds: dict[str, type[Source]] = {"file": FileSource, "http": HttpSource}
 
 
 def register_source(kind: str, cls: type[Source]) -> None:

@@ -1,0 +1,356 @@
+"""HTTP JSON source against a real server on 127.0.0.1: pagination, auth, retries, bad answers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+import djsync
+from djsync.exceptions import ConfigurationError, SourceError, TransientSourceError
+from djsync.sources import HttpSource, get_source
+from tests.httpserver import ApiServer, Reply, Request, serve
+from tests.testapp.models import Product
+
+
+def product(n: int, **extra: object) -> dict:
+    return {
+        "sku": f"P{n:03d}",
+        "name": f"Product {n}",
+        "price": f"{n}.50",
+        "qty": n,
+        "updated": "2026-01-0" + str(1 + n % 9),
+        "active": True,
+        **extra,
+    }
+
+
+CATALOGUE = [product(n) for n in range(1, 8)]  # 7 products
+
+
+@pytest.fixture
+def api():
+    yield from serve()
+
+
+def fast(**options: object) -> dict:
+    """Options that keep retries instant in tests."""
+    return {"backoff": 0, **options}
+
+
+# -- a whole job, no pagination ---------------------------------------------------------------
+
+
+def test_job_with_http_source_creates_then_is_unchanged(api, make_job):
+    api.route("/products", Reply(body=CATALOGUE[:3]))
+    job = make_job("test_products", source={"kind": "http", "url": api.url("/products")})
+    run = djsync.run(job)
+    assert run.status == "succeeded", run.error
+    assert run.counts["created"] == 3
+    assert run.source_name == api.url("/products")
+    assert Product.objects.get(sku="P002").price == Decimal("2.50")
+    again = djsync.run(job)
+    assert again.counts["unchanged"] == 3 and again.counts["created"] == 0
+
+
+def test_records_path_inside_the_response(api):
+    api.route("/wrapped", Reply(body={"meta": {"n": 2}, "data": {"items": CATALOGUE[:2]}}))
+    source = HttpSource(api.url("/wrapped"), records="data.items")
+    assert [r["sku"] for r in source.read()] == ["P001", "P002"]
+    assert "sku" in source.columns
+
+
+def test_a_missing_records_path_names_it(api):
+    api.route("/wrapped", Reply(body={"data": {}}))
+    source = HttpSource(api.url("/wrapped"), records="data.items")
+    with pytest.raises(SourceError, match="has no 'data.items'"):
+        list(source.read())
+
+
+# -- pagination -------------------------------------------------------------------------------
+
+
+def paged(request: Request) -> Reply:
+    page, size = int(request.query["page"]), int(request.query.get("per_page", 3))
+    chunk = CATALOGUE[(page - 1) * size : page * size]
+    return Reply(body={"results": chunk, "page": page})
+
+
+def test_page_number_pagination_streams_one_page_at_a_time(api):
+    api.route("/paged", paged)
+    source = HttpSource(
+        api.url("/paged"),
+        records="results",
+        pagination={"style": "page", "size_param": "per_page", "size": 3},
+    )
+    records = source.read()
+    first = next(records)
+    assert first["sku"] == "P001"
+    assert len(api.hits("/paged")) == 1  # the second page is not fetched yet
+    rest = list(records)
+    assert [r["sku"] for r in [first, *rest]] == [p["sku"] for p in CATALOGUE]
+    # 7 records by 3: pages 1, 2 and 3; page 3 is short, so no 4th request.
+    assert [r.query["page"] for r in api.hits("/paged")] == ["1", "2", "3"]
+
+
+def test_page_number_without_size_stops_at_an_empty_page(api):
+    api.route("/paged", paged)
+    source = HttpSource(api.url("/paged"), records="results", pagination={"style": "page"})
+    assert len(list(source.read())) == 7
+    assert [r.query["page"] for r in api.hits("/paged")] == ["1", "2", "3", "4"]
+
+
+def test_offset_limit_pagination(api):
+    def handler(request: Request) -> Reply:
+        offset, limit = int(request.query["offset"]), int(request.query["limit"])
+        return Reply(body={"items": CATALOGUE[offset : offset + limit]})
+
+    api.route("/offset", handler)
+    source = HttpSource(
+        api.url("/offset"), pagination={"style": "offset", "limit": 4}, params={"q": "x"}
+    )
+    assert [r["sku"] for r in source.read()] == [p["sku"] for p in CATALOGUE]
+    assert [(r.query["offset"], r.query["q"]) for r in api.hits("/offset")] == [
+        ("0", "x"),
+        ("4", "x"),
+    ]
+
+
+def test_cursor_pagination(api):
+    def handler(request: Request) -> Reply:
+        start = int(request.query.get("cursor", 0))
+        nxt = start + 3 if start + 3 < len(CATALOGUE) else None
+        return Reply(body={"data": CATALOGUE[start : start + 3], "meta": {"next": nxt}})
+
+    api.route("/cursor", handler)
+    source = HttpSource(
+        api.url("/cursor"),
+        records="data",
+        pagination={"style": "cursor", "param": "cursor", "path": "meta.next"},
+    )
+    assert len(list(source.read())) == 7
+    assert [r.query.get("cursor") for r in api.hits("/cursor")] == [None, "3", "6"]
+
+
+def test_next_link_in_the_body_relative_or_absolute(api):
+    api.route("/a", Reply(body={"results": CATALOGUE[:2], "next": "/b?token=1"}))
+    api.route("/b", Reply(body={"results": CATALOGUE[2:4], "next": api.url("/c")}))
+    api.route("/c", Reply(body={"results": CATALOGUE[4:], "next": None}))
+    source = HttpSource(api.url("/a"), records="results", pagination={"style": "next"})
+    source.pagination["path"] = "next"
+    assert len(list(source.read())) == 7
+    assert api.hits("/b")[0].query == {"token": "1"}
+
+
+def test_next_link_in_the_link_header(api):
+    api.route("/h1", Reply(body=CATALOGUE[:4], headers={"Link": '</h2>; rel="next"'}))
+    api.route("/h2", Reply(body=CATALOGUE[4:]))
+    source = HttpSource(api.url("/h1"), pagination={"style": "next"})
+    assert len(list(source.read())) == 7
+
+
+def test_a_next_link_loop_is_an_error(api):
+    api.route("/loop", Reply(body={"results": [], "next": "/loop2"}))
+    api.route("/loop2", Reply(body={"results": [], "next": "/loop2"}))
+    source = HttpSource(api.url("/loop"), pagination={"style": "next", "path": "next"})
+    with pytest.raises(SourceError, match="repeats"):
+        list(source.read())
+
+
+# -- auth -------------------------------------------------------------------------------------
+
+
+def guarded(expected_header: str, expected_value: str):
+    def handler(request: Request) -> Reply:
+        if request.headers.get(expected_header.lower()) != expected_value:
+            return Reply(401, {"detail": "bad credentials"})
+        return Reply(body=CATALOGUE[:1])
+
+    return handler
+
+
+def test_bearer_token_from_the_environment(api, monkeypatch, make_job):
+    api.route("/secure", guarded("Authorization", "Bearer s3cret"))
+    monkeypatch.setenv("PARTNER_TOKEN", "s3cret")
+    job = make_job(
+        "test_products",
+        source={
+            "kind": "http",
+            "url": api.url("/secure"),
+            "auth": {"type": "bearer", "token": "PARTNER_TOKEN"},
+        },
+    )
+    run = djsync.run(job)
+    assert run.status == "succeeded", run.error
+    assert "s3cret" not in str(job.source)
+
+
+def test_credentials_from_settings_win_over_the_environment(api, monkeypatch, settings):
+    api.route("/secure", guarded("X-Api-Key", "from-settings"))
+    monkeypatch.setenv("PARTNER_KEY", "from-env")
+    settings.DJSYNC = {"CREDENTIALS": {"PARTNER_KEY": "from-settings"}}
+    source = HttpSource(api.url("/secure"), headers={"X-Api-Key": {"credential": "PARTNER_KEY"}})
+    assert len(list(source.read())) == 1
+
+
+def test_basic_and_query_auth(api, monkeypatch):
+    import base64
+
+    monkeypatch.setenv("API_USER", "ann")
+    monkeypatch.setenv("API_PASSWORD", "pw")
+    token = base64.b64encode(b"ann:pw").decode()
+    api.route("/basic", guarded("Authorization", f"Basic {token}"))
+    source = HttpSource(
+        api.url("/basic"),
+        auth={"type": "basic", "username": "API_USER", "password": "API_PASSWORD"},
+    )
+    assert len(list(source.read())) == 1
+
+    api.route("/query", lambda r: Reply(body=CATALOGUE[:2] if r.query.get("key") == "pw" else []))
+    source = HttpSource(
+        api.url("/query"), auth={"type": "query", "param": "key", "token": "API_PASSWORD"}
+    )
+    assert len(list(source.read())) == 2
+
+
+def test_a_missing_credential_is_a_configuration_error(api, monkeypatch):
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    source = HttpSource(api.url("/x"), auth={"type": "bearer", "token": "NOPE_TOKEN"})
+    with pytest.raises(ConfigurationError, match="credential 'NOPE_TOKEN' is not set"):
+        list(source.read())
+    assert api.requests == []
+
+
+def test_a_secret_written_into_a_header_is_refused():
+    with pytest.raises(ConfigurationError, match="holds a secret"):
+        get_source(
+            {"kind": "http", "url": "http://127.0.0.1:1/", "headers": {"Authorization": "x"}}
+        )
+
+
+def test_wrong_credentials_fail_without_retrying(api, monkeypatch):
+    api.route("/secure", guarded("Authorization", "Bearer right"))
+    monkeypatch.setenv("T", "wrong")
+    source = HttpSource(api.url("/secure"), auth={"type": "bearer", "token": "T"}, **fast())
+    with pytest.raises(SourceError, match="HTTP 401 Unauthorized") as info:
+        list(source.read())
+    assert not isinstance(info.value, TransientSourceError)
+    assert len(api.requests) == 1
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def test_429_and_503_are_retried_then_succeed(api):
+    api.route(
+        "/flaky",
+        [
+            Reply(429, {"detail": "slow down"}, headers={"Retry-After": "0"}),
+            Reply(503, "maintenance"),
+            Reply(body=CATALOGUE[:2]),
+        ],
+    )
+    source = HttpSource(api.url("/flaky"), retries=3, **fast())
+    assert len(list(source.read())) == 2
+    assert len(api.hits("/flaky")) == 3
+
+
+def test_a_server_error_that_persists_is_a_transient_error_and_nothing_is_written(api, make_job):
+    api.route("/down", Reply(500, {"detail": "boom"}))
+    job = make_job(
+        "test_products",
+        source={"kind": "http", "url": api.url("/down"), "retries": 2, "backoff": 0},
+    )
+    with pytest.raises(TransientSourceError, match="HTTP 500.*gave up after 3 attempts") as info:
+        djsync.run(job)
+    assert info.value.run.status == "failed"
+    assert "HTTP 500" in info.value.run.error
+    assert len(api.hits("/down")) == 3
+    assert not Product.objects.exists()
+
+
+def test_a_404_is_not_retried(api):
+    source = HttpSource(api.url("/missing"), retries=3, **fast())
+    with pytest.raises(SourceError, match="HTTP 404 Not Found from http://127.0.0.1:\\d+/missing"):
+        list(source.read())
+    assert len(api.requests) == 1
+
+
+def test_a_timeout_is_retried_then_reported(api):
+    api.route("/slow", Reply(body=CATALOGUE[:1], delay=1.0))
+    source = HttpSource(api.url("/slow"), timeout=0.1, retries=1, **fast())
+    with pytest.raises(TransientSourceError, match="timeout.*gave up after 2 attempts"):
+        list(source.read())
+
+
+def test_connection_refused_is_transient():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    source = HttpSource(f"http://127.0.0.1:{port}/", retries=0)
+    with pytest.raises(TransientSourceError, match="cannot connect"):
+        list(source.read())
+
+
+def test_malformed_json_names_the_page_and_place(api):
+    api.route("/bad", Reply(body=b'[{"sku": "A1",}]'))
+    source = HttpSource(api.url("/bad"))
+    with pytest.raises(SourceError, match="page 1 is not valid JSON at line 1, character 15"):
+        list(source.read())
+
+
+def test_malformed_json_on_a_later_page_writes_nothing(api, make_job):
+    api.route("/p1", Reply(body={"results": CATALOGUE[:3], "next": "/p2"}))
+    api.route("/p2", Reply(body=b"<html>Bad gateway</html>", headers={"Content-Type": "text/html"}))
+    job = make_job(
+        "test_products",
+        source={
+            "kind": "http",
+            "url": api.url("/p1"),
+            "records": "results",
+            "pagination": {"style": "next", "path": "next"},
+        },
+    )
+    with pytest.raises(SourceError, match="page 2 is not valid JSON.*text/html"):
+        djsync.run(job)
+    assert not Product.objects.exists()
+
+
+def test_records_that_are_not_objects(api):
+    api.route("/odd", Reply(body=[1, 2]))
+    with pytest.raises(SourceError, match="record 1: expected an object, got int"):
+        list(HttpSource(api.url("/odd")).read())
+
+
+def test_bad_options_are_configuration_errors():
+    with pytest.raises(ConfigurationError, match="http\\(s\\) URL"):
+        get_source({"kind": "http", "url": "ftp://x"})
+    with pytest.raises(ConfigurationError, match="pagination style"):
+        get_source({"kind": "http", "url": "http://x/", "pagination": {"style": "pages"}})
+    with pytest.raises(ConfigurationError, match="bad options for a http source"):
+        get_source({"kind": "http", "url": "http://x/", "bogus": 1})
+
+
+def test_post_with_a_json_body(api):
+    api.route(
+        "/search",
+        lambda r: Reply(body=CATALOGUE[:1] if r.method == "POST" and b"lamps" in r.body else []),
+    )
+    source = HttpSource(api.url("/search"), method="POST", json={"q": "lamps"})
+    assert len(list(source.read())) == 1
+
+
+def test_max_pages_stops_a_runaway_pagination(api):
+    api.route("/forever", lambda r: Reply(body=CATALOGUE[:1]))
+    source = HttpSource(api.url("/forever"), pagination={"style": "page"}, max_pages=5)
+    with pytest.raises(SourceError, match="stopped after 5 pages"):
+        list(source.read())
+
+
+def test_server_helper_is_a_real_server(api: ApiServer):
+    import httpx
+
+    api.route("/ping", Reply(body={"ok": True}))
+    assert httpx.get(api.url("/ping")).json() == {"ok": True}
