@@ -59,6 +59,15 @@ elif DB == "postgres":
 else:
     raise RuntimeError(f"DJSYNC_TEST_DB must be postgres or sqlite, not {DB!r}")
 
+# A second database ("other") for SQL and queryset sources and cross-database syncs; it is
+# created only for tests that ask for it (django_db(databases=["default", "other"])).
+OTHER = {**DATABASES["default"]}
+if DB == "sqlite":
+    OTHER["NAME"] = ":memory:"
+else:
+    OTHER["TEST"] = {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_other"}
+DATABASES["other"] = OTHER
+
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
