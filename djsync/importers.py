@@ -62,6 +62,9 @@ class BaseImporter:
     scope: ClassVar[dict[str, Any] | None] = None
     #: Default source options for jobs that use this importer, e.g. ``{"path": "x.csv"}``.
     source: ClassVar[dict[str, Any] | None] = None
+    #: Database alias of the target (None: the router's choice for ``model``); set it to
+    #: keep e.g. a ``reporting`` copy of a table in sync with ``default``.
+    database: ClassVar[str | None] = None
 
     #: Behaviour switches and limits (a job or a run may override each).
     create: ClassVar[bool] = True

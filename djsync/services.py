@@ -60,7 +60,7 @@ def get_job(job: str | SyncJob) -> SyncJob:
 
 def make_importer(job: SyncJob) -> BaseImporter:
     cls = get_importer_class(job.importer)
-    return cls(using=router.db_for_write(cls.model))
+    return cls(using=cls.database or router.db_for_write(cls.model))
 
 
 def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:

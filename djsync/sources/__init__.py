@@ -8,10 +8,25 @@ from ..exceptions import ConfigurationError
 from .base import Source
 from .files import FileSource
 from .http import HttpSource
+from .querysets import QuerySetSource
+from .sql import SqlSource
 
-__all__ = ["FileSource", "HttpSource", "Source", "get_source", "register_source"]
+__all__ = [
+    "FileSource",
+    "HttpSource",
+    "QuerySetSource",
+    "Source",
+    "SqlSource",
+    "get_source",
+    "register_source",
+]
 
-_kinds: dict[str, type[Source]] = {"file": FileSource, "http": HttpSource}
+_kinds: dict[str, type[Source]] = {
+    "file": FileSource,
+    "http": HttpSource,
+    "sql": SqlSource,
+    "queryset": QuerySetSource,
+}
 
 
 def register_source(kind: str, cls: type[Source]) -> None:
