@@ -44,6 +44,10 @@ class TransientSourceError(SourceError):
     """A source failure that may pass by itself (timeout, 5xx, file not there yet)."""
 
 
+class TargetError(DjsyncError):
+    """The target cannot be written (e.g. an export path); nothing was left half-written."""
+
+
 class MappingError(DjsyncError):
     """The source's columns do not fit the importer (e.g. a key column is missing)."""
 
