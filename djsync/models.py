@@ -42,6 +42,16 @@ class SyncJob(models.Model):
         encoder=DjangoJSONEncoder,
         help_text=_('e.g. {"path": "data/products.csv", "encoding": "latin-1"}'),
     )
+    target = models.JSONField(
+        _("target options"),
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text=_(
+            "Empty: the importer's model. An export writes the model's rows to a file: "
+            '{"kind": "file", "path": "exports/products-{date}.csv"}'
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     # Switches and limits; empty means "as the importer says".
     create = models.BooleanField(_("create"), null=True, blank=True)
@@ -173,6 +183,8 @@ class SyncRun(models.Model):
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     #: How many times a worker started this run (more than 1 after transient source errors).
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    #: Incremental sync: the cursor this run read up to, saved on the job once it is applied.
+    cursor = models.JSONField(_("cursor"), null=True, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
