@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -13,9 +14,11 @@ from django.utils import timezone
 
 from .apply import apply_plan, check_limits
 from .diff import Plan, same
-from .exceptions import ConfigurationError, ConflictError, DjsyncError, RowErrorsFound
+from .exceptions import ConfigurationError, ConflictError, DjsyncError, RowErrorsFound, RunLocked
 from .importers import BaseImporter, Switches
 from .models import SyncJob, SyncRun
+from .monitor import end_status, guard
+from .notifications import run_finished
 from .registry import get_importer_class
 from .sources import FileSource, Source, get_source
 from .store import load_plan, save_plan
@@ -210,10 +213,15 @@ def execute(
     source_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> SyncRun:
-    """Read, diff, store the plan, and (unless a dry run) apply it; record everything."""
+    """Read, diff, store the plan, and (unless a dry run) apply it; record everything.
+
+    The job's lock is held throughout (one run per job at a time, see djsync.monitor).
+    """
     progress = progress or Progress()
     job = sync_run.job
+    held = ExitStack()
     try:
+        progress = held.enter_context(guard(sync_run, progress))
         importer = make_importer(job)
         switches = resolve_switches(importer, job, sync_run.options)
         if source is None:
@@ -239,6 +247,8 @@ def execute(
         fail(sync_run, exc, progress)
         exc.run = sync_run  # type: ignore[attr-defined]
         raise
+    finally:
+        held.close()
 
 
 def apply_previewed(
@@ -255,7 +265,9 @@ def apply_previewed(
         raise ConfigurationError(
             f"run #{sync_run.pk} is {sync_run.status}; only a previewed run can be applied"
         )
+    held = ExitStack()
     try:
+        progress = held.enter_context(guard(sync_run, progress))
         importer = make_importer(sync_run.job)
         switches = resolve_switches(importer, sync_run.job, sync_run.options)
         if sync_run.errors and switches.on_row_error == "fail":
@@ -277,10 +289,20 @@ def apply_previewed(
         release_upload(sync_run)  # applied: the uploaded file has served its purpose
         _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
         return sync_run
+    except RunLocked as exc:  # another run is active: this preview stays, to apply later
+        if sync_run.status == SyncRun.Status.PREVIEWED:
+            sync_run.error = f"not applied: {exc}"
+            SyncRun.objects.filter(pk=sync_run.pk).update(error=sync_run.error)
+        else:
+            fail(sync_run, exc, progress)
+        exc.run = sync_run  # type: ignore[attr-defined]
+        raise
     except Exception as exc:
         fail(sync_run, exc, progress)
         exc.run = sync_run  # type: ignore[attr-defined]
         raise
+    finally:
+        held.close()
 
 
 def check_stale(plan: Plan, importer: BaseImporter) -> None:
@@ -331,7 +353,7 @@ def fail(sync_run: SyncRun, exc: BaseException, progress: Progress | None = None
     sync_run.error = str(exc) if isinstance(exc, DjsyncError) else f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, DjsyncError):
         logger.exception("djsync run %s failed", sync_run.pk)
-    _finish(sync_run, SyncRun.Status.FAILED, progress)
+    _finish(sync_run, end_status(sync_run, exc), progress)
 
 
 def _status(sync_run: SyncRun, status: str, progress: Progress, **fields: Any) -> None:
@@ -352,6 +374,7 @@ def _finish(sync_run: SyncRun, status: str, progress: Progress | None) -> None:
     sync_run.save()
     if progress and progress.on_status:
         progress.on_status(status)
+    run_finished(sync_run)  # mails failures and changes; never raises
 
 
 def _read_progress(sync_run: SyncRun, progress: Progress) -> Callable[[int], None]:

@@ -1,0 +1,211 @@
+"""One run per job at a time: a lock with a time to live, renewed by the run's heartbeat.
+
+Two backends, one contract (``acquire``/``renew``/``release``/``holder``):
+
+- :class:`RedisLock` — a Redis key set with ``SET NX PX``; the default when the Celery
+  broker is Redis, so workers on several machines share it.
+- :class:`DatabaseLock` — a lease row in djsync's ``SyncLock`` table, claimed with a
+  conditional ``UPDATE``; works on every database, for projects without Redis.
+
+Both expire on their own: a worker that dies stops renewing its lock, and the job is free
+again ``LOCK_TTL`` seconds later.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, router, transaction
+from django.utils import timezone
+
+from .conf import settings
+from .exceptions import ConfigurationError, RunLocked
+
+#: Prefix of lock names, in Redis and in the SyncLock table.
+PREFIX = "djsync:job:"
+
+
+class JobLock:
+    """A named lock held by one owner token for ``ttl`` seconds unless renewed."""
+
+    def __init__(self, name: str, *, ttl: float, owner: str | None = None) -> None:
+        self.name = name
+        self.ttl = ttl
+        #: Who holds it: the run id plus a random part, so a stale holder cannot release it.
+        self.owner = owner or uuid.uuid4().hex
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free (or expired); never blocks."""
+        raise NotImplementedError
+
+    def renew(self) -> bool:
+        """Push the expiry ``ttl`` seconds ahead; False if this owner no longer holds it."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Give the lock up if this owner still holds it."""
+        raise NotImplementedError
+
+    def holder(self) -> str | None:
+        """The owner token of whoever holds the lock now, or None if it is free."""
+        raise NotImplementedError
+
+
+class RedisLock(JobLock):
+    """``SET name owner NX PX ttl``; renew and release only when the value is still ours."""
+
+    _RENEW = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    )
+    _RELEASE = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('del', KEYS[1]) else return 0 end"
+    )
+
+    def __init__(self, name: str, *, ttl: float, owner: str | None = None, url: str) -> None:
+        super().__init__(name, ttl=ttl, owner=owner)
+        self.url = url
+
+    @property
+    def client(self) -> Any:
+        import redis
+
+        if not hasattr(self, "_client"):
+            self._client = redis.Redis.from_url(self.url, socket_timeout=10)
+        return self._client
+
+    def acquire(self) -> bool:
+        return bool(self.client.set(self.name, self.owner, nx=True, px=int(self.ttl * 1000)))
+
+    def renew(self) -> bool:
+        return bool(self.client.eval(self._RENEW, 1, self.name, self.owner, int(self.ttl * 1000)))
+
+    def release(self) -> None:
+        self.client.eval(self._RELEASE, 1, self.name, self.owner)
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.name)
+        return value.decode() if isinstance(value, bytes) else value
+
+
+class DatabaseLock(JobLock):
+    """A lease row: claimed when absent or expired, renewed and expired only by its owner.
+
+    Released leases stay as expired rows, so that taking the lock again is one ``UPDATE``.
+
+    Each statement runs on its own (autocommit) so that other processes see the lease at
+    once; on SQLite a lease taken inside a write transaction is seen when that commits.
+    """
+
+    def __init__(self, name: str, *, ttl: float, owner: str | None = None) -> None:
+        super().__init__(name, ttl=ttl, owner=owner)
+        from .models import SyncLock
+
+        self.model = SyncLock
+        self.using = router.db_for_write(SyncLock)
+
+    def _rows(self) -> Any:
+        return self.model._default_manager.using(self.using).filter(name=self.name)
+
+    def acquire(self) -> bool:
+        now = timezone.now()
+        expires = now + timedelta(seconds=self.ttl)
+        if self._rows().filter(expires_at__lt=now).update(owner=self.owner, expires_at=expires):
+            return True
+        try:
+            with transaction.atomic(using=self.using):
+                self.model._default_manager.using(self.using).create(
+                    name=self.name, owner=self.owner, expires_at=expires
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def renew(self) -> bool:
+        expires = timezone.now() + timedelta(seconds=self.ttl)
+        return bool(self._rows().filter(owner=self.owner).update(expires_at=expires))
+
+    def release(self) -> None:
+        self._rows().filter(owner=self.owner).update(expires_at=timezone.now() - timedelta(1))
+
+    def holder(self) -> str | None:
+        return (
+            self._rows()
+            .filter(expires_at__gte=timezone.now())
+            .values_list("owner", flat=True)
+            .first()
+        )
+
+
+def backend() -> str:
+    """The lock backend in use: the LOCK_BACKEND setting, "auto" resolved."""
+    choice = settings.LOCK_BACKEND
+    if choice == "auto":
+        return "redis" if _redis_url() else "database"
+    if choice not in ("redis", "database"):
+        raise ConfigurationError(
+            f'DJSYNC["LOCK_BACKEND"] must be "auto", "redis" or "database", not {choice!r}'
+        )
+    return choice
+
+
+def _redis_url() -> str | None:
+    if settings.LOCK_REDIS_URL:
+        return settings.LOCK_REDIS_URL
+    from celery import current_app
+
+    url = str(current_app.conf.broker_url or "")
+    return url if url.startswith(("redis://", "rediss://", "unix://")) else None
+
+
+def job_lock(job_id: int, *, owner: str | None = None) -> JobLock:
+    """The lock of one job, on the configured backend."""
+    name = f"{PREFIX}{job_id}"
+    ttl = float(settings.LOCK_TTL)
+    if backend() == "redis":
+        url = _redis_url()
+        if not url:
+            raise ConfigurationError(
+                'the Redis lock needs DJSYNC["LOCK_REDIS_URL"] or a Redis Celery broker'
+            )
+        return RedisLock(name, ttl=ttl, owner=owner, url=url)
+    return DatabaseLock(name, ttl=ttl, owner=owner)
+
+
+def owner_token(run_id: int) -> str:
+    """A lock owner that names the run holding it (``run:12:3f9c…``)."""
+    return f"run:{run_id}:{uuid.uuid4().hex[:12]}"
+
+
+def run_of(owner: str | None) -> int | None:
+    """The run id inside an owner token made by :func:`owner_token`."""
+    if owner and owner.startswith("run:"):
+        try:
+            return int(owner.split(":")[1])
+        except (IndexError, ValueError):
+            return None
+    return None
+
+
+def acquire(job_id: int, run_id: int, *, wait: float | None = None) -> JobLock:
+    """Take the job's lock for a run, waiting up to ``wait`` seconds (LOCK_WAIT).
+
+    Raises :class:`RunLocked` naming the run that holds it.
+    """
+    lock = job_lock(job_id, owner=owner_token(run_id))
+    wait = float(settings.LOCK_WAIT if wait is None else wait)
+    deadline = time.monotonic() + wait
+    while not lock.acquire():
+        if time.monotonic() >= deadline:
+            other = run_of(lock.holder())
+            who = f"run #{other}" if other else "another run"
+            raise RunLocked(
+                f"{who} of this job is active; one run per job at a time "
+                f"(this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''})"
+            )
+        time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+    return lock
