@@ -215,6 +215,10 @@ def to_json(value: Any) -> Any:
     return value
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
 def choices_converter(field: models.Field, inner: Converter) -> Converter:
     """Accept a choice by its stored value or by its label, case-insensitively."""
     by_value = {str(v).lower(): v for v, _ in field.flatchoices}
@@ -347,6 +351,13 @@ class BoundField:
             date_formats=spec.date_formats,
             datetime_formats=spec.datetime_formats,
             time_zone=spec.time_zone,
+        )
+        #: Reads back a value stored in a plan (JSON, in the model's own ISO formats), which a
+        #: custom converter written for the source's format may not understand.
+        self.restore: Converter = (
+            _identity
+            if isinstance(value_field, models.JSONField)
+            else converter_for(value_field, time_zone=spec.time_zone)
         )
         self.nullable = mf.null
         self.empty_string_ok = isinstance(value_field, models.CharField | models.TextField)

@@ -112,7 +112,7 @@ def _convert(importer: BaseImporter, values: dict[str, Any] | None) -> dict[str,
     out: dict[str, Any] = {}
     for name, value in (values or {}).items():
         field = importer.bound_fields[name]
-        out[name] = None if value is None else field.converter(value)
+        out[name] = None if value is None else field.restore(value)
     return out
 
 

@@ -40,3 +40,66 @@ class MemberImporter(djsync.Importer):
     token = djsync.Field(required=False)
     extra = djsync.Field(required=False)
     delete = True
+
+
+@djsync.register
+class EuProductImporter(ProductImporter):
+    """Only the EU slice of the catalogue: deletes stay inside the scope."""
+
+    name = "test_products_eu"
+    scope = {"region": "eu"}
+
+
+@djsync.register
+class LenientProductImporter(ProductImporter):
+    """Per-importer delete guard and row-error policy."""
+
+    name = "test_products_lenient"
+    delete_guard = 0.8
+    on_row_error = "skip"
+
+
+@djsync.register
+class HookedProductImporter(ProductImporter):
+    """Every hook overridden: comment rows skipped, names and SKUs normalized."""
+
+    name = "test_products_hooked"
+    fields = ["sku", "name", "price"]
+    qty = djsync.Field("stock", default=0)
+
+    def prepare_record(self, record):
+        if record["sku"].startswith("#"):
+            return None  # a comment row
+        if record["sku"] == "BAD":
+            raise ValueError("rows with SKU BAD are refused")
+        return {**record, "sku": record["sku"].upper()}
+
+    def normalize_source_row(self, values):
+        values["name"] = values["name"].title()
+        return values
+
+    def normalize_target_row(self, values):
+        # The target keeps names in any case; compare them as the source writes them.
+        values["name"] = values["name"].title()
+        return values
+
+
+def _dotted_date(value):
+    import datetime as dt
+
+    return dt.datetime.strptime(value, "%d.%m.%Y").date()
+
+
+def _comma_decimal(value):
+    from decimal import Decimal
+
+    return Decimal(value.replace(",", "."))
+
+
+@djsync.register
+class DottedProductImporter(ProductImporter):
+    """Custom converters for a source that writes 31.01.2026 and 1,50."""
+
+    name = "test_products_dotted"
+    updated = djsync.Field(converter=_dotted_date)
+    price = djsync.Field(converter=_comma_decimal)
