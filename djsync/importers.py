@@ -90,6 +90,9 @@ class BaseImporter:
                 f"{type(self).__name__}: keys must name mapped fields (missing: {missing})"
             )
         self.lookups: dict[str, dict[Any, Any]] = {}
+        #: Plans of related models that run before this one in the same job (parents):
+        #: rows they create count as existing for foreign key lookups, rows they delete not.
+        self.pending_plans: list[Plan] = []
         self.active_fields: list[BoundField] = list(self.bound_fields.values())
         self.rows_read = 0
 
@@ -182,6 +185,9 @@ class BaseImporter:
                 related = f.model_field.related_model
                 qs = related._base_manager.using(self.using).values_list(f.lookup, "pk")
                 self.lookups[f.name] = dict(qs.iterator(chunk_size=settings.BATCH_SIZE))
+                for plan in self.pending_plans:
+                    if plan.model == related._meta.label:
+                        pending_lookups(self.lookups[f.name], plan, f.lookup)
 
     # -- reading the source --------------------------------------------------------------
     def match_columns(self, columns: Sequence[str], source: Source) -> None:
@@ -216,6 +222,8 @@ class BaseImporter:
         """Turn raw records into converted rows, or row errors naming row and column."""
         iterator = iter(records)
         first = next(iterator, None)
+        if first is None and source.may_be_empty and not source.columns:
+            return  # e.g. an incremental read with nothing new: not a missing column
         self.match_columns(source.columns or [], source)
         self.load_lookups()
         if first is None:
@@ -317,6 +325,16 @@ class BaseImporter:
             else:
                 out[f.model_field.attname] = value
         return out
+
+
+def pending_lookups(lookup: dict[Any, Any], plan: Plan, field: str) -> None:
+    """Add the keys a parent's plan creates (pk not known yet: None), drop those it deletes."""
+    for action in plan.creates:
+        if field in action.values:
+            lookup.setdefault(action.values[field], None)
+    for action in plan.deletes:
+        if field in action.old:
+            lookup.pop(action.old[field], None)
 
 
 def _chain_one(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
