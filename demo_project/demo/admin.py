@@ -1,6 +1,8 @@
-"""Admin of the demo models."""
+"""Admin of the demo models: products and employees can be synced from a file."""
 
 from django.contrib import admin
+
+from djsync.admin import SyncImportMixin
 
 from .models import Category, Department, Employee, Product
 
@@ -9,13 +11,13 @@ admin.site.register(Department)
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(SyncImportMixin, admin.ModelAdmin):
     list_display = ["sku", "name", "price", "qty", "category", "updated", "active"]
     list_filter = ["category", "active"]
     search_fields = ["sku", "name"]
 
 
 @admin.register(Employee)
-class EmployeeAdmin(admin.ModelAdmin):
+class EmployeeAdmin(SyncImportMixin, admin.ModelAdmin):
     list_display = ["department", "number", "name", "email", "status"]
     list_filter = ["department", "status"]

@@ -1,0 +1,314 @@
+"""The admin of jobs and runs, and ``SyncImportMixin`` for any model with an importer.
+
+Jobs: a list with each job's last run, the actions "Preview now" and "Run now", an upload
+page per job. Runs: a read-only history whose detail page is the preview (Apply, Discard)
+or the record of a finished run. The pages themselves live in :mod:`djsync.views`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from . import permissions, services, views
+from .forms import ModelUploadForm, SyncJobForm, UploadForm
+from .models import SyncJob, SyncRun
+from .registry import get_importer_class, importer_names
+from .report import counts_text
+
+#: Columns of the last run that the job list shows, fetched with the jobs in one query.
+LAST_RUN_FIELDS = ("pk", "status", "created_at", "created", "updated", "deleted", "errors")
+
+
+def counts_html(created: int, updated: int, deleted: int, errors: int) -> str:
+    return format_html(
+        '<span class="djsync-counts"><span class="djsync-create">+{}</span> '
+        '<span class="djsync-update">~{}</span> <span class="djsync-delete">−{}</span>'
+        "{}</span>",
+        created,
+        updated,
+        deleted,
+        format_html(' <span class="djsync-error">!{}</span>', errors) if errors else "",
+    )
+
+
+@admin.register(SyncJob)
+class SyncJobAdmin(admin.ModelAdmin):
+    form = SyncJobForm
+    list_display = ["name", "importer", "enabled", "schedule_text", "last_run", "upload_link"]
+    list_filter = ["enabled", "importer"]
+    search_fields = ["name", "description", "importer"]
+    actions = ["preview_now", "run_now"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "importer", "source", "enabled"]}),
+        (
+            _("Switches and limits"),
+            {
+                "description": _("Empty means: as the importer says."),
+                "fields": [
+                    ("create", "update", "delete"),
+                    ("max_create", "max_update", "max_delete", "max_total"),
+                    "delete_guard",
+                    "on_row_error",
+                ],
+            },
+        ),
+        (
+            _("Schedule and notifications"),
+            {"fields": ["schedule", "notify_on_failure", "warn_on_change"]},
+        ),
+    ]
+
+    class Media:
+        css = {"all": ["djsync/admin.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SyncJob]:
+        runs = SyncRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-pk")
+        annotations = {f"last_{name}": Subquery(runs.values(name)[:1]) for name in LAST_RUN_FIELDS}
+        return super().get_queryset(request).annotate(**annotations)
+
+    def get_urls(self) -> list[URLPattern]:
+        upload = self.admin_site.admin_view(self.upload_view)
+        return [
+            path("<path:object_id>/upload/", upload, name="djsync_syncjob_upload"),
+            *super().get_urls(),
+        ]
+
+    # -- list columns --------------------------------------------------------------------
+    @admin.display(description=_("schedule"), ordering="schedule")
+    def schedule_text(self, job: SyncJob) -> str:
+        return job.schedule or "—"
+
+    @admin.display(description=_("last run"), ordering="last_created_at")
+    def last_run(self, job: SyncJob) -> str:
+        if job.last_pk is None:
+            return "—"
+        return format_html(
+            '<a href="{}" class="djsync-status djsync-status-{}">{}</a> {} {}',
+            reverse(f"{self.admin_site.name}:djsync_syncrun_change", args=[job.last_pk]),
+            job.last_status,
+            SyncRun.Status(job.last_status).label,
+            job.last_created_at.strftime("%Y-%m-%d %H:%M"),
+            counts_html(job.last_created, job.last_updated, job.last_deleted, job.last_errors),
+        )
+
+    @admin.display(description=_("upload"))
+    def upload_link(self, job: SyncJob) -> str:
+        url = reverse(f"{self.admin_site.name}:djsync_syncjob_upload", args=[job.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Upload a file…"))
+
+    # -- actions -------------------------------------------------------------------------
+    @admin.action(description=_("Preview now (dry run of the job's source)"))
+    def preview_now(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> Any:
+        runs = []
+        for job in queryset:
+            if not permissions.can_preview(request.user, job):
+                messages.error(request, _("You may not preview %s.") % job)
+                continue
+            runs.append(views.start(request, lambda job=job: self._queue_preview(request, job)))
+        runs = [run for run in runs if run is not None]
+        if len(runs) == 1:
+            return HttpResponseRedirect(views.progress_url(runs[0], "preview", self.admin_site))
+        for run in runs:
+            messages.info(
+                request,
+                format_html("{} {}", _("Preview queued:"), views.run_link(run, self.admin_site)),
+            )
+        return None
+
+    def _queue_preview(self, request: HttpRequest, job: SyncJob) -> SyncRun:
+        return services.queue_preview(job, user=request.user, trigger=SyncRun.Trigger.ADMIN)
+
+    @admin.action(description=_("Run now (preview and apply in one go)"))
+    def run_now(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> None:
+        for job in queryset:
+            missing = permissions.missing_run_permissions(request.user, job)
+            if missing:
+                messages.error(
+                    request,
+                    _("You may not run %(job)s: %(why)s") % {"job": job, "why": ", ".join(missing)},
+                )
+                continue
+            run = views.start(request, lambda job=job: views.queue_job_run(job))
+            url = reverse(f"{self.admin_site.name}:djsync_syncrun_changelist")
+            messages.info(
+                request,
+                format_html(
+                    '{} <a href="{}?job__id__exact={}">{}</a>{}',
+                    _("Run of %s queued.") % job,
+                    url,
+                    job.pk,
+                    _("See its runs"),
+                    f" (#{run.pk}: {run.status})" if run is not None else "",
+                ),
+            )
+
+    # -- upload page ---------------------------------------------------------------------
+    def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404
+        if not permissions.can_preview(request.user, job):
+            raise PermissionDenied
+        form = UploadForm(*_form_data(request))
+        back = reverse(f"{self.admin_site.name}:djsync_syncjob_changelist")
+        title = _("Upload a file for %s") % job
+        return views.upload(
+            request, self.admin_site, form=form, get_job=lambda: job, title=title, back_url=back
+        )
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    """Run history: read-only; a run's page is its preview or its record."""
+
+    list_display = [
+        "__str__",
+        "job",
+        "status",
+        "trigger",
+        "dry_run",
+        "user",
+        "created_at",
+        "counts",
+        "took",
+    ]
+    list_filter = ["job", "status", "trigger", "dry_run", "created_at"]
+    list_select_related = ["job", "user"]
+    date_hierarchy = "created_at"
+    search_fields = ["job__name", "source_name"]
+
+    class Media:
+        css = {"all": ["djsync/admin.css"]}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("changes"))
+    def counts(self, run: SyncRun) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            counts_text(run.counts),
+            counts_html(run.created, run.updated, run.deleted, run.errors),
+        )
+
+    @admin.display(description=_("took"))
+    def took(self, run: SyncRun) -> str:
+        return "—" if run.duration is None else f"{run.duration:.1f} s"
+
+    def get_urls(self) -> list[URLPattern]:
+        def page(view: Callable[..., HttpResponse], suffix: str, name: str) -> URLPattern:
+            wrapped = self.admin_site.admin_view(self._run_view(view))
+            return path(f"<path:object_id>/{suffix}", wrapped, name=f"djsync_syncrun_{name}")
+
+        return [
+            page(views.progress, "progress/", "progress"),
+            page(views.status, "status/", "status"),
+            page(views.apply, "apply/", "apply"),
+            page(views.discard, "discard/", "discard"),
+            page(views.errors_csv, "row-errors.csv", "errors_csv"),
+            *super().get_urls(),
+        ]
+
+    def _run_view(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        def run_view(request: HttpRequest, object_id: str) -> HttpResponse:
+            return view(request, self.admin_site, self._get_run(object_id))
+
+        return run_view
+
+    def _get_run(self, object_id: str) -> SyncRun:
+        run = SyncRun.objects.select_related("job", "user").filter(pk=_int(object_id)).first()
+        if run is None:
+            raise Http404
+        return run
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return views.run_page(request, self.admin_site, self._get_run(unquote(object_id)))
+
+
+class SyncImportMixin:
+    """Adds "Import / sync from file" to a ModelAdmin's changelist (needs a registered importer).
+
+    ``class ProductAdmin(SyncImportMixin, admin.ModelAdmin): ...`` The upload runs through a
+    job of one of the model's importers (chosen on the page; a job is created on the first
+    upload if the importer has none), then the usual preview and apply.
+    """
+
+    #: Names of the importers offered; None: every importer registered for the model.
+    sync_importers: Sequence[str] | None = None
+    change_list_template = "admin/djsync/change_list_import.html"
+
+    def get_sync_importers(self) -> list[str]:
+        if self.sync_importers is not None:
+            return list(self.sync_importers)
+        model = self.model  # type: ignore[attr-defined]
+        return [name for name in importer_names() if get_importer_class(name).model is model]
+
+    def has_sync_import_permission(self, request: HttpRequest) -> bool:
+        model = self.model  # type: ignore[attr-defined]
+        user = request.user
+        return bool(
+            self.get_sync_importers()
+            and permissions.is_staff(user)
+            and user.has_perms(["djsync.add_syncrun", "djsync.view_syncrun"])
+            and user.has_perm(permissions.model_perm(model, "view"))
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view(self.sync_import_view)  # type: ignore[attr-defined]
+        name = f"{opts.app_label}_{opts.model_name}_sync_import"
+        return [path("sync-import/", view, name=name), *super().get_urls()]  # type: ignore[misc]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        extra_context = dict(extra_context or {})
+        if self.has_sync_import_permission(request):
+            opts = self.model._meta  # type: ignore[attr-defined]
+            extra_context["djsync_import_url"] = reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_sync_import"  # type: ignore[attr-defined]
+            )
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+    def sync_import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_sync_import_permission(request):
+            raise PermissionDenied
+        opts = self.model._meta  # type: ignore[attr-defined]
+        site = self.admin_site  # type: ignore[attr-defined]
+        form = ModelUploadForm(*_form_data(request), importers=self.get_sync_importers())
+        back = reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_changelist")
+        title = _("Import / sync %s from a file") % opts.verbose_name_plural
+        return views.upload(
+            request, site, form=form, get_job=form.get_job, title=title, back_url=back
+        )
+
+
+def _form_data(request: HttpRequest) -> tuple[Any, Any]:
+    if request.method == "POST":
+        return request.POST, request.FILES
+    return None, None
+
+
+def _int(value: str) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

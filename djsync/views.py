@@ -1,0 +1,431 @@
+"""Admin pages of a run, one short view per step: upload → progress → preview → apply or discard.
+
+Views check permissions, call a service and render a template. What a page shows is
+computed by the ``*_context`` functions below (plain data: pages of changes, cells old →
+new), so computing a preview and rendering it stay apart. Pages never load a whole plan:
+changes and row errors are fetched one page at a time by (run, action) and primary key.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.admin import AdminSite
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db import models, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+
+from . import permissions, services
+from .conf import settings
+from .exceptions import DjsyncError
+from .forms import UploadForm
+from .models import SyncChange, SyncJob, SyncRun
+from .registry import get_importer_class
+from .report import key_text
+from .uploads import expire_uploads, release_upload
+
+#: Changes and row errors per page of the run page.
+PER_PAGE = 50
+#: At most this many changed keys go into the "show the changed rows" changelist link.
+MAX_LINKED_KEYS = 200
+
+
+# -- steps -------------------------------------------------------------------------------
+def upload(
+    request: HttpRequest,
+    admin_site: AdminSite,
+    *,
+    form: UploadForm,
+    get_job: Callable[[], SyncJob],
+    title: str,
+    back_url: str,
+) -> HttpResponse:
+    """Show the upload form; a valid upload queues a preview and goes to its progress page."""
+    if request.method == "POST" and form.is_valid():
+        job = get_job()
+        if not permissions.can_preview(request.user, job):
+            raise PermissionDenied
+        data = form.cleaned_data
+        run = start(
+            request,
+            lambda: services.queue_preview(
+                job,
+                upload=data["file"],
+                upload_name=data["file"].name,
+                format=data["format"],
+                user=request.user,
+                trigger=SyncRun.Trigger.ADMIN,
+            ),
+        )
+        return redirect(progress_url(run, "preview", admin_site))
+    context = {
+        **page_context(request, admin_site),
+        "title": title,
+        "form": form,
+        "back_url": back_url,
+        "max_upload_size": settings.MAX_UPLOAD_SIZE,
+        "opts": SyncJob._meta,
+    }
+    return TemplateResponse(request, "admin/djsync/upload.html", context)
+
+
+def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+    """A page that polls :func:`status` until the step is done, then shows the run."""
+    require_view(request, run)
+    step = _step(request)
+    context = {
+        **page_context(request, admin_site),
+        "title": _("Applying run #%(pk)s") if step == "apply" else _("Previewing run #%(pk)s"),
+        "run": run,
+        "step": step,
+        "status_url": f"{run_url(run, 'status', admin_site)}?step={step}",
+        "run_url": run_url(run, "change", admin_site),
+        "opts": SyncRun._meta,
+    }
+    context["title"] = context["title"] % {"pk": run.pk}
+    return TemplateResponse(request, "admin/djsync/progress.html", context)
+
+
+def status(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> JsonResponse:
+    """The run's state as JSON, for the progress page."""
+    require_view(request, run)
+    return JsonResponse(status_data(run, _step(request), admin_site))
+
+
+def run_page(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+    """The run's page: the preview with Apply and Discard, or the record of a finished run."""
+    require_view(request, run)
+    context = {
+        **page_context(request, admin_site),
+        **run_context(request, run, admin_site),
+    }
+    return TemplateResponse(request, "admin/djsync/run.html", context)
+
+
+def apply(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+    """Queue the apply of exactly the previewed plan (the worker checks it is not stale)."""
+    require_post(request)
+    if permissions.missing_apply_permissions(request.user, run):
+        raise PermissionDenied
+    if run.status != SyncRun.Status.PREVIEWED:
+        messages.error(
+            request, _("Only a previewed run can be applied; this one is %s.") % run.status
+        )
+        return redirect(run_url(run, "change", admin_site))
+    start(request, lambda: queue_apply(run, request.user))
+    return redirect(progress_url(run, "apply", admin_site))
+
+
+def discard(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+    """Drop a preview: status "discarded", uploaded file deleted, nothing written."""
+    require_post(request)
+    if not permissions.can_preview(request.user, run.job):
+        raise PermissionDenied
+    done = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(
+        status=SyncRun.Status.DISCARDED, finished_at=timezone.now()
+    )
+    if done:
+        release_upload(run)
+        messages.success(request, _("Run #%s discarded; nothing was written.") % run.pk)
+    else:
+        messages.error(request, _("Only a previewed run can be discarded."))
+    return redirect(run_url(run, "change", admin_site))
+
+
+def errors_csv(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+    """Every row error of the run as CSV: row, column, key, message, value, raw row."""
+    require_view(request, run)
+    response = StreamingHttpResponse(error_csv_lines(run), content_type="text/csv; charset=utf-8")
+    name = f"{run.job.name}-run-{run.pk}-row-errors.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def page_context(request: HttpRequest, admin_site: AdminSite) -> dict[str, Any]:
+    request.current_app = admin_site.name
+    return admin_site.each_context(request)
+
+
+# -- starting work -----------------------------------------------------------------------
+def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun | None:
+    """Run ``begin`` (which queues work on commit) and return its run.
+
+    With an eager Celery (the embedded default) the work runs right at commit and may
+    raise; the run has recorded the failure by then, so its page shows it. A failure
+    before any run exists becomes a message.
+    """
+    expire_uploads()
+    try:
+        with transaction.atomic():
+            return begin()
+    except Exception as exc:
+        run = getattr(exc, "run", None)
+        if run is not None:
+            return run
+        if isinstance(exc, DjsyncError):
+            messages.error(request, str(exc))
+            return None
+        raise
+
+
+def queue_apply(run: SyncRun, user: Any) -> SyncRun:
+    from .tasks import apply_run
+
+    transaction.on_commit(lambda: apply_run.delay(run.pk, user.pk))
+    return run
+
+
+def queue_job_run(job: SyncJob) -> SyncRun | None:
+    from .tasks import run_job
+
+    transaction.on_commit(lambda: run_job.delay(job.pk, trigger=SyncRun.Trigger.ADMIN))
+    return None
+
+
+# -- permissions -------------------------------------------------------------------------
+def require_view(request: HttpRequest, run: SyncRun) -> None:
+    if not permissions.can_view_run(request.user, run):
+        raise PermissionDenied
+
+
+def require_post(request: HttpRequest) -> None:
+    if request.method != "POST":
+        raise PermissionDenied(_("This page only accepts POST."))
+
+
+# -- URLs --------------------------------------------------------------------------------
+def run_url(run: SyncRun, name: str, admin_site: AdminSite) -> str:
+    return reverse(f"{admin_site.name}:djsync_syncrun_{name}", args=[run.pk])
+
+
+def progress_url(run: SyncRun | None, step: str, admin_site: AdminSite) -> str:
+    if run is None:
+        return reverse(f"{admin_site.name}:djsync_syncrun_changelist")
+    return f"{run_url(run, 'progress', admin_site)}?step={step}"
+
+
+def changelist_url(model: type[models.Model], admin_site: AdminSite) -> str | None:
+    opts = model._meta
+    try:
+        return reverse(f"{admin_site.name}:{opts.app_label}_{opts.model_name}_changelist")
+    except NoReverseMatch:
+        return None
+
+
+def _step(request: HttpRequest) -> str:
+    return "apply" if request.GET.get("step") == "apply" else "preview"
+
+
+# -- what the pages show -----------------------------------------------------------------
+def status_data(run: SyncRun, step: str, admin_site: AdminSite) -> dict[str, Any]:
+    """Preview steps are done once the run is no longer active; apply once it is finished."""
+    done = run.is_done if step == "apply" else run.status not in SyncRun.ACTIVE
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "label": str(run.get_status_display()),
+        "rows_read": run.rows_read,
+        "rows_applied": run.rows_applied,
+        "counts": run.counts,
+        "error": run.error,
+        "done": done,
+        "url": run_url(run, "change", admin_site),
+    }
+
+
+@dataclass
+class Cell:
+    """One field of a change: its value before and after (None: the field was empty)."""
+
+    name: str
+    old: Any = None
+    new: Any = None
+    changed: bool = False
+
+
+@dataclass
+class ChangeRow:
+    action: str
+    row: int | None
+    key: str
+    object_pk: str
+    cells: list[Cell] = field(default_factory=list)
+
+
+def change_row(change: SyncChange, fields: list[str]) -> ChangeRow:
+    """Updates show only their changed fields, old → new; creates and deletes every value,
+    in the importer's field order."""
+    row = ChangeRow(change.action, change.row, key_text(change.key), change.object_pk)
+    before, after = change.before or {}, change.after or {}
+    if change.action == SyncChange.Action.UPDATE:
+        row.cells = [
+            Cell(name, before.get(name), after.get(name), True) for name in change.changed_fields
+        ]
+    else:
+        values = after if change.action == SyncChange.Action.CREATE else before
+        order = {name: i for i, name in enumerate(fields)}
+        names = sorted(values, key=lambda name: (order.get(name, len(order)), name))
+        row.cells = [Cell(name, new=values[name]) for name in names]
+    return row
+
+
+def field_order(job: SyncJob) -> list[str]:
+    """The importer's mapped fields, in declaration order (stored JSON may reorder keys)."""
+    try:
+        importer = get_importer_class(job.importer)
+    except ImproperlyConfigured:
+        return []
+    return list(importer().bound_fields)
+
+
+def paginate(queryset: models.QuerySet, request: HttpRequest, param: str) -> Page:
+    """One page of an ordered queryset: a COUNT and a LIMIT/OFFSET query, never the whole."""
+    return Paginator(queryset, PER_PAGE).get_page(request.GET.get(param))
+
+
+def page_link(request: HttpRequest, **params: Any) -> str:
+    query = request.GET.copy()
+    for name, value in params.items():
+        if value in (None, ""):
+            query.pop(name, None)
+        else:
+            query[name] = value
+    return f"?{query.urlencode()}" if query else "?"
+
+
+def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
+    """Everything the run page shows, computed page by page."""
+    action = request.GET.get("action", "")
+    if action not in SyncChange.Action.values:
+        action = ""
+    changes = run.changes.order_by("pk")
+    if action:
+        changes = changes.filter(action=action)
+    changes_page = paginate(changes, request, "page")
+    errors_page = paginate(run.row_errors.order_by("pk"), request, "errors_page")
+    fields = field_order(run.job)
+    return {
+        "title": _("Run #%(pk)s of %(job)s") % {"pk": run.pk, "job": run.job.name},
+        "run": run,
+        "opts": SyncRun._meta,
+        "action": action,
+        "action_tabs": action_tabs(request, run, action),
+        "changes_page": changes_page,
+        "change_rows": [change_row(c, fields) for c in changes_page.object_list],
+        "changes_pages": page_links(request, changes_page, "page"),
+        "errors_page": errors_page,
+        "errors_pages": page_links(request, errors_page, "errors_page"),
+        "errors_csv_url": run_url(run, "errors_csv", admin_site),
+        **decision_context(request, run, admin_site),
+        **result_context(request, run, admin_site),
+    }
+
+
+def action_tabs(request: HttpRequest, run: SyncRun, current: str) -> list[dict[str, Any]]:
+    counts = run.counts
+    tabs = [
+        {"label": _("all changes"), "action": "", "count": run.created + run.updated + run.deleted}
+    ]
+    for action, key in (("create", "created"), ("update", "updated"), ("delete", "deleted")):
+        tabs.append(
+            {"label": str(SyncChange.Action(action).label), "action": action, "count": counts[key]}
+        )
+    for tab in tabs:
+        tab["url"] = page_link(request, action=tab["action"], page=None)
+        tab["current"] = tab["action"] == current
+    return tabs
+
+
+def page_links(request: HttpRequest, page: Page, param: str) -> dict[str, str | None]:
+    def link(number: int) -> str:
+        return page_link(request, **{param: number})
+
+    return {
+        "first": link(1) if page.number > 2 else None,
+        "previous": link(page.previous_page_number()) if page.has_previous() else None,
+        "next": link(page.next_page_number()) if page.has_next() else None,
+        "last": link(page.paginator.num_pages)
+        if page.number < page.paginator.num_pages - 1
+        else None,
+    }
+
+
+def decision_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
+    """Whether Apply and Discard are offered, and why not."""
+    previewed = run.status == SyncRun.Status.PREVIEWED
+    missing = permissions.missing_apply_permissions(request.user, run) if previewed else []
+    return {
+        "can_apply": previewed and not missing,
+        "missing_permissions": missing,
+        "can_discard": previewed and permissions.can_preview(request.user, run.job),
+        "apply_url": run_url(run, "apply", admin_site),
+        "discard_url": run_url(run, "discard", admin_site),
+    }
+
+
+def result_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
+    """Links to the target's changelist, and to just the rows this run created or updated."""
+    model = permissions.target_model(run.job)
+    url = changelist_url(model, admin_site) if model is not None else None
+    if url is None:
+        return {"target_url": None, "changed_url": None, "target_name": ""}
+    changed = changed_filter(run, model) if run.status == SyncRun.Status.SUCCEEDED else None
+    return {
+        "target_url": url,
+        "changed_url": f"{url}?{urlencode(changed)}" if changed else None,
+        "target_name": str(model._meta.verbose_name_plural),
+    }
+
+
+def changed_filter(run: SyncRun, model: type[models.Model]) -> dict[str, str] | None:
+    """``{"sku__in": "A1,B2"}`` when the key is one plain field and the changes are few."""
+    keys = list(get_importer_class(run.job.importer).keys)
+    total = run.created + run.updated
+    if len(keys) != 1 or not 0 < total <= MAX_LINKED_KEYS:
+        return None
+    if model._meta.get_field(keys[0]).is_relation:
+        return None
+    wanted = run.changes.exclude(action=SyncChange.Action.DELETE).values_list("key", flat=True)
+    values = [str(key[0]) for key in wanted[:MAX_LINKED_KEYS]]
+    if any("," in value for value in values):
+        return None
+    return {f"{keys[0]}__in": ",".join(values)}
+
+
+# -- row errors as CSV -------------------------------------------------------------------
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def error_csv_lines(run: SyncRun) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow(["row", "column", "key", "message", "value", "raw row"])
+    for error in run.row_errors.order_by("pk").iterator(chunk_size=2000):
+        yield writer.writerow(
+            [
+                "" if error.row is None else error.row,
+                error.column,
+                "" if error.key is None else key_text(error.key),
+                error.message,
+                error.value,
+                "" if error.raw is None else json.dumps(error.raw, ensure_ascii=False),
+            ]
+        )
+
+
+def run_link(run: SyncRun, admin_site: AdminSite) -> str:
+    return format_html('<a href="{}">#{}</a>', run_url(run, "change", admin_site), run.pk)
