@@ -12,9 +12,11 @@ from typing import IO, Any
 from django.db import router, transaction
 from django.utils import timezone
 
+from . import incremental, multimodel
 from .apply import apply_plan, check_limits
 from .diff import Plan, same
 from .exceptions import ConfigurationError, ConflictError, DjsyncError, RowErrorsFound, RunLocked
+from .exports import export_run, is_export
 from .importers import BaseImporter, Switches
 from .models import SyncJob, SyncRun
 from .monitor import end_status, guard
@@ -222,12 +224,20 @@ def execute(
     held = ExitStack()
     try:
         progress = held.enter_context(guard(sync_run, progress))
+        if is_export(job):
+            return export_run(sync_run)
+        if multimodel.is_multi(job):
+            return multimodel.execute(sync_run, progress, file=file, source=source)
         importer = make_importer(job)
         switches = resolve_switches(importer, job, sync_run.options)
         if source is None:
             source = make_source(job, importer, file=file, source_options=source_options)
+        diff_switches = incremental.prepare(source, job, switches)
         _status(sync_run, SyncRun.Status.READING, progress, source_name=str(source))
-        plan = importer.build_plan(source, switches, progress=_read_progress(sync_run, progress))
+        plan = importer.build_plan(
+            source, diff_switches, progress=_read_progress(sync_run, progress)
+        )
+        incremental.finish_plan(plan, importer, source, switches, sync_run)
         _status(sync_run, SyncRun.Status.DIFFING, progress)
         record_plan(sync_run, plan)
         if sync_run.dry_run:
@@ -241,6 +251,7 @@ def execute(
         _status(sync_run, SyncRun.Status.APPLYING, progress)
         apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
         sync_run.rows_applied = plan.total
+        incremental.save_cursor(job, sync_run)
         _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
         return sync_run
     except Exception as exc:
@@ -268,6 +279,12 @@ def apply_previewed(
     held = ExitStack()
     try:
         progress = held.enter_context(guard(sync_run, progress))
+        if user is not None and getattr(user, "pk", None):
+            sync_run.user = user
+        if multimodel.is_multi(sync_run.job):
+            multimodel.apply_previewed(sync_run, progress)
+            release_upload(sync_run)
+            return sync_run
         importer = make_importer(sync_run.job)
         switches = resolve_switches(importer, sync_run.job, sync_run.options)
         if sync_run.errors and switches.on_row_error == "fail":
@@ -286,6 +303,7 @@ def apply_previewed(
             check_stale(plan, importer)
             apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
         sync_run.rows_applied = plan.total
+        incremental.save_cursor(sync_run.job, sync_run)
         release_upload(sync_run)  # applied: the uploaded file has served its purpose
         _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
         return sync_run

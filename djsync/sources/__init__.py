@@ -6,12 +6,14 @@ from typing import Any
 
 from ..exceptions import ConfigurationError
 from .base import Source
+from .derived import DerivedSource
 from .files import FileSource
 from .http import HttpSource
 from .querysets import QuerySetSource
 from .sql import SqlSource
 
 __all__ = [
+    "DerivedSource",
     "FileSource",
     "HttpSource",
     "QuerySetSource",
@@ -26,6 +28,7 @@ _kinds: dict[str, type[Source]] = {
     "http": HttpSource,
     "sql": SqlSource,
     "queryset": QuerySetSource,
+    "derived": DerivedSource,
 }
 
 

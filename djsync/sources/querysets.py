@@ -80,7 +80,7 @@ class QuerySetSource(Source):
         if self.incremental:
             column = self.incremental["column"]
             if self.cursor not in (None, ""):
-                qs = qs.filter(**{f"{column}__gt": self.cursor})
+                qs = qs.filter(**{f"{column}__gte": self.cursor})
             qs = qs.order_by(column)
         elif self.order_by:
             qs = qs.order_by(*self.order_by)

@@ -63,7 +63,7 @@ class SqlSource(Source):
             return self.query, self.params
         qn = connections[self.using].ops.quote_name
         column = qn(self.incremental["column"])
-        sql = f"SELECT * FROM ({self.query}) djsync_q WHERE djsync_q.{column} > %s"
+        sql = f"SELECT * FROM ({self.query}) djsync_q WHERE djsync_q.{column} >= %s"
         return sql, [*self.params, self.cursor]
 
     def read(self) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Targets other than a Django model: files for exports (see ``targets.files``)."""
