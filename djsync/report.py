@@ -21,6 +21,10 @@ def counts_text(counts: dict[str, int]) -> str:
 def summary_line(run: SyncRun) -> str:
     mode = " (dry run)" if run.dry_run else ""
     took = f" in {run.duration:.2f} s" if run.duration is not None else ""
+    exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
+    if exported:
+        done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
+        return f"{run.job.name}: {run.status}{took} — {done}"
     return f"{run.job.name}: {run.status}{mode}{took} — {counts_text(run.counts)}"
 
 

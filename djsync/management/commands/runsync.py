@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from djsync import report, services
+from djsync import exports, report, services
 from djsync.exceptions import DjsyncError
 from djsync.models import SyncJob, SyncRun
 
@@ -65,6 +65,13 @@ class Command(BaseCommand):
             help="Summary format (json: machine-readable, on stdout).",
         )
         parser.add_argument("--no-progress", action="store_true", help="Never show a progress bar.")
+        parser.add_argument(
+            "--export",
+            metavar="PATH",
+            help="Write the job's model rows to this file instead of syncing "
+            "({date} and {job} are filled; format from the extension).",
+        )
+        parser.add_argument("--export-format", help="Format of --export (csv, xlsx, jsonl…).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["list"]:
@@ -114,6 +121,18 @@ class Command(BaseCommand):
         source_options = {
             k: v for k, v in (("encoding", opts["encoding"]), ("format", opts["file_format"])) if v
         }
+        if opts.get("export"):
+            try:
+                return exports.export_job(
+                    job,
+                    path=opts["export"],
+                    format=opts.get("export_format"),
+                    trigger=SyncRun.Trigger.COMMAND,
+                )
+            except Exception as exc:
+                if getattr(exc, "run", None) is None:
+                    raise CommandError(f"{job.name}: {exc}") from exc
+                return exc.run  # type: ignore[attr-defined]
         bar = _ProgressBar(job.name, enabled=self._show_progress(opts))
         try:
             return services.run(
