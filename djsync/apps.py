@@ -18,6 +18,12 @@ class DjsyncConfig(AppConfig):
     def ready(self) -> None:
         autodiscover_modules("sync")
         checks.register(check_importers)
+        from django.apps import apps
+
+        if apps.is_installed("django_celery_beat"):
+            from . import schedules
+
+            schedules.connect()
 
 
 def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

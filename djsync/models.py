@@ -117,6 +117,10 @@ class SyncJob(models.Model):
             errors["delete_guard"] = _("A share between 0 and 1.")
         if not isinstance(self.source, dict):
             errors["source"] = _("Source options must be a JSON object.")
+        from .schedules import validate_schedule
+
+        if problem := validate_schedule(self.schedule):
+            errors["schedule"] = problem
         if errors:
             raise ValidationError(errors)
 

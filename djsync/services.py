@@ -168,6 +168,42 @@ def queue_preview(
     return sync_run
 
 
+def queue_run(
+    job: str | SyncJob,
+    *,
+    dry_run: bool = False,
+    file: str | Path | None = None,
+    format: str | None = None,
+    trigger: str = SyncRun.Trigger.COMMAND,
+    user: Any = None,
+    **options: Any,
+) -> SyncRun:
+    """Create a queued run (``runsync --async``) and send it to a worker once the surrounding
+    transaction commits; a ``file`` is copied to private upload storage for the worker."""
+    from .tasks import execute_run
+
+    job = get_job(job)
+    upload = ""
+    if file is not None:
+        try:
+            with open(file, "rb") as handle:
+                upload = _store_upload(handle, Path(file).name, format)
+        except FileNotFoundError:
+            raise ConfigurationError(f"{file}: file not found") from None
+    sync_run = SyncRun.objects.create(
+        job=job,
+        trigger=trigger,
+        dry_run=dry_run,
+        user=user if getattr(user, "pk", None) else None,
+        options={k: v for k, v in options.items() if v is not None},
+        status=SyncRun.Status.QUEUED,
+        source_name=str(file) if file is not None else "",
+        upload=upload,
+    )
+    transaction.on_commit(lambda: _send(execute_run, sync_run), using=router.db_for_write(SyncRun))
+    return sync_run
+
+
 def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> str:
     from .uploads import save_upload
 

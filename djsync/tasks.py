@@ -1,36 +1,138 @@
-"""Celery tasks: thin wrappers that take ids and call the same services as ``runsync``."""
+"""Celery tasks: thin wrappers that take ids and call the same services as ``runsync``.
+
+Each task claims its run (queued → reading) so that a cancelled run, or a second delivery
+of the same message, does nothing; runs whose source fails transiently
+(:class:`~djsync.exceptions.TransientSourceError`) are retried with exponential backoff,
+other errors never. See docs/celery.md.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
-from . import services
-from .models import SyncRun
-
-
-@shared_task(name="djsync.preview_run")
-def preview_run(run_id: int) -> int:
-    """Read and diff a queued run and store its plan (status: previewed)."""
-    services.execute_queued(SyncRun.objects.get(pk=run_id))
-    return run_id
+from . import monitor, services
+from .conf import settings
+from .exceptions import RunCancelled, TransientSourceError
+from .models import SyncJob, SyncRun
 
 
-@shared_task(name="djsync.apply_run")
-def apply_run(run_id: int, user_id: int | None = None) -> int:
-    """Apply the plan stored on a previewed run."""
-    services.apply_previewed(SyncRun.objects.get(pk=run_id), user=_user(user_id))
-    return run_id
+@shared_task(bind=True, name="djsync.execute_run")
+def execute_run(self: Task, run_id: int) -> dict[str, Any]:
+    """Work on a queued run: read and diff, then apply unless it is a dry run."""
+    return _work(self, run_id, services.execute_queued)
 
 
-@shared_task(name="djsync.run_job")
-def run_job(job_id: int, trigger: str = SyncRun.Trigger.SCHEDULE, **options: Any) -> int:
-    """Read, diff and apply a job in one go (scheduled and queued command runs)."""
-    from .models import SyncJob
+@shared_task(bind=True, name="djsync.preview_run")
+def preview_run(self: Task, run_id: int) -> dict[str, Any]:
+    """Read and diff a queued dry run and store its plan (status: previewed)."""
+    return _work(self, run_id, services.execute_queued)
 
-    run = services.run(SyncJob.objects.get(pk=job_id), trigger=trigger, **options)
-    return run.pk
+
+@shared_task(bind=True, name="djsync.apply_run")
+def apply_run(self: Task, run_id: int, user_id: int | None = None) -> dict[str, Any]:
+    """Apply the plan stored on a previewed run (if the target has not moved since)."""
+    sync_run = SyncRun.objects.select_related("job").get(pk=run_id)
+    token = monitor.current_task.set(self)
+    try:
+        services.apply_previewed(sync_run, user=_user(user_id))
+    except RunCancelled:
+        pass
+    finally:
+        monitor.current_task.reset(token)
+    return _result(sync_run)
+
+
+@shared_task(bind=True, name="djsync.run_job")
+def run_job(
+    self: Task,
+    job_id: int,
+    trigger: str = SyncRun.Trigger.SCHEDULE,
+    run_id: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Read, diff and apply a job in one go: what beat's schedules call.
+
+    A scheduled run of a disabled job is skipped. Retries reuse the run created by the
+    first attempt (``run_id``).
+    """
+    if run_id is None:
+        job = SyncJob.objects.get(pk=job_id)
+        if not job.enabled and trigger == SyncRun.Trigger.SCHEDULE:
+            return {"job": job.name, "run": None, "status": "skipped (job disabled)"}
+        run_id = SyncRun.objects.create(
+            job=job,
+            trigger=trigger,
+            options={k: v for k, v in options.items() if v is not None},
+            status=SyncRun.Status.QUEUED,
+            task_id=self.request.id or "",
+        ).pk
+    return _work(self, run_id, services.execute_queued, retry_kwargs={"run_id": run_id})
+
+
+@shared_task(name="djsync.reap_stale_runs")
+def reap_stale_runs() -> list[int]:
+    """Mark failed the runs whose worker died (no heartbeat, lock expired)."""
+    return [run.pk for run in monitor.reap_stale_runs()]
+
+
+def _work(
+    task: Task,
+    run_id: int,
+    service: Callable[[SyncRun], SyncRun],
+    *,
+    retry_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    sync_run = monitor.claim(run_id, task.request.id or "")
+    if sync_run is None:  # cancelled while queued, or already taken
+        status = SyncRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        return {"run": run_id, "status": status, "skipped": True}
+    retries = task.request.retries or 0
+    max_retries = int(settings.MAX_RETRIES)
+    tokens = (
+        monitor.current_task.set(task),
+        monitor.retry_pending.set(retries < max_retries),
+    )
+    try:
+        service(sync_run)
+    except RunCancelled:
+        pass
+    except TransientSourceError as exc:
+        if retries >= max_retries:
+            raise
+        delay = backoff(retries)
+        error = (
+            f"attempt {sync_run.attempts} of {max_retries + 1} failed: {exc}; "
+            f"retrying in {delay:g} s"
+        )
+        SyncRun.objects.filter(pk=run_id).update(error=error)
+        raise task.retry(
+            exc=exc,
+            countdown=delay,
+            max_retries=max_retries,
+            kwargs={**task.request.kwargs, **(retry_kwargs or {})},
+        ) from exc
+    finally:
+        monitor.current_task.reset(tokens[0])
+        monitor.retry_pending.reset(tokens[1])
+    return _result(sync_run)
+
+
+def backoff(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: RETRY_BACKOFF doubled each time, capped."""
+    return min(float(settings.RETRY_BACKOFF) * 2**retries, float(settings.RETRY_BACKOFF_MAX))
+
+
+def _result(sync_run: SyncRun) -> dict[str, Any]:
+    return {
+        "run": sync_run.pk,
+        "job": sync_run.job.name,
+        "status": sync_run.status,
+        "counts": sync_run.counts,
+        "error": sync_run.error or None,
+    }
 
 
 def _user(user_id: int | None) -> Any:

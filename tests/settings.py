@@ -15,6 +15,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_celery_beat",
     "djsync",
     "tests.testapp",
 ]
@@ -71,5 +72,7 @@ DATABASES["other"] = OTHER
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# The real-worker tests (tests/test_celery*.py) point the app at Redis themselves.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DJSYNC = {}
