@@ -83,7 +83,11 @@ def source_options(job: SyncJob, importer: BaseImporter) -> dict[str, Any]:
     own = shared.pop("sources", {}) or {}
     if not isinstance(own, dict):
         raise ConfigurationError(f"job {job.name!r}: source 'sources' must map importer names")
-    options = {**(importer.source or {}), **shared, **(own.get(importer.name) or {})}
+    mine = own.get(importer.name) or {}
+    if mine.get("kind", shared.get("kind", "file")) != shared.get("kind", "file"):
+        options = dict(mine)  # a source of another kind: the shared options do not apply
+    else:
+        options = {**(importer.source or {}), **shared, **mine}
     derived_from = options.get("from")
     if options.get("kind") == "derived" and isinstance(derived_from, str):
         other = next((n for n in importer_names(job) if n == derived_from), None)
