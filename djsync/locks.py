@@ -172,8 +172,17 @@ def job_lock(job_id: int, *, owner: str | None = None) -> JobLock:
             raise ConfigurationError(
                 'the Redis lock needs DJSYNC["LOCK_REDIS_URL"] or a Redis Celery broker'
             )
-        return RedisLock(name, ttl=ttl, owner=owner, url=url)
+        return RedisLock(f"{PREFIX}{_database_name()}:{job_id}", ttl=ttl, owner=owner, url=url)
     return DatabaseLock(name, ttl=ttl, owner=owner)
+
+
+def _database_name() -> str:
+    """Part of a Redis lock's name, so projects (and test runs) sharing a Redis never meet."""
+    from django.db import connections
+
+    from .models import SyncJob
+
+    return str(connections[router.db_for_write(SyncJob)].settings_dict["NAME"])
 
 
 def owner_token(run_id: int) -> str:

@@ -142,7 +142,7 @@ class RunMonitor:
 
         def on_apply(done: int, total: int) -> None:
             self.rows_applied, self.total = done, total
-            self.check(every=self.write_every)
+            self.check(every=0 if done >= total else self.write_every)  # always before commit
             if time.monotonic() - self._last_write >= self.write_every:
                 self._last_write = time.monotonic()
                 self.heartbeat()

@@ -66,6 +66,23 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true", help="Never show a progress bar.")
         parser.add_argument(
+            "--async",
+            dest="queue",
+            action="store_true",
+            help="Queue the run for a Celery worker and print its run id.",
+        )
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="Queue the run, follow its progress to the end, exit with its result.",
+        )
+        parser.add_argument(
+            "--cancel",
+            type=int,
+            metavar="RUN",
+            help="Cancel a queued or running run (by id): it ends cancelled, writing nothing.",
+        )
+        parser.add_argument(
             "--export",
             metavar="PATH",
             help="Write the job's model rows to this file instead of syncing "
@@ -74,6 +91,8 @@ class Command(BaseCommand):
         parser.add_argument("--export-format", help="Format of --export (csv, xlsx, jsonl…).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts.get("cancel") is not None:
+            return self._cancel(opts["cancel"])
         if opts["list"]:
             for job in SyncJob.objects.all():
                 state = "" if job.enabled else " (disabled)"
@@ -84,6 +103,8 @@ class Command(BaseCommand):
         if opts["file"] and len(opts["jobs"]) > 1:
             raise CommandError("--file goes with a single job")
         jobs = [self._job(name) for name in opts["jobs"]]
+        if opts.get("queue") or opts.get("wait"):
+            return self._queue(jobs, opts)
         failures: list[str] = []
         results: list[dict[str, Any]] = []
         for job in jobs:
@@ -104,6 +125,87 @@ class Command(BaseCommand):
             return services.get_job(name)
         except DjsyncError as exc:
             raise CommandError(str(exc)) from None
+
+    def _cancel(self, run_id: int) -> None:
+        from djsync.monitor import cancel
+
+        run = SyncRun.objects.filter(pk=run_id).first()
+        if run is None:
+            raise CommandError(f"no run #{run_id}")
+        try:
+            run = cancel(run)
+        except DjsyncError as exc:
+            raise CommandError(str(exc)) from None
+        done = "cancelled" if run.status == SyncRun.Status.CANCELLED else "asked to cancel"
+        self.stdout.write(f"{run.job.name}: run {run.pk} {done}")
+
+    def _queue(self, jobs: list[SyncJob], opts: dict[str, Any]) -> None:
+        """--async: queue each job and print the run ids; --wait: then follow them to the end."""
+        if opts["encoding"]:
+            raise CommandError("--encoding does not go with --async/--wait; set it on the job")
+        runs = []
+        for job in jobs:
+            try:
+                run = services.queue_run(
+                    job,
+                    dry_run=opts["dry_run"],
+                    file=opts["file"],
+                    format=opts["file_format"],
+                    trigger=SyncRun.Trigger.COMMAND,
+                    **_switches(opts),
+                )
+            except DjsyncError as exc:
+                raise CommandError(f"{job.name}: {exc}") from None
+            runs.append(run)
+            if not opts["wait"] and opts["output"] == "text":
+                verbose = opts["verbosity"] > 0
+                self.stdout.write(f"{job.name}: queued run {run.pk}" if verbose else str(run.pk))
+        if not opts["wait"]:
+            if opts["output"] == "json":
+                queued = [{"job": r.job.name, "run": r.pk, "status": r.status} for r in runs]
+                self.stdout.write(json.dumps({"runs": queued}, indent=2))
+            return
+        finished = [self._follow(run, opts) for run in runs]
+        failures = [
+            f"{run.job.name}: {run.error or run.status}"
+            for run in finished
+            if run.status in (SyncRun.Status.FAILED, SyncRun.Status.CANCELLED)
+        ]
+        if opts["output"] == "json":
+            results = [report.run_as_dict(run, changes=opts["diff"]) for run in finished]
+            self.stdout.write(json.dumps({"runs": results}, indent=2, default=str))
+        else:
+            for run in finished:
+                self._print_run(run, opts)
+        if failures:
+            raise CommandError("\n".join(failures))
+
+    def _follow(self, run: SyncRun, opts: dict[str, Any]) -> SyncRun:
+        from djsync.monitor import follow
+
+        bar = _ProgressBar(run.job.name, enabled=self._show_progress(opts))
+        lines = opts["verbosity"] >= 2 and not bar.enabled
+
+        def show(current: SyncRun) -> None:
+            if bar.enabled and current.status == SyncRun.Status.READING:
+                bar._read(current.rows_read)
+            elif bar.enabled and current.status == SyncRun.Status.APPLYING:
+                changes = current.created + current.updated + current.deleted
+                bar._apply(current.rows_applied, changes)
+            if lines:
+                self.stderr.write(
+                    f"{current.job.name}: run {current.pk} {current.status} "
+                    f"({current.rows_read} read, {current.rows_applied} applied)"
+                )
+
+        try:
+            return follow(run.pk, on_update=show)
+        except KeyboardInterrupt:
+            raise CommandError(
+                f"stopped following run {run.pk}; it goes on (runsync --cancel {run.pk} cancels it)"
+            ) from None
+        finally:
+            bar.close()
 
     def _run_one(self, job: SyncJob, opts: dict[str, Any]) -> SyncRun:
         options = {
@@ -185,6 +287,22 @@ class Command(BaseCommand):
             self.stdout.write(f"  … and {run.errors - limit} more row errors (-v 2 for all)")
         if run.error and run.status != SyncRun.Status.FAILED:
             self.stdout.write(self.style.WARNING(f"  {run.error}"))
+
+
+def _switches(opts: dict[str, Any]) -> dict[str, Any]:
+    """The run options (overrides of the job's switches) given on the command line."""
+    return {
+        "create": opts["create"],
+        "update": opts["update"],
+        "delete": opts["delete"],
+        "max_create": opts["max_create"],
+        "max_update": opts["max_update"],
+        "max_delete": opts["max_delete"],
+        "max_total": opts["max_total"],
+        "delete_guard": opts["delete_guard"],
+        "force": opts["force"] or None,
+        "on_row_error": "skip" if opts["skip_errors"] else None,
+    }
 
 
 def _count(value: str) -> int:
