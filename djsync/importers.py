@@ -65,6 +65,10 @@ class BaseImporter:
     #: Database alias of the target (None: the router's choice for ``model``); set it to
     #: keep e.g. a ``reporting`` copy of a table in sync with ``default``.
     database: ClassVar[str | None] = None
+    #: False keeps this importer on the generic (Python) diff and apply path. Multi-model
+    #: steps and incremental reads set it on their instance: their plans are amended
+    #: (pending parent keys, deletes of marked records) after they are computed.
+    fast_path: bool = True
 
     #: Behaviour switches and limits (a job or a run may override each).
     create: ClassVar[bool] = True

@@ -1,0 +1,148 @@
+"""End to end in headless Chromium: log in, upload a CSV from the model's changelist, wait for
+the preview, check it, apply, and find the changed rows. Saves docs/img/preview.png."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from djsync.models import SyncJob, SyncRun
+from tests.testapp.models import Product
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "preview.png"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CSV = """sku,name,price,qty,updated,active
+A1,Desk lamp,1.75,3,2026-01-02,yes
+A2,Kite,12.00,5,2026-01-02,yes
+A3,Paper cup (pack of 50),4.20,40,2026-01-05,yes
+A4,Rug,abc,1,2026-01-02,yes
+B1,Stool,39.90,2,2026-03-01,yes
+B2,Teapot,18.50,6,2026-03-01,no
+"""
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's Chromium driven by Playwright; under CI a missing browser fails the test."""
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test
+    # (not of the server) then look async to Django.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed (requirements-dev.txt)"
+    if missing is None and not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        missing = f"{CHROMIUM} is missing (scripts/install-browser.sh installs it)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+            args=ARGS,
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+            # ORM calls made while Playwright ran used their own connection (another
+            # context); close it, or the test database cannot be dropped at the end.
+            connections.close_all()
+
+
+@pytest.fixture
+def seeded(settings, tmp_path, django_user_model):
+    settings.DJSYNC = {"UPLOAD_ROOT": str(tmp_path / "uploads")}
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")
+    rows = [
+        ("A1", "Desk lamp", "1.50", 3),
+        ("A2", "Kite", "12.00", 5),
+        ("A3", "Paper cup", "4.20", 50),
+        ("A4", "Rug", "80.00", 1),
+        ("Z9", "Fax machine", "99.00", 1),
+    ]
+    for sku, name, price, qty in rows:
+        Product.objects.create(
+            sku=sku, name=name, price=Decimal(price), qty=qty, updated="2026-01-02"
+        )
+    Product.objects.filter(sku="A3").update(updated="2026-01-05")
+    job = SyncJob.objects.create(name="products", importer="test_products", on_row_error="skip")
+    path = tmp_path / "products.csv"
+    path.write_text(CSV, encoding="utf-8")
+    return job, path
+
+
+def test_upload_preview_apply_in_chromium(live_server, browser, seeded):
+    job, csv_path = seeded
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+    page.set_default_timeout(30_000)
+
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/testapp/product/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/testapp/product/$"))
+
+    page.click("text=Import / sync from file")
+    page.wait_for_url(re.compile(r"/sync-import/$"))
+    page.set_input_files("input[name=file]", str(csv_path))
+    if page.locator("select[name=job]").count():
+        page.select_option("select[name=job]", f"job:{job.pk}")
+    page.click("#djsync-upload")
+
+    # The progress page polls until the preview is ready, then opens the run.
+    page.wait_for_url(re.compile(r"/admin/djsync/syncrun/\d+/change/$"))
+    counts = {
+        name: page.inner_text(f'[data-count="{name}"]')
+        for name in ("created", "updated", "deleted", "unchanged", "errors")
+    }
+    assert counts == {
+        "created": "2",
+        "updated": "2",
+        "deleted": "1",
+        "unchanged": "1",
+        "errors": "1",
+    }
+    lamp = page.locator("tr.djsync-change-update", has_text="A1")
+    assert lamp.locator('[data-field="price"] del.djsync-old').inner_text() == "1.50"
+    assert lamp.locator('[data-field="price"] ins.djsync-new').inner_text() == "1.75"
+    assert "Rug" not in page.locator("#djsync-changes").inner_text()
+    assert "abc" in page.locator("#djsync-row-errors").inner_text()
+    assert Product.objects.get(sku="A1").price == Decimal("1.50")  # a preview writes nothing
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    page.click("#djsync-apply")
+    page.wait_for_url(re.compile(r"/progress/\?step=apply$"))
+    page.wait_for_url(re.compile(r"/admin/djsync/syncrun/\d+/change/$"))
+    assert page.inner_text("#djsync-status") == "succeeded"
+    run = SyncRun.objects.get()
+    assert run.status == "succeeded" and run.user.username == "admin"
+
+    page.click("#djsync-changed-link")
+    page.wait_for_url(re.compile(r"/admin/testapp/product/\?sku__in="))
+    listing = page.inner_text("#result_list")
+    for text in ("Desk lamp", "1.75", "Paper cup (pack of 50)", "Stool", "Teapot"):
+        assert text in listing
+    assert "Fax machine" not in listing
+    assert "4 products" in page.inner_text("#changelist-form .paginator")
+    assert not Product.objects.filter(sku="Z9").exists()
