@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from .sources.base import Source
 
 
-def prepare(source: Source, job: SyncJob, switches: Switches) -> Switches:
+def prepare(
+    source: Source, job: SyncJob, switches: Switches, importer: BaseImporter | None = None
+) -> Switches:
     """Give the source the job's cursor; return the switches the diff uses (no deletes)."""
     if not source.incremental:
         return switches
+    if importer is not None:
+        importer.fast_path = False  # deletes of marked records are added after the diff
     source.cursor = (job.state or {}).get("cursor")
     return switches.with_overrides(delete=False)
 

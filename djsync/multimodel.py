@@ -135,9 +135,10 @@ def execute(
     for importer in make_importers(job):
         switches = resolve_switches(importer, job, sync_run.options)
         src = make_source(job, importer, file=file, source=source)
-        diff_switches = incremental.prepare(src, job, switches)
+        diff_switches = incremental.prepare(src, job, switches, importer)
         names.append(str(src))
         importer.pending_plans = list(done)
+        importer.fast_path = False  # its plan is read by the next steps and applied in parts
         _status(sync_run, Run.Status.READING, progress, source_name="; ".join(names)[:500])
         plan = importer.build_plan(src, diff_switches, progress=_read_progress(sync_run, progress))
         incremental.finish_plan(plan, importer, src, switches, sync_run)

@@ -268,7 +268,7 @@ def execute(
         switches = resolve_switches(importer, job, sync_run.options)
         if source is None:
             source = make_source(job, importer, file=file, source_options=source_options)
-        diff_switches = incremental.prepare(source, job, switches)
+        diff_switches = incremental.prepare(source, job, switches, importer)
         _status(sync_run, SyncRun.Status.READING, progress, source_name=str(source))
         plan = importer.build_plan(
             source, diff_switches, progress=_read_progress(sync_run, progress)
