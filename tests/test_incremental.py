@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 import djsync
-from djsync.exceptions import RowErrorsFound
+from djsync.exceptions import LimitExceeded
 from djsync.services import apply_previewed
 from tests.httpserver import Reply, Request, serve
 from tests.testapp.models import Product
@@ -109,10 +109,9 @@ def test_the_cursor_is_saved_only_after_a_successful_apply(job):
     job.refresh_from_db()
     assert job.state["cursor"] == "2026-01-01"
 
-    change("INSERT INTO feed VALUES ('Z', 'Bad', -1, NULL, '2026-03-01', NULL, FALSE)", [])
-    change("UPDATE feed SET title = %s WHERE code = 'Z'", ["x" * 300])  # too long for name
-    with pytest.raises(RowErrorsFound):
-        djsync.run(job)
+    change("INSERT INTO feed VALUES (%s, %s, 1, 1, %s, TRUE, FALSE)", ["Z", "New", "2026-03-01"])
+    with pytest.raises(LimitExceeded):
+        djsync.run(job, max_create=0)
     job.refresh_from_db()
     assert job.state["cursor"] == "2026-01-01"  # the failed run did not move it
 
