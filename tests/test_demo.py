@@ -1,0 +1,100 @@
+"""The demo flow of ``make demo`` — migrate, load the jobs, day 1, day 2 — as real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = "demo_project/demo/data"
+COUNTS = re.compile(
+    r"^(?P<job>[\w-]+): (?P<status>\w+)(?: \(dry run\))?(?: in [\d.]+ s)? — "
+    r"(?P<created>\d+) created, (?P<updated>\d+) updated, (?P<deleted>\d+) deleted, "
+    r"(?P<unchanged>\d+) unchanged, (?P<errors>\d+) row errors?$",
+    re.MULTILINE,
+)
+
+
+def summaries(output: str) -> dict[str, dict[str, str]]:
+    return {m["job"]: m.groupdict() for m in COUNTS.finditer(output)}
+
+
+def counts(summary: dict[str, str]) -> tuple[int, ...]:
+    return tuple(int(summary[k]) for k in ("created", "updated", "deleted", "unchanged", "errors"))
+
+
+@pytest.fixture
+def demo(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_project.settings",
+        "DEMO_SQLITE": str(tmp_path / "demo.sqlite3"),
+        "NO_COLOR": "1",
+    }
+    env.pop("DATABASE_URL", None)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    return manage
+
+
+def run_demo(manage) -> tuple[dict, dict, str]:
+    manage("migrate", "-v0")
+    assert "Installed 4 object(s)" in manage("loaddata", "demo_jobs")
+    day1 = summaries(manage("runsync", "categories", "products", "departments", "employees"))
+    day2_output = ""
+    for job, name in [
+        ("categories", "categories.csv"),
+        ("products", "products.csv"),
+        ("departments", "departments.xlsx"),
+        ("employees", "employees.json"),
+    ]:
+        day2_output += manage("runsync", job, "--file", f"{DATA}/day2/{name}", "--diff")
+    return day1, summaries(day2_output), day2_output
+
+
+def test_demo_day_one_and_day_two(demo):
+    day1, day2, day2_output = run_demo(demo)
+    assert {job: s["status"] for job, s in day1.items()} == dict.fromkeys(
+        ["categories", "products", "departments", "employees"], "succeeded"
+    )
+    assert counts(day1["categories"]) == (5, 0, 0, 0, 0)
+    assert counts(day1["products"]) == (200, 0, 0, 0, 0)
+    assert counts(day1["departments"]) == (4, 0, 0, 0, 0)
+    assert counts(day1["employees"]) == (32, 0, 0, 0, 0)
+
+    assert "4 created, 6 updated, 3 deleted" in day2_output
+    assert counts(day2["products"]) == (4, 6, 3, 191, 0)
+    assert counts(day2["categories"]) == (1, 0, 0, 5, 0)
+    assert counts(day2["departments"]) == (0, 1, 0, 3, 0)
+    assert counts(day2["employees"]) == (1, 2, 1, 29, 0)
+    # The field-level diff of day 2.
+    assert "~ update demo.Department [SAL] name: 'Sales' → 'Sales & Marketing'" in day2_output
+    assert "~ update demo.Employee [ENG, 1] status: 'active' → 'left'" in day2_output
+    assert "- delete demo.Employee [OPS, 8]" in day2_output
+    assert day2_output.count("- delete demo.Product") == 3
+    # Day 2 once more: the target already matches.
+    again = summaries(demo("runsync", "products", "--file", f"{DATA}/day2/products.csv"))
+    assert counts(again["products"]) == (0, 0, 0, 200 - 3 + 4, 0)
+
+
+def test_demo_from_scratch_gives_the_same_result(demo, tmp_path):
+    first = run_demo(demo)[1]
+    (tmp_path / "demo.sqlite3").unlink()
+    second = run_demo(demo)[1]
+    assert {j: counts(s) for j, s in first.items()} == {j: counts(s) for j, s in second.items()}
