@@ -31,9 +31,10 @@ def check_limits(plan: Plan, switches: Switches) -> None:
     if plan.errors and switches.on_row_error == "fail":
         first = "; ".join(str(e) for e in plan.errors[:3])
         more = f" (and {len(plan.errors) - 3} more)" if len(plan.errors) > 3 else ""
+        where = f" in {plan.source}" if getattr(plan, "source", "") else ""
         raise RowErrorsFound(
-            f"{plan.model}: {len(plan.errors)} bad row{'s' if len(plan.errors) != 1 else ''}, "
-            f"nothing written: {first}{more}"
+            f"{plan.model}: {len(plan.errors)} bad row{'s' if len(plan.errors) != 1 else ''}"
+            f"{where}, nothing written: {first}{more}"
         )
     counts = plan.counts
     for limit, count, what in (

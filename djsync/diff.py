@@ -110,6 +110,8 @@ class Plan:
     rows_read: int = 0
     rows_in_scope: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: Name of the source the plan was read from (a file, a URL), for messages.
+    source: str = ""
 
     @property
     def actions(self) -> Iterator[Action]:

@@ -273,6 +273,7 @@ def execute(
         plan = importer.build_plan(
             source, diff_switches, progress=_read_progress(sync_run, progress)
         )
+        plan.source = str(source)
         incremental.finish_plan(plan, importer, source, switches, sync_run)
         _status(sync_run, SyncRun.Status.DIFFING, progress)
         record_plan(sync_run, plan)

@@ -441,10 +441,11 @@ def test_duplicate_keys_with_skip_leave_that_key_alone(job, write_csv):
 def test_bad_values_fail_the_run_and_write_nothing(job, write_csv):
     seed("A1")
     rows = [row("A1", price="5.00"), row("A2", price="cheap"), row("A3", qty="2.5")]
+    path = write_csv(rows)
     with pytest.raises(RowErrorsFound) as info:
-        djsync.run(job, file=write_csv(rows))
+        djsync.run(job, file=path)
     message = str(info.value)
-    assert "2 bad rows, nothing written" in message
+    assert f"2 bad rows in {path}, nothing written" in message
     assert "row 3, column 'price': expected a decimal number, got 'cheap'" in message
     assert "row 4, column 'qty': expected a whole number, got '2.5'" in message
     assert snapshot() == [("A1", "Thing", Decimal("1.00"), 1)]

@@ -211,7 +211,7 @@ def test_format_json_is_machine_readable(job):
 def test_format_json_on_failure_still_prints_json(job, tmp_path):
     path = csv_file(tmp_path, "A1,Lamp,cheap,1,,yes", name="bad.csv")
     out = StringIO()
-    with pytest.raises(CommandError, match="1 bad row, nothing written"):
+    with pytest.raises(CommandError, match=r"1 bad row in .*bad\.csv, nothing written"):
         call_command(
             "runsync", "test-products", "--file", str(path), "--format", "json", stdout=out
         )
@@ -347,6 +347,7 @@ def test_process_exit_codes_and_output_streams(demo_db, tmp_path):
     failed = manage(demo_db, "products", "--file", str(bad))
     assert failed.returncode != 0
     assert "row 2, column 'price': expected a decimal number, got 'oops'" in failed.stderr
+    assert f"1 bad row in {bad}, nothing written" in failed.stderr
     assert "CommandError" in failed.stderr and "Traceback" not in failed.stderr
 
     missing = manage(demo_db, "nope")
