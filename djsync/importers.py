@@ -205,8 +205,10 @@ class BaseImporter:
             if column is not None:
                 f.source_column = column
                 active.append(f)
-            elif f.name in self.keys or (
-                f.spec.required is not False and f.default is NOT_PROVIDED
+            elif (
+                f.name in self.keys
+                or f.spec.required is True
+                or (f.spec.required is None and f.default is NOT_PROVIDED)
             ):
                 missing.append(f.column)
             elif f.default is not NOT_PROVIDED:

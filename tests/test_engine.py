@@ -665,3 +665,13 @@ def test_previewed_plan_with_a_custom_converter(make_job, write_csv):
     assert applied.status == "succeeded", applied.error
     lamp = Product.objects.get()
     assert (lamp.updated, lamp.price) == (dt.date(2026, 1, 31), Decimal("1.50"))
+
+
+def test_required_column_with_a_default_must_still_be_present(make_job, write_csv):
+    job = make_job("test_products_strict_stock")
+    with pytest.raises(MappingError, match="missing column 'stock'"):
+        djsync.run(job, file=write_csv([{"sku": "A1", "name": "x", "price": "1"}]))
+    path = write_csv([{"sku": "A1", "name": "x", "price": "1", "stock": ""}], name="ok.csv")
+    run = djsync.run(job, file=path)
+    assert run.status == "succeeded", run.error
+    assert Product.objects.get().qty == 0  # the empty cell takes the default

@@ -103,3 +103,11 @@ class DottedProductImporter(ProductImporter):
     name = "test_products_dotted"
     updated = djsync.Field(converter=_dotted_date)
     price = djsync.Field(converter=_comma_decimal)
+
+
+@djsync.register
+class StrictStockImporter(HookedProductImporter):
+    """A column that must be present even though its empty cells have a default."""
+
+    name = "test_products_strict_stock"
+    qty = djsync.Field("stock", default=0, required=True)

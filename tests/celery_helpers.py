@@ -1,0 +1,61 @@
+"""What the real-worker tests need inside the worker: a flaky source and a gated importer.
+
+Imported by the worker through ``CELERY_IMPORTS`` (tests/celery_worker_settings.py) and by
+the tests themselves. The gate lets a test stop a worker in the middle of an apply, without
+timing: the importer waits while ``<gate dir>/<sku>.hold`` exists, after writing
+``<sku>.reached`` with the worker process id.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import djsync
+from djsync.exceptions import TransientSourceError
+from djsync.sources import FileSource, register_source
+from tests.testapp.sync import ProductImporter
+
+
+class FlakySource(FileSource):
+    """A CSV file that fails transiently on its first ``fail_times`` reads (counted in a file)."""
+
+    def __init__(self, path: str, counter: str, fail_times: int = 1) -> None:
+        super().__init__(path)
+        self.counter = Path(counter)
+        self.fail_times = fail_times
+
+    def read(self) -> Iterator[dict[str, Any]]:
+        count = int(self.counter.read_text() or 0) + 1 if self.counter.exists() else 1
+        self.counter.write_text(str(count))
+        if count <= self.fail_times:
+            raise TransientSourceError(f"read {count}: the server is busy", source=self.name)
+        yield from super().read()
+
+
+register_source("flaky", FlakySource)
+
+
+def gate_dir() -> Path:
+    return Path(os.environ.get("DJSYNC_TEST_GATE_DIR", "/tmp/djsync-gates"))
+
+
+@djsync.register
+class GatedProductImporter(ProductImporter):
+    """test_products, but an apply waits at a product whose ``<sku or name>.hold`` exists."""
+
+    name = "test_products_gated"
+
+    def to_model_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        # Creates carry the sku; updates only their changed fields (a new name, say).
+        for gate in {values.get("sku"), values.get("name")} - {None}:
+            hold = gate_dir() / f"{gate}.hold"
+            if hold.exists():
+                (gate_dir() / f"{gate}.reached").write_text(str(os.getpid()))
+                deadline = time.monotonic() + 60
+                while hold.exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        return super().to_model_values(values)
