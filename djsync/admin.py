@@ -8,6 +8,7 @@ or the record of a finished run. The pages themselves live in :mod:`djsync.views
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -16,6 +17,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -39,6 +42,24 @@ def counts_html(created: int, updated: int, deleted: int, errors: int) -> str:
         deleted,
         format_html(' <span class="djsync-error">!{}</span>', errors) if errors else "",
     )
+
+
+def next_run_at(schedule: str, last_run_at: datetime | None) -> datetime | None:
+    """When beat will next run a schedule (None if it cannot be read)."""
+    from celery.schedules import crontab
+
+    from .schedules import parse_schedule
+
+    try:
+        kind, values = parse_schedule(schedule)
+    except ValueError:
+        return None
+    now = timezone.localtime()
+    if kind == "interval":
+        step = timedelta(**{values["period"]: values["every"]})
+        return max(timezone.localtime(last_run_at or now) + step, now)
+    remaining = crontab(**values, nowfun=timezone.localtime).remaining_estimate(now)
+    return (now + remaining + timedelta(seconds=1)).replace(second=0, microsecond=0)
 
 
 @admin.register(SyncJob)
@@ -84,9 +105,14 @@ class SyncJobAdmin(admin.ModelAdmin):
         ]
 
     # -- list columns --------------------------------------------------------------------
-    @admin.display(description=_("schedule"), ordering="schedule")
+    @admin.display(description=_("schedule (next run)"), ordering="schedule")
     def schedule_text(self, job: SyncJob) -> str:
-        return job.schedule or "—"
+        if not job.schedule:
+            return "—"
+        when = next_run_at(job.schedule, job.last_created_at) if job.enabled else None
+        if when is None:
+            return job.schedule
+        return format_html("{} ({})", job.schedule, date_format(when, "SHORT_DATETIME_FORMAT"))
 
     @admin.display(description=_("last run"), ordering="last_created_at")
     def last_run(self, job: SyncJob) -> str:
@@ -129,7 +155,8 @@ class SyncJobAdmin(admin.ModelAdmin):
         return services.queue_preview(job, user=request.user, trigger=SyncRun.Trigger.ADMIN)
 
     @admin.action(description=_("Run now (preview and apply in one go)"))
-    def run_now(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> None:
+    def run_now(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> Any:
+        runs = []
         for job in queryset:
             missing = permissions.missing_run_permissions(request.user, job)
             if missing:
@@ -138,19 +165,17 @@ class SyncJobAdmin(admin.ModelAdmin):
                     _("You may not run %(job)s: %(why)s") % {"job": job, "why": ", ".join(missing)},
                 )
                 continue
-            run = views.start(request, lambda job=job: views.queue_job_run(job))
-            url = reverse(f"{self.admin_site.name}:djsync_syncrun_changelist")
+            run = views.start(request, lambda job=job: views.queue_job_run(job, request.user))
+            if run is not None:
+                runs.append(run)
+        if len(runs) == 1:
+            return HttpResponseRedirect(views.progress_url(runs[0], "run", self.admin_site))
+        for run in runs:
             messages.info(
                 request,
-                format_html(
-                    '{} <a href="{}?job__id__exact={}">{}</a>{}',
-                    _("Run of %s queued.") % job,
-                    url,
-                    job.pk,
-                    _("See its runs"),
-                    f" (#{run.pk}: {run.status})" if run is not None else "",
-                ),
+                format_html("{} {}", _("Run queued:"), views.run_link(run, self.admin_site)),
             )
+        return None
 
     # -- upload page ---------------------------------------------------------------------
     def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -221,6 +246,7 @@ class SyncRunAdmin(admin.ModelAdmin):
             page(views.status, "status/", "status"),
             page(views.apply, "apply/", "apply"),
             page(views.discard, "discard/", "discard"),
+            page(views.cancel, "cancel/", "cancel"),
             page(views.errors_csv, "row-errors.csv", "errors_csv"),
             *super().get_urls(),
         ]

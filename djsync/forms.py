@@ -19,10 +19,6 @@ from .registry import importer_choices, importer_names
 from .sources import get_source
 from .sources.files import FORMATS, format_from_name
 
-#: ``*/15 * * * *`` (five crontab fields) or ``every 10 minutes``.
-CRONTAB = re.compile(r"^\S+( \S+){4}$")
-EVERY = re.compile(r"^every (\d+ )?(second|minute|hour|day)s?$")
-
 
 class EmailListField(forms.CharField):
     """A list of e-mail addresses typed one per line or separated by commas."""
@@ -52,12 +48,12 @@ class EmailListField(forms.CharField):
 
 
 def validate_schedule(text: str) -> None:
-    """A crontab line or an ``every N minutes`` interval, as Celery beat reads them."""
-    text = text.strip()
-    if text and not (CRONTAB.match(text) or EVERY.match(text.lower())):
-        raise ValidationError(
-            _('Write a crontab ("*/15 * * * *") or an interval ("every 10 minutes").')
-        )
+    """A crontab line or an ``every N minutes`` interval, as Celery beat runs them."""
+    from .schedules import validate_schedule as problem
+
+    message = problem(text.strip())
+    if message:
+        raise ValidationError(message)
 
 
 class SyncJobForm(forms.ModelForm):

@@ -27,6 +27,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import permissions, services
 from .conf import settings
@@ -39,6 +40,12 @@ from .uploads import expire_uploads, release_upload
 
 #: Changes and row errors per page of the run page.
 PER_PAGE = 50
+#: The steps a progress page can follow, with its title.
+STEPS = {
+    "preview": gettext_lazy("Preparing the preview"),
+    "apply": gettext_lazy("Applying the plan"),
+    "run": gettext_lazy("Running the job"),
+}
 #: At most this many changed keys go into the "show the changed rows" changelist link.
 MAX_LINKED_KEYS = 200
 
@@ -88,11 +95,13 @@ def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
     step = _step(request)
     context = {
         **page_context(request, admin_site),
-        "title": _("Applying run #%(pk)s") if step == "apply" else _("Previewing run #%(pk)s"),
+        "title": STEPS[step],
         "run": run,
         "step": step,
         "status_url": f"{run_url(run, 'status', admin_site)}?step={step}",
         "run_url": run_url(run, "change", admin_site),
+        "cancel_url": run_url(run, "cancel", admin_site),
+        "can_cancel": permissions.can_preview(request.user, run.job),
         "opts": SyncRun._meta,
     }
     context["title"] = context["title"] % {"pk": run.pk}
@@ -127,6 +136,24 @@ def apply(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResp
         return redirect(run_url(run, "change", admin_site))
     start(request, lambda: queue_apply(run, request.user))
     return redirect(progress_url(run, "apply", admin_site))
+
+
+def cancel(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+    """Stop a queued or running run; it writes nothing (see djsync.monitor.cancel)."""
+    from .monitor import cancel as cancel_run
+
+    require_post(request)
+    if not permissions.can_preview(request.user, run.job):
+        raise PermissionDenied
+    try:
+        cancel_run(run)
+    except DjsyncError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, _("Run #%s is being cancelled; nothing will be written.") % run.pk
+        )
+    return redirect(run_url(run, "change", admin_site))
 
 
 def discard(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
@@ -188,11 +215,8 @@ def queue_apply(run: SyncRun, user: Any) -> SyncRun:
     return run
 
 
-def queue_job_run(job: SyncJob) -> SyncRun | None:
-    from .tasks import run_job
-
-    transaction.on_commit(lambda: run_job.delay(job.pk, trigger=SyncRun.Trigger.ADMIN))
-    return None
+def queue_job_run(job: SyncJob, user: Any) -> SyncRun:
+    return services.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user)
 
 
 # -- permissions -------------------------------------------------------------------------
@@ -226,13 +250,18 @@ def changelist_url(model: type[models.Model], admin_site: AdminSite) -> str | No
 
 
 def _step(request: HttpRequest) -> str:
-    return "apply" if request.GET.get("step") == "apply" else "preview"
+    step = request.GET.get("step", "")
+    return step if step in STEPS else "preview"
 
 
 # -- what the pages show -----------------------------------------------------------------
 def status_data(run: SyncRun, step: str, admin_site: AdminSite) -> dict[str, Any]:
-    """Preview steps are done once the run is no longer active; apply once it is finished."""
-    done = run.is_done if step == "apply" else run.status not in SyncRun.ACTIVE
+    """A preview is done once the run is no longer active; an apply or a run once it has
+    finished, or when the apply was refused because another run of the job was active."""
+    if step == "preview":
+        done = run.status not in SyncRun.ACTIVE
+    else:
+        done = run.is_done or run.error.startswith("not applied")
     return {
         "run": run.pk,
         "status": run.status,
@@ -373,6 +402,10 @@ def decision_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) 
         "can_discard": previewed and permissions.can_preview(request.user, run.job),
         "apply_url": run_url(run, "apply", admin_site),
         "discard_url": run_url(run, "discard", admin_site),
+        "can_cancel": run.status in SyncRun.ACTIVE
+        and permissions.can_preview(request.user, run.job),
+        "cancel_url": run_url(run, "cancel", admin_site),
+        "progress_url": progress_url(run, "preview" if run.dry_run else "run", admin_site),
     }
 
 

@@ -328,6 +328,7 @@ def all_urls(job: SyncJob, run: SyncRun) -> list[str]:
         run_url(run, "status"),
         run_url(run, "apply"),
         run_url(run, "discard"),
+        run_url(run, "cancel"),
         run_url(run, "errors_csv"),
         reverse("admin:testapp_product_sync_import"),
     ]
@@ -498,11 +499,13 @@ def test_run_now_action(admin_client, make_job, write_csv, django_capture_on_com
         response = admin_client.post(
             reverse("admin:djsync_syncjob_changelist"),
             {"action": "run_now", "_selected_action": [job.pk]},
-            follow=True,
         )
-    assert "Run of products queued" in response.content.decode()
     run = SyncRun.objects.get()
+    assert response["Location"] == f"{run_url(run, 'progress')}?step=run"
+    run.refresh_from_db()
     assert run.status == "succeeded" and run.trigger == "admin" and not run.dry_run
+    assert run.user.username == "admin"
+    assert admin_client.get(run_url(run, "status") + "?step=run").json()["done"] is True
     assert Product.objects.filter(sku="R1").exists()
 
 
@@ -562,7 +565,8 @@ def test_job_form_saves_a_valid_job(admin_client, db):
         ("source", "[1, 2]", "Source options are a JSON object"),
         ("source", '{"kind": "ftp"}', "unknown source kind"),
         ("source", "{not json", "Enter a valid JSON"),
-        ("schedule", "sometimes", "Write a crontab"),
+        ("schedule", "sometimes", "neither a crontab"),
+        ("schedule", "99 * * * *", "bad crontab"),
         ("notify_on_failure", "ops@example.com, nobody", "nobody is not an e-mail address"),
         ("delete_guard", "3", "A share between 0 and 1"),
     ],
@@ -613,3 +617,23 @@ def test_expired_uploads_are_deleted_and_their_previews_discarded(
     run.refresh_from_db()
     assert run.status == "discarded" and run.upload == ""
     assert list(upload_root.iterdir()) == []
+
+
+def test_cancel_a_queued_run(admin_client, job):
+    run = SyncRun.objects.create(job=job, trigger="admin", status="queued", dry_run=True)
+    progress = admin_client.get(run_url(run, "progress") + "?step=preview").content.decode()
+    assert 'id="djsync-cancel"' in progress
+    assert admin_client.get(run_url(run, "status")).json()["done"] is False
+    assert admin_client.get(run_url(run, "cancel")).status_code == 403  # POST only
+    response = admin_client.post(run_url(run, "cancel"), follow=True)
+    assert "is being cancelled" in response.content.decode()
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    again = admin_client.post(run_url(run, "cancel"), follow=True).content.decode()
+    assert "only a queued or running run can be cancelled" in again
+
+
+def test_job_list_shows_the_next_scheduled_run(admin_client, make_job):
+    make_job("test_products", name="products", schedule="0 3 * * *")
+    page = admin_client.get(reverse("admin:djsync_syncjob_changelist")).content.decode()
+    assert "0 3 * * * (" in page and " 3 a.m.)" in page
