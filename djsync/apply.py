@@ -63,7 +63,11 @@ def apply_plan(plan: Plan, importer: BaseImporter, *, progress: Progress | None 
     """Write the plan to the importer's target inside one transaction."""
     using = importer.using
     with transaction.atomic(using=using):
-        apply_generic(plan, importer, progress=progress)
+        apply_actions = getattr(plan, "apply_actions", None)
+        if apply_actions is not None:  # a staged plan (targets.postgres) applies in SQL
+            apply_actions(progress=progress)
+        else:
+            apply_generic(plan, importer, progress=progress)
 
 
 def apply_generic(plan: Plan, importer: BaseImporter, *, progress: Progress | None = None) -> None:

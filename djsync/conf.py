@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_MAX_AGE": 2 * 24 * 3600,
     # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.
     "FAST_PATH": True,
+    # PostgreSQL work_mem of the run's session while the fast path joins and sorts.
+    "FAST_PATH_WORK_MEM": "256MB",
     # -- Celery runs (docs/celery.md) --
     # One run per job at a time: "redis" (a Redis lock), "database" (a lease row in
     # djsync's SyncLock table) or "auto" (Redis when the Celery broker is Redis).

@@ -89,31 +89,38 @@ def to_bool(value: Any) -> bool:
 
 
 def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Converter:
+    step = Decimal(1).scaleb(-decimal_places) if decimal_places is not None else None
+    room = max_digits - decimal_places if max_digits is not None and step is not None else None
+
     def to_decimal(value: Any) -> Decimal:
-        if isinstance(value, bool):
+        if type(value) is str:  # the common case, first: a text cell
+            text = value.strip()
+        elif isinstance(value, bool):
             raise ConversionError(f"expected a decimal number, got {value!r}")
-        if isinstance(value, float):
-            value = repr(value)  # 1.1 stays 1.1, not 1.100000000000000088817841970012523
+        elif isinstance(value, float):
+            text = repr(value)  # 1.1 stays 1.1, not 1.100000000000000088817841970012523
+        else:
+            text = str(value).strip()
         try:
-            number = Decimal(str(value).strip())
+            number = Decimal(text)
         except InvalidOperation:
             raise ConversionError(f"expected a decimal number, got {value!r}") from None
         if not number.is_finite():
             raise ConversionError(f"expected a finite decimal number, got {value!r}")
-        places = max(0, -int(number.as_tuple().exponent))
-        if decimal_places is not None and places > decimal_places:
-            # Trailing zeros beyond the field's precision are not a loss of data.
-            quantized = number.quantize(Decimal(1).scaleb(-decimal_places))
+        if step is not None:
+            # 5 → 5.00; trailing zeros beyond the field's precision are not a loss of data.
+            try:
+                quantized = number.quantize(step)
+            except InvalidOperation:
+                raise ConversionError(f"{value!r} is too large for {max_digits} digits") from None
             if quantized != number:
+                places = -int(number.as_tuple().exponent)
                 raise ConversionError(
                     f"{value!r} has {places} decimal places; the field allows {decimal_places}"
                 )
             number = quantized
-        elif decimal_places is not None:
-            number = number.quantize(Decimal(1).scaleb(-decimal_places))  # 5 → 5.00
-        if max_digits is not None and decimal_places is not None and number:
-            if number.adjusted() + 1 > max_digits - decimal_places:
-                raise ConversionError(f"{value!r} is too large for {max_digits} digits")
+        if room is not None and number and number.adjusted() + 1 > room:
+            raise ConversionError(f"{value!r} is too large for {max_digits} digits")
         return number
 
     return to_decimal

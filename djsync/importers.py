@@ -302,6 +302,11 @@ class BaseImporter:
         self, source: Source, switches: Switches, *, progress: Callable[[int], None] | None = None
     ) -> Plan:
         """Read the source and the target in scope and compute the plan."""
+        from .targets.postgres import fast_plan
+
+        staged = fast_plan(self, source, switches, progress=progress)
+        if staged is not None:  # PostgreSQL: diffed in SQL, see docs/performance.md
+            return staged
         records = source.read()
         converted = self.convert(records, source)
         first = next(converted, None)  # reads the header, binds columns, loads lookups

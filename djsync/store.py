@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 def save_plan(run: SyncRun, plan: Plan) -> None:
     """Store every action and row error of ``plan`` on ``run``, in batches."""
     size = settings.BATCH_SIZE
-    for batch in batched(plan.actions, size):
+    save_changes = getattr(plan, "save_changes", None)
+    if save_changes is not None:  # a staged plan stores its actions inside the database
+        save_changes(run)
+    for batch in batched(() if save_changes else plan.actions, size):
         SyncChange.objects.bulk_create(
             [_change(run, plan.model, a) for a in batch], batch_size=size
         )

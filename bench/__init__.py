@@ -1,0 +1,1 @@
+"""Benchmarks of djsync against django-import-export and a hand-written COPY sync."""

@@ -1,0 +1,1 @@
+"""The product table every benchmarked tool syncs into."""

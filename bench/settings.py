@@ -1,0 +1,25 @@
+"""Django settings for the benchmarks: their own PostgreSQL database, the bench app, djsync."""
+
+import os
+
+SECRET_KEY = "bench"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "import_export",
+    "djsync",
+    "bench.benchapp",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("DJSYNC_BENCH_DB", "djsync_bench"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+    }
+}
+DJSYNC = {"FAST_PATH": os.environ.get("DJSYNC_FAST_PATH", "1") == "1"}

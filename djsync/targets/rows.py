@@ -1,0 +1,147 @@
+"""Source records → row tuples at speed, with the importer's own code for every bad row.
+
+Converting values in Python is the client-side cost of a large sync, so the fast path does
+not build a ``SourceRow`` per record: it converts each cell with the field's converter
+(remembering the result for low-cardinality columns such as categories and dates), and
+hands any record that raises to :meth:`BaseImporter._convert_one`, which produces exactly
+the row errors the generic path reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+
+from ..diff import RowError, SourceRow
+from ..fields import BoundField
+
+if TYPE_CHECKING:
+    from ..importers import BaseImporter
+    from ..sources.base import Source
+
+#: Records seen before deciding which columns are worth remembering converted values for.
+WARMUP = 5000
+#: Most distinct values remembered per column (bounded memory).
+MEMO_LIMIT = 100_000
+_MISS = object()
+
+#: One converted record: (row number, field values in ``importer.active_fields`` order).
+Converted = tuple[int, tuple[Any, ...]]
+
+
+def _memoizable(f: BoundField) -> bool:
+    """Built-in converters are pure functions of a string cell; custom ones may not be."""
+    if f.spec.converter is not None or isinstance(f.model_field, models.JSONField):
+        return False
+    mf = f.model_field
+    if callable(f.default) or (mf.has_default() and callable(mf.default)):
+        return False
+    return f.source_column is not None
+
+
+class RowConverter:
+    """Converts raw records for ``importer`` into tuples; yields RowErrors for bad records."""
+
+    def __init__(self, importer: BaseImporter) -> None:
+        self.importer = importer
+        self.fields = list(importer.active_fields)
+        self.names = [f.name for f in self.fields]
+        self.key_index = [self.names.index(k) for k in importer.keys]
+        self.memos: list[dict[str, Any] | None] = [
+            {} if _memoizable(f) else None for f in self.fields
+        ]
+        self.lookups = [importer.lookups.get(f.name) for f in self.fields]
+        cls = type(importer)
+        from ..importers import BaseImporter
+
+        self.hooked = (
+            cls.prepare_record is not BaseImporter.prepare_record
+            or cls.normalize_source_row is not BaseImporter.normalize_source_row
+        )
+
+    def _finish_warmup(self) -> None:
+        for i, memo in enumerate(self.memos):
+            if memo is not None and len(memo) > WARMUP // 2:
+                self.memos[i] = None  # mostly distinct values: remembering costs more
+
+    def convert_record(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        """The converted values of a good record; raises on anything the generic path
+        would turn into a row error."""
+        out: list[Any] = []
+        append = out.append
+        for f, memo in zip(self.fields, self.memos, strict=True):
+            column = f.source_column
+            raw = record.get(column) if column is not None else None
+            if memo is not None and type(raw) is str:
+                value = memo.get(raw, _MISS)
+                if value is _MISS:
+                    value = f.convert(raw)
+                    if len(memo) < MEMO_LIMIT:
+                        memo[raw] = value
+            else:
+                value = f.convert(raw)
+            append(value)
+        for lookup, value in zip(self.lookups, out, strict=True):
+            if lookup is not None and value is not None and value not in lookup:
+                raise KeyError(value)
+        for i in self.key_index:
+            value = out[i]
+            if value is None or value == "":
+                raise ValueError("the key is empty")
+        return tuple(out)
+
+    def rows(
+        self, records: Iterable[dict[str, Any]], source: Source
+    ) -> Iterator[Converted | RowError]:
+        """Converted rows and row errors, in source order, as ``importer.convert`` would."""
+        importer = self.importer
+        if self.hooked:
+            yield from self._through_importer(records, source)
+            return
+        fields = [(f, f.source_column, importer.lookups.get(f.name)) for f in self.fields]
+        row = source.first_row
+        seen = 0
+        convert = self.convert_record
+        for record in records:
+            seen += 1
+            importer.rows_read += 1
+            number = source.row or row
+            row += 1
+            if seen == WARMUP:
+                self._finish_warmup()
+            try:
+                yield number, convert(record)
+            except (ValueError, KeyError):
+                yield from importer._convert_one(record, number, fields)
+
+    def _through_importer(
+        self, records: Iterable[dict[str, Any]], source: Source
+    ) -> Iterator[Converted | RowError]:
+        names = self.names
+        row = source.first_row
+        fields = [(f, f.source_column, self.importer.lookups.get(f.name)) for f in self.fields]
+        for record in records:
+            self.importer.rows_read += 1
+            for item in self.importer._convert_one(record, source.row or row, fields):
+                if isinstance(item, SourceRow):
+                    yield item.row, tuple(item.values[n] for n in names)
+                else:
+                    yield item
+            row += 1
+
+
+def as_source_row(importer: BaseImporter, names: list[str]) -> Callable[[Converted], SourceRow]:
+    """Turn a converted tuple back into a SourceRow (for the generic diff)."""
+    keys = [names.index(k) for k in importer.keys]
+
+    def make(item: Converted) -> SourceRow:
+        number, values = item
+        return SourceRow(
+            row=number,
+            key=tuple(values[i] for i in keys),
+            values=dict(zip(names, values, strict=True)),
+        )
+
+    return make
