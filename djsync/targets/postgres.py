@@ -74,6 +74,8 @@ def unsupported(importer: BaseImporter) -> str | None:
     """Why the fast path cannot serve ``importer`` (None: it can)."""
     if not settings.FAST_PATH:
         return "the FAST_PATH setting is off"
+    if not getattr(importer, "fast_path", True):
+        return "this run amends the plan (multi-model step or incremental read)"
     connection = connections[importer.using]
     if connection.vendor != "postgresql":
         return f"the target database is {connection.vendor}, not PostgreSQL"
