@@ -41,6 +41,11 @@ test-sqlite:
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+## bench: djsync vs django-import-export vs the COPY floor on PostgreSQL (see bench/RESULTS.md);
+## `make bench ROWS=100000` runs one size for every tool
+bench: $(VENV)/.installed
+	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS))
+
 browser:
 	bash scripts/install-browser.sh
 

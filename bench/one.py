@@ -1,0 +1,119 @@
+"""One measured case in its own process: ``python -m bench.one TOOL CASE FILE [--dry-run]``.
+
+Prints one JSON line: wall seconds of the sync itself (Django set up before the clock
+starts) and the counts. The parent reads this process's peak RSS from ``wait4``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+
+def run_djsync(path: str, dry_run: bool) -> dict[str, Any]:
+    import djsync
+    from djsync.models import SyncJob
+
+    job, _ = SyncJob.objects.get_or_create(name="bench", defaults={"importer": "bench_products"})
+    run = djsync.run(job, file=path, dry_run=dry_run, delete=True)
+    if run.error and not dry_run:
+        raise SystemExit(run.error)
+    return run.counts
+
+
+def run_import_export(path: str, dry_run: bool) -> dict[str, Any]:
+    import tablib
+
+    from bench.benchapp.resources import ProductResource
+
+    with open(path, encoding="utf-8") as handle:
+        dataset = tablib.Dataset().load(handle.read(), format="csv")
+    result = ProductResource().import_data(dataset, dry_run=dry_run, use_transactions=True)
+    if result.has_errors() or result.has_validation_errors():
+        raise SystemExit("django-import-export reported errors")
+    totals = result.totals
+    return {
+        "created": totals.get("new", 0),
+        "updated": totals.get("update", 0),
+        "deleted": totals.get("delete", 0),
+        "unchanged": totals.get("skip", 0),
+    }
+
+
+COPY_FLOOR = """
+CREATE TEMP TABLE stage (sku varchar(32), name varchar(200), price numeric(10, 2),
+                         qty integer, category varchar(100), updated date);
+"""
+
+
+def run_copy_floor(path: str, dry_run: bool) -> dict[str, Any]:
+    """The hand-written sync: COPY into staging, then INSERT / UPDATE / DELETE in SQL."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(COPY_FLOOR)
+        with (
+            open(path, "rb") as handle,
+            cursor.cursor.copy("COPY stage FROM STDIN (FORMAT csv, HEADER true)") as copy,
+        ):
+            while block := handle.read(1 << 20):
+                copy.write(block)
+        cursor.execute("ANALYZE stage")
+        changed = (
+            "(p.name, p.price, p.qty, p.category, p.updated) IS DISTINCT FROM "
+            "(s.name, s.price, s.qty, s.category, s.updated)"
+        )
+        if dry_run:
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE p.id IS NULL), "
+                f"count(*) FILTER (WHERE p.id IS NOT NULL AND {changed}), "
+                "count(*) FILTER (WHERE s.sku IS NULL) "
+                "FROM stage s FULL JOIN benchapp_product p ON p.sku = s.sku"
+            )
+            created, updated, deleted = cursor.fetchone()
+        else:
+            cursor.execute(
+                "INSERT INTO benchapp_product (sku, name, price, qty, category, updated) "
+                "SELECT s.* FROM stage s LEFT JOIN benchapp_product p ON p.sku = s.sku "
+                "WHERE p.id IS NULL"
+            )
+            created = cursor.rowcount
+            cursor.execute(
+                "UPDATE benchapp_product p SET name = s.name, price = s.price, qty = s.qty, "
+                "category = s.category, updated = s.updated FROM stage s "
+                f"WHERE p.sku = s.sku AND {changed}"
+            )
+            updated = cursor.rowcount
+            cursor.execute(
+                "DELETE FROM benchapp_product p WHERE NOT EXISTS "
+                "(SELECT 1 FROM stage s WHERE s.sku = p.sku)"
+            )
+            deleted = cursor.rowcount
+        cursor.execute("DROP TABLE stage")
+    return {"created": created, "updated": updated, "deleted": deleted}
+
+
+TOOLS = {"djsync": run_djsync, "import-export": run_import_export, "copy": run_copy_floor}
+
+
+def main() -> None:
+    tool, case, path = sys.argv[1:4]
+    dry_run = "--dry-run" in sys.argv
+    if tool == "djsync-generic":
+        os.environ["DJSYNC_FAST_PATH"] = "0"
+        tool = "djsync"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+
+    django.setup()
+    started = time.perf_counter()
+    counts = TOOLS[tool](path, dry_run)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"case": case, "seconds": seconds, "counts": counts}))
+
+
+if __name__ == "__main__":
+    main()
