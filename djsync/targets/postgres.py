@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
 from django.utils import timezone
 
@@ -637,8 +637,11 @@ def build_plan(
     plan = PostgresPlan(importer, switches)
     stream = chain([first], records) if first is not None else iter(())
     try:
-        plan.stage(stream, source, progress)
-        plan.classify()
+        # A savepoint: a source error in the middle of COPY must not leave the caller's
+        # transaction aborted (the failed run could not be recorded).
+        with transaction.atomic(using=importer.using):
+            plan.stage(stream, source, progress)
+            plan.classify()
     except BaseException:
         plan.close()
         raise
