@@ -95,7 +95,7 @@ def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
     step = _step(request)
     context = {
         **page_context(request, admin_site),
-        "title": STEPS[step],
+        "title": f"{STEPS[step]} — {_('run')} #{run.pk}",
         "run": run,
         "step": step,
         "status_url": f"{run_url(run, 'status', admin_site)}?step={step}",
@@ -104,7 +104,6 @@ def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
         "can_cancel": permissions.can_preview(request.user, run.job),
         "opts": SyncRun._meta,
     }
-    context["title"] = context["title"] % {"pk": run.pk}
     return TemplateResponse(request, "admin/djsync/progress.html", context)
 
 
@@ -211,6 +210,8 @@ def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun 
 def queue_apply(run: SyncRun, user: Any) -> SyncRun:
     from .tasks import apply_run
 
+    # An earlier attempt refused because the job was busy left a note; this is a new try.
+    SyncRun.objects.filter(pk=run.pk, error__startswith="not applied").update(error="")
     transaction.on_commit(lambda: apply_run.delay(run.pk, user.pk))
     return run
 
