@@ -163,27 +163,39 @@ def diff(
     remaining = dict(target)
     seen: dict[Key, tuple[int, Action | None, bool]] = {}
     duplicates: set[Key] = set()
+    bad_keys: set[Key] = set()
     error_without_key = False
+
+    def undo_first(key: Key) -> None:
+        """The first good row under a key turned out to share it: it becomes an error."""
+        first_row, first_action, was_unchanged = seen[key]
+        duplicates.add(key)
+        plan.errors.append(_duplicate_error(key, first_row))
+        if was_unchanged:
+            plan.unchanged -= 1
+        elif first_action is not None:
+            first_action.row = -1  # marked for removal below
 
     for item in source_rows:
         plan.rows_read += 1
         if isinstance(item, RowError):
             plan.errors.append(item)
-            if item.key is not None:
-                remaining.pop(item.key, None)
-            else:
+            if item.key is None:
                 error_without_key = True
+                continue
+            # A bad row keeps its target row, and makes its key shared with any good row.
+            remaining.pop(item.key, None)
+            bad_keys.add(item.key)
+            if item.key in seen and item.key not in duplicates:
+                undo_first(item.key)
             continue
         key = item.key
-        if key in seen:
-            first_row, first_action, was_unchanged = seen[key]
-            if key not in duplicates:
+        if key in seen or key in bad_keys:
+            if key not in seen:
                 duplicates.add(key)
-                plan.errors.append(_duplicate_error(key, first_row))
-                if was_unchanged:
-                    plan.unchanged -= 1
-                elif first_action is not None:
-                    first_action.row = -1  # marked for removal below
+                seen[key] = (item.row, None, False)
+            elif key not in duplicates:
+                undo_first(key)
             plan.errors.append(_duplicate_error(key, item.row))
             continue
         existing = remaining.pop(key, None)

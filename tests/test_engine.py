@@ -457,6 +457,22 @@ def test_duplicate_keys_with_skip_leave_that_key_alone(job, write_csv):
     assert Product.objects.get(sku="DUP").price == Decimal("1.00")
 
 
+def test_a_bad_row_and_a_good_row_under_one_key_leave_that_key_alone(job, write_csv):
+    seed("OLD")
+    rows = [
+        row("NEW", price="oops"),  # bad row first, good row after: no create of NEW
+        row("NEW", price="2.00"),
+        row("OLD", price="3.00"),  # good row first, bad row after: no update of OLD
+        row("OLD", qty="many"),
+    ]
+    run = djsync.run(job, file=write_csv(rows), on_row_error="skip")
+    assert run.status == "succeeded"
+    assert run.counts == {"created": 0, "updated": 0, "deleted": 0, "unchanged": 0, "errors": 4}
+    messages = dict(run.row_errors.values_list("row", "message"))
+    assert "duplicate key 'NEW'" in messages[3] and "duplicate key 'OLD'" in messages[4]
+    assert snapshot() == [("OLD", "Thing", Decimal("1.00"), 1)]
+
+
 def test_bad_values_fail_the_run_and_write_nothing(job, write_csv):
     seed("A1")
     rows = [row("A1", price="5.00"), row("A2", price="cheap"), row("A3", qty="2.5")]

@@ -159,6 +159,8 @@ def test_products_every_action_row_errors_and_duplicates(make_job, write_csv, ca
             product("D1"),
             product("D1", name="again"),
             product(" A1 ", price="3"),  # the key is trimmed: a third A1? no: duplicate
+            product("B7", price="bad"),  # a bad row and a good row share B7: no create
+            product("B7"),
         ],
         name="day2.csv",
     )
@@ -179,7 +181,7 @@ def test_products_every_action_row_errors_and_duplicates(make_job, write_csv, ca
         "updated": 2,
         "deleted": 1,
         "unchanged": 0,
-        "errors": 8,
+        "errors": 10,
     }
     assert outcomes[2]["status"] == "previewed"
     assert outcomes[3]["status"] == outcomes[4]["status"] == "failed"

@@ -76,6 +76,10 @@ def unsupported(importer: BaseImporter) -> str | None:
         return "the FAST_PATH setting is off"
     if not getattr(importer, "fast_path", True):
         return "this run amends the plan (multi-model step or incremental read)"
+    from django.db import router
+
+    if importer.using != router.db_for_write(SyncChange):
+        return "the target database is not the one that records the run's changes"
     connection = connections[importer.using]
     if connection.vendor != "postgresql":
         return f"the target database is {connection.vendor}, not PostgreSQL"
@@ -350,7 +354,8 @@ class PostgresPlan(Plan):
         """Every occurrence of a key seen twice is a row error, and its target row is left
         alone (the staging rows become protected rows). Returns how many rows that is."""
         keys = ", ".join(f"c{i}" for i in self.key_positions())
-        twice = f"SELECT {keys} FROM {self.src} WHERE NOT _skip GROUP BY {keys} HAVING count(*) > 1"
+        # Bad rows with a readable key count too: their key is shared with the good rows.
+        twice = f"SELECT {keys} FROM {self.src} GROUP BY {keys} HAVING count(*) > 1"
         cursor.execute(twice + " LIMIT 1")  # a hash aggregate: no sort of the whole source
         if cursor.fetchone() is None:
             return 0
