@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA := demo_project/demo/data
 DEMO_JOBS := categories products departments employees
 
-.PHONY: demo test test-postgres test-sqlite lint browser services bench clean
+.PHONY: screenshots demo test test-postgres test-sqlite lint browser services bench clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: $(VENV)/.installed
 ## `make bench ROWS=100000` runs one size for every tool
 bench: $(VENV)/.installed
 	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS))
+
+## screenshots: refresh docs/img/preview.png from the browser test
+screenshots: $(VENV)/.installed browser
+	DJSYNC_SCREENSHOTS=docs $(PY) -m pytest tests/test_browser.py
 
 browser:
 	bash scripts/install-browser.sh
