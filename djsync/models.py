@@ -228,7 +228,17 @@ class SyncChange(models.Model):
         UPDATE = "update", _("update")
         DELETE = "delete", _("delete")
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="changes")
+    #: No database constraint and no index of its own: a run stores up to millions of
+    #: changes in one statement, and the deferred foreign key check at commit cost as much
+    #: as the insert. Django still deletes a run's changes with it (``on_delete`` runs in
+    #: Python), and the (run, action) index serves every lookup by run.
+    run = models.ForeignKey(
+        SyncRun,
+        on_delete=models.CASCADE,
+        related_name="changes",
+        db_constraint=False,
+        db_index=False,
+    )
     model = models.CharField(_("model"), max_length=200)
     action = models.CharField(_("action"), max_length=10, choices=Action.choices)
     key = models.JSONField(_("key"), encoder=DjangoJSONEncoder)
