@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('djsync', '0003_export_target_and_cursor'),
+        ("djsync", "0003_export_target_and_cursor"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='syncchange',
-            name='run',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='djsync.syncrun'),
+            model_name="syncchange",
+            name="run",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="changes",
+                to="djsync.syncrun",
+            ),
         ),
     ]
