@@ -308,20 +308,25 @@ class BaseImporter:
         if staged is not None:  # PostgreSQL: diffed in SQL, see docs/performance.md
             return staged
         records = source.read()
-        converted = self.convert(records, source)
-        first = next(converted, None)  # reads the header, binds columns, loads lookups
-        target = self.read_target()
-        stream = _chain_one(first, converted) if first is not None else iter(())
-        if progress is not None:
-            stream = _report(stream, progress, lambda: self.rows_read)
-        plan = diff(
-            stream,
-            target,
-            model=self.label,
-            create=switches.create,
-            update=switches.update,
-            delete=switches.delete,
-        )
+        try:
+            converted = self.convert(records, source)
+            first = next(converted, None)  # reads the header, binds columns, loads lookups
+            target = self.read_target()
+            stream = _chain_one(first, converted) if first is not None else iter(())
+            if progress is not None:
+                stream = _report(stream, progress, lambda: self.rows_read)
+            plan = diff(
+                stream,
+                target,
+                model=self.label,
+                create=switches.create,
+                update=switches.update,
+                delete=switches.delete,
+            )
+        finally:
+            # Close the source now, not when the garbage collector gets to it: a SQL
+            # source's server-side cursor must close inside this run's transaction.
+            getattr(records, "close", lambda: None)()
         plan.rows_read = self.rows_read
         return plan
 

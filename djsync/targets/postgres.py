@@ -635,10 +635,15 @@ def build_plan(
     progress: Progress | None = None,
 ) -> PostgresPlan:
     """Read the source into staging and classify it against the target in scope."""
-    records = iter(source.read())
-    first = next(records, None)  # reads the header
-    importer.match_columns(source.columns or [], source)
-    importer.load_lookups()
+    records = source.read()
+    close = getattr(records, "close", lambda: None)  # a SQL source's cursor: close it now
+    try:
+        first = next(records, None)  # reads the header
+        importer.match_columns(source.columns or [], source)
+        importer.load_lookups()
+    except BaseException:
+        close()
+        raise
     plan = PostgresPlan(importer, switches)
     stream = chain([first], records) if first is not None else iter(())
     try:
@@ -649,6 +654,7 @@ def build_plan(
             plan.classify()
     except BaseException:
         plan.close()
+        close()
         raise
     return plan
 
