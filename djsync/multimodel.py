@@ -229,8 +229,8 @@ def record_plans(sync_run: SyncRun, plans: Sequence[Plan]) -> None:
             "rows_read": plan.rows_read,
             "rows_in_scope": plan.rows_in_scope,
         }
+        save_plan(sync_run, plan)  # first: it may add a warning (changes left out)
         warnings.extend(f"{plan.model}: {w}" for w in plan.warnings)
-        save_plan(sync_run, plan)
     sync_run.created = totals["created"]
     sync_run.updated = totals["updated"]
     sync_run.deleted = totals["deleted"]

@@ -398,8 +398,8 @@ def record_plan(sync_run: SyncRun, plan: Plan) -> None:
     sync_run.stats = {
         plan.model: {**counts, "rows_read": plan.rows_read, "rows_in_scope": plan.rows_in_scope}
     }
+    save_plan(sync_run, plan)  # first: it may add a warning (changes left out of the audit)
     sync_run.warnings = list(plan.warnings)
-    save_plan(sync_run, plan)
     sync_run.plan = plan  # type: ignore[attr-defined]  # kept for callers in this process
     sync_run.save()
 

@@ -6,6 +6,7 @@ one converts each stored value back through the importer's converters.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +19,22 @@ if TYPE_CHECKING:
     from .importers import BaseImporter
 
 
+def audit_limit(run: SyncRun) -> int | None:
+    """How many changes per action and model ``run`` stores: every one for a dry run
+    (applying a preview reads them back), else the ``AUDIT_CHANGES`` setting (None: all)."""
+    return None if run.dry_run else settings.AUDIT_CHANGES
+
+
 def save_plan(run: SyncRun, plan: Plan) -> None:
-    """Store every action and row error of ``plan`` on ``run``, in batches."""
+    """Store the actions of ``plan`` on ``run`` (bounded by :func:`audit_limit`) and every
+    row error, in batches. Actions left out are named in a warning added to the plan."""
     size = settings.BATCH_SIZE
+    limit = audit_limit(run)
     save_changes = getattr(plan, "save_changes", None)
     if save_changes is not None:  # a staged plan stores its actions inside the database
-        save_changes(run)
-    for batch in batched(() if save_changes else plan.actions, size):
+        save_changes(run, limit=limit)
+    actions = () if save_changes else plan.actions if limit is None else audited(plan, limit)
+    for batch in batched(actions, size):
         SyncChange.objects.bulk_create(
             [_change(run, plan.model, a) for a in batch], batch_size=size
         )
@@ -32,6 +42,50 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
         SyncRowError.objects.bulk_create(
             [_row_error(run, plan.model, e) for e in batch], batch_size=size
         )
+    note = audit_note(plan, limit)
+    if note:
+        plan.warnings.append(note)
+
+
+def audited(plan: Plan, limit: int) -> Iterator[Action]:
+    """The actions a run stores under ``limit`` per action: the first creates and updates by
+    source row, the first deletes by primary key (the PostgreSQL fast path picks the same)."""
+    for actions, order in (
+        (plan.creates, _by_row),
+        (plan.updates, _by_row),
+        (plan.deletes, _by_pk),
+    ):
+        yield from actions if len(actions) <= limit else heapq.nsmallest(limit, actions, key=order)
+
+
+def _by_row(action: Action) -> tuple[bool, int]:
+    row = getattr(action, "row", None)
+    return (row is None, row or 0)
+
+
+def _by_pk(action: Action) -> Any:
+    return action.pk
+
+
+def audit_note(plan: Plan, limit: int | None) -> str | None:
+    """The warning of a run whose stored changes leave some actions out, or None."""
+    if limit is None:
+        return None
+    cut = [
+        f"{len(actions):,} {what}"
+        for what, actions in (
+            ("creates", plan.creates),
+            ("updates", plan.updates),
+            ("deletes", plan.deletes),
+        )
+        if len(actions) > limit
+    ]
+    if not cut:
+        return None
+    return (
+        f"only the first {limit:,} changes per action are stored for audit "
+        f"(of {', '.join(cut)}; the AUDIT_CHANGES setting); the counts are exact"
+    )
 
 
 def _change(run: SyncRun, model: str, action: Action) -> SyncChange:

@@ -106,12 +106,14 @@ def target_rows(model: type) -> list[dict]:
 
 
 def both(
-    scenario: Callable[[], list[tuple[dict, Any]]], model: type
+    scenario: Callable[[], list[tuple[dict, Any]]],
+    model: type,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Run ``scenario`` on the generic path, undo, run it on the fast path; compare."""
     results = {}
     for fast in (False, True):
-        with override_settings(DJSYNC={"FAST_PATH": fast}):
+        with override_settings(DJSYNC={**(settings or {}), "FAST_PATH": fast}):
             model.objects.all().delete()
             SyncRun.objects.all().delete()
             outcomes = scenario()
@@ -269,6 +271,38 @@ def test_scope_deletes_only_inside_it(make_job, write_csv):
         "errors": 0,
     }
     assert sorted(r["sku"] for r in rows) == ["E1", "E3", "U1"]
+
+
+def test_bounded_audit_detail_picks_the_same_changes(make_job, write_csv, categories):
+    job = make_job("test_products")
+    day1 = write_csv([product(f"P{i}", category_code="C1") for i in range(9, 0, -1)], name="1.csv")
+    day2 = [product(f"P{i}", price="2", category_code="C2") for i in (7, 3, 5)]
+    day2 += [product(f"N{i}") for i in (4, 1, 2)]
+
+    def scenario():
+        return [
+            run_outcome(job, day1),
+            run_outcome(job, write_csv(day2, name="2.csv"), force=True),
+            run_outcome(job, day1, dry_run=True),
+        ]
+
+    outcomes, _ = both(scenario, Product, {"AUDIT_CHANGES": 2})
+    assert [(c[0], c[1]) for c in outcomes[0]["changes"]] == [
+        ("create", ["P8"]),
+        ("create", ["P9"]),
+    ]
+    assert outcomes[1]["counts"]["deleted"] == 6
+    assert sorted((c[0], c[1][0]) for c in outcomes[1]["changes"]) == [
+        ("create", "N1"),
+        ("create", "N4"),
+        ("delete", "P8"),
+        ("delete", "P9"),
+        ("update", "P3"),
+        ("update", "P7"),
+    ]
+    assert "(of 3 creates, 3 updates, 6 deletes; " in outcomes[1]["warnings"][0]
+    assert len(outcomes[2]["changes"]) == 12  # a dry run keeps every change
+    assert outcomes[2]["warnings"] == []
 
 
 def test_a_bad_row_without_a_key_blocks_deletes_and_fails_by_default(make_job, write_csv):

@@ -215,6 +215,11 @@ class StoredActions:
             return iter(())
         if self.plan.run is None:
             raise TargetError("a staged plan's actions can be read once the run stored them")
+        limit = self.plan.stored_limit
+        if limit is not None and self.count > limit:
+            raise TargetError(
+                f"only {limit} of the plan's {self.count} {self.attribute} were stored"
+            )
         from ..store import load_plan
 
         return iter(getattr(load_plan(self.plan.run, self.plan.importer), self.attribute))
@@ -235,6 +240,7 @@ class PostgresPlan(Plan):
         self.src = f"{PREFIX}{tag}_src"
         self.act = f"{PREFIX}{tag}_act"
         self.run: SyncRun | None = None
+        self.stored_limit: int | None = None  # most changes stored per action
         self.missing = 0  # target rows in scope the source lacks
         self.good = 0  # staged source rows that take part in the diff
         self.error_without_key = False
@@ -429,10 +435,13 @@ class PostgresPlan(Plan):
         )
         return f"jsonb_build_object({pairs})"
 
-    def save_changes(self, run: SyncRun) -> None:
-        """Write every action to ``SyncChange`` inside the database (no round trip per row);
-        a dry run's staging tables are dropped once its changes are stored."""
-        self.run = run
+    def save_changes(self, run: SyncRun, *, limit: int | None = None) -> None:
+        """Write the actions to ``SyncChange`` inside the database (no round trip per row),
+        at most ``limit`` per action: the first by source row, deletes by primary key, as
+        :func:`djsync.store.audited` picks them. A dry run's staging tables are dropped
+        once its changes are stored."""
+        self.run, self.stored_limit = run, limit
+        cap = "" if limit is None else f" LIMIT {int(limit)}"
         keys = self.key_positions()
         table = self.qn(SyncChange._meta.db_table)
         head = (
@@ -447,7 +456,7 @@ class PostgresPlan(Plan):
                     head + f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
                     f"s._row, NULL, {self._object('c', 's')}, %s::jsonb "
                     f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
-                    "WHERE a.act = 'c' ORDER BY a._row",
+                    f"WHERE a.act = 'c' ORDER BY a._row{cap}",
                     [run.pk, label, _json_list(self.names)],
                 )
             if self.updates:
@@ -457,7 +466,7 @@ class PostgresPlan(Plan):
                     f"a._pk::text, s._row, {_only('a', self._object('o', 'a'))}, "
                     f"{_only('a', self._object('c', 's'))}, to_jsonb(a.changed) "
                     f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
-                    "WHERE a.act = 'u' ORDER BY a._row",
+                    f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
                 )
             if self.deletes:
@@ -465,11 +474,16 @@ class PostgresPlan(Plan):
                 cursor.execute(
                     head + f"SELECT %s, %s, 'delete', jsonb_build_array({target_key}), "
                     f"a._pk::text, NULL, {self._object('o', 'a')}, NULL, '[]'::jsonb "
-                    f"FROM {self.act} a WHERE a.act = 'd' ORDER BY a._pk",
+                    f"FROM {self.act} a WHERE a.act = 'd' ORDER BY a._pk{self._pk_order()}{cap}",
                     [run.pk, label],
                 )
         if run.dry_run:
             self.close()
+
+    def _pk_order(self) -> str:
+        """Text primary keys sort by code point, as Python sorts them (not by collation)."""
+        pk = self.importer.model._meta.pk
+        return ' COLLATE "C"' if isinstance(pk, models.CharField | models.TextField) else ""
 
     # -- applying -------------------------------------------------------------------------
     def apply_actions(self, *, progress: Progress | None = None) -> None:
