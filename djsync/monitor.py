@@ -228,6 +228,8 @@ def guard(sync_run: SyncRun, progress: Progress | None = None) -> Iterator[Progr
             lock.release()
         except Exception:
             logger.warning("djsync: could not release the lock of run %s", sync_run.pk)
+        if monitor.using != router.db_for_write(SyncRun):
+            connections[monitor.using].close()  # the second connection lives as long as a run
 
 
 def cancel_requested(run_id: int) -> bool:
