@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .memberships import membership_label
 from .models import SyncChange, SyncRun
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+#: How a change of a many-to-many through table reads (see djsync.memberships).
+MEMBERSHIP_VERB = {"create": "add", "update": "update", "delete": "remove"}
 
 
 def counts_text(counts: dict[str, int]) -> str:
@@ -25,7 +28,15 @@ def summary_line(run: SyncRun) -> str:
     if exported:
         done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
         return f"{run.job.name}: {run.status}{took} — {done}"
-    return f"{run.job.name}: {run.status}{mode}{took} — {counts_text(run.counts)}"
+    line = f"{run.job.name}: {run.status}{mode}{took} — {counts_text(run.counts)}"
+    for model, counts in (run.stats or {}).items():
+        membership = membership_label(model) if isinstance(counts, dict) else None
+        if membership is not None and "created" in counts:
+            line += (
+                f"; memberships of {membership}: {counts['created']} added, "
+                f"{counts['deleted']} removed"
+            )
+    return line
 
 
 def key_text(key: list[Any]) -> str:
@@ -33,7 +44,14 @@ def key_text(key: list[Any]) -> str:
 
 
 def change_text(change: SyncChange) -> str:
-    head = f"{SYMBOL[change.action]} {change.action} {change.model} [{key_text(change.key)}]"
+    membership = membership_label(change.model)
+    if membership is not None:  # a link of a many-to-many field: "+ add membership …"
+        verb = MEMBERSHIP_VERB[change.action]
+        head = f"{SYMBOL[change.action]} {verb} membership {membership} [{key_text(change.key)}]"
+        if change.action != SyncChange.Action.UPDATE:
+            return head
+    else:
+        head = f"{SYMBOL[change.action]} {change.action} {change.model} [{key_text(change.key)}]"
     if change.action == SyncChange.Action.UPDATE:
         fields = "; ".join(
             f"{name}: {change.before.get(name)!r} → {change.after.get(name)!r}"

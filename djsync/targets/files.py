@@ -79,6 +79,9 @@ class Columns:
 
     headers: list[str]
     paths: list[str]
+    #: Per column, a function that turns a value into the file's representation (None: as
+    #: read), e.g. a django-import-export widget's date format.
+    renderers: list[Any] | None = None
 
     @classmethod
     def for_model(cls, model: type[models.Model]) -> Columns:
@@ -90,7 +93,12 @@ class Columns:
     def for_importer(cls, importer: Any) -> Columns:
         """The importer's mapping in reverse: the file it writes can be imported again."""
         fields = list(importer.bound_fields.values())
-        return cls([f.column for f in fields], [f.target_path for f in fields])
+        renderers = [getattr(f, "render", None) for f in fields]
+        return cls(
+            [f.column for f in fields],
+            [f.target_path for f in fields],
+            renderers if any(renderers) else None,
+        )
 
 
 @dataclass
@@ -121,8 +129,15 @@ def export_queryset(
         Columns.for_importer(importer) if importer else Columns.for_model(queryset.model)
     )
     rows = queryset.values_list(*columns.paths).iterator(chunk_size=settings.BATCH_SIZE)
+    if columns.renderers:
+        rows = _rendered(rows, columns.renderers)
     count = write_rows(target, fmt, columns.headers, rows, neutralize_formulas=neutralize_formulas)
     return ExportResult(path=target, format=fmt, rows=count)
+
+
+def _rendered(rows: Iterable[Sequence[Any]], renderers: list[Any]) -> Iterator[list[Any]]:
+    for row in rows:
+        yield [v if r is None or v is None else r(v) for r, v in zip(renderers, row, strict=True)]
 
 
 def write_rows(

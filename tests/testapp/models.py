@@ -42,3 +42,17 @@ class Member(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "number"], name="member_key")]
+
+
+class Employee(models.Model):
+    """A member of teams (many-to-many membership sync)."""
+
+    number = models.IntegerField(unique=True)
+    name = models.CharField(max_length=100)
+    department = models.CharField(max_length=20, blank=True)
+
+
+class Team(models.Model):
+    code = models.CharField(max_length=20, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    members = models.ManyToManyField(Employee, related_name="teams", blank=True)

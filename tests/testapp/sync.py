@@ -111,3 +111,57 @@ class StrictStockImporter(HookedProductImporter):
 
     name = "test_products_strict_stock"
     qty = djsync.Field("stock", default=0, required=True)
+
+
+# -- django-import-export resources as importers (tests/test_resources.py) -------------------
+
+from djsync.resources import ResourceImporter, importer_from_resource  # noqa: E402
+
+from .resources import CategoryResource, PlainProductResource, ProductResource  # noqa: E402
+
+
+@djsync.register
+class ProductResourceImporter(ResourceImporter):
+    name = "test_resource_products"
+    resource_class = ProductResource
+    delete = True
+
+
+importer_from_resource(PlainProductResource, name="test_resource_plain")
+importer_from_resource(CategoryResource, name="test_resource_categories", delete=True)
+
+
+# -- many-to-many memberships (tests/test_memberships.py) ------------------------------------
+
+from djsync.memberships import MembershipImporter  # noqa: E402
+
+from .models import Employee, Team  # noqa: E402
+
+
+@djsync.register
+class EmployeeImporter(djsync.Importer):
+    name = "test_employees"
+    model = Employee
+    keys = ["number"]
+    fields = ["number", "name"]
+    department = djsync.Field("dept", required=False)
+    delete = True
+
+
+@djsync.register
+class TeamImporter(djsync.Importer):
+    name = "test_teams"
+    model = Team
+    keys = ["code"]
+    fields = ["code"]
+    delete = True
+
+
+@djsync.register
+class TeamMembersImporter(MembershipImporter):
+    name = "test_team_members"
+    relation = Team.members
+    group_column = "team"
+    group_lookup = "code"
+    member_column = "employee"
+    member_lookup = "number"
