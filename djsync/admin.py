@@ -76,7 +76,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             {
                 "description": _("Empty means: as the importer says."),
                 "fields": [
-                    ("create", "update", "delete"),
+                    ("allow_create", "allow_update", "allow_delete"),
                     ("max_create", "max_update", "max_delete", "max_total"),
                     "delete_guard",
                     "on_row_error",

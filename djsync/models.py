@@ -54,9 +54,10 @@ class SyncJob(models.Model):
     )
     enabled = models.BooleanField(_("enabled"), default=True)
     # Switches and limits; empty means "as the importer says".
-    create = models.BooleanField(_("create"), null=True, blank=True)
-    update = models.BooleanField(_("update"), null=True, blank=True)
-    delete = models.BooleanField(_("delete"), null=True, blank=True)
+    # Named allow_* so that they do not shadow Model.delete() and friends.
+    allow_create = models.BooleanField(_("create"), null=True, blank=True)
+    allow_update = models.BooleanField(_("update"), null=True, blank=True)
+    allow_delete = models.BooleanField(_("delete"), null=True, blank=True)
     max_create = models.PositiveIntegerField(_("max creates"), null=True, blank=True)
     max_update = models.PositiveIntegerField(_("max updates"), null=True, blank=True)
     max_delete = models.PositiveIntegerField(_("max deletes"), null=True, blank=True)

@@ -42,6 +42,9 @@ SWITCH_NAMES = (
     "force",
 )
 
+#: SyncJob fields whose names differ from the switch they set.
+JOB_FIELDS = {"create": "allow_create", "update": "allow_update", "delete": "allow_delete"}
+
 
 @dataclass
 class Progress:
@@ -71,7 +74,7 @@ def make_importer(job: SyncJob) -> BaseImporter:
 def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:
     """Run options beat the job's fields, which beat the importer's attributes."""
     switches = importer.default_switches()
-    from_job = {name: getattr(job, name) for name in SWITCH_NAMES if hasattr(job, name)}
+    from_job = {name: getattr(job, JOB_FIELDS.get(name, name), None) for name in SWITCH_NAMES}
     if not from_job.get("on_row_error"):
         from_job.pop("on_row_error", None)
     switches = switches.with_overrides(**from_job)

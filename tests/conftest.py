@@ -44,6 +44,11 @@ def write_json(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def make_job(db: None) -> Callable[..., SyncJob]:
     def make(importer: str, name: str | None = None, **fields: Any) -> SyncJob:
+        # create=/update=/delete= read like the importer's switches; the job's fields
+        # are allow_* (a field named "delete" would hide Model.delete()).
+        for switch in ("create", "update", "delete"):
+            if switch in fields:
+                fields[f"allow_{switch}"] = fields.pop(switch)
         return SyncJob.objects.create(
             name=name or importer.replace("_", "-"), importer=importer, **fields
         )

@@ -531,9 +531,9 @@ def job_form(**overrides: str) -> dict[str, str]:
         "importer": "test_products",
         "source": '{"path": "prices.csv"}',
         "enabled": "on",
-        "create": "unknown",
-        "update": "unknown",
-        "delete": "false",
+        "allow_create": "unknown",
+        "allow_update": "unknown",
+        "allow_delete": "false",
         "max_create": "",
         "max_update": "",
         "max_delete": "100",
@@ -550,7 +550,11 @@ def test_job_form_saves_a_valid_job(admin_client, db):
     response = admin_client.post(reverse("admin:djsync_syncjob_add"), job_form())
     assert response.status_code == 302, response.content.decode()[:3000]
     job = SyncJob.objects.get(name="prices")
-    assert job.source == {"path": "prices.csv"} and job.delete is False and job.create is None
+    assert (
+        job.source == {"path": "prices.csv"}
+        and job.allow_delete is False
+        and job.allow_create is None
+    )
     assert job.notify_on_failure == ["ops@example.com", "boss@example.com"]
     assert job.max_delete == 100 and job.schedule == "*/15 * * * *"
     page = admin_client.get(reverse("admin:djsync_syncjob_change", args=[job.pk])).content.decode()
@@ -637,3 +641,11 @@ def test_job_list_shows_the_next_scheduled_run(admin_client, make_job):
     make_job("test_products", name="products", schedule="0 3 * * *")
     page = admin_client.get(reverse("admin:djsync_syncjob_changelist")).content.decode()
     assert "0 3 * * * (" in page and " 3 a.m.)" in page
+
+
+def test_a_job_can_be_deleted_from_the_admin(admin_client, make_job):
+    job = make_job("test_products", delete=True)
+    url = reverse("admin:djsync_syncjob_delete", args=[job.pk])
+    response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not SyncJob.objects.filter(pk=job.pk).exists()
