@@ -124,18 +124,37 @@ def run(
     ``max_delete=10``, ``force=True`` …). On failure the run is recorded as failed and the
     error is raised with the run attached as ``exc.run``.
     """
-    job = get_job(job)
-    sync_run = SyncRun.objects.create(
-        job=job,
+    sync_run = new_run(
+        job,
         trigger=trigger,
         dry_run=dry_run,
-        user=user if getattr(user, "pk", None) else None,
-        options={k: v for k, v in options.items() if v is not None},
+        user=user,
+        options=options,
         status=SyncRun.Status.READING,
         started_at=timezone.now(),
     )
     return execute(
         sync_run, file=file, source=source, source_options=source_options, progress=progress
+    )
+
+
+def new_run(
+    job: str | SyncJob,
+    *,
+    trigger: str,
+    dry_run: bool,
+    user: Any,
+    options: dict[str, Any],
+    **fields: Any,
+) -> SyncRun:
+    """Record a run of ``job``; options left as None mean "as the job says" and are dropped."""
+    return SyncRun.objects.create(
+        job=get_job(job),
+        trigger=trigger,
+        dry_run=dry_run,
+        user=user if getattr(user, "pk", None) else None,
+        options={k: v for k, v in options.items() if v is not None},
+        **fields,
     )
 
 
@@ -156,13 +175,12 @@ def queue_preview(
 
     from .tasks import preview_run
 
-    job = get_job(job)
-    sync_run = SyncRun.objects.create(
-        job=job,
+    sync_run = new_run(
+        job,
         trigger=trigger,
         dry_run=True,
-        user=user if getattr(user, "pk", None) else None,
-        options={k: v for k, v in options.items() if v is not None},
+        user=user,
+        options=options,
         status=SyncRun.Status.QUEUED,
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
@@ -193,12 +211,12 @@ def queue_run(
                 upload = _store_upload(handle, Path(file).name, format)
         except FileNotFoundError:
             raise ConfigurationError(f"{file}: file not found") from None
-    sync_run = SyncRun.objects.create(
-        job=job,
+    sync_run = new_run(
+        job,
         trigger=trigger,
         dry_run=dry_run,
-        user=user if getattr(user, "pk", None) else None,
-        options={k: v for k, v in options.items() if v is not None},
+        user=user,
+        options=options,
         status=SyncRun.Status.QUEUED,
         source_name=str(file) if file is not None else "",
         upload=upload,

@@ -208,18 +208,7 @@ class Command(BaseCommand):
             bar.close()
 
     def _run_one(self, job: SyncJob, opts: dict[str, Any]) -> SyncRun:
-        options = {
-            "create": opts["create"],
-            "update": opts["update"],
-            "delete": opts["delete"],
-            "max_create": opts["max_create"],
-            "max_update": opts["max_update"],
-            "max_delete": opts["max_delete"],
-            "max_total": opts["max_total"],
-            "delete_guard": opts["delete_guard"],
-            "force": opts["force"] or None,
-            "on_row_error": "skip" if opts["skip_errors"] else None,
-        }
+        options = _switches(opts)
         source_options = {
             k: v for k, v in (("encoding", opts["encoding"]), ("format", opts["file_format"])) if v
         }
