@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from . import permissions, services, views
+from .admin_export import SyncExportMixin
 from .forms import ModelUploadForm, SyncJobForm, UploadForm
 from .models import SyncJob, SyncRun
 from .registry import get_importer_class, importer_names
@@ -269,8 +270,9 @@ class SyncRunAdmin(admin.ModelAdmin):
         return views.run_page(request, self.admin_site, self._get_run(unquote(object_id)))
 
 
-class SyncImportMixin:
-    """Adds "Import / sync from file" to a ModelAdmin's changelist (needs a registered importer).
+class SyncImportMixin(SyncExportMixin):
+    """Adds "Import / sync from file" to a ModelAdmin's changelist (needs a registered importer),
+    and the export actions and buttons of :class:`djsync.admin_export.SyncExportMixin`.
 
     ``class ProductAdmin(SyncImportMixin, admin.ModelAdmin): ...`` The upload runs through a
     job of one of the model's importers (chosen on the page; a job is created on the first
