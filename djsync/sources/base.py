@@ -50,6 +50,12 @@ class Source:
     def read(self) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
+    def read_rows(self) -> Iterator[list[Any]] | None:
+        """Optional, for speed: the records as lists of cells in :attr:`columns` order (the
+        same records :meth:`read` yields, without a dict each), or None when the source
+        reads dicts only. :attr:`columns` and :attr:`row` are kept up as by :meth:`read`."""
+        return None
+
     def __str__(self) -> str:
         return self.name
 

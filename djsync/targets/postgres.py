@@ -30,7 +30,7 @@ from ..conf import settings
 from ..diff import Plan, RowError, _duplicate_error
 from ..exceptions import ConflictError, TargetError
 from ..models import SyncChange
-from .rows import RowConverter
+from .rows import Converted, RowConverter
 
 if TYPE_CHECKING:
     from ..importers import BaseImporter, Switches
@@ -243,6 +243,7 @@ class PostgresPlan(Plan):
         self.stored_limit: int | None = None  # most changes stored per action
         self.missing = 0  # target rows in scope the source lacks
         self.good = 0  # staged source rows that take part in the diff
+        self.new = 0  # of which new keys
         self.error_without_key = False
         self.closed = False
         self.work_mem = ""  # the session's own setting, restored by close()
@@ -277,7 +278,7 @@ class PostgresPlan(Plan):
         return f"({sql}) AS t({aliases})", list(params)
 
     # -- staging --------------------------------------------------------------------------
-    def stage(self, records: Iterable[dict[str, Any]], source: Source, progress: Progress | None):
+    def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
         """COPY the converted rows into the staging table; keep the row errors."""
         fields, connection = self.fields, self.connection
         columns = ["_row integer", "_skip boolean"]
@@ -291,7 +292,7 @@ class PostgresPlan(Plan):
             keys = self.key_positions()
             width = len(fields) + len(relations)
             good = 0
-            items = RowConverter(self.importer).rows(records, source)
+            items = iter(items)
             copy_sql = f"COPY {self.src} FROM STDIN"
             more = True
             while more:
@@ -410,6 +411,7 @@ class PostgresPlan(Plan):
             found = dict(cursor.fetchall())
             self.rows_in_scope = found.get("scope", 0)
         new, changed_rows = found.get("c", 0), found.get("u", 0)
+        self.new = new
         self.missing = found.get("d", 0)
         self.unchanged = self.good - new - changed_rows
         self.rows_read = self.importer.rows_read
@@ -455,8 +457,7 @@ class PostgresPlan(Plan):
                 cursor.execute(
                     head + f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
                     f"s._row, NULL, {self._object('c', 's')}, %s::jsonb "
-                    f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
-                    f"WHERE a.act = 'c' ORDER BY a._row{cap}",
+                    f"FROM {self._created(limit)} ORDER BY s._row",
                     [run.pk, label, _json_list(self.names)],
                 )
             if self.updates:
@@ -479,6 +480,16 @@ class PostgresPlan(Plan):
                 )
         if run.dry_run:
             self.close()
+
+    def _created(self, limit: int | None = None) -> str:
+        """FROM clause of the staged rows to create (alias ``s``), the first ``limit`` ones."""
+        cap = "" if limit is None else f" ORDER BY _row LIMIT {int(limit)}"
+        if self.new == self.good:  # every staged row is new (an initial load): no join
+            return f"(SELECT * FROM {self.src} WHERE NOT _skip{cap}) s"
+        return (
+            f"(SELECT _row FROM {self.act} WHERE act = 'c'{cap}) a "
+            f"JOIN {self.src} s ON s._row = a._row"
+        )
 
     def _pk_order(self) -> str:
         """Text primary keys sort by code point, as Python sorts them (not by collation)."""
@@ -538,8 +549,7 @@ class PostgresPlan(Plan):
             params.append(mf.get_db_prep_save(value, self.connection))
         cursor.execute(
             f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {self.act} a JOIN {self.src} s "
-            "ON s._row = a._row WHERE a.act = 'c' ORDER BY a._row",
+            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row",
             params,
         )
         return cursor.rowcount
@@ -649,7 +659,8 @@ def build_plan(
     progress: Progress | None = None,
 ) -> PostgresPlan:
     """Read the source into staging and classify it against the target in scope."""
-    records = source.read()
+    rows = source.read_rows() if reads_rows(source) else None
+    records: Iterator[Any] = source.read() if rows is None else rows
     close = getattr(records, "close", lambda: None)  # a SQL source's cursor: close it now
     try:
         first = next(records, None)  # reads the header
@@ -660,17 +671,30 @@ def build_plan(
         raise
     plan = PostgresPlan(importer, switches)
     stream = chain([first], records) if first is not None else iter(())
+    converter = RowConverter(importer)
+    items = converter.rows(stream, source) if rows is None else converter.cell_rows(stream, source)
     try:
         # A savepoint: a source error in the middle of COPY must not leave the caller's
         # transaction aborted (the failed run could not be recorded).
         with transaction.atomic(using=importer.using):
-            plan.stage(stream, source, progress)
+            plan.stage(items, progress)
             plan.classify()
     except BaseException:
         plan.close()
         close()
         raise
     return plan
+
+
+def reads_rows(source: Source) -> bool:
+    """Whether ``source.read_rows()`` gives the records ``read()`` gives: not when a
+    subclass overrides ``read()`` below the class that provides ``read_rows()``."""
+    for klass in type(source).__mro__:
+        if "read_rows" in vars(klass):
+            return True
+        if "read" in vars(klass):
+            return False
+    return False
 
 
 __all__ = ["PostgresPlan", "RowError", "build_plan", "fast_plan", "unsupported"]
