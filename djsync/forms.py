@@ -56,10 +56,34 @@ def validate_schedule(text: str) -> None:
         raise ValidationError(message)
 
 
+class ImporterNamesField(forms.MultipleChoiceField):
+    """One or several registered importers (a multi-model job), kept as ``"a, b"``."""
+
+    widget = forms.SelectMultiple(attrs={"size": 6})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        return super().to_python(self.prepare_value(value))
+
+    def clean(self, value: Any) -> str:
+        return ", ".join(super().clean(value))
+
+
 class SyncJobForm(forms.ModelForm):
     """A job's definition: the importer is a choice from the registry, never a dotted path."""
 
-    importer = forms.ChoiceField(label=_("importer"), choices=importer_choices)
+    importer = ImporterNamesField(
+        label=_("importer"),
+        choices=importer_choices,
+        help_text=_(
+            "One importer, or several for a multi-model job (run parents first, "
+            "in one transaction)."
+        ),
+    )
     notify_on_failure = EmailListField(
         label=_("notify on failure"),
         required=False,

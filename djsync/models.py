@@ -112,8 +112,8 @@ class SyncJob(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, Any] = {}
-        if self.importer and self.importer not in importer_names():
-            errors["importer"] = _("No importer is registered under this name.")
+        if problem := self._importer_problem():
+            errors["importer"] = problem
         if self.delete_guard is not None and not 0 <= self.delete_guard <= 1:
             errors["delete_guard"] = _("A share between 0 and 1.")
         if not isinstance(self.source, dict):
@@ -124,6 +124,30 @@ class SyncJob(models.Model):
             errors["schedule"] = problem
         if errors:
             raise ValidationError(errors)
+
+    def _importer_problem(self) -> str | None:
+        """Why ``importer`` cannot run: an unknown name, or several names (a multi-model
+        job, comma-separated) that cannot run together (one model twice, a cycle)."""
+        from .exceptions import ConfigurationError
+        from .multimodel import importer_names as names_of
+        from .multimodel import make_importers
+
+        names = names_of(self)
+        if not self.importer:
+            return None
+        unknown = [name for name in names if name not in importer_names()]
+        if unknown or not names:
+            return _("No importer is registered under the name %(names)s.") % {
+                "names": ", ".join(repr(n) for n in unknown) or repr(self.importer)
+            }
+        if len(set(names)) != len(names):
+            return _("An importer is named twice.")
+        if len(names) > 1:
+            try:
+                make_importers(self)
+            except ConfigurationError as exc:
+                return str(exc)
+        return None
 
     @property
     def last_run(self) -> SyncRun | None:

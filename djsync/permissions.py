@@ -21,12 +21,25 @@ from .registry import get_importer_class
 ACTION_PERMISSION = {"created": "add", "updated": "change", "deleted": "delete"}
 
 
-def target_model(job: SyncJob) -> type[models.Model] | None:
-    """The model a job's importer writes to, or None if its importer is not registered."""
+def target_models(job: SyncJob) -> list[type[models.Model]] | None:
+    """The models a job's importers write to (several for a multi-model job), or None if
+    one of its importers is not registered."""
+    from .multimodel import importer_names
+
     try:
-        return get_importer_class(job.importer).model
+        return [get_importer_class(name).model for name in importer_names(job)] or None
     except ImproperlyConfigured:
         return None
+
+
+def target_model(job: SyncJob) -> type[models.Model] | None:
+    """The model a single-model job's importer writes to (None: unregistered, or several)."""
+    found = target_models(job)
+    return found[0] if found and len(found) == 1 else None
+
+
+def _can_view_all(user: Any, found: list[type[models.Model]]) -> bool:
+    return all(user.has_perm(model_perm(model, "view")) for model in found)
 
 
 def model_perm(model: type[models.Model], action: str) -> str:
@@ -40,23 +53,23 @@ def is_staff(user: Any) -> bool:
 
 def can_view_run(user: Any, run: SyncRun) -> bool:
     """See a run's page, progress and row errors."""
-    model = target_model(run.job)
+    found = target_models(run.job)
     return (
         is_staff(user)
         and user.has_perm("djsync.view_syncrun")
-        and (model is None or user.has_perm(model_perm(model, "view")))
+        and (found is None or _can_view_all(user, found))
     )
 
 
 def can_preview(user: Any, job: SyncJob) -> bool:
     """Start a preview (dry run) of a job, from an upload or from its own source."""
-    model = target_model(job)
+    found = target_models(job)
     return (
         is_staff(user)
-        and model is not None
+        and found is not None
         and user.has_perm("djsync.add_syncrun")
         and user.has_perm("djsync.view_syncrun")
-        and user.has_perm(model_perm(model, "view"))
+        and _can_view_all(user, found)
     )
 
 
@@ -68,24 +81,38 @@ def missing_for_counts(user: Any, model: type[models.Model], counts: dict[str, i
 
 def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
     """Why ``user`` may not apply ``run``'s plan: the permissions they lack (empty: allowed)."""
-    model = target_model(run.job)
-    if model is None:
+    found = target_models(run.job)
+    if found is None:
         return [f"importer {run.job.importer!r} is not registered"]
     missing = [] if can_preview(user, run.job) else ["djsync.add_syncrun"]
-    return missing + missing_for_counts(user, model, run.counts)
+    if len(found) == 1:
+        return missing + missing_for_counts(user, found[0], run.counts)
+    zero = dict.fromkeys(ACTION_PERMISSION, 0)
+    for model in found:  # a multi-model run: each model's own counts
+        counts = {**zero, **(run.stats or {}).get(model._meta.label, {})}
+        missing += missing_for_counts(user, model, counts)
+    return missing
 
 
 def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
     """What ``user`` lacks to run a job straight through: every action its switches allow."""
-    from .services import make_importer, resolve_switches
+    from .multimodel import make_importers
+    from .services import resolve_switches
 
-    model = target_model(job)
-    if model is None:
+    if target_models(job) is None:
         return [f"importer {job.importer!r} is not registered"]
-    try:
-        switches = resolve_switches(make_importer(job), job, {})
-    except DjsyncError as exc:
-        return [str(exc)]
-    allowed = {"created": switches.create, "updated": switches.update, "deleted": switches.delete}
     missing = [] if can_preview(user, job) else ["djsync.add_syncrun"]
-    return missing + missing_for_counts(user, model, {k: int(v) for k, v in allowed.items()})
+    try:
+        importers = make_importers(job)
+        for importer in importers:
+            switches = resolve_switches(importer, job, {})
+            allowed = {
+                "created": switches.create,
+                "updated": switches.update,
+                "deleted": switches.delete,
+            }
+            counts = {k: int(v) for k, v in allowed.items()}
+            missing += missing_for_counts(user, importer.model, counts)
+    except (DjsyncError, ImproperlyConfigured) as exc:
+        return [str(exc)]
+    return missing
