@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     # at once: the first ones by source row (deletes: by primary key). Counts stay exact
     # and the run's warnings say what was left out. Dry runs and previews always store
     # every change (applying a preview reads them). None stores every change of every run.
-    "AUDIT_CHANGES": 100_000,
+    "AUDIT_CHANGES": 10_000,
     # -- Celery runs (docs/celery.md) --
     # One run per job at a time: "redis" (a Redis lock), "database" (a lease row in
     # djsync's SyncLock table) or "auto" (Redis when the Celery broker is Redis).

@@ -305,6 +305,21 @@ def test_bounded_audit_detail_picks_the_same_changes(make_job, write_csv, catego
     assert outcomes[2]["warnings"] == []
 
 
+def test_sorted_keys_skip_the_duplicate_check_but_a_repeat_is_still_caught(make_job, write_csv):
+    job = make_job("test_products", on_row_error="skip")
+    ordered = write_csv([product(f"K{i:02d}") for i in range(12)], name="1.csv")
+    repeated = write_csv([product("K01"), product("K02"), product("K02", "Twice")], name="2.csv")
+
+    def scenario():
+        return [run_outcome(job, ordered), run_outcome(job, repeated, force=True)]
+
+    outcomes, rows = both(scenario, Product)
+    assert outcomes[0]["counts"]["created"] == 12
+    assert outcomes[1]["counts"]["errors"] == 2
+    assert [e[0] for e in outcomes[1]["row_errors"]] == [3, 4]
+    assert sorted(r["sku"] for r in rows) == ["K01", "K02"]
+
+
 def test_a_bad_row_without_a_key_blocks_deletes_and_fails_by_default(make_job, write_csv):
     strict = make_job("test_products", name="strict")
     lenient = make_job("test_products", name="lenient", on_row_error="skip")

@@ -41,6 +41,19 @@ def _memoizable(f: BoundField) -> bool:
     return f.source_column is not None
 
 
+def plain_text(f: BoundField) -> tuple[bool, int | None]:
+    """Whether ``f`` converts text cells by stripping them (a text field with the built-in
+    converter and no choices), and its length limit."""
+    field = f.model_field.related_model._meta.get_field(f.lookup) if f.is_relation else None
+    field = field or f.model_field
+    plain = (
+        f.spec.converter is None
+        and isinstance(field, models.CharField | models.TextField)
+        and not field.choices
+    )
+    return plain, field.max_length
+
+
 def text_converter(f: BoundField) -> Callable[[str], Any]:
     """``f.convert`` for a text cell, in fewer calls: the same value or the same error.
 
@@ -49,14 +62,8 @@ def text_converter(f: BoundField) -> Callable[[str], Any]:
     and length-checked right here; anything unusual goes through ``f.convert`` itself.
     """
     convert, converter = f.convert, f.converter
-    field = f.model_field.related_model._meta.get_field(f.lookup) if f.is_relation else None
-    field = field or f.model_field
-    if (
-        f.spec.converter is None
-        and isinstance(field, models.CharField | models.TextField)
-        and not field.choices
-    ):
-        limit = field.max_length
+    plain, limit = plain_text(f)
+    if plain:
 
         def text(cell: str) -> Any:
             value = cell.strip()
@@ -133,32 +140,58 @@ class RowConverter:
             append(value)
         return self._check(out)
 
-    def convert_cells(self, cells: list[str]) -> tuple[Any, ...]:
-        """:meth:`convert_record` for a row of text cells in the source's column order
-        (:meth:`Source.read_rows`): no dict per record, no lookup by column name."""
-        out: list[Any] = []
-        append = out.append
-        for position, memo, text, f in self.specs:
-            if position is None:
-                value = f.convert(None)
-            elif memo is None:
-                value = text(cells[position])
-            else:
-                raw = cells[position]
-                value = memo.get(raw, _MISS)
-                if value is _MISS:
-                    value = text(raw)
-                    if len(memo) < MEMO_LIMIT:
-                        memo[raw] = value
-            append(value)
-        return self._check(out)
-
-    def _specs(self, columns: list[str]) -> None:
+    def compile_cells(self, columns: list[str]) -> Callable[[list[str]], tuple[Any, ...]]:
+        """:meth:`convert_record` for a row of text cells in ``columns`` order
+        (:meth:`Source.read_rows`), written out field by field and compiled: no dict per
+        record, no loop over the fields, no call for a plain text cell. Each step is the
+        one :meth:`convert_record` takes for that field; the source is kept in
+        ``convert.source`` for reading."""
         where = {c: i for i, c in enumerate(columns)}
-        self.specs = [
-            (None if f.source_column is None else where[f.source_column], memo, text, f)
-            for f, memo, text in zip(self.fields, self.memos, self.texts, strict=True)
-        ]
+        names: dict[str, Any] = {"MISS": _MISS}
+        lines = ["def convert(cells):"]
+        for i, (f, memo) in enumerate(zip(self.fields, self.memos, strict=True)):
+            names[f"convert{i}"] = f.convert
+            if f.source_column is None:
+                lines.append(f"    v{i} = convert{i}(None)")
+                continue
+            lines.append(f"    raw = cells[{where[f.source_column]}]")
+            if memo is not None:
+                names[f"memo{i}"] = memo
+                names[f"remember{i}"] = _remember(memo, self.texts[i])
+                lines += [
+                    f"    v{i} = memo{i}.get(raw, MISS)",
+                    f"    if v{i} is MISS:",
+                    f"        v{i} = remember{i}(raw)",
+                ]
+                continue
+            plain, limit = plain_text(f)
+            if plain:
+                too_long = "" if limit is None else f" or len(v{i}) > {int(limit)}"
+                lines += [
+                    f"    v{i} = raw.strip()",
+                    f"    if not v{i}{too_long}:",
+                    f"        v{i} = convert{i}(raw)",
+                ]
+            else:
+                names[f"converter{i}"] = f.converter
+                lines.append(f"    v{i} = converter{i}(raw) if raw.strip() else convert{i}(raw)")
+        for i, lookup in self.related:
+            names[f"lookup{i}"] = lookup
+            lines += [
+                f"    if v{i} is not None and v{i} not in lookup{i}:",
+                f"        raise KeyError(v{i})",
+            ]
+        for i in self.key_index:
+            lines += [
+                f'    if v{i} is None or v{i} == "":',
+                '        raise ValueError("empty key")',
+            ]
+        lines.append(f"    return ({''.join(f'v{i}, ' for i in range(len(self.fields)))[:-1]})")
+        source = "\n".join(lines) + "\n"
+        exec(compile(source, "<djsync.targets.rows>", "exec"), names)  # noqa: S102
+        convert = names["convert"]
+        convert.source = source
+        return convert
 
     def rows(
         self, records: Iterable[dict[str, Any]], source: Source
@@ -196,10 +229,9 @@ class RowConverter:
             yield from self._through_importer(records, source)
             return
         fields = [(f, f.source_column, importer.lookups.get(f.name)) for f in self.fields]
-        self._specs(columns)
+        convert = self.compile_cells(columns)
         row = source.first_row
         seen = 0
-        convert = self.convert_cells
         for cells in rows:
             seen += 1
             importer.rows_read += 1
@@ -207,7 +239,7 @@ class RowConverter:
             row += 1
             if seen == WARMUP:
                 self._finish_warmup()
-                self._specs(columns)
+                convert = self.compile_cells(columns)
             try:
                 yield number, convert(cells)
             except (ValueError, KeyError):
@@ -228,6 +260,18 @@ class RowConverter:
                 else:
                     yield item
             row += 1
+
+
+def _remember(memo: dict[str, Any], text: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Convert a cell not seen yet, and remember it while the memo has room."""
+
+    def remember(cell: str) -> Any:
+        value = text(cell)
+        if len(memo) < MEMO_LIMIT:
+            memo[cell] = value
+        return value
+
+    return remember
 
 
 def as_source_row(importer: BaseImporter, names: list[str]) -> Callable[[Converted], SourceRow]:
