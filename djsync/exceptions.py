@@ -74,3 +74,8 @@ class RunLocked(DjsyncError):
 
 class RunCancelled(DjsyncError):
     """The run was cancelled before it wrote anything."""
+
+
+class RunStateError(ConfigurationError):
+    """The run is not in a state that allows this (e.g. applying a run that is not a
+    preview any more); the run itself is left as it is."""

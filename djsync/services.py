@@ -15,7 +15,14 @@ from django.utils import timezone
 from . import incremental, multimodel
 from .apply import apply_plan, check_limits
 from .diff import Plan, same
-from .exceptions import ConfigurationError, ConflictError, DjsyncError, RowErrorsFound, RunLocked
+from .exceptions import (
+    ConfigurationError,
+    ConflictError,
+    DjsyncError,
+    RowErrorsFound,
+    RunLocked,
+    RunStateError,
+)
 from .exports import export_run, is_export
 from .importers import BaseImporter, Switches
 from .models import SyncJob, SyncRun
@@ -331,12 +338,22 @@ def apply_previewed(
     """
     progress = progress or Progress()
     if sync_run.status != SyncRun.Status.PREVIEWED:
-        raise ConfigurationError(
+        raise RunStateError(
             f"run #{sync_run.pk} is {sync_run.status}; only a previewed run can be applied"
         )
     held = ExitStack()
     try:
         progress = held.enter_context(guard(sync_run, progress))
+        # Under the job's lock, take the run from "previewed" to "applying" in one statement:
+        # a second apply of the same preview (another tab, a duplicate task) finds it taken.
+        claimed = SyncRun.objects.filter(pk=sync_run.pk, status=SyncRun.Status.PREVIEWED).update(
+            status=SyncRun.Status.APPLYING
+        )
+        if not claimed:
+            current = SyncRun.objects.get(pk=sync_run.pk).status
+            raise RunStateError(
+                f"run #{sync_run.pk} is {current}; only a previewed run can be applied"
+            )
         if user is not None and getattr(user, "pk", None):
             sync_run.user = user
         if multimodel.is_multi(sync_run.job):
@@ -368,9 +385,15 @@ def apply_previewed(
     except RunLocked as exc:  # another run is active: this preview stays, to apply later
         if sync_run.status == SyncRun.Status.PREVIEWED:
             sync_run.error = f"not applied: {exc}"
-            SyncRun.objects.filter(pk=sync_run.pk).update(error=sync_run.error)
+            SyncRun.objects.filter(pk=sync_run.pk, status=SyncRun.Status.PREVIEWED).update(
+                error=sync_run.error
+            )
         else:
             fail(sync_run, exc, progress)
+        exc.run = sync_run  # type: ignore[attr-defined]
+        raise
+    except RunStateError as exc:  # applied or discarded meanwhile: leave the record alone
+        sync_run.refresh_from_db()
         exc.run = sync_run  # type: ignore[attr-defined]
         raise
     except Exception as exc:

@@ -118,3 +118,26 @@ def test_queue_preview_from_upload_then_apply_task(
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert Product.objects.filter(sku="Z9").exists()
+
+
+def test_a_preview_applies_once(make_job, write_csv):
+    """A second apply of the same preview (another tab, a duplicate task) is refused and
+    leaves the record of the first one as it is."""
+    import pytest
+
+    from djsync.exceptions import RunStateError
+    from djsync.models import SyncRun
+    from djsync.services import apply_previewed
+
+    job = make_job("test_products")
+    path = write_csv(
+        [{"sku": "Q1", "name": "Bell", "price": "3", "qty": "1", "updated": "", "active": "yes"}]
+    )
+    preview = djsync.run(job, file=path, dry_run=True)
+    stale_copy = SyncRun.objects.get(pk=preview.pk)  # what a second request loaded earlier
+    apply_previewed(preview)
+    with pytest.raises(RunStateError, match="succeeded"):
+        apply_previewed(stale_copy)
+    record = SyncRun.objects.get(pk=preview.pk)
+    assert record.status == "succeeded" and record.error == ""
+    assert Product.objects.filter(sku="Q1").count() == 1
