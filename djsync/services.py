@@ -360,25 +360,7 @@ def apply_previewed(
             multimodel.apply_previewed(sync_run, progress)
             release_upload(sync_run)
             return sync_run
-        importer = make_importer(sync_run.job)
-        switches = resolve_switches(importer, sync_run.job, sync_run.options)
-        if sync_run.errors and switches.on_row_error == "fail":
-            raise RowErrorsFound(
-                f"the preview has {sync_run.errors} row errors and the job fails on them; "
-                "fix the source and preview again"
-            )
-        importer.load_lookups()
-        plan = load_plan(sync_run, importer)
-        check_limits(plan, switches)
-        if user is not None and getattr(user, "pk", None):
-            sync_run.user = user
-        sync_run.dry_run = False
-        _status(sync_run, SyncRun.Status.APPLYING, progress, dry_run=False)
-        with transaction.atomic(using=importer.using):
-            check_stale(plan, importer)
-            apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
-        sync_run.rows_applied = plan.total
-        incremental.save_cursor(sync_run.job, sync_run)
+        _apply_stored_plan(sync_run, progress)
         release_upload(sync_run)  # applied: the uploaded file has served its purpose
         _finish(sync_run, SyncRun.Status.SUCCEEDED, progress)
         return sync_run
@@ -402,6 +384,27 @@ def apply_previewed(
         raise
     finally:
         held.close()
+
+
+def _apply_stored_plan(sync_run: SyncRun, progress: Progress) -> None:
+    """Read the single importer's plan back from the run and write it, if still current."""
+    importer = make_importer(sync_run.job)
+    switches = resolve_switches(importer, sync_run.job, sync_run.options)
+    if sync_run.errors and switches.on_row_error == "fail":
+        raise RowErrorsFound(
+            f"the preview has {sync_run.errors} row errors and the job fails on them; "
+            "fix the source and preview again"
+        )
+    importer.load_lookups()
+    plan = load_plan(sync_run, importer)
+    check_limits(plan, switches)
+    sync_run.dry_run = False
+    _status(sync_run, SyncRun.Status.APPLYING, progress, dry_run=False)
+    with transaction.atomic(using=importer.using):
+        check_stale(plan, importer)
+        apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
+    sync_run.rows_applied = plan.total
+    incremental.save_cursor(sync_run.job, sync_run)
 
 
 def check_stale(plan: Plan, importer: BaseImporter) -> None:
