@@ -303,9 +303,12 @@ class BaseImporter:
     ) -> Plan:
         """Read the source and the target in scope and compute the plan."""
         from .targets.postgres import fast_plan
+        from .targets.sqlite import staged_plan
 
         staged = fast_plan(self, source, switches, progress=progress)
-        if staged is not None:  # PostgreSQL: diffed in SQL, see docs/performance.md
+        if staged is None:
+            staged = staged_plan(self, source, switches, progress=progress)
+        if staged is not None:  # PostgreSQL or SQLite: diffed in SQL, see docs/performance.md
             return staged
         records = source.read()
         try:

@@ -301,6 +301,8 @@ def execute(
         plan = importer.build_plan(
             source, diff_switches, progress=_read_progress(sync_run, progress)
         )
+        if hasattr(plan, "close"):  # a staged plan: its temporary tables go when the run ends
+            held.callback(plan.close)
         plan.source = str(source)
         incremental.finish_plan(plan, importer, source, switches, sync_run)
         _status(sync_run, SyncRun.Status.DIFFING, progress)
