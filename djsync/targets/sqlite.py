@@ -55,7 +55,7 @@ TEMP_CACHE_KIB = 64 * 1024
 #: A random version 4 UUID in Django's SQLite form (32 lowercase hex digits).
 UUID4_SQL = (
     "lower(hex(randomblob(6))) || '4' || substr(lower(hex(randomblob(2))), 2) || "
-    "substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(8))), 2)"
+    "substr('89ab', 1 + (abs(random()) %% 4), 1) || substr(lower(hex(randomblob(8))), 2)"
 )
 #: Key types whose strictly increasing Python values are distinct in SQLite too.
 ORDERABLE = (
@@ -128,13 +128,14 @@ def _null(expression: str) -> str:
 
 def json_text(field: models.Field) -> str | None:
     """SQL template turning a column of ``field`` as Django stores it in SQLite into the JSON
-    text ``DjangoJSONEncoder`` writes for the Python value (``'null'`` for NULL), or None."""
+    text ``DjangoJSONEncoder`` writes for the Python value (``'null'`` for NULL), or None.
+    A literal ``%`` is written ``%%``: run the SQL with a parameter list, even an empty one."""
     if isinstance(field, models.DecimalField):
         places = field.decimal_places or 0
         # Django reads SQLite decimals through a float with 15 significant digits.
         if places > 6 or (field.max_digits or 99) > 15:
             return None
-        return _null(f"'\"' || printf('%.{places}f', {{0}}) || '\"'")
+        return _null(f"'\"' || printf('%%.{places}f', {{0}}) || '\"'")
     if isinstance(field, models.DateTimeField):
         zone = "Z" if django_settings.USE_TZ else ""
         return _null(
@@ -161,8 +162,8 @@ def json_text(field: models.Field) -> str | None:
         return (
             "CASE WHEN {0} IS NULL THEN 'null' WHEN {0} = 9e999 THEN 'Infinity' "
             "WHEN {0} = -9e999 THEN '-Infinity' "
-            "WHEN CAST(printf('%!.15g', {0}) AS REAL) = {0} THEN printf('%!.15g', {0}) "
-            "ELSE printf('%!.17g', {0}) END"
+            "WHEN CAST(printf('%%!.15g', {0}) AS REAL) = {0} THEN printf('%%!.15g', {0}) "
+            "ELSE printf('%%!.17g', {0}) END"
         )
     if isinstance(field, models.CharField | models.TextField | models.IntegerField):
         if getattr(field, "db_collation", None):
@@ -363,7 +364,8 @@ class SqlitePlan(PostgresPlan):
             return 0
         cursor.execute(
             f"UPDATE {self.src} SET _skip = 1 WHERE NOT _skip AND ({keys}) IN ({twice}) "
-            f"RETURNING _row, {self._key('c', self.src)}"
+            f"RETURNING _row, {self._key('c', self.src)}",
+            [],  # with parameters, so "%%" in the SQL reads as "%"
         )
         marked = sorted(cursor.fetchall())
         bound = [self.importer.bound_fields[k] for k in self.importer.keys]
