@@ -29,7 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_SIZE": 200 * 1024 * 1024,
     # Seconds an uploaded file (and its unapplied preview) is kept before it expires.
     "UPLOAD_MAX_AGE": 2 * 24 * 3600,
-    # Use the PostgreSQL COPY fast path when the target database is PostgreSQL.
+    # Diff and apply in SQL through a staging table when the target database is PostgreSQL
+    # (COPY, targets/postgres.py) or SQLite (targets/sqlite.py); off: the generic path.
     "FAST_PATH": True,
     # PostgreSQL work_mem of the run's session while the fast path joins and sorts.
     "FAST_PATH_WORK_MEM": "256MB",
