@@ -152,3 +152,25 @@ def test_runsync_async_wait_and_cancel_in_eager_mode(make_job, write_csv):
     assert out.getvalue() == f"test-products: run {queued.pk} cancelled\n"
     with pytest.raises(CommandError, match="only a queued or running run"):
         call_command("runsync", "--cancel", str(queued.pk), stdout=StringIO())
+
+
+@pytest.mark.celery
+def test_lock_wait_waits_for_the_holder_then_takes_the_lock(settings):
+    """With LOCK_WAIT a second run waits for the first to finish instead of being refused."""
+    import threading
+
+    url = os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")
+    settings.DJSYNC = {"LOCK_BACKEND": "redis", "LOCK_REDIS_URL": url, "LOCK_WAIT": 10}
+    job_id = 900_000 + os.getpid()
+    holder = locks.acquire(job_id, run_id=1)
+    try:
+        with pytest.raises(RunLocked, match=r"run #1 .*run #2 was refused after waiting 0\.2 s"):
+            locks.acquire(job_id, run_id=2, wait=0.2)
+        releaser = threading.Timer(0.3, holder.release)
+        releaser.start()
+        second = locks.acquire(job_id, run_id=2)  # waits (LOCK_WAIT) until the release
+        releaser.join()
+        assert locks.run_of(second.holder()) == 2
+        second.release()
+    finally:
+        holder.release()
