@@ -696,8 +696,11 @@ def build_plan(
     switches: Switches,
     *,
     progress: Progress | None = None,
+    plan_class: type[PostgresPlan] | None = None,
 ) -> PostgresPlan:
-    """Read the source into staging and classify it against the target in scope."""
+    """Read the source into staging and classify it against the target in scope
+    (``plan_class`` is the database's staged plan: this one, or a subclass such as
+    :class:`djsync.targets.sqlite.SqlitePlan`)."""
     rows = source.read_rows() if reads_rows(source) else None
     records: Iterator[Any] = source.read() if rows is None else rows
     close = getattr(records, "close", lambda: None)  # a SQL source's cursor: close it now
@@ -708,7 +711,7 @@ def build_plan(
     except BaseException:
         close()
         raise
-    plan = PostgresPlan(importer, switches)
+    plan = (plan_class or PostgresPlan)(importer, switches)
     stream = chain([first], records) if first is not None else iter(())
     converter = RowConverter(importer)
     items = converter.rows(stream, source) if rows is None else converter.cell_rows(stream, source)

@@ -15,20 +15,20 @@ limits, the ORM delete of models with cascades) and replaces the SQL that differ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connections, models, transaction
+from django.db import connections, models
 from django.utils import timezone
 
 from ..conf import settings
 from ..diff import RowError, _duplicate_error
 from ..exceptions import TargetError
 from ..models import SyncChange
+from . import postgres
 from .postgres import (
     _LOWEST,
     UPDATE_GROUPS,
@@ -36,10 +36,9 @@ from .postgres import (
     StoredActions,
     _always_active,
     insert_default,
-    reads_rows,
     unique_key,
 )
-from .rows import Converted, RowConverter
+from .rows import Converted
 
 if TYPE_CHECKING:
     from ..importers import BaseImporter, Switches
@@ -598,29 +597,10 @@ def build_plan(
     *,
     progress: Progress | None = None,
 ) -> SqlitePlan:
-    """Read the source into staging and classify it against the target in scope."""
-    rows = source.read_rows() if reads_rows(source) else None
-    records: Iterator[Any] = source.read() if rows is None else rows
-    close = getattr(records, "close", lambda: None)  # a SQL source's cursor: close it now
-    try:
-        first = next(records, None)  # reads the header
-        importer.match_columns(source.columns or [], source)
-        importer.load_lookups()
-    except BaseException:
-        close()
-        raise
-    plan = SqlitePlan(importer, switches)
-    stream = chain([first], records) if first is not None else iter(())
-    converter = RowConverter(importer)
-    items = converter.rows(stream, source) if rows is None else converter.cell_rows(stream, source)
-    try:
-        with transaction.atomic(using=importer.using):
-            plan.stage(items, progress)
-            plan.classify()
-    except BaseException:
-        plan.close()
-        close()
-        raise
+    """Read the source into staging and classify it against the target in scope: the same
+    steps as on PostgreSQL, with SQLite's plan."""
+    plan = postgres.build_plan(importer, source, switches, progress=progress, plan_class=SqlitePlan)
+    assert isinstance(plan, SqlitePlan)
     return plan
 
 
