@@ -604,7 +604,9 @@ class PostgresPlan(Plan):
         by_name = {f.name: i for i, f in enumerate(self.fields)}
         table, pk = self.qn(model._meta.db_table), self.qn(model._meta.pk.column)
         head = f"UPDATE {table} AS x SET "
-        tail = f" FROM {self.act} a JOIN {self.src} s ON s._row = a._row WHERE a.act = 'u' "
+        tail = (
+            f" FROM {self.act} a JOIN {self.src} s ON {self._source_of_action} WHERE a.act = 'u' "
+        )
         tail += f"AND x.{pk} = a._pk"
 
         def new(name: str) -> tuple[str, str]:
@@ -615,7 +617,7 @@ class PostgresPlan(Plan):
         if len(groups) > UPDATE_GROUPS:
             keys = set(self.importer.keys)
             sets = [
-                f"{column} = CASE WHEN '{name}' = ANY(a.changed) THEN {value} ELSE x.{column} END"
+                f"{column} = CASE WHEN {self._changes(name)} THEN {value} ELSE x.{column} END"
                 for name in self.names
                 if name not in keys
                 for column, value in [new(name)]
@@ -623,11 +625,22 @@ class PostgresPlan(Plan):
             cursor.execute(head + ", ".join(sets) + tail)
             return cursor.rowcount
         count = 0
-        for names in groups:
-            sets = [f"{column} = {value}" for column, value in map(new, names)]
-            cursor.execute(head + ", ".join(sets) + tail + " AND a.changed = %s", [names])
+        for changed in groups:
+            sets = [f"{column} = {value}" for column, value in map(new, self._names(changed))]
+            cursor.execute(head + ", ".join(sets) + tail + " AND a.changed = %s", [changed])
             count += cursor.rowcount
         return count
+
+    #: How an action row finds its staged source row (the dialect hooks of ``_update``).
+    _source_of_action = "s._row = a._row"
+
+    def _changes(self, name: str) -> str:
+        """SQL: the action's ``changed`` list holds field ``name``."""
+        return f"'{name}' = ANY(a.changed)"
+
+    def _names(self, changed: Any) -> list[str]:
+        """The field names of one stored ``changed`` value."""
+        return list(changed)
 
     def _delete(self, cursor: Any) -> int:
         """One DELETE when Django would fast-delete too; else the ORM, in batches, so that

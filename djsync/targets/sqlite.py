@@ -31,7 +31,6 @@ from ..models import SyncChange
 from . import postgres
 from .postgres import (
     _LOWEST,
-    UPDATE_GROUPS,
     PostgresPlan,
     StoredActions,
     _always_active,
@@ -530,42 +529,14 @@ class SqlitePlan(PostgresPlan):
         )
         return cursor.rowcount
 
-    def _update(self, cursor: Any) -> int:
-        """One ``UPDATE … FROM`` per set of changed fields, touching only those columns;
-        past ``UPDATE_GROUPS`` sets, one that keeps unchanged columns with CASE."""
-        model = self.importer.model
-        cursor.execute(
-            f"SELECT DISTINCT changed FROM {self.act} WHERE act = 'u' LIMIT {UPDATE_GROUPS + 1}"
-        )
-        groups = [row[0] for row in cursor.fetchall()]
-        by_name = {f.name: i for i, f in enumerate(self.fields)}
-        table, pk = self.qn(model._meta.db_table), self.qn(model._meta.pk.column)
-        head = f"UPDATE {table} AS x SET "
-        tail = f" FROM {self.act} a JOIN {self.src} s ON s.rowid = a._src WHERE a.act = 'u' "
-        tail += f"AND x.{pk} = a._pk"
+    # ``_update`` is PostgresPlan's; these are where SQLite's tables differ.
+    _source_of_action = "s.rowid = a._src"
 
-        def new(name: str) -> tuple[str, str]:
-            i = by_name[name]
-            f = self.fields[i]
-            return self.qn(f.model_field.column), f"s.p{i}" if f.is_relation else f"s.c{i}"
+    def _changes(self, name: str) -> str:
+        return f"instr(a.changed, {_sql_text(json.dumps(name))})"
 
-        if len(groups) > UPDATE_GROUPS:
-            keys = set(self.importer.keys)
-            sets = [
-                f"{column} = CASE WHEN instr(a.changed, {_sql_text(json.dumps(name))}) "
-                f"THEN {value} ELSE x.{column} END"
-                for name in self.names
-                if name not in keys
-                for column, value in [new(name)]
-            ]
-            cursor.execute(head + ", ".join(sets) + tail)
-            return cursor.rowcount
-        count = 0
-        for changed in groups:
-            sets = [f"{column} = {value}" for column, value in map(new, json.loads(changed))]
-            cursor.execute(head + ", ".join(sets) + tail + " AND a.changed = %s", [changed])
-            count += cursor.rowcount
-        return count
+    def _names(self, changed: Any) -> list[str]:
+        return json.loads(changed)
 
     def close(self) -> None:
         """Drop the staging tables (idempotent)."""
