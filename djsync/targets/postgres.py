@@ -91,6 +91,28 @@ def fast_plan(
 
 def unsupported(importer: BaseImporter) -> str | None:
     """Why the fast path cannot serve ``importer`` (None: it can)."""
+    return staging_unsupported(
+        importer, vendor="postgresql", label="PostgreSQL", json_for=json_sql, extra=_psycopg3
+    )
+
+
+def _psycopg3(importer: BaseImporter) -> str | None:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return None if is_psycopg3 else "the fast path needs psycopg 3"
+
+
+def staging_unsupported(
+    importer: BaseImporter,
+    *,
+    vendor: str,
+    label: str,
+    json_for: Callable[[models.Field], str | None],
+    extra: Callable[[BaseImporter], str | None],
+    path: str = "fast path",
+) -> str | None:
+    """Why a staged path (this one, or SQLite's) cannot serve ``importer``: the checks both
+    share, with the database's own JSON rendering (``json_for``) and ``extra`` checks."""
     if not settings.FAST_PATH:
         return "the FAST_PATH setting is off"
     if not getattr(importer, "fast_path", True):
@@ -100,18 +122,17 @@ def unsupported(importer: BaseImporter) -> str | None:
     if importer.using != router.db_for_write(SyncChange):
         return "the target database is not the one that records the run's changes"
     connection = connections[importer.using]
-    if connection.vendor != "postgresql":
-        return f"the target database is {connection.vendor}, not PostgreSQL"
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    if not is_psycopg3:
-        return "the fast path needs psycopg 3"
+    if connection.vendor != vendor:
+        return f"the target database is {connection.vendor}, not {label}"
     from ..importers import BaseImporter
 
     cls = type(importer)
     for name in ("read_target", "normalize_target_row", "build_plan", "to_model_values", "key_of"):
         if getattr(cls, name) is not getattr(BaseImporter, name):
             return f"the importer overrides {name}()"
+    reason = extra(importer)
+    if reason is not None:
+        return reason
     for f in importer.bound_fields.values():
         if f.is_relation:
             related = f.model_field.related_model._meta.get_field(f.lookup)
@@ -120,14 +141,14 @@ def unsupported(importer: BaseImporter) -> str | None:
             value_field = related
         else:
             value_field = f.model_field
-        if json_sql(value_field) is None:
+        if json_for(value_field) is None:
             return f"field {f.name!r}: {type(value_field).__name__} is not supported"
     if not unique_key(importer.model, importer.keys):
         return "the key is not unique in the model (no unique field or constraint on it)"
     always = {n for n, f in importer.bound_fields.items() if _always_active(importer, f)}
     for mf in importer.model._meta.concrete_fields:
         if mf.name not in always and insert_default(mf) is None:
-            return f"field {mf.name!r} has a default the fast path cannot fill"
+            return f"field {mf.name!r} has a default the {path} cannot fill"
     return None
 
 

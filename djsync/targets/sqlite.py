@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connections, models
+from django.db import models
 from django.utils import timezone
 
-from ..conf import settings
 from ..diff import RowError, _duplicate_error
 from ..exceptions import TargetError
 from ..models import SyncChange
@@ -33,9 +32,7 @@ from .postgres import (
     _LOWEST,
     PostgresPlan,
     StoredActions,
-    _always_active,
     insert_default,
-    unique_key,
 )
 from .rows import Converted
 
@@ -81,42 +78,20 @@ def staged_plan(
 
 def unsupported(importer: BaseImporter) -> str | None:
     """Why the SQLite staged path cannot serve ``importer`` (None: it can)."""
-    if not settings.FAST_PATH:
-        return "the FAST_PATH setting is off"
-    if not getattr(importer, "fast_path", True):
-        return "this run amends the plan (multi-model step or incremental read)"
-    from django.db import router
+    return postgres.staging_unsupported(
+        importer,
+        vendor="sqlite",
+        label="SQLite",
+        json_for=json_text,
+        extra=_pk_type,
+        path="staged path",
+    )
 
-    if importer.using != router.db_for_write(SyncChange):
-        return "the target database is not the one that records the run's changes"
-    connection = connections[importer.using]
-    if connection.vendor != "sqlite":
-        return f"the target database is {connection.vendor}, not SQLite"
-    from ..importers import BaseImporter
 
-    cls = type(importer)
-    for name in ("read_target", "normalize_target_row", "build_plan", "to_model_values", "key_of"):
-        if getattr(cls, name) is not getattr(BaseImporter, name):
-            return f"the importer overrides {name}()"
+def _pk_type(importer: BaseImporter) -> str | None:
     pk = importer.model._meta.pk
     if not isinstance(pk, models.IntegerField | models.CharField | models.TextField):
         return f"the primary key is a {type(pk).__name__}"
-    for f in importer.bound_fields.values():
-        if f.is_relation:
-            related = f.model_field.related_model._meta.get_field(f.lookup)
-            if not (related.unique or related.primary_key):
-                return f"field {f.name!r}: the lookup {f.lookup!r} is not unique"
-            value_field = related
-        else:
-            value_field = f.model_field
-        if json_text(value_field) is None:
-            return f"field {f.name!r}: {type(value_field).__name__} is not supported"
-    if not unique_key(importer.model, importer.keys):
-        return "the key is not unique in the model (no unique field or constraint on it)"
-    always = {n for n, f in importer.bound_fields.items() if _always_active(importer, f)}
-    for mf in importer.model._meta.concrete_fields:
-        if mf.name not in always and insert_default(mf) is None:
-            return f"field {mf.name!r} has a default the staged path cannot fill"
     return None
 
 
