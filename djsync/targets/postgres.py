@@ -470,6 +470,11 @@ class PostgresPlan(Plan):
             )
             found = dict(cursor.fetchall())
             self.rows_in_scope = found.get("scope", 0)
+        self.count_actions(found)
+
+    def count_actions(self, found: dict[str, int]) -> None:
+        """Counts from the classified actions (``found``: act → rows); the plan's lazy lists."""
+        switches = self.switches
         new, changed_rows = found.get("c", 0), found.get("u", 0)
         self.new = new
         self.missing = found.get("d", 0)

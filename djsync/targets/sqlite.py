@@ -31,7 +31,6 @@ from . import postgres
 from .postgres import (
     _LOWEST,
     PostgresPlan,
-    StoredActions,
     insert_default,
 )
 from .rows import Converted
@@ -404,21 +403,7 @@ class SqlitePlan(PostgresPlan):
                     )
                 cursor.execute(f"SELECT act, count(*) FROM {self.act} GROUP BY act")
                 found = dict(cursor.fetchall())
-        new, changed_rows = found.get("c", 0), found.get("u", 0)
-        self.new = new
-        self.missing = found.get("d", 0)
-        self.unchanged = self.good - new - changed_rows
-        self.rows_read = self.importer.rows_read
-        deletes = self.missing if switches.delete else 0
-        if deletes and self.error_without_key:
-            self.warnings.append(
-                f"{deletes} target rows are missing from the source, but some bad "
-                "rows have no readable key, so nothing is deleted"
-            )
-            deletes = 0
-        self.creates = StoredActions(self, "creates", new if switches.create else 0)  # type: ignore[assignment]
-        self.updates = StoredActions(self, "updates", changed_rows if switches.update else 0)  # type: ignore[assignment]
-        self.deletes = StoredActions(self, "deletes", deletes)  # type: ignore[assignment]
+        self.count_actions(found)
 
     # -- storing the changes ----------------------------------------------------------------
     def save_changes(self, run: SyncRun, *, limit: int | None = None) -> None:
