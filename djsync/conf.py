@@ -74,6 +74,12 @@ DEFAULTS: dict[str, Any] = {
     # Secrets that sources name (e.g. an API token), by name; a name missing here is read
     # from the environment variable of the same name. Jobs store names, never secrets.
     "CREDENTIALS": {},
+    # -- Trust: what a job definition may reach (docs/security.md) --------------------------
+    # -- Limits: files (docs/security.md) ---------------------------------------------------
+    # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
+    # -- Values: what a converter lets through (docs/security.md) ---------------------------
+    # -- Admin and uploads (docs/security.md) -----------------------------------------------
+    # -- Run history and failures (docs/security.md) ----------------------------------------
 }
 
 
