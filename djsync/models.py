@@ -96,6 +96,11 @@ class SyncJob(models.Model):
         ordering = ["name"]
         verbose_name = _("sync job")
         verbose_name_plural = _("sync jobs")
+        permissions = [
+            # Editing what a job reads and writes is apart from editing its switches and
+            # running it (docs/security.md).
+            ("change_syncjob_source", _("Can change a job's source and target")),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(delete_guard__isnull=True)
@@ -219,6 +224,11 @@ class SyncRun(models.Model):
         ordering = ["-created_at", "-pk"]
         verbose_name = _("sync run")
         verbose_name_plural = _("sync runs")
+        permissions = [
+            # A preview belongs to the user who started it; this lets others apply or
+            # discard it.
+            ("apply_any_preview", _("Can apply or discard another user's preview")),
+        ]
         indexes = [models.Index(fields=["job", "status"], name="djsync_run_job_status")]
 
     def __str__(self) -> str:
