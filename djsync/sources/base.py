@@ -7,6 +7,10 @@ from typing import Any
 
 from ..exceptions import ConfigurationError
 
+#: A cell that a row does not have at all (a CSV row shorter than its header), as opposed to
+#: an empty one: the importer reports it as a row error, never fills it with a default.
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing cell>"})()
+
 TRUTHY = frozenset({"1", "true", "t", "yes", "y", "on", "x", "deleted"})
 
 
