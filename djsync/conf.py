@@ -14,9 +14,11 @@ DEFAULTS: dict[str, Any] = {
     "DELETE_GUARD": 0.5,
     # Rows per INSERT/UPDATE/DELETE statement and per batch of stored changes.
     "BATCH_SIZE": 2000,
-    # Default formats for date and datetime converters (ISO 8601 is always tried first).
-    "DATE_FORMATS": ["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"],
-    "DATETIME_FORMATS": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M"],
+    # Formats date and datetime converters accept besides ISO 8601 (always tried first).
+    # ISO only by default: 01/02/2024 is no guess. An importer or a Field declares others
+    # (date_formats=...); a value two formats read differently is a row error.
+    "DATE_FORMATS": ["%Y-%m-%d"],
+    "DATETIME_FORMATS": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"],
     # Time zone that naive datetimes in a source are read in (None: the project's TIME_ZONE).
     "SOURCE_TIME_ZONE": None,
     # Default file encoding of text sources.
@@ -78,6 +80,11 @@ DEFAULTS: dict[str, Any] = {
     # -- Limits: files (docs/security.md) ---------------------------------------------------
     # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
     # -- Values: what a converter lets through (docs/security.md) ---------------------------
+    # Characters of one value kept in a stored row error (its value, each cell of its raw
+    # row, its key); longer ones are cut and say how long they were.
+    "ROW_ERROR_VALUE_SIZE": 1000,
+    # Cells of a row error's raw row kept (a record with more keeps the first ones).
+    "ROW_ERROR_COLUMNS": 200,
     # -- Admin and uploads (docs/security.md) -----------------------------------------------
     # -- Run history and failures (docs/security.md) ----------------------------------------
 }

@@ -6,9 +6,16 @@ message and applied later by different code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import datetime as dt
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
+
+from .conf import settings
 
 Key = tuple[Any, ...]
 Values = dict[str, Any]
@@ -80,7 +87,11 @@ Action = Create | Update | Delete
 
 @dataclass(slots=True)
 class RowError:
-    """A source row that could not be used, and why: row number, column and bad value."""
+    """A source row that could not be used, and why: row number, column and bad value.
+
+    Its text, key, value and raw row are made storable as they are set (see
+    :func:`storable`): a bad value must never make storing its own row error fail.
+    """
 
     row: int | None
     message: str
@@ -88,6 +99,10 @@ class RowError:
     key: Key | None = None
     value: Any = None
     raw: dict[str, Any] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        clean = _STORABLE.get(name)
+        object.__setattr__(self, name, value if clean is None else clean(value))
 
     def __str__(self) -> str:
         where = [f"row {self.row}" if self.row is not None else "a row"]
@@ -243,3 +258,85 @@ def diff(
 def _duplicate_error(key: Key, row: int) -> RowError:
     shown = key[0] if len(key) == 1 else key
     return RowError(row=row, message=f"duplicate key {shown!r}: it appears more than once", key=key)
+
+
+# -- storable row errors ----------------------------------------------------------------------
+#: Characters of a row error's column name kept (SyncRowError.column's max_length).
+_COLUMN_SIZE = 255
+#: Whole numbers beyond this many digits are kept as (cut) text.
+_NUMBER_DIGITS = 40
+
+
+def _text(value: str, size: int | None = None) -> str:
+    """Text any database stores: no NUL, no lone surrogate, at most ``size`` characters."""
+    size = settings.ROW_ERROR_VALUE_SIZE if size is None else size
+    length = len(value)
+    if length > size:
+        value = value[:size]
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if length > size:
+        value += f"… ({length:,} characters)"
+    return value
+
+
+def storable(value: Any) -> Any:
+    """``value`` as a row error keeps it: JSON-safe scalars as they are (finite numbers,
+    text without NUL, dates, decimals, UUIDs), anything else (NaN, bytes, a JSON object,
+    a huge number, a missing cell) as text, and all text cut to ROW_ERROR_VALUE_SIZE."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, int):
+        return value if abs(value) < 10**_NUMBER_DIGITS else _text(str(value))
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else str(value)
+    if isinstance(value, dt.time):
+        return value if value.tzinfo is None else value.isoformat()
+    if isinstance(value, dt.date | uuid.UUID):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _text(repr(bytes(value[: settings.ROW_ERROR_VALUE_SIZE])))
+    if isinstance(value, dict | list | tuple):
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError):
+            text = repr(type(value))
+        return _text(text)
+    try:
+        return _text(str(value))
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not fail the run
+        return _text(repr(type(value)))
+
+
+def _storable_raw(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        return {"value": storable(raw)}
+    limit = settings.ROW_ERROR_COLUMNS
+    out: dict[str, Any] = {}
+    for i, (name, cell) in enumerate(raw.items()):
+        if i >= limit:
+            out["…"] = f"{len(raw) - limit:,} more cells"
+            break
+        out[_text(str(name), _COLUMN_SIZE)] = storable(cell)
+    return out
+
+
+def _storable_key(key: Any) -> Key | None:
+    return None if key is None else tuple(storable(v) for v in key)
+
+
+_STORABLE: dict[str, Callable[[Any], Any]] = {
+    "message": lambda m: _text(str(m)),
+    "column": lambda c: None if c is None else _text(str(c), _COLUMN_SIZE),
+    "key": _storable_key,
+    "value": storable,
+    "raw": _storable_raw,
+}

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import reprlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings as django_settings
-from django.db import models
+from django.core import validators as django_validators
+from django.core.exceptions import ValidationError
+from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime, parse_time
 
 from .conf import settings
+from .sources.base import MISSING
 
 Converter = Callable[[Any], Any]
 
@@ -34,14 +39,55 @@ class ConversionError(ValueError):
     """A cell could not be converted; the message says what was expected."""
 
 
+class OutOfRange(ConversionError):
+    """A whole number with more digits than any database column holds."""
+
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlong = 40
+_repr.maxlevel = 2
+_repr.maxdict = _repr.maxlist = _repr.maxtuple = _repr.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short when it is long."""
+    text = _repr.repr(value)
+    if isinstance(value, str | bytes) and len(value) > _repr.maxstring:
+        text += f" ({len(value):,} characters)"
+    return text
+
+
+#: Values that are no single cell: a JSON object or array, or bytes.
+NESTED = (dict, list, tuple, set, frozenset)
+
+
+def _scalar(value: Any, expected: str) -> None:
+    """Refuse a JSON object or array (or bytes) where one value is expected: its Python
+    repr is never what the source meant."""
+    if isinstance(value, NESTED):
+        what = "a JSON object" if isinstance(value, dict) else "a list"
+        raise ConversionError(f"expected {expected}, got {what} {shown(value)}")
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise ConversionError(f"expected {expected}, got bytes {shown(bytes(value))}")
+
+
 def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
 def to_str(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
+    _scalar(value, "text")
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # spreadsheets hand "12" back as 12.0
     return str(value).strip()
+
+
+#: More digits than this in a whole number is out of every column's range (and converting
+#: "1e1000000000" to an int would take minutes and gigabytes).
+_MAX_DIGITS = 40
 
 
 def to_int(value: Any) -> int:
@@ -52,32 +98,67 @@ def to_int(value: Any) -> int:
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
-        raise ConversionError(f"expected a whole number, got {value!r}")
+        raise ConversionError(f"expected a whole number, got {shown(value)}")
+    _scalar(value, "a whole number")
     text = str(value).strip().replace("_", "")
-    try:
-        return int(text)
-    except ValueError:
+    if len(text) <= _MAX_DIGITS:
         try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise ConversionError(f"expected a whole number, got {value!r}") from None
-        if number == number.to_integral_value():
-            return int(number)
-        raise ConversionError(f"expected a whole number, got {value!r}") from None
+            return int(text)
+        except ValueError:
+            pass
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ConversionError(f"expected a whole number, got {shown(value)}") from None
+    if not number.is_finite():
+        raise ConversionError(f"expected a whole number, got {shown(value)}")
+    if number.adjusted() >= _MAX_DIGITS:
+        raise OutOfRange(f"{shown(value)} is out of range of every integer column")
+    if number == number.to_integral_value():
+        return int(number)
+    raise ConversionError(f"expected a whole number, got {shown(value)}")
+
+
+def int_converter(low: int | None, high: int | None, what: str) -> Converter:
+    """Whole numbers in ``low``..``high``, the range of the target column (``what``)."""
+
+    def to_bounded_int(value: Any) -> int:
+        try:
+            number = to_int(value)
+        except OutOfRange:
+            number = None
+        if (
+            number is None
+            or (low is not None and number < low)
+            or (high is not None and number > high)
+        ):
+            raise ConversionError(
+                f"{shown(value)} is out of range: {what} holds {low:,} to {high:,}"
+            )
+        return number
+
+    return to_bounded_int
 
 
 def to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ConversionError(f"expected a number, got {value!r}")
+    if type(value) is not str:
+        _scalar(value, "a number")
     try:
-        return float(value if not isinstance(value, str) else value.strip())
-    except (TypeError, ValueError):
-        raise ConversionError(f"expected a number, got {value!r}") from None
+        number = float(value if not isinstance(value, str) else value.strip())
+    except (TypeError, ValueError, OverflowError):
+        raise ConversionError(f"expected a number, got {shown(value)}") from None
+    if not math.isfinite(number):  # "NaN", "inf", 1e400: no database compares them sanely
+        raise ConversionError(f"expected a finite number, got {shown(value)}")
+    return number
 
 
 def to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if type(value) is not str:
+        _scalar(value, "yes/no")
     if isinstance(value, int | float) and value in (0, 1):
         return bool(value)
     word = str(value).strip().lower()
@@ -85,7 +166,7 @@ def to_bool(value: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ConversionError(f"expected yes/no, true/false or 1/0, got {value!r}")
+    raise ConversionError(f"expected yes/no, true/false or 1/0, got {shown(value)}")
 
 
 def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Converter:
@@ -97,6 +178,8 @@ def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Con
             text = value.strip()
         elif isinstance(value, bool):
             raise ConversionError(f"expected a decimal number, got {value!r}")
+        elif isinstance(value, (*NESTED, bytes, bytearray, memoryview)):
+            _scalar(value, "a decimal number")
         elif isinstance(value, float):
             text = repr(value)  # 1.1 stays 1.1, not 1.100000000000000088817841970012523
         else:
@@ -104,23 +187,25 @@ def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Con
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise ConversionError(f"expected a decimal number, got {value!r}") from None
+            raise ConversionError(f"expected a decimal number, got {shown(value)}") from None
         if not number.is_finite():
-            raise ConversionError(f"expected a finite decimal number, got {value!r}")
+            raise ConversionError(f"expected a finite decimal number, got {shown(value)}")
         if step is not None:
             # 5 → 5.00; trailing zeros beyond the field's precision are not a loss of data.
             try:
                 quantized = number.quantize(step)
             except InvalidOperation:
-                raise ConversionError(f"{value!r} is too large for {max_digits} digits") from None
+                raise ConversionError(
+                    f"{shown(value)} is too large for {max_digits} digits"
+                ) from None
             if quantized != number:
                 places = -int(number.as_tuple().exponent)
                 raise ConversionError(
-                    f"{value!r} has {places} decimal places; the field allows {decimal_places}"
+                    f"{shown(value)} has {places} decimal places; the field allows {decimal_places}"
                 )
             number = quantized
         if room is not None and number and number.adjusted() + 1 > room:
-            raise ConversionError(f"{value!r} is too large for {max_digits} digits")
+            raise ConversionError(f"{shown(value)} is too large for {max_digits} digits")
         return number
 
     return to_decimal
@@ -131,12 +216,29 @@ def _source_zone() -> dt.tzinfo:
     return ZoneInfo(name)
 
 
+def _by_formats(text: str, formats: Sequence[str], what: str) -> dt.datetime | None:
+    """``text`` read with every format that fits; two formats that fit with different
+    results (01/02/2024 with both ``%d/%m/%Y`` and ``%m/%d/%Y``) are an error, not a guess."""
+    found: dict[dt.datetime, str] = {}
+    for fmt in formats:
+        try:
+            found.setdefault(dt.datetime.strptime(text, fmt), fmt)
+        except ValueError:
+            continue
+    if len(found) > 1:
+        readings = " or ".join(f"{value} ({fmt})" for value, fmt in found.items())
+        raise ConversionError(f"ambiguous {what} {shown(text)}: it reads as {readings}")
+    return next(iter(found), None)
+
+
 def date_converter(formats: Sequence[str] | None = None) -> Converter:
     def to_date(value: Any) -> dt.date:
         if isinstance(value, dt.datetime):
             return value.date()
         if isinstance(value, dt.date):
             return value
+        if type(value) is not str:
+            _scalar(value, "a date")
         text = str(value).strip()
         try:
             parsed = parse_date(text)
@@ -144,12 +246,10 @@ def date_converter(formats: Sequence[str] | None = None) -> Converter:
             parsed = None
         if parsed is not None:
             return parsed
-        for fmt in formats or settings.DATE_FORMATS:
-            try:
-                return dt.datetime.strptime(text, fmt).date()
-            except ValueError:
-                continue
-        raise ConversionError(f"expected a date (e.g. 2024-01-31), got {value!r}")
+        found = _by_formats(text, formats or settings.DATE_FORMATS, "date")
+        if found is not None:
+            return found.date()
+        raise ConversionError(f"expected a date (e.g. 2024-01-31), got {shown(value)}")
 
     return to_date
 
@@ -163,20 +263,18 @@ def datetime_converter(
         elif isinstance(value, dt.date):
             parsed = dt.datetime.combine(value, dt.time())
         else:
+            if type(value) is not str:
+                _scalar(value, "a date and time")
             text = str(value).strip()
             try:
                 parsed = parse_datetime(text)
             except ValueError:
                 parsed = None
-            for fmt in () if parsed else (formats or settings.DATETIME_FORMATS):
-                try:
-                    parsed = dt.datetime.strptime(text, fmt)
-                    break
-                except ValueError:
-                    continue
+            if parsed is None:
+                parsed = _by_formats(text, formats or settings.DATETIME_FORMATS, "date and time")
             if parsed is None:
                 raise ConversionError(
-                    f"expected a date and time (e.g. 2024-01-31 13:45:00), got {value!r}"
+                    f"expected a date and time (e.g. 2024-01-31 13:45:00), got {shown(value)}"
                 )
         if django_settings.USE_TZ:
             if timezone.is_naive(parsed):
@@ -195,31 +293,59 @@ def to_time(value: Any) -> dt.time:
         return value
     if isinstance(value, dt.datetime):
         return value.time()
+    if type(value) is not str:
+        _scalar(value, "a time")
     try:
         parsed = parse_time(str(value).strip())
     except ValueError:
         parsed = None
     if parsed is None:
-        raise ConversionError(f"expected a time (e.g. 13:45), got {value!r}")
+        raise ConversionError(f"expected a time (e.g. 13:45), got {shown(value)}")
     return parsed
 
 
 def to_uuid(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
+    if type(value) is not str:
+        _scalar(value, "a UUID")
     try:
         return uuid.UUID(str(value).strip())
     except ValueError:
-        raise ConversionError(f"expected a UUID, got {value!r}") from None
+        raise ConversionError(f"expected a UUID, got {shown(value)}") from None
 
 
 def to_json(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ConversionError(f"expected JSON: {exc}") from None
+        except RecursionError:
+            raise ConversionError("expected JSON: it is nested too deeply") from None
+    _check_json(value)
     return value
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what a JSON column cannot store: NaN and infinities (not JSON at all) and
+    NUL characters (PostgreSQL's jsonb refuses them). Walked without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ConversionError(f"{shown(item)} is not a JSON number (NaN or infinite)")
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise ConversionError(f"{shown(item)} contains a NUL character (\\x00)")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, Decimal) and not item.is_finite():
+            raise ConversionError(f"{shown(item)} is not a JSON number (NaN or infinite)")
 
 
 def _identity(value: Any) -> Any:
@@ -244,7 +370,7 @@ def choices_converter(field: models.Field, inner: Converter) -> Converter:
         if converted in by_value.values():
             return converted
         allowed = ", ".join(str(v) for v in by_value.values())
-        raise ConversionError(f"{value!r} is not one of the choices ({allowed})")
+        raise ConversionError(f"{shown(value)} is not one of the choices ({allowed})")
 
     return to_choice
 
@@ -254,9 +380,23 @@ def string_converter(max_length: int | None) -> Converter:
         text = to_str(value)
         if max_length is not None and len(text) > max_length:
             raise ConversionError(f"{len(text)} characters; the field allows at most {max_length}")
+        if "\x00" in text:
+            # PostgreSQL refuses NUL in text; SQLite would store it, but one source must give
+            # the same result on both databases (and Django's forms refuse it too).
+            raise ConversionError(f"{shown(value)} contains a NUL character (\\x00)")
         return text
 
     return to_text
+
+
+def integer_range(field: models.Field, using: str | None) -> tuple[int, int]:
+    """The range of ``field``'s column on the database ``using`` (positive types from 0)."""
+    connection = connections[using or router.db_for_write(field.model) or "default"]
+    internal = field.get_internal_type()
+    try:
+        return connection.ops.integer_field_range(internal)
+    except KeyError:  # a custom integer type: the widest column any database has
+        return (0 if "Positive" in internal else -(2**63), 2**63 - 1)
 
 
 def converter_for(
@@ -265,8 +405,10 @@ def converter_for(
     date_formats: Sequence[str] | None = None,
     datetime_formats: Sequence[str] | None = None,
     time_zone: str | None = None,
+    using: str | None = None,
 ) -> Converter:
-    """The default converter for a model field, chosen by the field's type."""
+    """The default converter for a model field, chosen by the field's type; it refuses what
+    the field or the column of database ``using`` would refuse."""
     if isinstance(field, models.BooleanField):
         conv: Converter = to_bool
     elif isinstance(field, models.DecimalField):
@@ -274,7 +416,9 @@ def converter_for(
     elif isinstance(field, models.FloatField):
         conv = to_float
     elif isinstance(field, models.IntegerField | models.AutoField):
-        conv = to_int
+        low, high = integer_range(field, using)
+        vendor = connections[using or router.db_for_write(field.model) or "default"].vendor
+        conv = int_converter(low, high, f"{field.get_internal_type()} on {vendor}")
     elif isinstance(field, models.DateTimeField):
         conv = datetime_converter(datetime_formats, time_zone)
     elif isinstance(field, models.DateField):
@@ -288,10 +432,45 @@ def converter_for(
     elif isinstance(field, models.CharField | models.TextField):
         conv = string_converter(field.max_length)
     else:
-        conv = to_str
+        conv = string_converter(getattr(field, "max_length", None))
     if field.choices:
         conv = choices_converter(field, conv)
     return conv
+
+
+#: Validators the converters already enforce (length, digits, ranges, NUL).
+_ENFORCED = (
+    django_validators.MaxLengthValidator,
+    django_validators.DecimalValidator,
+    django_validators.ProhibitNullCharactersValidator,
+)
+
+
+def model_validators(field: models.Field) -> list[Callable[[Any], None]]:
+    """The model field's own validators that a converter does not already enforce: those of
+    its type (EmailField, URLField, SlugField, GenericIPAddressField…) and ``validators=``."""
+    found = [*field.default_validators, *getattr(field, "_validators", ())]
+    return [v for v in found if not isinstance(v, _ENFORCED)]
+
+
+def validating(convert: Converter, checks: Sequence[Callable[[Any], None]]) -> Converter:
+    """``convert``, then the model field's validators on the converted value."""
+
+    def convert_and_validate(value: Any) -> Any:
+        converted = convert(value)
+        if converted is None or converted == "":
+            return converted
+        errors: list[str] = []
+        for check in checks:
+            try:
+                check(converted)
+            except ValidationError as exc:
+                errors.extend(str(m) for m in exc.messages)
+        if errors:
+            raise ConversionError(f"{shown(value)}: {' '.join(errors)}")
+        return converted
+
+    return convert_and_validate
 
 
 class Field:
@@ -300,7 +479,9 @@ class Field:
     ``Field()`` as a class attribute of an importer maps the column of the same name;
     ``Field("Price (EUR)")`` renames; ``converter=`` replaces the type-based converter;
     ``default=`` fills empty cells and an absent column; ``lookup="code"`` makes a foreign
-    key look up the related row by its natural key instead of by primary key.
+    key look up the related row by its natural key instead of by primary key;
+    ``null_tokens=["NA"]`` makes cells that read exactly so count as empty for this field
+    (replacing the importer's and the source's tokens; ``null_tokens=()`` for none).
     """
 
     def __init__(
@@ -314,6 +495,7 @@ class Field:
         date_formats: Sequence[str] | None = None,
         datetime_formats: Sequence[str] | None = None,
         time_zone: str | None = None,
+        null_tokens: Iterable[str] | None = None,
     ) -> None:
         self.column = column
         self.converter = converter
@@ -323,19 +505,59 @@ class Field:
         self.date_formats = date_formats
         self.datetime_formats = datetime_formats
         self.time_zone = time_zone
+        self.null_tokens = None if null_tokens is None else null_token_set(null_tokens)
         self.name: str = ""  # set when bound to an importer
 
-    def bind(self, name: str, model: type[models.Model]) -> BoundField:
-        return BoundField(self, name, model)
+    def bind(
+        self,
+        name: str,
+        model: type[models.Model],
+        *,
+        using: str | None = None,
+        date_formats: Sequence[str] | None = None,
+        datetime_formats: Sequence[str] | None = None,
+    ) -> BoundField:
+        """This field on ``model``, for the database ``using``; ``date_formats`` and
+        ``datetime_formats`` are the importer's, used when the field declares none."""
+        return BoundField(
+            self,
+            name,
+            model,
+            using=using,
+            date_formats=date_formats,
+            datetime_formats=datetime_formats,
+        )
 
     def __repr__(self) -> str:
         return f"<Field {self.name or '?'} column={self.column!r}>"
 
 
+def null_token_set(tokens: Iterable[str]) -> frozenset[str]:
+    """Null tokens as a set, each stripped (cells are compared stripped)."""
+    if isinstance(tokens, str):
+        tokens = [tokens]
+    out = set()
+    for token in tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"a null token is text, not {shown(token)}")
+        out.add(token.strip())
+    out.discard("")  # empty cells are empty anyway
+    return frozenset(out)
+
+
 class BoundField:
     """A Field tied to its model field: knows its converter, its empty value and its lookup."""
 
-    def __init__(self, spec: Field, name: str, model: type[models.Model]) -> None:
+    def __init__(
+        self,
+        spec: Field,
+        name: str,
+        model: type[models.Model],
+        *,
+        using: str | None = None,
+        date_formats: Sequence[str] | None = None,
+        datetime_formats: Sequence[str] | None = None,
+    ) -> None:
         self.name = name
         self.column = spec.column or name
         self.spec = spec
@@ -353,23 +575,32 @@ class BoundField:
             self.lookup = None
             value_field = mf
             self.target_path = mf.attname
-        self.converter = spec.converter or converter_for(
+        using = using or router.db_for_write(model)
+        converter = spec.converter or converter_for(
             value_field,
-            date_formats=spec.date_formats,
-            datetime_formats=spec.datetime_formats,
+            date_formats=spec.date_formats or date_formats,
+            datetime_formats=spec.datetime_formats or datetime_formats,
             time_zone=spec.time_zone,
+            using=using,
         )
+        #: The model field's validators beyond what the converter enforces (EmailField,
+        #: ``validators=[...]``); they run after conversion. Relations are checked by lookup.
+        self.validators = [] if self.is_relation else model_validators(mf)
+        self.converter = validating(converter, self.validators) if self.validators else converter
         #: Reads back a value stored in a plan (JSON, in the model's own ISO formats), which a
         #: custom converter written for the source's format may not understand.
         self.restore: Converter = (
             _identity
             if isinstance(value_field, models.JSONField)
-            else converter_for(value_field, time_zone=spec.time_zone)
+            else converter_for(value_field, time_zone=spec.time_zone, using=using)
         )
         self.nullable = mf.null
         self.empty_string_ok = isinstance(value_field, models.CharField | models.TextField)
         #: The source column this field reads, once matched (None: the default fills it).
         self.source_column: str | None = self.column
+        #: Cells that count as empty ("NA", "\\N"), stripped; set per run by the importer
+        #: from the field's, the importer's and the source's tokens.
+        self.null_tokens: frozenset[str] = spec.null_tokens or frozenset()
 
     def empty_value(self) -> Any:
         """What an empty cell becomes: the default, else None or "" as the field allows."""
@@ -385,5 +616,9 @@ class BoundField:
 
     def convert(self, value: Any) -> Any:
         if is_empty(value):
+            return self.empty_value()
+        if value is MISSING:
+            raise ConversionError("the row has no cell for this column")
+        if self.null_tokens and type(value) is str and value.strip() in self.null_tokens:
             return self.empty_value()
         return self.converter(value)

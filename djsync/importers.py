@@ -17,8 +17,8 @@ from django.db import models
 from .conf import settings
 from .diff import Key, Plan, RowError, SourceRow, TargetRow, diff
 from .exceptions import MappingError
-from .fields import NOT_PROVIDED, BoundField, Field
-from .sources.base import Source
+from .fields import NOT_PROVIDED, BoundField, Field, null_token_set
+from .sources.base import MISSING, Source
 
 OnRowError = Literal["fail", "skip"]
 
@@ -83,6 +83,14 @@ class BaseImporter:
     #: ``"fail"``: a bad row fails the run, nothing is written. ``"skip"``: apply the rest.
     on_row_error: ClassVar[OnRowError] = "fail"
 
+    #: Formats date and datetime fields accept besides ISO 8601, e.g. ``["%d/%m/%Y"]``
+    #: (None: the DATE_FORMATS / DATETIME_FORMATS settings; a Field's own win).
+    date_formats: ClassVar[Sequence[str] | None] = None
+    datetime_formats: ClassVar[Sequence[str] | None] = None
+    #: Cells that count as empty in every field, e.g. ``["NA", "\\N"]``, with the source's
+    #: own ``null_tokens`` option; a Field's ``null_tokens=`` replaces both for that field.
+    null_tokens: ClassVar[Sequence[str]] = ()
+
     declared_fields: ClassVar[dict[str, Field]] = {}
 
     def __init__(self, *, using: str = "default") -> None:
@@ -132,12 +140,17 @@ class BaseImporter:
             if key not in names and key not in self.declared_fields:
                 names.insert(0, key)
         bound: dict[str, BoundField] = {}
+        options = {
+            "using": self.using,
+            "date_formats": self.date_formats,
+            "datetime_formats": self.datetime_formats,
+        }
         for name in names:
             spec = self.declared_fields.get(name, Field())
-            bound[name] = spec.bind(name, self.model)
+            bound[name] = spec.bind(name, self.model, **options)
         for name, spec in self.declared_fields.items():
             if name not in bound:
-                bound[name] = spec.bind(name, self.model)
+                bound[name] = spec.bind(name, self.model, **options)
         return bound
 
     @property
@@ -220,6 +233,9 @@ class BaseImporter:
                 f"{source}: missing column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(m) for m in missing)} (the file has: {have})"
             )
+        tokens = null_token_set([*self.null_tokens, *(getattr(source, "null_tokens", ()) or ())])
+        for f in active:
+            f.null_tokens = tokens if f.spec.null_tokens is None else f.spec.null_tokens
         self.active_fields = active
 
     def convert(
@@ -256,6 +272,9 @@ class BaseImporter:
         errors: list[RowError] = []
         for f, column, lookup in fields:
             raw = prepared.get(column) if column is not None else None
+            if raw is MISSING:
+                errors.append(_short_row(prepared, row, column or f.column))
+                continue
             try:
                 value = f.convert(raw)
             except ValueError as exc:
@@ -344,6 +363,20 @@ class BaseImporter:
             else:
                 out[f.model_field.attname] = value
         return out
+
+
+def _short_row(record: dict[str, Any], row: int, column: str) -> RowError:
+    """A CSV row with fewer cells than its header: a row error, never the field's default."""
+    have = sum(1 for v in record.values() if v is not MISSING)
+    return RowError(
+        row=row,
+        message=(
+            f"the row has {have} cell{'s' if have != 1 else ''}, the header has "
+            f"{len(record)}: column {column!r} is missing"
+        ),
+        column=column,
+        value=None,
+    )
 
 
 def pending_lookups(lookup: dict[Any, Any], plan: Plan, field: str) -> None:

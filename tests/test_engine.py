@@ -121,7 +121,7 @@ def test_every_converter_through_a_run(make_job, write_csv):
                 "nickname": "",
                 "note": "",
                 "score": "9.5",
-                "joined": "31/01/2024",
+                "joined": "2024-01-31",
                 "seen": "2024-01-31 13:45:00",
                 "alarm": "07:30",
                 "vip": "yes",
@@ -372,7 +372,7 @@ def test_delete_guard_per_importer(make_job, ten_products, write_csv):
 
 
 def test_delete_guard_setting(job, ten_products, write_csv, settings):
-    settings.DJSYNC = {"DELETE_GUARD": 0.2}
+    settings.DJSYNC = {**settings.DJSYNC, "DELETE_GUARD": 0.2}
     with pytest.raises(DeleteGuardError, match="delete guard of 20%"):
         djsync.run(job, file=keep(write_csv, 7))
 
@@ -665,7 +665,7 @@ def test_previewed_plan_applies_the_same_values_as_a_direct_run(make_job, write_
         "nickname": "",
         "note": "",
         "score": "9.5",
-        "joined": "31/01/2024",
+        "joined": "2024-01-31",
         "seen": "2024-01-31 13:45:00",
         "alarm": "07:30",
         "vip": "yes",

@@ -103,11 +103,32 @@ def test_nan_equals_nan_so_it_is_never_an_endless_update():
 
 # -- dates -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "raw",
-    ["2024-01-31", "31/01/2024", "31.01.2024", dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, 9)],
+    "raw", ["2024-01-31", " 2024-01-31 ", dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, 9)]
 )
 def test_dates_in_the_default_formats(raw):
     assert member("joined", raw) == dt.date(2024, 1, 31)
+
+
+@pytest.mark.parametrize("raw", ["31/01/2024", "31.01.2024", "01/02/2024", "2024/01/31"])
+def test_dates_are_iso_only_unless_formats_are_declared(raw):
+    # Issue 9: DATE_FORMATS no longer holds %d/%m/%Y and %d.%m.%Y: a day-first or
+    # month-first date is not guessed.
+    with pytest.raises(ConversionError, match="expected a date"):
+        member("joined", raw)
+    day_first = ["%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d"]
+    assert member("joined", raw, date_formats=day_first) in (
+        dt.date(2024, 1, 31),
+        dt.date(2024, 2, 1),
+    )
+
+
+def test_a_date_two_declared_formats_read_differently_is_ambiguous():
+    both = ["%d/%m/%Y", "%m/%d/%Y"]
+    with pytest.raises(ConversionError, match=r"ambiguous date '01/02/2024': it reads as"):
+        member("joined", "01/02/2024", date_formats=both)
+    assert member("joined", "13/02/2024", date_formats=both) == dt.date(2024, 2, 13)
+    assert member("joined", "02/13/2024", date_formats=both) == dt.date(2024, 2, 13)
+    assert member("joined", "03/03/2024", date_formats=both) == dt.date(2024, 3, 3)  # same
 
 
 def test_dates_in_a_configured_format():
@@ -120,7 +141,7 @@ def test_dates_in_a_configured_format():
 
 
 def test_date_formats_setting(settings):
-    settings.DJSYNC = {"DATE_FORMATS": ["%Y%m%d"]}
+    settings.DJSYNC = {**settings.DJSYNC, "DATE_FORMATS": ["%Y%m%d"]}
     assert member("joined", "20240131") == dt.date(2024, 1, 31)
 
 
@@ -138,12 +159,12 @@ def test_naive_datetime_is_read_in_the_project_time_zone():
 
 
 def test_naive_datetime_is_read_in_source_time_zone(settings):
-    settings.DJSYNC = {"SOURCE_TIME_ZONE": "America/New_York"}
+    settings.DJSYNC = {**settings.DJSYNC, "SOURCE_TIME_ZONE": "America/New_York"}
     assert member("seen", "2024-01-31 13:45:00") == dt.datetime(2024, 1, 31, 18, 45, tzinfo=UTC)
 
 
 def test_field_time_zone_beats_the_setting(settings):
-    settings.DJSYNC = {"SOURCE_TIME_ZONE": "America/New_York"}
+    settings.DJSYNC = {**settings.DJSYNC, "SOURCE_TIME_ZONE": "America/New_York"}
     value = member("seen", "2024-07-01 08:00:00", time_zone="Asia/Tokyo")
     assert value == dt.datetime(2024, 6, 30, 23, 0, tzinfo=UTC)
 
@@ -168,7 +189,14 @@ def test_datetime_from_a_spreadsheet_cell_is_naive_and_read_in_the_zone():
 
 
 def test_datetime_formats():
-    assert member("seen", "31/01/2024 13:45") == dt.datetime(2024, 1, 31, 12, 45, tzinfo=UTC)
+    # Issue 9: "%d/%m/%Y %H:%M" is no longer a default; it is declared where a source uses it.
+    with pytest.raises(ConversionError, match="expected a date and time"):
+        member("seen", "31/01/2024 13:45")
+    value = member("seen", "31/01/2024 13:45", datetime_formats=["%d/%m/%Y %H:%M"])
+    assert value == dt.datetime(2024, 1, 31, 12, 45, tzinfo=UTC)
+    both = ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M"]
+    with pytest.raises(ConversionError, match="ambiguous date and time"):
+        member("seen", "01/02/2024 13:45", datetime_formats=both)
     value = member("seen", "01/31/24 1:45 PM", datetime_formats=["%m/%d/%y %I:%M %p"])
     assert value == dt.datetime(2024, 1, 31, 12, 45, tzinfo=UTC)
 

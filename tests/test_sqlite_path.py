@@ -70,7 +70,7 @@ def test_products_every_action_row_errors_duplicates_limits_and_guard(
     day1 = write_csv(
         [
             product("A1", price="1.5", category_code="C1", updated="2026-01-02"),
-            product("A2", price="2", updated="02/03/2026"),
+            product("A2", price="2", updated="2026-03-02"),
             product("A3", name=TRICKY),
             product("A4"),
             product("A5", name="x", price="0.10"),
@@ -167,7 +167,7 @@ def test_members_every_type_nulls_composite_key_and_time_zones(make_job, write_c
             ),
             member("red", "2", seen="2024-10-27 02:30:00+01:00", score="", extra='{"k": "v"}'),
             member("blue", "1", seen="", alarm="23:59:00", note="line\nbreak", score="0.3"),
-            member("green", "7", joined="31/12/2025", vip="no", score="0.30000000000000004"),
+            member("green", "7", joined="2025-12-31", vip="no", score="0.30000000000000004"),
         ],
         name="m2.csv",
     )

@@ -39,6 +39,8 @@ class EmployeeImporter(djsync.Importer):
     department = djsync.Field("dept", lookup="code")
     fields = ["number", "name", "email", "hired", "salary", "status", "last_login"]
     delete = True
+    #: day2/employees.json writes day-first dates (31/12/2019); ISO is always accepted.
+    date_formats = ["%d/%m/%Y"]
 
     def normalize_source_row(self, values: dict) -> dict:
         values["email"] = values["email"].lower()

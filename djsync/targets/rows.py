@@ -29,6 +29,10 @@ _MISS = object()
 
 #: One converted record: (row number, field values in ``importer.active_fields`` order).
 Converted = tuple[int, tuple[Any, ...]]
+#: What a record that the fast path cannot convert raises: it is then handed to the
+#: importer's own code, which reports the row error (a MISSING cell of a short CSV row has
+#: no ``strip()``: AttributeError) or raises the real exception.
+HANDED_OVER = (ValueError, KeyError, AttributeError, TypeError)
 
 
 def _memoizable(f: BoundField) -> bool:
@@ -43,13 +47,15 @@ def _memoizable(f: BoundField) -> bool:
 
 def plain_text(f: BoundField) -> tuple[bool, int | None]:
     """Whether ``f`` converts text cells by stripping them (a text field with the built-in
-    converter and no choices), and its length limit."""
+    converter, no choices and no validators of its own), and its length limit. A plain
+    cell is still checked for its length, a NUL character and the field's null tokens."""
     field = f.model_field.related_model._meta.get_field(f.lookup) if f.is_relation else None
     field = field or f.model_field
     plain = (
         f.spec.converter is None
         and isinstance(field, models.CharField | models.TextField)
         and not field.choices
+        and not f.validators
     )
     return plain, field.max_length
 
@@ -61,20 +67,26 @@ def text_converter(f: BoundField) -> Callable[[str], Any]:
     ``not cell.strip()``. Plain text fields (built-in converter, no choices) are stripped
     and length-checked right here; anything unusual goes through ``f.convert`` itself.
     """
-    convert, converter = f.convert, f.converter
+    convert, converter, tokens = f.convert, f.converter, f.null_tokens
     plain, limit = plain_text(f)
     if plain:
 
         def text(cell: str) -> Any:
             value = cell.strip()
-            if value and (limit is None or len(value) <= limit):
+            if (
+                value
+                and (limit is None or len(value) <= limit)
+                and "\x00" not in value
+                and value not in tokens
+            ):
                 return value
-            return convert(cell)  # empty, or too long: the field's own answer
+            return convert(cell)  # empty, too long, NUL, a null token: the field's answer
 
         return text
 
     def other(cell: str) -> Any:
-        return converter(cell) if cell.strip() else convert(cell)
+        value = cell.strip()
+        return converter(cell) if value and value not in tokens else convert(cell)
 
     return other
 
@@ -165,12 +177,22 @@ class RowConverter:
                 ]
                 continue
             plain, limit = plain_text(f)
+            token = ""
+            if f.null_tokens:
+                names[f"tokens{i}"] = f.null_tokens
+                token = f" or v{i} in tokens{i}"
             if plain:
                 too_long = "" if limit is None else f" or len(v{i}) > {int(limit)}"
                 lines += [
                     f"    v{i} = raw.strip()",
-                    f"    if not v{i}{too_long}:",
+                    f'    if not v{i}{too_long} or "\\x00" in v{i}{token}:',
                     f"        v{i} = convert{i}(raw)",
+                ]
+            elif token:
+                names[f"converter{i}"] = f.converter
+                lines += [
+                    f"    v{i} = raw.strip()",
+                    f"    v{i} = convert{i}(raw) if not v{i}{token} else converter{i}(raw)",
                 ]
             else:
                 names[f"converter{i}"] = f.converter
@@ -214,7 +236,7 @@ class RowConverter:
                 self._finish_warmup()
             try:
                 yield number, convert(record)
-            except (ValueError, KeyError):
+            except HANDED_OVER:
                 yield from importer._convert_one(record, number, fields)
 
     def cell_rows(
@@ -242,7 +264,7 @@ class RowConverter:
                 convert = self.compile_cells(columns)
             try:
                 yield number, convert(cells)
-            except (ValueError, KeyError):
+            except HANDED_OVER:
                 record = dict(zip(columns, cells, strict=True))
                 yield from importer._convert_one(record, number, fields)
 
