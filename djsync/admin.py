@@ -1,12 +1,16 @@
 """The admin of jobs and runs, and ``SyncImportMixin`` for any model with an importer.
 
 Jobs: a list with each job's last run, the actions "Preview now" and "Run now", an upload
-page per job. Runs: a read-only history whose detail page is the preview (Apply, Discard)
-or the record of a finished run. The pages themselves live in :mod:`djsync.views`.
+page per job. What a job reads and writes (importer, source, target) is read-only without
+``djsync.change_syncjob_source``. Runs: a read-only history whose detail page is the preview
+(Apply, Discard: its owner's) or the record of a finished run. The pages themselves live in
+:mod:`djsync.views`. Upload pages are ``csrf_exempt`` only so that the view can bound the
+body before reading it; :func:`djsync.views.receive_upload` checks the CSRF token itself.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +25,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
 
 from . import permissions, services, views
 from .admin_export import SyncExportMixin
@@ -71,7 +76,7 @@ class SyncJobAdmin(admin.ModelAdmin):
     search_fields = ["name", "description", "importer"]
     actions = ["preview_now", "run_now"]
     fieldsets = [
-        (None, {"fields": ["name", "description", "importer", "source", "enabled"]}),
+        (None, {"fields": ["name", "description", "importer", "source", "target", "enabled"]}),
         (
             _("Switches and limits"),
             {
@@ -98,8 +103,43 @@ class SyncJobAdmin(admin.ModelAdmin):
         annotations = {f"last_{name}": Subquery(runs.values(name)[:1]) for name in LAST_RUN_FIELDS}
         return super().get_queryset(request).annotate(**annotations)
 
+    # -- what a job reads and writes: a permission of its own ------------------------------
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not permissions.can_change_source(request.user):
+            fields += [name for name in permissions.SOURCE_FIELDS if name not in fields]
+        return fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """A new job's importer and source are what it reads and writes."""
+        return super().has_add_permission(request) and permissions.can_change_source(
+            request.user
+        )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> Any:
+        """A POST that changes the importer, source or target without the permission is
+        refused whole (nothing saved), not just stripped of those fields."""
+        if (
+            request.method == "POST"
+            and object_id is not None
+            and not permissions.can_change_source(request.user)
+        ):
+            job = self.get_object(request, unquote(object_id))
+            if job is not None and (changed := source_fields_changed(request.POST, job)):
+                raise PermissionDenied(
+                    _("Changing %(fields)s needs the permission %(perm)s.")
+                    % {"fields": ", ".join(changed), "perm": permissions.CHANGE_SOURCE}
+                )
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def get_urls(self) -> list[URLPattern]:
-        upload = self.admin_site.admin_view(self.upload_view)
+        upload = self.admin_site.admin_view(csrf_exempt(self.upload_view))
         return [
             path("<path:object_id>/upload/", upload, name="djsync_syncjob_upload"),
             *super().get_urls(),
@@ -180,16 +220,21 @@ class SyncJobAdmin(admin.ModelAdmin):
 
     # -- upload page ---------------------------------------------------------------------
     def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Who may upload is checked before the body is read (see views.receive_upload)."""
         job = self.get_object(request, unquote(object_id))
         if job is None:
             raise Http404
         if not permissions.can_preview(request.user, job):
             raise PermissionDenied
-        form = UploadForm(*_form_data(request))
         back = reverse(f"{self.admin_site.name}:djsync_syncjob_changelist")
         title = _("Upload a file for %s") % job
         return views.upload(
-            request, self.admin_site, form=form, get_job=lambda: job, title=title, back_url=back
+            request,
+            self.admin_site,
+            make_form=UploadForm,
+            get_job=lambda form: job,
+            title=title,
+            back_url=back,
         )
 
 
@@ -301,7 +346,7 @@ class SyncImportMixin(SyncExportMixin):
 
     def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta  # type: ignore[attr-defined]
-        view = self.admin_site.admin_view(self.sync_import_view)  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view(csrf_exempt(self.sync_import_view))  # type: ignore[attr-defined]
         name = f"{opts.app_label}_{opts.model_name}_sync_import"
         return [path("sync-import/", view, name=name), *super().get_urls()]  # type: ignore[misc]
 
@@ -317,22 +362,46 @@ class SyncImportMixin(SyncExportMixin):
         return super().changelist_view(request, extra_context)  # type: ignore[misc]
 
     def sync_import_view(self, request: HttpRequest) -> HttpResponse:
+        """Who may upload is checked before the body is read (see views.receive_upload)."""
         if not self.has_sync_import_permission(request):
             raise PermissionDenied
         opts = self.model._meta  # type: ignore[attr-defined]
         site = self.admin_site  # type: ignore[attr-defined]
-        form = ModelUploadForm(*_form_data(request), importers=self.get_sync_importers())
+        importers = self.get_sync_importers()
         back = reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_changelist")
         title = _("Import / sync %s from a file") % opts.verbose_name_plural
         return views.upload(
-            request, site, form=form, get_job=form.get_job, title=title, back_url=back
+            request,
+            site,
+            make_form=lambda *data: ModelUploadForm(*data, importers=importers),
+            get_job=lambda form: form.get_job(),
+            title=title,
+            back_url=back,
         )
 
 
-def _form_data(request: HttpRequest) -> tuple[Any, Any]:
-    if request.method == "POST":
-        return request.POST, request.FILES
-    return None, None
+def source_fields_changed(data: Any, job: SyncJob) -> list[str]:
+    """The fields among importer, source and target whose posted value differs from the
+    job's (a value that does not parse counts as a change)."""
+    changed = []
+    for name in permissions.SOURCE_FIELDS:
+        if name not in data:
+            continue
+        if name == "importer":
+            sent = [part.strip() for value in data.getlist(name) for part in value.split(",")]
+            current = [part.strip() for part in job.importer.split(",")]
+            if [p for p in sent if p] != [p for p in current if p]:
+                changed.append(name)
+            continue
+        text = data.get(name) or ""
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except ValueError:
+            changed.append(name)
+            continue
+        if value != (getattr(job, name) or {}):
+            changed.append(name)
+    return changed
 
 
 def _int(value: str) -> int | None:

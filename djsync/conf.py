@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -25,9 +23,12 @@ DEFAULTS: dict[str, Any] = {
     "ENCODING": "utf-8",
     # How many changes per model the diff summary and notifications show.
     "SAMPLE_CHANGES": 10,
-    # Where uploaded source files wait between upload and apply (private, not MEDIA_ROOT).
-    "UPLOAD_ROOT": str(Path(tempfile.gettempdir()) / "djsync-uploads"),
-    # Upload limit for the admin, in bytes.
+    # Folder where uploaded source files wait between upload and apply when the project
+    # defines no STORAGES["djsync_uploads"]: private (0o700 folders, 0o600 files), never
+    # under MEDIA_ROOT. None: "djsync-uploads" in the project's BASE_DIR.
+    "UPLOAD_ROOT": None,
+    # Largest file the admin's upload pages accept, in bytes: checked on Content-Length
+    # before the body is read, then counted while it streams in.
     "MAX_UPLOAD_SIZE": 200 * 1024 * 1024,
     # Seconds an uploaded file (and its unapplied preview) is kept before it expires.
     "UPLOAD_MAX_AGE": 2 * 24 * 3600,
@@ -86,6 +87,10 @@ DEFAULTS: dict[str, Any] = {
     # Cells of a row error's raw row kept (a record with more keeps the first ones).
     "ROW_ERROR_COLUMNS": 200,
     # -- Admin and uploads (docs/security.md) -----------------------------------------------
+    # With an eager Celery (no broker), an upload larger than this many bytes is previewed
+    # in a background thread, so the upload page returns at once and shows progress;
+    # smaller ones inside the request. None: always inside the request.
+    "BACKGROUND_PREVIEW_SIZE": 1024 * 1024,
     # -- Run history and failures (docs/security.md) ----------------------------------------
 }
 

@@ -103,6 +103,7 @@ class SyncJobForm(forms.ModelForm):
             "description",
             "importer",
             "source",
+            "target",
             "enabled",
             "allow_create",
             "allow_update",
@@ -129,6 +130,22 @@ class SyncJobForm(forms.ModelForm):
                 raise ValidationError(str(exc)) from None
         return options
 
+    def clean_target(self) -> dict[str, Any]:
+        """Empty (the importer's model) or an export's options; where an export may write
+        is checked when it runs (docs/security.md)."""
+        from .exports import TARGET_OPTIONS
+
+        options = self.cleaned_data.get("target") or {}
+        if not isinstance(options, dict):
+            raise ValidationError(_('Target options are a JSON object: {"kind": "file", …}.'))
+        unknown = sorted(set(options) - TARGET_OPTIONS)
+        if unknown:
+            raise ValidationError(
+                _("Unknown target options: %(names)s (known: %(known)s).")
+                % {"names": ", ".join(unknown), "known": ", ".join(sorted(TARGET_OPTIONS))}
+            )
+        return options
+
 
 class UploadForm(forms.Form):
     """A source file for a preview; its format comes from its extension unless chosen."""
@@ -145,7 +162,7 @@ class UploadForm(forms.Form):
         limit = settings.MAX_UPLOAD_SIZE
         if upload.size > limit:
             raise ValidationError(
-                _("The file is %(size)s; the limit is %(limit)s."),
+                _('The file is %(size)s, larger than DJSYNC["MAX_UPLOAD_SIZE"] (%(limit)s).'),
                 params={"size": filesizeformat(upload.size), "limit": filesizeformat(limit)},
             )
         return upload

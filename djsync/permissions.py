@@ -2,7 +2,10 @@
 
 A preview shows target data, so it needs view permission on the target model; an apply
 writes it, so it needs the target's add, change and delete permissions for exactly the
-actions the plan contains.
+actions the plan contains. A preview belongs to the user who started it: only they, or a
+user with ``djsync.apply_any_preview``, may apply, discard or cancel it. What a job reads
+and writes (its importer, source and target) is edited only with
+``djsync.change_syncjob_source``, apart from its other fields and from running it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from .registry import get_importer_class
 
 #: The codename action each plan action needs on the target model.
 ACTION_PERMISSION = {"created": "add", "updated": "change", "deleted": "delete"}
+#: Edit a job's importer, source and target (docs/security.md).
+CHANGE_SOURCE = "djsync.change_syncjob_source"
+#: Apply, discard or cancel a run another user started.
+APPLY_ANY = "djsync.apply_any_preview"
+#: The SyncJob fields that decide what a job reads and writes.
+SOURCE_FIELDS = ("importer", "source", "target")
 
 
 def target_models(job: SyncJob) -> list[type[models.Model]] | None:
@@ -49,6 +58,22 @@ def model_perm(model: type[models.Model], action: str) -> str:
 
 def is_staff(user: Any) -> bool:
     return bool(user and user.is_active and user.is_staff)
+
+
+def can_change_source(user: Any) -> bool:
+    """Edit what a job reads and writes: its importer, source and target."""
+    return is_staff(user) and user.has_perm(CHANGE_SOURCE)
+
+
+def owns_run(user: Any, run: SyncRun) -> bool:
+    """Started ``run`` (is the owner of its preview)."""
+    return run.user_id is not None and run.user_id == getattr(user, "pk", None)
+
+
+def may_decide(user: Any, run: SyncRun) -> bool:
+    """Apply, discard or cancel ``run``: its owner, or a user with apply_any_preview (runs
+    started by a command or a schedule have no owner)."""
+    return is_staff(user) and (owns_run(user, run) or user.has_perm(APPLY_ANY))
 
 
 def can_view_run(user: Any, run: SyncRun) -> bool:

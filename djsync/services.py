@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from . import incremental, multimodel
 from .apply import apply_plan, check_limits
+from .conf import settings
 from .diff import Plan, same
 from .exceptions import (
     ConfigurationError,
@@ -177,10 +178,13 @@ def queue_preview(
 ) -> SyncRun:
     """Create a queued dry run (from an uploaded file, or the job's own source) and send it
     to a worker once the surrounding transaction commits. ``format`` overrides the upload's
-    extension; the stored file's extension is the format its preview reads it in."""
+    extension; the stored file's extension is the format its preview reads it in.
+
+    With an eager Celery (no broker), an upload larger than ``BACKGROUND_PREVIEW_SIZE`` is
+    previewed in a background thread instead of inside the caller (the web request)."""
     from django.db import transaction as tx
 
-    from .tasks import preview_run
+    from .tasks import preview_in_thread, preview_run
 
     sync_run = new_run(
         job,
@@ -192,8 +196,22 @@ def queue_preview(
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
     )
-    tx.on_commit(lambda: _send(preview_run, sync_run))
+    if _in_background(upload):
+        tx.on_commit(lambda: preview_in_thread(sync_run.pk))
+    else:
+        tx.on_commit(lambda: _send(preview_run, sync_run))
     return sync_run
+
+
+def _in_background(upload: IO[bytes] | None) -> bool:
+    """A big upload with an eager Celery: previewed in a thread, not in the request."""
+    from .tasks import preview_run
+
+    limit = settings.BACKGROUND_PREVIEW_SIZE
+    size = getattr(upload, "size", None)
+    if upload is None or limit is None or size is None or size <= limit:
+        return False
+    return bool(preview_run.app.conf.task_always_eager)
 
 
 def queue_run(

@@ -8,15 +8,21 @@ other errors never. See docs/celery.md.
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
+from django import db
 
 from . import monitor, services
 from .conf import settings
 from .exceptions import RunCancelled, TransientSourceError
 from .models import SyncJob, SyncRun
+
+logger = logging.getLogger("djsync")
 
 
 @shared_task(bind=True, name="djsync.execute_run")
@@ -29,6 +35,32 @@ def execute_run(self: Task, run_id: int) -> dict[str, Any]:
 def preview_run(self: Task, run_id: int) -> dict[str, Any]:
     """Read and diff a queued dry run and store its plan (status: previewed)."""
     return _work(self, run_id, services.execute_queued)
+
+
+def preview_in_thread(run_id: int) -> threading.Thread:
+    """Run :func:`preview_run` in a background thread of this process: what an eager Celery
+    (no broker) does with a big upload, so the upload page returns at once and its progress
+    page follows the run. The run records its own failure; the thread closes its database
+    connections when done."""
+
+    def work() -> None:
+        try:
+            result = preview_run.apply(args=(run_id,), throw=False)
+            if result.failed():
+                logger.warning("djsync preview of run %s failed: %s", run_id, result.result)
+        except Exception:  # never let a thread die with a traceback on stderr
+            logger.exception("djsync preview of run %s failed", run_id)
+        finally:
+            db.connections.close_all()
+
+    thread = threading.Thread(target=work, name=f"djsync-preview-{run_id}", daemon=True)
+    BACKGROUND_PREVIEWS.add(thread)
+    thread.start()
+    return thread
+
+
+#: Previews running in background threads of this process (see preview_in_thread).
+BACKGROUND_PREVIEWS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 @shared_task(bind=True, name="djsync.apply_run")

@@ -21,7 +21,10 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -36,7 +39,8 @@ from .forms import UploadForm
 from .models import SyncChange, SyncJob, SyncRun
 from .registry import get_importer_class
 from .report import key_text
-from .uploads import expire_uploads, release_upload
+from .targets.files import neutralize
+from .uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
 
 #: Changes and row errors per page of the run page.
 PER_PAGE = 50
@@ -48,6 +52,9 @@ STEPS = {
 }
 #: At most this many changed keys go into the "show the changed rows" changelist link.
 MAX_LINKED_KEYS = 200
+#: Bytes of an upload's body besides the file (boundaries, part headers, the CSRF token,
+#: the other fields): a Content-Length past MAX_UPLOAD_SIZE plus this is refused unread.
+FORM_OVERHEAD = 64 * 1024
 
 
 # -- steps -------------------------------------------------------------------------------
@@ -55,38 +62,115 @@ def upload(
     request: HttpRequest,
     admin_site: AdminSite,
     *,
-    form: UploadForm,
-    get_job: Callable[[], SyncJob],
+    make_form: Callable[..., UploadForm],
+    get_job: Callable[[Any], SyncJob],
     title: str,
     back_url: str,
 ) -> HttpResponse:
-    """Show the upload form; a valid upload queues a preview and goes to its progress page."""
-    if request.method == "POST" and form.is_valid():
-        job = get_job()
-        if not permissions.can_preview(request.user, job):
-            raise PermissionDenied
-        data = form.cleaned_data
-        run = start(
-            request,
-            lambda: services.queue_preview(
-                job,
-                upload=data["file"],
-                upload_name=data["file"].name,
-                format=data["format"],
-                user=request.user,
-                trigger=SyncRun.Trigger.ADMIN,
-            ),
-        )
-        return redirect(progress_url(run, "preview", admin_site))
-    context = {
-        **page_context(request, admin_site),
-        "title": title,
-        "form": form,
-        "back_url": back_url,
-        "max_upload_size": settings.MAX_UPLOAD_SIZE,
-        "opts": SyncJob._meta,
-    }
-    return TemplateResponse(request, "admin/djsync/upload.html", context)
+    """Show the upload form; a valid upload queues a preview and goes to its progress page.
+
+    The caller checks who may upload and is wrapped in ``csrf_exempt``: the body is read
+    only here, through :func:`receive_upload` (size first, then CSRF), so that a refused
+    or oversized upload is never read whole. ``make_form(data, files)`` builds the form,
+    ``get_job(form)`` the job a valid form chose.
+    """
+
+    def page(form: UploadForm, error: str = "", status: int = 200) -> HttpResponse:
+        context = {
+            **page_context(request, admin_site),
+            "title": title,
+            "form": form,
+            "upload_error": error,
+            "back_url": back_url,
+            "max_upload_size": settings.MAX_UPLOAD_SIZE,
+            "opts": SyncJob._meta,
+        }
+        return TemplateResponse(request, "admin/djsync/upload.html", context, status=status)
+
+    if request.method != "POST":
+        return page(make_form())
+    refused = receive_upload(request)
+    if isinstance(refused, HttpResponse):
+        return refused
+    if refused is not None:
+        return page(make_form(), refused.message, refused.status)
+    form = make_form(request.POST, request.FILES)
+    if not form.is_valid():
+        return page(form)
+    job = get_job(form)
+    if not permissions.can_preview(request.user, job):
+        raise PermissionDenied
+    data = form.cleaned_data
+    run = start(
+        request,
+        lambda: services.queue_preview(
+            job,
+            upload=data["file"],
+            upload_name=display_name(data["file"].name),
+            format=data["format"],
+            user=request.user,
+            trigger=SyncRun.Trigger.ADMIN,
+        ),
+    )
+    return redirect(progress_url(run, "preview", admin_site))
+
+
+@dataclass
+class Refusal:
+    """Why an upload was refused before its form was looked at."""
+
+    status: int
+    message: str
+
+
+def receive_upload(request: HttpRequest) -> Refusal | HttpResponse | None:
+    """Read an upload's body within DJSYNC["MAX_UPLOAD_SIZE"], then check its CSRF token.
+
+    The Content-Length is checked first (too big: refused without reading the body); then
+    :class:`~djsync.uploads.LimitedUploadHandler` counts the file's bytes as they stream
+    in and stops past the limit. Returns a refusal, the CSRF failure page, or None.
+    """
+    limit = settings.MAX_UPLOAD_SIZE
+    length = _content_length(request)
+    if length is None:
+        return Refusal(411, _("An upload needs a Content-Length header; nothing was stored."))
+    if length > limit + FORM_OVERHEAD:
+        return Refusal(413, too_large(length))
+    handler = LimitedUploadHandler(request, limit)
+    request.upload_handlers.insert(0, handler)
+    middleware = CsrfViewMiddleware(lambda request: HttpResponse())
+    middleware.process_request(request)
+    failure = middleware.process_view(request, lambda request: HttpResponse(), (), {})
+    if failure is not None:
+        return failure
+    try:
+        request.FILES  # noqa: B018 - parse the body now (the CSRF check may not have)
+    except MultiPartParserError as exc:
+        return Refusal(400, _("The upload could not be read: %s") % exc)
+    if handler.exceeded:
+        return Refusal(413, too_large(None))
+    return None
+
+
+def too_large(size: int | None) -> str:
+    limit = filesizeformat(settings.MAX_UPLOAD_SIZE)
+    if size is None:
+        return _(
+            'The file is larger than DJSYNC["MAX_UPLOAD_SIZE"] (%(limit)s); the upload was '
+            "stopped and nothing was stored."
+        ) % {"limit": limit}
+    return _(
+        'The upload is %(size)s, larger than DJSYNC["MAX_UPLOAD_SIZE"] (%(limit)s); it was '
+        "refused before it was read and nothing was stored."
+    ) % {"size": filesizeformat(size), "limit": limit}
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
@@ -101,7 +185,7 @@ def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
         "status_url": f"{run_url(run, 'status', admin_site)}?step={step}",
         "run_url": run_url(run, "change", admin_site),
         "cancel_url": run_url(run, "cancel", admin_site),
-        "can_cancel": permissions.can_preview(request.user, run.job),
+        "can_cancel": may_cancel(request.user, run),
         "opts": SyncRun._meta,
     }
     return TemplateResponse(request, "admin/djsync/progress.html", context)
@@ -126,6 +210,7 @@ def run_page(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
 def apply(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
     """Queue the apply of exactly the previewed plan (the worker checks it is not stale)."""
     require_post(request)
+    require_owner(request, run)
     if permissions.missing_apply_permissions(request.user, run):
         raise PermissionDenied
     if run.status != SyncRun.Status.PREVIEWED:
@@ -142,7 +227,7 @@ def cancel(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpRes
     from .monitor import cancel as cancel_run
 
     require_post(request)
-    if not permissions.can_preview(request.user, run.job):
+    if not may_cancel(request.user, run):
         raise PermissionDenied
     try:
         cancel_run(run)
@@ -158,6 +243,7 @@ def cancel(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpRes
 def discard(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
     """Drop a preview: status "discarded", uploaded file deleted, nothing written."""
     require_post(request)
+    require_owner(request, run)
     if not permissions.can_preview(request.user, run.job):
         raise PermissionDenied
     done = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(
@@ -224,6 +310,23 @@ def queue_job_run(job: SyncJob, user: Any) -> SyncRun:
 def require_view(request: HttpRequest, run: SyncRun) -> None:
     if not permissions.can_view_run(request.user, run):
         raise PermissionDenied
+
+
+def require_owner(request: HttpRequest, run: SyncRun) -> None:
+    """Only a run's owner, or a user with djsync.apply_any_preview, decides on it."""
+    if not permissions.may_decide(request.user, run):
+        raise PermissionDenied(
+            _("Run #%(pk)s belongs to %(owner)s; you may not apply, discard or cancel it.")
+            % {"pk": run.pk, "owner": owner_name(run)}
+        )
+
+
+def may_cancel(user: Any, run: SyncRun) -> bool:
+    return permissions.may_decide(user, run) and permissions.can_preview(user, run.job)
+
+
+def owner_name(run: SyncRun) -> str:
+    return str(run.user) if run.user_id else _("nobody (a command or a schedule)")
 
 
 def require_post(request: HttpRequest) -> None:
@@ -396,15 +499,18 @@ def page_links(request: HttpRequest, page: Page, param: str) -> dict[str, str | 
 def decision_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
     """Whether Apply and Discard are offered, and why not."""
     previewed = run.status == SyncRun.Status.PREVIEWED
+    decide = permissions.may_decide(request.user, run)
     missing = permissions.missing_apply_permissions(request.user, run) if previewed else []
     return {
-        "can_apply": previewed and not missing,
-        "missing_permissions": missing,
-        "can_discard": previewed and permissions.can_preview(request.user, run.job),
+        "owner": owner_name(run),
+        "is_owner": permissions.owns_run(request.user, run),
+        "not_yours": previewed and not decide,
+        "can_apply": previewed and decide and not missing,
+        "missing_permissions": missing if decide else [],
+        "can_discard": previewed and decide and permissions.can_preview(request.user, run.job),
         "apply_url": run_url(run, "apply", admin_site),
         "discard_url": run_url(run, "discard", admin_site),
-        "can_cancel": run.status in SyncRun.ACTIVE
-        and permissions.can_preview(request.user, run.job),
+        "can_cancel": run.status in SyncRun.ACTIVE and may_cancel(request.user, run),
         "cancel_url": run_url(run, "cancel", admin_site),
         "progress_url": progress_url(run, "preview" if run.dry_run else "run", admin_site),
     }
@@ -446,19 +552,21 @@ class _Echo:
 
 
 def error_csv_lines(run: SyncRun) -> Iterator[str]:
+    """The rows of the row-errors CSV. Every text cell goes through the exports'
+    :func:`~djsync.targets.files.neutralize`: a value from the source such as ``=HYPERLINK(…)``
+    stays text when a spreadsheet opens the file."""
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow(["row", "column", "key", "message", "value", "raw row"])
     for error in run.row_errors.order_by("pk").iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                "" if error.row is None else error.row,
-                error.column,
-                "" if error.key is None else key_text(error.key),
-                error.message,
-                error.value,
-                "" if error.raw is None else json.dumps(error.raw, ensure_ascii=False),
-            ]
-        )
+        cells = [
+            error.column,
+            "" if error.key is None else key_text(error.key),
+            error.message,
+            error.value,
+            "" if error.raw is None else json.dumps(error.raw, ensure_ascii=False),
+        ]
+        row = "" if error.row is None else error.row
+        yield writer.writerow([row, *(neutralize(cell) for cell in cells)])
 
 
 def run_link(run: SyncRun, admin_site: AdminSite) -> str:

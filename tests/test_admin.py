@@ -4,6 +4,7 @@ run history, the job admin, the model mixin, and who may do what."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -196,8 +197,11 @@ def test_upload_size_limit(admin_client, job, settings, upload_root):
     response = admin_client.post(
         reverse("admin:djsync_syncjob_upload", args=[job.pk]), {"file": file}
     )
-    assert "the limit is 20" in response.content.decode()
+    assert response.status_code == 413  # refused on its Content-Length, before reading it
+    page = html.unescape(response.content.decode())
+    assert 'larger than DJSYNC["MAX_UPLOAD_SIZE"] (20\xa0bytes)' in page
     assert not SyncRun.objects.exists()
+    assert not upload_root.exists() or list(upload_root.iterdir()) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -218,9 +222,10 @@ def test_a_preview_that_fails_shows_why(admin_client, make_job, upload_root, set
 
 
 # -- the preview page -------------------------------------------------------------------
-def big_run(job: SyncJob, creates: int, updates: int, errors: int = 0) -> SyncRun:
+def big_run(job: SyncJob, creates: int, updates: int, errors: int = 0, user=None) -> SyncRun:
     run = SyncRun.objects.create(
         job=job,
+        user=user,
         trigger="admin",
         dry_run=True,
         status="previewed",
@@ -410,9 +415,10 @@ def test_apply_needs_only_the_permissions_the_plan_uses(
 
 
 def test_forms_need_a_csrf_token(job, make_user):
-    run = big_run(job, creates=1, updates=0)
+    user = make_user(*PREVIEW, *WRITE)
+    run = big_run(job, creates=1, updates=0, user=user)  # its owner sees Apply and Discard
     client = Client(enforce_csrf_checks=True)
-    client.force_login(make_user(*PREVIEW, *WRITE))
+    client.force_login(user)
     assert client.post(run_url(run, "apply")).status_code == 403
     assert client.post(run_url(run, "discard")).status_code == 403
     file = csv_upload([["C1", "Cup", "3", "1", "", "yes"]])
