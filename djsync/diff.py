@@ -268,17 +268,19 @@ _NUMBER_DIGITS = 40
 
 
 def _text(value: str, size: int | None = None) -> str:
-    """Text any database stores: no NUL, no lone surrogate, at most ``size`` characters."""
+    """Text any database stores: no NUL, no lone surrogate, at most ``size`` characters
+    (a longer one is cut and says how long it was)."""
     size = settings.ROW_ERROR_VALUE_SIZE if size is None else size
     length = len(value)
-    if length > size:
-        value = value[:size]
+    if length > 4 * size:
+        value = value[: 4 * size]  # enough to cut from, whatever the escapes below add
     if "\x00" in value:
         value = value.replace("\x00", "\\x00")
     if not value.isascii():
         value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if length > size:
-        value += f"… ({length:,} characters)"
+    if len(value) > size:
+        note = f"… ({length:,} characters)"
+        value = value[: max(size - len(note), 0)] + note
     return value
 
 
@@ -330,7 +332,23 @@ def _storable_raw(raw: Any) -> dict[str, Any] | None:
 
 
 def _storable_key(key: Any) -> Key | None:
-    return None if key is None else tuple(storable(v) for v in key)
+    """A key as stored: its values kept whole (the staged paths match rows by it), only
+    made storable. Converted keys are storable already; a raw key may not be."""
+    if key is None:
+        return None
+    return tuple(v if isinstance(v, str) and _clean(v) else storable(v) for v in key)
+
+
+def _clean(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _encodes(text))
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _STORABLE: dict[str, Callable[[Any], Any]] = {

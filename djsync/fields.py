@@ -339,6 +339,8 @@ def _check_json(value: Any) -> None:
         elif isinstance(item, str):
             if "\x00" in item:
                 raise ConversionError(f"{shown(item)} contains a NUL character (\\x00)")
+            if not (item.isascii() or encodable(item)):
+                raise ConversionError(f"{shown(item)} is not valid Unicode (a lone surrogate)")
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
@@ -384,9 +386,21 @@ def string_converter(max_length: int | None) -> Converter:
             # PostgreSQL refuses NUL in text; SQLite would store it, but one source must give
             # the same result on both databases (and Django's forms refuse it too).
             raise ConversionError(f"{shown(value)} contains a NUL character (\\x00)")
+        if not (text.isascii() or encodable(text)):
+            raise ConversionError(f"{shown(value)} is not valid Unicode (a lone surrogate)")
         return text
 
     return to_text
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be stored: a JSON "\\udc80" escape gives a lone surrogate,
+    which no database encoding takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def integer_range(field: models.Field, using: str | None) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 
 from ..diff import RowError, SourceRow
-from ..fields import BoundField
+from ..fields import BoundField, encodable
 
 if TYPE_CHECKING:
     from ..importers import BaseImporter
@@ -78,6 +78,7 @@ def text_converter(f: BoundField) -> Callable[[str], Any]:
                 and (limit is None or len(value) <= limit)
                 and "\x00" not in value
                 and value not in tokens
+                and (value.isascii() or encodable(value))  # JSON's "\udc80": not storable
             ):
                 return value
             return convert(cell)  # empty, too long, NUL, a null token: the field's answer

@@ -56,3 +56,34 @@ class Team(models.Model):
     code = models.CharField(max_length=20, unique=True)
     name = models.CharField(max_length=100, blank=True)
     members = models.ManyToManyField(Employee, related_name="teams", blank=True)
+
+
+def validate_even(value: int) -> None:
+    """A model field's own validator (tests/test_hostile_values.py)."""
+    from django.core.exceptions import ValidationError
+
+    if value % 2:
+        raise ValidationError("%(value)s is not an even number", params={"value": value})
+
+
+class Gauge(models.Model):
+    """One field of each type a converter must guard (tests/test_hostile_values.py)."""
+
+    code = models.CharField(max_length=20, unique=True)
+    small = models.SmallIntegerField(null=True, blank=True)
+    medium = models.IntegerField(null=True, blank=True)
+    big = models.BigIntegerField(null=True, blank=True)
+    psmall = models.PositiveSmallIntegerField(null=True, blank=True)
+    positive = models.PositiveIntegerField(null=True, blank=True)
+    pbig = models.PositiveBigIntegerField(null=True, blank=True)
+    ratio = models.FloatField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    label = models.CharField(max_length=30, blank=True)
+    text = models.TextField(blank=True)
+    day = models.DateField(null=True, blank=True)
+    email = models.EmailField(blank=True)
+    url = models.URLField(blank=True)
+    slug = models.SlugField(blank=True)
+    even = models.IntegerField(null=True, blank=True, validators=[validate_even])
+    active = models.BooleanField(default=False)
+    data = models.JSONField(null=True, blank=True)
