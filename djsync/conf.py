@@ -74,12 +74,28 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_BACKOFF": 1.0,
     "HTTP_MAX_BACKOFF": 60.0,
     "HTTP_MAX_PAGES": 100_000,
-    # Secrets that sources name (e.g. an API token), by name; a name missing here is read
-    # from the environment variable of the same name. Jobs store names, never secrets.
+    # Secrets that sources name (e.g. an API token), by name: the explicit allow-list of
+    # what a job may send (no fallback to the environment: read an environment variable
+    # here yourself). A value is the secret, or {"value": secret, "base_urls": [...]} to
+    # send it only under those URL prefixes. Jobs store names, never secrets.
     "CREDENTIALS": {},
     # -- Trust: what a job definition may reach (docs/security.md) --------------------------
     # -- Limits: files (docs/security.md) ---------------------------------------------------
     # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
+    # URL prefixes (scheme, host, port, path) an HTTP source may fetch: its URL, every next
+    # link and every redirect. Empty: HTTP sources are refused.
+    "HTTP_BASE_URLS": [],
+    # Seconds one read of an HTTP source may take, all pages, retries and pauses included
+    # (not the time the run spends on the records in between).
+    "HTTP_DEADLINE": 3600.0,
+    # Seconds one response may take from the request to its last byte (a slow drip stops).
+    "HTTP_RESPONSE_DEADLINE": 300.0,
+    # Bytes one response body may have, once decompressed (Content-Length checked first).
+    "HTTP_MAX_BODY": 50 * 1024 * 1024,
+    # Redirects one request may follow.
+    "HTTP_MAX_REDIRECTS": 10,
+    # How deep JSON may nest (arrays and objects), in HTTP responses and JSON files.
+    "JSON_MAX_DEPTH": 64,
     # -- Values: what a converter lets through (docs/security.md) ---------------------------
     # Characters of one value kept in a stored row error (its value, each cell of its raw
     # row, its key); longer ones are cut and say how long they were.

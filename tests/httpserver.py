@@ -1,14 +1,18 @@
-"""A real HTTP server on 127.0.0.1 for tests: routes answer with canned or computed replies."""
+"""A real HTTP server on 127.0.0.1 for tests: routes answer with canned or computed replies,
+or, for the hostile-input tests, with raw bytes written straight to the socket (a slow drip,
+an endless body, a lying Content-Length, a gzip bomb)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -36,13 +40,21 @@ class Reply:
         return json.dumps(self.body).encode()
 
 
-Route = Callable[[Request], Reply] | Reply | list[Reply]
+@dataclass
+class Raw:
+    """A reply its function writes to the socket itself, status line and headers included:
+    for answers no well-behaved server gives. The connection closes after it."""
+
+    write: Callable[[BinaryIO], None]
+
+
+Route = Callable[[Request], Reply | Raw] | Reply | Raw | list[Reply]
 
 
 class ApiServer:
     """``server.route("/items", handler)``; ``server.url("/items")``; ``server.requests``."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         outer = self
@@ -60,6 +72,13 @@ class ApiServer:
                 )
                 outer.requests.append(request)
                 reply = outer._reply(request)
+                if isinstance(reply, Raw):
+                    self.close_connection = True
+                    try:
+                        reply.write(self.wfile)
+                    except OSError:
+                        pass  # the client hung up: what a hostile test expects
+                    return
                 if reply.delay:
                     time.sleep(reply.delay)
                 data = reply.encoded()
@@ -79,17 +98,17 @@ class ApiServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
-    def _reply(self, request: Request) -> Reply:
+    def _reply(self, request: Request) -> Reply | Raw:
         route = self.routes.get(request.path)
         if route is None:
             return Reply(404, {"detail": "not found"})
-        if isinstance(route, Reply):
+        if isinstance(route, Reply | Raw):
             return route
         if isinstance(route, list):
             return route.pop(0) if len(route) > 1 else route[0]
@@ -117,3 +136,114 @@ class ApiServer:
 def serve() -> Iterator[ApiServer]:
     with ApiServer() as server:
         yield server
+
+
+def allow(settings: Any, *urls: str, **djsync: Any) -> None:
+    """Let HTTP sources fetch under ``urls`` (pytest-django's ``settings`` fixture), plus
+    any other DJSYNC settings: ``allow(settings, api.url("/"), HTTP_MAX_BODY=1000)``."""
+    settings.DJSYNC = {**settings.DJSYNC, "HTTP_BASE_URLS": list(urls), **djsync}
+
+
+# -- hostile replies ------------------------------------------------------------------------
+
+#: How long a hostile reply keeps going when the client does not hang up (a failing test
+#: must not leave a thread writing for ever).
+HOSTILE_FOR = 60.0
+
+
+def _head(status: str = "200 OK", **headers: str) -> bytes:
+    lines = [f"HTTP/1.1 {status}", "Content-Type: application/json", "Connection: close"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def drip(every: float = 0.2, *, first: bytes = b"[", byte: bytes = b" ") -> Raw:
+    """A 200 whose body comes one byte every ``every`` seconds, for ever: each read is
+    quick, the response never ends."""
+
+    def write(out: BinaryIO) -> None:
+        out.write(_head(Content_Length="100000000") + first)
+        ends = time.monotonic() + HOSTILE_FOR
+        while time.monotonic() < ends:
+            time.sleep(every)
+            out.write(byte)
+
+    return Raw(write)
+
+
+def slow_headers(every: float = 0.2) -> Raw:
+    """A status line, then a header one byte every ``every`` seconds: no body ever starts."""
+
+    def write(out: BinaryIO) -> None:
+        out.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+        ends = time.monotonic() + HOSTILE_FOR
+        while time.monotonic() < ends:
+            time.sleep(every)
+            out.write(b"a")
+
+    return Raw(write)
+
+
+def endless(piece: bytes = b'{"sku": "E", "name": "endless"},', *, chunked: bool = True) -> Raw:
+    """A JSON list that never closes, sent as fast as the client reads: chunked, or with no
+    length at all (the body ends when the connection does)."""
+    block = piece * max(1, 65536 // len(piece))
+
+    def write(out: BinaryIO) -> None:
+        headers = {"Transfer_Encoding": "chunked"} if chunked else {}
+        out.write(_head(**headers))
+        ends = time.monotonic() + HOSTILE_FOR
+        first = b"["
+        while time.monotonic() < ends:
+            data = first + block
+            first = b""
+            out.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+
+    return Raw(write)
+
+
+def declared(length: int, body: bytes) -> Raw:
+    """A body whose Content-Length lies: ``length`` announced, ``body`` sent, then the
+    connection closed."""
+
+    def write(out: BinaryIO) -> None:
+        out.write(_head(Content_Length=str(length)) + body)
+
+    return Raw(write)
+
+
+def compressed(body: bytes, *encodings: str) -> Raw:
+    """``body`` sent with ``Content-Encoding: encodings`` (applied in order), e.g. a gzip
+    bomb: compressed(gzip_zeros(10**9), "gzip")."""
+    data = body
+    for encoding in encodings:
+        data = gzip.compress(data, 1) if encoding == "gzip" else zlib.compress(data, 1)
+
+    def write(out: BinaryIO) -> None:
+        out.write(
+            _head(Content_Encoding=", ".join(encodings), Content_Length=str(len(data))) + data
+        )
+
+    return Raw(write)
+
+
+def gzip_of_json_list(size: int) -> bytes:
+    """Gzip of ``[0,0,0,…]`` inflating to about ``size`` bytes, built a piece at a time
+    (about a thousandth of ``size`` in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    piece = b"0," * (1 << 19)
+    parts = [packer.compress(b"[")]
+    for _ in range(max(1, size // len(piece))):
+        parts.append(packer.compress(piece))
+    parts.append(packer.compress(b"0]"))
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+def raw_bytes(data: bytes, **headers: str) -> Raw:
+    """Exactly ``data`` after the headers (already compressed, say), Content-Length true."""
+
+    def write(out: BinaryIO) -> None:
+        out.write(_head(Content_Length=str(len(data)), **headers) + data)
+
+    return Raw(write)

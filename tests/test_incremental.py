@@ -10,7 +10,7 @@ from django.db import connections
 import djsync
 from djsync.exceptions import LimitExceeded
 from djsync.services import apply_previewed
-from tests.httpserver import Reply, Request, serve
+from tests.httpserver import Reply, Request, allow, serve
 from tests.testapp.models import Product
 
 pytestmark = pytest.mark.django_db(databases=["default", "other"])
@@ -129,7 +129,7 @@ def test_an_empty_incremental_read_is_fine(job):
     assert nothing.rows_read == 0 and Product.objects.count() == 1
 
 
-def test_http_since_parameter(make_job):
+def test_http_since_parameter(make_job, settings):
     items = [
         {"sku": "H1", "name": "One", "price": "1", "qty": 1, "updated": "2026-01-01", "active": 1},
         {"sku": "H2", "name": "Two", "price": "2", "qty": 1, "updated": "2026-01-03", "active": 1},
@@ -140,6 +140,7 @@ def test_http_since_parameter(make_job):
         return Reply(body={"items": [i for i in items if i["updated"] > since]})
 
     for api in serve():
+        allow(settings, api.url("/"))  # DJSYNC["HTTP_BASE_URLS"]
         api.route("/changes", handler)
         job = make_job(
             "test_products",

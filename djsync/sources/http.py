@@ -1,46 +1,63 @@
 """HTTP JSON source: records from a web API, fetched page by page with retries.
 
-Each page is requested, decoded and yielded before the next one is fetched, so a large API
-never sits in memory whole. Credentials are named in the job (``"token": "PARTNER_TOKEN"``)
-and read from ``DJSYNC["CREDENTIALS"]`` or the environment at run time, never stored.
+Each page is decoded while it streams in (ijson) and its records are handed out as they
+arrive, so a large API never sits in memory whole. What the source may reach is the
+site's: every request stays under ``DJSYNC["HTTP_BASE_URLS"]`` (djsync.sources.http_trust),
+and the credentials a job names are read from ``DJSYNC["CREDENTIALS"]`` only, at run time,
+never stored. What a read may cost is bounded by deadlines, a body size, a redirect count
+and a JSON nesting depth (djsync.sources.http_limits).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import base64
+import hashlib
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 
 from ..conf import settings
 from ..exceptions import ConfigurationError, SourceError, TransientSourceError
 from .base import Source
+from .http_limits import (
+    BadEncoding,
+    BodyTooLarge,
+    Clock,
+    DeadlineExceeded,
+    DeadlineTransport,
+    NotJSON,
+    PageDecoder,
+    PageProblem,
+    StreamedList,
+    body_chunks,
+)
+from .http_trust import (
+    Credential,
+    base_urls,
+    check_url,
+    credential,
+    get_credential,
+    redact,
+    shown,
+)
+
+__all__ = ["HttpSource", "dig", "get_credential"]
 
 #: Statuses worth another attempt: rate limiting and server-side failures.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PAGINATION_STYLES = ("page", "offset", "cursor", "next")
 #: Header names whose value is a secret: they must name a credential, not hold one.
 SECRET_HEADER_WORDS = ("authorization", "token", "secret", "key", "password", "cookie")
-
-
-def get_credential(name: str, *, source: str = "") -> str:
-    """The secret stored under ``name``: ``DJSYNC["CREDENTIALS"][name]``, else ``$name``."""
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"{source}: a credential is given by name (a string)")
-    credentials = settings.CREDENTIALS or {}
-    value = credentials.get(name)
-    if value is None:
-        value = os.environ.get(name)
-    if value is None or value == "":
-        raise ConfigurationError(
-            f"{source}: credential {name!r} is not set: add it to DJSYNC['CREDENTIALS'] "
-            "or to the environment"
-        )
-    return str(value)
+#: A credential this long or longer found in a response refuses the page (shorter ones
+#: would match ordinary data by chance); every length is kept out of messages.
+ECHO_MIN_LENGTH = 6
+#: Bytes of an error response shown in the message.
+SNIPPET = 200
 
 
 def dig(data: Any, path: str | None) -> Any:
@@ -48,7 +65,16 @@ def dig(data: Any, path: str | None) -> Any:
     if not path:
         return data
     for step in path.split("."):
-        if isinstance(data, dict):
+        if isinstance(data, StreamedList):
+            # The records of a page were handed out as they came: first and last are kept.
+            index = int(step) if step.lstrip("-").isdigit() else None
+            if index in (0, -data.count) and data.count:
+                data = data.first
+            elif index in (-1, data.count - 1) and data.count:
+                data = data.last
+            else:
+                raise KeyError(step)
+        elif isinstance(data, dict):
             data = data[step]
         elif isinstance(data, list) and step.lstrip("-").isdigit():
             data = data[int(step)]
@@ -57,17 +83,38 @@ def dig(data: Any, path: str | None) -> Any:
     return data
 
 
+class _Retry(Exception):
+    """A failure worth another attempt (timeout, dropped connection, 429/5xx)."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Page:
+    """What is left of a page once its records are handed out."""
+
+    url: httpx.URL
+    links: dict[str, Any]
+    document: Any
+    records: StreamedList | None
+    digest: bytes
+
+
 class HttpSource(Source):
     """Reads JSON records from an HTTP API.
 
     Options (all but ``url`` optional):
 
-    - ``url``, ``method`` (GET or POST), ``params`` (query string), ``json`` (POST body),
-      ``headers`` (a value may be ``{"credential": "NAME"}``).
+    - ``url`` (under one of ``DJSYNC["HTTP_BASE_URLS"]``), ``method`` (GET or POST),
+      ``params`` (query string), ``json`` (POST body), ``headers`` (a value may be
+      ``{"credential": "NAME"}``).
     - ``auth``: ``{"type": "bearer", "token": "NAME"}``, ``{"type": "basic", "username":
       "NAME", "password": "NAME"}``, ``{"type": "header", "header": "X-Api-Key", "token":
       "NAME"}`` or ``{"type": "query", "param": "api_key", "token": "NAME"}``, where each
-      NAME is a credential name (see :func:`get_credential`).
+      NAME is a credential of ``DJSYNC["CREDENTIALS"]``.
     - ``records``: dotted path to the list of records in each response (``"data.items"``);
       by default the response itself, or the one list inside it.
     - ``pagination``: ``{"style": "page", "param": "page", "start": 1, "size_param":
@@ -76,6 +123,9 @@ class HttpSource(Source):
       "path": "meta.next_cursor"}``; ``{"style": "next", "path": "links.next"}`` (or no
       path: the ``Link: <…>; rel="next"`` header).
     - ``timeout``, ``retries``, ``backoff``, ``max_pages``: defaults from the HTTP_* settings.
+      Whatever they say, a read ends by ``HTTP_DEADLINE`` and each response by
+      ``HTTP_RESPONSE_DEADLINE``; those, ``HTTP_MAX_BODY``, ``HTTP_MAX_REDIRECTS`` and
+      ``JSON_MAX_DEPTH`` are settings only.
     - ``incremental``: ``{"column": "updated_at", "param": "since", "deleted": "is_deleted"}``
       sends the saved cursor as ``param`` and notes the largest ``column`` value read.
     """
@@ -101,17 +151,32 @@ class HttpSource(Source):
         name: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"an HTTP source needs an http(s) URL, not {url!r}")
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+            raise ConfigurationError(f"an HTTP source needs an http(s) URL, not {shown(url)!r}")
         self.url = url
-        self.name = name or url
-        self.method = method.upper()
-        if self.method not in ("GET", "POST"):
+        self.name = name or shown(url)
+        if not isinstance(method, str) or method.upper() not in ("GET", "POST"):
             raise ConfigurationError(f"{self.name}: method must be GET or POST")
+        self.method = method.upper()
+        for option, value in (
+            ("params", params),
+            ("headers", headers),
+            ("auth", auth),
+            ("pagination", pagination),
+        ):
+            if value is not None and not isinstance(value, dict):
+                raise ConfigurationError(f"{self.name}: {option} must be an object")
         self.params = dict(params or {})
         self.body = json
         self.header_options = dict(headers or {})
         self.auth_options = dict(auth or {})
+        if records is not None and not isinstance(records, str):
+            raise ConfigurationError(f"{self.name}: records is a dotted path such as data.items")
+        if records and any(not s or s.startswith("-") for s in records.split(".")):
+            raise ConfigurationError(
+                f"{self.name}: records path {records!r}: its steps are keys, or list "
+                "positions from 0"
+            )
         self.records_path = records
         self.pagination = dict(pagination or {})
         style = self.pagination.get("style")
@@ -119,90 +184,152 @@ class HttpSource(Source):
             raise ConfigurationError(
                 f"{self.name}: pagination style must be one of {', '.join(PAGINATION_STYLES)}"
             )
-        self.timeout = float(timeout if timeout is not None else settings.HTTP_TIMEOUT)
-        self.retries = int(retries if retries is not None else settings.HTTP_RETRIES)
-        self.backoff = float(backoff if backoff is not None else settings.HTTP_BACKOFF)
-        self.max_pages = int(max_pages if max_pages is not None else settings.HTTP_MAX_PAGES)
+        self.timeout = self._number("timeout", timeout, settings.HTTP_TIMEOUT)
+        self.retries = int(self._number("retries", retries, settings.HTTP_RETRIES))
+        self.backoff = self._number("backoff", backoff, settings.HTTP_BACKOFF)
+        self.max_pages = int(self._number("max_pages", max_pages, settings.HTTP_MAX_PAGES))
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise ConfigurationError(f"{self.name}: transport must be an httpx transport")
         self.transport = transport
         self.columns = None
         self.pages_read = 0
         self.setup_incremental(incremental)
-        # Check credential *names* early; their values are read when the source runs.
         for header, value in self.header_options.items():
             if isinstance(value, str) and any(w in header.lower() for w in SECRET_HEADER_WORDS):
                 raise ConfigurationError(
                     f"{self.name}: header {header!r} holds a secret; give "
-                    f'{{"credential": "NAME"}} and put the value in DJSYNC["CREDENTIALS"] '
-                    "or the environment"
+                    f'{{"credential": "NAME"}} and put the value in DJSYNC["CREDENTIALS"]'
                 )
+        # Refuse early (a job saved in the admin, get_source()): the URL and the credential
+        # names. Both are checked again when the source runs, on what is actually sent.
+        self._allowed_start()
+        self._credentials()
 
-    # -- request building ----------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        for header, value in self.header_options.items():
-            if isinstance(value, dict) and "credential" in value:
-                headers[header] = get_credential(value["credential"], source=self.name)
-            else:
-                headers[header] = str(value)
-        return headers
+    def _number(self, option: str, value: Any, default: Any) -> float:
+        value = default if value is None else value
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not 0 <= value < math.inf:
+            raise ConfigurationError(f"{self.name}: {option} must be a number ≥ 0, not {value!r}")
+        return float(value)
 
-    def _auth(self, headers: dict[str, str], params: dict[str, Any]) -> httpx.Auth | None:
-        options = self.auth_options
-        if not options:
-            return None
-        kind = options.get("type", "bearer")
-        if kind == "bearer":
-            headers["Authorization"] = f"Bearer {self._secret('token')}"
-        elif kind == "basic":
-            return httpx.BasicAuth(self._secret("username"), self._secret("password"))
-        elif kind == "header":
-            headers[options.get("header", "X-Api-Key")] = self._secret("token")
-        elif kind == "query":
-            params[options.get("param", "api_key")] = self._secret("token")
-        else:
+    # -- what the source may reach ---------------------------------------------------------
+    def _allowed_start(self) -> list[Any]:
+        """The base URLs, once the source's own URL is known to be under one of them."""
+        bases = base_urls()
+        if not bases:
             raise ConfigurationError(
-                f"{self.name}: auth type must be bearer, basic, header or query, not {kind!r}"
+                f'{self.name}: HTTP sources are off until DJSYNC["HTTP_BASE_URLS"] lists the '
+                'URL prefixes they may fetch, e.g. ["https://api.example.com/v1/"]'
             )
-        return None
+        try:
+            url = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(f"{self.name}: not a URL ({exc})") from None
+        problem = check_url(url, bases)
+        if problem:
+            raise ConfigurationError(f"{self.name}: the URL {problem}")
+        return bases
 
-    def _secret(self, option: str) -> str:
-        name = self.auth_options.get(option)
-        if not name:
-            raise ConfigurationError(f"{self.name}: auth needs {option!r}: a credential name")
-        return get_credential(name, source=self.name)
+    def _credentials(self) -> list[tuple[str, Credential]]:
+        """``(where it goes, credential)`` for every credential the options name."""
+        found = []
+        for header, value in self.header_options.items():
+            if isinstance(value, dict):
+                if set(value) != {"credential"}:
+                    raise ConfigurationError(
+                        f'{self.name}: header {header!r} is a text or {{"credential": "NAME"}}'
+                    )
+                item = credential(value["credential"], source=self.name)
+                found.append((f"header:{header}", item))
+        options = self.auth_options
+        if options:
+            kind = options.get("type", "bearer")
+            secrets = {
+                "bearer": ("token",),
+                "basic": ("username", "password"),
+                "header": ("token",),
+                "query": ("token",),
+            }.get(kind)
+            if secrets is None:
+                raise ConfigurationError(
+                    f"{self.name}: auth type must be bearer, basic, header or query, not "
+                    f"{str(kind)[:40]!r}"
+                )
+            for option in secrets:
+                name = options.get(option)
+                if not name:
+                    raise ConfigurationError(
+                        f"{self.name}: auth needs {option!r}: a credential name"
+                    )
+                found.append((f"auth:{option}", credential(name, source=self.name)))
+        return found
+
+    def _request_parts(
+        self, credentials: list[tuple[str, Credential]]
+    ) -> tuple[dict[str, str], dict[str, str], list[str]]:
+        """Headers and query parameters every request carries, and every secret string
+        that goes out with them (kept out of messages and refused in responses)."""
+        # gzip and deflate only: those are inflated in bounded pieces (http_limits).
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+        query: dict[str, str] = {}
+        secrets: list[str] = []
+        values = {where: c.value for where, c in credentials}
+        for header, value in self.header_options.items():
+            headers[header] = values.get(f"header:{header}", str(value))
+        kind = self.auth_options.get("type", "bearer") if self.auth_options else None
+        if kind == "bearer":
+            headers["Authorization"] = f"Bearer {values['auth:token']}"
+        elif kind == "basic":
+            pair = f"{values['auth:username']}:{values['auth:password']}".encode()
+            token = base64.b64encode(pair).decode()
+            headers["Authorization"] = f"Basic {token}"
+            secrets.append(token)
+        elif kind == "header":
+            headers[str(self.auth_options.get("header", "X-Api-Key"))] = values["auth:token"]
+        elif kind == "query":
+            query[str(self.auth_options.get("param", "api_key"))] = values["auth:token"]
+        secrets.extend(values.values())
+        return headers, query, secrets
 
     # -- reading -------------------------------------------------------------------------
     def read(self) -> Iterator[dict[str, Any]]:
-        headers = self._headers()
+        bases = self._allowed_start()
+        credentials = self._credentials()
+        headers, query, secrets = self._request_parts(credentials)
         params = dict(self.params)
-        auth = self._auth(headers, params)
         if self.incremental and self.cursor not in (None, ""):
             params[self.incremental.get("param", "since")] = self.cursor
+        clock = Clock(settings.HTTP_DEADLINE, settings.HTTP_RESPONSE_DEADLINE)
         with httpx.Client(
             headers=headers,
-            auth=auth,
             timeout=self.timeout,
-            transport=self.transport,
-            follow_redirects=True,
+            transport=self.transport or DeadlineTransport(clock),
+            follow_redirects=False,
+            trust_env=False,
         ) as client:
-            yield from self.track(self._records(client, params))
+            fetcher = _Fetcher(
+                self, client, clock, bases, [c for _, c in credentials], query, secrets
+            )
+            yield from self.track(self._records(fetcher, params))
 
-    def _records(self, client: httpx.Client, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _records(self, fetcher: _Fetcher, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         style = self.pagination.get("style")
         p = self.pagination
         url: str | None = self.url
         page_no = int(p.get("start", 1 if style == "page" else 0))
-        seen_urls: set[str] = set()
-        row = 1
+        seen_links: set[str] = set()
+        seen_pages: dict[bytes, int] = {}
+        seen_cursors: set[str] = set()
+        previous: tuple[Any, ...] | None = None
         columns: dict[str, None] = {}
         while url is not None:
             if self.pages_read >= self.max_pages:
                 raise SourceError(
-                    f"stopped after {self.max_pages} pages (max_pages); is the pagination "
-                    "set up right?",
+                    f"stopped after {self.max_pages:.0f} pages (max_pages, "
+                    'DJSYNC["HTTP_MAX_PAGES"]); is the pagination set up right?',
                     source=self.name,
                 )
-            page_params = dict(params)
+            page_params = dict(params) if url == self.url else {}
             if style == "page":
                 page_params[p.get("param", "page")] = page_no
                 if p.get("size_param") and p.get("size"):
@@ -210,22 +337,47 @@ class HttpSource(Source):
             elif style == "offset":
                 page_params[p.get("offset_param", "offset")] = page_no
                 page_params[p.get("limit_param", "limit")] = int(p.get("limit", 100))
-            response = self._fetch(client, url, page_params if url == self.url else {})
-            data = self._decode(response)
-            records = self._page_records(data)
+            pages = fetcher.page(url, page_params, self.pages_read + 1)
+            while True:
+                try:
+                    batch = next(pages)
+                except StopIteration as done:
+                    page: _Page = done.value
+                    break
+                for record in batch:
+                    columns.update(dict.fromkeys(record))
+                if self.columns is None or len(columns) > len(self.columns):
+                    self.columns = list(columns)
+                started = time.monotonic()
+                yield from batch
+                # The time the run spent on these records is not the server's.
+                fetcher.clock.extend(time.monotonic() - started)
             self.pages_read += 1
-            for record in records:
-                columns.update(dict.fromkeys(record))
-            if self.columns is None or len(columns) > len(self.columns):
-                self.columns = list(columns)
-            for record in records:
-                yield record
-                row += 1
-            url = self._next_url(style, url, response, data, records, seen_urls)
+            records = page.records
+            count = records.count if records is not None else 0
+            url = self._next_url(style, page, count, seen_links, seen_cursors, fetcher)
+            if url is not None:
+                # A server that ignores the pagination sends the same page again and again.
+                earlier = seen_pages.get(page.digest)
+                if earlier is not None:
+                    raise SourceError(
+                        f"page {self.pages_read} is the same as page {earlier} (identical "
+                        "content): the API ignores the pagination; stopped",
+                        source=self.name,
+                    )
+                seen_pages[page.digest] = self.pages_read
+                current = (count, records.first, records.last) if count else None
+                if current is not None and current == previous:
+                    raise SourceError(
+                        f"page {self.pages_read} repeats the records of page "
+                        f"{self.pages_read - 1}: the API ignores the pagination; stopped",
+                        source=self.name,
+                    )
+                previous = current
             if style == "page":
                 page_no += 1
             elif style == "offset":
-                page_no += len(records)
+                page_no += count
             if style == "cursor" and url is not None:
                 params = {**params, p.get("param", "cursor"): self._cursor_value}
         if self.columns is None:
@@ -234,137 +386,306 @@ class HttpSource(Source):
     def _next_url(
         self,
         style: str | None,
-        url: str,
-        response: httpx.Response,
-        data: Any,
-        records: list[dict[str, Any]],
+        page: _Page,
+        count: int,
         seen: set[str],
+        seen_cursors: set[str],
+        fetcher: _Fetcher,
     ) -> str | None:
         p = self.pagination
         if style is None:
             return None
         if style == "page":
             size = p.get("size")
-            if not records or (size and len(records) < int(size)):
+            if not count or (size and count < int(size)):
                 return None
             return self.url
         if style == "offset":
-            if len(records) < int(p.get("limit", 100)):
+            if count < int(p.get("limit", 100)):
                 return None
             return self.url
         if style == "cursor":
             try:
-                value = dig(data, p.get("path", "next_cursor"))
+                value = dig(page.document, p.get("path", "next_cursor"))
             except (KeyError, IndexError, TypeError):
                 value = None
-            if value in (None, "") or not records:
+            if value in (None, "") or not count:
                 return None
+            if isinstance(value, dict | list):
+                raise SourceError(
+                    f"page {self.pages_read}: the next cursor is a {type(value).__name__}, "
+                    "not a value",
+                    source=self.name,
+                )
+            marker = hashlib.sha256(repr(value).encode()).hexdigest()
+            if marker in seen_cursors:
+                raise SourceError(
+                    f"page {self.pages_read}: the next cursor repeats: a pagination loop",
+                    source=self.name,
+                )
+            seen_cursors.add(marker)
             self._cursor_value = value
             return self.url
         # style == "next"
         if p.get("path"):
             try:
-                link = dig(data, p["path"])
+                link = dig(page.document, p["path"])
             except (KeyError, IndexError, TypeError):
                 link = None
         else:
-            link = response.links.get("next", {}).get("url")
+            link = page.links.get("next", {}).get("url")
         if not link:
             return None
-        link = urljoin(str(response.url), str(link))
-        if link in seen:
-            raise SourceError(f"the next link {link} repeats: a pagination loop", source=self.name)
-        seen.add(link)
-        return link
-
-    def _fetch(self, client: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
-        """One request, retried with exponential backoff on 429, 5xx, timeouts and drops."""
-        attempt = 0
-        while True:
-            problem: str
-            retry_after: float | None = None
-            try:
-                response = client.request(
-                    self.method,
-                    url,
-                    params=params or None,
-                    json=self.body if self.method == "POST" else None,
-                )
-            except httpx.TimeoutException:
-                problem = f"no answer within {self.timeout:g} s (timeout)"
-            except httpx.TransportError as exc:
-                problem = f"cannot connect: {exc}"
-            else:
-                if response.status_code < 400:
-                    return response
-                problem = f"HTTP {response.status_code} {response.reason_phrase}"
-                detail = _snippet(response)
-                if response.status_code not in RETRY_STATUSES:
-                    raise SourceError(
-                        f"{problem} from {_clean(response.url)}{detail}", source=self.name
-                    )
-                retry_after = _retry_after(response)
-                problem += detail
-            if attempt >= self.retries:
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                raise TransientSourceError(
-                    f"{problem} (page {self.pages_read + 1}, gave up after {tries})",
-                    source=self.name,
-                )
-            pause = self.backoff * (2**attempt)
-            if retry_after is not None:
-                pause = max(pause, retry_after)
-            time.sleep(min(pause, float(settings.HTTP_MAX_BACKOFF)))
-            attempt += 1
-
-    def _decode(self, response: httpx.Response) -> Any:
-        try:
-            return json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            where = (
-                f" at line {exc.lineno}, character {exc.colno}"
-                if isinstance(exc, json.JSONDecodeError)
-                else ""
-            )
-            kind = response.headers.get("content-type", "no content type")
+        if not isinstance(link, str):
             raise SourceError(
-                f"page {self.pages_read + 1} is not valid JSON{where} ({kind}){_snippet(response)}",
+                f"page {self.pages_read}: the next link is a {type(link).__name__}, not a URL",
+                source=self.name,
+            )
+        try:
+            target = page.url.join(link)
+        except httpx.InvalidURL:
+            raise SourceError(
+                f"page {self.pages_read}: the next link {shown(link)!r} is not a URL",
                 source=self.name,
             ) from None
-
-    def _page_records(self, data: Any) -> list[dict[str, Any]]:
-        page = self.pages_read + 1
-        if self.records_path:
-            try:
-                data = dig(data, self.records_path)
-            except (KeyError, IndexError, TypeError):
-                raise SourceError(
-                    f"page {page} has no {self.records_path!r} (the records path)",
-                    source=self.name,
-                ) from None
-        elif isinstance(data, dict):
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise SourceError(
-                    f"page {page}: expected a list of objects; set the source's records "
-                    f"path (keys here: {', '.join(map(str, data)) or 'none'})",
-                    source=self.name,
-                )
-            data = lists[0]
-        if data is None:
-            return []
-        if not isinstance(data, list):
+        problem = fetcher.refusal(target)
+        if problem:
+            raise fetcher.error(f"page {self.pages_read}'s next link {problem}")
+        text = str(target)
+        if text in seen:
             raise SourceError(
-                f"page {page}: expected a list of objects, got {type(data).__name__}",
-                source=self.name,
+                f"the next link {shown(target)} repeats: a pagination loop", source=self.name
             )
-        for i, record in enumerate(data, start=1):
-            if not isinstance(record, dict):
-                raise SourceError(
-                    f"page {page}, record {i}: expected an object, got {type(record).__name__}",
-                    source=self.name,
+        seen.add(text)
+        return text
+
+
+class _Fetcher:
+    """One read's requests: each one under the base URLs, retried, and bounded in time,
+    size, redirects and nesting."""
+
+    def __init__(
+        self,
+        source: HttpSource,
+        client: httpx.Client,
+        clock: Clock,
+        bases: list[Any],
+        credentials: list[Credential],
+        query: dict[str, str],
+        secrets: list[str],
+    ) -> None:
+        self.source = source
+        self.client = client
+        self.clock = clock
+        self.bases = bases
+        self.credentials = credentials
+        self.query = query
+        self.secrets = [s for s in secrets if s]
+        self.echo = [s.encode() for s in self.secrets if len(s) >= ECHO_MIN_LENGTH]
+        self.max_body = int(settings.HTTP_MAX_BODY)
+        self.max_redirects = int(settings.HTTP_MAX_REDIRECTS)
+        self.max_depth = int(settings.JSON_MAX_DEPTH)
+
+    def error(self, message: str, cls: type[SourceError] = SourceError) -> SourceError:
+        """A source error whose message holds no credential."""
+        return cls(redact(message, self.secrets), source=self.source.name)
+
+    def refusal(self, url: httpx.URL) -> str | None:
+        """Why ``url`` may not be requested with this read's credentials, or None."""
+        problem = check_url(url, self.bases)
+        if problem:
+            return problem
+        for item in self.credentials:
+            problem = item.refusal(url)
+            if problem:
+                return problem
+        return None
+
+    # -- one page, retried ---------------------------------------------------------------
+    def page(
+        self, url: str, params: dict[str, Any], number: int
+    ) -> Generator[list[dict[str, Any]], None, _Page]:
+        """Yield the records of one page in pieces as they arrive; return what is left of
+        it. A failure before its first record is retried; after, the run fails (its
+        records were already handed out) with a TransientSourceError."""
+        source = self.source
+        attempt = 0
+        while True:
+            handed_out = False
+            response: httpx.Response | None = None
+            try:
+                response = self._open(url, {**params, **self.query}, number)
+                try:
+                    decoder = PageDecoder(
+                        source.records_path, max_depth=self.max_depth, page=number
+                    )
+                    digest = hashlib.sha256()
+                    for batch in self._batches(response, decoder, digest, number):
+                        handed_out = True
+                        yield batch
+                    return _Page(
+                        response.url,
+                        response.links,
+                        decoder.document,
+                        decoder.records,
+                        digest.digest(),
+                    )
+                finally:
+                    response.close()
+                    self.clock.end_response()
+            except DeadlineExceeded as exc:
+                if exc.setting == "HTTP_DEADLINE":
+                    raise self.error(
+                        f"stopped at page {number}: reading took longer than "
+                        f'DJSYNC["HTTP_DEADLINE"] ({exc.seconds:g} s)'
+                    ) from None
+                retry = _Retry(f"no complete answer within {exc}")
+            except httpx.TimeoutException:
+                retry = _Retry(f"no answer within {source.timeout:g} s (timeout)")
+            except httpx.TransportError as exc:
+                what = "cannot connect" if response is None else "the answer broke off"
+                retry = _Retry(f"{what}: {_one_line(exc)}")
+            except _Retry as exc:
+                retry = exc
+            if handed_out:
+                raise self.error(
+                    f"{retry.problem} (page {number}, after some of its records: not retried)",
+                    TransientSourceError,
                 )
-        return data
+            if attempt >= source.retries:
+                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                raise self.error(
+                    f"{retry.problem} (page {number}, gave up after {tries})",
+                    TransientSourceError,
+                )
+            pause = source.backoff * (2**attempt)
+            if retry.retry_after is not None:
+                pause = max(pause, retry.retry_after)
+            pause = min(pause, float(settings.HTTP_MAX_BACKOFF))
+            if pause >= self.clock.run_left():
+                raise self.error(
+                    f"{retry.problem} (page {number}); another attempt in {pause:g} s would "
+                    f'pass DJSYNC["HTTP_DEADLINE"] ({self.clock.total:g} s)',
+                    TransientSourceError,
+                )
+            time.sleep(pause)
+            attempt += 1
+
+    def _batches(
+        self, response: httpx.Response, decoder: PageDecoder, digest: Any, number: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        head = b""
+        tail = b""
+        longest = max((len(s) for s in self.echo), default=0)
+        try:
+            for chunk in body_chunks(response, limit=self.max_body, clock=self.clock):
+                if len(head) < SNIPPET:
+                    head += chunk[:SNIPPET]
+                if self.echo:
+                    window = tail + chunk
+                    if any(secret in window for secret in self.echo):
+                        raise self.error(
+                            f"page {number} contains a credential that was sent with the "
+                            "request; refused so that it is not stored (does the API echo "
+                            "its requests?)"
+                        )
+                    tail = window[-(longest - 1) :] if longest > 1 else b""
+                digest.update(chunk)
+                batch = decoder.feed(chunk)
+                if batch:
+                    yield batch
+            batch = decoder.finish()
+            if batch:
+                yield batch
+        except BodyTooLarge as exc:
+            raise self.error(
+                f'page {number} is larger than DJSYNC["HTTP_MAX_BODY"] '
+                f"({self.max_body:,} bytes): {exc}"
+            ) from None
+        except BadEncoding as exc:
+            raise self.error(f"page {number} cannot be read: {exc}") from None
+        except PageProblem as exc:
+            raise self.error(str(exc)) from None
+        except NotJSON as exc:
+            kind = response.headers.get("content-type", "no content type")
+            raise self.error(
+                f"page {number} is not valid JSON ({exc}) ({kind[:80]}){_snippet(head)}"
+            ) from None
+
+    # -- one request, its redirects followed ---------------------------------------------
+    def _open(self, url: str, params: dict[str, Any], number: int) -> httpx.Response:
+        """The response of a request (streamed, not read yet), redirects followed within
+        the base URLs; a 429/5xx is a :class:`_Retry`, any other error a SourceError."""
+        source = self.source
+        try:
+            request = self.client.build_request(
+                source.method,
+                url,
+                params=params or None,
+                json=source.body if source.method == "POST" else None,
+            )
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                redact(f"{source.name}: cannot build the request: {_one_line(exc)}", self.secrets)
+            ) from None
+        hops = [request.url]
+        while True:
+            problem = self.refusal(request.url)
+            if problem and len(hops) == 1:
+                # The source's own URL (checked when it was built, and again here on what
+                # is sent: its query parameters added).
+                raise ConfigurationError(redact(f"{source.name}: the URL {problem}", self.secrets))
+            if problem:
+                raise self.error(f"page {number} redirects to {problem}")
+            self.clock.begin_response()
+            response = self.client.send(request, stream=True)
+            status = response.status_code
+            if status in REDIRECT_STATUSES and "location" in response.headers:
+                response.close()
+                request = self._redirect(request, response, hops, number)
+                continue
+            if 200 <= status < 300:
+                return response
+            try:
+                detail = _snippet(b"".join(body_chunks(response, limit=4 * SNIPPET, truncate=True)))
+            except (BadEncoding, httpx.HTTPError):
+                detail = ""
+            finally:
+                response.close()
+                self.clock.end_response()
+            problem = redact(f"HTTP {status} {response.reason_phrase}", self.secrets)
+            if status in RETRY_STATUSES:
+                raise _Retry(redact(problem + detail, self.secrets), _retry_after(response))
+            raise self.error(f"{problem} from {shown(response.url)}{detail}")
+
+    def _redirect(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        hops: list[httpx.URL],
+        number: int,
+    ) -> httpx.Request:
+        location = response.headers["location"]
+        try:
+            target = response.url.join(location)
+        except httpx.InvalidURL:
+            raise self.error(
+                f"page {number} redirects to {shown(location)!r}, which is not a URL"
+            ) from None
+        if any(str(target) == str(hop) for hop in hops):
+            chain = " → ".join(shown(u) for u in [*hops, target])
+            raise self.error(f"page {number}: a redirect loop ({chain})")
+        if len(hops) > self.max_redirects:
+            raise self.error(
+                f'page {number}: more than DJSYNC["HTTP_MAX_REDIRECTS"] '
+                f"({self.max_redirects}) redirects ({shown(hops[0])} → … → {shown(target)})"
+            )
+        hops.append(target)
+        keep_body = response.status_code in (307, 308)
+        method = request.method if keep_body or request.method == "GET" else "GET"
+        return self.client.build_request(
+            method, target, json=self.source.body if keep_body and method == "POST" else None
+        )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -375,16 +696,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _snippet(response: httpx.Response, size: int = 200) -> str:
-    try:
-        text = response.text.strip()
-    except UnicodeDecodeError:
-        return ""
+def _snippet(data: bytes) -> str:
+    """The start of a response, on one line, for a message."""
+    text = " ".join(data.decode("utf-8", "replace").split())
     if not text:
         return ""
-    return f": {text[:size]}{'…' if len(text) > size else ''}"
+    return f": {text[:SNIPPET]}{'…' if len(text) > SNIPPET else ''}"
 
 
-def _clean(url: httpx.URL) -> str:
-    """The URL without its query string, which may hold an API key."""
-    return str(url.copy_with(query=None))
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
