@@ -88,7 +88,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 MEDIA_ROOT = BASE_DIR / "media"
 
-DJSYNC = {}
+# What the demo's jobs may reach (docs/security.md): its data folder, by name. A job names
+# a file in it ({"path": "products.csv"}); nothing else on the server.
+DJSYNC = {
+    "FILE_ROOTS": {"demo": str(BASE_DIR / "demo_project" / "demo" / "data")},
+}
 
 # Celery: a Redis broker when CELERY_BROKER_URL is set; otherwise tasks run eagerly in
 # process (the embedded default: no server needed).

@@ -80,6 +80,16 @@ DEFAULTS: dict[str, Any] = {
     # send it only under those URL prefixes. Jobs store names, never secrets.
     "CREDENTIALS": {},
     # -- Trust: what a job definition may reach (docs/security.md) --------------------------
+    # Folders a job's file source or export target may name a path in, by name, e.g.
+    # {"data": "/srv/data"}. A job gives {"path": "x.csv"} (plus "root" when there are
+    # several); paths that leave their root are refused. Empty: jobs name no files.
+    "FILE_ROOTS": {},
+    # SQL queries a job's sql source may run, by name: {"name": {"query": "SELECT ...",
+    # "using": "alias"}} (or just the SELECT, on "default"). One SELECT/WITH statement each,
+    # run read-only. A job gives {"kind": "sql", "query": "name", "params": [...]}.
+    "SQL_QUERIES": {},
+    # How deep a job's derived sources may nest ("from" inside "from").
+    "MAX_SOURCE_NESTING": 3,
     # -- Limits: files (docs/security.md) ---------------------------------------------------
     # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
     # URL prefixes (scheme, host, port, path) an HTTP source may fetch: its URL, every next

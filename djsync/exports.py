@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from .exceptions import ConfigurationError
 from .models import SyncJob, SyncRun
-from .targets.files import Columns, ExportResult, export_formats, export_queryset
+from .targets.files import Columns, ExportResult, export_formats, export_queryset, render_path
 
 __all__ = [
     "Columns",
@@ -26,7 +26,32 @@ __all__ = [
     "is_export",
 ]
 
-TARGET_OPTIONS = frozenset({"kind", "path", "format", "neutralize_formulas", "filter"})
+#: What an export job's ``target`` (data, untrusted) may set.
+TARGET_OPTIONS = frozenset({"kind", "root", "path", "format", "neutralize_formulas", "filter"})
+#: Lookups a target filter may use on one of the importer's mapped fields (no relation path:
+#: a filter that follows relations could probe other tables, e.g. a user's password).
+FILTER_LOOKUPS = frozenset(
+    {
+        "exact",
+        "iexact",
+        "in",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "range",
+        "isnull",
+        "contains",
+        "icontains",
+        "startswith",
+        "istartswith",
+        "endswith",
+        "iendswith",
+        "year",
+        "month",
+        "day",
+    }
+)
 
 
 def is_export(job: SyncJob) -> bool:
@@ -77,15 +102,19 @@ def export_run(
     unknown = set(options) - TARGET_OPTIONS
     if unknown:
         raise ConfigurationError(
-            f"job {job.name!r}: unknown target options {', '.join(sorted(unknown))}"
+            f"job {job.name!r}: unknown target options {', '.join(sorted(unknown))} "
+            f"(a target may set: {', '.join(sorted(TARGET_OPTIONS))})"
         )
-    destination = path or options.get("path")
-    if not destination:
+    if path is not None:
+        destination: str | Path = path  # from code or the command line: trusted
+    elif options.get("path"):
+        destination = job_target_path(options.get("path"), options.get("root"), job=job.name)
+    else:
         raise ConfigurationError(f"job {job.name!r}: give the export a path")
     importer = make_importer(job)
     queryset = importer.get_scope(importer.get_queryset())
     if options.get("filter"):
-        queryset = queryset.filter(**options["filter"])
+        queryset = queryset.filter(**check_filter(options["filter"], importer, job=job.name))
     sync_run.source_name = importer.label
     sync_run.status = SyncRun.Status.READING
     SyncRun.objects.filter(pk=sync_run.pk).update(
@@ -111,3 +140,40 @@ def export_run(
     sync_run.finished_at = timezone.now()
     sync_run.save()
     return sync_run
+
+
+def job_target_path(template: Any, root: Any = None, *, job: str) -> str:
+    """The real path an export job's target ``path`` names under ``DJSYNC["FILE_ROOTS"]``,
+    its placeholders filled ({job} too: a job's name is data as well); refused when it
+    leaves its root, as a source path is (djsync.sources.policy.resolve_path)."""
+    from .sources.policy import JobContext, resolve_path
+
+    context = JobContext(job=job)
+    if not isinstance(template, str) or "\x00" in template or template.startswith("~"):
+        resolve_path(template, root, context=context, what="export path")  # refuses these
+    real = resolve_path(
+        str(render_path(template, job=job)), root, context=context, what="export path"
+    )
+    return real.replace("{", "{{").replace("}", "}}")  # export_queryset fills placeholders again
+
+
+def check_filter(value: Any, importer: Any, *, job: str) -> dict[str, Any]:
+    """An export target's ``filter``: plain lookups on the importer's mapped fields only."""
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f'job {job!r}: the target filter is an object, e.g. {{"active": true}}'
+        )
+    fields = set(importer.bound_fields)
+    scalar = (str, int, float, bool, type(None))
+    for key, item in value.items():
+        name, _, lookup = str(key).partition("__")
+        if name not in fields or (lookup and lookup not in FILTER_LOOKUPS):
+            raise ConfigurationError(
+                f"job {job!r}: the target filter cannot use {key!r}: a filter names one of "
+                f"the importer's fields ({', '.join(sorted(fields))}), optionally with a "
+                "lookup such as __gte, never a relation path"
+            )
+        items = item if isinstance(item, list) else [item]
+        if not all(isinstance(v, scalar) for v in items):
+            raise ConfigurationError(f"job {job!r}: the target filter {key!r} takes plain values")
+    return dict(value)

@@ -62,6 +62,11 @@ class BaseImporter:
     scope: ClassVar[dict[str, Any] | None] = None
     #: Default source options for jobs that use this importer, e.g. ``{"path": "x.csv"}``.
     source: ClassVar[dict[str, Any] | None] = None
+    #: Querysets a job's queryset source may pick by name, e.g. ``{"active": lambda:
+    #: Product.objects.filter(active=True).values("sku", "price")}``: each a callable taking
+    #: no argument that returns a queryset (called per run). A job gives ``{"kind":
+    #: "queryset", "queryset": "active"}`` and can reach nothing else (docs/security.md).
+    querysets: ClassVar[dict[str, Callable[[], models.QuerySet]]] = {}
     #: Database alias of the target (None: the router's choice for ``model``); set it to
     #: keep e.g. a ``reporting`` copy of a table in sync with ``default``.
     database: ClassVar[str | None] = None

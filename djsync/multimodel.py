@@ -76,30 +76,20 @@ def make_importers(job: SyncJob) -> list[BaseImporter]:
     return dependency_order(importers)
 
 
-def source_options(job: SyncJob, importer: BaseImporter) -> dict[str, Any]:
-    """Options of one importer's source: its own defaults, the job's shared options, and the
-    job's ``"sources": {"<importer name>": {...}}`` entry for it."""
-    shared = dict(job.source or {})
+def source_options(job: SyncJob, importer: BaseImporter) -> tuple[dict[str, Any], Any]:
+    """Options of one importer's source: its own defaults (code, trusted), and the job's
+    (data, checked by djsync.sources.policy): the shared options and the job's
+    ``"sources": {"<importer name>": {...}}`` entry for it."""
+    shared = dict(job.source or {}) if isinstance(job.source, dict) else {}
     own = shared.pop("sources", {}) or {}
     if not isinstance(own, dict):
         raise ConfigurationError(f"job {job.name!r}: source 'sources' must map importer names")
     mine = own.get(importer.name) or {}
+    if not isinstance(mine, dict):
+        raise ConfigurationError(f"job {job.name!r}: sources[{importer.name!r}] is not an object")
     if mine.get("kind", shared.get("kind", "file")) != shared.get("kind", "file"):
-        options = dict(mine)  # a source of another kind: the shared options do not apply
-    else:
-        options = {**(importer.source or {}), **shared, **mine}
-    derived_from = options.get("from")
-    if options.get("kind") == "derived" and isinstance(derived_from, str):
-        other = next((n for n in importer_names(job) if n == derived_from), None)
-        if other is None:
-            raise ConfigurationError(
-                f"job {job.name!r}: {importer.name} derives from {derived_from!r}, "
-                "which is not an importer of this job"
-            )
-        cls = get_importer_class(other)
-        rest = {k: v for k, v in shared.items()}
-        options["from"] = {**(cls.source or {}), **rest, **(own.get(other) or {})}
-    return options
+        return dict(importer.source or {}), dict(mine)  # another kind: shared ones do not apply
+    return dict(importer.source or {}), {**shared, **mine}
 
 
 def make_source(
@@ -110,10 +100,20 @@ def make_source(
             f"job {job.name!r} has several importers; give each its source in the job's "
             'source options ("sources": {"<importer>": {...}}), not one file for the run'
         )
-    options = source_options(job, importer)
-    if not options:
+    base, options = source_options(job, importer)
+    if not base and not options:
         raise ConfigurationError(f"job {job.name!r}: importer {importer.name} has no source")
-    return get_source(options)
+
+    def sibling(name: str) -> tuple[dict[str, Any], Any]:
+        if name not in importer_names(job):
+            raise ConfigurationError(
+                f"job {job.name!r}: {importer.name} derives from {name!r}, "
+                "which is not an importer of this job"
+            )
+        cls = get_importer_class(name)
+        return source_options(job, cls)
+
+    return get_source(options, base=base, importer=importer, job=job.name, sibling=sibling)
 
 
 # -- running -------------------------------------------------------------------------------

@@ -100,13 +100,28 @@ def make_source(
     source_options: dict[str, Any] | None = None,
 ) -> Source:
     """The job's source, or a file given for this run (path or open file) read with the
-    job's format options."""
-    options = {**(importer.source or {}), **(job.source or {}), **(source_options or {})}
+    job's format options.
+
+    The job's ``source`` is data: it only picks among what the importer and settings
+    declare (djsync.sources.policy). The importer's ``source``, ``file`` and
+    ``source_options`` (``runsync --encoding/--format``) come from code and are trusted.
+    """
+    base = dict(importer.source or {})
+    job_options = dict(job.source or {}) if isinstance(job.source, dict) else job.source
     if file is None:
-        if not options:
+        if not base and not job_options:
             raise ConfigurationError(f"job {job.name!r} has no source; give it a file")
-        return get_source(options)
-    keep = {k: options[k] for k in ("encoding", "delimiter", "sheet") if k in options}
+        if source_options and isinstance(job_options, dict):
+            extra = {k: v for k, v in source_options.items() if v is not None}
+            job_options = {**job_options, **extra}  # plain format options, checked as a job's
+        return get_source(job_options or {}, base=base, importer=importer, job=job.name)
+    options = {**base, **(job_options if isinstance(job_options, dict) else {})}
+    options.update(source_options or {})
+    keep = {
+        k: options[k]
+        for k in ("encoding", "delimiter", "sheet")
+        if isinstance(options.get(k), str | int) and not isinstance(options.get(k), bool)
+    }
     if source_options and "format" in source_options:
         keep["format"] = source_options["format"]
     if isinstance(file, str | Path):

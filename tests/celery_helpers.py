@@ -17,6 +17,7 @@ from typing import Any
 import djsync
 from djsync.exceptions import TransientSourceError
 from djsync.sources import FileSource, register_source
+from djsync.sources.policy import JobContext, check_keys, resolve_path
 from tests.testapp.sync import ProductImporter
 
 
@@ -27,6 +28,18 @@ class FlakySource(FileSource):
         super().__init__(path)
         self.counter = Path(counter)
         self.fail_times = fail_times
+
+    @classmethod
+    def from_job(
+        cls, options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+    ) -> FlakySource:
+        """A custom kind says which job options are safe: two paths under a file root."""
+        check_keys(options, {"path", "counter", "fail_times"}, kind="flaky", context=context)
+        return cls(
+            resolve_path(options.get("path"), context=context),
+            resolve_path(options.get("counter"), context=context, what="counter path"),
+            int(options.get("fail_times", 1)),
+        )
 
     def read(self) -> Iterator[dict[str, Any]]:
         count = int(self.counter.read_text() or 0) + 1 if self.counter.exists() else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,25 @@ from typing import Any
 import pytest
 
 from djsync.models import SyncJob
+
+
+@pytest.fixture(autouse=True)
+def file_root(settings: Any, tmp_path: Path) -> Path:
+    """Each test's tmp_path is the "tests" root of DJSYNC["FILE_ROOTS"]: a job names a file
+    written there by its path relative to it (``job_path``). Tests that set DJSYNC keep
+    the roots by merging: ``settings.DJSYNC = {**settings.DJSYNC, "X": 1}``."""
+    settings.DJSYNC = {**settings.DJSYNC, "FILE_ROOTS": {"tests": str(tmp_path)}}
+    return tmp_path
+
+
+@pytest.fixture
+def job_path(file_root: Path) -> Callable[[str | Path], str]:
+    """job_path(path) → the path a job's source gives for a file under the test's root."""
+
+    def relative(path: str | Path) -> str:
+        return os.path.relpath(path, file_root)
+
+    return relative
 
 
 @pytest.fixture

@@ -75,4 +75,24 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # The real-worker tests (tests/test_celery*.py) point the app at Redis themselves.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-DJSYNC = {}
+# What jobs may reach (docs/security.md). tests/conftest.py points the "tests" file root at
+# each test's tmp_path, so a job names a file written there by its name.
+DJSYNC = {
+    "FILE_ROOTS": {"tests": os.path.join(os.path.dirname(__file__), "artifacts")},
+    "SQL_QUERIES": {
+        "legacy_items": {
+            "query": "SELECT code AS sku, title AS name, cost AS price, stock AS qty, "
+            "changed AS updated, live AS active FROM legacy_items",
+            "using": "other",
+        },
+        "legacy_items_short": {
+            "query": "SELECT code AS sku, title AS name, stock AS qty FROM legacy_items",
+            "using": "other",
+        },
+        "feed": {
+            "query": "SELECT code AS sku, title AS name, cost AS price, stock AS qty, "
+            "changed AS updated, live AS active, gone FROM feed",
+            "using": "other",
+        },
+    },
+}

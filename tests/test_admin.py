@@ -36,7 +36,7 @@ def run_url(run: SyncRun, name: str = "change") -> str:
 @pytest.fixture(autouse=True)
 def upload_root(settings, tmp_path: Path) -> Path:
     root = tmp_path / "uploads"
-    settings.DJSYNC = {"UPLOAD_ROOT": str(root)}
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(root)}
     return root
 
 
@@ -161,7 +161,7 @@ def test_discard_deletes_the_upload_and_writes_nothing(
 @pytest.mark.django_db(transaction=True)
 def test_apply_of_a_stale_preview_writes_nothing(admin_client, make_job, upload_root, settings):
     """A real commit (no test transaction): the eager worker's failure is recorded, not a 500."""
-    settings.DJSYNC = {"UPLOAD_ROOT": str(upload_root)}
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(upload_root)}
     job = make_job("test_products", name="products")
     Product.objects.create(sku="A1", name="Lamp", price=Decimal("1.50"), qty=3)
     url = reverse("admin:djsync_syncjob_upload", args=[job.pk])
@@ -192,7 +192,7 @@ def test_chosen_format_beats_the_extension(admin_client, job, django_capture_on_
 
 
 def test_upload_size_limit(admin_client, job, settings, upload_root):
-    settings.DJSYNC = {"UPLOAD_ROOT": str(upload_root), "MAX_UPLOAD_SIZE": 20}
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(upload_root), "MAX_UPLOAD_SIZE": 20}
     file = csv_upload([["C1", "Cup", "3", "1", "", "yes"]])
     response = admin_client.post(
         reverse("admin:djsync_syncjob_upload", args=[job.pk]), {"file": file}
@@ -206,7 +206,7 @@ def test_upload_size_limit(admin_client, job, settings, upload_root):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_preview_that_fails_shows_why(admin_client, make_job, upload_root, settings):
-    settings.DJSYNC = {"UPLOAD_ROOT": str(upload_root)}
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(upload_root)}
     job = make_job("test_products", name="products")
     bad = SimpleUploadedFile("bad.csv", b"name,price\nLamp,1\n")
     response = admin_client.post(
@@ -484,7 +484,7 @@ def test_preview_now_action(
     path = write_csv(
         [{"sku": "A1", "name": "Lamp", "price": "4", "qty": "3", "updated": "", "active": "1"}]
     )
-    job = make_job("test_products", name="products", source={"path": str(path)})
+    job = make_job("test_products", name="products", source={"path": path.name})
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
             reverse("admin:djsync_syncjob_changelist"),
@@ -500,7 +500,7 @@ def test_run_now_action(admin_client, make_job, write_csv, django_capture_on_com
     path = write_csv(
         [{"sku": "R1", "name": "Rug", "price": "4", "qty": "3", "updated": "", "active": "1"}]
     )
-    job = make_job("test_products", name="products", source={"path": str(path)})
+    job = make_job("test_products", name="products", source={"path": path.name})
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
             reverse("admin:djsync_syncjob_changelist"),
@@ -520,7 +520,7 @@ def test_run_now_needs_write_permissions(client_for, make_job, write_csv):
     path = write_csv(
         [{"sku": "R1", "name": "Rug", "price": "4", "qty": "3", "updated": "", "active": "1"}]
     )
-    job = make_job("test_products", name="products", source={"path": str(path)})
+    job = make_job("test_products", name="products", source={"path": path.name})
     response = client.post(
         reverse("admin:djsync_syncjob_changelist"),
         {"action": "run_now", "_selected_action": [job.pk]},

@@ -29,7 +29,7 @@ def stored(run: SyncRun) -> list[tuple[str, str, int | None]]:
 
 @pytest.fixture
 def limit_two(settings, tmp_path):
-    settings.DJSYNC = {"AUDIT_CHANGES": 2, "UPLOAD_ROOT": str(tmp_path / "uploads")}
+    settings.DJSYNC = {**settings.DJSYNC, "AUDIT_CHANGES": 2, "UPLOAD_ROOT": str(tmp_path / "uploads")}
 
 
 def test_a_run_that_applies_stores_the_first_changes_per_action(make_job, write_csv, limit_two):
@@ -91,7 +91,7 @@ def test_dry_runs_and_previews_store_every_change(make_job, write_csv, limit_two
 
 
 def test_none_stores_every_change(make_job, write_csv, settings):
-    settings.DJSYNC = {"AUDIT_CHANGES": None}
+    settings.DJSYNC = {**settings.DJSYNC, "AUDIT_CHANGES": None}
     job = make_job("test_products")
     run = djsync.run(job, file=write_csv([product(f"P{i}") for i in range(1, 6)]))
     assert len(stored(run)) == 5

@@ -77,7 +77,7 @@ def browser(monkeypatch):
 
 @pytest.fixture
 def seeded(settings, tmp_path, django_user_model):
-    settings.DJSYNC = {"UPLOAD_ROOT": str(tmp_path / "uploads")}
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(tmp_path / "uploads")}
     django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")
     rows = [
         ("A1", "Desk lamp", "1.50", 3),

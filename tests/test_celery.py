@@ -29,6 +29,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from djsync import services
+from djsync.conf import settings as djsync_settings
 from djsync.models import SyncRun
 from djsync.monitor import cancel, follow
 from djsync.schedules import periodic_task
@@ -108,6 +109,8 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         "RETRY_BACKOFF": 0.2,
         "RETRY_BACKOFF_MAX": 1,
         "UPLOAD_ROOT": str(base / "uploads"),
+        # the worker and the tests share one file root: every test's tmp_path is under it
+        "FILE_ROOTS": {"tests": str(tmp_path_factory.getbasetemp())},
     }
     (base / "gates").mkdir()
     os.environ["DJSYNC_TEST_GATE_DIR"] = str(base / "gates")
@@ -186,6 +189,11 @@ def same_settings(stack: dict, settings: Any) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def rel(path: Any) -> str:
+    """A file's path as a job gives it: relative to the shared "tests" file root."""
+    return os.path.relpath(path, djsync_settings.FILE_ROOTS["tests"])
+
+
 def product_rows(*skus: str, price: str = "1.00") -> list[dict[str, str]]:
     return [
         {"sku": s, "name": f"Product {s}", "price": price, "qty": "1", "updated": "", "active": "1"}
@@ -228,7 +236,7 @@ def test_queue_preview_then_apply_on_a_worker(stack, make_job, write_csv):
 
     from djsync.tasks import apply_run
 
-    job = make_job("test_products", source={"path": str(write_csv(product_rows("A1", "A2")))})
+    job = make_job("test_products", source={"path": rel(write_csv(product_rows("A1", "A2")))})
     run = follow(services.queue_preview(job).pk)
     assert run.status == "previewed", run.error
     assert (run.created, run.trigger) == (2, "admin")
@@ -246,7 +254,7 @@ def test_staleness_between_preview_and_apply_on_a_worker(stack, make_job, write_
 
     Product.objects.create(sku="S1", name="Product S1", price=1)
     job = make_job(
-        "test_products", source={"path": str(write_csv(product_rows("S1", "S2", price="2")))}
+        "test_products", source={"path": rel(write_csv(product_rows("S1", "S2", price="2")))}
     )
     run = follow(services.queue_run(job, dry_run=True).pk)
     assert (run.status, run.created, run.updated) == ("previewed", 1, 1)
@@ -263,7 +271,7 @@ def test_staleness_between_preview_and_apply_on_a_worker(stack, make_job, write_
 def test_two_runs_of_one_job_exactly_one_applies(stack, make_job, write_csv):
     from celery.result import AsyncResult
 
-    job = make_job("test_products_gated", source={"path": str(write_csv(product_rows("G1", "G2")))})
+    job = make_job("test_products_gated", source={"path": rel(write_csv(product_rows("G1", "G2")))})
     hold(stack, "G1")
     first = services.queue_run(job, trigger="api")
     reached(stack, "G1")
@@ -292,7 +300,7 @@ def test_a_worker_killed_while_applying(stack, make_job, write_csv):
     Product.objects.create(sku="K1", name="Product K1", price=1)
     rows = product_rows("K1", "K2", price="2")
     rows[0]["name"] = "K1-renamed"
-    job = make_job("test_products_gated", source={"path": str(write_csv(rows))})
+    job = make_job("test_products_gated", source={"path": rel(write_csv(rows))})
     hold(stack, "K1-renamed")  # the update of K1 comes after the insert of K2
     run = services.queue_run(job)
     os.kill(reached(stack, "K1-renamed"), signal.SIGKILL)
@@ -313,8 +321,8 @@ def test_transient_source_errors_are_retried(stack, make_job, write_csv, tmp_pat
     counter = tmp_path / "reads"
     source = {
         "kind": "flaky",
-        "path": str(write_csv(product_rows("R1"))),
-        "counter": str(counter),
+        "path": rel(write_csv(product_rows("R1"))),
+        "counter": rel(counter),
         "fail_times": 2,
     }
     run = follow(services.queue_run(make_job("test_products", source=source)).pk)
@@ -326,8 +334,8 @@ def test_transient_source_errors_are_retried(stack, make_job, write_csv, tmp_pat
 def test_retries_give_up_and_data_errors_are_never_retried(stack, make_job, write_csv, tmp_path):
     source = {
         "kind": "flaky",
-        "path": str(write_csv(product_rows("R1"))),
-        "counter": str(tmp_path / "reads"),
+        "path": rel(write_csv(product_rows("R1"))),
+        "counter": rel(tmp_path / "reads"),
         "fail_times": 99,
     }
     busy = follow(services.queue_run(make_job("test_products", source=source)).pk)
@@ -335,7 +343,7 @@ def test_retries_give_up_and_data_errors_are_never_retried(stack, make_job, writ
     assert "the server is busy" in busy.error
 
     bad = write_csv([{"name": "no key column", "price": "1"}], name="bad.csv")
-    job = make_job("test_products", name="bad", source={"path": str(bad)})
+    job = make_job("test_products", name="bad", source={"path": rel(bad)})
     run = follow(services.queue_run(job).pk)
     assert run.status == "failed" and run.attempts == 1
     assert "missing column" in run.error and "'sku'" in run.error
@@ -346,7 +354,7 @@ def test_retries_give_up_and_data_errors_are_never_retried(stack, make_job, writ
 def test_cancel_a_running_run_writes_nothing(stack, make_job, write_csv):
     from celery.result import AsyncResult
 
-    job = make_job("test_products_gated", source={"path": str(write_csv(product_rows("C1", "C2")))})
+    job = make_job("test_products_gated", source={"path": rel(write_csv(product_rows("C1", "C2")))})
     hold(stack, "C1")
     run = services.queue_run(job)
     reached(stack, "C1")
@@ -361,7 +369,7 @@ def test_cancel_a_running_run_writes_nothing(stack, make_job, write_csv):
 def test_cancel_a_queued_run(stack, make_job, write_csv):
     from djsync.tasks import execute_run
 
-    job = make_job("test_products", source={"path": str(write_csv(product_rows("Q1")))})
+    job = make_job("test_products", source={"path": rel(write_csv(product_rows("Q1")))})
     run = SyncRun.objects.create(job=job, trigger="api", status="queued")
     assert cancel(run).status == "cancelled"
     result = execute_run.delay(run.pk).get(timeout=30)  # the message arrives anyway
@@ -373,7 +381,7 @@ def test_cancel_a_queued_run(stack, make_job, write_csv):
 def test_a_due_schedule_fires_a_run(stack, make_job, write_csv):
     job = make_job(
         "test_products",
-        source={"path": str(write_csv(product_rows("B1")))},
+        source={"path": rel(write_csv(product_rows("B1")))},
         schedule="every 1 second",
     )
     assert periodic_task(job).enabled
@@ -391,7 +399,7 @@ def test_a_due_schedule_fires_a_run(stack, make_job, write_csv):
 
 # -- runsync --async / --wait --------------------------------------------------------------
 def test_runsync_async_and_wait(stack, make_job, write_csv):
-    job = make_job("test_products", source={"path": str(write_csv(product_rows("W1")))})
+    job = make_job("test_products", source={"path": rel(write_csv(product_rows("W1")))})
     out = StringIO()
     call_command("runsync", job.name, "--async", stdout=out)
     run_id = int(re.fullmatch(r"test-products: queued run (\d+)\n", out.getvalue())[1])
@@ -403,7 +411,7 @@ def test_runsync_async_and_wait(stack, make_job, write_csv):
     assert "test-products: succeeded" in out.getvalue() and "1 created" in out.getvalue()
     assert skus() == ["W1", "W2"]
 
-    missing = make_job("test_products", name="missing", source={"path": "/nonexistent.csv"})
+    missing = make_job("test_products", name="missing", source={"path": "nonexistent.csv"})
     with pytest.raises(CommandError, match="file not found"):
         call_command("runsync", missing.name, "--wait", stdout=StringIO())
     assert missing.runs.get().status == "failed"

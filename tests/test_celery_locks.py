@@ -97,7 +97,7 @@ def test_cancel_a_queued_run_and_not_a_finished_one(make_job, write_csv):
 
 
 def test_a_run_whose_worker_died_is_marked_failed(make_job, settings):
-    settings.DJSYNC = {"STALE_AFTER": 60}
+    settings.DJSYNC = {**settings.DJSYNC, "STALE_AFTER": 60}
     job = make_job("test_products", notify_on_failure=["ops@example.com"])
     long_ago = timezone.now() - timedelta(minutes=5)
     dead = SyncRun.objects.create(job=job, trigger="api", status="applying", heartbeat_at=long_ago)
@@ -160,7 +160,7 @@ def test_lock_wait_waits_for_the_holder_then_takes_the_lock(settings):
     import threading
 
     url = os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")
-    settings.DJSYNC = {"LOCK_BACKEND": "redis", "LOCK_REDIS_URL": url, "LOCK_WAIT": 10}
+    settings.DJSYNC = {**settings.DJSYNC, "LOCK_BACKEND": "redis", "LOCK_REDIS_URL": url, "LOCK_WAIT": 10}
     job_id = 900_000 + os.getpid()
     holder = locks.acquire(job_id, run_id=1)
     try:

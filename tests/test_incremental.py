@@ -41,8 +41,7 @@ def job(make_job):
         "test_products",  # deletes missing rows in a full sync
         source={
             "kind": "sql",
-            "using": "other",
-            "query": QUERY,
+            "query": "feed",  # QUERY, declared in tests/settings.py
             "incremental": {"column": "updated", "deleted": "gone"},
         },
     )

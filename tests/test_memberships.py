@@ -63,7 +63,7 @@ def test_added_and_removed_members_are_creates_and_deletes(staff, memberships_cs
 
 def test_runsync_labels_the_changes_as_membership(staff, memberships_csv, make_job):
     path = memberships_csv(("sales", 1), ("sales", 3), ("sales", 5), ("ops", 3), ("ops", 6))
-    make_job("test_team_members", source={"path": str(path)})
+    make_job("test_team_members", source={"path": path.name})
     out = runsync("test-team-members", "--dry-run", "--diff")
     assert "memberships of testapp.Team.members: 1 added, 1 removed" in out
     assert "+ add membership testapp.Team.members [sales, 3]" in out
@@ -130,7 +130,7 @@ def test_groups_derived_from_a_column_and_memberships_in_one_job(write_csv, make
         return write_csv([{"number": n, "name": f"E{n}", "dept": d} for n, d in rows], "emp.csv")
 
     source = {
-        "path": str(employees((1, "sales"), (2, "sales"), (3, "ops"), (4, "ops"), (5, "hr"))),
+        "path": employees((1, "sales"), (2, "sales"), (3, "ops"), (4, "ops"), (5, "hr")).name,
         "sources": {
             "test_teams": {
                 "kind": "derived",
@@ -152,7 +152,7 @@ def test_groups_derived_from_a_column_and_memberships_in_one_job(write_csv, make
     assert run.stats["testapp.Team_members"]["created"] == 5
     assert members() == {"hr": [5], "ops": [3, 4], "sales": [1, 2]}
 
-    source["path"] = str(employees((1, "sales"), (2, "ops"), (3, "ops"), (5, "hr"), (6, "hr")))
+    source["path"] = employees((1, "sales"), (2, "ops"), (3, "ops"), (5, "hr"), (6, "hr")).name
     job.source = source
     job.save()
     run = djsync.run(job, force=True)

@@ -32,9 +32,9 @@ def files(write_csv):
         return {
             "sources": {
                 "test_categories": {
-                    "path": str(write_csv([{"code": c, "name": n} for c, n in cats], "cats.csv"))
+                    "path": write_csv([{"code": c, "name": n} for c, n in cats], "cats.csv").name
                 },
-                "test_products": {"path": str(write_csv(products(*prods), "products.csv"))},
+                "test_products": {"path": write_csv(products(*prods), "products.csv").name},
             }
         }
 
@@ -119,7 +119,7 @@ def test_parents_derived_from_the_children_file(make_job, write_csv):
         "test_categories, test_products",
         name="catalogue",
         source={
-            "path": str(path),
+            "path": path.name,
             "sources": {
                 "test_categories": {
                     "kind": "derived",
@@ -147,7 +147,7 @@ def test_derived_values_that_disagree_are_duplicate_keys(make_job, write_csv):
         "test_categories, test_products",
         name="catalogue",
         source={
-            "path": str(write_csv(rows, "p.csv")),
+            "path": write_csv(rows, "p.csv").name,
             "sources": {
                 "test_categories": {
                     "kind": "derived",

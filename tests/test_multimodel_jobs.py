@@ -141,7 +141,7 @@ def test_preview_now_runs_a_multi_model_job_from_the_admin(
         ],
         "products.csv",
     )
-    sources = {"test_categories": {"path": str(cats)}, "test_products": {"path": str(prods)}}
+    sources = {"test_categories": {"path": cats.name}, "test_products": {"path": prods.name}}
     job = make_job("test_categories, test_products", name="catalogue", source={"sources": sources})
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(

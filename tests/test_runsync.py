@@ -48,7 +48,7 @@ def job(make_job, tmp_path):
     """The job reads products.csv; SAME is unchanged, CHANGE updated, NEW created, GONE deleted."""
     seed("SAME", "CHANGE", "GONE")
     path = csv_file(tmp_path, "SAME,Thing,1,1,,yes", "CHANGE,Thing,2.50,1,,yes", "NEW,Kite,3,4,,no")
-    return make_job("test_products", source={"path": str(path)}, description="Our catalogue")
+    return make_job("test_products", source={"path": path.name}, description="Our catalogue")
 
 
 # -- in process --------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_switch_flags_turn_an_action_off(job, flag, counts):
 def test_switch_flags_turn_an_action_on(make_job, tmp_path, flag):
     seed("GONE", "CHANGE")
     path = csv_file(tmp_path, "CHANGE,Other,1,1,,yes", "NEW,Kite,1,1,,yes")
-    make_job("test_products", create=False, update=False, delete=False, source={"path": str(path)})
+    make_job("test_products", create=False, update=False, delete=False, source={"path": path.name})
     out, _ = runsync("test-products", flag, "--force")
     counts = {
         "--create": "1 created, 0 updated, 0 deleted",
@@ -290,7 +290,7 @@ def test_unknown_job_and_no_job(job):
 def test_several_jobs_run_in_order_and_a_failure_does_not_stop_the_others(job, make_job, tmp_path):
     cats = tmp_path / "cats.csv"
     cats.write_text("code\nX\n")  # no name column
-    make_job("test_categories", source={"path": str(cats)})
+    make_job("test_categories", source={"path": cats.name})
     with pytest.raises(CommandError) as info:
         runsync("test-categories", "test-products", "--force")
     assert "test-categories: " in str(info.value) and "missing column 'name'" in str(info.value)

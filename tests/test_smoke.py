@@ -103,7 +103,7 @@ def test_queue_preview_from_upload_then_apply_task(
     from djsync.services import queue_preview
     from djsync.tasks import apply_run
 
-    settings.DJSYNC = {"UPLOAD_ROOT": str(tmp_path / "uploads")}
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(tmp_path / "uploads")}
     job = make_job("test_products")
     path = write_csv(
         [{"sku": "Z9", "name": "Drum", "price": "12.5", "qty": "2", "updated": "", "active": "1"}]

@@ -99,7 +99,7 @@ def test_a_temporary_uploaded_file_is_read_from_its_start(make_job):
 def test_job_source_options_build_a_file_source(tmp_path, make_job):
     path = tmp_path / "export.txt"
     path.write_bytes(table_bytes("csv").replace(b",", b";"))
-    job = make_job("test_products", source={"path": str(path), "delimiter": ";"})
+    job = make_job("test_products", source={"path": path.name, "delimiter": ";"})
     run = djsync.run(job)
     assert run.status == "succeeded", run.error
     check_products_created()
@@ -122,8 +122,10 @@ def test_unknown_source_kind_and_bad_options():
 
     with pytest.raises(ConfigurationError, match="unknown source kind 'ftp'"):
         get_source({"kind": "ftp"})
+    with pytest.raises(ConfigurationError, match="a job's file source cannot set 'colour'"):
+        get_source({"path": "x.csv", "colour": "red"})  # a job's options: keys are checked
     with pytest.raises(ConfigurationError, match="bad options for a file source"):
-        get_source({"path": "x.csv", "colour": "red"})
+        get_source({"path": "x.csv", "colour": "red"}, trusted=True)
 
 
 def test_missing_file_names_the_file(tmp_path, make_job):

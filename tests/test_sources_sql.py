@@ -65,11 +65,11 @@ ROWS = [
 
 def test_sql_job_reads_another_database(make_job):
     legacy_table(ROWS)
-    job = make_job("test_products", source={"kind": "sql", "using": "other", "query": LEGACY_QUERY})
+    job = make_job("test_products", source={"kind": "sql", "query": "legacy_items"})
     run = djsync.run(job)
     assert run.status == "succeeded", run.error
     assert run.counts["created"] == 3
-    assert run.source_name == "query on database 'other'"
+    assert run.source_name == "query 'legacy_items'"
     lamp = Product.objects.get(sku="L1")
     assert (lamp.price, lamp.qty, str(lamp.updated), lamp.active) == (
         Decimal("1.50"),
@@ -102,18 +102,17 @@ def test_rows_stream_through_a_server_side_cursor_on_postgresql():
     connection = connections["other"]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE '_django_curs_%%'")
+            cursor.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE 'djsync_sql_%%'")
             assert cursor.fetchone()[0] == 1  # rows are fetched from a named (server) cursor
     assert len(list(records)) == 49
 
 
 def test_a_missing_column_is_a_mapping_error_and_nothing_is_written(make_job):
     legacy_table(ROWS)
-    query = "SELECT code AS sku, title AS name, stock AS qty FROM legacy_items"
-    job = make_job("test_products", source={"kind": "sql", "using": "other", "query": query})
+    job = make_job("test_products", source={"kind": "sql", "query": "legacy_items_short"})
     with pytest.raises(MappingError, match="missing columns 'price', 'updated', 'active'") as info:
         djsync.run(job)
-    assert "query on database 'other'" in str(info.value)
+    assert "query 'legacy_items_short'" in str(info.value)
     assert "'sku', 'name', 'qty'" in str(info.value)
     assert info.value.run.status == "failed"
     assert not Product.objects.exists()
@@ -121,7 +120,7 @@ def test_a_missing_column_is_a_mapping_error_and_nothing_is_written(make_job):
 
 def test_an_empty_result_is_not_a_mapping_error(make_job):
     legacy_table([])
-    job = make_job("test_products", source={"kind": "sql", "using": "other", "query": LEGACY_QUERY})
+    job = make_job("test_products", source={"kind": "sql", "query": "legacy_items"})
     run = djsync.run(job)
     assert run.status == "succeeded" and run.counts["created"] == 0
 
@@ -141,7 +140,7 @@ def test_a_column_named_twice_is_a_source_error():
 
 def test_unknown_alias_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="no database 'nowhere' in DATABASES"):
-        get_source({"kind": "sql", "using": "nowhere", "query": "SELECT 1"})
+        get_source({"kind": "sql", "using": "nowhere", "query": "SELECT 1"}, trusted=True)
 
 
 # -- queryset source ------------------------------------------------------------------------
@@ -179,7 +178,8 @@ def test_queryset_source_filters_renames_and_orders():
             "filter": {"region": "eu"},
             "fields": {"code": "sku", "title": "name"},
             "order_by": ["-sku"],
-        }
+        },
+        trusted=True,
     )
     assert list(source.read()) == [{"code": "X3", "title": "Three"}, {"code": "X2", "title": "Two"}]
     assert source.columns == ["code", "title"]
@@ -194,7 +194,9 @@ def test_queryset_source_from_python_and_default_fields():
 
 def test_queryset_source_errors():
     with pytest.raises(ConfigurationError, match="no model 'testapp.Nope'"):
-        get_source({"kind": "queryset", "model": "testapp.Nope"})
-    source = get_source({"kind": "queryset", "model": "testapp.Product", "fields": ["nope"]})
+        get_source({"kind": "queryset", "model": "testapp.Nope"}, trusted=True)
+    source = get_source(
+        {"kind": "queryset", "model": "testapp.Product", "fields": ["nope"]}, trusted=True
+    )
     with pytest.raises(SourceError, match="bad field in the queryset"):
         list(source.read())

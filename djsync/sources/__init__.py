@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from . import policy
 from .base import Source
 from .derived import DerivedSource
 from .files import FileSource
 from .http import HttpSource
+from .policy import JobContext
 from .querysets import QuerySetSource
 from .sql import SqlSource
 
@@ -21,6 +23,7 @@ __all__ = [
     "SqlSource",
     "get_source",
     "register_source",
+    "source_kinds",
 ]
 
 _kinds: dict[str, type[Source]] = {
@@ -33,17 +36,45 @@ _kinds: dict[str, type[Source]] = {
 
 
 def register_source(kind: str, cls: type[Source]) -> None:
-    """Make ``{"kind": kind, ...}`` in a job's source options build ``cls(**options)``."""
+    """Make ``{"kind": kind, ...}`` in source options build a ``cls``.
+
+    From code (``get_source(options, trusted=True)``) the options go to ``cls(**options)``;
+    from a job they go through ``cls.from_job()``, which refuses unless ``cls`` overrides it
+    to say which job options are safe (docs/sources.md, "Custom sources").
+    """
     _kinds[kind] = cls
 
 
-def get_source(options: dict[str, Any]) -> Source:
-    """Build a source from a job's ``source`` options, e.g. ``{"path": "products.csv"}``."""
-    options = dict(options or {})
+def source_kinds() -> dict[str, type[Source]]:
+    """The registered kinds of source, by name."""
+    return dict(_kinds)
+
+
+def get_source(
+    options: dict[str, Any],
+    *,
+    trusted: bool = False,
+    base: dict[str, Any] | None = None,
+    importer: Any = None,
+    job: str = "",
+    sibling: Any = None,
+) -> Source:
+    """Build a source from source options, e.g. ``{"path": "products.csv"}``.
+
+    ``options`` are a job's, untrusted: they may only pick among what the site declared
+    (djsync.sources.policy); ``base`` are trusted defaults from code (an importer's
+    ``source``), ``importer`` the importer whose declared ``querysets`` a job may pick,
+    ``job`` its name for messages. ``trusted=True`` is for options written in code: they
+    go to the source class as they are.
+    """
+    if not trusted:
+        context = JobContext(job=job, importer=importer, sibling=sibling)
+        return policy.build(_kinds, options or {}, base=base, context=context)
+    options = {**(base or {}), **(options or {})}
     kind = options.pop("kind", "file")
     try:
         cls = _kinds[kind]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ConfigurationError(
             f"unknown source kind {kind!r} (known: {', '.join(sorted(_kinds))})"
         ) from None

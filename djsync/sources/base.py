@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .policy import JobContext
 
 #: A cell that a row does not have at all (a CSV row shorter than its header), as opposed to
 #: an empty one: the importer reports it as a row error, never fills it with a default.
@@ -53,6 +56,30 @@ class Source:
 
     def read(self) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
+
+    @classmethod
+    def from_job(
+        cls, options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+    ) -> Source:
+        """Build this source from a job's options: data typed into the admin, untrusted.
+
+        ``options`` are the job's (without ``kind``); ``base`` the trusted defaults from
+        code (the importer's ``source`` attribute), of this kind. Check every job option
+        (refuse unknown keys with :func:`djsync.sources.policy.check_keys`), resolve names
+        into what they stand for, and never let a job reach what a developer did not
+        declare. The built-in kinds follow djsync.sources.policy; a kind registered with
+        ``register_source`` that does not override this method cannot be used from a job.
+        """
+        from .policy import builtin_rule, refuse
+
+        rule = builtin_rule(cls)
+        if rule is None:
+            raise refuse(
+                context,
+                f"source class {cls.__name__} cannot be used from a job: it does not say "
+                "which job options are safe (it needs a from_job() classmethod)",
+            )
+        return rule(cls, options, base=base, context=context)
 
     def read_rows(self) -> Iterator[list[Any]] | None:
         """Optional, for speed: the records as lists of cells in :attr:`columns` order (the

@@ -38,7 +38,7 @@ class DerivedSource(Source):
         if isinstance(inner, Source):
             self.inner = inner
         elif isinstance(inner, dict):
-            self.inner = get_source(inner)
+            self.inner = get_source(inner, trusted=True)  # a job's went through from_job
         else:
             raise ConfigurationError('a derived source needs "from": the source it derives from')
         if not columns:

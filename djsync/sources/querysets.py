@@ -23,7 +23,9 @@ from .sql import check_alias
 class QuerySetSource(Source):
     """Reads a queryset's rows as dicts.
 
-    Options: ``model`` (``"app_label.Model"``) or, from Python, ``queryset=``; ``using``
+    Options (from code: an importer's ``source``, its ``querysets``, or Python; a job only
+    picks one of its importer's ``querysets`` by name, see djsync.sources.policy):
+    ``model`` (``"app_label.Model"``) or ``queryset=``; ``using``
     (database alias; default: the queryset's own); ``filter`` / ``exclude`` (``filter()``
     keywords); ``fields`` (a list of field paths, or ``{"column": "path"}`` to rename, e.g.
     ``{"category_code": "category__code"}``; default: every concrete field, foreign keys by

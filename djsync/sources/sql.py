@@ -1,15 +1,18 @@
-"""SQL source: the rows of a query on another configured Django database, streamed.
+"""SQL source: the rows of a query on another configured Django database, streamed, read-only.
 
-On PostgreSQL the query runs in a server-side cursor (Django's ``chunked_cursor``), so rows
-arrive ``chunk_size`` at a time and a large table never sits in this process whole.
+On PostgreSQL the query runs in a server-side cursor, so rows arrive ``chunk_size`` at a
+time and a large table never sits in this process whole. A query never writes: each chunk
+is read in a READ ONLY savepoint (PostgreSQL) or with ``PRAGMA query_only`` (SQLite). A job
+names a query declared in ``DJSYNC["SQL_QUERIES"]``; it cannot give SQL (docs/security.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 
 from ..conf import settings
 from ..exceptions import ConfigurationError, SourceError
@@ -27,7 +30,8 @@ def check_alias(using: str, what: str) -> None:
 class SqlSource(Source):
     """Reads the rows of ``query`` on the database alias ``using``.
 
-    Options: ``query`` (a SELECT; name the columns as the importer expects them, e.g.
+    Options (from code; a job names a declared query instead, see djsync.sources.policy):
+    ``query`` (a SELECT; name the columns as the importer expects them, e.g.
     ``SELECT code AS sku, …``), ``params`` (a list for ``%s`` placeholders), ``using`` (an
     alias of ``DATABASES``), ``chunk_size`` (rows per fetch, default BATCH_SIZE),
     ``incremental`` (``{"column": "updated_at"}``: only rows past the saved cursor, see
@@ -72,32 +76,102 @@ class SqlSource(Source):
     def _rows(self) -> Iterator[dict[str, Any]]:
         sql, params = self.statement()
         connection = connections[self.using]
+        if connection.vendor == "postgresql":
+            yield from self._rows_postgresql(connection, sql, params)
+        elif connection.vendor == "sqlite":
+            yield from self._rows_sqlite(connection, sql, params)
+        else:
+            raise SourceError(
+                f"SQL sources run read-only on PostgreSQL and SQLite only, not {connection.vendor}",
+                source=self.name,
+            )
+
+    def _rows_postgresql(self, connection: Any, sql: str, params: list[Any]) -> Iterator[dict]:
+        """Stream through a cursor of our own; each FETCH (where the query's functions run)
+        happens in a savepoint made READ ONLY and rolled back, so the query cannot write
+        and writes of the run between two chunks (progress, staging) are not affected."""
+        name = f"djsync_sql_{id(self):x}"
+        try:
+            with transaction.atomic(using=self.using), connection.cursor() as cursor:
+                self._execute(cursor, f"DECLARE {name} NO SCROLL CURSOR FOR {sql}", params)
+                while True:
+                    cursor.execute("SAVEPOINT djsync_read_only")
+                    try:
+                        cursor.execute("SET TRANSACTION READ ONLY")
+                        rows = self._fetch(cursor, f"FETCH FORWARD {self.chunk_size} FROM {name}")
+                        description = cursor.description
+                    finally:
+                        cursor.execute("ROLLBACK TO SAVEPOINT djsync_read_only")
+                        cursor.execute("RELEASE SAVEPOINT djsync_read_only")
+                    if self.columns is None:
+                        self._set_columns(description)
+                    if not rows:
+                        break
+                    yield from self._dicts(rows)
+                cursor.execute(f"CLOSE {name}")
+        except DatabaseError as exc:
+            raise SourceError(f"the query failed: {exc}".strip(), source=self.name) from None
+
+    def _rows_sqlite(self, connection: Any, sql: str, params: list[Any]) -> Iterator[dict]:
+        """Stream with ``PRAGMA query_only`` on while SQLite steps the query, restored after
+        each chunk, even on error: the same connection may be the target's."""
         try:
             cursor = connection.chunked_cursor()
         except DatabaseError as exc:
             raise SourceError(f"cannot connect: {exc}", source=self.name) from None
         try:
-            try:
-                cursor.execute(sql, params)
-            except DatabaseError as exc:
-                raise SourceError(f"the query failed: {exc}".strip(), source=self.name) from None
-            if cursor.description is None:
-                raise SourceError("the query returns no rows (is it a SELECT?)", source=self.name)
-            self.columns = columns = [col[0] for col in cursor.description]
-            if len(set(columns)) != len(columns):
-                twice = sorted({c for c in columns if columns.count(c) > 1})
-                raise SourceError(
-                    f"the query names column {', '.join(map(repr, twice))} twice; use AS",
-                    source=self.name,
-                )
+            with _query_only(connection):
+                self._execute(cursor, sql, params)
+            self._set_columns(cursor.description)
             while True:
-                try:
-                    rows = cursor.fetchmany(self.chunk_size)
-                except DatabaseError as exc:
-                    raise SourceError(f"reading the rows failed: {exc}", source=self.name) from None
+                with _query_only(connection):
+                    rows = self._fetch(cursor, None)
                 if not rows:
                     break
-                for row in rows:
-                    yield dict(zip(columns, row, strict=True))
+                yield from self._dicts(rows)
         finally:
             cursor.close()
+
+    def _execute(self, cursor: Any, sql: str, params: list[Any]) -> None:
+        try:
+            cursor.execute(sql, params)
+        except DatabaseError as exc:
+            raise SourceError(f"the query failed: {exc}".strip(), source=self.name) from None
+
+    def _fetch(self, cursor: Any, fetch: str | None) -> list[Any]:
+        try:
+            if fetch is None:
+                return cursor.fetchmany(self.chunk_size)
+            cursor.execute(fetch)
+            return cursor.fetchall()
+        except DatabaseError as exc:
+            raise SourceError(f"reading the rows failed: {exc}", source=self.name) from None
+
+    def _set_columns(self, description: Any) -> None:
+        if description is None:
+            raise SourceError("the query returns no rows (is it a SELECT?)", source=self.name)
+        self.columns = columns = [col[0] for col in description]
+        if len(set(columns)) != len(columns):
+            twice = sorted({c for c in columns if columns.count(c) > 1})
+            raise SourceError(
+                f"the query names column {', '.join(map(repr, twice))} twice; use AS",
+                source=self.name,
+            )
+
+    def _dicts(self, rows: list[Any]) -> Iterator[dict[str, Any]]:
+        columns = self.columns or []
+        for row in rows:
+            yield dict(zip(columns, row, strict=True))
+
+
+@contextmanager
+def _query_only(connection: Any) -> Iterator[None]:
+    """SQLite refuses every write while this is on; the previous value comes back after."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA query_only")
+        before = cursor.fetchone()[0]
+        cursor.execute("PRAGMA query_only = ON")
+        try:
+            yield
+        finally:
+            cursor.execute(f"PRAGMA query_only = {1 if before else 0}")

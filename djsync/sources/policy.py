@@ -1,0 +1,472 @@
+"""What a job definition may reach: the rules that turn a job's source options (data, typed
+into the admin) into a source built only from what the site's developers declared.
+
+A job's ``source`` (and an export job's ``target``) is untrusted, whoever wrote it. It may
+pick a file under ``DJSYNC["FILE_ROOTS"]``, a query of ``DJSYNC["SQL_QUERIES"]``, a
+queryset of its importer's ``querysets``, and set safe parameters (an encoding, a page
+size, bound SQL parameters). Options from code (an importer's ``source`` attribute, a file
+given to ``djsync.run()`` or ``runsync --file``, a source built in Python) stay trusted.
+See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..conf import settings
+from ..exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .base import Source
+
+#: Incremental options a job may set, and what a cursor column may look like: one plain
+#: column name (no ``__`` relation path, no quotes: it is put into SQL and filters).
+INCREMENTAL_OPTIONS = frozenset({"column", "deleted"})
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_FIRST_WORD = re.compile(r"^\s*([A-Za-z]+)")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job's source options are checked against: the job (for messages), its
+    importer (for its declared querysets), and how deep in derived sources we are."""
+
+    job: str = ""
+    importer: Any = None
+    depth: int = 0
+    #: In a multi-model job: another importer's (trusted base options, job options), by name,
+    #: for a derived source whose ``"from"`` names it.
+    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any]]] | None = field(
+        default=None, compare=False
+    )
+
+    def prefix(self) -> str:
+        return f"job {self.job!r}: " if self.job else ""
+
+    def deeper(self) -> JobContext:
+        return replace(self, depth=self.depth + 1)
+
+
+def refuse(context: JobContext, message: str) -> ConfigurationError:
+    """A one-line refusal naming the job."""
+    return ConfigurationError(f"{context.prefix()}{message}")
+
+
+# -- building ------------------------------------------------------------------------------
+
+
+def build(
+    kinds: Mapping[str, type[Source]],
+    options: Any,
+    *,
+    base: Mapping[str, Any] | None = None,
+    context: JobContext,
+) -> Source:
+    """Build the source a job's ``options`` pick, over the trusted ``base`` options (an
+    importer's ``source`` attribute). A ``kind`` the job gives that differs from the base's
+    leaves the base out: its options belong to another kind of source."""
+    if not isinstance(options, dict):
+        raise refuse(context, 'source options are a JSON object, e.g. {"path": "x.csv"}')
+    base = dict(base or {})
+    kind = options.get("kind", base.get("kind", "file"))
+    if not isinstance(kind, str) or kind not in kinds:
+        raise refuse(context, f"unknown source kind {kind!r} (known: {', '.join(sorted(kinds))})")
+    if base.get("kind", "file") != kind:
+        base = {}
+    base.pop("kind", None)
+    job_options = {k: v for k, v in options.items() if k != "kind"}
+    try:
+        return kinds[kind].from_job(job_options, base=base, context=context)
+    except TypeError as exc:
+        raise refuse(context, f"bad options for a {kind} source: {exc}") from None
+
+
+def check_keys(
+    options: Mapping[str, Any],
+    allowed: Iterable[str],
+    *,
+    kind: str,
+    context: JobContext,
+    what: str | None = None,
+) -> None:
+    """Refuse option keys a job may not set for this kind, naming them and the allowed."""
+    allowed = set(allowed)
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        shown = sorted(allowed) if what else sorted(allowed | {"kind"})
+        subject = what or f"a job's {kind} source"
+        raise refuse(
+            context,
+            f"{subject} cannot set {', '.join(map(repr, unknown))} "
+            f"(it may set: {', '.join(shown)})",
+        )
+
+
+def check_incremental(
+    value: Any, *, context: JobContext, extra: Iterable[str] = (), plain: bool = True
+) -> dict[str, Any] | None:
+    """A job's incremental options. ``plain``: the columns go into SQL or queryset filters,
+    so each is one plain column name (no quotes, no ``__`` relation path)."""
+    if value in (None, {}, False):
+        return None
+    if not isinstance(value, dict):
+        raise refuse(context, 'incremental is an object, e.g. {"column": "updated_at"}')
+    check_keys(
+        value, INCREMENTAL_OPTIONS | set(extra), kind="", context=context, what="incremental"
+    )
+    for name in ("column", "deleted", *extra):
+        item = value.get(name)
+        if item is None:
+            continue
+        if not isinstance(item, str) or len(item) > 100 or "\x00" in item:
+            raise refuse(context, f"incremental {name} must be a short text, not {item!r:.60}")
+        if plain and name != "param" and (not _COLUMN.match(item) or "__" in item):
+            raise refuse(
+                context,
+                f"incremental {name} {item!r} is not a plain column name "
+                "(letters, digits and _, no relation path)",
+            )
+    return dict(value)
+
+
+def check_chunk_size(value: Any, *, context: JobContext) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+        raise refuse(context, f"chunk_size must be a whole number from 1 to 100000, not {value!r}")
+    return value
+
+
+def check_text(value: Any, name: str, *, context: JobContext, longest: int = 100) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > longest or "\x00" in value:
+        raise refuse(context, f"{name} must be a short text, not {value!r:.60}")
+    return value
+
+
+# -- files ---------------------------------------------------------------------------------
+
+FILE_JOB_OPTIONS = frozenset({"root", "path", "format", "encoding", "delimiter", "sheet"})
+
+
+def file_roots() -> dict[str, str]:
+    roots = settings.FILE_ROOTS or {}
+    if not isinstance(roots, dict):
+        raise ConfigurationError('DJSYNC["FILE_ROOTS"] maps names to folders: {"data": "/srv"}')
+    return {str(name): str(folder) for name, folder in roots.items()}
+
+
+def resolve_path(
+    path: Any, root: Any = None, *, context: JobContext, what: str = "source path"
+) -> str:
+    """The real path of a job's ``path`` under one of ``DJSYNC["FILE_ROOTS"]``.
+
+    Refuses absolute paths, ``~``, NUL, a path that leaves its root once resolved (``..``,
+    symlinks pointing out: the check is made on the real path), and an existing entry that
+    is not a regular file (a device, a FIFO, a folder). Returns the resolved path, which is
+    what gets opened.
+    """
+    roots = file_roots()
+    if not isinstance(path, str) or not path.strip():
+        raise refuse(context, f"{what} must be a file name, not {path!r:.60}")
+    shown = repr(path[:200])
+    if not roots:
+        raise refuse(
+            context,
+            f'{what} {shown}: jobs cannot name files until DJSYNC["FILE_ROOTS"] declares '
+            'a folder for them, e.g. {"data": "/srv/data"}',
+        )
+    if "\x00" in path:
+        raise refuse(context, f"{what} {shown} contains a NUL character")
+    if root is None:
+        if len(roots) > 1:
+            raise refuse(
+                context,
+                f'{what} {shown}: say which root ("root": one of '
+                f'{", ".join(map(repr, sorted(roots)))}, from DJSYNC["FILE_ROOTS"])',
+            )
+        root = next(iter(roots))
+    if not isinstance(root, str) or root not in roots:
+        raise refuse(
+            context,
+            f'no file root {root!r:.60} in DJSYNC["FILE_ROOTS"] '
+            f"(roots: {', '.join(map(repr, sorted(roots)))})",
+        )
+    if os.path.isabs(path) or path.startswith(("~", "\\")) or re.match(r"^[A-Za-z]:", path):
+        raise refuse(
+            context,
+            f"{what} {shown} is absolute; give a path relative to the root {root!r} "
+            '(DJSYNC["FILE_ROOTS"])',
+        )
+    folder = os.path.realpath(roots[root])
+    real = os.path.realpath(os.path.join(folder, path))
+    if os.path.commonpath([folder, real]) != folder or real == folder:
+        raise refuse(context, f'{what} {shown} leaves its root {root!r} (DJSYNC["FILE_ROOTS"])')
+    try:
+        mode = os.stat(real).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # not there (yet): reading says so; an export creates it
+    except OSError as exc:
+        raise refuse(context, f"{what} {shown}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise refuse(context, f"{what} {shown} is not a regular file")
+    return real
+
+
+def relative_to_root(path: str | Path) -> tuple[str, str] | None:
+    """``(root name, relative path)`` for a server path inside one of the roots, else None
+    (used to migrate stored jobs to the new form)."""
+    real = os.path.realpath(str(path))
+    for name, folder in sorted(file_roots().items()):
+        folder = os.path.realpath(folder)
+        if real != folder and os.path.commonpath([folder, real]) == folder:
+            return name, os.path.relpath(real, folder)
+    return None
+
+
+def file_from_job(
+    cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+) -> Source:
+    check_keys(options, FILE_JOB_OPTIONS, kind="file", context=context)
+    kwargs = dict(base)
+    if "path" in options:
+        kwargs["path"] = resolve_path(options["path"], options.get("root"), context=context)
+        kwargs.pop("file", None)
+        kwargs.setdefault("name", options["path"])
+    elif "root" in options:
+        raise refuse(context, 'a file source with "root" needs a "path" inside it')
+    elif "path" not in kwargs and "file" not in kwargs:
+        raise refuse(context, 'a file source needs a "path" (under DJSYNC["FILE_ROOTS"])')
+    for name in ("format", "encoding", "delimiter"):
+        if name in options:
+            kwargs[name] = check_text(options[name], name, context=context, longest=40)
+    if "sheet" in options:
+        sheet = options["sheet"]
+        if not isinstance(sheet, int) or isinstance(sheet, bool):
+            sheet = check_text(sheet, "sheet", context=context)
+        kwargs["sheet"] = sheet
+    return cls(**kwargs)
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+#: What a job may set on an HTTP source. The URL and credential names are further checked
+#: by the source itself against DJSYNC["HTTP_BASE_URLS"] and DJSYNC["CREDENTIALS"].
+HTTP_JOB_OPTIONS = frozenset(
+    {
+        "url",
+        "method",
+        "params",
+        "json",
+        "headers",
+        "auth",
+        "records",
+        "pagination",
+        "timeout",
+        "retries",
+        "backoff",
+        "max_pages",
+        "incremental",
+    }
+)
+
+
+def http_from_job(
+    cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+) -> Source:
+    check_keys(options, HTTP_JOB_OPTIONS, kind="http", context=context)
+    kwargs = {**base, **options}
+    if "incremental" in options:
+        kwargs["incremental"] = check_incremental(
+            options["incremental"], context=context, extra=("param",), plain=False
+        )
+    return cls(**kwargs)
+
+
+# -- SQL -----------------------------------------------------------------------------------
+
+SQL_JOB_OPTIONS = frozenset({"query", "params", "chunk_size", "incremental"})
+
+
+def declared_query(name: Any, *, context: JobContext) -> tuple[str, str]:
+    """``(query, using)`` of the query named ``name`` in ``DJSYNC["SQL_QUERIES"]``."""
+    queries = settings.SQL_QUERIES or {}
+    if not isinstance(name, str) or name not in queries:
+        known = (
+            ", ".join(map(repr, sorted(queries))) or 'none: declare them in DJSYNC["SQL_QUERIES"]'
+        )
+        if isinstance(name, str) and _FIRST_WORD.match(name) and " " in name.strip():
+            raise refuse(
+                context,
+                f'a job cannot run its own SQL; name a query of DJSYNC["SQL_QUERIES"] '
+                f"(declared: {known})",
+            )
+        raise refuse(
+            context, f'no SQL query {name!r:.60} in DJSYNC["SQL_QUERIES"] (declared: {known})'
+        )
+    spec = queries[name]
+    if isinstance(spec, str):
+        spec = {"query": spec}
+    query, using = spec.get("query"), spec.get("using", "default")
+    problem = query_problem(query)
+    if problem:
+        raise refuse(context, f'DJSYNC["SQL_QUERIES"][{name!r}]: {problem}')
+    return query, using
+
+
+def query_problem(query: Any) -> str | None:
+    """Why a declared query is not one SELECT (or WITH … SELECT) statement, or None."""
+    if not isinstance(query, str) or not query.strip():
+        return "the query is empty"
+    text = query.strip().rstrip(";").strip()
+    if ";" in text:
+        return "one statement only (no ; inside the query)"
+    match = _FIRST_WORD.match(text)
+    if not match or match.group(1).upper() not in ("SELECT", "WITH"):
+        return "the query must be a SELECT (or WITH … SELECT)"
+    return None
+
+
+def sql_from_job(
+    cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+) -> Source:
+    check_keys(options, SQL_JOB_OPTIONS, kind="sql", context=context)
+    kwargs = dict(base)
+    if "query" in options:
+        kwargs["query"], kwargs["using"] = declared_query(options["query"], context=context)
+        kwargs.setdefault("name", f"query {options['query']!r}")
+    elif "query" not in kwargs:
+        raise refuse(context, 'a sql source needs "query": the name of a DJSYNC["SQL_QUERIES"]')
+    if "params" in options:
+        params = options["params"]
+        scalar = (str, int, float, bool, type(None))
+        if not isinstance(params, list) or not all(isinstance(p, scalar) for p in params):
+            raise refuse(context, "params must be a list of plain values (text, numbers, null)")
+        kwargs["params"] = params
+    if "chunk_size" in options:
+        kwargs["chunk_size"] = check_chunk_size(options["chunk_size"], context=context)
+    if "incremental" in options:
+        kwargs["incremental"] = check_incremental(options["incremental"], context=context)
+    return cls(**kwargs)
+
+
+# -- querysets -----------------------------------------------------------------------------
+
+QUERYSET_JOB_OPTIONS = frozenset({"queryset", "chunk_size", "incremental"})
+
+
+def declared_queryset(name: Any, *, context: JobContext) -> dict[str, Any]:
+    """The trusted QuerySetSource options of the importer's queryset named ``name``."""
+    from django.db.models import QuerySet
+
+    declared = dict(getattr(context.importer, "querysets", None) or {})
+    owner = getattr(context.importer, "name", None) or "the importer"
+    if not isinstance(name, str) or name not in declared:
+        known = ", ".join(map(repr, sorted(declared))) or "none"
+        raise refuse(
+            context,
+            f"no queryset {name!r:.60} declared on importer {owner} (querysets: {known})",
+        )
+    spec = declared[name]
+    if isinstance(spec, dict):
+        return dict(spec)
+    value = spec() if callable(spec) and not isinstance(spec, QuerySet) else spec
+    if not isinstance(value, QuerySet):
+        raise refuse(context, f"importer {owner}: querysets[{name!r}] did not give a queryset")
+    return {"queryset": value.all()}
+
+
+def queryset_from_job(
+    cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+) -> Source:
+    check_keys(options, QUERYSET_JOB_OPTIONS, kind="queryset", context=context)
+    kwargs = dict(base)
+    if "queryset" in options:
+        kwargs = {**declared_queryset(options["queryset"], context=context)}
+        kwargs.setdefault("name", f"queryset {options['queryset']!r}")
+    elif "model" not in kwargs and "queryset" not in kwargs:
+        raise refuse(
+            context,
+            'a queryset source needs "queryset": a name from its importer\'s querysets',
+        )
+    if "chunk_size" in options:
+        kwargs["chunk_size"] = check_chunk_size(options["chunk_size"], context=context)
+    if "incremental" in options:
+        kwargs["incremental"] = check_incremental(options["incremental"], context=context)
+    return cls(**kwargs)
+
+
+# -- derived -------------------------------------------------------------------------------
+
+DERIVED_JOB_OPTIONS = frozenset({"from", "columns", "distinct", "skip_empty"})
+
+
+def derived_from_job(
+    cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+) -> Source:
+    from . import source_kinds
+
+    check_keys(options, DERIVED_JOB_OPTIONS, kind="derived", context=context)
+    limit = settings.MAX_SOURCE_NESTING
+    if context.depth >= limit:
+        raise refuse(
+            context,
+            f'derived sources nest deeper than DJSYNC["MAX_SOURCE_NESTING"] ({limit})',
+        )
+    kwargs = dict(base)
+    inner = options.get("from", kwargs.get("from"))
+    if isinstance(inner, str):
+        if context.sibling is None:
+            raise refuse(
+                context,
+                f"a derived source takes {inner!r} from another importer only in a multi-model job",
+            )
+        inner_base, inner_options = context.sibling(inner)
+        kwargs["from"] = build(
+            source_kinds(), inner_options, base=inner_base, context=context.deeper()
+        )
+    elif "from" in options:
+        kwargs["from"] = build(source_kinds(), inner, context=context.deeper())
+    columns = options.get("columns", kwargs.get("columns"))
+    if "columns" in options:
+        ok = isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+        ok = ok or (
+            isinstance(columns, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())
+        )
+        if not ok:
+            raise refuse(context, "derived columns are a list of names or {new: source column}")
+        kwargs["columns"] = columns
+    for name in ("distinct", "skip_empty"):
+        if name in options:
+            if not isinstance(options[name], bool):
+                raise refuse(context, f"{name} must be true or false")
+            kwargs[name] = options[name]
+    return cls(**kwargs)
+
+
+#: The job rules of the built-in kinds, by class (exactly: a subclass registered as a kind
+#: of its own says which of its options are safe by overriding ``Source.from_job``).
+BUILTIN_RULES: dict[str, Callable[..., Source]] = {
+    "FileSource": file_from_job,
+    "HttpSource": http_from_job,
+    "SqlSource": sql_from_job,
+    "QuerySetSource": queryset_from_job,
+    "DerivedSource": derived_from_job,
+}
+
+
+def builtin_rule(cls: type[Source]) -> Callable[..., Source] | None:
+    from . import DerivedSource, FileSource, HttpSource, QuerySetSource, SqlSource
+
+    builtins = (FileSource, HttpSource, SqlSource, QuerySetSource, DerivedSource)
+    if cls in builtins:
+        return BUILTIN_RULES[cls.__name__]
+    return None
