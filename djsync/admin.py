@@ -112,9 +112,7 @@ class SyncJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         """A new job's importer and source are what it reads and writes."""
-        return super().has_add_permission(request) and permissions.can_change_source(
-            request.user
-        )
+        return super().has_add_permission(request) and permissions.can_change_source(request.user)
 
     def changeform_view(
         self,
