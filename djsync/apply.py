@@ -32,8 +32,9 @@ def check_limits(plan: Plan, switches: Switches) -> None:
         first = "; ".join(str(e) for e in plan.errors[:3])
         more = f" (and {len(plan.errors) - 3} more)" if len(plan.errors) > 3 else ""
         where = f" in {plan.source}" if getattr(plan, "source", "") else ""
+        rows = plan.error_rows  # rows, not messages: a row with two bad cells is one
         raise RowErrorsFound(
-            f"{plan.model}: {len(plan.errors)} bad row{'s' if len(plan.errors) != 1 else ''}"
+            f"{plan.model}: {rows} bad row{'s' if rows != 1 else ''}"
             f"{where}, nothing written: {first}{more}"
         )
     counts = plan.counts

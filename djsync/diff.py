@@ -141,8 +141,14 @@ class Plan:
             "updated": len(self.updates),
             "deleted": len(self.deletes),
             "unchanged": self.unchanged,
-            "errors": len(self.errors),
+            "errors": self.error_rows,
         }
+
+    @property
+    def error_rows(self) -> int:
+        """Source rows with a row error: a row with two bad cells is one (both kept)."""
+        numbered = {e.row for e in self.errors if e.row is not None}
+        return len(numbered) + sum(1 for e in self.errors if e.row is None)
 
     @property
     def total(self) -> int:
