@@ -91,6 +91,29 @@ DEFAULTS: dict[str, Any] = {
     # How deep a job's derived sources may nest ("from" inside "from").
     "MAX_SOURCE_NESTING": 3,
     # -- Limits: files (docs/security.md) ---------------------------------------------------
+    # Bytes read from one file, counted while reading (a growing file stops) and checked
+    # up front for a path. Devices, FIFOs and sockets are refused whatever their size.
+    "MAX_FILE_SIZE": 4 * 1024**3,
+    # Bytes of a file whose format is parsed whole in memory (xls, yaml), and uncompressed
+    # bytes of an ODS workbook (parsed whole as well).
+    "MAX_IN_MEMORY_FILE_SIZE": 32 * 1024 * 1024,
+    # Bytes of one row of a CSV/TSV file (quoted line breaks included) or one JSON line.
+    "MAX_LINE_SIZE": 8 * 1024 * 1024,
+    # Characters of one cell, in every format (a JSON string, a sheet cell, a CSV field).
+    "MAX_CELL_SIZE": 1_000_000,
+    # Columns of a header or a sheet row, and distinct keys of JSON records.
+    "MAX_COLUMNS": 16_384,
+    # Rows of a sheet (XLSX, XLS, ODS) counted by their row numbers, blank rows included.
+    "MAX_SHEET_ROWS": 1_048_576,
+    # XLSX and ODS are zip containers, checked in the zip directory before inflating and
+    # counted while inflating: total uncompressed bytes, uncompressed/compressed ratio (of
+    # each member above 1 MiB and of the whole), members, and uncompressed bytes of each
+    # XLSX part loaded whole (the shared strings table, styles: everything but sheets).
+    "MAX_WORKBOOK_SIZE": 1024**3,
+    "MAX_COMPRESSION_RATIO": 100,
+    "MAX_WORKBOOK_MEMBERS": 1_000,
+    "MAX_WORKBOOK_PART_SIZE": 64 * 1024 * 1024,
+    # (JSON_MAX_DEPTH, below with the HTTP limits, also bounds JSON, JSON lines and YAML files.)
     # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
     # URL prefixes (scheme, host, port, path) an HTTP source may fetch: its URL, every next
     # link and every redirect. Empty: HTTP sources are refused.

@@ -15,6 +15,7 @@ import djsync
 from djsync.exceptions import MappingError, SourceError
 from djsync.models import SyncRun
 from djsync.sources import FileSource, get_source
+from djsync.sources.base import MISSING
 from tests.testapp.models import Product
 
 HEADERS = ["sku", "name", "price", "qty", "updated", "active"]
@@ -262,9 +263,15 @@ def test_too_many_cells_names_the_row(tmp_path, make_job):
     assert Product.objects.count() == 0
 
 
-def test_trailing_empty_cells_and_short_rows_are_fine():
-    records, _ = read(b"a,b,c\n1,2,3,,\n4\n")
-    assert records == [{"a": "1", "b": "2", "c": "3"}, {"a": "4", "b": "", "c": ""}]
+def test_trailing_empty_cells_are_dropped_and_a_short_row_has_missing_cells():
+    records, _ = read(b"a,b,c\n1,2,3,,\n4\n5,,\n")
+    assert records == [
+        {"a": "1", "b": "2", "c": "3"},
+        {"a": "4", "b": MISSING, "c": MISSING},  # cells the row does not have
+        {"a": "5", "b": "", "c": ""},  # empty cells it has
+    ]
+    source = FileSource(file=io.BytesIO(b"a,b,c\n4\n"), name="x.csv")
+    assert list(source.read_rows()) == [["4", MISSING, MISSING]]
 
 
 def test_malformed_jsonl_names_the_line():
