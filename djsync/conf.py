@@ -141,6 +141,20 @@ DEFAULTS: dict[str, Any] = {
     # smaller ones inside the request. None: always inside the request.
     "BACKGROUND_PREVIEW_SIZE": 1024 * 1024,
     # -- Run history and failures (docs/security.md) ----------------------------------------
+    # Row errors stored per run (messages, the first ones found); the run's counts stay
+    # exact and a warning says how many were not stored. None stores every one.
+    "MAX_ROW_ERRORS": 10_000,
+    # Handing a run to Celery: seconds each attempt to reach the broker may take, and how
+    # many more attempts follow; a broker that does not answer fails the run.
+    "SEND_TIMEOUT": 3.0,
+    "SEND_RETRIES": 1,
+    # runsync --wait: seconds a run may stay queued before the workers are asked whether
+    # any is alive; none answering fails the run (it would never start).
+    "WAIT_NO_WORKER": 20.0,
+    # Days of run history prunesyncruns and the djsync.prune_sync_runs task keep by
+    # default, and rows deleted per statement while pruning.
+    "KEEP_RUNS_DAYS": 90,
+    "PRUNE_BATCH_SIZE": 5000,
 }
 
 

@@ -79,3 +79,8 @@ class RunCancelled(DjsyncError):
 class RunStateError(ConfigurationError):
     """The run is not in a state that allows this (e.g. applying a run that is not a
     preview any more); the run itself is left as it is."""
+
+
+class QueueError(DjsyncError):
+    """A run could not be handed to a worker (the broker did not answer, or no worker took
+    it); the run is marked failed and nothing was written."""

@@ -1,4 +1,5 @@
-"""One run per job at a time: a lock with a time to live, renewed by the run's heartbeat.
+"""One run per job, and one writer per model, at a time: locks with a time to live,
+renewed by the run's heartbeat.
 
 Two backends, one contract (``acquire``/``renew``/``release``/``holder``):
 
@@ -9,12 +10,17 @@ Two backends, one contract (``acquire``/``renew``/``release``/``holder``):
 
 Both expire on their own: a worker that dies stops renewing its lock, and the job is free
 again ``LOCK_TTL`` seconds later.
+
+A run takes its job's lock, then one lock per model it writes (every model of a
+multi-model job), always in the same order (sorted by name) so that two runs never wait on
+each other: two jobs that write one model run one after the other (:func:`acquire_run`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +32,8 @@ from .exceptions import ConfigurationError, RunLocked
 
 #: Prefix of lock names, in Redis and in the SyncLock table.
 PREFIX = "djsync:job:"
+#: Prefix of the lock of a target model (``djsync:model:default:shop.Product``).
+MODEL_PREFIX = "djsync:model:"
 
 
 class JobLock:
@@ -164,7 +172,15 @@ def _redis_url() -> str | None:
 
 def job_lock(job_id: int, *, owner: str | None = None) -> JobLock:
     """The lock of one job, on the configured backend."""
-    name = f"{PREFIX}{job_id}"
+    return _lock(PREFIX, str(job_id), owner=owner)
+
+
+def model_lock(label: str, using: str = "default", *, owner: str | None = None) -> JobLock:
+    """The lock of one target model (``app_label.Model``) on one database alias."""
+    return _lock(MODEL_PREFIX, f"{using}:{label}", owner=owner)
+
+
+def _lock(prefix: str, name: str, *, owner: str | None) -> JobLock:
     ttl = float(settings.LOCK_TTL)
     if backend() == "redis":
         url = _redis_url()
@@ -172,8 +188,42 @@ def job_lock(job_id: int, *, owner: str | None = None) -> JobLock:
             raise ConfigurationError(
                 'the Redis lock needs DJSYNC["LOCK_REDIS_URL"] or a Redis Celery broker'
             )
-        return RedisLock(f"{PREFIX}{_database_name()}:{job_id}", ttl=ttl, owner=owner, url=url)
-    return DatabaseLock(name, ttl=ttl, owner=owner)
+        return RedisLock(f"{prefix}{_database_name()}:{name}", ttl=ttl, owner=owner, url=url)
+    return DatabaseLock(f"{prefix}{name}", ttl=ttl, owner=owner)
+
+
+class LockSet(JobLock):
+    """A run's locks as one: its job's lock first, then one per target model, sorted.
+
+    Taken in that fixed order, each waiting out LOCK_WAIT, so two runs never hold one lock
+    each and wait for the other's; renewed and released together."""
+
+    def __init__(self, locks: list[JobLock], owner: str) -> None:
+        super().__init__(locks[0].name, ttl=locks[0].ttl, owner=owner)
+        self.locks = locks
+        self.held: list[JobLock] = []
+
+    def acquire(self) -> bool:
+        for lock in self.locks[len(self.held) :]:
+            if not lock.acquire():
+                return False
+            self.held.append(lock)
+        return True
+
+    def renew(self) -> bool:
+        return all([lock.renew() for lock in self.held])
+
+    def release(self) -> None:
+        for lock in reversed(self.held):
+            lock.release()
+        self.held = []
+
+    def holder(self) -> str | None:
+        return self.locks[0].holder()
+
+    def blocker(self) -> JobLock | None:
+        """The first lock not taken yet (the one another run holds)."""
+        return self.locks[len(self.held)] if len(self.held) < len(self.locks) else None
 
 
 def _database_name() -> str:
@@ -205,16 +255,53 @@ def acquire(job_id: int, run_id: int, *, wait: float | None = None) -> JobLock:
 
     Raises :class:`RunLocked` naming the run that holds it.
     """
-    lock = job_lock(job_id, owner=owner_token(run_id))
+    return acquire_run(job_id, run_id, models=(), wait=wait)
+
+
+def acquire_run(
+    job_id: int,
+    run_id: int,
+    *,
+    models: Iterable[tuple[str, str]] = (),
+    wait: float | None = None,
+) -> JobLock:
+    """Take the job's lock, then the lock of each model the run writes (``(label,
+    database alias)`` pairs) in sorted order, waiting up to ``wait`` seconds in all
+    (LOCK_WAIT). Raises :class:`RunLocked` naming the run — and for a model, the job —
+    that holds the lock; the locks taken so far are given back."""
+    owner = owner_token(run_id)
+    parts = [job_lock(job_id, owner=owner)]
+    wanted = sorted(set(models), key=lambda m: (m[1], m[0]))
+    parts += [model_lock(label, using, owner=owner) for label, using in wanted]
+    lock = parts[0] if len(parts) == 1 else LockSet(parts, owner)
     wait = float(settings.LOCK_WAIT if wait is None else wait)
     deadline = time.monotonic() + wait
     while not lock.acquire():
         if time.monotonic() >= deadline:
-            other = run_of(lock.holder())
-            who = f"run #{other}" if other else "another run"
-            raise RunLocked(
-                f"{who} of this job is active; one run per job at a time "
-                f"(this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''})"
+            refused = (
+                f"this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''}"
             )
+            blocker = lock.blocker() if isinstance(lock, LockSet) else lock
+            lock.release()
+            raise RunLocked(_locked_message(blocker or parts[0], refused))
         time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
     return lock
+
+
+def _locked_message(lock: JobLock, refused: str) -> str:
+    other = run_of(lock.holder())
+    if MODEL_PREFIX not in lock.name:
+        who = f"run #{other}" if other else "another run"
+        return f"{who} of this job is active; one run per job at a time ({refused})"
+    label = lock.name.rsplit(":", 1)[-1]
+    job = _job_name(other)
+    who = f"job {job!r} (run #{other})" if job else f"run #{other}" if other else "another run"
+    return f"{who} is writing model {label}; one run per model at a time ({refused})"
+
+
+def _job_name(run_id: int | None) -> str | None:
+    if run_id is None:
+        return None
+    from .models import SyncRun
+
+    return SyncRun.objects.filter(pk=run_id).values_list("job__name", flat=True).first()

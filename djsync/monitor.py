@@ -1,10 +1,10 @@
 """Watching a run while it works: the job's lock, heartbeat, progress, cancel and dead runs.
 
 Every run of a job — in process, on a worker, from beat — goes through :func:`guard`,
-which takes the job's lock (:mod:`djsync.locks`), starts a heartbeat thread that renews
-it, writes progress to the SyncRun *outside* the sync transaction (so that others see it
-while the run works), reports it as Celery task state, and checks between phases and
-batches whether someone asked to cancel.
+which takes the job's lock and the lock of each model it writes (:mod:`djsync.locks`),
+starts a heartbeat thread that renews them, writes progress to the SyncRun *outside* the
+sync transaction (so that others see it while the run works), reports it as Celery task
+state, and checks between phases and batches whether someone asked to cancel.
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ from django.utils import timezone
 
 from . import locks
 from .conf import settings
-from .exceptions import ConfigurationError, RunCancelled, RunLocked, TransientSourceError
-from .models import SyncRun
+from .exceptions import (
+    ConfigurationError,
+    QueueError,
+    RunCancelled,
+    RunLocked,
+    TransientSourceError,
+)
+from .models import SyncJob, SyncRun
 
 if TYPE_CHECKING:
     from .services import Progress
@@ -216,7 +222,7 @@ def guard(sync_run: SyncRun, progress: Progress | None = None) -> Iterator[Progr
     progress = progress or Progress()
     if cancel_requested(sync_run.pk):
         raise RunCancelled(f"run #{sync_run.pk} was cancelled before it started")
-    lock = locks.acquire(sync_run.job_id, sync_run.pk)
+    lock = locks.acquire_run(sync_run.job_id, sync_run.pk, models=written_models(sync_run.job))
     monitor = RunMonitor(sync_run, lock, task=current_task.get())
     try:
         fail_dead_runs(sync_run)
@@ -230,6 +236,29 @@ def guard(sync_run: SyncRun, progress: Progress | None = None) -> Iterator[Progr
             logger.warning("djsync: could not release the lock of run %s", sync_run.pk)
         if monitor.using != router.db_for_write(SyncRun):
             connections[monitor.using].close()  # the second connection lives as long as a run
+
+
+def written_models(job: SyncJob) -> list[tuple[str, str]]:
+    """``(model label, database alias)`` of every model a run of ``job`` writes: its
+    importer's, or each importer's of a multi-model job; none for an export. An importer
+    that cannot be found is left out (the run then fails on it with its own message)."""
+    from .exports import is_export
+    from .multimodel import importer_names
+    from .registry import get_importer_class
+
+    if is_export(job):
+        return []
+    found = []
+    for name in importer_names(job):
+        try:
+            cls = get_importer_class(name)
+        except Exception:  # noqa: BLE001 - reported by the run itself
+            continue
+        model = getattr(cls, "model", None)
+        if model is not None:
+            using = getattr(cls, "database", None) or router.db_for_write(model)
+            found.append((model._meta.label, using))
+    return found
 
 
 def cancel_requested(run_id: int) -> bool:
@@ -366,9 +395,17 @@ def follow(
     *,
     on_update: Callable[[SyncRun], None] | None = None,
     poll: float = 0.5,
+    no_worker_after: float | None = None,
 ) -> SyncRun:
-    """Poll a run until it is done (or previewed); a run whose worker died is marked failed."""
+    """Poll a run until it is done (or previewed); a run whose worker died is marked failed.
+
+    With ``no_worker_after`` (runsync --wait: WAIT_NO_WORKER), a run still queued after
+    that many seconds makes the workers be asked whether any is alive: if none answers,
+    the run is marked failed (:func:`fail_unclaimed`) and returned; if some do, they are
+    busy, and the wait goes on.
+    """
     last: tuple[Any, ...] | None = None
+    queued_since = time.monotonic()
     while True:
         sync_run = SyncRun.objects.select_related("job").get(pk=run_id)
         seen = (sync_run.status, sync_run.rows_read, sync_run.rows_applied, sync_run.error)
@@ -379,4 +416,43 @@ def follow(
             return sync_run
         if is_stale(sync_run):
             return mark_dead(sync_run)
+        if sync_run.status != SyncRun.Status.QUEUED:
+            queued_since = time.monotonic()
+        elif no_worker_after and time.monotonic() - queued_since >= no_worker_after:
+            if not workers_alive():
+                return fail_unclaimed(sync_run, waited=time.monotonic() - queued_since)
+            queued_since = time.monotonic()  # workers answer: busy, keep waiting
         time.sleep(poll)
+
+
+def workers_alive(timeout: float = 1.0) -> bool:
+    """Whether any Celery worker answers a ping within ``timeout`` seconds."""
+    from celery import current_app
+
+    try:
+        return bool(current_app.control.ping(timeout=timeout))
+    except Exception:  # noqa: BLE001 - a broker that does not answer: no worker either
+        logger.info("djsync: could not ping the workers", exc_info=True)
+        return False
+
+
+def fail_unclaimed(sync_run: SyncRun, *, waited: float) -> SyncRun:
+    """Mark failed a queued run that no worker took (none is running): it will not run
+    when a worker starts later (a worker only takes queued runs); its upload is removed."""
+    from .services import fail
+    from .uploads import release_upload
+
+    error = QueueError(
+        f"no Celery worker took run #{sync_run.pk} in {waited:.0f} s and none answers "
+        f"(the WAIT_NO_WORKER setting); it is marked failed and will not run, nothing was "
+        "written. Start a worker (celery -A <project> worker) and run the job again"
+    )
+    if not SyncRun.objects.filter(pk=sync_run.pk, status=SyncRun.Status.QUEUED).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(), error=str(error)
+    ):
+        return SyncRun.objects.select_related("job").get(pk=sync_run.pk)  # taken meanwhile
+    _revoke(sync_run.task_id)
+    sync_run.refresh_from_db()
+    fail(sync_run, error)  # the same record, through the one failure transition
+    release_upload(sync_run)
+    return sync_run

@@ -215,7 +215,7 @@ def apply_previewed(sync_run: SyncRun, progress: Progress) -> SyncRun:
 
 def record_plans(sync_run: SyncRun, plans: Sequence[Plan]) -> None:
     """Summed counts on the run, per-model counts in ``stats``, every action stored."""
-    from .store import save_plan
+    from .store import error_stats, save_plan
 
     totals = dict.fromkeys(("created", "updated", "deleted", "unchanged", "errors"), 0)
     stats: dict[str, Any] = {}
@@ -228,6 +228,7 @@ def record_plans(sync_run: SyncRun, plans: Sequence[Plan]) -> None:
             **counts,
             "rows_read": plan.rows_read,
             "rows_in_scope": plan.rows_in_scope,
+            **error_stats(plan),
         }
         save_plan(sync_run, plan)  # first: it may add a warning (changes left out)
         warnings.extend(f"{plan.model}: {w}" for w in plan.warnings)

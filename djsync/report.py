@@ -21,14 +21,52 @@ def counts_text(counts: dict[str, int]) -> str:
     )
 
 
+#: Statuses of a run that wrote nothing to its target: its counts are what it would have done.
+WROTE_NOTHING = (SyncRun.Status.FAILED, SyncRun.Status.CANCELLED, SyncRun.Status.DISCARDED)
+
+
+def wrote_nothing(run: SyncRun) -> bool:
+    """A failed, cancelled or discarded run: its one transaction rolled back (or never
+    began), so its counts and changes are a plan that was not applied."""
+    return run.status in WROTE_NOTHING
+
+
+def would_text(counts: dict[str, int]) -> str:
+    """The counts of a plan that was not applied, worded as such."""
+    errors = counts["errors"]
+    return (
+        f"the plan would have created {counts['created']}, updated {counts['updated']}, "
+        f"deleted {counts['deleted']} ({counts['unchanged']} unchanged, {errors} row error"
+        f"{'' if errors == 1 else 's'})"
+    )
+
+
+def outcome_text(run: SyncRun) -> str:
+    """What the run did, after the dash of its summary line: the counts of a run that
+    wrote (or a dry run), "nothing written" and what the plan would have done otherwise.
+    The admin's run list and page use it too."""
+    if not wrote_nothing(run):
+        return counts_text(run.counts)
+    if not _has_plan(run):
+        return "nothing written"
+    return f"nothing written; {would_text(run.counts)}"
+
+
+def _has_plan(run: SyncRun) -> bool:
+    """Whether the run got as far as a plan (its counts were recorded)."""
+    return any(isinstance(s, dict) and "created" in s for s in (run.stats or {}).values())
+
+
 def summary_line(run: SyncRun) -> str:
-    mode = " (dry run)" if run.dry_run else ""
+    mode = " (dry run)" if run.dry_run and not wrote_nothing(run) else ""
     took = f" in {run.duration:.2f} s" if run.duration is not None else ""
     exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
-    if exported:
+    if exported and not wrote_nothing(run):
         done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
         return f"{run.job.name}: {run.status}{took} — {done}"
-    line = f"{run.job.name}: {run.status}{mode}{took} — {counts_text(run.counts)}"
+    line = f"{run.job.name}: {run.status}{mode}{took} — {outcome_text(run)}"
+    if wrote_nothing(run):
+        return line
     for model, counts in (run.stats or {}).items():
         membership = membership_label(model) if isinstance(counts, dict) else None
         if membership is not None and "created" in counts:
@@ -43,15 +81,24 @@ def key_text(key: list[Any]) -> str:
     return ", ".join(str(k) for k in key)
 
 
-def change_text(change: SyncChange) -> str:
+def change_text(change: SyncChange, *, written: bool = True) -> str:
+    """One change as a line: ``+ create app.Model [key] …``; a change that was not
+    written (its run failed) reads ``+ would create …``."""
+    would = "" if written else "would "
     membership = membership_label(change.model)
     if membership is not None:  # a link of a many-to-many field: "+ add membership …"
         verb = MEMBERSHIP_VERB[change.action]
-        head = f"{SYMBOL[change.action]} {verb} membership {membership} [{key_text(change.key)}]"
+        head = (
+            f"{SYMBOL[change.action]} {would}{verb} membership {membership} "
+            f"[{key_text(change.key)}]"
+        )
         if change.action != SyncChange.Action.UPDATE:
             return head
     else:
-        head = f"{SYMBOL[change.action]} {change.action} {change.model} [{key_text(change.key)}]"
+        head = (
+            f"{SYMBOL[change.action]} {would}{change.action} {change.model} "
+            f"[{key_text(change.key)}]"
+        )
     if change.action == SyncChange.Action.UPDATE:
         fields = "; ".join(
             f"{name}: {change.before.get(name)!r} → {change.after.get(name)!r}"
@@ -68,16 +115,66 @@ def change_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
     qs = run.changes.order_by("pk")
     if limit is not None:
         qs = qs[:limit]
+    written = not wrote_nothing(run)
     for change in qs.iterator(chunk_size=2000):
-        yield change_text(change)
+        yield change_text(change, written=written)
 
 
 def error_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
+    """Every stored row error, one a line (row, column, message)."""
     qs = run.row_errors.all()
     if limit is not None:
         qs = qs[:limit]
     for error in qs:
         yield f"! {run.source_name or 'source'}, {error}"
+
+
+def error_groups(run: SyncRun) -> list[dict[str, Any]]:
+    """The run's row errors grouped by column and message, largest first, with a
+    ``model`` each: as counted over every error when the run was planned (exact even when
+    MAX_ROW_ERRORS kept some out), else from the stored ones."""
+    groups: list[dict[str, Any]] = []
+    stats = run.stats or {}
+    planned = False
+    for model, counts in stats.items():
+        if isinstance(counts, dict) and "error_groups" in counts:
+            planned = True
+            groups += [{**g, "model": model} for g in counts["error_groups"]]
+    if not planned and run.errors:
+        from .store import group_errors
+
+        stored = run.row_errors.order_by("model", "row", "pk")
+        models = list(stored.values_list("model", flat=True).distinct())
+        for model in models:
+            rows = stored.filter(model=model).iterator(chunk_size=2000)
+            groups += [{**g, "model": model} for g in group_errors(rows)]
+    return sorted(groups, key=lambda g: -g["rows"])
+
+
+def group_text(group: dict[str, Any], *, model: str | None = None) -> str:
+    """``721 rows, column 'tailnum': no plane with tailnum … ('N123', 'N456', …) — first
+    at row 5``."""
+    rows = group["rows"]
+    where = f", column {group['column']!r}" if group.get("column") else ""
+    on = f" ({model})" if model else ""
+    samples = ", ".join(repr(v) for v in group["samples"])
+    if samples and rows > len(group["samples"]):
+        samples += ", …"
+    tail = f" ({samples})" if samples else ""
+    first = group.get("first_row")
+    if first is not None:
+        tail += f" — {'first at' if rows > 1 else 'at'} row {first}"
+    return f"{rows} row{'' if rows == 1 else 's'}{on}{where}: {group['message']}{tail}"
+
+
+def error_group_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
+    """The run's row errors grouped, one line a group (``! 721 rows, column …``)."""
+    groups = error_groups(run)
+    several = len({g["model"] for g in groups}) > 1
+    for group in groups if limit is None else groups[:limit]:
+        yield "! " + group_text(group, model=group["model"] if several else None)
+    if limit is not None and len(groups) > limit:
+        yield f"! … and {len(groups) - limit} more kinds of row error"
 
 
 def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) -> dict[str, Any]:
@@ -86,12 +183,16 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
         "run": run.pk,
         "status": run.status,
         "dry_run": run.dry_run,
+        # False when the run wrote nothing (failed, cancelled, discarded, or a dry run):
+        # its counts are then what the plan would have done.
+        "written": not run.dry_run and not wrote_nothing(run),
         "source": run.source_name,
         "counts": run.counts,
         "per_model": run.stats,
         "duration": run.duration,
         "error": run.error or None,
         "warnings": run.warnings,
+        "error_groups": error_groups(run),
         "row_errors": [
             {
                 "row": e.row,

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from django.db import router, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from . import incremental, multimodel
 from .apply import apply_plan, check_limits
@@ -20,6 +21,7 @@ from .exceptions import (
     ConfigurationError,
     ConflictError,
     DjsyncError,
+    QueueError,
     RowErrorsFound,
     RunLocked,
     RunStateError,
@@ -31,7 +33,7 @@ from .monitor import end_status, guard
 from .notifications import run_finished
 from .registry import get_importer_class
 from .sources import FileSource, Source, get_source
-from .store import load_plan, save_plan
+from .store import error_stats, load_plan, save_plan
 from .uploads import release_upload
 
 logger = logging.getLogger("djsync")
@@ -273,7 +275,41 @@ def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> st
 
 
 def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
-    result = task.delay(sync_run.pk, *args)
+    """Publish ``task`` for the run. A broker that does not answer within SEND_TIMEOUT
+    seconds (SEND_RETRIES more attempts) fails the run, removes its upload and raises
+    :class:`QueueError` (with the run as ``exc.run``) instead of hanging or a traceback."""
+    app = task.app
+    if app.conf.task_always_eager:  # no broker: the task runs here and now
+        result = task.apply_async((sync_run.pk, *args))
+    else:
+        timeout = float(settings.SEND_TIMEOUT)
+        url = ""
+        try:
+            with app.connection_for_write(
+                transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            ) as connection:
+                url = connection.as_uri()  # the password masked
+                result = task.apply_async(
+                    (sync_run.pk, *args),
+                    connection=connection,
+                    retry=True,
+                    retry_policy={
+                        "max_retries": int(settings.SEND_RETRIES),
+                        "interval_start": 0,
+                        "interval_step": 0.5,
+                        "interval_max": 1,
+                    },
+                )
+        except (KombuOperationalError, OSError) as exc:
+            error = QueueError(
+                f"the Celery broker{f' at {url}' if url else ''} did not answer within "
+                f"{timeout:g} s ({exc}; the SEND_TIMEOUT setting); run #{sync_run.pk} was "
+                "not queued, nothing was written"
+            )
+            fail(sync_run, error)
+            release_upload(sync_run)
+            error.run = sync_run  # type: ignore[attr-defined]
+            raise error from None
     SyncRun.objects.filter(pk=sync_run.pk, task_id="").update(task_id=result.id or "")
 
 
@@ -478,7 +514,12 @@ def record_plan(sync_run: SyncRun, plan: Plan) -> None:
     sync_run.errors = counts["errors"]
     sync_run.rows_read = plan.rows_read
     sync_run.stats = {
-        plan.model: {**counts, "rows_read": plan.rows_read, "rows_in_scope": plan.rows_in_scope}
+        plan.model: {
+            **counts,
+            "rows_read": plan.rows_read,
+            "rows_in_scope": plan.rows_in_scope,
+            **error_stats(plan),
+        }
     }
     save_plan(sync_run, plan)  # first: it may add a warning (changes left out of the audit)
     sync_run.warnings = list(plan.warnings)
@@ -487,10 +528,26 @@ def record_plan(sync_run: SyncRun, plan: Plan) -> None:
 
 
 def fail(sync_run: SyncRun, exc: BaseException, progress: Progress | None = None) -> None:
-    sync_run.error = str(exc) if isinstance(exc, DjsyncError) else f"{type(exc).__name__}: {exc}"
+    """Record the run as failed (or cancelled, or queued again for a retry) with its cause
+    on one line; an unexpected exception's traceback goes to the ``djsync`` logger."""
+    sync_run.error = cause(exc)
     if not isinstance(exc, DjsyncError):
-        logger.exception("djsync run %s failed", sync_run.pk)
+        logger.error("djsync run %s failed: %s", sync_run.pk, sync_run.error, exc_info=exc)
     _finish(sync_run, end_status(sync_run, exc), progress)
+
+
+#: Longest cause kept on a run for an unexpected exception (a database error can quote rows).
+MAX_CAUSE = 2000
+
+
+def cause(exc: BaseException) -> str:
+    """What went wrong, on one line: a djsync error's message; for anything else its type
+    and message (a database error's DETAIL lines joined on), at most MAX_CAUSE characters."""
+    if isinstance(exc, DjsyncError):
+        return str(exc)
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 1] + "…"
 
 
 def _status(sync_run: SyncRun, status: str, progress: Progress, **fields: Any) -> None:

@@ -7,8 +7,15 @@ one converts each stored value back through the importer's converters.
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from django.db import router, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from .apply import batched
 from .conf import settings
@@ -38,13 +45,112 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
         SyncChange.objects.bulk_create(
             [_change(run, plan.model, a) for a in batch], batch_size=size
         )
-    for batch in batched(plan.errors, size):
-        SyncRowError.objects.bulk_create(
-            [_row_error(run, plan.model, e) for e in batch], batch_size=size
-        )
+    save_row_errors(run, plan)
     note = audit_note(plan, limit)
     if note:
         plan.warnings.append(note)
+
+
+def save_row_errors(run: SyncRun, plan: Plan) -> None:
+    """Store the plan's row errors, at most ``MAX_ROW_ERRORS`` per run (every model of a
+    multi-model run together); the first ones found are kept, the counts stay exact and a
+    warning added to the plan says how many were left out. Every path — generic, staged
+    on PostgreSQL or SQLite — keeps its row errors on the plan and stores them here."""
+    cap = settings.MAX_ROW_ERRORS
+    errors: list[RowError] = plan.errors
+    if cap is not None:
+        room = max(0, int(cap) - run.row_errors.count()) if errors else 0
+        if len(errors) > room:
+            plan.warnings.append(
+                f"only {room:,} of the {len(errors):,} row error messages "
+                f"({plan.error_rows:,} rows) are stored (the MAX_ROW_ERRORS setting, "
+                f"{int(cap):,} per run); the counts are exact"
+            )
+            errors = errors[:room]
+    size = settings.BATCH_SIZE
+    for batch in batched(errors, size):
+        SyncRowError.objects.bulk_create(
+            [_row_error(run, plan.model, e) for e in batch], batch_size=size
+        )
+
+
+#: Groups of row errors a run keeps in its stats (the largest ones), and sample values each.
+ERROR_GROUPS = 20
+ERROR_SAMPLES = 3
+#: What makes two messages "the same but for the value": quoted text, then numbers.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?![\w.])")
+
+
+def message_template(message: str, value: Any = None) -> str:
+    """``message`` with the bad value (quoted or not) and any number put as ``…``, so that
+    "no plane with tailnum 'N123'" and "… 'N456'" group together."""
+    text = message
+    shown = "" if value is None else str(value)
+    if shown.strip() and len(shown) <= 200:
+        text = text.replace(repr(shown), "…")
+        text = re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", "…", text)
+    text = _QUOTED.sub("…", text)
+    return _NUMBER.sub("…", text)
+
+
+def group_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
+    """Row errors (RowError or SyncRowError) grouped by column and message template,
+    largest group first: ``{"column", "message", "rows", "first_row", "samples"}``.
+    ``rows`` counts rows (a row with two errors of one group is one); samples are a few
+    values, or keys."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for error in errors:
+        column = error.column or ""
+        template = message_template(error.message, error.value)
+        group = groups.get((column, template))
+        if group is None:
+            group = groups[(column, template)] = {
+                "column": column,
+                "message": template,
+                "rows": 0,
+                "first_row": None,
+                "samples": [],
+                "_last": object(),
+                "_seen": set(),
+            }
+        if error.row is None or error.row != group["_last"]:
+            group["rows"] += 1
+            group["_last"] = error.row
+        if error.row is not None and (group["first_row"] is None or error.row < group["first_row"]):
+            group["first_row"] = error.row
+        sample = _sample(error)
+        if (
+            sample is not None
+            and len(group["samples"]) < ERROR_SAMPLES
+            and sample not in group["_seen"]
+        ):
+            group["_seen"].add(sample)
+            group["samples"].append(sample)
+    ordered = sorted(groups.values(), key=lambda g: (-g["rows"], g["column"], g["message"]))
+    for group in ordered:
+        del group["_last"], group["_seen"]
+    return ordered
+
+
+def _sample(error: Any) -> str | None:
+    value = error.value
+    if value is None or value == "":
+        key = error.key
+        if not key:
+            return None
+        value = key[0] if len(key) == 1 else ", ".join(str(k) for k in key)
+    text = str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def error_stats(plan: Plan) -> dict[str, Any]:
+    """What a run keeps in ``stats[model]`` about its row errors: the largest groups (exact
+    row counts, over every error, stored or not) and how many groups there were."""
+    if not plan.errors:
+        return {}
+    groups = group_errors(plan.errors)
+    return {"error_groups": groups[:ERROR_GROUPS], "error_group_count": len(groups)}
 
 
 def audited(plan: Plan, limit: int) -> Iterator[Action]:
@@ -186,3 +292,96 @@ def iter_changes(run: SyncRun, action: str | None = None) -> Iterator[SyncChange
 
 def error_rows(run: SyncRun) -> Iterable[SyncRowError]:
     return run.row_errors.all()
+
+
+# -- pruning old history --------------------------------------------------------------------
+#: Runs taken per batch while pruning; their changes and row errors go PRUNE_BATCH_SIZE rows
+#: per statement.
+RUNS_PER_BATCH = 200
+
+
+@dataclass
+class Pruned:
+    """What :func:`prune_runs` removed (or, for a dry run, would remove)."""
+
+    runs: int = 0
+    changes: int = 0
+    row_errors: int = 0
+    uploads: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.runs:,} runs, {self.changes:,} changes, {self.row_errors:,} row errors, "
+            f"{self.uploads:,} uploaded files"
+        )
+
+
+def prunable_runs(older_than: timedelta, *, now: datetime | None = None) -> QuerySet[SyncRun]:
+    """Runs queued more than ``older_than`` ago that may go: never an active run, never a
+    preview still waiting for its apply (younger than ``UPLOAD_MAX_AGE``)."""
+    now = now or timezone.now()
+    fresh = now - timedelta(seconds=float(settings.UPLOAD_MAX_AGE))
+    return (
+        SyncRun.objects.filter(created_at__lt=now - older_than)
+        .exclude(status__in=SyncRun.ACTIVE)
+        .exclude(status=SyncRun.Status.PREVIEWED, created_at__gte=fresh)
+    )
+
+
+def prune_runs(
+    older_than: timedelta,
+    *,
+    batch_size: int | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> Pruned:
+    """Delete old runs with their changes, row errors and uploaded files, in bounded
+    batches (each its own transaction): ``RUNS_PER_BATCH`` runs at a time, their changes
+    and row errors ``batch_size`` (PRUNE_BATCH_SIZE) rows per statement."""
+    from .uploads import delete_upload
+
+    size = int(batch_size or settings.PRUNE_BATCH_SIZE)
+    runs = prunable_runs(older_than, now=now)
+    done = Pruned()
+    if dry_run:
+        ids = runs.values("pk")
+        done.runs = runs.count()
+        done.changes = SyncChange.objects.filter(run_id__in=ids).count()
+        done.row_errors = SyncRowError.objects.filter(run_id__in=ids).count()
+        done.uploads = runs.exclude(upload="").count()
+        return done
+    last = 0
+    while True:
+        pks = runs.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)
+        batch = list(pks[:RUNS_PER_BATCH])
+        if not batch:
+            return done
+        last = batch[-1]
+        # A preview older than the upload expiry is discarded first, so that an apply
+        # starting now finds it taken; done runs never change status again.
+        SyncRun.objects.filter(pk__in=batch, status=SyncRun.Status.PREVIEWED).update(
+            status=SyncRun.Status.DISCARDED, finished_at=timezone.now()
+        )
+        doomed = SyncRun.objects.filter(pk__in=batch, status__in=SyncRun.DONE)
+        ids = list(doomed.values_list("pk", flat=True))
+        done.changes += _delete_in_batches(SyncChange, ids, size)
+        done.row_errors += _delete_in_batches(SyncRowError, ids, size)
+        for name in doomed.exclude(upload="").values_list("upload", flat=True):
+            delete_upload(name)
+            done.uploads += 1
+        done.runs += SyncRun.objects.filter(pk__in=ids).delete()[1].get(SyncRun._meta.label, 0)
+
+
+def _delete_in_batches(
+    model: type[SyncChange | SyncRowError], run_ids: list[int], size: int
+) -> int:
+    """Delete the rows of ``model`` that belong to ``run_ids``, ``size`` rows a statement."""
+    deleted = 0
+    rows = model._default_manager.filter(run_id__in=run_ids)
+    while True:
+        pks = list(rows.values_list("pk", flat=True)[:size])
+        if not pks:
+            return deleted
+        with transaction.atomic(using=router.db_for_write(model)):
+            model._default_manager.filter(pk__in=pks).delete()
+        deleted += len(pks)

@@ -110,6 +110,22 @@ def reap_stale_runs() -> list[int]:
     return [run.pk for run in monitor.reap_stale_runs()]
 
 
+@shared_task(name="djsync.prune_sync_runs")
+def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
+    """Delete runs older than ``older_than_days`` (default KEEP_RUNS_DAYS) with their
+    changes, row errors and uploads, in bounded batches; never an active run or a preview
+    still waiting for its apply. What ``manage.py prunesyncruns`` does, for beat."""
+    from dataclasses import asdict
+    from datetime import timedelta
+
+    from .store import prune_runs
+
+    days = settings.KEEP_RUNS_DAYS if older_than_days is None else older_than_days
+    if days is None:  # KEEP_RUNS_DAYS None: history is kept for ever
+        return {"runs": 0, "changes": 0, "row_errors": 0, "uploads": 0}
+    return asdict(prune_runs(timedelta(days=float(days))))
+
+
 def _work(
     task: Task,
     run_id: int,

@@ -244,8 +244,12 @@ def test_row_errors_are_listed_and_skip_errors_applies_the_rest(job, tmp_path):
     assert not Product.objects.filter(sku="NEW").exists()
     out, _ = runsync("test-products", "--file", path, "--skip-errors")
     assert "1 created, 0 updated, 0 deleted, 3 unchanged, 1 row error" in out
-    assert f"! {path}, row 5, column 'price': expected a decimal number" in out
+    # Grouped by column and message at verbosity 1; every row error at 2.
+    assert "! 1 row, column 'price': expected a decimal number, got … ('x') — at row 5" in out
+    assert f"! {path}, row 5" not in out
     assert Product.objects.filter(sku="NEW").exists()
+    out2, _ = runsync("test-products", "--file", path, "--skip-errors", verbosity=2)
+    assert f"! {path}, row 5, column 'price': expected a decimal number" in out2
 
 
 def test_verbosity_zero_prints_nothing(job):
@@ -267,10 +271,11 @@ def test_verbosity_two_shows_more_changes_and_every_row_error(job, tmp_path):
     )
     out, _ = runsync("test-products", "--file", path, "--dry-run", "--skip-errors", verbosity=2)
     assert out.count("+ create") == 30
-    assert out.count("! ") == 25
+    assert out.count(f"! {path}, row ") == 25
     out1, _ = runsync("test-products", "--file", path, "--dry-run", "--skip-errors", verbosity=1)
-    assert out1.count("+ create") == 5 and out1.count("! ") == 20
-    assert "… and 5 more row errors (-v 2 for all)" in out1
+    assert out1.count("+ create") == 5 and out1.count("! ") == 1
+    assert "! 25 rows, column 'price': expected a decimal number, got … ('x', …)" in out1
+    assert "(-v 2 lists every row error)" in out1
 
 
 def test_dry_run_that_would_fail_exits_non_zero(job, tmp_path):

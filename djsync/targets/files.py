@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -66,11 +67,48 @@ def render_path(template: str | Path, *, job: str = "", now: dt.datetime | None 
     return Path(text).expanduser()
 
 
+#: A plain number after a leading sign: "-5", "+3.25", "-1e6" (a spreadsheet reads it as
+#: that number, which is what the text says; nothing to run).
+_PLAIN_NUMBER = re.compile(r"[+-](?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _formula_like(text: str) -> bool:
+    """Whether a spreadsheet would evaluate ``text`` (OWASP CSV injection): it starts with
+    = + - @ tab or CR, and is not a plain signed number."""
+    return text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text)
+
+
 def neutralize(value: Any) -> Any:
-    """Prefix a text cell a spreadsheet would run as a formula with ``'`` so it stays text."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` so it stays
+    text (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``, ``-5 degrees`` → ``'-5 degrees``); plain
+    numbers (``-5``) and every other value unchanged.
+
+    Exports to spreadsheet formats and the row-errors CSV go through it; file sources of the
+    same formats undo it with :func:`unneutralize`, so an export reads back to the values it
+    was written from. A value that already starts with quotes before a formula (``'=x``)
+    gets one more, so that undoing it gives the value back exactly."""
+    if isinstance(value, str) and value and _formula_like(value.lstrip("'")):
         return "'" + value
     return value
+
+
+def unneutralize(value: Any) -> Any:
+    """The value :func:`neutralize` was given: one ``'`` taken off exactly the neutralized
+    form (quotes, then a formula); every other value unchanged."""
+    if isinstance(value, str) and value.startswith("'") and _formula_like(value.lstrip("'")):
+        return value[1:]
+    return value
+
+
+def unneutralize_cells(cells: list[Any]) -> list[Any]:
+    """A row of cells with :func:`unneutralize` applied; a row without any ``'`` (the common
+    case, checked at C speed) is returned as it is."""
+    try:
+        if "'" not in "".join(cells):
+            return cells
+    except TypeError:  # not all text (a workbook row): check each cell
+        pass
+    return [unneutralize(c) for c in cells]
 
 
 @dataclass

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from djsync import exports, report, services
+from djsync.conf import settings
 from djsync.exceptions import DjsyncError
 from djsync.models import SyncJob, SyncRun
+
+#: Kinds of row error the summary lists at verbosity 1 (every stored one at 2).
+ERROR_GROUPS_SHOWN = 10
 
 
 class Command(BaseCommand):
@@ -91,6 +99,20 @@ class Command(BaseCommand):
         parser.add_argument("--export-format", help="Format of --export (csv, xlsx, jsonl…).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        """A failed run ends in one line per job (``CommandError``); the traceback of an
+        unexpected exception goes to the ``djsync`` logger, and to stderr only with
+        ``--traceback`` or ``-v 3``."""
+        #: Exceptions of the failed runs, by job name, for --traceback.
+        self.raised: dict[str, BaseException] = {}
+        with _quiet_tracebacks():
+            try:
+                return self._handle(opts)
+            finally:
+                if self.raised and (opts.get("traceback") or opts["verbosity"] >= 3):
+                    for name, exc in self.raised.items():
+                        self.stderr.write(f"{name}:\n" + "".join(traceback.format_exception(exc)))
+
+    def _handle(self, opts: dict[str, Any]) -> None:
         if opts.get("cancel") is not None:
             return self._cancel(opts["cancel"])
         if opts["list"]:
@@ -154,8 +176,12 @@ class Command(BaseCommand):
                     trigger=SyncRun.Trigger.COMMAND,
                     **_switches(opts),
                 )
-            except DjsyncError as exc:
+            except DjsyncError as exc:  # e.g. the broker did not answer: the run failed
+                self.raised[job.name] = exc
                 raise CommandError(f"{job.name}: {exc}") from None
+            except Exception as exc:  # e.g. the database went away: one line, no traceback
+                self.raised[job.name] = exc
+                raise CommandError(f"{job.name}: {services.cause(exc)}") from None
             runs.append(run)
             if not opts["wait"] and opts["output"] == "text":
                 verbose = opts["verbosity"] > 0
@@ -199,7 +225,7 @@ class Command(BaseCommand):
                 )
 
         try:
-            return follow(run.pk, on_update=show)
+            return follow(run.pk, on_update=show, no_worker_after=settings.WAIT_NO_WORKER)
         except KeyboardInterrupt:
             raise CommandError(
                 f"stopped following run {run.pk}; it goes on (runsync --cancel {run.pk} cancels it)"
@@ -221,8 +247,9 @@ class Command(BaseCommand):
                     trigger=SyncRun.Trigger.COMMAND,
                 )
             except Exception as exc:
+                self.raised[job.name] = exc
                 if getattr(exc, "run", None) is None:
-                    raise CommandError(f"{job.name}: {exc}") from exc
+                    raise CommandError(f"{job.name}: {services.cause(exc)}") from None
                 return exc.run  # type: ignore[attr-defined]
         bar = _ProgressBar(job.name, enabled=self._show_progress(opts))
         try:
@@ -235,10 +262,11 @@ class Command(BaseCommand):
                 progress=bar.progress(),
                 **options,
             )
-        except Exception as exc:
+        except Exception as exc:  # the run recorded it (failed); the summary says so
+            self.raised[job.name] = exc
             run = getattr(exc, "run", None)
             if run is None:
-                raise CommandError(f"{job.name}: {exc}") from exc
+                raise CommandError(f"{job.name}: {services.cause(exc)}") from None
             return run
         finally:
             bar.close()
@@ -269,13 +297,37 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {line}")
             if total > len(sample):
                 self.stdout.write(f"  … and {total - len(sample)} more (use --diff for all)")
-        limit = None if verbosity >= 2 else 20
-        for line in report.error_lines(run, limit=limit):
-            self.stdout.write(self.style.WARNING(f"  {line}"))
-        if limit is not None and run.errors > limit:
-            self.stdout.write(f"  … and {run.errors - limit} more row errors (-v 2 for all)")
+        if run.errors:
+            self._print_row_errors(run, verbosity)
         if run.error and run.status != SyncRun.Status.FAILED:
             self.stdout.write(self.style.WARNING(f"  {run.error}"))
+
+    def _print_row_errors(self, run: SyncRun, verbosity: int) -> None:
+        """Grouped by column and message; every stored one too at verbosity 2."""
+        for line in report.error_group_lines(run, limit=ERROR_GROUPS_SHOWN):
+            self.stdout.write(self.style.WARNING(f"  {line}"))
+        if verbosity >= 2:
+            for line in report.error_lines(run):
+                self.stdout.write(self.style.WARNING(f"  {line}"))
+        else:
+            self.stdout.write("  (-v 2 lists every row error)")
+
+
+@contextmanager
+def _quiet_tracebacks() -> Iterator[None]:
+    """Without a handler configured for the ``djsync`` logger, Python would print the
+    traceback it logs for an unexpected exception on stderr (logging's last resort);
+    the command's one-line error is enough there. A configured LOGGING keeps it."""
+    logger = logging.getLogger("djsync")
+    if logger.hasHandlers():
+        yield
+        return
+    silent = logging.NullHandler()
+    logger.addHandler(silent)
+    try:
+        yield
+    finally:
+        logger.removeHandler(silent)
 
 
 def _switches(opts: dict[str, Any]) -> dict[str, Any]:
