@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from ..conf import settings
 from ..exceptions import SourceError
+from ..targets.files import unneutralize_cells
 from . import bounds
 from .base import MISSING, Source
 from .bounds import CHUNK, limit
@@ -287,7 +288,7 @@ class FileSource(Source):
                     elif len(cells) < width:
                         cells.extend([MISSING] * (width - len(cells)))
                 self.row = row
-                yield cells
+                yield unneutralize_cells(cells)  # an export's '=… reads back as =…
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise self._error(
@@ -690,7 +691,7 @@ class FileSource(Source):
                 continue
             if any(c not in (None, "") for c in cells[width:]):
                 raise self._error("a value stands right of the last header column", row=row)
-            record = dict(zip(header, cells, strict=False))
+            record = dict(zip(header, unneutralize_cells(list(cells)), strict=False))
             for name in header[len(cells) :]:
                 record[name] = None
             self.row = row
