@@ -12,6 +12,7 @@ from typing import IO, Any
 from django.db import router, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from . import incremental, multimodel
 from .apply import apply_plan, check_limits
@@ -283,12 +284,11 @@ def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
         result = task.apply_async((sync_run.pk, *args))
     else:
         timeout = float(settings.SEND_TIMEOUT)
-        url = ""
+        url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
         try:
             with app.connection_for_write(
                 transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout}
             ) as connection:
-                url = connection.as_uri()  # the password masked
                 result = task.apply_async(
                     (sync_run.pk, *args),
                     connection=connection,
@@ -301,10 +301,11 @@ def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
                     },
                 )
         except (KombuOperationalError, OSError) as exc:
+            why = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
             error = QueueError(
                 f"the Celery broker{f' at {url}' if url else ''} did not answer within "
-                f"{timeout:g} s ({exc}; the SEND_TIMEOUT setting); run #{sync_run.pk} was "
-                "not queued, nothing was written"
+                f"{timeout:g} s (the SEND_TIMEOUT setting): {why}; run #{sync_run.pk} was "
+                "not queued; nothing was written"
             )
             fail(sync_run, error)
             release_upload(sync_run)
