@@ -118,6 +118,7 @@ def test_upload_preview_apply(
     assert '<strong data-count="deleted">1</strong>' in page
     assert '<del class="djsync-old">1.50</del> → <ins class="djsync-new">1.75</ins>' in page
     assert 'id="djsync-apply"' in page and 'id="djsync-discard"' in page
+    assert '<td id="djsync-owner">admin (you)</td>' in page  # the preview's owner
     assert Product.objects.get(sku="A1").price == Decimal("1.50")  # nothing written yet
 
     with django_capture_on_commit_callbacks(execute=True):
