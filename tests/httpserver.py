@@ -162,7 +162,7 @@ def drip(every: float = 0.2, *, first: bytes = b"[", byte: bytes = b" ") -> Raw:
     quick, the response never ends."""
 
     def write(out: BinaryIO) -> None:
-        out.write(_head(Content_Length="100000000") + first)
+        out.write(_head() + first)  # no length: the body ends when the server says so
         ends = time.monotonic() + HOSTILE_FOR
         while time.monotonic() < ends:
             time.sleep(every)
@@ -184,19 +184,21 @@ def slow_headers(every: float = 0.2) -> Raw:
     return Raw(write)
 
 
-def endless(piece: bytes = b'{"sku": "E", "name": "endless"},', *, chunked: bool = True) -> Raw:
-    """A JSON list that never closes, sent as fast as the client reads: chunked, or with no
-    length at all (the body ends when the connection does)."""
+def endless(
+    piece: bytes = b'{"sku": "E", "name": "endless"},', *, chunked: bool = True, first: bytes = b"["
+) -> Raw:
+    """``first``, then ``piece`` for ever (a JSON list that never closes), sent as fast as
+    the client reads: chunked, or with no length at all (the body ends with the connection)."""
     block = piece * max(1, 65536 // len(piece))
 
     def write(out: BinaryIO) -> None:
         headers = {"Transfer_Encoding": "chunked"} if chunked else {}
         out.write(_head(**headers))
         ends = time.monotonic() + HOSTILE_FOR
-        first = b"["
+        start = first
         while time.monotonic() < ends:
-            data = first + block
-            first = b""
+            data = start + block
+            start = b""
             out.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
 
     return Raw(write)
@@ -227,17 +229,19 @@ def compressed(body: bytes, *encodings: str) -> Raw:
     return Raw(write)
 
 
-def gzip_of_json_list(size: int) -> bytes:
-    """Gzip of ``[0,0,0,…]`` inflating to about ``size`` bytes, built a piece at a time
-    (about a thousandth of ``size`` in memory)."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    piece = b"0," * (1 << 19)
-    parts = [packer.compress(b"[")]
-    for _ in range(max(1, size // len(piece))):
-        parts.append(packer.compress(piece))
-    parts.append(packer.compress(b"0]"))
-    parts.append(packer.flush())
-    return b"".join(parts)
+def spaces_gzip(size: int) -> bytes:
+    """A gzip bomb: ``[`` + ``size`` spaces + ``]`` as gzip members of 1 MiB of spaces each,
+    about a thousandth of ``size`` on the wire, built in no time."""
+    member = gzip.compress(b" " * (1 << 20), 9)
+    return gzip.compress(b"[") + member * max(1, size >> 20) + gzip.compress(b"]")
+
+
+def deflate_bomb(size: int) -> bytes:
+    """A deflate (zlib) bomb: one stream of ``[``, ``size`` spaces, ``]``."""
+    packer = zlib.compressobj(9)
+    piece = b" " * (1 << 20)
+    parts = [packer.compress(b"[")] + [packer.compress(piece) for _ in range(size >> 20)]
+    return b"".join([*parts, packer.compress(b"]"), packer.flush()])
 
 
 def raw_bytes(data: bytes, **headers: str) -> Raw:

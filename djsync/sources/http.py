@@ -203,7 +203,10 @@ class HttpSource(Source):
         # Refuse early (a job saved in the admin, get_source()): the URL and the credential
         # names. Both are checked again when the source runs, on what is actually sent.
         self._allowed_start()
-        self._credentials()
+        for _, item in self._credentials():
+            problem = item.refusal(httpx.URL(self.url))
+            if problem:
+                raise ConfigurationError(f"{self.name}: {problem}")
 
     def _number(self, option: str, value: Any, default: Any) -> float:
         value = default if value is None else value
@@ -450,7 +453,7 @@ class HttpSource(Source):
             ) from None
         problem = fetcher.refusal(target)
         if problem:
-            raise fetcher.error(f"page {self.pages_read}'s next link {problem}")
+            raise fetcher.error(f"page {self.pages_read}'s next link: {problem}")
         text = str(target)
         if text in seen:
             raise SourceError(
@@ -634,9 +637,9 @@ class _Fetcher:
             if problem and len(hops) == 1:
                 # The source's own URL (checked when it was built, and again here on what
                 # is sent: its query parameters added).
-                raise ConfigurationError(redact(f"{source.name}: the URL {problem}", self.secrets))
+                raise ConfigurationError(redact(f"{source.name}: {problem}", self.secrets))
             if problem:
-                raise self.error(f"page {number} redirects to {problem}")
+                raise self.error(f"page {number} redirects: {problem}")
             self.clock.begin_response()
             response = self.client.send(request, stream=True)
             status = response.status_code

@@ -269,6 +269,7 @@ class StreamedList(list):  # noqa: FURB189 - a marker type, empty on purpose
 #: Frame modes of :class:`PageDecoder`: off the records path, the records list, the top
 #: object of a page without a records path (its one list is the records).
 _OFF, _RECORDS, _AUTO = -1, -2, -3
+_STRUCTURE = frozenset({"start_map", "end_map", "start_array", "end_array"})
 
 
 class PageDecoder:
@@ -291,6 +292,10 @@ class PageDecoder:
         self.found: tuple[str] | None = None
         self.out: list[dict[str, Any]] = []
         self.started = False
+        #: Bytes waiting to be fed, and how many were fed since the parser last said something.
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.quiet = 0
 
     # -- feeding -------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> list[dict[str, Any]]:
@@ -298,38 +303,57 @@ class PageDecoder:
             self.started = True
             if chunk.startswith(b"\xef\xbb\xbf"):
                 chunk = chunk[3:]
+        # yajl lexes a token that spans several chunks again from its start each time: one
+        # long string fed 64 KB at a time costs its length squared. So while nothing comes
+        # out, bytes wait until there are as many as were fed since the last event: each
+        # feed at least doubles, and a long token costs a few times its length.
+        self.pending.append(chunk)
+        self.pending_size += len(chunk)
+        if self.pending_size < self.quiet:
+            return []
+        return self._send(b"".join(self.pending) if len(self.pending) > 1 else chunk)
+
+    def _send(self, data: bytes) -> list[dict[str, Any]]:
+        self.pending.clear()
+        self.pending_size = 0
         try:
-            self.parser.send(chunk)
+            self.parser.send(data)
         except (ijson.JSONError, ValueError) as exc:
             raise NotJSON(_first_line(exc)) from None
+        self.quiet = 0 if self.events else self.quiet + len(data)
         return self._drain()
 
     def finish(self) -> list[dict[str, Any]]:
+        out = self._send(b"".join(self.pending)) if self.pending else []
         try:
             self.parser.close()
         except (ijson.JSONError, ValueError) as exc:
             self._drain()
             raise NotJSON(_first_line(exc)) from None
-        out = self._drain()
+        out += self._drain()
         self._check_records()
         return out
 
     def _drain(self) -> list[dict[str, Any]]:
         stack = self.stack
+        # The hot path: a plain value inside a record (or anything off the records path).
+        top = stack[-1] if stack else None
         for event, value in self.events:
             if event == "map_key":
                 self.key = value
-            elif event == "start_map" or event == "start_array":
-                self._open(event == "start_array")
-            elif event == "end_map" or event == "end_array":
-                container, _, key = stack.pop()
-                self._add(container, key)
-            elif stack and stack[-1][1] == _OFF:  # the common case, inside a record
-                parent = stack[-1][0]
-                if type(parent) is dict:
-                    parent[self.key] = value
+            elif event in _STRUCTURE:
+                if event == "start_map" or event == "start_array":
+                    self._open(event == "start_array")
                 else:
-                    parent.append(value)
+                    container, _, key = stack.pop()
+                    self._add(container, key)
+                top = stack[-1] if stack else None
+            elif top is not None and top[1] == _OFF:
+                container = top[0]
+                if type(container) is dict:
+                    container[self.key] = value
+                else:
+                    container.append(value)
             else:
                 _, key = self._place(False, value)
                 self._add(value, key)
