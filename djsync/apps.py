@@ -1,4 +1,5 @@
-"""App config: discovers each installed app's ``sync.py`` and checks the importers."""
+"""App config: discovers each installed app's ``sync.py``, checks the importers and the
+stored jobs (djsync.checks)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class DjsyncConfig(AppConfig):
     def ready(self) -> None:
         autodiscover_modules("sync")
         checks.register(check_importers)
+        from .checks import check_jobs
+
+        checks.register(check_jobs)
         from django.apps import apps
 
         if apps.is_installed("django_celery_beat"):

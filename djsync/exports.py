@@ -56,7 +56,7 @@ FILTER_LOOKUPS = frozenset(
 
 def is_export(job: SyncJob) -> bool:
     """True when the job's target is a file rather than its importer's model."""
-    return (job.target or {}).get("kind") == "file"
+    return isinstance(job.target, dict) and job.target.get("kind") == "file"
 
 
 def export_job(
@@ -99,22 +99,11 @@ def export_run(
 
     job = sync_run.job
     options = dict(job.target or {}) if is_export(job) else {}
-    unknown = set(options) - TARGET_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"job {job.name!r}: unknown target options {', '.join(sorted(unknown))} "
-            f"(a target may set: {', '.join(sorted(TARGET_OPTIONS))})"
-        )
-    if path is not None:
-        destination: str | Path = path  # from code or the command line: trusted
-    elif options.get("path"):
-        destination = job_target_path(options.get("path"), options.get("root"), job=job.name)
-    else:
-        raise ConfigurationError(f"job {job.name!r}: give the export a path")
     importer = make_importer(job)
+    destination, filter = check_target(job, importer, path=path)
     queryset = importer.get_scope(importer.get_queryset())
-    if options.get("filter"):
-        queryset = queryset.filter(**check_filter(options["filter"], importer, job=job.name))
+    if filter:
+        queryset = queryset.filter(**filter)
     sync_run.source_name = importer.label
     sync_run.status = SyncRun.Status.READING
     SyncRun.objects.filter(pk=sync_run.pk).update(
@@ -140,6 +129,28 @@ def export_run(
     sync_run.finished_at = timezone.now()
     sync_run.save()
     return sync_run
+
+
+def check_target(
+    job: SyncJob, importer: Any, *, path: str | Path | None = None
+) -> tuple[str | Path, dict[str, Any]]:
+    """Where an export job writes and its row filter, from its ``target`` (data: checked,
+    djsync.sources.policy) unless ``path`` is given by code or the command line."""
+    options = dict(job.target or {}) if is_export(job) else {}
+    unknown = set(options) - TARGET_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"job {job.name!r}: unknown target options {', '.join(sorted(unknown))} "
+            f"(a target may set: {', '.join(sorted(TARGET_OPTIONS))})"
+        )
+    if path is not None:
+        destination: str | Path = path  # from code or the command line: trusted
+    elif options.get("path"):
+        destination = job_target_path(options.get("path"), options.get("root"), job=job.name)
+    else:
+        raise ConfigurationError(f"job {job.name!r}: give the export a path")
+    filter = options.get("filter")
+    return destination, check_filter(filter, importer, job=job.name) if filter else {}
 
 
 def job_target_path(template: Any, root: Any = None, *, job: str) -> str:

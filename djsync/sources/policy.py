@@ -207,7 +207,7 @@ def resolve_path(
         )
     folder = os.path.realpath(roots[root])
     real = os.path.realpath(os.path.join(folder, path))
-    if os.path.commonpath([folder, real]) != folder or real == folder:
+    if os.path.commonpath([folder, real]) != folder:
         raise refuse(context, f'{what} {shown} leaves its root {root!r} (DJSYNC["FILE_ROOTS"])')
     try:
         mode = os.stat(real).st_mode
@@ -220,11 +220,13 @@ def resolve_path(
     return real
 
 
-def relative_to_root(path: str | Path) -> tuple[str, str] | None:
-    """``(root name, relative path)`` for a server path inside one of the roots, else None
-    (used to migrate stored jobs to the new form)."""
+def relative_to_root(
+    path: str | Path, roots: Mapping[str, str] | None = None
+) -> tuple[str, str] | None:
+    """``(root name, relative path)`` for a server path inside one of the roots (default:
+    DJSYNC["FILE_ROOTS"]), else None (used to migrate stored jobs to the new form)."""
     real = os.path.realpath(str(path))
-    for name, folder in sorted(file_roots().items()):
+    for name, folder in sorted((file_roots() if roots is None else roots).items()):
         folder = os.path.realpath(folder)
         if real != folder and os.path.commonpath([folder, real]) == folder:
             return name, os.path.relpath(real, folder)
@@ -376,7 +378,10 @@ def declared_queryset(name: Any, *, context: JobContext) -> dict[str, Any]:
         )
     spec = declared[name]
     if isinstance(spec, dict):
-        return dict(spec)
+        spec = dict(spec)
+        if callable(spec.get("queryset")) and not isinstance(spec["queryset"], QuerySet):
+            spec["queryset"] = spec["queryset"]()
+        return spec
     value = spec() if callable(spec) and not isinstance(spec, QuerySet) else spec
     if not isinstance(value, QuerySet):
         raise refuse(context, f"importer {owner}: querysets[{name!r}] did not give a queryset")

@@ -110,7 +110,7 @@ class SqlSource(Source):
                     yield from self._dicts(rows)
                 cursor.execute(f"CLOSE {name}")
         except DatabaseError as exc:
-            raise SourceError(f"the query failed: {exc}".strip(), source=self.name) from None
+            raise SourceError(f"the query failed: {_line(exc)}", source=self.name) from None
 
     def _rows_sqlite(self, connection: Any, sql: str, params: list[Any]) -> Iterator[dict]:
         """Stream with ``PRAGMA query_only`` on while SQLite steps the query, restored after
@@ -118,7 +118,7 @@ class SqlSource(Source):
         try:
             cursor = connection.chunked_cursor()
         except DatabaseError as exc:
-            raise SourceError(f"cannot connect: {exc}", source=self.name) from None
+            raise SourceError(f"cannot connect: {_line(exc)}", source=self.name) from None
         try:
             with _query_only(connection):
                 self._execute(cursor, sql, params)
@@ -136,7 +136,7 @@ class SqlSource(Source):
         try:
             cursor.execute(sql, params)
         except DatabaseError as exc:
-            raise SourceError(f"the query failed: {exc}".strip(), source=self.name) from None
+            raise SourceError(f"the query failed: {_line(exc)}", source=self.name) from None
 
     def _fetch(self, cursor: Any, fetch: str | None) -> list[Any]:
         try:
@@ -145,7 +145,7 @@ class SqlSource(Source):
             cursor.execute(fetch)
             return cursor.fetchall()
         except DatabaseError as exc:
-            raise SourceError(f"reading the rows failed: {exc}", source=self.name) from None
+            raise SourceError(f"reading the rows failed: {_line(exc)}", source=self.name) from None
 
     def _set_columns(self, description: Any) -> None:
         if description is None:
@@ -162,6 +162,11 @@ class SqlSource(Source):
         columns = self.columns or []
         for row in rows:
             yield dict(zip(columns, row, strict=True))
+
+
+def _line(exc: Exception) -> str:
+    """The first line of a database error (PostgreSQL adds CONTEXT and HINT lines)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @contextmanager

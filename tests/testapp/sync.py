@@ -11,6 +11,13 @@ class CategoryImporter(djsync.Importer):
     model = Category
     keys = ["code"]
     fields = ["code", "name"]
+    #: What a job's queryset source may pick (tests/test_hostile_jobs.py).
+    querysets = {
+        "active_products": {
+            "queryset": lambda: Product.objects.using("other").filter(active=True),
+            "fields": {"code": "sku", "name": "name"},
+        },
+    }
 
 
 @djsync.register

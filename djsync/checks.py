@@ -1,0 +1,65 @@
+"""System checks on stored jobs: a job whose source or target no longer passes the trust
+policy (docs/security.md) is reported by ``manage.py check``, so a site knows what to fix
+after upgrading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.db import DatabaseError
+
+from .exceptions import DjsyncError
+
+#: Jobs looked at per check (a check must stay fast; the rest fail when they run).
+MAX_JOBS_CHECKED = 1000
+
+
+def check_jobs(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Every stored job's source and export target must pass djsync.sources.policy."""
+    from .models import SyncJob
+
+    messages: list[checks.CheckMessage] = []
+    try:
+        jobs = list(SyncJob.objects.order_by("name")[:MAX_JOBS_CHECKED])
+    except DatabaseError:  # not migrated yet, or no database: nothing stored to check
+        return messages
+    for job in jobs:
+        problem = job_problem(job)
+        if problem:
+            messages.append(
+                checks.Error(
+                    problem,
+                    hint='Edit the job\'s source/target to pick what DJSYNC["FILE_ROOTS"], '
+                    'DJSYNC["SQL_QUERIES"] and its importer declare (docs/security.md).',
+                    obj=job,
+                    id="djsync.E010",
+                )
+            )
+    return messages
+
+
+def job_problem(job: Any) -> str | None:
+    """Why ``job`` would be refused before reading anything, or None."""
+    from . import multimodel
+    from .exports import check_target, is_export
+    from .services import make_importer, make_source
+
+    try:
+        if is_export(job):
+            check_target(job, make_importer(job))
+        elif multimodel.is_multi(job):
+            for importer in multimodel.make_importers(job):
+                multimodel.make_source(job, importer)
+        elif job.source or make_importer(job).source:
+            make_source(job, make_importer(job))
+    except DjsyncError as exc:
+        message = str(exc)
+        return (
+            message if message.startswith(f"job {job.name!r}") else f"job {job.name!r}: {message}"
+        )
+    except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
+        return f"job {job.name!r}: {type(exc).__name__}: {exc}"
+    return None
