@@ -1,0 +1,309 @@
+"""One read of an HTTP source, request by request: each one checked against the base URLs
+and credential bindings, redirects followed by hand, failures retried, and each page's
+bytes streamed into records within the limits of djsync.sources.http_limits."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ..conf import settings
+from ..exceptions import ConfigurationError, SourceError, TransientSourceError
+from .http_limits import (
+    BadEncoding,
+    BodyTooLarge,
+    Clock,
+    DeadlineExceeded,
+    NotJSON,
+    PageDecoder,
+    PageProblem,
+    StreamedList,
+    body_chunks,
+)
+from .http_trust import BaseUrl, Credential, check_url, redact, shown
+
+if TYPE_CHECKING:
+    from .http import HttpSource
+
+#: Statuses worth another attempt: rate limiting and server-side failures.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: A credential this long or longer found in a response refuses the page (shorter ones
+#: would match ordinary data by chance); every length is kept out of messages.
+ECHO_MIN_LENGTH = 6
+#: Characters of a response shown in a message.
+SNIPPET = 200
+
+
+class _Retry(Exception):
+    """A failure worth another attempt (timeout, dropped connection, 429/5xx)."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+@dataclass
+class Page:
+    """What is left of a page once its records are handed out."""
+
+    url: httpx.URL
+    links: dict[str, Any]
+    document: Any
+    records: StreamedList | None
+    digest: bytes
+
+
+class Fetcher:
+    """One read's requests: each one under the base URLs, retried, and bounded in time,
+    size, redirects and nesting."""
+
+    def __init__(
+        self,
+        source: HttpSource,
+        client: httpx.Client,
+        clock: Clock,
+        bases: list[BaseUrl],
+        credentials: list[Credential],
+        query: dict[str, str],
+        secrets: list[str],
+    ) -> None:
+        self.source = source
+        self.client = client
+        self.clock = clock
+        self.bases = bases
+        self.credentials = credentials
+        self.query = query
+        self.secrets = [s for s in secrets if s]
+        self.echo = [s.encode() for s in self.secrets if len(s) >= ECHO_MIN_LENGTH]
+        self.max_body = int(settings.HTTP_MAX_BODY)
+        self.max_redirects = int(settings.HTTP_MAX_REDIRECTS)
+        self.max_depth = int(settings.JSON_MAX_DEPTH)
+
+    def error(self, message: str, cls: type[SourceError] = SourceError) -> SourceError:
+        """A source error whose message holds no credential."""
+        return cls(redact(message, self.secrets), source=self.source.name)
+
+    def refusal(self, url: httpx.URL) -> str | None:
+        """Why ``url`` may not be requested with this read's credentials, or None."""
+        problem = check_url(url, self.bases)
+        if problem:
+            return problem
+        for item in self.credentials:
+            problem = item.refusal(url)
+            if problem:
+                return problem
+        return None
+
+    # -- one page, retried ---------------------------------------------------------------
+    def page(
+        self, url: str, params: dict[str, Any], number: int
+    ) -> Generator[list[dict[str, Any]], None, Page]:
+        """Yield the records of one page in pieces as they arrive; return what is left of
+        it. A failure before its first record is retried; after, the run fails (its
+        records were already handed out) with a TransientSourceError."""
+        source = self.source
+        attempt = 0
+        while True:
+            handed_out = False
+            response: httpx.Response | None = None
+            try:
+                response = self._open(url, {**params, **self.query}, number)
+                try:
+                    decoder = PageDecoder(
+                        source.records_path, max_depth=self.max_depth, page=number
+                    )
+                    digest = hashlib.sha256()
+                    for batch in self._batches(response, decoder, digest, number):
+                        handed_out = True
+                        yield batch
+                    return Page(
+                        response.url,
+                        response.links,
+                        decoder.document,
+                        decoder.records,
+                        digest.digest(),
+                    )
+                finally:
+                    response.close()
+                    self.clock.end_response()
+            except DeadlineExceeded as exc:
+                if exc.setting == "HTTP_DEADLINE":
+                    raise self.error(
+                        f"stopped at page {number}: reading took longer than "
+                        f'DJSYNC["HTTP_DEADLINE"] ({exc.seconds:g} s)'
+                    ) from None
+                retry = _Retry(f"no complete answer within {exc}")
+            except httpx.TimeoutException:
+                retry = _Retry(f"no answer within {source.timeout:g} s (timeout)")
+            except httpx.TransportError as exc:
+                what = "cannot connect" if response is None else "the answer broke off"
+                retry = _Retry(f"{what}: {_one_line(exc)}")
+            except _Retry as exc:
+                retry = exc
+            if handed_out:
+                raise self.error(
+                    f"{retry.problem} (page {number}, after some of its records: not retried)",
+                    TransientSourceError,
+                )
+            if attempt >= source.retries:
+                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                raise self.error(
+                    f"{retry.problem} (page {number}, gave up after {tries})",
+                    TransientSourceError,
+                )
+            pause = source.backoff * (2**attempt)
+            if retry.retry_after is not None:
+                pause = max(pause, retry.retry_after)
+            pause = min(pause, float(settings.HTTP_MAX_BACKOFF))
+            if pause >= self.clock.run_left():
+                raise self.error(
+                    f"{retry.problem} (page {number}); another attempt in {pause:g} s would "
+                    f'pass DJSYNC["HTTP_DEADLINE"] ({self.clock.total:g} s)',
+                    TransientSourceError,
+                )
+            time.sleep(pause)
+            attempt += 1
+
+    def _batches(
+        self, response: httpx.Response, decoder: PageDecoder, digest: Any, number: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        head = b""
+        tail = b""
+        longest = max((len(s) for s in self.echo), default=0)
+        try:
+            for chunk in body_chunks(response, limit=self.max_body, clock=self.clock):
+                if len(head) < SNIPPET:
+                    head += chunk[:SNIPPET]
+                if self.echo:
+                    window = tail + chunk
+                    if any(secret in window for secret in self.echo):
+                        raise self.error(
+                            f"page {number} contains a credential that was sent with the "
+                            "request; refused so that it is not stored (does the API echo "
+                            "its requests?)"
+                        )
+                    tail = window[-(longest - 1) :] if longest > 1 else b""
+                digest.update(chunk)
+                batch = decoder.feed(chunk)
+                if batch:
+                    yield batch
+            batch = decoder.finish()
+            if batch:
+                yield batch
+        except BodyTooLarge as exc:
+            raise self.error(
+                f'page {number} is larger than DJSYNC["HTTP_MAX_BODY"] '
+                f"({self.max_body:,} bytes): {exc}"
+            ) from None
+        except BadEncoding as exc:
+            raise self.error(f"page {number} cannot be read: {exc}") from None
+        except PageProblem as exc:
+            raise self.error(str(exc)) from None
+        except NotJSON as exc:
+            kind = response.headers.get("content-type", "no content type")
+            raise self.error(
+                f"page {number} is not valid JSON ({exc}) ({kind[:80]}){_snippet(head)}"
+            ) from None
+
+    # -- one request, its redirects followed ---------------------------------------------
+    def _open(self, url: str, params: dict[str, Any], number: int) -> httpx.Response:
+        """The response of a request (streamed, not read yet), redirects followed within
+        the base URLs; a 429/5xx is a :class:`_Retry`, any other error a SourceError."""
+        source = self.source
+        try:
+            request = self.client.build_request(
+                source.method,
+                url,
+                params=params or None,
+                json=source.body if source.method == "POST" else None,
+            )
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                redact(f"{source.name}: cannot build the request: {_one_line(exc)}", self.secrets)
+            ) from None
+        hops = [request.url]
+        while True:
+            problem = self.refusal(request.url)
+            if problem and len(hops) == 1:
+                # The source's own URL (checked when it was built, and again here on what
+                # is sent: its query parameters added).
+                raise ConfigurationError(redact(f"{source.name}: {problem}", self.secrets))
+            if problem:
+                raise self.error(f"page {number} redirects: {problem}")
+            self.clock.begin_response()
+            response = self.client.send(request, stream=True)
+            status = response.status_code
+            if status in REDIRECT_STATUSES and "location" in response.headers:
+                response.close()
+                request = self._redirect(request, response, hops, number)
+                continue
+            if 200 <= status < 300:
+                return response
+            try:
+                detail = _snippet(b"".join(body_chunks(response, limit=4 * SNIPPET, truncate=True)))
+            except (BadEncoding, httpx.HTTPError):
+                detail = ""
+            finally:
+                response.close()
+                self.clock.end_response()
+            problem = redact(f"HTTP {status} {response.reason_phrase}", self.secrets)
+            if status in RETRY_STATUSES:
+                raise _Retry(redact(problem + detail, self.secrets), _retry_after(response))
+            raise self.error(f"{problem} from {shown(response.url)}{detail}")
+
+    def _redirect(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        hops: list[httpx.URL],
+        number: int,
+    ) -> httpx.Request:
+        location = response.headers["location"]
+        try:
+            target = response.url.join(location)
+        except httpx.InvalidURL:
+            raise self.error(
+                f"page {number} redirects to {shown(location)!r}, which is not a URL"
+            ) from None
+        if any(str(target) == str(hop) for hop in hops):
+            chain = " → ".join(shown(u) for u in [*hops, target])
+            raise self.error(f"page {number}: a redirect loop ({chain})")
+        if len(hops) > self.max_redirects:
+            raise self.error(
+                f'page {number}: more than DJSYNC["HTTP_MAX_REDIRECTS"] '
+                f"({self.max_redirects}) redirects ({shown(hops[0])} → … → {shown(target)})"
+            )
+        hops.append(target)
+        keep_body = response.status_code in (307, 308)
+        method = request.method if keep_body or request.method == "GET" else "GET"
+        return self.client.build_request(
+            method, target, json=self.source.body if keep_body and method == "POST" else None
+        )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _snippet(data: bytes) -> str:
+    """The start of a response, on one line, for a message."""
+    text = " ".join(data.decode("utf-8", "replace").split())
+    if not text:
+        return ""
+    return f": {text[:SNIPPET]}{'…' if len(text) > SNIPPET else ''}"
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
