@@ -559,6 +559,26 @@ def test_a_file_just_under_the_limit_is_accepted(
     assert SyncRun.objects.get().status == "previewed"
 
 
+def test_too_many_files_in_one_upload_are_refused(job, client_for, upload_root):
+    client = client_for(None, *PREVIEW)
+    parts = {f"file{i}": SimpleUploadedFile(f"{i}.csv", b"sku\n") for i in range(120)}
+    before = snapshot()
+    response = raw_post(client, upload_url(job), encode_multipart(BOUNDARY, parts))
+    assert response.status_code == 400  # Django's DATA_UPLOAD_MAX_NUMBER_FILES
+    assert_nothing_stored(before, upload_root)
+
+
+def test_a_malformed_body_is_refused(job, client_for, upload_root):
+    client = client_for(None, *PREVIEW)
+    before = snapshot()
+    response = client.generic(
+        "POST", upload_url(job), b"--x\r\nnot a part", content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert "The upload could not be read" in response.content.decode()
+    assert_nothing_stored(before, upload_root)
+
+
 # -- file names and options ------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "shown"),
