@@ -119,23 +119,27 @@ def to_int(value: Any) -> int:
     raise ConversionError(f"expected a whole number, got {shown(value)}")
 
 
-def int_converter(low: int | None, high: int | None, what: str) -> Converter:
+def int_converter(low: int, high: int, what: str) -> Converter:
     """Whole numbers in ``low``..``high``, the range of the target column (``what``)."""
 
     def to_bounded_int(value: Any) -> int:
+        number: int | None
         try:
-            number = to_int(value)
+            # The common case first: a short text cell (int() takes " 12 " and "1_000").
+            if type(value) is str and len(value) <= _MAX_DIGITS:
+                number = int(value)
+            else:
+                number = to_int(value)
         except OutOfRange:
             number = None
-        if (
-            number is None
-            or (low is not None and number < low)
-            or (high is not None and number > high)
-        ):
-            raise ConversionError(
-                f"{shown(value)} is out of range: {what} holds {low:,} to {high:,}"
-            )
-        return number
+        except ValueError:
+            try:
+                number = to_int(value)
+            except OutOfRange:
+                number = None
+        if number is not None and low <= number <= high:
+            return number
+        raise ConversionError(f"{shown(value)} is out of range: {what} holds {low:,} to {high:,}")
 
     return to_bounded_int
 

@@ -69,7 +69,7 @@ def text_converter(f: BoundField) -> Callable[[str], Any]:
     """
     convert, converter, tokens = f.convert, f.converter, f.null_tokens
     plain, limit = plain_text(f)
-    if plain:
+    if plain and not tokens:
 
         def text(cell: str) -> Any:
             value = cell.strip()
@@ -77,19 +77,39 @@ def text_converter(f: BoundField) -> Callable[[str], Any]:
                 value
                 and (limit is None or len(value) <= limit)
                 and "\x00" not in value
-                and value not in tokens
                 and (value.isascii() or encodable(value))  # JSON's "\udc80": not storable
             ):
                 return value
-            return convert(cell)  # empty, too long, NUL, a null token: the field's answer
+            return convert(cell)  # empty, too long, NUL: the field's own answer
 
         return text
+    if plain:
 
-    def other(cell: str) -> Any:
+        def text_or_token(cell: str) -> Any:
+            value = cell.strip()
+            if (
+                value
+                and (limit is None or len(value) <= limit)
+                and "\x00" not in value
+                and value not in tokens
+                and (value.isascii() or encodable(value))
+            ):
+                return value
+            return convert(cell)  # the field's own answer, a null token's too
+
+        return text_or_token
+    if not tokens:
+
+        def other(cell: str) -> Any:
+            return converter(cell) if cell.strip() else convert(cell)
+
+        return other
+
+    def other_or_token(cell: str) -> Any:
         value = cell.strip()
         return converter(cell) if value and value not in tokens else convert(cell)
 
-    return other
+    return other_or_token
 
 
 class RowConverter:
