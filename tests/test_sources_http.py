@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
@@ -342,7 +343,7 @@ def test_malformed_json_names_the_page_and_place(api):
     api.route("/bad", Reply(body=b'[{"sku": "A1",}]'))
     source = HttpSource(api.url("/bad"))
     # The page is parsed as it streams in (ijson): the parser's reason and the start of it.
-    message = 'page 1 is not valid JSON (invalid object key (must be a string)) '
+    message = "page 1 is not valid JSON (invalid object key (must be a string)) "
     with pytest.raises(SourceError, match=re.escape(message + '(application/json): [{"sku"')):
         list(source.read())
 
@@ -404,3 +405,74 @@ def test_server_helper_is_a_real_server(api: ApiServer):
 
     api.route("/ping", Reply(body={"ok": True}))
     assert httpx.get(api.url("/ping")).json() == {"ok": True}
+
+
+# -- streaming and redirects within the base URLs ---------------------------------------------
+
+
+def test_a_large_page_streams_in_pieces_with_every_column(api):
+    # ~1 MB: many chunks; a column only the last record has is still seen.
+    rows = [product(n % 900 + 1, sku=f"S{n:05d}") for n in range(6000)]
+    rows[-1]["extra"] = "late"
+    api.route("/big", Reply(body={"data": {"items": rows}, "total": len(rows)}))
+    source = HttpSource(api.url("/big"), records="data.items")
+    records = list(source.read())
+    assert [r["sku"] for r in records] == [r["sku"] for r in rows]
+    assert records[-1]["extra"] == "late" and "extra" in source.columns
+    assert records[0]["price"] == "1.50" and records[0]["active"] is True
+
+
+def test_gzip_and_deflate_pages_are_read(api):
+    import gzip
+    import zlib
+
+    from tests.httpserver import raw_bytes
+
+    body = json.dumps(CATALOGUE).encode()
+    api.route("/gz", raw_bytes(gzip.compress(body), Content_Encoding="gzip"))
+    api.route("/zz", raw_bytes(zlib.compress(body), Content_Encoding="deflate"))
+    api.route("/raw", raw_bytes(zlib.compress(body)[2:-4], Content_Encoding="deflate"))
+    for path in ("/gz", "/zz", "/raw"):
+        assert [r["sku"] for r in HttpSource(api.url(path)).read()] == [p["sku"] for p in CATALOGUE]
+    assert api.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_a_redirect_within_the_base_urls_is_followed(api):
+    api.route("/old", Reply(301, headers={"Location": "/new?v=2"}))
+    api.route("/new", Reply(body={"results": CATALOGUE[:2], "next": "/new2"}))
+    api.route("/new2", Reply(body={"results": CATALOGUE[2:3]}))
+    api.route("/search", Reply(303, headers={"Location": "/new2"}))
+    source = HttpSource(
+        api.url("/old"), records="results", pagination={"style": "next", "path": "next"}
+    )
+    assert len(list(source.read())) == 3
+    assert [r.path for r in api.requests] == ["/old", "/new", "/new2"]
+    # A 303 after a POST is followed with a GET, without the body.
+    source = HttpSource(api.url("/search"), method="POST", json={"q": "x"}, records="results")
+    assert len(list(source.read())) == 1
+    assert [(r.method, r.body) for r in api.requests[-2:]] == [
+        ("POST", b'{"q":"x"}'),
+        ("GET", b""),
+    ]
+
+
+def test_a_cursor_read_from_the_last_record(api):
+    def handler(request: Request) -> Reply:
+        after = int(request.query.get("after", 0))
+        return Reply(body={"results": [p for p in CATALOGUE if p["qty"] > after][:3]})
+
+    api.route("/keyset", handler)
+    source = HttpSource(
+        api.url("/keyset"),
+        records="results",
+        pagination={"style": "cursor", "param": "after", "path": "results.-1.qty"},
+    )
+    assert [r["qty"] for r in source.read()] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_byte_order_mark_and_a_null_page(api):
+    api.route("/bom", Reply(body=b"\xef\xbb\xbf" + json.dumps(CATALOGUE[:2]).encode()))
+    api.route("/null", Reply(body={"data": None}))
+    assert len(list(HttpSource(api.url("/bom")).read())) == 2
+    source = HttpSource(api.url("/null"), records="data")
+    assert list(source.read()) == [] and source.columns == []
