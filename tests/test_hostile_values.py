@@ -541,3 +541,37 @@ def test_storable_caps_by_the_setting():
     assert error.raw == {"a": 1, "b": 2, "…": "2 more cells"}
     error = RowError(row=1, message="m", column="\x00" * 1000)
     assert len(error.column) == 255 and error.column.endswith("… (1,000 characters)")
+
+
+# -- a job's null_tokens source option --------------------------------------------------------
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+def test_a_job_declares_null_tokens_in_its_source_options(fast, make_job, write_csv, file_root):
+    write_csv([blank("J1", medium="-", day="NA"), blank("J2", medium="-", label="-")])
+    job = make_job(
+        "hostile_gauges_tokens", source={"path": "data.csv", "null_tokens": ["-"]}
+    )  # with the importer's "NA", "\\N" and "n/a"; label takes none of them
+    with override_settings(DJSYNC={**django_settings.DJSYNC, "FAST_PATH": fast}):
+        run = _run(job)
+    assert run.status == "succeeded", run.error
+    rows = {g.code: (g.medium, g.day, g.label) for g in Gauge.objects.all()}
+    assert rows == {"J1": (None, None, ""), "J2": (None, None, "-")}
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        ("NA", r"null_tokens is a list of at most 20 texts"),
+        (["x"] * 21, r"null_tokens is a list of at most 20 texts"),
+        ([1], r"a null token must be a short text, not 1"),
+        (["x" * 21], r"a null token must be a short text"),
+        (["\x00"], r"a null token must be a short text"),
+    ],
+)
+def test_bad_null_tokens_in_a_job_are_refused(tokens, message, make_job, write_csv, file_root):
+    write_csv([blank("J1")])
+    job = make_job("hostile_gauges", source={"path": "data.csv", "null_tokens": tokens})
+    with pytest.raises(Exception, match=message) as info:
+        djsync.run(job)
+    run = SyncRun.objects.get(pk=info.value.run.pk)
+    assert run.status == "failed" and re.search(message, run.error)
+    assert not Gauge.objects.exists()

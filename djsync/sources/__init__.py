@@ -72,6 +72,7 @@ def get_source(
         return policy.build(_kinds, options or {}, base=base, context=context)
     options = {**(base or {}), **(options or {})}
     kind = options.pop("kind", "file")
+    tokens = policy.check_null_tokens(options.pop("null_tokens", None), JobContext())
     try:
         cls = _kinds[kind]
     except (KeyError, TypeError):
@@ -79,6 +80,9 @@ def get_source(
             f"unknown source kind {kind!r} (known: {', '.join(sorted(_kinds))})"
         ) from None
     try:
-        return cls(**options)
+        source = cls(**options)
     except TypeError as exc:
         raise ConfigurationError(f"bad options for a {kind} source: {exc}") from None
+    if tokens:
+        source.null_tokens = tokens  # cells that count as empty (BaseImporter.null_tokens)
+    return source

@@ -80,11 +80,33 @@ def build(
     if base.get("kind", "file") != kind:
         base = {}
     base.pop("kind", None)
-    job_options = {k: v for k, v in options.items() if k != "kind"}
+    # Null tokens are options of every kind: cells that count as empty (issue 9, values).
+    tokens = check_null_tokens(options.get("null_tokens", base.pop("null_tokens", None)), context)
+    job_options = {k: v for k, v in options.items() if k not in ("kind", "null_tokens")}
     try:
-        return kinds[kind].from_job(job_options, base=base, context=context)
+        source = kinds[kind].from_job(job_options, base=base, context=context)
     except TypeError as exc:
         raise refuse(context, f"bad options for a {kind} source: {exc}") from None
+    if tokens:
+        source.null_tokens = tokens
+    return source
+
+
+#: Most null tokens a source may declare, and their longest length.
+MAX_NULL_TOKENS = 20
+
+
+def check_null_tokens(value: Any, context: JobContext) -> list[str]:
+    """A source's ``null_tokens`` option: a short list of short texts, e.g. ["NA", "\\N"]."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_NULL_TOKENS:
+        raise refuse(
+            context,
+            f'null_tokens is a list of at most {MAX_NULL_TOKENS} texts, e.g. ["NA", "\\\\N"], '
+            f"not {value!r:.60}",
+        )
+    return [check_text(token, "a null token", context=context, longest=20) for token in value]
 
 
 def check_keys(
