@@ -239,6 +239,18 @@ def test_adding_a_job_needs_the_source_permission(db, client_for, source):
     assert not SyncJob.objects.exists()
 
 
+def test_save_as_new_cannot_copy_a_job_with_another_source(job, client_for):
+    """``_saveasnew`` turns a change into an add, which needs the source permission."""
+    client = client_for(None, *JOBS)
+    before = snapshot()
+    url = reverse("admin:djsync_syncjob_change", args=[job.pk])
+    data = job_post(job, importer=None, source=None, target=None, name="copy", _saveasnew="1")
+    assert client.post(url, data).status_code == 403
+    data = job_post(job, name="copy", source='{"path": "x.csv"}', _saveasnew="1")
+    assert client.post(url, data).status_code == 403
+    assert snapshot() == before
+
+
 def test_target_options_are_checked(job, client_for):
     client = client_for(None, *JOBS, "djsync.change_syncjob_source")
     url = reverse("admin:djsync_syncjob_change", args=[job.pk])
