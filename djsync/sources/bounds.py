@@ -279,15 +279,6 @@ def _check_directory(
     ratio = settings.MAX_COMPRESSION_RATIO
     total = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos)
-    if total > settings.MAX_WORKBOOK_SIZE:
-        raise fail(
-            f"the {kind} workbook inflates to {size(total)}, more than {limit('MAX_WORKBOOK_SIZE')}"
-        )
-    if whole_limit and total > getattr(settings, whole_limit):
-        raise fail(
-            f"{kind} workbooks are parsed whole in memory and this one inflates to "
-            f"{size(total)}, more than {limit(whole_limit)}; convert it to XLSX or CSV"
-        )
     for info in infos:
         if info.flag_bits & 0x1:
             raise fail(f"the {kind} member {info.filename!r} is encrypted")
@@ -313,6 +304,16 @@ def _check_directory(
         raise fail(
             f"the {kind} workbook inflates {size(packed)} to {size(total)}, a ratio above "
             f"{limit('MAX_COMPRESSION_RATIO')} (a zip bomb?)"
+        )
+
+    if total > settings.MAX_WORKBOOK_SIZE:
+        raise fail(
+            f"the {kind} workbook inflates to {size(total)}, more than {limit('MAX_WORKBOOK_SIZE')}"
+        )
+    if whole_limit and total > getattr(settings, whole_limit):
+        raise fail(
+            f"{kind} workbooks are parsed whole in memory and this one inflates to "
+            f"{size(total)}, more than {limit(whole_limit)}; convert it to XLSX or CSV"
         )
 
 
@@ -410,10 +411,14 @@ class XmlScan:
         self.since_lt = 0
         self.run = 0
         self.joined = False
+        #: Text may go on across the chunks fed: the first run after a chunk is not reset.
+        self.continued = False
         parser = expat.ParserCreate()
         parser.buffer_text = True
         parser.buffer_size = min(self.max_run + 1, 2**31 - 1)
-        parser.CharacterDataHandler = self._data
+        # Text runs are bounded by the '<' check in feed() until a comment, CDATA section or
+        # processing instruction shows up (parsers join the text around them): only then
+        # is each run counted, so a plain sheet costs no Python call per value.
         parser.CommentHandler = self._join
         parser.StartCdataSectionHandler = self._join0
         parser.EndCdataSectionHandler = self._join0
@@ -428,19 +433,22 @@ class XmlScan:
         )
 
     def _data(self, text: str) -> None:
-        self.run = self.run + len(text) if self.joined else len(text)
-        self.joined = False
+        self.run = self.run + len(text) if self.joined or self.continued else len(text)
+        self.joined = self.continued = False
         if self.run > self.max_run:
             raise self._too_long()
 
-    def _join(self, _text: str) -> None:
+    def _join(self, _text: str | None = None) -> None:
+        if self.parser.CharacterDataHandler is None:
+            self.parser.CharacterDataHandler = self._data
+            self.run = 0
         self.joined = True
 
     def _join0(self) -> None:
-        self.joined = True
+        self._join()
 
     def _join2(self, _target: str, _data: str) -> None:
-        self.joined = True
+        self._join()
 
     def _doctype(self, *args: Any) -> None:
         raise self.fail(
@@ -458,6 +466,7 @@ class XmlScan:
             self.since_lt = len(data) - data.rfind(b"<") - 1
         if stretch > self.max_run:
             raise self._too_long()
+        self.continued = True
         self._parse(data, False)
 
     def close(self) -> None:

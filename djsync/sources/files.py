@@ -583,66 +583,96 @@ class FileSource(Source):
 
     # -- workbooks -----------------------------------------------------------------------
     def _read_xlsx(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
-        from openpyxl import load_workbook
+        """openpyxl reads the workbook's parts (shared strings, styles, sheet names); the
+        chosen sheet is then streamed here, by its row numbers (:meth:`_xlsx_rows`)."""
+        from openpyxl.reader.excel import ExcelReader
+        from openpyxl.styles.stylesheet import apply_stylesheet
 
         handle = bounds.seekable_copy(handle, self._error)
         bounds.check_zip(handle, self._error, kind="XLSX")
         try:
-            workbook = load_workbook(handle, read_only=True, data_only=True)
+            reader = ExcelReader(handle, read_only=True, data_only=True)
         except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a bad file
             raise self._error(f"not a readable XLSX workbook ({_one_line(exc)})") from None
-        try:
-            sheet = self._pick_sheet(workbook.sheetnames, workbook)
-            yield from self._sheet_rows(self._xlsx_rows(workbook, sheet))
-        finally:
-            workbook.close()
+        with reader.archive:
+            try:
+                reader.read_manifest()
+                reader.read_strings()
+                reader.read_workbook()
+                apply_stylesheet(reader.archive, reader.wb)
+                paths = {
+                    sheet.name: rel.target
+                    for sheet, rel in reader.parser.find_sheets()
+                    if rel.target in reader.valid_files and "chartsheet" not in rel.Type
+                }
+            except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a bad file
+                raise self._error(f"not a readable XLSX workbook ({_one_line(exc)})") from None
+            if not paths:
+                raise self._error("the workbook has no sheet")
+            path = self._pick_sheet(list(paths), paths)
+            yield from self._sheet_rows(self._xlsx_rows(reader, path))
 
-    def _xlsx_rows(self, workbook: Any, sheet: Any) -> Iterator[tuple[int, Sequence[Any]]]:
-        """A sheet's rows by their row numbers, from openpyxl's sheet parser: no blank row
-        made up for a gap, no row widened to a ``<dimension>`` the sheet declares."""
-        from openpyxl.worksheet._reader import WorkSheetParser
+    def _xlsx_rows(self, reader: Any, path: str) -> Iterator[tuple[int, Sequence[Any]]]:
+        """A sheet's rows by their row numbers: no blank row made up for a gap, no row
+        widened to a ``<dimension>`` the sheet declares, rows dropped once read. Cells are
+        read by openpyxl's sheet parser; the XML by the C parser (DTDs were refused)."""
+        from xml.etree.ElementTree import iterparse
+
+        from openpyxl.worksheet._reader import DATA_TAG, ROW_TAG, WorkSheetParser
 
         max_rows, max_columns = settings.MAX_SHEET_ROWS, settings.MAX_COLUMNS
+        wb = reader.wb
         number = 0
-        with workbook._archive.open(sheet._worksheet_path) as src:
-            parser = WorkSheetParser(
+        with reader.archive.open(path) as src:
+            cells_of = WorkSheetParser(
                 src,
-                sheet._shared_strings,
+                reader.shared_strings,
                 data_only=True,
-                epoch=workbook.epoch,
-                date_formats=workbook._date_formats,
-                timedelta_formats=workbook._timedelta_formats,
+                epoch=wb.epoch,
+                date_formats=wb._date_formats,
+                timedelta_formats=wb._timedelta_formats,
             )
-            rows = parser.parse()
-            while True:
-                try:
-                    parsed = next(rows, None)
-                except SourceError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a bad cell in a bad file
-                    raise self._error(
-                        f"not a readable XLSX workbook ({_one_line(exc)})", row=number + 1
-                    ) from None
-                if parsed is None:
-                    return
-                number, cells = parsed
-                if number > max_rows:
-                    raise self._error(
-                        f"the sheet goes on past {limit('MAX_SHEET_ROWS')}", row=number
-                    )
-                if not cells:
-                    yield number, ()
-                    continue
-                width = max(c["column"] for c in cells)
-                if width > max_columns:
-                    raise self._error(
-                        f"the sheet has a cell in column {width:,}, past {limit('MAX_COLUMNS')}",
-                        row=number,
-                    )
-                values: list[Any] = [None] * width
-                for cell in cells:
-                    values[cell["column"] - 1] = cell["value"]
-                yield number, values
+            data = None
+            try:
+                for event, element in iterparse(src, events=("start", "end")):
+                    if event == "start":
+                        if element.tag == DATA_TAG:
+                            data = element
+                        continue
+                    if element.tag != ROW_TAG:
+                        continue
+                    if len(element) or not element.get("r", "1").isdigit():
+                        number, cells = cells_of.parse_row(element)
+                    else:  # a blank row, the commonest kind of padding: no call
+                        r = element.get("r")
+                        number = cells_of.row_counter = int(r) if r else number + 1
+                        cells = None
+                    element.clear()
+                    if data is not None:
+                        del data[:]
+                    if number > max_rows:
+                        raise self._error(
+                            f"the sheet goes on past {limit('MAX_SHEET_ROWS')}", row=number
+                        )
+                    if not cells:
+                        continue  # blank
+                    width = max(c["column"] for c in cells)
+                    if width > max_columns:
+                        raise self._error(
+                            f"the sheet has a cell in column {width:,}, past "
+                            f"{limit('MAX_COLUMNS')}",
+                            row=number,
+                        )
+                    values: list[Any] = [None] * width
+                    for cell in cells:
+                        values[cell["column"] - 1] = cell["value"]
+                    yield number, values
+            except (SourceError, GeneratorExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad cell in a bad file
+                raise self._error(
+                    f"not a readable XLSX workbook ({_one_line(exc)})", row=number + 1
+                ) from None
 
     def _pick_sheet(self, names: list[str], book: Any) -> Any:
         if self.sheet is None:
