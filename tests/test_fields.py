@@ -321,3 +321,88 @@ def test_foreign_key_converts_with_the_related_fields_type():
     assert bound.target_path == "category__code"
     assert bound.convert(" TOY ") == "TOY"
     assert bound.convert("") is None  # null=True
+
+
+# -- what a converter refuses (issue 9: no bad value reaches the database) ---------------------
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("2147483648", r"out of range: IntegerField on \w+ holds"),
+        ("1e1000000000", r"out of range"),
+        ("NaN", "expected a whole number"),
+        ("inf", "expected a whole number"),
+        ([1], "expected a whole number, got a list"),
+        ({"n": 1}, "expected a whole number, got a JSON object"),
+        (b"12", "expected a whole number, got bytes"),
+    ],
+)
+def test_integers_refuse_what_the_column_cannot_hold(raw, message, db):
+    from django.db import connection
+
+    if connection.vendor == "sqlite" and raw == "2147483648":
+        assert convert(Product, "qty", raw) == 2147483648  # SQLite columns hold 64 bits
+        return
+    with pytest.raises(ConversionError, match=message):
+        convert(Product, "qty", raw)
+
+
+@pytest.mark.parametrize("raw", ["NaN", "nan", "inf", "-Infinity", "1e400", float("nan")])
+def test_floats_are_finite(raw):
+    with pytest.raises(ConversionError, match="expected a finite number"):
+        member("score", raw)
+
+
+def test_minus_zero_is_zero():
+    assert convert(Product, "qty", "-0") == 0
+    assert member("score", "-0") == 0.0
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"a": 1}, r"expected text, got a JSON object \{'a': 1\}"),
+        (["a"], r"expected text, got a list \['a'\]"),
+        (b"x", r"expected text, got bytes b'x'"),
+        ("a\x00b", r"contains a NUL character"),
+        ("\udc80", r"not valid Unicode"),
+    ],
+)
+def test_text_refuses_nested_values_bytes_nul_and_surrogates(raw, message):
+    with pytest.raises(ConversionError, match=message):
+        member("name", raw)
+
+
+@pytest.mark.parametrize("raw", ['{"a": NaN}', {"a": [float("inf")]}, {"k": "\x00"}, {"\x00": 1}])
+def test_json_refuses_what_a_json_column_cannot_store(raw):
+    with pytest.raises(ConversionError, match="not a JSON number|NUL character"):
+        member("extra", raw)
+
+
+def test_a_fields_own_validators_run_after_conversion():
+    from django.db import models
+
+    from djsync.fields import converter_for, model_validators, validating
+
+    field = models.GenericIPAddressField()
+    check = validating(converter_for(field), model_validators(field))
+    assert check(" 10.0.0.1 ") == "10.0.0.1"
+    with pytest.raises(ConversionError, match=r"'10.0.0.300': Enter a valid IPv4 or IPv6"):
+        check("10.0.0.300")
+    email = models.EmailField(max_length=50)
+    assert [type(v).__name__ for v in model_validators(email)] == ["EmailValidator"]
+    assert model_validators(models.CharField(max_length=5)) == []  # length: the converter's
+
+
+def test_missing_cell_is_never_empty():
+    from djsync.sources.base import MISSING
+
+    with pytest.raises(ConversionError, match="the row has no cell for this column"):
+        convert(Product, "qty", MISSING)  # qty has a default: still not used
+
+
+def test_null_tokens_of_a_field():
+    bound = Field(null_tokens=["NA", " - "]).bind("score", Member)
+    assert bound.convert(" NA ") is None and bound.convert("-") is None
+    assert bound.convert("1.5") == 1.5
+    with pytest.raises(ConversionError, match="a value is required"):
+        Field(null_tokens=["NA"]).bind("name", Member).convert("NA")
