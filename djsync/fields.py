@@ -456,6 +456,46 @@ def converter_for(
     return conv
 
 
+def guarded(custom: Converter, field: models.Field, builtin: Converter) -> Converter:
+    """A custom converter, with its result held to what the column takes: the built-in
+    converter checks numbers (range, finite, digits) and JSON; text is checked for length,
+    NUL and nesting without being stripped. Other types go through as the converter made
+    them (dates, times, UUIDs: their Python types cannot be out of a column's range)."""
+    if field.choices:
+        return custom
+    if isinstance(field, models.BooleanField):
+        return custom
+    check: Converter
+    if isinstance(field, models.IntegerField | models.AutoField | models.FloatField):
+        check = builtin
+    elif isinstance(field, models.DecimalField):
+        check = builtin
+    elif isinstance(field, models.JSONField):
+
+        def check(value: Any) -> Any:
+            _check_json(value)  # a str result is a JSON string, not JSON text to parse
+            return value
+    elif isinstance(field, models.CharField | models.TextField):
+        limit = field.max_length
+
+        def check(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value if not isinstance(value, NESTED) else to_str(value)
+            if limit is not None and len(value) > limit:
+                raise ConversionError(f"{len(value)} characters; the field allows at most {limit}")
+            if "\x00" in value:
+                raise ConversionError(f"{shown(value)} contains a NUL character (\\x00)")
+            return value
+    else:
+        return custom
+
+    def convert_and_check(value: Any) -> Any:
+        converted = custom(value)
+        return converted if converted is None else check(converted)
+
+    return convert_and_check
+
+
 #: Validators the converters already enforce (length, digits, ranges, NUL).
 _ENFORCED = (
     django_validators.MaxLengthValidator,
@@ -594,13 +634,15 @@ class BoundField:
             value_field = mf
             self.target_path = mf.attname
         using = using or router.db_for_write(model)
-        converter = spec.converter or converter_for(
+        converter = converter_for(
             value_field,
             date_formats=spec.date_formats or date_formats,
             datetime_formats=spec.datetime_formats or datetime_formats,
             time_zone=spec.time_zone,
             using=using,
         )
+        if spec.converter is not None:
+            converter = guarded(spec.converter, value_field, converter)
         #: The model field's validators beyond what the converter enforces (EmailField,
         #: ``validators=[...]``); they run after conversion. Relations are checked by lookup.
         self.validators = [] if self.is_relation else model_validators(mf)

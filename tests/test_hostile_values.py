@@ -58,6 +58,16 @@ class NullTokenGaugeImporter(GaugeImporter):
 
 
 @djsync.register
+class CustomConverterGaugeImporter(GaugeImporter):
+    """Custom converters whose results the column would refuse."""
+
+    name = "hostile_gauges_custom"
+    medium = djsync.Field(converter=lambda v: int(v) * 1000)
+    ratio = djsync.Field(converter=float)
+    label = djsync.Field(converter=lambda v: str(v) * 2)
+
+
+@djsync.register
 class ShortGaugeImporter(GaugeImporter):
     name = "hostile_gauges_short"
     fields = ["code", "medium", "active"]
@@ -283,6 +293,27 @@ CASES = [
         typed={"a\x00": 1},
     ),
     Case(
+        "custom-converter-overflow",
+        "medium",
+        "9999999999999999",
+        r"^9999999999999999000 is out of range: IntegerField on \w+ holds",
+        importer="hostile_gauges_custom",
+    ),
+    Case(
+        "custom-converter-nan",
+        "ratio",
+        "nan",
+        r"^expected a finite number, got nan$",
+        importer="hostile_gauges_custom",
+    ),
+    Case(
+        "custom-converter-too-long",
+        "label",
+        "x" * 20,
+        r"^40 characters; the field allows at most 30$",
+        importer="hostile_gauges_custom",
+    ),
+    Case(
         "huge-value-cut-in-message",
         "label",
         "y" * 100_000,
@@ -322,7 +353,8 @@ def test_the_staged_path_serves_these_importers(db):
     from djsync.targets.sqlite import unsupported as sqlite_unsupported
 
     unsupported = pg_unsupported if connection.vendor == "postgresql" else sqlite_unsupported
-    for name in ("hostile_gauges", "hostile_gauges_dates", "hostile_gauges_short"):
+    names = ["hostile_gauges", "hostile_gauges_dates", "hostile_gauges_short"]
+    for name in [*names, "hostile_gauges_custom", "hostile_gauges_tokens"]:
         assert unsupported(get_importer_class(name)()) is None, name
 
 
