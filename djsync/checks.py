@@ -63,3 +63,27 @@ def job_problem(job: Any) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
         return f"job {job.name!r}: {type(exc).__name__}: {exc}"
     return None
+
+
+def source_problem(importer: str, source: Any, *, name: str = "") -> str | None:
+    """Why a job with this importer (one name or several, comma-separated) and ``source``
+    would be refused (djsync.sources.policy), or None: for the admin's job form."""
+    from .models import SyncJob
+    from .registry import get_importer_class
+    from .sources import get_source
+
+    try:
+        for each in filter(None, (n.strip() for n in (importer or "").split(","))):
+            get_importer_class(each)
+        known = bool(importer)
+    except Exception:  # noqa: BLE001 - an unregistered importer is the importer field's error
+        known = False
+    if not known:  # check the source alone
+        try:
+            get_source(source, job=name)
+        except DjsyncError as exc:
+            return str(exc)
+        return None
+    problem = job_problem(SyncJob(name=name, importer=importer, source=source))
+    prefix = f"job {name!r}: "
+    return problem[len(prefix) :] if problem and problem.startswith(prefix) else problem

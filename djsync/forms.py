@@ -13,10 +13,8 @@ from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
 from .conf import settings
-from .exceptions import DjsyncError
 from .models import SyncJob
 from .registry import importer_choices, importer_names
-from .sources import get_source
 from .sources.files import FORMATS, format_from_name
 
 
@@ -123,11 +121,13 @@ class SyncJobForm(forms.ModelForm):
         options = self.cleaned_data.get("source") or {}
         if not isinstance(options, dict):
             raise ValidationError(_('Source options are a JSON object: {"path": "x.csv"}.'))
-        if options:
-            try:
-                get_source(options)
-            except DjsyncError as exc:
-                raise ValidationError(str(exc)) from None
+        if options:  # a job's source is data: it may only pick what is declared
+            from .checks import source_problem
+
+            importer = self.cleaned_data.get("importer") or getattr(self.instance, "importer", "")
+            problem = source_problem(importer, options, name=self.cleaned_data.get("name") or "")
+            if problem:
+                raise ValidationError(problem)
         return options
 
     def clean_target(self) -> dict[str, Any]:

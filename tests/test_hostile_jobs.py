@@ -631,3 +631,87 @@ def test_the_migration_rewrites_what_it_safely_can(root, settings):
         "path": "p.csv",
         "root": "data",
     }
+
+
+# -- the admin's job form ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "importer,source,message",
+    [
+        (
+            "test_products",
+            '{"path": "/etc/passwd"}',
+            "source path &#x27;/etc/passwd&#x27; is absolute",
+        ),
+        ("test_products", '{"path": "../../etc/shadow"}', "leaves its root"),
+        (
+            "test_products",
+            '{"kind": "sql", "query": "SELECT * FROM auth_user"}',
+            "a job cannot run its own SQL",
+        ),
+        (
+            "test_categories",
+            '{"kind": "queryset", "model": "auth.User"}',
+            "cannot set &#x27;model&#x27;",
+        ),
+        (
+            ["test_categories", "test_products"],
+            '{"sources": {"test_categories": {"path": "c.csv"}, '
+            '"test_products": {"path": "/etc/passwd"}}}',
+            "is absolute",
+        ),
+    ],
+    ids=["absolute", "dot-dot", "raw-sql", "queryset-model", "multi-model-entry"],
+)
+def test_the_job_form_refuses_what_a_run_would(admin_client, root, importer, source, message):
+    from django.urls import reverse
+
+    data = {
+        "name": "hostile",
+        "description": "",
+        "importer": importer,
+        "source": source,
+        "enabled": "on",
+        "allow_create": "unknown",
+        "allow_update": "unknown",
+        "allow_delete": "unknown",
+        "max_create": "",
+        "max_update": "",
+        "max_delete": "",
+        "max_total": "",
+        "delete_guard": "",
+        "on_row_error": "",
+        "schedule": "",
+        "notify_on_failure": "",
+    }
+    response = admin_client.post(reverse("admin:djsync_syncjob_add"), data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not SyncJob.objects.exists()
+
+
+def test_the_job_form_accepts_a_declared_pick(admin_client, root):
+    from django.urls import reverse
+
+    data = {
+        "name": "picks",
+        "description": "",
+        "importer": "test_categories",
+        "source": '{"kind": "queryset", "queryset": "active_products"}',
+        "enabled": "on",
+        "allow_create": "unknown",
+        "allow_update": "unknown",
+        "allow_delete": "unknown",
+        "max_create": "",
+        "max_update": "",
+        "max_delete": "",
+        "max_total": "",
+        "delete_guard": "",
+        "on_row_error": "",
+        "schedule": "",
+        "notify_on_failure": "",
+    }
+    response = admin_client.post(reverse("admin:djsync_syncjob_add"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert SyncJob.objects.get().source == {"kind": "queryset", "queryset": "active_products"}
