@@ -30,12 +30,14 @@ def check_jobs(
         problem = job_problem(job)
         if problem:
             messages.append(
-                checks.Error(
+                # A warning, not an error: errors would stop `migrate` (which rewrites old
+                # jobs) and every other command; the job itself fails with this message.
+                checks.Warning(
                     problem,
                     hint='Edit the job\'s source/target to pick what DJSYNC["FILE_ROOTS"], '
                     'DJSYNC["SQL_QUERIES"] and its importer declare (docs/security.md).',
                     obj=job,
-                    id="djsync.E010",
+                    id="djsync.W010",
                 )
             )
     return messages

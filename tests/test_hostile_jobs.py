@@ -593,9 +593,9 @@ def test_the_check_reports_stored_jobs_that_no_longer_pass(make_job, root):
     make_job("test_products", name="old-sql", source={"kind": "sql", "query": "SELECT 1"})
     messages = check_jobs(databases=["default"])
     assert [(m.id, m.msg.split(":")[0]) for m in messages] == [
-        ("djsync.E010", "job 'old'"),
-        ("djsync.E010", "job 'old-export'"),
-        ("djsync.E010", "job 'old-sql'"),
+        ("djsync.W010", "job 'old'"),
+        ("djsync.W010", "job 'old-export'"),
+        ("djsync.W010", "job 'old-sql'"),
     ]
     assert "is absolute" in messages[0].msg and "leaves its root" in messages[1].msg
     assert "cannot run its own SQL" in messages[2].msg

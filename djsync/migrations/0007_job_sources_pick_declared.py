@@ -1,7 +1,7 @@
 """Stored jobs move to the trust model of docs/security.md: a file path under a root of
 DJSYNC["FILE_ROOTS"] becomes {"root", "path"} relative to it, an inline SQL query identical
 to one of DJSYNC["SQL_QUERIES"] becomes its name. What cannot be rewritten safely is left as
-it is; ``manage.py check`` reports it (djsync.E010)."""
+it is; ``manage.py check`` reports it (djsync.W010)."""
 
 from __future__ import annotations
 
