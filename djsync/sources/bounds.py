@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -28,6 +29,11 @@ RATIO_GRACE = 1024 * 1024
 DIRECTORY_BYTES_PER_MEMBER = 1024
 
 Fail = Callable[..., Exception]
+
+#: A ' before a formula character: what an export puts before a cell a spreadsheet would
+#: run (djsync.targets.files.neutralize), which a file source takes off again.
+_QUOTED_FORMULA = re.compile(rb"'[=+\-@\t\r]")
+_FORMULA_BYTES = frozenset(b"=+-@\t\r")
 
 
 def limit(name: str) -> str:
@@ -173,6 +179,7 @@ class CountedReader(io.BufferedIOBase):
         line_limit: int | None = None,
         refuse_nul: bool = False,
         on_nul: Callable[[], Exception] | None = None,
+        watch_quotes: bool = False,
     ) -> None:
         super().__init__()
         self.raw = raw
@@ -186,6 +193,11 @@ class CountedReader(io.BufferedIOBase):
         self._mark = 0
         self.refuse_nul = refuse_nul
         self.on_nul = on_nul
+        #: Whether the reader above must look for quoted formulas in its rows: set once a
+        #: chunk holds one (watched at byte level, per chunk), so a file without any costs
+        #: no row a look. Without ``watch_quotes`` (the encoding is not ASCII-based) always.
+        self.quoted = not watch_quotes
+        self._quote_tail = False
 
     def readable(self) -> bool:
         return True
@@ -221,6 +233,10 @@ class CountedReader(io.BufferedIOBase):
                     "an end, or a quote left open)",
                     row=row,
                 )
+        if not self.quoted and data:
+            if (self._quote_tail and data[0] in _FORMULA_BYTES) or _QUOTED_FORMULA.search(data):
+                self.quoted = True
+            self._quote_tail = data.endswith(b"'")
         if self.refuse_nul and b"\x00" in data:
             raise self.on_nul() if self.on_nul else self.fail("the file holds a NUL byte")
 

@@ -206,13 +206,14 @@ class FileSource(Source):
             line_limit=settings.MAX_LINE_SIZE,
             refuse_nul=self._nul_is_a_character(),
             on_nul=self._nul_error,
+            watch_quotes=self._nul_is_a_character(),
         )
         text = io.TextIOWrapper(counted, encoding=self._text_encoding(), newline="")
         text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # checks run per chunk
         # The csv module's field limit is process-wide: each read sets it to this setting.
         csv.field_size_limit(settings.MAX_CELL_SIZE)
         try:
-            yield from self._parse_csv(text)
+            yield from self._parse_csv(text, counted)
         except UnicodeDecodeError:
             bad = True
         else:
@@ -252,7 +253,7 @@ class FileSource(Source):
             row=line,
         )
 
-    def _parse_csv(self, lines: IO[str]) -> Iterator[list[Any]]:
+    def _parse_csv(self, lines: IO[str], counted: bounds.CountedReader) -> Iterator[list[Any]]:
         delimiter = self.delimiter
         source: Iterable[str] = lines
         if delimiter == "auto":
@@ -288,7 +289,8 @@ class FileSource(Source):
                     elif len(cells) < width:
                         cells.extend([MISSING] * (width - len(cells)))
                 self.row = row
-                yield unneutralize_cells(cells)  # an export's '=… reads back as =…
+                # An export's '=… reads back as =…; looked for once a chunk holds one.
+                yield unneutralize_cells(cells) if counted.quoted else cells
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise self._error(
