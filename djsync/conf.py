@@ -112,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_WORKBOOK_SIZE": 1024**3,
     "MAX_COMPRESSION_RATIO": 100,
     "MAX_WORKBOOK_MEMBERS": 1_000,
-    "MAX_WORKBOOK_PART_SIZE": 64 * 1024 * 1024,
+    "MAX_WORKBOOK_PART_SIZE": 32 * 1024 * 1024,
     # (JSON_MAX_DEPTH, below with the HTTP limits, also bounds JSON, JSON lines and YAML files.)
     # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
     # URL prefixes (scheme, host, port, path) an HTTP source may fetch: its URL, every next
