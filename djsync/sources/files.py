@@ -338,7 +338,7 @@ class FileSource(Source):
                     raise self._cell_too_long(row, key)
             elif isinstance(value, (dict, list)):
                 self._check_nested(value, row, key)
-            if len(key) > max_cell:
+            if key.__class__ is str and len(key) > max_cell:
                 raise self._cell_too_long(row, None)
 
     def _check_nested(self, value: Any, row: int, column: str) -> None:
