@@ -134,7 +134,7 @@ def test_a_new_run_marks_the_dead_runs_of_its_job_failed(make_job, write_csv):
 @pytest.mark.django_db(transaction=True)  # the task is sent when the run's row commits
 def test_runsync_async_wait_and_cancel_in_eager_mode(make_job, write_csv):
     """Without a broker (the embedded default) --async runs the task in process."""
-    job = make_job("test_products", source={"path": str(write_csv(product_rows("E1")))})
+    job = make_job("test_products", source={"path": write_csv(product_rows("E1")).name})
     out = StringIO()
     call_command("runsync", job.name, "--async", stdout=out)
     run = SyncRun.objects.get(
