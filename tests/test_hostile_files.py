@@ -434,11 +434,11 @@ def _(path: Path) -> Path:
     return path
 
 
-@case("json 200 MB string", "string.json", 'DJSYNC["MAX_CELL_SIZE"]')
+@case("json 30 MB string", "string.json", 'DJSYNC["MAX_CELL_SIZE"]')
 def _(path: Path) -> Path:
     with path.open("w") as out:
         out.write('[{"sku": "')
-        for _ in range(200):
+        for _ in range(30):
             out.write("x" * MiB)
         out.write('"}]')
     return path
@@ -479,10 +479,15 @@ def _(path: Path) -> Path:
     return path
 
 
-@case("yaml larger than what is parsed whole", "big.yaml", 'DJSYNC["MAX_IN_MEMORY_FILE_SIZE"]')
+@case(
+    "yaml larger than what is parsed whole",
+    "big.yaml",
+    'DJSYNC["MAX_IN_MEMORY_FILE_SIZE"]',
+    MAX_IN_MEMORY_FILE_SIZE=MiB,
+)
 def _(path: Path) -> Path:
     with path.open("w") as out:
-        for i in range(900_000):
+        for i in range(50_000):
             out.write(f"- {{sku: S{i:08d}, name: item number {i}}}\n")
     return path
 
@@ -503,7 +508,7 @@ def _(path: Path) -> Path:
 def _(path: Path) -> Path:
     with path.open("w") as out:
         out.write(HEADER + "\nA1,")
-        for _ in range(40):
+        for _ in range(12):
             out.write("y" * MiB)
     return path
 
@@ -616,7 +621,7 @@ def test_hostile_file_stops_with_one_clear_line_in_bounded_time_and_memory(name,
     filename, build, settings, expected = CASES[name]
     path = build(tmp_path / filename)
     if path.is_file():
-        assert path.stat().st_size < 20 * MiB or "MAX_" in expected, "keep hostile files small"
+        assert path.stat().st_size < 32 * MiB, "keep hostile files small"
     out = run_isolated(child_code(path, settings), timeout=30)
     assert out.returncode != 0, out.stdout
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
