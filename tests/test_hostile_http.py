@@ -605,3 +605,27 @@ def test_expensive_inputs_stay_bounded(reply, limits, options, message):
     # The read itself, then the whole child (Python and Django starting included).
     assert float(out.stdout.split()[-1]) < 10 and out.seconds < 20, (out.stdout, out.seconds)
     assert out.peak_mb < 300, out.peak_mb
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"headers": {"Host": "evil.example"}}, "header 'Host' is set by djsync, not by a source"),
+        ({"headers": {"Transfer-Encoding": "chunked"}}, "header 'Transfer-Encoding' is set by"),
+        ({"headers": {"Accept-Encoding": "br"}}, "header 'Accept-Encoding' is set by djsync"),
+        ({"headers": {"Proxy-Authorization": "x"}}, "header 'Proxy-Authorization' is set by"),
+        (
+            {"headers": {"X-Note": "a\r\nHost: evil.example"}},
+            "header 'X-Note' must be a one-line text",
+        ),
+        ({"headers": {"X-Note": ["a"]}}, "header 'X-Note' must be a one-line text"),
+        ({"pagination": {"style": "page", "start": "0; DROP"}}, "pagination start must be a"),
+        ({"pagination": {"style": "offset", "limit": -5}}, "pagination limit must be a whole"),
+        ({"records": "data.-1"}, "its steps are keys, or list positions from 0"),
+        ({"method": "DELETE"}, "method must be GET or POST"),
+    ],
+)
+def test_job_options_that_would_reroute_or_smuggle_a_request(api, make_job, kept, options, message):
+    run = failed(make_job, api.url("/items"), error=ConfigurationError, **options)
+    assert message in run.error
+    assert api.requests == []

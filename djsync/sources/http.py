@@ -41,6 +41,24 @@ from .http_trust import (
 __all__ = ["HttpSource", "dig", "get_credential"]
 
 PAGINATION_STYLES = ("page", "offset", "cursor", "next")
+#: Pagination options that are whole numbers.
+PAGINATION_NUMBERS = ("start", "size", "limit")
+#: Headers djsync sets itself: a job setting them could reroute the request (Host), smuggle
+#: a second one (framing headers) or ask for an encoding that is not inflated in bounds.
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "accept-encoding",
+    }
+)
 #: Header names whose value is a secret: they must name a credential, not hold one.
 SECRET_HEADER_WORDS = ("authorization", "token", "secret", "key", "password", "cookie")
 
@@ -149,6 +167,14 @@ class HttpSource(Source):
             raise ConfigurationError(
                 f"{self.name}: pagination style must be one of {', '.join(PAGINATION_STYLES)}"
             )
+        for option in PAGINATION_NUMBERS:
+            value = self.pagination.get(option)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ConfigurationError(
+                    f"{self.name}: pagination {option} must be a whole number ≥ 0, not {value!r}"
+                )
         self.timeout = self._number("timeout", timeout, settings.HTTP_TIMEOUT)
         self.retries = int(self._number("retries", retries, settings.HTTP_RETRIES))
         self.backoff = self._number("backoff", backoff, settings.HTTP_BACKOFF)
@@ -160,7 +186,19 @@ class HttpSource(Source):
         self.pages_read = 0
         self.setup_incremental(incremental)
         for header, value in self.header_options.items():
-            if isinstance(value, str) and any(w in header.lower() for w in SECRET_HEADER_WORDS):
+            lowered = str(header).lower()
+            if lowered in RESERVED_HEADERS or lowered.startswith("proxy-"):
+                raise ConfigurationError(
+                    f"{self.name}: header {str(header)[:60]!r} is set by djsync, not by a source"
+                )
+            if not isinstance(value, str | dict) or any(
+                c in str(header) + (value if isinstance(value, str) else "") for c in "\r\n\0"
+            ):
+                raise ConfigurationError(
+                    f"{self.name}: header {str(header)[:60]!r} must be a one-line text or "
+                    '{"credential": "NAME"}'
+                )
+            if isinstance(value, str) and any(w in lowered for w in SECRET_HEADER_WORDS):
                 raise ConfigurationError(
                     f"{self.name}: header {header!r} holds a secret; give "
                     f'{{"credential": "NAME"}} and put the value in DJSYNC["CREDENTIALS"]'
