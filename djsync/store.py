@@ -87,11 +87,31 @@ def message_template(message: str, value: Any = None) -> str:
     "no plane with tailnum 'N123'" and "… 'N456'" group together."""
     text = message
     shown = "" if value is None else str(value)
-    if shown.strip() and len(shown) <= 200:
-        text = text.replace(repr(shown), "…")
-        text = re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", "…", text)
-    text = _QUOTED.sub("…", text)
+    if shown.strip() and len(shown) <= 200 and shown in text:
+        text = _replace_word(text.replace(repr(shown), "…"), shown)
+    if "'" in text or '"' in text:
+        text = _QUOTED.sub("…", text)
     return _NUMBER.sub("…", text)
+
+
+def _replace_word(text: str, word: str) -> str:
+    """``text`` with ``word`` put as ``…`` where it stands alone (not inside a longer word:
+    the value "x" leaves "expected" alone). Plain string search: no pattern per value."""
+    parts: list[str] = []
+    start = 0
+    while (at := text.find(word, start)) >= 0:
+        end = at + len(word)
+        alone = (at == 0 or not _wordy(text[at - 1])) and (
+            end == len(text) or not _wordy(text[end])
+        )
+        parts.append(text[start:at] + ("…" if alone else word))
+        start = end
+    parts.append(text[start:])
+    return "".join(parts)
+
+
+def _wordy(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def group_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
