@@ -256,7 +256,7 @@ class PageProblem(ValueError):
     """The page is JSON, but not records where they were expected, or too deep."""
 
 
-class StreamedList(list):  # noqa: FURB189 - a marker type, empty on purpose
+class StreamedList(list):
     """Where the records were in a page: they were handed out as they came, so the list
     stays empty; the first and last ones and the count are kept for pagination paths
     (a cursor read from ``results.-1.id``)."""
