@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 import djsync
 from djsync.exceptions import SourceError
 from djsync.sources import FileSource
+from djsync.sources.base import MISSING
 from djsync.targets.postgres import reads_rows
 from tests.testapp.models import Product
 
@@ -44,7 +45,7 @@ def test_rows_are_the_records_in_column_order():
     assert records == [
         {"sku": "A1", "name": "Lamp", "price": "1.50"},
         {"sku": "A2", "name": "two\nlines, quoted", "price": "2"},
-        {"sku": "A3", "name": "Short", "price": ""},
+        {"sku": "A3", "name": "Short", "price": MISSING},  # a short row: a row error later
         {"sku": "A4", "name": "Extra", "price": "4"},
         {"sku": "A5", "name": "Last", "price": "5"},
     ]
