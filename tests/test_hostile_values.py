@@ -597,9 +597,12 @@ def test_a_job_declares_null_tokens_in_its_source_options(fast, make_job, write_
         ([1], r"a null token must be a short text, not 1"),
         (["x" * 21], r"a null token must be a short text"),
         (["\x00"], r"a null token must be a short text"),
+        (["NA", None], r"a null token must be a short text, not None"),
     ],
 )
 def test_bad_null_tokens_in_a_job_are_refused(tokens, message, make_job, write_csv, file_root):
+    if connection.vendor == "postgresql" and ["\x00"] == tokens:
+        pytest.skip("PostgreSQL cannot even store a job whose JSON holds a NUL character")
     write_csv([blank("J1")])
     job = make_job("hostile_gauges", source={"path": "data.csv", "null_tokens": tokens})
     with pytest.raises(Exception, match=message) as info:

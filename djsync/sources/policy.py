@@ -106,6 +106,8 @@ def check_null_tokens(value: Any, context: JobContext) -> list[str]:
             f'null_tokens is a list of at most {MAX_NULL_TOKENS} texts, e.g. ["NA", "\\\\N"], '
             f"not {value!r:.60}",
         )
+    if any(token is None for token in value):
+        raise refuse(context, "a null token must be a short text, not None")
     return [check_text(token, "a null token", context=context, longest=20) for token in value]
 
 
