@@ -200,3 +200,20 @@ def test_queryset_source_errors():
     )
     with pytest.raises(SourceError, match="bad field in the queryset"):
         list(source.read())
+
+
+@pytest.mark.parametrize("kind", ["queryset", "sql"])
+def test_a_source_on_the_target_database_does_not_hang_the_run(make_job, kind):
+    """A source that reads the target's own connection: the staged path would COPY into the
+    connection the source's server-side cursor still reads (a wait for ever), so the run
+    takes the generic path and finishes."""
+    Product.objects.create(sku="A1", name="Lamp", price=1, qty=1)
+    Product.objects.create(sku="A2", name="Desk", price=1, qty=1)
+    if kind == "queryset":
+        source = QuerySetSource(queryset=Product.objects.all(), fields={"code": "sku", "name": "name"})
+    else:
+        source = SqlSource("SELECT sku AS code, name FROM testapp_product ORDER BY sku")
+    assert source.database == "default"
+    run = djsync.run(make_job("test_categories"), source=source)
+    assert run.status == "succeeded" and run.created == 2
+    assert sorted(Category.objects.values_list("code", "name")) == [("A1", "Lamp"), ("A2", "Desk")]

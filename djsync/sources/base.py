@@ -43,6 +43,9 @@ class Source:
     #: True when an empty result is a normal answer (an incremental read with nothing new),
     #: not a sign of a broken source.
     may_be_empty: bool = False
+    #: Database alias this source reads through (a SQL or queryset source), None for files
+    #: and HTTP: a staged plan cannot write to the connection a source is still reading.
+    database: str | None = None
 
     #: Incremental options: ``column`` (the cursor column, e.g. ``updated_at``), ``deleted``
     #: (a column whose true value marks a deleted record), and source-specific ones.

@@ -47,6 +47,7 @@ class DerivedSource(Source):
         self.distinct = distinct
         self.skip_empty = skip_empty
         self.name = name or f"{self.inner.name} (derived: {', '.join(self.mapping)})"
+        self.database = self.inner.database
         self.columns = None
 
     def read(self) -> Iterator[dict[str, Any]]:

@@ -64,6 +64,7 @@ class QuerySetSource(Source):
             check_alias(using, "queryset source")
             queryset = queryset.using(using)
         self.queryset = queryset
+        self.database = queryset.db
         self.filter = dict(filter or {})
         self.exclude = dict(exclude or {})
         self.fields = fields

@@ -53,7 +53,7 @@ class SqlSource(Source):
         if not isinstance(query, str) or not query.strip():
             raise ConfigurationError("a SQL source needs a query")
         self.query = query.strip().rstrip(";")
-        self.using = using
+        self.using = self.database = using
         self.name = name or f"query on database {using!r}"
         check_alias(using, self.name)
         self.params = list(params or [])

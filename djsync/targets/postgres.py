@@ -86,6 +86,10 @@ def fast_plan(
     """A staged plan for ``importer``, or None when the generic path must be used."""
     if unsupported(importer) is not None:
         return None
+    if source.database is not None and source.database == importer.using:
+        # COPY holds the connection that the source's server-side cursor still reads from:
+        # both would wait on each other for ever.
+        return None
     return build_plan(importer, source, switches, progress=progress)
 
 
