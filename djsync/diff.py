@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from .conf import settings
+from .row_errors import RowErrors
 
 Key = tuple[Any, ...]
 Values = dict[str, Any]
@@ -120,7 +121,8 @@ class Plan:
     updates: list[Update] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
     unchanged: int = 0
-    errors: list[RowError] = field(default_factory=list)
+    #: The first MAX_ROW_ERRORS row errors whole, every one counted and grouped.
+    errors: RowErrors = field(default_factory=lambda: RowErrors(keep=settings.MAX_ROW_ERRORS))
     #: Source records read, and target rows in scope.
     rows_read: int = 0
     rows_in_scope: int = 0
@@ -147,8 +149,7 @@ class Plan:
     @property
     def error_rows(self) -> int:
         """Source rows with a row error: a row with two bad cells is one (both kept)."""
-        numbered = {e.row for e in self.errors if e.row is not None}
-        return len(numbered) + sum(1 for e in self.errors if e.row is None)
+        return self.errors.rows
 
     @property
     def total(self) -> int:

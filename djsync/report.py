@@ -7,6 +7,7 @@ from typing import Any
 
 from .memberships import membership_label
 from .models import SyncChange, SyncRun
+from .row_errors import group_errors
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 #: How a change of a many-to-many through table reads (see djsync.memberships).
@@ -141,8 +142,6 @@ def error_groups(run: SyncRun) -> list[dict[str, Any]]:
             planned = True
             groups += [{**g, "model": model} for g in counts["error_groups"]]
     if not planned and run.errors:
-        from .store import group_errors
-
         stored = run.row_errors.order_by("model", "row", "pk")
         models = list(stored.values_list("model", flat=True).distinct())
         for model in models:

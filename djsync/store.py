@@ -7,7 +7,6 @@ one converts each stored value back through the importer's converters.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from .apply import batched
 from .conf import settings
 from .diff import Action, Create, Delete, Plan, RowError, Update
 from .models import SyncChange, SyncRowError, SyncRun
+from .row_errors import ERROR_GROUPS
 
 if TYPE_CHECKING:
     from .importers import BaseImporter
@@ -57,7 +57,7 @@ def save_row_errors(run: SyncRun, plan: Plan) -> None:
     warning added to the plan says how many were left out. Every path — generic, staged
     on PostgreSQL or SQLite — keeps its row errors on the plan and stores them here."""
     cap = settings.MAX_ROW_ERRORS
-    errors: list[RowError] = plan.errors
+    errors = plan.errors
     if cap is not None:
         room = max(0, int(cap) - run.row_errors.count()) if errors else 0
         if len(errors) > room:
@@ -74,102 +74,12 @@ def save_row_errors(run: SyncRun, plan: Plan) -> None:
         )
 
 
-#: Groups of row errors a run keeps in its stats (the largest ones), and sample values each.
-ERROR_GROUPS = 20
-ERROR_SAMPLES = 3
-#: What makes two messages "the same but for the value": quoted text, then numbers.
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?![\w.])")
-
-
-def message_template(message: str, value: Any = None) -> str:
-    """``message`` with the bad value (quoted or not) and any number put as ``…``, so that
-    "no plane with tailnum 'N123'" and "… 'N456'" group together."""
-    text = message
-    shown = "" if value is None else str(value)
-    if shown.strip() and len(shown) <= 200 and shown in text:
-        text = _replace_word(text.replace(repr(shown), "…"), shown)
-    if "'" in text or '"' in text:
-        text = _QUOTED.sub("…", text)
-    return _NUMBER.sub("…", text)
-
-
-def _replace_word(text: str, word: str) -> str:
-    """``text`` with ``word`` put as ``…`` where it stands alone (not inside a longer word:
-    the value "x" leaves "expected" alone). Plain string search: no pattern per value."""
-    parts: list[str] = []
-    start = 0
-    while (at := text.find(word, start)) >= 0:
-        end = at + len(word)
-        alone = (at == 0 or not _wordy(text[at - 1])) and (
-            end == len(text) or not _wordy(text[end])
-        )
-        parts.append(text[start:at] + ("…" if alone else word))
-        start = end
-    parts.append(text[start:])
-    return "".join(parts)
-
-
-def _wordy(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
-def group_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
-    """Row errors (RowError or SyncRowError) grouped by column and message template,
-    largest group first: ``{"column", "message", "rows", "first_row", "samples"}``.
-    ``rows`` counts rows (a row with two errors of one group is one); samples are a few
-    values, or keys."""
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for error in errors:
-        column = error.column or ""
-        template = message_template(error.message, error.value)
-        group = groups.get((column, template))
-        if group is None:
-            group = groups[(column, template)] = {
-                "column": column,
-                "message": template,
-                "rows": 0,
-                "first_row": None,
-                "samples": [],
-                "_last": object(),
-                "_seen": set(),
-            }
-        if error.row is None or error.row != group["_last"]:
-            group["rows"] += 1
-            group["_last"] = error.row
-        if error.row is not None and (group["first_row"] is None or error.row < group["first_row"]):
-            group["first_row"] = error.row
-        sample = _sample(error)
-        if (
-            sample is not None
-            and len(group["samples"]) < ERROR_SAMPLES
-            and sample not in group["_seen"]
-        ):
-            group["_seen"].add(sample)
-            group["samples"].append(sample)
-    ordered = sorted(groups.values(), key=lambda g: (-g["rows"], g["column"], g["message"]))
-    for group in ordered:
-        del group["_last"], group["_seen"]
-    return ordered
-
-
-def _sample(error: Any) -> str | None:
-    value = error.value
-    if value is None or value == "":
-        key = error.key
-        if not key:
-            return None
-        value = key[0] if len(key) == 1 else ", ".join(str(k) for k in key)
-    text = str(value)
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
 def error_stats(plan: Plan) -> dict[str, Any]:
     """What a run keeps in ``stats[model]`` about its row errors: the largest groups (exact
     row counts, over every error, stored or not) and how many groups there were."""
     if not plan.errors:
         return {}
-    groups = group_errors(plan.errors)
+    groups = plan.errors.groups.result()
     return {"error_groups": groups[:ERROR_GROUPS], "error_group_count": len(groups)}
 
 

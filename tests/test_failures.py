@@ -26,8 +26,11 @@ import djsync
 from djsync import locks, report
 from djsync.diff import RowError
 from djsync.exceptions import RunLocked
+from djsync.importers import Switches
 from djsync.models import SyncChange, SyncRowError, SyncRun
-from djsync.store import group_errors, message_template
+from djsync.registry import get_importer_class
+from djsync.row_errors import group_errors, message_template
+from djsync.sources import FileSource
 from djsync.targets.files import neutralize, unneutralize
 from djsync.uploads import save_upload, storage
 from tests import celery_app
@@ -287,6 +290,26 @@ def test_row_errors_stored_are_capped_and_the_counts_stay_exact(
     assert "the counts are exact" in warning and f"warning: {warning}" in out
     # The groups were counted over every error, stored or not.
     assert "! 12 rows, column 'price'" in out
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["staged", "generic"])
+def test_a_plan_keeps_only_the_row_errors_it_can_store_in_memory(db, tmp_path, settings, fast_path):
+    """A file of bad rows costs bounded memory: the plan holds MAX_ROW_ERRORS row errors
+    whole and only counts and groups the rest, on the staged and the generic path alike."""
+    settings.DJSYNC = {**settings.DJSYNC, "MAX_ROW_ERRORS": 7, "FAST_PATH": fast_path}
+    bad = [f"B{i:04},Thing,x{i},1,,yes" for i in range(500)]
+    twice = [f"C{i:04},Thing,y,z,,yes" for i in range(100)]  # two bad cells: one row
+    path = csv_file(tmp_path, "OK,Thing,1,1,,yes", *bad, *twice)
+    importer = get_importer_class("test_products")()
+    plan = importer.build_plan(FileSource(path), Switches(on_row_error="skip"))
+    try:
+        assert len(plan.errors.kept) == 7 and [e.row for e in plan.errors][:2] == [3, 4]
+        assert plan.errors.total == 700 and plan.error_rows == 600
+        groups = {(g["column"], g["message"]): g["rows"] for g in plan.errors.groups.result()}
+        assert groups[("price", "expected a decimal number, got …")] == 600
+        assert groups[("qty", "expected a whole number, got …")] == 100
+    finally:
+        getattr(plan, "close", lambda: None)()
 
 
 # -- the broker and the workers ---------------------------------------------------------------
