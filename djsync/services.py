@@ -275,43 +275,51 @@ def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> st
     return save_upload(upload, f"{name}.{format}" if format else name)
 
 
-def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
-    """Publish ``task`` for the run. A broker that does not answer within SEND_TIMEOUT
-    seconds (SEND_RETRIES more attempts) fails the run, removes its upload and raises
-    :class:`QueueError` (with the run as ``exc.run``) instead of hanging or a traceback."""
+def publish(task: Any, *args: Any) -> str:
+    """Send ``task`` to the broker and return its id. A broker that does not answer within
+    SEND_TIMEOUT seconds (SEND_RETRIES more attempts) raises :class:`QueueError` instead of
+    hanging or a traceback; with eager Celery the task runs here and now."""
     app = task.app
-    if app.conf.task_always_eager:  # no broker: the task runs here and now
-        result = task.apply_async((sync_run.pk, *args))
-    else:
-        timeout = float(settings.SEND_TIMEOUT)
-        url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
-        try:
-            with app.connection_for_write(
-                transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout}
-            ) as connection:
-                result = task.apply_async(
-                    (sync_run.pk, *args),
-                    connection=connection,
-                    retry=True,
-                    retry_policy={
-                        "max_retries": int(settings.SEND_RETRIES),
-                        "interval_start": 0,
-                        "interval_step": 0.5,
-                        "interval_max": 1,
-                    },
-                )
-        except (KombuOperationalError, OSError) as exc:
-            why = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-            error = QueueError(
-                f"the Celery broker{f' at {url}' if url else ''} did not answer within "
-                f"{timeout:g} s (the SEND_TIMEOUT setting): {why}; run #{sync_run.pk} was "
-                "not queued; nothing was written"
+    if app.conf.task_always_eager:
+        return task.apply_async(args).id or ""
+    timeout = float(settings.SEND_TIMEOUT)
+    url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
+    try:
+        with app.connection_for_write(
+            transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        ) as connection:
+            result = task.apply_async(
+                args,
+                connection=connection,
+                retry=True,
+                retry_policy={
+                    "max_retries": int(settings.SEND_RETRIES),
+                    "interval_start": 0,
+                    "interval_step": 0.5,
+                    "interval_max": 1,
+                },
             )
-            fail(sync_run, error)
-            release_upload(sync_run)
-            error.run = sync_run  # type: ignore[attr-defined]
-            raise error from None
-    SyncRun.objects.filter(pk=sync_run.pk, task_id="").update(task_id=result.id or "")
+    except (KombuOperationalError, OSError) as exc:
+        why = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+        raise QueueError(
+            f"the Celery broker{f' at {url}' if url else ''} did not answer within "
+            f"{timeout:g} s (the SEND_TIMEOUT setting): {why}"
+        ) from None
+    return result.id or ""
+
+
+def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
+    """Publish ``task`` for a new run; a broker that does not answer fails the run, removes
+    its upload and raises :class:`QueueError` (with the run as ``exc.run``)."""
+    try:
+        task_id = publish(task, sync_run.pk, *args)
+    except QueueError as exc:
+        error = QueueError(f"{exc}; run #{sync_run.pk} was not queued; nothing was written")
+        fail(sync_run, error)
+        release_upload(sync_run)
+        error.run = sync_run  # type: ignore[attr-defined]
+        raise error from None
+    SyncRun.objects.filter(pk=sync_run.pk, task_id="").update(task_id=task_id)
 
 
 def execute_queued(sync_run: SyncRun, *, progress: Progress | None = None) -> SyncRun:

@@ -34,7 +34,7 @@ from django.utils.translation import gettext_lazy
 
 from . import permissions, services
 from .conf import settings
-from .exceptions import DjsyncError
+from .exceptions import DjsyncError, QueueError
 from .forms import UploadForm
 from .models import SyncChange, SyncJob, SyncRun
 from .registry import get_importer_class
@@ -298,7 +298,16 @@ def queue_apply(run: SyncRun, user: Any) -> SyncRun:
 
     # An earlier attempt refused because the job was busy left a note; this is a new try.
     SyncRun.objects.filter(pk=run.pk, error__startswith="not applied").update(error="")
-    transaction.on_commit(lambda: apply_run.delay(run.pk, user.pk))
+
+    def send() -> None:
+        try:
+            services.publish(apply_run, run.pk, user.pk)
+        except QueueError as exc:  # the preview stays, to apply once the broker answers
+            SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(
+                error=f"not applied: {exc}"
+            )
+
+    transaction.on_commit(send)
     return run
 
 

@@ -386,6 +386,33 @@ def test_a_broker_that_does_not_answer_fails_the_run_in_seconds(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_applying_a_preview_with_the_broker_down_keeps_the_preview(
+    make_job, tmp_path, real_broker, settings, admin_client
+):
+    """The admin's apply goes through the same bounded publish: the page answers in
+    seconds, the preview stays previewed (to apply once the broker is back) with a note."""
+    from django.urls import reverse
+
+    make_job("test_products")
+    path = csv_file(tmp_path, "NEW,Kite,3,4,,no")
+    runsync("test-products", "--file", path, "--dry-run")
+    run = SyncRun.objects.get()
+    assert run.status == "previewed"
+    settings.DJSYNC = {**settings.DJSYNC, "SEND_TIMEOUT": 1, "SEND_RETRIES": 0}
+    run.user = admin_client.get(reverse("admin:index")).wsgi_request.user
+    run.save(update_fields=["user"])
+    real_broker("redis://127.0.0.1:1/0")
+    started = time.monotonic()
+    response = admin_client.post(reverse("admin:djsync_syncrun_apply", args=[run.pk]))
+    assert time.monotonic() - started < 8
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == "previewed"
+    assert run.error.startswith("not applied: the Celery broker at redis://127.0.0.1:1/0 did")
+    assert "SEND_TIMEOUT" in run.error and Product.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_wait_with_no_worker_says_so_after_a_short_time(make_job, tmp_path, real_broker, settings):
     settings.DJSYNC = {**settings.DJSYNC, "WAIT_NO_WORKER": 1}
     real_broker("memory://")  # a broker that takes the message; no worker reads it
