@@ -22,6 +22,7 @@ OTHER_GROUP = ("", "other messages")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?![\w.])")
 _UNSEEN = object()
+_INF = float("inf")
 
 
 def message_template(message: str, value: Any = None) -> str:
@@ -56,6 +57,23 @@ def _wordy(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
+def _keep_sample(kept: list[tuple[float, str]], candidate: tuple[float, str]) -> None:
+    """Keep in ``kept`` the ERROR_SAMPLES distinct samples seen at the lowest rows, whatever
+    order the errors arrive in (the staged paths find duplicates after the other errors)."""
+    row, sample = candidate
+    for i, (seen_row, seen) in enumerate(kept):
+        if seen == sample:
+            if row < seen_row:
+                kept[i] = candidate
+            return
+    if len(kept) < ERROR_SAMPLES:
+        kept.append(candidate)
+        return
+    worst = max(range(len(kept)), key=kept.__getitem__)
+    if candidate < kept[worst]:
+        kept[worst] = candidate
+
+
 def _sample(error: Any) -> str | None:
     value = error.value
     if value is None or value == "":
@@ -87,7 +105,7 @@ class ErrorGroups:
                     "message": name[1],
                     "rows": 0,
                     "first_row": None,
-                    "samples": [],
+                    "_samples": [],
                     "_last": _UNSEEN,
                 }
         row = error.row
@@ -96,17 +114,19 @@ class ErrorGroups:
             group["_last"] = row
         if row is not None and (group["first_row"] is None or row < group["first_row"]):
             group["first_row"] = row
-        samples = group["samples"]
-        if len(samples) < ERROR_SAMPLES:
-            sample = _sample(error)
-            if sample is not None and sample not in samples:
-                samples.append(sample)
+        sample = _sample(error)
+        if sample is not None:
+            _keep_sample(group["_samples"], (_INF if row is None else row, sample))
 
     def result(self) -> list[dict[str, Any]]:
         """Largest group first: ``{"column", "message", "rows", "first_row", "samples"}``;
         ``rows`` counts rows (a row with two errors of one group is one)."""
         groups = [
-            {k: v for k, v in g.items() if not k.startswith("_")} for g in self._groups.values()
+            {
+                **{k: v for k, v in g.items() if not k.startswith("_")},
+                "samples": [sample for _, sample in sorted(g["_samples"])],
+            }
+            for g in self._groups.values()
         ]
         return sorted(groups, key=lambda g: (-g["rows"], g["column"], g["message"]))
 

@@ -257,6 +257,23 @@ def test_the_failing_message_counts_bad_rows_not_messages(make_job, tmp_path):
     assert "2 bad rows" in message  # three messages on two rows
 
 
+def test_error_groups_are_the_same_whatever_order_the_errors_arrive_in():
+    """The staged paths find duplicate keys after the other row errors: the groups, their
+    counts and their samples (those of the lowest rows) must not depend on that order."""
+    import random
+
+    errors = [
+        RowError(row=r, column="qty", message=f"expected a whole number, got 'v{r % 7}'", value=f"v{r % 7}")
+        for r in range(2, 60)
+    ] + [RowError(row=r, message="key shared with row 3", key=(f"K{r}",)) for r in (90, 5, 40)]
+    expected = group_errors(errors)
+    assert expected[0]["rows"] == 58 and expected[0]["samples"] == ["v2", "v3", "v4"]
+    for seed in range(5):
+        shuffled = errors[:]
+        random.Random(seed).shuffle(shuffled)
+        assert group_errors(shuffled) == expected
+
+
 def test_message_templates_group_values_that_differ_only_in_the_value():
     assert message_template("no plane with tailnum 'N123'", "N123") == "no plane with tailnum …"
     assert message_template("expected a number, got x", "x") == "expected a number, got …"
