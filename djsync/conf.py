@@ -97,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
     # Bytes of a file whose format is parsed whole in memory (xls, yaml), and uncompressed
     # bytes of an ODS workbook (parsed whole as well).
     "MAX_IN_MEMORY_FILE_SIZE": 32 * 1024 * 1024,
+    # Bytes of a YAML file: PyYAML builds a document at about 100 KiB a second.
+    "MAX_YAML_SIZE": 512 * 1024,
     # Bytes of one row of a CSV/TSV file (quoted line breaks included) or one JSON line.
     "MAX_LINE_SIZE": 8 * 1024 * 1024,
     # Characters of one cell, in every format (a JSON string, a sheet cell, a CSV field).

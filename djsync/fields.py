@@ -280,13 +280,18 @@ def datetime_converter(
                 raise ConversionError(
                     f"expected a date and time (e.g. 2024-01-31 13:45:00), got {shown(value)}"
                 )
-        if django_settings.USE_TZ:
-            if timezone.is_naive(parsed):
-                zone = ZoneInfo(time_zone) if time_zone else _source_zone()
-                parsed = parsed.replace(tzinfo=zone)
-            return parsed.astimezone(dt.UTC)
-        if timezone.is_aware(parsed):
-            return timezone.make_naive(parsed, _source_zone())
+        try:
+            if django_settings.USE_TZ:
+                if timezone.is_naive(parsed):
+                    zone = ZoneInfo(time_zone) if time_zone else _source_zone()
+                    parsed = parsed.replace(tzinfo=zone)
+                return parsed.astimezone(dt.UTC)
+            if timezone.is_aware(parsed):
+                return timezone.make_naive(parsed, _source_zone())
+        except OverflowError:  # 9999-12-31T23:59-14:00 is past year 9999 in UTC
+            raise ConversionError(
+                f"{shown(value)} is out of range: in UTC it falls before year 1 or after 9999"
+            ) from None
         return parsed
 
     return to_datetime

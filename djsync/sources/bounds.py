@@ -50,6 +50,7 @@ def limit(name: str) -> str:
 UNITS = {
     "MAX_FILE_SIZE": "bytes",
     "MAX_IN_MEMORY_FILE_SIZE": "bytes",
+    "MAX_YAML_SIZE": "bytes",
     "MAX_LINE_SIZE": "bytes",
     "MAX_WORKBOOK_SIZE": "bytes",
     "MAX_WORKBOOK_PART_SIZE": "bytes",
@@ -373,20 +374,23 @@ def _inflate_member(handle: IO[bytes], info: zipfile.ZipInfo, fail: Fail, *, kin
         f"inflates to more than the {size(info.file_size)} it declares"
     )
     while True:
-        if inflater is not None and inflater.unconsumed_tail:
-            data = inflater.decompress(inflater.unconsumed_tail, CHUNK)
-        elif left > 0:
-            raw = handle.read(min(CHUNK, left))
-            if not raw:
-                raise fail(f"{_unreadable(kind)} (member {info.filename!r} is cut)")
-            left -= len(raw)
-            data = inflater.decompress(raw, CHUNK) if inflater is not None else raw
-        elif inflater is not None and not inflater.eof:
-            data = inflater.flush()
-            if not data:
-                raise fail(f"{_unreadable(kind)} (member {info.filename!r} is cut)")
-        else:
-            break
+        try:
+            if inflater is not None and inflater.unconsumed_tail:
+                data = inflater.decompress(inflater.unconsumed_tail, CHUNK)
+            elif left > 0:
+                raw = handle.read(min(CHUNK, left))
+                if not raw:
+                    raise fail(f"{_unreadable(kind)} (member {info.filename!r} is cut)")
+                left -= len(raw)
+                data = inflater.decompress(raw, CHUNK) if inflater is not None else raw
+            elif inflater is not None and not inflater.eof:
+                data = inflater.flush()
+                if not data:
+                    raise fail(f"{_unreadable(kind)} (member {info.filename!r} is cut)")
+            else:
+                break
+        except zlib.error:  # a flipped bit in the deflated data
+            raise fail(f"{_unreadable(kind)} (member {info.filename!r} is corrupt)") from None
         if not data:
             continue
         produced += len(data)

@@ -405,8 +405,14 @@ class FileSource(Source):
                 total += len(chunk)
                 if total > max_file:
                     raise self._error(f"the file is larger than {limit('MAX_FILE_SIZE')}")
-                if first and chunk.startswith(codecs.BOM_UTF8) and decoder is None:
-                    chunk = chunk[3:]
+                if first and decoder is None:
+                    if chunk.startswith(codecs.BOM_UTF8):
+                        chunk = chunk[3:]
+                    elif chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                        raise self._error(
+                            f"the file starts with a UTF-16 or UTF-32 byte order mark, not "
+                            f"{self.encoding}: set the source's encoding option (e.g. utf-16)"
+                        )
                 first = False
                 if decoder is not None:
                     chunk = decoder.decode(chunk, final=not chunk).encode()
@@ -546,17 +552,33 @@ class FileSource(Source):
             text = data.decode(self._text_encoding())
         except UnicodeDecodeError:
             raise self._decoding_error() from None
-        loader = _yaml_loader()(text)
+        if len(data) > settings.MAX_YAML_SIZE:
+            raise self._error(
+                f"YAML files are parsed slowly (about a second per 100 KiB) and this one has "
+                f"{bounds.size(len(data))}, more than {limit('MAX_YAML_SIZE')}; convert it to "
+                "JSON lines or CSV, which stream"
+            )
+        fast = getattr(yaml, "CSafeLoader", None)
         try:
-            parsed = loader.get_single_data()
+            if fast is not None:
+                # libyaml's events are cheap: aliases and depth are refused on them first,
+                # then its loader builds the data (PyYAML's own scanner is ten times slower).
+                _yaml_prescan(yaml.parse(text, Loader=fast))
+                parsed = yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is safe
+            else:
+                loader = _yaml_loader()(text)
+                try:
+                    parsed = loader.get_single_data()
+                finally:
+                    loader.dispose()
         except _YamlRefused as exc:
             raise self._error(str(exc)) from None
         except RecursionError:
             raise self._too_deep() from None
         except yaml.YAMLError as exc:
-            raise self._error(f"malformed YAML: {exc}") from None
-        finally:
-            loader.dispose()
+            if "maximum nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's 1,000
+                raise self._too_deep() from None
+            raise self._error(_yaml_problem(exc)) from None
         if parsed is None:
             raise self._error("the file is empty")
         yield from self._records(parsed)
@@ -842,6 +864,29 @@ class _YamlRefused(Exception):
     pass
 
 
+def _yaml_prescan(events: Iterable[Any]) -> None:
+    """Refuse aliases and nesting beyond JSON_MAX_DEPTH from a YAML document's events, as
+    :func:`_yaml_loader`'s composer does, before anything is built."""
+    import yaml
+
+    depth, max_depth = 0, settings.JSON_MAX_DEPTH
+    starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    for event in events:
+        if isinstance(event, starts):
+            depth += 1
+            if depth > max_depth:
+                raise _YamlRefused(f"values nest deeper than {limit('JSON_MAX_DEPTH')}")
+        elif isinstance(event, ends):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            raise _YamlRefused(
+                f"line {event.start_mark.line + 1}: YAML aliases (*name) are refused: a "
+                "document that repeats a value by alias can expand without bound (billion "
+                "laughs)"
+            )
+
+
 def _yaml_loader() -> type:
     """PyYAML's safe loader without aliases (a billion-laughs document expands them) and
     with JSON_MAX_DEPTH on nesting, checked while composing."""
@@ -866,6 +911,19 @@ def _yaml_loader() -> type:
                 self.depth -= 1
 
     return Loader
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's error in one line: its problem and where (its own text spans five lines
+    and quotes the document)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if not problem:
+        return f"malformed YAML: {_one_line(exc)}"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if "constructor for the tag" in problem:
+        problem += " (only plain YAML is read: no tags naming Python objects)"
+    return f"malformed YAML: {where}{_one_line(Exception(problem))}"
 
 
 def _one_line(exc: BaseException) -> str:
