@@ -24,6 +24,7 @@ import djsync
 from djsync.exceptions import RowErrorsFound
 from djsync.models import SyncRun
 from djsync.sources import FileSource
+from djsync.sources.base import Source
 from tests.hostile import run_isolated
 from tests.test_hostile_files import (
     ODS_CLOSE,
@@ -39,6 +40,7 @@ from tests.test_hostile_files import (
     xlsx_with_sheet,
 )
 from tests.testapp.models import Member as MemberModel
+from tests.testapp.models import Product
 
 MiB = 1024 * 1024
 HEADER = "sku,name,price,qty,updated,active"
@@ -528,3 +530,84 @@ def test_an_edge_value_is_a_row_error_and_nothing_is_written(
     assert re.search(message, error.message), error.message
     assert error.value.startswith(value[:100].replace("\x00", "\\x00")[:50])
     assert not MemberModel.objects.exists()
+
+
+# -- foreign-key lookups and keys ---------------------------------------------------------
+class _Records(Source):
+    """Typed records, as a JSON feed yields them (a NUL byte cannot come through a CSV)."""
+
+    name = "records"
+    first_row = 2
+
+    def __init__(self, records: list[dict]) -> None:
+        self.records = records
+
+    def read(self):  # noqa: ANN201
+        self.columns = list(self.records[0])
+        yield from (dict(r) for r in self.records)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("c\x00", r"^'c\\x00' contains a NUL character \(\\x00\)$"),
+        ("c" * 100_000, r"^100000 characters; the field allows at most 20$"),
+        ("\ufeffC1", r"^no category with code '\\ufeffC1'$"),
+        ("c1", r"^no category with code 'c1'$"),
+        ({"a": 1}, r"^expected text, got a JSON object \{'a': 1\}$"),
+    ],
+    ids=["nul", "huge", "bom", "case", "object"],
+)
+def test_a_hostile_lookup_value_is_a_row_error(value, message, make_job):
+    import re
+
+    from tests.testapp.models import Category
+
+    Category.objects.create(code="C1", name="x")
+    good = {"sku": "A", "name": "n", "price": "1", "qty": "1", "updated": "", "active": "yes"}
+    rows = [{**good, "category_code": "C1"}, {**good, "sku": "B", "category_code": value}]
+    try:
+        done = djsync.run(make_job("test_products"), source=_Records(rows))
+    except RowErrorsFound as exc:
+        done = exc.run  # type: ignore[attr-defined]
+    run = SyncRun.objects.get(pk=done.pk)
+    assert run.status == "failed" and "nothing written" in run.error
+    error = run.row_errors.get()
+    assert (error.row, error.column) == (3, "category_code")
+    assert re.search(message, error.message), error.message
+    assert not Product.objects.exists()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+@pytest.mark.parametrize(
+    "first, second, distinct",
+    [
+        (("T", "1"), ("T ", "1"), False),  # spaces around a cell are not part of a key
+        (("T", "1"), ("T", "01"), False),  # a number's key is the number
+        (("Caf\u00e9", "1"), ("Cafe\u0301", "1"), True),  # NFC and NFD: what the database sees
+        (("t", "1"), ("T", "1"), True),
+        (("T", "1"), ("\u0422", "1"), True),  # Latin T and Cyrillic Te
+    ],
+    ids=["spaces", "zero", "normalization", "case", "homoglyph"],
+)
+def test_keys_that_look_alike_are_one_key_or_two_the_same_way_everywhere(
+    first, second, distinct, fast, make_job, write_csv
+):
+    rows = [
+        {"team": first[0], "number": first[1], "name": "a"},
+        {"team": second[0], "number": second[1], "name": "b"},
+    ]
+    with override_settings(DJSYNC={**django_settings.DJSYNC, "FAST_PATH": fast}):
+        try:
+            done = djsync.run(make_job("test_members"), file=write_csv(rows))
+        except RowErrorsFound as exc:
+            done = exc.run  # type: ignore[attr-defined]
+    run = SyncRun.objects.get(pk=done.pk)
+    if distinct:
+        assert run.status == "succeeded", run.error
+        assert MemberModel.objects.count() == 2
+    else:
+        assert run.status == "failed" and "nothing written" in run.error
+        messages = {e.message for e in run.row_errors.all()}
+        assert messages == {"duplicate key ('T', 1): it appears more than once"}
+        assert not MemberModel.objects.exists()
