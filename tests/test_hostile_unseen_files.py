@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 import djsync
-from djsync.exceptions import RowErrorsFound
+from djsync.exceptions import RowErrorsFound, SourceError
 from djsync.models import SyncRun
 from djsync.sources import FileSource
 from djsync.sources.base import Source
@@ -611,3 +611,24 @@ def test_keys_that_look_alike_are_one_key_or_two_the_same_way_everywhere(
         messages = {e.message for e in run.row_errors.all()}
         assert messages == {"duplicate key ('T', 1): it appears more than once"}
         assert not MemberModel.objects.exists()
+
+
+# -- XLSX cells a hostile writer makes up ---------------------------------------------------
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ('<c r="A2" t="s"><v>999999999999</v></c>', "row 2: not a readable XLSX workbook (list"),
+        ('<c r="ZZZZZZZZ2"><v>1</v></c>', "row 2: not a readable XLSX workbook ('ZZZZZZZZ' is"),
+        ('<c r="A2"><v>NaN</v></c>', "row 2: not a readable XLSX workbook (invalid literal"),
+        ('<c r="A2" t="n"><v>abc</v></c>', "row 2: not a readable XLSX workbook (invalid literal"),
+        ('<c r="A2" t="d"><v>9999-99-99T99:99</v></c>', "row 2: not a readable XLSX workbook"),
+    ],
+    ids=["shared-string-index", "column-name", "NaN-number", "text-number", "bad-date"],
+)
+def test_a_made_up_xlsx_cell_is_one_clear_line(row, message, tmp_path):
+    sheet = Member("xl/worksheets/sheet1.xml", sheet_xml(f'<row r="2">{row}</row>'))
+    path = xlsx_with_sheet(tmp_path / "cell.xlsx", sheet)
+    with pytest.raises(SourceError) as info:
+        list(FileSource(path).read())
+    assert str(info.value).startswith(f"{path}, {message}"), str(info.value)
+    assert "\n" not in str(info.value)
