@@ -34,8 +34,16 @@ class EmailListField(forms.CharField):
         text = super().to_python(value) or ""
         return [part.strip() for part in re.split(r"[,;\s]+", text) if part.strip()]
 
+    #: Most addresses one job notifies: a failure is not a mailing list.
+    most = 50
+
     def validate(self, value: list[str]) -> None:
         super().validate(value)
+        if len(value) > self.most:
+            raise ValidationError(
+                _("%(count)s addresses; a job notifies at most %(most)s."),
+                params={"count": len(value), "most": self.most},
+            )
         for address in value:
             try:
                 validate_email(address)
@@ -43,6 +51,23 @@ class EmailListField(forms.CharField):
                 raise ValidationError(
                     _("%(address)s is not an e-mail address."), params={"address": address}
                 ) from None
+
+
+class JobJSONField(forms.JSONField):
+    """A job's source or target options: JSON nested too deeply for Python's parser is a
+    form error, not a RecursionError (a 500)."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError(_("The JSON is nested too deeply.")) from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
 
 
 def validate_schedule(text: str) -> None:
@@ -96,6 +121,7 @@ class SyncJobForm(forms.ModelForm):
 
     class Meta:
         model = SyncJob
+        field_classes = {"source": JobJSONField, "target": JobJSONField}
         fields = [
             "name",
             "description",

@@ -6,6 +6,7 @@ checks here cost O(1) per chunk read, never per row, so the CSV fast path keeps 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -77,19 +78,27 @@ def size(n: float) -> str:
 
 
 # -- opening ---------------------------------------------------------------------------
-def open_regular(path: str | os.PathLike[str], fail: Fail) -> IO[bytes]:
+def open_regular(path: str | os.PathLike[str], fail: Fail, *, follow: bool = True) -> IO[bytes]:
     """Open a regular file for reading; refuse devices, FIFOs and sockets up front.
+
+    ``follow=False`` for a job's path, checked as a real path under DJSYNC["FILE_ROOTS"]:
+    a symlink swapped in since the check is not followed (O_NOFOLLOW).
 
     Opened non-blocking first, so a FIFO without a writer does not hang the run, then
     checked with fstat on the open descriptor (no race with a path swapped in between).
     """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise fail("file not found") from None
     except IsADirectoryError:
         raise fail("is a directory, not a file") from None
     except OSError as exc:
+        if not follow and exc.errno == errno.ELOOP:
+            raise fail("became a symlink after its path was checked; not followed") from None
         raise fail(f"cannot open the file: {exc.strerror}") from None
     try:
         info = os.fstat(fd)

@@ -86,7 +86,8 @@ class FileSource(Source):
     @contextmanager
     def _open(self) -> Iterator[IO[bytes]]:
         if self.path is not None:
-            with bounds.open_regular(self.path, self._error) as handle:
+            follow = not getattr(self, "checked_path", False)
+            with bounds.open_regular(self.path, self._error, follow=follow) as handle:
                 yield handle
         else:
             assert self.file is not None
@@ -758,7 +759,71 @@ class FileSource(Source):
     def _read_ods(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         handle = bounds.seekable_copy(handle, self._error)
         bounds.check_zip(handle, self._error, kind="ODS", whole_limit="MAX_IN_MEMORY_FILE_SIZE")
-        yield from self._read_tablib(handle, "ods")
+        from odf import opendocument
+
+        try:
+            sheets = [
+                s for s in opendocument.load(handle).spreadsheet.childNodes if s.qname[1] == "table"
+            ]
+        except Exception as exc:  # noqa: BLE001 - odfpy raises anything on a bad file
+            raise self._error(f"not a readable ODS file ({_one_line(exc)})") from None
+        if not sheets:
+            raise self._error("the workbook has no sheet")
+        names = [s.getAttribute("name") for s in sheets]
+        sheet = self._pick_sheet(names, dict(zip(names, sheets, strict=False)))
+        yield from self._sheet_rows(self._ods_rows(sheet))
+
+    def _ods_rows(self, sheet: Any) -> Iterator[tuple[int, Sequence[Any]]]:
+        """An ODS sheet's rows by number, with ``table:number-columns-repeated`` and
+        ``table:number-rows-repeated`` honoured (LibreOffice writes equal neighbours once)
+        but never inflated: blank repeats only move the count, and a repeat that would go
+        past MAX_COLUMNS or MAX_SHEET_ROWS is refused before anything is made of it."""
+        from tablib.formats._ods import ODSFormat
+
+        max_rows, max_columns = settings.MAX_SHEET_ROWS, settings.MAX_COLUMNS
+        number = 0
+        for row in sheet.childNodes:
+            if getattr(row, "tagName", None) != "table:table-row":
+                continue
+            try:
+                times = _repeat(row.getAttribute("numberrowsrepeated"))
+                cells: list[Any] = []
+                blanks = 0
+                for cell in row.childNodes:
+                    if getattr(cell, "tagName", None) not in (
+                        "table:table-cell",
+                        "table:covered-table-cell",
+                    ):
+                        continue
+                    repeat = _repeat(cell.getAttribute("numbercolumnsrepeated"))
+                    value = ODSFormat.read_cell(cell)
+                    if value is None or value == "":
+                        blanks += repeat  # trailing blanks are never made
+                        continue
+                    if len(cells) + blanks + repeat > max_columns:
+                        raise self._error(
+                            f"the sheet has a cell in column {len(cells) + blanks + repeat:,}, "
+                            f"past {limit('MAX_COLUMNS')}",
+                            row=number + 1,
+                        )
+                    cells.extend([""] * blanks + [value] * repeat)
+                    blanks = 0
+            except SourceError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad cell in a bad file
+                raise self._error(
+                    f"not a readable ODS file ({_one_line(exc)})", row=number + 1
+                ) from None
+            if not cells:
+                number += times
+                continue
+            if number + times > max_rows:
+                raise self._error(
+                    f"the sheet goes on past {limit('MAX_SHEET_ROWS')}", row=max_rows + 1
+                )
+            for _ in range(times):
+                number += 1
+                yield number, cells
 
     def _read_tablib(self, handle: IO[bytes], fmt: str) -> Iterator[dict[str, Any]]:
         import tablib
@@ -775,6 +840,11 @@ class FileSource(Source):
         header = sheet.headers or []
         rows = _chain([tuple(header)], (tuple(r) for r in sheet))
         yield from self._sheet_rows(enumerate(rows, start=1))
+
+
+def _repeat(text: str | None) -> int:
+    """An ODS ``number-*-repeated`` attribute: 1 when absent, at least 1."""
+    return max(int(text), 1) if text else 1
 
 
 def _shared_strings(reader: Any) -> list[str]:

@@ -158,7 +158,7 @@ class Fetcher:
                     f"{retry.problem} (page {number}, gave up after {tries})",
                     TransientSourceError,
                 )
-            pause = source.backoff * (2**attempt)
+            pause = source.backoff * (2 ** min(attempt, 30))  # no float overflow
             if retry.retry_after is not None:
                 pause = max(pause, retry.retry_after)
             pause = min(pause, float(settings.HTTP_MAX_BACKOFF))

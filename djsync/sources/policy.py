@@ -11,6 +11,7 @@ See docs/security.md.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -273,12 +274,32 @@ def file_from_job(
     for name in ("format", "encoding", "delimiter"):
         if name in options:
             kwargs[name] = check_text(options[name], name, context=context, longest=40)
+    if kwargs.get("encoding") and not is_text_encoding(kwargs["encoding"]):
+        raise refuse(
+            context,
+            f"encoding {kwargs['encoding']!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)",
+        )
+    delimiter = kwargs.get("delimiter")
+    if delimiter and delimiter != "auto" and len(delimiter) != 1:
+        raise refuse(context, f'delimiter must be one character or "auto", not {delimiter!r}')
     if "sheet" in options:
         sheet = options["sheet"]
         if not isinstance(sheet, int) or isinstance(sheet, bool):
             sheet = check_text(sheet, "sheet", context=context)
         kwargs["sheet"] = sheet
-    return cls(**kwargs)
+    source = cls(**kwargs)
+    if "path" in options:
+        source.checked_path = True  # opened without following a symlink swapped in since
+    return source
+
+
+def is_text_encoding(name: str) -> bool:
+    """Whether ``name`` is a codec that decodes bytes to text (not rot13, zlib, base64)."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return False
+    return getattr(info, "_is_text_encoding", True)
 
 
 # -- HTTP ----------------------------------------------------------------------------------

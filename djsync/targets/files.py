@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import re
+import string
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -57,14 +58,27 @@ def format_for(path: str | Path, format: str | None = None) -> str:
 def render_path(template: str | Path, *, job: str = "", now: dt.datetime | None = None) -> Path:
     """Fill ``{date}``, ``{date:%Y%m%d}``, ``{datetime}`` and ``{job}`` in an export path."""
     now = timezone.localtime(now or timezone.now())
+    values = {"date": now.date(), "datetime": now, "job": job}
+    template = str(template)
+    parts = []
     try:
-        text = str(template).format(date=now.date(), datetime=now, job=job)
-    except (KeyError, IndexError, ValueError) as exc:
+        # Only the names above, no attribute or index (``{job.__class__}``), no conversion,
+        # a short strftime format for dates and none for {job} (``{job:>999999999}``).
+        for literal, name, spec, conversion in string.Formatter().parse(template):
+            parts.append(literal)
+            if name is None:
+                continue
+            if name not in values or conversion or "{" in (spec or "") or len(spec or "") > 40:
+                raise ValueError(f"{{{name}{'!' + conversion if conversion else ''}}}")
+            if name == "job" and spec:
+                raise ValueError(f"{{job:{spec}}}")
+            parts.append(format(values[name], spec or ""))
+    except ValueError as exc:
         raise ConfigurationError(
-            f"export path {str(template)!r}: bad placeholder ({exc}); use {{date}}, "
+            f"export path {template[:200]!r}: bad placeholder ({str(exc)[:60]}); use {{date}}, "
             "{date:%Y-%m-%d}, {datetime:%Y%m%d-%H%M} or {job}"
         ) from None
-    return Path(text).expanduser()
+    return Path("".join(parts)).expanduser()
 
 
 #: A plain number after a leading sign: "-5", "+3.25", "-1e6" (a spreadsheet reads it as
