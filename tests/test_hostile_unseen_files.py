@@ -397,11 +397,6 @@ def test_unseen_hostile_file_is_bounded_and_clear(name, tmp_path):
 ODS_CELL = b'<table:table-cell office:value-type="string"><text:p>%s</text:p></table:table-cell>'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tablib's ODS reader reads a cell with table:number-columns-repeated once: the "
-    "cells after it shift left (not yet fixed; the repeat bombs cost nothing because of it)",
-)
 def test_an_ods_cell_repeated_across_columns_fills_each_column(tmp_path):
     header = (
         b"<table:table-row>"
@@ -420,9 +415,28 @@ def test_an_ods_cell_repeated_across_columns_fills_each_column(tmp_path):
     ]
 
 
+def test_an_ods_row_repeated_reads_each_time_and_blank_padding_costs_nothing(tmp_path):
+    """LibreOffice writes equal rows once with number-rows-repeated, and pads a sheet with
+    blank rows and columns repeated to its edges: the padding makes no row."""
+    header = b"<table:table-row>" + ODS_CELL % b"sku" + ODS_CELL % b"name" + b"</table:table-row>"
+    same = (
+        b'<table:table-row table:number-rows-repeated="3">'
+        + ODS_CELL % b"A1"
+        + ODS_CELL % b"Lamp"
+        + b'<table:table-cell table:number-columns-repeated="16382"/></table:table-row>'
+    )
+    padding = (
+        b'<table:table-row table:number-rows-repeated="1048000">'
+        b'<table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
+    )
+    path = ods_with_content(tmp_path / "pad.ods", ODS_OPEN + header + same + padding + ODS_CLOSE)
+    assert list(FileSource(path).read()) == [{"sku": "A1", "name": "Lamp"}] * 3
+
+
 @pytest.mark.parametrize("attribute", ["number-rows-repeated", "number-columns-repeated"])
 def test_an_ods_repeat_bomb_costs_nothing(attribute, tmp_path):
-    """table:*-repeated="1000000000" inflates in the parser, not in the zip: it must not."""
+    """table:*-repeated="1000000000" inflates in the reader, not in the zip: refused
+    before anything is made of it."""
     cell = ODS_CELL % b"x"
     if attribute == "number-columns-repeated":
         cell = cell.replace(
@@ -439,8 +453,8 @@ def test_an_ods_repeat_bomb_costs_nothing(attribute, tmp_path):
     path = ods_with_content(tmp_path / "bomb.ods", ODS_OPEN + header + row + ODS_CLOSE)
     out = run_isolated(child_code(path, {}), timeout=30)
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
-    # Read once (see the xfail above) or refused by MAX_SHEET_ROWS/MAX_COLUMNS: bounded.
-    assert out.returncode == 0 or 'DJSYNC["MAX_' in out.last_line, out.last_line
+    setting = "MAX_SHEET_ROWS" if "rows" in attribute else "MAX_COLUMNS"
+    assert out.returncode != 0 and f'DJSYNC["{setting}"]' in out.last_line, out.last_line
     assert out.seconds < 10 and out.peak_mb < 300, (out.seconds, out.peak_mb)
 
 
