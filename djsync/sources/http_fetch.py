@@ -298,7 +298,9 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _snippet(data: bytes) -> str:
     """The start of a response, on one line, for a message."""
-    text = " ".join(data.decode("utf-8", "replace").split())
+    # No control characters: a NUL (a UTF-16 body) cannot be stored in PostgreSQL text.
+    text = data[: SNIPPET * 4].decode("utf-8", "replace")
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     if not text:
         return ""
     return f": {text[:SNIPPET]}{'…' if len(text) > SNIPPET else ''}"
