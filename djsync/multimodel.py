@@ -84,6 +84,14 @@ def source_options(job: SyncJob, importer: BaseImporter) -> tuple[dict[str, Any]
     own = shared.pop("sources", {}) or {}
     if not isinstance(own, dict):
         raise ConfigurationError(f"job {job.name!r}: source 'sources' must map importer names")
+    names = importer_names(job)
+    unknown = [str(name)[:60] for name in own if name not in names]
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise ConfigurationError(
+            f"job {job.name!r}: sources names {', '.join(map(repr, unknown[:3]))}{more}, not "
+            f"an importer of this job ({', '.join(names)})"
+        )
     mine = own.get(importer.name) or {}
     if not isinstance(mine, dict):
         raise ConfigurationError(f"job {job.name!r}: sources[{importer.name!r}] is not an object")

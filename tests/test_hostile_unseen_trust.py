@@ -635,3 +635,41 @@ def test_notify_on_failure_cannot_inject_headers_or_mail_thousands(
     assert response.status_code == 200 and expected in response.content
     assert snapshot() == before
     assert SyncJob.objects.get(pk=job.pk).notify_on_failure in ([], None, "")
+
+
+NOT_MINE = "not an importer of this job (test_categories, test_products)"
+MULTI = [
+    ("sources-list", {"sources": [{"path": "ok.csv"}]}, "source 'sources' must map importer names"),
+    ("sources-text", {"sources": "ok.csv"}, "source 'sources' must map importer names"),
+    (
+        "entry-text",
+        {"sources": {"test_categories": "../x.csv"}},
+        "sources['test_categories'] is not an object",
+    ),
+    (
+        "entry-list",
+        {"sources": {"test_categories": [{"path": "ok.csv"}]}},
+        "sources['test_categories'] is not an object",
+    ),
+    (
+        "entry-unknown-importer",
+        {"sources": {"auth_user": {"path": "ok.csv"}}},
+        "sources names 'auth_user', " + NOT_MINE,
+    ),
+    (
+        "many-entries",
+        {"sources": {f"i{n}": {"path": "ok.csv"} for n in range(10_000)}},
+        "sources names 'i0', 'i1', 'i2' and 9997 more, " + NOT_MINE,
+    ),
+    (
+        "entry-path-object",
+        {"sources": {"test_categories": {"path": {"a": 1}}, "test_products": {"path": "ok.csv"}}},
+        "source path must be a file name, not {'a': 1}",
+    ),
+]
+
+
+@pytest.mark.parametrize("source,expected", [c[1:] for c in MULTI], ids=[c[0] for c in MULTI])
+def test_a_multi_model_job_with_odd_sources_entries(make_job, root, source, expected):
+    message = refused(make_job, source, importer="test_categories, test_products")
+    assert message == "job 'hostile': " + expected
