@@ -117,6 +117,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_WORKBOOK_PART_SIZE": 32 * 1024 * 1024,
     # (JSON_MAX_DEPTH, below with the HTTP limits, also bounds JSON, JSON lines and YAML files.)
     # -- Limits: HTTP sources (docs/security.md) --------------------------------------------
+    # What a job's HTTP options may hold: entries in headers and in params, characters in a
+    # header value, characters in a json body (checked before any request is sent).
+    "HTTP_MAX_OPTION_ITEMS": 100,
+    "HTTP_MAX_HEADER_VALUE": 8_000,
+    "HTTP_MAX_JSON_BODY": 1_000_000,
     # URL prefixes (scheme, host, port, path) an HTTP source may fetch: its URL, every next
     # link and every redirect. Empty: HTTP sources are refused.
     "HTTP_BASE_URLS": [],
@@ -138,6 +143,8 @@ DEFAULTS: dict[str, Any] = {
     # Cells of a row error's raw row kept (a record with more keeps the first ones).
     "ROW_ERROR_COLUMNS": 200,
     # -- Admin and uploads (docs/security.md) -----------------------------------------------
+    # Most addresses one job notifies (notify_on_failure): a failure is not a mailing list.
+    "MAX_NOTIFY_ADDRESSES": 50,
     # With an eager Celery (no broker), an upload larger than this many bytes is previewed
     # in a background thread, so the upload page returns at once and shows progress;
     # smaller ones inside the request. None: always inside the request.

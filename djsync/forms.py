@@ -34,15 +34,16 @@ class EmailListField(forms.CharField):
         text = super().to_python(value) or ""
         return [part.strip() for part in re.split(r"[,;\s]+", text) if part.strip()]
 
-    #: Most addresses one job notifies: a failure is not a mailing list.
-    most = 50
-
     def validate(self, value: list[str]) -> None:
         super().validate(value)
-        if len(value) > self.most:
+        most = settings.MAX_NOTIFY_ADDRESSES
+        if len(value) > most:
             raise ValidationError(
-                _("%(count)s addresses; a job notifies at most %(most)s."),
-                params={"count": len(value), "most": self.most},
+                _(
+                    "%(count)s addresses; a job notifies at most %(most)s "
+                    '(DJSYNC["MAX_NOTIFY_ADDRESSES"]).'
+                ),
+                params={"count": len(value), "most": most},
             )
         for address in value:
             try:

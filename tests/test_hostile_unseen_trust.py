@@ -460,22 +460,23 @@ HTTP_OPTIONS = [
     (
         "many-headers",
         {"headers": {f"X-H{i}": "v" for i in range(1000)}},
-        "headers has 1,000 entries, more than 100 (djsync.sources.http.MAX_OPTION_ITEMS)",
+        'headers has 1,000 entries, more than 100 (DJSYNC["HTTP_MAX_OPTION_ITEMS"])',
     ),
     (
         "megabyte-header",
         {"headers": {"X-Big": "v" * 1_000_000}},
-        "header 'X-Big' is longer than 8,000 characters (djsync.sources.http.MAX_HEADER_VALUE)",
+        "header 'X-Big' is longer than 8,000 characters "
+        '(DJSYNC["HTTP_MAX_HEADER_VALUE"])',
     ),
     (
         "many-params",
         {"params": {f"k{i}": "v" for i in range(100_000)}},
-        "params has 100,000 entries, more than 100 (djsync.sources.http.MAX_OPTION_ITEMS)",
+        'params has 100,000 entries, more than 100 (DJSYNC["HTTP_MAX_OPTION_ITEMS"])',
     ),
     (
         "megabyte-json-body",
         {"method": "POST", "json": ["x" * 1000] * 2000},
-        "the json body is longer than 1,000,000 characters (djsync.sources.http.MAX_JSON_BODY)",
+        'the json body is longer than 1,000,000 characters (DJSYNC["HTTP_MAX_JSON_BODY"])',
     ),
     ("timeout-text", {"timeout": "5"}, "timeout must be a number ≥ 0, not '5'"),
     ("retries-negative", {"retries": -1}, "retries must be a number ≥ 0, not -1"),
@@ -620,7 +621,7 @@ def test_a_source_larger_than_a_request_may_be_is_refused_by_django(job, client_
         pytest.param("a@example.com%0d%0aBcc:x@example.com", b"is not an e-mail", id="encoded"),
         pytest.param(
             "\n".join(f"u{i}@example.com" for i in range(5000)),
-            b"5000 addresses; a job notifies at most 50.",
+            b"5000 addresses; a job notifies at most 50 (DJSYNC[&quot;MAX_NOTIFY_ADDRESSES&quot;]).",
             id="thousands",
         ),
     ],

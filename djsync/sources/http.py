@@ -62,9 +62,6 @@ RESERVED_HEADERS = frozenset(
 )
 #: Most headers and query parameters a source may set, and the longest header value and
 #: JSON body (characters): a request stays a request, not megabytes a server must swallow.
-MAX_OPTION_ITEMS = 100
-MAX_HEADER_VALUE = 8_000
-MAX_JSON_BODY = 1_000_000
 #: Header names whose value is a secret: they must name a credential, not hold one.
 SECRET_HEADER_WORDS = ("authorization", "token", "secret", "key", "password", "cookie")
 
@@ -164,15 +161,17 @@ class HttpSource(Source):
             if value is not None and not isinstance(value, dict):
                 raise ConfigurationError(f"{self.name}: {option} must be an object")
         for option, value in (("params", params), ("headers", headers)):
-            if value is not None and len(value) > MAX_OPTION_ITEMS:
+            if value is not None and len(value) > settings.HTTP_MAX_OPTION_ITEMS:
                 raise ConfigurationError(
                     f"{self.name}: {option} has {len(value):,} entries, more than "
-                    f"{MAX_OPTION_ITEMS} (djsync.sources.http.MAX_OPTION_ITEMS)"
+                    f"{settings.HTTP_MAX_OPTION_ITEMS} "
+                    '(DJSYNC["HTTP_MAX_OPTION_ITEMS"])'
                 )
-        if json is not None and _too_long(json, MAX_JSON_BODY):
+        if json is not None and _too_long(json, settings.HTTP_MAX_JSON_BODY):
             raise ConfigurationError(
-                f"{self.name}: the json body is longer than {MAX_JSON_BODY:,} characters "
-                "(djsync.sources.http.MAX_JSON_BODY)"
+                f"{self.name}: the json body is longer than "
+                f"{settings.HTTP_MAX_JSON_BODY:,} characters "
+                '(DJSYNC["HTTP_MAX_JSON_BODY"])'
             )
         self.params = dict(params or {})
         self.body = json
@@ -223,10 +222,11 @@ class HttpSource(Source):
                     f"{self.name}: header {str(header)[:60]!r} must be a one-line text or "
                     '{"credential": "NAME"}'
                 )
-            if isinstance(value, str) and len(value) > MAX_HEADER_VALUE:
+            if isinstance(value, str) and len(value) > settings.HTTP_MAX_HEADER_VALUE:
                 raise ConfigurationError(
                     f"{self.name}: header {str(header)[:60]!r} is longer than "
-                    f"{MAX_HEADER_VALUE:,} characters (djsync.sources.http.MAX_HEADER_VALUE)"
+                    f"{settings.HTTP_MAX_HEADER_VALUE:,} characters "
+                    '(DJSYNC["HTTP_MAX_HEADER_VALUE"])'
                 )
             if isinstance(value, str) and any(w in lowered for w in SECRET_HEADER_WORDS):
                 raise ConfigurationError(
