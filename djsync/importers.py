@@ -2,14 +2,16 @@
 
 ``BaseImporter`` holds the logic (convert records, read the target, build a plan);
 ``Importer`` adds the metaclass that collects ``Field`` declarations, the way Django
-forms do, so subclasses read as a description of the mapping.
+forms do, and reads the options from an inner ``class Meta`` (``ImporterOptions``), so a
+field may have any name and subclasses read as a description of the mapping.
 """
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -19,37 +21,23 @@ from .diff import Key, Plan, RowError, SourceRow, TargetRow, diff
 from .exceptions import MappingError
 from .fields import NOT_PROVIDED, BoundField, Field, null_token_set
 from .sources.base import MISSING, Source
+from .switches import IMPORTER_SWITCHES, OnRowError, Switches
 
-OnRowError = Literal["fail", "skip"]
-
-
-@dataclass(frozen=True, slots=True)
-class Switches:
-    """What a run may do. Resolved from run options, then the job, then the importer."""
-
-    create: bool = True
-    update: bool = True
-    delete: bool = False
-    max_create: int | None = None
-    max_update: int | None = None
-    max_delete: int | None = None
-    max_total: int | None = None
-    delete_guard: float | None = None
-    on_row_error: OnRowError = "fail"
-    force: bool = False
-
-    def with_overrides(self, **overrides: Any) -> Switches:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+__all__ = ["BaseImporter", "Importer", "ImporterMetaclass", "ImporterOptions", "Switches"]
 
 
 class BaseImporter:
     """Maps source records onto ``model`` rows identified by the natural key ``keys``.
 
     Override the ``normalize_*`` and ``get_*`` methods to adapt it; every one of them is a
-    no-op or the obvious default, so an importer states only what differs.
+    no-op or the obvious default, so an importer states only what differs. The options
+    below are declared in the importer's ``class Meta`` (see :class:`ImporterOptions`);
+    the metaclass copies them onto the class, where the engine reads them.
     """
 
-    #: Registered name; set by ``djsync.register``.
+    #: The resolved ``class Meta`` (set by the metaclass).
+    _meta: ClassVar[ImporterOptions]
+    #: Registered name; set by ``djsync.register`` (from ``Meta.name``, else the model).
     name: ClassVar[str]
     #: The target model.
     model: ClassVar[type[models.Model]]
@@ -115,20 +103,17 @@ class BaseImporter:
 
     # -- declarations --------------------------------------------------------------------
     @classmethod
+    def prepare_options(cls, opts: ImporterOptions) -> None:
+        """Derive options from others when the class is made (a resource importer takes
+        ``model`` and ``keys`` from its resource); ``opts.given`` says what was declared.
+        A no-op here."""
+
+    @classmethod
     def default_switches(cls) -> Switches:
-        return Switches(
-            create=cls.create,
-            update=cls.update,
-            delete=cls.delete,
-            max_create=cls.max_create,
-            max_update=cls.max_update,
-            max_delete=cls.max_delete,
-            max_total=cls.max_total,
-            delete_guard=cls.delete_guard
-            if cls.delete_guard is not None
-            else settings.DELETE_GUARD,
-            on_row_error=cls.on_row_error,
-        )
+        values = {name: getattr(cls, name) for name in IMPORTER_SWITCHES}
+        if values["delete_guard"] is None:
+            values["delete_guard"] = settings.DELETE_GUARD
+        return Switches(**values)
 
     def get_fields(self) -> dict[str, BoundField]:
         """The mapped fields, by model field name: ``fields`` plus declared ``Field``s."""
@@ -413,8 +398,125 @@ def _report(
     progress(count())
 
 
+class ImporterOptions:
+    """An importer's options, read from its inner ``class Meta``.
+
+    As for a Django ``ModelForm``: a subclass without ``Meta`` keeps its parent's options;
+    a subclass's ``Meta`` replaces the parent's, so extend it with
+    ``class Meta(ParentImporter.Meta)``. An unknown option is an error naming it. Helpers
+    with options of their own (``ResourceImporter``, ``MembershipImporter``) subclass this
+    and set ``options_class``.
+    """
+
+    #: Every option with its default; see :class:`BaseImporter` for what each means.
+    defaults: ClassVar[dict[str, Any]] = {
+        "name": None,
+        "model": None,
+        "keys": (),
+        "fields": (),
+        "scope": None,
+        "source": None,
+        "querysets": {},
+        "database": None,
+        "fast_path": True,
+        **{name: getattr(Switches(), name) for name in IMPORTER_SWITCHES},
+        "date_formats": None,
+        "datetime_formats": None,
+        "null_tokens": (),
+    }
+
+    name: str | None
+    model: type[models.Model] | None
+    keys: Sequence[str]
+    fields: Sequence[str] | str
+    scope: dict[str, Any] | None
+    source: dict[str, Any] | None
+    querysets: dict[str, Callable[[], models.QuerySet]]
+    database: str | None
+    fast_path: bool
+    create: bool
+    update: bool
+    delete: bool
+    max_create: int | None
+    max_update: int | None
+    max_delete: int | None
+    max_total: int | None
+    delete_guard: float | None
+    on_row_error: OnRowError
+    date_formats: Sequence[str] | None
+    datetime_formats: Sequence[str] | None
+    null_tokens: Sequence[str]
+
+    def __init__(
+        self, importer: str, values: dict[str, Any], *, legacy: Iterable[str] = ()
+    ) -> None:
+        #: The importer's class name, for messages.
+        self.importer = importer
+        #: The options declared (in a Meta, or as deprecated class attributes), inherited
+        #: ones included; the rest are defaults or derived by ``prepare_options``.
+        self.given: frozenset[str] = frozenset(values)
+        #: The options given as class attributes (deprecated), inherited ones included.
+        self.legacy: frozenset[str] = frozenset(legacy)
+        for name, default in self.defaults.items():
+            setattr(self, name, values.get(name, default))
+        self.validate()
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        return frozenset(cls.defaults)
+
+    @classmethod
+    def read_meta(cls, importer: str, meta: type) -> dict[str, Any]:
+        """The options a ``Meta`` class gives (its bases' too); an unknown one raises."""
+        known = cls.option_names()
+        values: dict[str, Any] = {}
+        for attr in dir(meta):
+            if attr.startswith("_"):
+                continue
+            if attr not in known:
+                close = difflib.get_close_matches(attr, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ImproperlyConfigured(
+                    f"{importer}.Meta: unknown option {attr!r}{hint} "
+                    f"(options: {', '.join(sorted(known))})"
+                )
+            values[attr] = getattr(meta, attr)
+        return values
+
+    def validate(self) -> None:
+        """Mistakes the engine would only notice later, or not at all."""
+        if isinstance(self.keys, str):
+            raise ImproperlyConfigured(
+                f"{self.importer}: keys is a list of field names, e.g. keys = [{self.keys!r}]"
+            )
+        if isinstance(self.fields, str) and self.fields != "__all__":
+            raise ImproperlyConfigured(
+                f'{self.importer}: fields is a list of field names or "__all__", '
+                f"not {self.fields!r}"
+            )
+        if self.on_row_error not in ("fail", "skip"):
+            raise ImproperlyConfigured(
+                f'{self.importer}: on_row_error is "fail" or "skip", not {self.on_row_error!r}'
+            )
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.defaults}
+
+    def contribute_to_class(self, cls: type) -> None:
+        """Set each option as a plain class attribute, where the engine reads it. ``name``
+        only when declared: ``register`` sets it otherwise."""
+        for name in self.defaults:
+            if name != "name" or name in self.given:
+                setattr(cls, name, getattr(self, name))
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{k}={getattr(self, k)!r}" for k in sorted(self.given))
+        return f"<ImporterOptions of {self.importer}: {given}>"
+
+
 class ImporterMetaclass(type):
-    """Collects ``Field`` class attributes into ``declared_fields`` (inherited ones too)."""
+    """Collects ``Field`` class attributes into ``declared_fields`` (inherited ones too)
+    and the inner ``class Meta`` into ``_meta`` (an :class:`ImporterOptions`)."""
 
     def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> type:
         declared: dict[str, Field] = {}
@@ -425,8 +527,62 @@ class ImporterMetaclass(type):
                 value.name = attr
                 declared[attr] = attrs.pop(attr)
         attrs["declared_fields"] = declared
-        return super().__new__(mcs, name, bases, attrs)
+        options_class: type[ImporterOptions] = attrs.get("options_class") or next(
+            (b.options_class for b in bases if hasattr(b, "options_class")), ImporterOptions
+        )
+        known = options_class.option_names()
+        # Options as class attributes: the style before class Meta (deprecated).
+        legacy = {attr: attrs.pop(attr) for attr in list(attrs) if attr in known}
+        cls = super().__new__(mcs, name, bases, attrs)
+        if legacy:
+            names = ", ".join(sorted(legacy))
+            warnings.warn(
+                f"{name}: move {names} into class Meta (importer options as class "
+                "attributes are deprecated; a field of the same name would change the "
+                "importer)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        values, legacy_names = _resolve(options_class, name, bases, attrs.get("Meta"), legacy)
+        opts = options_class(name, values, legacy=legacy_names)
+        cls._meta = opts  # type: ignore[attr-defined]
+        opts.contribute_to_class(cls)
+        cls.prepare_options(opts)  # type: ignore[attr-defined]
+        opts.validate()
+        opts.contribute_to_class(cls)
+        return cls
+
+
+def _resolve(
+    options_class: type[ImporterOptions],
+    name: str,
+    bases: tuple[type, ...],
+    meta: type | None,
+    legacy: dict[str, Any],
+) -> tuple[dict[str, Any], set[str]]:
+    """The declared options of a new importer class, and which came as class attributes.
+
+    Lowest to highest: the parents' (all their declared options without a ``Meta`` of its
+    own, else only their deprecated class attributes), then this class's class attributes,
+    then its ``Meta``.
+    """
+    inherited: dict[str, Any] = {}
+    legacy_names = set(legacy)
+    for base in reversed(bases):
+        parent: ImporterOptions | None = getattr(base, "_meta", None)
+        if not isinstance(parent, ImporterOptions):
+            continue
+        names = parent.legacy if meta is not None else parent.given
+        inherited.update({k: getattr(parent, k) for k in names})
+        legacy_names |= parent.legacy
+    values = {**inherited, **legacy}
+    if meta is not None:
+        values.update(options_class.read_meta(name, meta))
+    return values, legacy_names
 
 
 class Importer(BaseImporter, metaclass=ImporterMetaclass):
-    """Subclass this to declare an importer; see :class:`BaseImporter` for the options."""
+    """Subclass this to declare an importer; see :class:`ImporterOptions` for ``Meta``."""
+
+    #: The class that reads ``Meta``; a helper with options of its own subclasses it.
+    options_class: ClassVar[type[ImporterOptions]] = ImporterOptions

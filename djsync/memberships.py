@@ -7,10 +7,11 @@ is a delete — previewed, limited, applied and recorded like any other change::
 
     @djsync.register
     class TeamMembers(MembershipImporter):
-        name = "team-members"
-        relation = Team.members
-        group_lookup = "code"        # Team.code in the column "team"
-        member_lookup = "number"     # Employee.number in the column "employee"
+        class Meta:
+            name = "team-members"
+            relation = Team.members
+            group_lookup = "code"        # Team.code in the column "team"
+            member_lookup = "number"     # Employee.number in the column "employee"
 
 A source row is one membership: ``team,employee`` / ``sales,7``. With ``delete`` on (the
 default here) a link missing from the source is removed; a ``scope`` such as
@@ -28,15 +29,36 @@ from django.db import models
 
 from .exceptions import ConfigurationError
 from .fields import Field
-from .importers import Importer
+from .importers import Importer, ImporterOptions
 
-__all__ = ["MembershipImporter", "membership_label"]
+__all__ = ["MembershipImporter", "MembershipOptions", "membership_label"]
+
+
+class MembershipOptions(ImporterOptions):
+    """A membership importer's ``Meta``: the importer options (``delete`` on by default:
+    a link missing from the source is removed, within the scope) and the relation."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        **ImporterOptions.defaults,
+        "delete": True,
+        "relation": None,
+        "group_column": None,
+        "member_column": None,
+        "group_lookup": None,
+        "member_lookup": None,
+    }
+    #: The many-to-many field whose links this importer syncs.
+    relation: Any
+    group_column: str | None
+    member_column: str | None
+    group_lookup: str | None
+    member_lookup: str | None
 
 
 class MembershipImporter(Importer):
     """Syncs the through table of a many-to-many field: keys (group, member), no updates.
 
-    ``relation`` is the many-to-many field: ``Team.members`` (the class attribute),
+    ``Meta.relation`` is the many-to-many field: ``Team.members`` (the class attribute),
     ``"app_label.Model.field"`` or the field itself. The group is the model that declares
     the field, the member the model it points to. ``group_column`` / ``member_column`` name
     the source columns (default: the through table's field names, e.g. ``team`` and
@@ -44,28 +66,25 @@ class MembershipImporter(Importer):
     up by (default: the primary key).
     """
 
-    #: The many-to-many field whose links this importer syncs.
-    relation: ClassVar[Any] = None
-    group_column: ClassVar[str | None] = None
-    member_column: ClassVar[str | None] = None
-    group_lookup: ClassVar[str | None] = None
-    member_lookup: ClassVar[str | None] = None
-    #: A link missing from the source is removed (within the scope).
-    delete: ClassVar[bool] = True
+    options_class = MembershipOptions
+    _meta: ClassVar[MembershipOptions]  # type: ignore[assignment]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.relation is None:
+    @classmethod
+    def prepare_options(cls, opts: ImporterOptions) -> None:
+        """``model``, ``keys`` and the two fields from the relation."""
+        super().prepare_options(opts)
+        assert isinstance(opts, MembershipOptions)
+        if opts.relation is None:
             return
-        field = resolve_relation(cls.relation, cls.__name__)
+        field = resolve_relation(opts.relation, cls.__name__)
         through = field.remote_field.through
         group, member = field.m2m_field_name(), field.m2m_reverse_field_name()
-        cls.model = through
-        cls.keys = [group, member]
-        cls.fields = ()
+        opts.model = through
+        opts.keys = [group, member]
+        opts.fields = ()
         declared = {
-            group: Field(cls.group_column or group, lookup=cls.group_lookup),
-            member: Field(cls.member_column or member, lookup=cls.member_lookup),
+            group: Field(opts.group_column or group, lookup=opts.group_lookup),
+            member: Field(opts.member_column or member, lookup=opts.member_lookup),
         }
         for name, spec in declared.items():
             spec.name = name

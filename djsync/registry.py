@@ -20,7 +20,7 @@ def register(
 ) -> ImporterT | Callable[[ImporterT], ImporterT]:
     """Register an importer class; usable as ``@register`` or ``@register(name="x")``.
 
-    The name defaults to the importer's ``name`` attribute, else the target model's label
+    The name defaults to the importer's ``Meta.name``, else the target model's label
     in lower case. Registering a second class under a taken name raises.
     """
 

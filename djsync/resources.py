@@ -7,9 +7,10 @@ pointing an importer at it::
 
     @djsync.register
     class BookImporter(ResourceImporter):
-        name = "books"
-        resource_class = BookResource
-        delete = True
+        class Meta:
+            name = "books"
+            resource_class = BookResource
+            delete = True
 
 or in one line, ``importer_from_resource(BookResource, name="books", delete=True)``.
 
@@ -38,10 +39,10 @@ from .fields import (
     is_empty,
     to_str,
 )
-from .importers import Importer
+from .importers import Importer, ImporterOptions
 from .registry import register
 
-__all__ = ["ResourceImporter", "importer_from_resource"]
+__all__ = ["ResourceImporter", "ResourceImporterOptions", "importer_from_resource"]
 
 
 @dataclass(frozen=True)
@@ -106,28 +107,40 @@ class WidgetField(BoundField):
         return self.check(value)
 
 
+class ResourceImporterOptions(ImporterOptions):
+    """A resource importer's ``Meta``: any importer option, and ``resource_class``."""
+
+    defaults: ClassVar[dict[str, Any]] = {**ImporterOptions.defaults, "resource_class": None}
+    #: The ``import_export.resources.ModelResource`` subclass that describes the mapping.
+    resource_class: type | None
+
+
 class ResourceImporter(Importer):
     """An importer whose mapping is a django-import-export ``ModelResource``.
 
-    Set ``resource_class``; ``model`` and ``keys`` come from the resource (its
-    ``Meta.model`` and ``Meta.import_id_fields``) unless the subclass sets them. A djsync
-    ``Field`` declared on the subclass replaces the resource field of that name. The other
-    importer options (``delete``, ``scope``, limits…) work as on any importer.
+    Set ``Meta.resource_class``; ``model`` and ``keys`` come from the resource (its
+    ``Meta.model`` and ``Meta.import_id_fields``) unless the importer's ``Meta`` sets
+    them. A djsync ``Field`` declared on the subclass replaces the resource field of that
+    name. The other importer options (``delete``, ``scope``, limits…) work as on any
+    importer.
 
     Not carried over: the resource's save hooks, ``skip_row``, ``for_delete`` and
     many-to-many fields (see ``djsync.memberships``). ``before_import_row`` is called on
     each record.
     """
 
-    #: The ``import_export.resources.ModelResource`` subclass that describes the mapping.
-    resource_class: ClassVar[type | None] = None
+    options_class = ResourceImporterOptions
+    _meta: ClassVar[ResourceImporterOptions]  # type: ignore[assignment]
+    resource_class: ClassVar[type | None]
     #: What the resource maps, by model field name (filled when the class is created).
     resource_fields: ClassVar[dict[str, ResourceField]] = {}
     #: Resource fields djsync does not import, with the reason (read-only, m2m, …).
     skipped_fields: ClassVar[dict[str, str]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
+    @classmethod
+    def prepare_options(cls, opts: ImporterOptions) -> None:
+        """``model``, ``keys`` and ``database`` from the resource, unless declared."""
+        super().prepare_options(opts)
         resource_class = cls.get_resource_class()
         if resource_class is None:
             return
@@ -138,13 +151,13 @@ class ResourceImporter(Importer):
                 f"{cls.__name__}: {resource_class.__name__} has no Meta.model; "
                 "only a ModelResource can serve as an importer"
             )
-        if "model" not in cls.__dict__:
-            cls.model = model
-        cls.resource_fields, cls.skipped_fields = read_resource(resource, cls.model)
-        if "keys" not in cls.__dict__:
-            cls.keys = key_names(resource, cls.resource_fields, cls.__name__)
-        if "database" not in cls.__dict__ and cls.database is None:
-            cls.database = getattr(resource._meta, "using_db", None)
+        if "model" not in opts.given:
+            opts.model = model
+        cls.resource_fields, cls.skipped_fields = read_resource(resource, opts.model)
+        if "keys" not in opts.given:
+            opts.keys = key_names(resource, cls.resource_fields, cls.__name__)
+        if "database" not in opts.given:
+            opts.database = getattr(resource._meta, "using_db", None)
         widgets = [f.widget for f in cls.resource_fields.values()]
         if _overrides(resource_class, "before_import_row") or any(map(_reads_row, widgets)):
             cls.prepare_record = _prepare_with_resource  # type: ignore[method-assign]
@@ -156,7 +169,7 @@ class ResourceImporter(Importer):
     def __init__(self, *, using: str = "default") -> None:
         resource_class = self.get_resource_class()
         if resource_class is None:
-            raise ConfigurationError(f"{type(self).__name__}: set resource_class")
+            raise ConfigurationError(f"{type(self).__name__}: set Meta.resource_class")
         self.resource = resource_class()
         self.current_record: dict[str, Any] | None = None
         super().__init__(using=using)
@@ -192,21 +205,21 @@ def importer_from_resource(
 ) -> type[ResourceImporter]:
     """A ``ResourceImporter`` subclass for ``resource_class``, registered under ``name``.
 
-    ``options`` are importer options: ``delete=True``, ``max_delete=100``, ``scope={...}``,
-    ``source={"path": ...}``, ``keys=[...]``. The name defaults to the model's label in
-    lower case, as for any importer.
+    ``options`` are importer ``Meta`` options: ``delete=True``, ``max_delete=100``,
+    ``scope={...}``, ``source={"path": ...}``, ``keys=[...]``. The name defaults to the
+    model's label in lower case, as for any importer.
     """
-    unknown = [k for k in options if not hasattr(ResourceImporter, k)]
+    unknown = set(options) - ResourceImporterOptions.option_names()
     if unknown:
         raise TypeError(f"unknown importer options: {', '.join(sorted(unknown))}")
+    meta: dict[str, Any] = {"resource_class": resource_class, **options}
+    if name:
+        meta["name"] = name
     attrs: dict[str, Any] = {
-        "resource_class": resource_class,
+        "Meta": type("Meta", (), meta),
         "__module__": resource_class.__module__,
         "__doc__": f"djsync importer for {resource_class.__qualname__}.",
-        **options,
     }
-    if name:
-        attrs["name"] = name
     cls = type(f"{resource_class.__name__}Importer", (ResourceImporter,), attrs)
     if register_it:
         register(cls)
