@@ -3,8 +3,9 @@ renewed by the run's heartbeat.
 
 Two backends, one contract (``acquire``/``renew``/``release``/``holder``):
 
-- :class:`RedisLock` — a Redis key set with ``SET NX PX``; the default when the Celery
-  broker is Redis, so workers on several machines share it.
+- :class:`RedisLock` — redis-py's :class:`redis.lock.Lock` (``SET NX PX`` with the owner
+  token, renewed and released by Lua scripts that check the token); the default when the
+  Celery broker is Redis, so workers on several machines share it.
 - :class:`DatabaseLock` — a lease row in djsync's ``SyncLock`` table, claimed with a
   conditional ``UPDATE``; works on every database, for projects without Redis.
 
@@ -18,6 +19,7 @@ each other: two jobs that write one model run one after the other (:func:`acquir
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Iterable
@@ -39,14 +41,28 @@ MODEL_PREFIX = "djsync:model:"
 class JobLock:
     """A named lock held by one owner token for ``ttl`` seconds unless renewed."""
 
+    #: Longest pause, in seconds, between two tries while waiting for a lock.
+    poll = 0.5
+
     def __init__(self, name: str, *, ttl: float, owner: str | None = None) -> None:
         self.name = name
         self.ttl = ttl
         #: Who holds it: the run id plus a random part, so a stale holder cannot release it.
         self.owner = owner or uuid.uuid4().hex
 
-    def acquire(self) -> bool:
-        """Take the lock if it is free (or expired); never blocks."""
+    def acquire(self, wait: float = 0) -> bool:
+        """Take the lock if it is free (or expired), waiting up to ``wait`` seconds for
+        its holder to let go; with no wait, never blocks."""
+        deadline = time.monotonic() + wait
+        while not self.try_acquire():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(self.poll, max(0.05, left)))
+        return True
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (or expired), at once."""
         raise NotImplementedError
 
     def renew(self) -> bool:
@@ -61,43 +77,79 @@ class JobLock:
         """The owner token of whoever holds the lock now, or None if it is free."""
         raise NotImplementedError
 
+    def owned(self) -> bool:
+        """Whether this owner holds the lock now."""
+        return self.holder() == self.owner
+
 
 class RedisLock(JobLock):
-    """``SET name owner NX PX ttl``; renew and release only when the value is still ours."""
+    """redis-py's :class:`~redis.lock.Lock`, with this lock's owner token as its token.
 
-    _RENEW = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then "
-        "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-    )
-    _RELEASE = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then "
-        "return redis.call('del', KEYS[1]) else return 0 end"
-    )
+    The token is not thread-local (``thread_local=False``): the run's heartbeat thread
+    renews the lock that the run's own thread took and releases. redis-py checks the token
+    in every renew and release, so a holder whose lock expired and was taken by another
+    run can neither renew nor release it.
+    """
 
-    def __init__(self, name: str, *, ttl: float, owner: str | None = None, url: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        ttl: float,
+        owner: str | None = None,
+        url: str | None = None,
+        client: Any = None,
+    ) -> None:
         super().__init__(name, ttl=ttl, owner=owner)
+        if client is None and not url:
+            raise ConfigurationError("a Redis lock needs a Redis URL or client")
         self.url = url
+        #: The redis-py client: given, or one per URL for the whole process.
+        self.client = client if client is not None else redis_client(url or "")
+        self.lock = self.client.lock(name, timeout=ttl, blocking=False, thread_local=False)
 
-    @property
-    def client(self) -> Any:
-        import redis
+    def acquire(self, wait: float = 0) -> bool:
+        """Take the lock, redis-py waiting up to ``wait`` seconds (``blocking_timeout``)."""
+        return bool(self.lock.acquire(blocking=wait > 0, blocking_timeout=wait, token=self.owner))
 
-        if not hasattr(self, "_client"):
-            self._client = redis.Redis.from_url(self.url, socket_timeout=10)
-        return self._client
-
-    def acquire(self) -> bool:
-        return bool(self.client.set(self.name, self.owner, nx=True, px=int(self.ttl * 1000)))
+    def try_acquire(self) -> bool:
+        return self.acquire()
 
     def renew(self) -> bool:
-        return bool(self.client.eval(self._RENEW, 1, self.name, self.owner, int(self.ttl * 1000)))
+        from redis.exceptions import LockError
+
+        if self.lock.local.token is None:  # never taken, or given up
+            return False
+        try:
+            return bool(self.lock.reacquire())  # the ttl again, if the token is still ours
+        except LockError:  # LockNotOwnedError: it expired, and maybe another run took it
+            return False
 
     def release(self) -> None:
-        self.client.eval(self._RELEASE, 1, self.name, self.owner)
+        from redis.exceptions import LockError
+
+        if self.lock.local.token is None:
+            return
+        try:
+            self.lock.release()
+        except LockError:  # no longer ours: it expired (and may be another run's now)
+            pass
 
     def holder(self) -> str | None:
         value = self.client.get(self.name)
         return value.decode() if isinstance(value, bytes) else value
+
+    def owned(self) -> bool:
+        return bool(self.lock.owned())
+
+
+@functools.cache
+def redis_client(url: str) -> Any:
+    """One redis-py client (and connection pool) per URL in a process; redis-py gives a
+    forked worker process its own connections."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=10)
 
 
 class DatabaseLock(JobLock):
@@ -119,7 +171,7 @@ class DatabaseLock(JobLock):
     def _rows(self) -> Any:
         return self.model._default_manager.using(self.using).filter(name=self.name)
 
-    def acquire(self) -> bool:
+    def try_acquire(self) -> bool:
         now = timezone.now()
         expires = now + timedelta(seconds=self.ttl)
         if self._rows().filter(expires_at__lt=now).update(owner=self.owner, expires_at=expires):
@@ -203,12 +255,17 @@ class LockSet(JobLock):
         self.locks = locks
         self.held: list[JobLock] = []
 
-    def acquire(self) -> bool:
+    def acquire(self, wait: float = 0) -> bool:
+        """Take the locks not held yet in order, all within ``wait`` seconds."""
+        deadline = time.monotonic() + wait
         for lock in self.locks[len(self.held) :]:
-            if not lock.acquire():
+            if not lock.acquire(max(0.0, deadline - time.monotonic())):
                 return False
             self.held.append(lock)
         return True
+
+    def try_acquire(self) -> bool:
+        return self.acquire()
 
     def renew(self) -> bool:
         held = self.held
@@ -284,16 +341,11 @@ def acquire_run(
     parts += [model_lock(label, using, owner=owner) for label, using in wanted]
     lock = parts[0] if len(parts) == 1 else LockSet(parts, owner)
     wait = float(settings.LOCK_WAIT if wait is None else wait)
-    deadline = time.monotonic() + wait
-    while not lock.acquire():
-        if time.monotonic() >= deadline:
-            refused = (
-                f"this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''}"
-            )
-            blocker = lock.blocker() if isinstance(lock, LockSet) else lock
-            lock.release()
-            raise RunLocked(_locked_message(blocker or parts[0], refused))
-        time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+    if not lock.acquire(wait):
+        refused = f"this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''}"
+        blocker = lock.blocker() if isinstance(lock, LockSet) else lock
+        lock.release()
+        raise RunLocked(_locked_message(blocker or parts[0], refused))
     return lock
 
 

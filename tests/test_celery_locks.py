@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -41,25 +45,80 @@ def test_the_database_lock_is_held_by_one_owner_until_released_or_expired():
     assert first.acquire() and not second.renew()
 
 
+def redis_url() -> str:
+    return os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")
+
+
+@pytest.fixture
+def redis_name() -> Iterator[str]:
+    """A lock name of this test process, deleted afterwards."""
+    import redis
+
+    name = f"djsync:test-lock:{os.getpid()}:{time.monotonic_ns()}"
+    yield name
+    redis.Redis.from_url(redis_url()).delete(name)
+
+
+def two_clients() -> tuple[Any, Any]:
+    """Two redis-py clients with connections of their own: two workers, as Redis sees them."""
+    import redis
+
+    return redis.Redis.from_url(redis_url()), redis.Redis.from_url(redis_url())
+
+
 @pytest.mark.celery
-def test_the_redis_lock_is_held_by_one_owner_until_released_or_expired():
-    url = os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")
-    name = f"djsync:test-lock:{os.getpid()}"
-    first = locks.RedisLock(name, ttl=60, owner="run:1:a", url=url)
-    second = locks.RedisLock(name, ttl=60, owner="run:2:b", url=url)
-    try:
-        assert first.acquire() and not second.acquire()
-        assert second.holder() == "run:1:a"
-        assert first.renew() and not second.renew()
-        second.release()  # not its lock: nothing happens
-        assert first.holder() == "run:1:a"
-        first.release()
-        assert second.acquire() and second.holder() == "run:2:b"
-        first.client.pexpire(name, 1)  # the holder died and its lock runs out
-        first.client.delete(name)
-        assert first.acquire()
-    finally:
-        first.client.delete(name)
+def test_the_redis_lock_is_held_by_one_owner_until_released(redis_name):
+    first = locks.RedisLock(redis_name, ttl=60, owner="run:1:a", url=redis_url())
+    second = locks.RedisLock(redis_name, ttl=60, owner="run:2:b", url=redis_url())
+    assert first.acquire() and not second.acquire()
+    assert second.holder() == "run:1:a" and locks.run_of(second.holder()) == 1
+    assert first.owned() and not second.owned()
+    assert first.renew() and not second.renew()
+    second.release()  # not its lock: nothing happens
+    assert first.holder() == "run:1:a"
+    first.release()
+    assert first.holder() is None and not first.renew()
+    first.release()  # released twice: nothing happens
+    assert second.acquire() and second.holder() == "run:2:b"
+
+
+@pytest.mark.celery
+def test_an_expired_redis_lock_is_taken_over_and_its_old_holder_cannot_touch_it(redis_name):
+    """Two clients (two workers): the first stops renewing, its lock expires, the second
+    takes it; the first can then neither renew nor release the second's lock."""
+    one, two = two_clients()
+    first = locks.RedisLock(redis_name, ttl=0.3, owner="run:1:a", client=one)
+    second = locks.RedisLock(redis_name, ttl=60, owner="run:2:b", client=two)
+    assert first.acquire() and not second.acquire()
+    time.sleep(0.4)  # the first holder's worker died: nothing renews its lock
+    assert first.holder() is None
+    assert second.acquire() and second.holder() == "run:2:b"
+    assert not first.renew() and not first.owned()
+    first.release()
+    assert second.holder() == "run:2:b" and second.owned() and second.renew()
+    assert 59_000 < two.pttl(redis_name) <= 60_000
+
+
+@pytest.mark.celery
+def test_the_redis_lock_is_renewed_and_released_from_other_threads(redis_name):
+    """The heartbeat thread renews the lock the run's thread took (a token that is not
+    thread-local); a renew pushes the expiry a whole ttl ahead."""
+    one, two = two_clients()
+    lock = locks.RedisLock(redis_name, ttl=1, owner="run:1:a", client=one)
+    assert lock.acquire()
+    renewed: list[bool] = []
+    for _ in range(4):  # 1.2 s in all, longer than the ttl
+        time.sleep(0.3)
+        beat = threading.Thread(target=lambda: renewed.append(lock.renew()))
+        beat.start()
+        beat.join()
+    assert renewed == [True] * 4 and lock.holder() == "run:1:a"
+    assert 500 < one.pttl(redis_name) <= 1000
+    other = locks.RedisLock(redis_name, ttl=60, owner="run:2:b", client=two)
+    assert not other.acquire()
+    threading.Thread(target=lock.release).start()
+    assert other.acquire(wait=2)  # redis-py waits (blocking_timeout) for the release
+    assert other.holder() == "run:2:b"
 
 
 def test_a_run_is_refused_while_another_run_of_the_job_holds_the_lock(make_job, write_csv):
@@ -157,10 +216,13 @@ def test_runsync_async_wait_and_cancel_in_eager_mode(make_job, write_csv):
 @pytest.mark.celery
 def test_lock_wait_waits_for_the_holder_then_takes_the_lock(settings):
     """With LOCK_WAIT a second run waits for the first to finish instead of being refused."""
-    import threading
-
-    url = os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")
-    settings.DJSYNC = {**settings.DJSYNC, "LOCK_BACKEND": "redis", "LOCK_REDIS_URL": url, "LOCK_WAIT": 10}
+    url = redis_url()
+    settings.DJSYNC = {
+        **settings.DJSYNC,
+        "LOCK_BACKEND": "redis",
+        "LOCK_REDIS_URL": url,
+        "LOCK_WAIT": 10,
+    }
     job_id = 900_000 + os.getpid()
     holder = locks.acquire(job_id, run_id=1)
     try:
