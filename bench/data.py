@@ -63,3 +63,142 @@ def generate(rows: int, directory: Path, seed: int = 42) -> tuple[Path, Path]:
     base.with_suffix(".tmp").rename(base)
     change.with_suffix(".tmp").rename(change)
     return base, change
+
+
+def shuffled(path: Path, seed: int = 42) -> Path:
+    """The same file with its rows (not the header) in a seeded random order."""
+    out = path.with_name(path.stem + "-shuffled.csv")
+    if out.exists():
+        return out
+    with open(path, newline="") as handle:
+        header, *rows = handle.readlines()
+    random.Random(seed).shuffle(rows)
+    with open(out.with_suffix(".tmp"), "w", newline="") as handle:
+        handle.write(header)
+        handle.writelines(rows)
+    out.with_suffix(".tmp").rename(out)
+    return out
+
+
+# -- the multi-model case: airlines, airports, planes and flights, like nycflights13 --------
+
+FLIGHT_FILES = ("airlines", "airports", "planes", "flights")
+AIRLINES = 16
+AIRPORTS = 1_458
+PLANES = 3_322
+MANUFACTURERS = ["BOEING", "AIRBUS", "EMBRAER", "BOMBARDIER INC", "MCDONNELL DOUGLAS"]
+
+
+def _code(i: int, letters: int) -> str:
+    out = ""
+    for _ in range(letters):
+        i, rest = divmod(i, 26)
+        out = chr(65 + rest) + out
+    return out
+
+
+def generate_flights(children: int, directory: Path, seed: int = 42) -> Path:
+    """Write airlines, airports, planes and ``children`` flights as CSV files in a folder of
+    their own (reused if present); the parents are nycflights13's sizes."""
+    folder = directory / f"flights-{children}-{seed}"
+    if (folder / "flights.csv").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    carriers = [_code(i * 7 + 3, 2) for i in range(AIRLINES)]
+    airports = [_code(i * 11 + 5, 3) for i in range(AIRPORTS)]
+    tailnums = [f"N{100 + i}{_code(i, 2)}" for i in range(PLANES)]
+    with open(folder / "airlines.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["carrier", "name"])
+        writer.writerows([c, f"{c} Air Lines Inc."] for c in carriers)
+    with open(folder / "airports.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"])
+        for faa in airports:
+            writer.writerow(
+                [
+                    faa,
+                    f"{faa} Regional Airport",
+                    f"{rng.uniform(19, 64):.6f}",
+                    f"{rng.uniform(-160, -67):.6f}",
+                    rng.randint(0, 9000),
+                    rng.choice([-5, -6, -7, -8, -9, -10]),
+                    rng.choice("AN"),
+                    "America/New_York",
+                ]
+            )
+    with open(folder / "planes.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["tailnum", "year", "type", "manufacturer", "model", "engines", "seats", "speed",
+             "engine"]
+        )  # fmt: skip
+        for tailnum in tailnums:
+            writer.writerow(
+                [
+                    tailnum,
+                    "" if rng.random() < 0.02 else rng.randint(1960, 2013),
+                    "Fixed wing multi engine",
+                    rng.choice(MANUFACTURERS),
+                    f"A{rng.randint(100, 999)}",
+                    rng.choice([1, 2, 2, 2, 3, 4]),
+                    rng.randint(2, 450),
+                    "" if rng.random() < 0.95 else rng.randint(90, 430),
+                    "Turbo-fan",
+                ]
+            )
+    _write_flights(folder / "flights.csv", children, rng, carriers, airports, tailnums)
+    return folder
+
+
+def _write_flights(
+    path: Path,
+    children: int,
+    rng: random.Random,
+    carriers: list[str],
+    airports: list[str],
+    tailnums: list[str],
+) -> None:
+    """Flights by date then carrier and flight number: (date, carrier, flight) is unique, so
+    the seven-column key (year, month, day, carrier, flight, origin, sched_dep_time) is."""
+    per_day = AIRLINES * 5_000
+    with open(path.with_suffix(".tmp"), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+             "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest",
+             "air_time", "distance", "hour", "minute", "time_hour"]
+        )  # fmt: skip
+        for i in range(children):
+            date = dt.date(2013, 1, 1) + dt.timedelta(days=i // per_day)
+            hour, minute = rng.randint(5, 23), rng.choice(range(0, 60, 5))
+            sched = hour * 100 + minute
+            cancelled = rng.random() < 0.02
+            delay = rng.randint(-15, 120)
+            dep = (hour * 60 + minute + delay) % 1440
+            arr = (dep + rng.randint(40, 400)) % 1440
+            writer.writerow(
+                [
+                    date.year,
+                    date.month,
+                    date.day,
+                    "" if cancelled else (dep // 60) * 100 + dep % 60,
+                    sched,
+                    "" if cancelled else delay,
+                    "" if cancelled else (arr // 60) * 100 + arr % 60,
+                    (arr // 60) * 100 + arr % 60,
+                    "" if cancelled else rng.randint(-30, 150),
+                    carriers[i % AIRLINES],
+                    (i // AIRLINES) % 5_000 + 1,
+                    "" if rng.random() < 0.01 else rng.choice(tailnums),
+                    airports[rng.randrange(3)],  # three origins, as New York's
+                    airports[rng.randrange(3, AIRPORTS)],
+                    "" if cancelled else rng.randint(20, 600),
+                    rng.randint(80, 4_983),
+                    hour,
+                    minute,
+                    f"{date.isoformat()} {hour:02d}:00:00",
+                ]
+            )
+    path.with_suffix(".tmp").rename(path)

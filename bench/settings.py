@@ -1,6 +1,7 @@
 """Django settings for the benchmarks: their own PostgreSQL database, the bench app, djsync."""
 
 import os
+from pathlib import Path
 
 SECRET_KEY = "bench"
 USE_TZ = True
@@ -22,4 +23,8 @@ DATABASES = {
         "PORT": os.environ.get("PGPORT", "5432"),
     }
 }
-DJSYNC = {"FAST_PATH": os.environ.get("DJSYNC_FAST_PATH", "1") == "1"}
+DJSYNC = {
+    "FAST_PATH": os.environ.get("DJSYNC_FAST_PATH", "1") == "1",
+    # The multi-model case's jobs name their files under bench/data.
+    "FILE_ROOTS": {"bench": str(Path(__file__).resolve().parent / "data")},
+}
