@@ -1,7 +1,10 @@
 """One measured case in its own process: ``python -m bench.one TOOL CASE FILE [--dry-run]``.
 
-Prints one JSON line: wall seconds of the sync itself (Django set up before the clock
-starts) and the counts. The parent reads this process's peak RSS from ``wait4``.
+Prints a first JSON line with the PostgreSQL backend's pid (the parent samples that
+process's memory while the case runs), then one JSON line: wall seconds of the sync itself
+(Django set up before the clock starts), the counts, and for some tools the phases. The
+parent reads this process's peak RSS from ``wait4``. For the multi-model tools FILE is the
+folder of the four files (``bench/data.py``'s ``generate_flights``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -24,14 +28,82 @@ def run_djsync(path: str, dry_run: bool) -> dict[str, Any]:
     return run.counts
 
 
-def run_import_export(path: str, dry_run: bool) -> dict[str, Any]:
+def run_preview_apply(path: str, dry_run: bool) -> dict[str, Any]:
+    """The admin's flow without the admin: a dry run, then ``apply_previewed`` of it."""
+    import djsync
+    from djsync.models import SyncJob
+    from djsync.services import apply_previewed
+
+    job, _ = SyncJob.objects.get_or_create(name="bench", defaults={"importer": "bench_products"})
+    started = time.perf_counter()
+    preview = djsync.run(job, file=path, dry_run=True, delete=True)
+    if preview.error:
+        raise SystemExit(preview.error)
+    previewed = time.perf_counter()
+    run = apply_previewed(preview)
+    if run.status != "succeeded":
+        raise SystemExit(f"apply: {run.status} {run.error}")
+    return {
+        "counts": run.counts,
+        "phases": {"preview": previewed - started, "apply": time.perf_counter() - previewed},
+    }
+
+
+MULTI = ("bench_airlines", "bench_airports", "bench_planes", "bench_flights")
+
+
+def run_multimodel(folder: str, dry_run: bool) -> dict[str, Any]:
+    """One job whose importer names the four importers (djsync/multimodel.py)."""
+    import djsync
+    from djsync.models import SyncJob
+
+    relative = Path(folder).name
+    sources = {n: {"path": f"{relative}/{n.removeprefix('bench_')}.csv"} for n in MULTI}
+    job, _ = SyncJob.objects.update_or_create(
+        name="bench-flights",
+        defaults={"importer": ", ".join(MULTI), "source": {"sources": sources}},
+    )
+    run = djsync.run(job, dry_run=dry_run, delete=True)
+    if run.error and not dry_run:
+        raise SystemExit(run.error)
+    return {"counts": run.counts, "stats": run.stats}
+
+
+def run_separately(folder: str, dry_run: bool) -> dict[str, Any]:
+    """The same four importers as four jobs run one after the other (parents first)."""
+    import djsync
+    from djsync.models import SyncJob
+
+    relative = Path(folder).name
+    totals: dict[str, int] = {}
+    phases = {}
+    for name in MULTI:
+        job, _ = SyncJob.objects.update_or_create(
+            name=name.replace("_", "-"),
+            defaults={
+                "importer": name,
+                "source": {"path": f"{relative}/{name.removeprefix('bench_')}.csv"},
+            },
+        )
+        started = time.perf_counter()
+        run = djsync.run(job, dry_run=dry_run, delete=True)
+        phases[name] = time.perf_counter() - started
+        if run.error and not dry_run:
+            raise SystemExit(run.error)
+        for key, value in run.counts.items():
+            totals[key] = totals.get(key, 0) + value
+    return {"counts": totals, "phases": phases}
+
+
+def run_import_export(path: str, dry_run: bool, skip_diff: bool = False) -> dict[str, Any]:
     import tablib
 
-    from bench.benchapp.resources import ProductResource
+    from bench.benchapp.resources import ProductResource, ProductSkipDiffResource
 
     with open(path, encoding="utf-8") as handle:
         dataset = tablib.Dataset().load(handle.read(), format="csv")
-    result = ProductResource().import_data(dataset, dry_run=dry_run, use_transactions=True)
+    resource = ProductSkipDiffResource() if skip_diff else ProductResource()
+    result = resource.import_data(dataset, dry_run=dry_run, use_transactions=True)
     if result.has_errors() or result.has_validation_errors():
         raise SystemExit("django-import-export reported errors")
     totals = result.totals
@@ -101,36 +173,56 @@ def warm_up(tool: str) -> None:
     from django.db import connection
 
     connection.ensure_connection()
-    if tool == "djsync":
+    if tool.startswith("djsync") or tool.startswith("multimodel"):
         import djsync.monitor
+        import djsync.multimodel
         import djsync.notifications
         import djsync.services
         import djsync.sources.files
         import djsync.targets.postgres  # noqa: F401
-    elif tool == "import-export":
+    elif tool.startswith("import-export"):
         import tablib  # noqa: F401
 
         import bench.benchapp.resources  # noqa: F401
 
 
-TOOLS = {"djsync": run_djsync, "import-export": run_import_export, "copy": run_copy_floor}
+def backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+TOOLS = {
+    "djsync": run_djsync,
+    "djsync-preview-apply": run_preview_apply,
+    "import-export": run_import_export,
+    "import-export-skip-diff": lambda path, dry_run: run_import_export(path, dry_run, True),
+    "copy": run_copy_floor,
+    "multimodel-job": run_multimodel,
+    "multimodel-separate": run_separately,
+}
 
 
 def main() -> None:
     tool, case, path = sys.argv[1:4]
     dry_run = "--dry-run" in sys.argv
-    if tool == "djsync-generic":
+    if tool.endswith("-generic"):  # djsync-generic, multimodel-separate-generic …
         os.environ["DJSYNC_FAST_PATH"] = "0"
-        tool = "djsync"
+        tool = tool.removesuffix("-generic")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
     warm_up(tool)
+    print(json.dumps({"backend_pid": backend_pid()}), flush=True)
     started = time.perf_counter()
-    counts = TOOLS[tool](path, dry_run)
+    out = TOOLS[tool](path, dry_run)
     seconds = time.perf_counter() - started
-    print(json.dumps({"case": case, "seconds": seconds, "counts": counts}))
+    if "counts" not in out:
+        out = {"counts": out}
+    print(json.dumps({"case": case, "seconds": seconds, **out}, default=str))
 
 
 if __name__ == "__main__":
