@@ -42,9 +42,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 ## bench: djsync vs django-import-export vs the COPY floor on PostgreSQL (see bench/RESULTS.md);
-## `make bench ROWS=100000` runs one size for every tool
+## `make bench ROWS=100000` runs one size for every tool; `CASE="preview-apply multimodel"`
+## runs only those groups (direct, unsorted, preview-apply, multimodel)
 bench: $(VENV)/.installed
-	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS))
+	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS)) $(foreach c,$(CASE),--case $(c))
 
 ## screenshots: refresh docs/img/preview.png from the browser test
 screenshots: $(VENV)/.installed browser
