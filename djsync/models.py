@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .lifecycle import SyncRunQuerySet
 from .registry import importer_names
 
 
@@ -219,6 +220,9 @@ class SyncRun(models.Model):
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     #: Incremental sync: the cursor this run read up to, saved on the job once it is applied.
     cursor = models.JSONField(_("cursor"), null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    #: Named filters and the only way a run's status changes (djsync.lifecycle).
+    objects = SyncRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
