@@ -16,6 +16,7 @@ from .conf import settings
 from .models import SyncJob
 from .registry import importer_choices, importer_names
 from .sources.files import FORMATS, format_from_name
+from .switches import JOB_FIELD_NAMES, SWITCHES
 
 
 class EmailListField(forms.CharField):
@@ -130,19 +131,18 @@ class SyncJobForm(forms.ModelForm):
             "source",
             "target",
             "enabled",
-            "allow_create",
-            "allow_update",
-            "allow_delete",
-            "max_create",
-            "max_update",
-            "max_delete",
-            "max_total",
-            "delete_guard",
-            "on_row_error",
+            *JOB_FIELD_NAMES,  # the switches (djsync/switches.py)
             "schedule",
             "notify_on_failure",
             "warn_on_change",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for switch in SWITCHES:
+            field = self.fields.get(switch.job_field or "")
+            if field is not None and not field.help_text:
+                field.help_text = _("%(help)s Empty: as the importer says.") % {"help": switch.help}
 
     def clean_source(self) -> dict[str, Any]:
         options = self.cleaned_data.get("source") or {}

@@ -19,9 +19,10 @@ from django.db import models
 from .exceptions import DjsyncError
 from .models import SyncJob, SyncRun
 from .registry import get_importer_class
+from .switches import ACTION_PERMISSIONS
 
-#: The codename action each plan action needs on the target model.
-ACTION_PERMISSION = {"created": "add", "updated": "change", "deleted": "delete"}
+#: The codename action each plan action needs on the target model (from the switch table).
+ACTION_PERMISSION = ACTION_PERMISSIONS
 #: Edit a job's importer, source and target (docs/security.md).
 CHANGE_SOURCE = "djsync.change_syncjob_source"
 #: Apply, discard or cancel a run another user started.
@@ -131,12 +132,7 @@ def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
         importers = make_importers(job)
         for importer in importers:
             switches = resolve_switches(importer, job, {})
-            allowed = {
-                "created": switches.create,
-                "updated": switches.update,
-                "deleted": switches.delete,
-            }
-            counts = {k: int(v) for k, v in allowed.items()}
+            counts = {k: int(v) for k, v in switches.allowed_actions().items()}
             missing += missing_for_counts(user, importer.model, counts)
     except (DjsyncError, ImproperlyConfigured) as exc:
         return [str(exc)]

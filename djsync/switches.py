@@ -55,8 +55,10 @@ class Switch:
     flag: str
     help: str
     kind: SwitchKind
-    #: ``action`` switches: the plan count they allow (``"created"``), for permissions.
+    #: ``action`` switches: the plan count they allow (``"created"``), and the permission
+    #: on the target model writing it needs (``"add"``: ``app.add_model``).
     action: str | None = None
+    permission: str | None = None
     #: ``flag`` switches: the run option's value when the flag is given.
     value: Any = None
     #: An importer may set it in ``class Meta`` (``force`` is for one run only).
@@ -70,61 +72,81 @@ class Switch:
 
 SWITCHES: tuple[Switch, ...] = (
     Switch(
-        "create", "allow_create", "--create", "Create rows the target lacks.", "action", "created"
+        "create",
+        job_field="allow_create",
+        flag="--create",
+        help="Create rows the target lacks.",
+        kind="action",
+        action="created",
+        permission="add",
     ),
     Switch(
         "update",
-        "allow_update",
-        "--update",
-        "Update rows whose values differ.",
-        "action",
-        "updated",
+        job_field="allow_update",
+        flag="--update",
+        help="Update rows whose values differ.",
+        kind="action",
+        action="updated",
+        permission="change",
     ),
     Switch(
         "delete",
-        "allow_delete",
-        "--delete",
-        "Delete rows in scope that the source no longer has.",
-        "action",
-        "deleted",
+        job_field="allow_delete",
+        flag="--delete",
+        help="Delete rows in scope that the source no longer has.",
+        kind="action",
+        action="deleted",
+        permission="delete",
     ),
     Switch(
-        "max_create", "max_create", "--max-create", "Fail if the plan has more creates.", "limit"
+        "max_create",
+        job_field="max_create",
+        flag="--max-create",
+        help="Fail if the plan has more creates.",
+        kind="limit",
     ),
     Switch(
-        "max_update", "max_update", "--max-update", "Fail if the plan has more updates.", "limit"
+        "max_update",
+        job_field="max_update",
+        flag="--max-update",
+        help="Fail if the plan has more updates.",
+        kind="limit",
     ),
     Switch(
-        "max_delete", "max_delete", "--max-delete", "Fail if the plan has more deletes.", "limit"
+        "max_delete",
+        job_field="max_delete",
+        flag="--max-delete",
+        help="Fail if the plan has more deletes.",
+        kind="limit",
     ),
     Switch(
         "max_total",
-        "max_total",
-        "--max-total",
-        "Fail if the plan has more changes in all.",
-        "limit",
+        job_field="max_total",
+        flag="--max-total",
+        help="Fail if the plan has more changes in all.",
+        kind="limit",
     ),
     Switch(
         "delete_guard",
-        "delete_guard",
-        "--delete-guard",
-        "Largest share (0-1) of the rows in scope a run may delete without force.",
-        "share",
+        job_field="delete_guard",
+        flag="--delete-guard",
+        help="Largest share (0-1) of the rows in scope a run may delete without force.",
+        kind="share",
     ),
     Switch(
         "on_row_error",
-        "on_row_error",
-        "--skip-errors",
-        "Apply the good rows and report the bad ones, instead of failing.",
-        "flag",
+        job_field="on_row_error",
+        flag="--skip-errors",
+        help="Apply the good rows and report the bad ones, instead of failing.",
+        kind="flag",
         value="skip",
     ),
     Switch(
         "force",
-        None,
-        "--force",
-        "Pass the delete guard (limits still apply).",
-        "flag",
+        job_field=None,
+        flag="--force",
+        help="Pass the delete guard (limits still apply).",
+        kind="flag",
         value=True,
         importer_option=False,
     ),
@@ -138,6 +160,10 @@ JOB_FIELDS: dict[str, str] = {
 }
 #: The SyncJob fields that hold switches, in table order (the job form shows these).
 JOB_FIELD_NAMES: tuple[str, ...] = tuple(s.job_field for s in SWITCHES if s.job_field)
+#: The permission on the target model each plan action needs (``"created"`` → ``"add"``).
+ACTION_PERMISSIONS: dict[str, str] = {
+    s.action: s.permission for s in SWITCHES if s.action and s.permission
+}
 #: Switches an importer may set in its ``class Meta``.
 IMPORTER_SWITCHES: tuple[str, ...] = tuple(s.name for s in SWITCHES if s.importer_option)
 

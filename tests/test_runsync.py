@@ -304,6 +304,80 @@ def test_several_jobs_run_in_order_and_a_failure_does_not_stop_the_others(job, m
     assert [r.status for r in SyncRun.objects.order_by("pk")] == ["failed", "succeeded"]
 
 
+# -- --apply RUN: a stored preview, applied after review ---------------------------------
+def preview(*args: Any) -> SyncRun:
+    """A preview made as CI would: ``runsync JOB --dry-run``."""
+    runsync("test-products", "--dry-run", "--force", *args)
+    return SyncRun.objects.latest("pk")
+
+
+def test_apply_writes_the_stored_preview(job):
+    run = preview()
+    out, _ = runsync("--apply", run.pk)
+    assert "test-products: succeeded" in out
+    assert "1 created, 1 updated, 1 deleted, 1 unchanged, 0 row errors" in out
+    assert "+ create testapp.Product [NEW]" in out
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["CHANGE", "NEW", "SAME"]
+    assert str(Product.objects.get(sku="CHANGE").price) == "2.50"
+    run.refresh_from_db()
+    assert run.status == "succeeded" and not run.dry_run
+    assert SyncRun.objects.count() == 1, "the preview's run is the one applied"
+
+
+def test_apply_writes_what_was_previewed_not_the_source_now(job, tmp_path):
+    run = preview()
+    csv_file(tmp_path, "SAME,Thing,1,1,,yes")  # the file changed after the review
+    runsync("--apply", run.pk)
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["CHANGE", "NEW", "SAME"]
+
+
+def test_apply_of_a_stale_preview_fails_and_writes_nothing(job):
+    run = preview()
+    Product.objects.filter(sku="CHANGE").update(price="7.00")  # someone edits meanwhile
+    with pytest.raises(CommandError) as info:
+        runsync("--apply", run.pk)
+    message = str(info.value)
+    assert message.startswith("test-products: testapp.Product: the target changed since")
+    assert "CHANGE (changed)" in message and "Nothing written; preview again." in message
+    assert "\n" not in message
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["CHANGE", "GONE", "SAME"]
+    assert str(Product.objects.get(sku="CHANGE").price) == "7.00"
+    run.refresh_from_db()
+    assert run.status == "failed"
+
+
+def test_apply_json_output(job):
+    run = preview()
+    out, _ = runsync("--apply", run.pk, "--format", "json")
+    (result,) = json.loads(out)["runs"]
+    assert result["status"] == "succeeded" and result["counts"]["created"] == 1
+
+
+def test_apply_only_a_previewed_run(job):
+    run = preview()
+    runsync("--apply", run.pk)
+    with pytest.raises(CommandError, match=rf"^test-products: run {run.pk} is succeeded; only a"):
+        runsync("--apply", run.pk)
+    runsync("test-products", "--force")
+    direct = SyncRun.objects.latest("pk")
+    with pytest.raises(CommandError, match="only a previewed run"):
+        runsync("--apply", direct.pk)
+    with pytest.raises(CommandError, match="^no run #999999$"):
+        runsync("--apply", 999999)
+
+
+def test_apply_refuses_a_job_name_and_run_flags(job):
+    run = preview()
+    with pytest.raises(CommandError, match="--apply takes a run id, not a job"):
+        runsync("test-products", "--apply", run.pk)
+    for flags in (["--dry-run"], ["--delete"], ["--max-delete", "0"], ["--file", "x.csv"]):
+        with pytest.raises(CommandError, match=f"--apply does not go with {flags[0]}"):
+            runsync("--apply", run.pk, *flags)
+    run.refresh_from_db()
+    assert run.status == "previewed"
+    assert Product.objects.count() == 3
+
+
 # -- as a real process -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory) -> dict[str, str]:
@@ -357,6 +431,19 @@ def test_process_exit_codes_and_output_streams(demo_db, tmp_path):
 
     missing = manage(demo_db, "nope")
     assert missing.returncode != 0 and "no sync job named 'nope'" in missing.stderr
+
+
+def test_process_apply_a_preview_then_again(demo_db):
+    previewed = manage(demo_db, "departments", "--dry-run", "--format", "json")
+    assert previewed.returncode == 0, previewed.stderr
+    (run,) = json.loads(previewed.stdout)["runs"]
+    applied = manage(demo_db, "--apply", str(run["run"]))
+    assert applied.returncode == 0, applied.stderr
+    assert "departments: succeeded" in applied.stdout
+    again = manage(demo_db, "--apply", str(run["run"]))
+    assert again.returncode == 1
+    assert f"run {run['run']} is succeeded; only a previewed run" in again.stderr
+    assert "Traceback" not in again.stderr
 
 
 def test_process_json_output(demo_db):

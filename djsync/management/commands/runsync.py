@@ -17,6 +17,7 @@ from djsync import exports, report, services
 from djsync.conf import settings
 from djsync.exceptions import DjsyncError
 from djsync.models import SyncJob, SyncRun
+from djsync.switches import SWITCHES, Switch, flag_options
 
 #: Kinds of row error the summary lists at verbosity 1 (every stored one at 2).
 ERROR_GROUPS_SHOWN = 10
@@ -36,34 +37,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--file-format", help="Format of --file when its name does not say (csv, xlsx…)."
         )
-        for switch in ("create", "update", "delete"):
-            parser.add_argument(
-                f"--{switch}",
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"Allow or forbid {switch}s (default: the job's setting).",
-            )
-        for limit in ("create", "update", "delete", "total"):
-            parser.add_argument(
-                f"--max-{limit}",
-                type=_count,
-                metavar="N",
-                help=f"Fail if the plan has more {limit}s.",
-            )
-        parser.add_argument(
-            "--delete-guard",
-            type=float,
-            metavar="SHARE",
-            help="Largest share (0-1) of the rows in scope that may be deleted.",
-        )
-        parser.add_argument(
-            "--force", action="store_true", help="Pass the delete guard (limits still apply)."
-        )
-        parser.add_argument(
-            "--skip-errors",
-            action="store_true",
-            help="Apply the good rows and report the bad ones, instead of failing.",
-        )
+        for switch in SWITCHES:
+            add_switch(parser, switch)
         parser.add_argument("--diff", action="store_true", help="Print field-level changes.")
         parser.add_argument(
             "--format",
@@ -97,6 +72,13 @@ class Command(BaseCommand):
             "({date} and {job} are filled; format from the extension).",
         )
         parser.add_argument("--export-format", help="Format of --export (csv, xlsx, jsonl…).")
+        parser.add_argument(
+            "--apply",
+            type=int,
+            metavar="RUN",
+            help="Apply a stored preview (a run made with --dry-run, by id) if the target "
+            "has not changed since; with the preview's options.",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         """A failed run ends in one line per job (``CommandError``); the traceback of an
@@ -115,6 +97,8 @@ class Command(BaseCommand):
     def _handle(self, opts: dict[str, Any]) -> None:
         if opts.get("cancel") is not None:
             return self._cancel(opts["cancel"])
+        if opts.get("apply") is not None:
+            return self._apply(opts["apply"], opts)
         if opts["list"]:
             for job in SyncJob.objects.all():
                 state = "" if job.enabled else " (disabled)"
@@ -160,6 +144,51 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         done = "cancelled" if run.status == SyncRun.Status.CANCELLED else "asked to cancel"
         self.stdout.write(f"{run.job.name}: run {run.pk} {done}")
+
+    def _apply(self, run_id: int, opts: dict[str, Any]) -> None:
+        """--apply RUN: write a previewed run's stored plan, as the admin's apply does."""
+        if opts["jobs"]:
+            raise CommandError(
+                "--apply takes a run id, not a job: runsync --apply RUN "
+                "(a job's previews: the admin, or runsync JOB --dry-run prints the run id)"
+            )
+        given = [flag for flag in _APPLY_CONFLICTS if opts.get(flag.lstrip("-").replace("-", "_"))]
+        given += [
+            s.flag for s in SWITCHES if opts.get(s.dest) is not None and opts[s.dest] is not False
+        ]
+        if given:
+            raise CommandError(
+                f"--apply does not go with {', '.join(given)}: it applies the preview "
+                "as it was made, with its options"
+            )
+        run = SyncRun.objects.select_related("job").filter(pk=run_id).first()
+        if run is None:
+            raise CommandError(f"no run #{run_id}")
+        if run.status != SyncRun.Status.PREVIEWED:
+            raise CommandError(
+                f"{run.job.name}: run {run.pk} is {run.status}; only a previewed run "
+                "(runsync JOB --dry-run) can be applied"
+            )
+        bar = _ProgressBar(run.job.name, enabled=self._show_progress(opts))
+        try:
+            run = services.apply_previewed(run, progress=bar.progress())
+        except Exception as exc:
+            # A stale preview, a limit…: the run failed and says why, in the summary. Taken
+            # meanwhile, or another run active (the preview stays): one line.
+            self.raised[run.job.name] = exc
+            failed = getattr(exc, "run", None)
+            if failed is None or failed.status != SyncRun.Status.FAILED:
+                raise CommandError(f"{run.job.name}: {services.cause(exc)}") from None
+            run = failed
+        finally:
+            bar.close()
+        if opts["output"] == "json":
+            result = report.run_as_dict(run, changes=opts["diff"])
+            self.stdout.write(json.dumps({"runs": [result]}, indent=2, default=str))
+        else:
+            self._print_run(run, opts)
+        if run.status == SyncRun.Status.FAILED or run.error:
+            raise CommandError(f"{run.job.name}: {run.error}")
 
     def _queue(self, jobs: list[SyncJob], opts: dict[str, Any]) -> None:
         """--async: queue each job and print the run ids; --wait: then follow them to the end."""
@@ -330,20 +359,45 @@ def _quiet_tracebacks() -> Iterator[None]:
         logger.removeHandler(silent)
 
 
+#: Options that choose what a run reads or how it is run: a stored preview has them.
+_APPLY_CONFLICTS = (
+    "--dry-run",
+    "--file",
+    "--encoding",
+    "--file-format",
+    "--export",
+    "--async",
+    "--wait",
+    "--list",
+)
+
+
+def add_switch(parser: CommandParser, switch: Switch) -> None:
+    """The flag that overrides one switch for this run (djsync/switches.py)."""
+    where = "" if switch.kind == "flag" else " (default: the job's setting)"
+    text = f"{switch.help.rstrip('.')}{where}."
+    if switch.kind == "action":
+        parser.add_argument(
+            switch.flag, action=argparse.BooleanOptionalAction, default=None, help=text
+        )
+    elif switch.kind == "limit":
+        parser.add_argument(switch.flag, type=_count, metavar="N", help=text)
+    elif switch.kind == "share":
+        parser.add_argument(switch.flag, type=_share, metavar="SHARE", help=text)
+    else:
+        parser.add_argument(switch.flag, action="store_true", help=text)
+
+
 def _switches(opts: dict[str, Any]) -> dict[str, Any]:
     """The run options (overrides of the job's switches) given on the command line."""
-    return {
-        "create": opts["create"],
-        "update": opts["update"],
-        "delete": opts["delete"],
-        "max_create": opts["max_create"],
-        "max_update": opts["max_update"],
-        "max_delete": opts["max_delete"],
-        "max_total": opts["max_total"],
-        "delete_guard": opts["delete_guard"],
-        "force": opts["force"] or None,
-        "on_row_error": "skip" if opts["skip_errors"] else None,
-    }
+    return flag_options(opts)
+
+
+def _share(value: str) -> float:
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError("a share between 0 and 1")
+    return share
 
 
 def _count(value: str) -> int:
