@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from django.db import connections, transaction
 
 from .conf import settings
-from .diff import Plan, Update
+from .diff import Plan, StagedPlan, Update
 from .exceptions import DeleteGuardError, LimitExceeded, RowErrorsFound
 
 if TYPE_CHECKING:
@@ -64,9 +64,8 @@ def apply_plan(plan: Plan, importer: BaseImporter, *, progress: Progress | None 
     """Write the plan to the importer's target inside one transaction."""
     using = importer.using
     with transaction.atomic(using=using):
-        apply_actions = getattr(plan, "apply_actions", None)
-        if apply_actions is not None:  # a staged plan (targets.postgres) applies in SQL
-            apply_actions(progress=progress)
+        if isinstance(plan, StagedPlan):  # planned in staging tables: applied in SQL
+            plan.apply_actions(progress=progress)
         else:
             apply_generic(plan, importer, progress=progress)
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .conf import settings
 from .row_errors import RowErrors
@@ -112,6 +112,26 @@ class RowError:
         return f"{', '.join(where)}: {self.message}"
 
 
+@runtime_checkable
+class StagedPlan(Protocol):
+    """A plan whose actions live in the target database's staging tables until stored,
+    checked and applied in SQL (djsync.targets.postgres and .sqlite)."""
+
+    def save_changes(self, run: Any, *, limit: int | None = None) -> None: ...
+
+    def check_stale(self) -> None: ...
+
+    def apply_actions(
+        self,
+        *,
+        progress: Callable[[int], None] | None = None,
+        actions: tuple[str, ...] = ("create", "update", "delete"),
+        done: int = 0,
+    ) -> int: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Plan:
     """What a run will do to one target model, plus what it will leave alone and why."""
@@ -129,6 +149,10 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     #: Name of the source the plan was read from (a file, a URL), for messages.
     source: str = ""
+    #: The path it took (``staged: postgresql``, ``generic: <why>``; djsync.backends).
+    path: str = ""
+    #: The fields it compared (the importer's fields the source provides or defaults).
+    compared: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> Iterator[Action]:

@@ -310,15 +310,9 @@ class BaseImporter:
     def build_plan(
         self, source: Source, switches: Switches, *, progress: Callable[[int], None] | None = None
     ) -> Plan:
-        """Read the source and the target in scope and compute the plan."""
-        from .targets.postgres import fast_plan
-        from .targets.sqlite import staged_plan
-
-        staged = fast_plan(self, source, switches, progress=progress)
-        if staged is None:
-            staged = staged_plan(self, source, switches, progress=progress)
-        if staged is not None:  # PostgreSQL or SQLite: diffed in SQL, see docs/performance.md
-            return staged
+        """Read the source and the target in scope and compute the plan on the generic path
+        (in Python, on any database). The orchestrator sends a step down a staged path
+        instead where one gives the same result (djsync.backends.choose)."""
         records = source.read()
         try:
             converted = self.convert(records, source)

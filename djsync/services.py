@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,13 +15,12 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.url import maybe_sanitize_url
 
-from . import incremental, multimodel
+from . import backends, incremental, multimodel
 from .apply import apply_plan, check_limits
 from .conf import settings
-from .diff import Plan, same
+from .diff import Create, Plan, StagedPlan, same
 from .exceptions import (
     ConfigurationError,
-    ConflictError,
     DjsyncError,
     QueueError,
     RowErrorsFound,
@@ -34,7 +34,8 @@ from .monitor import end_status, guard
 from .notifications import run_finished
 from .registry import get_importer_class
 from .sources import FileSource, Source, get_source
-from .store import error_stats, load_plan, save_plan
+from .store import error_stats, save_plan
+from .targets.stored import stale_error
 from .uploads import release_upload
 
 logger = logging.getLogger("djsync")
@@ -376,10 +377,10 @@ def execute(
             source = make_source(job, importer, file=file, source_options=source_options)
         diff_switches = incremental.prepare(source, job, switches, importer)
         _status(sync_run, SyncRun.Status.READING, progress, source_name=str(source))
-        plan = importer.build_plan(
-            source, diff_switches, progress=_read_progress(sync_run, progress)
+        plan = backends.build_plan(
+            importer, source, diff_switches, progress=_read_progress(sync_run, progress)
         )
-        if hasattr(plan, "close"):  # a staged plan: its temporary tables go when the run ends
+        if isinstance(plan, StagedPlan):  # its temporary tables go when the run ends
             held.callback(plan.close)
         plan.source = str(source)
         incremental.finish_plan(plan, importer, source, switches, sync_run)
@@ -475,38 +476,58 @@ def _apply_stored_plan(sync_run: SyncRun, progress: Progress) -> None:
             f"the preview has {sync_run.errors} row errors and the job fails on them; "
             "fix the source and preview again"
         )
-    importer.load_lookups()
-    plan = load_plan(sync_run, importer)
-    check_limits(plan, switches)
-    sync_run.dry_run = False
-    _status(sync_run, SyncRun.Status.APPLYING, progress, dry_run=False)
-    with transaction.atomic(using=importer.using):
-        check_stale(plan, importer)
-        apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
+    plan = backends.stored_plan(sync_run, importer, switches)
+    try:
+        check_limits(plan, switches)
+        sync_run.dry_run = False
+        _status(sync_run, SyncRun.Status.APPLYING, progress, dry_run=False)
+        with transaction.atomic(using=importer.using):
+            check_stale(plan, importer)
+            apply_plan(plan, importer, progress=_apply_progress(sync_run, plan, progress))
+    finally:
+        if isinstance(plan, StagedPlan):
+            plan.close()
     sync_run.rows_applied = plan.total
+    stats = dict(sync_run.stats or {})
+    stats[plan.model] = {**stats.get(plan.model, {}), "path": plan.path}
+    sync_run.stats = stats  # the path the apply took, saved with the run
     incremental.save_cursor(sync_run.job, sync_run)
 
 
 def check_stale(plan: Plan, importer: BaseImporter) -> None:
-    """Raise ConflictError naming the keys whose target rows changed since the preview."""
+    """Raise ConflictError naming the keys whose target rows changed since the preview
+    (a staged plan checks in SQL, against the target where it is)."""
+    if isinstance(plan, StagedPlan):
+        plan.check_stale()
+        return
     current = importer.read_target()
-    conflicts: list[str] = []
+    conflicts: list[tuple[str, str]] = []
     for action in plan.creates:
         if action.key in current:
-            conflicts.append(f"{_key(action.key)} (created by someone else)")
+            conflicts.append((_key(action.key), "created by someone else"))
     for action in [*plan.updates, *plan.deletes]:
         row = current.get(action.key)
         if row is None or row.pk != action.pk:
-            conflicts.append(f"{_key(action.key)} (gone)")
-        elif any(not same(row.values.get(f), v) for f, v in action.old.items()):
-            conflicts.append(f"{_key(action.key)} (changed)")
+            conflicts.append((_key(action.key), "gone"))
+        elif any(not same(_ms(row.values.get(f)), _ms(v)) for f, v in action.old.items()):
+            conflicts.append((_key(action.key), "changed"))
+    relations = [f for f in importer.active_fields if f.is_relation]
+    for action in [*plan.creates, *plan.updates]:
+        values = action.values if isinstance(action, Create) else action.new
+        for f in relations:
+            value = values.get(f.name)
+            if value is not None and value not in importer.lookups.get(f.name, {}):
+                name = f.model_field.related_model._meta.verbose_name
+                conflicts.append((str(value), f"no {name} with {f.lookup} {value!r}"))
     if conflicts:
-        shown = ", ".join(conflicts[:10])
-        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
-        raise ConflictError(
-            f"{plan.model}: the target changed since the preview: {shown}{more}. "
-            "Nothing written; preview again."
-        )
+        raise stale_error(plan.model, conflicts[:10], len(conflicts))
+
+
+def _ms(value: Any) -> Any:
+    """Datetimes and times to the millisecond: a stored preview keeps no more."""
+    if isinstance(value, datetime | time) and value.microsecond % 1000:
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
 
 
 def _key(key: tuple[Any, ...]) -> str:
@@ -527,6 +548,8 @@ def record_plan(sync_run: SyncRun, plan: Plan) -> None:
             **counts,
             "rows_read": plan.rows_read,
             "rows_in_scope": plan.rows_in_scope,
+            "path": plan.path,
+            "fields": plan.compared,
             **error_stats(plan),
         }
     }

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .apply import batched
 from .conf import settings
-from .diff import Action, Create, Delete, Plan, RowError, Update
+from .diff import Action, Create, Delete, Plan, RowError, StagedPlan, Update
 from .models import SyncChange, SyncRowError, SyncRun
 from .row_errors import ERROR_GROUPS
 
@@ -37,10 +37,10 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
     row error, in batches. Actions left out are named in a warning added to the plan."""
     size = settings.BATCH_SIZE
     limit = audit_limit(run)
-    save_changes = getattr(plan, "save_changes", None)
-    if save_changes is not None:  # a staged plan stores its actions inside the database
-        save_changes(run, limit=limit)
-    actions = () if save_changes else plan.actions if limit is None else audited(plan, limit)
+    staged = isinstance(plan, StagedPlan)
+    if staged:  # a staged plan stores its actions inside the database
+        plan.save_changes(run, limit=limit)
+    actions = () if staged else plan.actions if limit is None else audited(plan, limit)
     for batch in batched(actions, size):
         SyncChange.objects.bulk_create(
             [_change(run, plan.model, a) for a in batch], batch_size=size

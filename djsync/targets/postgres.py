@@ -291,6 +291,11 @@ class PostgresPlan(Plan):
         self.error_without_key = False
         self.closed = False
         self.work_mem = ""  # the session's own setting, restored by close()
+        #: Rebuilt from a stored preview (djsync.targets.stored), not from a source.
+        self.restaged = False
+        #: Positions of foreign keys whose primary keys are resolved by a join when the
+        #: apply starts (a stored preview, or parents created by the same run).
+        self.parents: list[int] = []
 
     # -- SQL pieces ---------------------------------------------------------------------
     def qn(self, name: str) -> str:
@@ -322,15 +327,30 @@ class PostgresPlan(Plan):
         return f"({sql}) AS t({aliases})", list(params)
 
     # -- staging --------------------------------------------------------------------------
-    def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
-        """COPY the converted rows into the staging table; keep the row errors."""
+    #: SQL type of the staging table's ``_skip`` flag.
+    skip_type = "boolean"
+
+    def src_columns(self, row_type: str = "integer") -> list[str]:
+        """DDL of the staging table: row number, skip flag, one column per field (the
+        lookup value for a foreign key) and the primary key of each foreign key."""
         fields, connection = self.fields, self.connection
-        columns = ["_row integer", "_skip boolean"]
+        columns = [f"_row {row_type}", f"_skip {self.skip_type}"]
         columns += [f"c{i} {self.value_field(f).db_type(connection)}" for i, f in enumerate(fields)]
         relations = [i for i, f in enumerate(fields) if f.is_relation]
         columns += [f"p{i} {fields[i].model_field.db_type(connection)}" for i in relations]
+        return columns
+
+    def create_src(self, cursor: Any, row_type: str = "integer") -> None:
+        """Create the staging table (dropping what an interrupted run left on this session)."""
+        columns = ", ".join(self.src_columns(row_type))
+        cursor.execute(f"{DROP_LEFTOVERS}; CREATE TEMP TABLE {self.src} ({columns})")
+
+    def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
+        """COPY the converted rows into the staging table; keep the row errors."""
+        fields, connection = self.fields, self.connection
+        relations = [i for i, f in enumerate(fields) if f.is_relation]
         with connection.cursor() as cursor:
-            cursor.execute(f"{DROP_LEFTOVERS}; CREATE TEMP TABLE {self.src} ({', '.join(columns)})")
+            self.create_src(cursor)
             raw = cursor.cursor
             prepare = self._preparer(relations)
             keys = self.key_positions()
@@ -491,8 +511,14 @@ class PostgresPlan(Plan):
                 "rows have no readable key, so nothing is deleted"
             )
             deletes = 0
-        self.creates = StoredActions(self, "creates", new if switches.create else 0)  # type: ignore[assignment]
-        self.updates = StoredActions(self, "updates", changed_rows if switches.update else 0)  # type: ignore[assignment]
+        self.set_counts(
+            new if switches.create else 0, changed_rows if switches.update else 0, deletes
+        )
+
+    def set_counts(self, creates: int, updates: int, deletes: int) -> None:
+        """The plan's actions: lazy lists of exact length, read back from the stored run."""
+        self.creates = StoredActions(self, "creates", creates)  # type: ignore[assignment]
+        self.updates = StoredActions(self, "updates", updates)  # type: ignore[assignment]
         self.deletes = StoredActions(self, "deletes", deletes)  # type: ignore[assignment]
 
     # -- storing the changes ----------------------------------------------------------------
@@ -566,23 +592,46 @@ class PostgresPlan(Plan):
         return ' COLLATE "C"' if isinstance(pk, models.CharField | models.TextField) else ""
 
     # -- applying -------------------------------------------------------------------------
-    def apply_actions(self, *, progress: Progress | None = None) -> None:
+    def check_stale(self) -> None:
+        """Raise ConflictError if the target moved since this (stored) plan was previewed."""
+        from .stored import check_stale
+
+        check_stale(self)
+
+    def apply_actions(
+        self,
+        *,
+        progress: Progress | None = None,
+        actions: tuple[str, ...] = ("create", "update", "delete"),
+        done: int = 0,
+    ) -> int:
         """INSERT the creates, UPDATE the changed fields, DELETE the missing rows; call it
-        inside the run's transaction. A count that differs from the plan rolls back."""
+        inside the run's transaction. A count that differs from the plan rolls back.
+        ``actions`` picks some of them (a multi-model job writes parents' creates first and
+        their deletes last); the staging tables go once the deletes are written. Returns
+        ``done`` plus the rows written, for progress across several calls."""
+        last = "delete" in actions
         try:
-            done = 0
             with self.connection.cursor() as cursor:
-                if self.creates:
+                if self.parents and ("create" in actions or "update" in actions):
+                    from .stored import resolve_parents
+
+                    resolve_parents(self, cursor)
+                if self.creates and "create" in actions:
                     done += self._check(self._insert(cursor), len(self.creates), "created")
                     _tick(progress, done)
-                if self.updates:
+                if self.updates and "update" in actions:
                     done += self._check(self._update(cursor), len(self.updates), "updated")
                     _tick(progress, done)
-                if self.deletes:
+                if self.deletes and last:
                     done += self._check(self._delete(cursor), len(self.deletes), "deleted")
                     _tick(progress, done)
-        finally:
+        except BaseException:
             self.close()
+            raise
+        if last:
+            self.close()
+        return done
 
     def _check(self, count: int, expected: int, what: str) -> int:
         if count != expected:
@@ -782,4 +831,7 @@ def reads_rows(source: Source) -> bool:
     return False
 
 
-__all__ = ["PostgresPlan", "RowError", "build_plan", "fast_plan", "unsupported"]
+#: The staged plan of this backend (djsync.backends).
+plan_class = PostgresPlan
+
+__all__ = ["PostgresPlan", "RowError", "build_plan", "fast_plan", "plan_class", "unsupported"]

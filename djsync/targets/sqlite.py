@@ -212,25 +212,31 @@ class SqlitePlan(PostgresPlan):
         return f"'[' || {texts} || ']'"
 
     # -- staging --------------------------------------------------------------------------
+    skip_type = "integer"
+
+    def create_src(self, cursor: Any, row_type: str = "integer") -> None:
+        """Create the staging table, with a larger cache for the temporary database while the
+        run works (dropping what an interrupted run left on this connection)."""
+        cursor.execute(
+            "SELECT name FROM sqlite_temp_master WHERE type = 'table' "
+            "AND name LIKE 'djsync\\_stage\\_%' ESCAPE '\\'"
+        )
+        for (leftover,) in cursor.fetchall():  # an earlier run that died on this connection
+            cursor.execute(f"DROP TABLE IF EXISTS temp.{self.qn(leftover)}")
+        cursor.execute("PRAGMA temp.cache_size")
+        self.cache_size = cursor.fetchone()[0]
+        cursor.execute(f"PRAGMA temp.cache_size = {-TEMP_CACHE_KIB}")
+        columns = ", ".join(self.src_columns(row_type))
+        cursor.execute(f"CREATE TEMP TABLE {self.src} ({columns})")
+
     def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
         """Insert the converted rows into the staging table; keep the row errors."""
-        fields, connection = self.fields, self.connection
-        columns = ["_row integer", "_skip integer"]
-        columns += [f"c{i} {self.value_field(f).db_type(connection)}" for i, f in enumerate(fields)]
+        fields = self.fields
+        columns = self.src_columns()
         relations = [i for i, f in enumerate(fields) if f.is_relation]
-        columns += [f"p{i} {fields[i].model_field.db_type(connection)}" for i in relations]
         keys = self.key_positions()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT name FROM sqlite_temp_master WHERE type = 'table' "
-                "AND name LIKE 'djsync\\_stage\\_%' ESCAPE '\\'"
-            )
-            for (leftover,) in cursor.fetchall():  # an earlier run that died on this connection
-                cursor.execute(f"DROP TABLE IF EXISTS temp.{self.qn(leftover)}")
-            cursor.execute("PRAGMA temp.cache_size")
-            self.cache_size = cursor.fetchone()[0]
-            cursor.execute(f"PRAGMA temp.cache_size = {-TEMP_CACHE_KIB}")
-            cursor.execute(f"CREATE TEMP TABLE {self.src} ({', '.join(columns)})")
+        with self.connection.cursor() as cursor:
+            self.create_src(cursor)
             raw = cursor.cursor  # the sqlite3 cursor: no placeholder rewriting per batch
             insert = f"INSERT INTO {self.src} VALUES ({', '.join(['?'] * (len(columns)))})"
             prepare = self._preparer(relations)
@@ -535,4 +541,7 @@ def build_plan(
     return plan
 
 
-__all__ = ["SqlitePlan", "build_plan", "json_text", "staged_plan", "unsupported"]
+#: The staged plan of this backend (djsync.backends).
+plan_class = SqlitePlan
+
+__all__ = ["SqlitePlan", "build_plan", "json_text", "plan_class", "staged_plan", "unsupported"]
