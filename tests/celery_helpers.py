@@ -60,7 +60,8 @@ def gate_dir() -> Path:
 class GatedProductImporter(ProductImporter):
     """test_products, but an apply waits at a product whose ``<sku or name>.hold`` exists."""
 
-    name = "test_products_gated"
+    class Meta(ProductImporter.Meta):
+        name = "test_products_gated"
 
     def to_model_values(self, values: dict[str, Any]) -> dict[str, Any]:
         # Creates carry the sku; updates only their changed fields (a new name, say).

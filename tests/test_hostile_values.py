@@ -34,43 +34,50 @@ COLUMNS = [f.name for f in Gauge._meta.concrete_fields if f.name != "id"]
 
 @djsync.register
 class GaugeImporter(djsync.Importer):
-    name = "hostile_gauges"
-    model = Gauge
-    keys = ["code"]
-    fields = "__all__"
+    class Meta:
+        name = "hostile_gauges"
+        model = Gauge
+        keys = ["code"]
+        fields = "__all__"
 
 
 @djsync.register
 class AmbiguousDateGaugeImporter(GaugeImporter):
     """A project that declares day-first and month-first dates."""
 
-    name = "hostile_gauges_dates"
-    date_formats = ["%d/%m/%Y", "%m/%d/%Y"]
+    class Meta(GaugeImporter.Meta):
+        name = "hostile_gauges_dates"
+        date_formats = ["%d/%m/%Y", "%m/%d/%Y"]
 
 
 @djsync.register
 class NullTokenGaugeImporter(GaugeImporter):
     """ "NA" and "\\N" are empty cells, except in ``label`` where "NA" is a value."""
 
-    name = "hostile_gauges_tokens"
-    null_tokens = ["NA", "\\N", "n/a"]
     label = djsync.Field(null_tokens=())
+
+    class Meta(GaugeImporter.Meta):
+        name = "hostile_gauges_tokens"
+        null_tokens = ["NA", "\\N", "n/a"]
 
 
 @djsync.register
 class CustomConverterGaugeImporter(GaugeImporter):
     """Custom converters whose results the column would refuse."""
 
-    name = "hostile_gauges_custom"
     medium = djsync.Field(converter=lambda v: int(v) * 1000)
     ratio = djsync.Field(converter=float)
     label = djsync.Field(converter=lambda v: str(v) * 2)
 
+    class Meta(GaugeImporter.Meta):
+        name = "hostile_gauges_custom"
+
 
 @djsync.register
 class ShortGaugeImporter(GaugeImporter):
-    name = "hostile_gauges_short"
-    fields = ["code", "medium", "active"]
+    class Meta(GaugeImporter.Meta):
+        name = "hostile_gauges_short"
+        fields = ["code", "medium", "active"]
 
 
 def blank(code: str, cells: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:

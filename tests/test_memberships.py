@@ -96,10 +96,11 @@ def test_an_unknown_member_or_group_is_a_row_error_and_nothing_changes(
 
 def test_a_scope_limits_which_groups_the_source_is_the_truth_for(staff, memberships_csv):
     class SalesMembers(MembershipImporter):
-        relation = "testapp.Team.members"
-        group_column, group_lookup = "team", "code"
-        member_column, member_lookup = "employee", "number"
-        scope = {"team__code": "sales"}
+        class Meta:
+            relation = "testapp.Team.members"
+            group_column, group_lookup = "team", "code"
+            member_column, member_lookup = "employee", "number"
+            scope = {"team__code": "sales"}
 
     importer = SalesMembers()
     importer.fast_path = False
@@ -114,12 +115,14 @@ def test_the_relation_must_be_a_forward_many_to_many_field(db):
     with pytest.raises(ConfigurationError, match="reverse side"):
 
         class Reverse(MembershipImporter):
-            relation = Employee.teams
+            class Meta:
+                relation = Employee.teams
 
     with pytest.raises(ConfigurationError, match="no many-to-many field"):
 
         class Missing(MembershipImporter):
-            relation = "testapp.Team.nobody"
+            class Meta:
+                relation = "testapp.Team.nobody"
 
 
 def test_groups_derived_from_a_column_and_memberships_in_one_job(write_csv, make_job):

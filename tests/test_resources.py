@@ -277,8 +277,10 @@ def test_resources_djsync_cannot_follow_are_refused_clearly():
 
 def test_a_djsync_field_on_the_importer_replaces_the_resource_field(db, day2):
     class Override(ResourceImporter):
-        resource_class = ProductResource
         category = djsync.Field("category_code", lookup="code", required=False)
+
+        class Meta:
+            resource_class = ProductResource
 
     importer = Override()
     assert type(importer.bound_fields["category"]).__name__ == "BoundField"

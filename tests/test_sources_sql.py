@@ -24,27 +24,29 @@ LEGACY_QUERY = (
 class ProductCopyImporter(djsync.Importer):
     """Keeps the "other" database's products equal to default's (a reporting copy)."""
 
-    name = "test_products_copy"
-    model = Product
-    database = "other"
-    keys = ["sku"]
-    fields = ["sku", "name", "price", "qty", "updated", "active"]
     category = djsync.Field("category_code", lookup="code", required=False)
-    delete = True
-    source = {
-        "kind": "queryset",
-        "model": "testapp.Product",
-        "using": "default",
-        "fields": {
-            "sku": "sku",
-            "name": "name",
-            "price": "price",
-            "qty": "qty",
-            "updated": "updated",
-            "active": "active",
-            "category_code": "category__code",
-        },
-    }
+
+    class Meta:
+        name = "test_products_copy"
+        model = Product
+        database = "other"
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "updated", "active"]
+        delete = True
+        source = {
+            "kind": "queryset",
+            "model": "testapp.Product",
+            "using": "default",
+            "fields": {
+                "sku": "sku",
+                "name": "name",
+                "price": "price",
+                "qty": "qty",
+                "updated": "updated",
+                "active": "active",
+                "category_code": "category__code",
+            },
+        }
 
 
 def legacy_table(rows: list[tuple]) -> None:
@@ -210,7 +212,9 @@ def test_a_source_on_the_target_database_does_not_hang_the_run(make_job, kind):
     Product.objects.create(sku="A1", name="Lamp", price=1, qty=1)
     Product.objects.create(sku="A2", name="Desk", price=1, qty=1)
     if kind == "queryset":
-        source = QuerySetSource(queryset=Product.objects.all(), fields={"code": "sku", "name": "name"})
+        source = QuerySetSource(
+            queryset=Product.objects.all(), fields={"code": "sku", "name": "name"}
+        )
     else:
         source = SqlSource("SELECT sku AS code, name FROM testapp_product ORDER BY sku")
     assert source.database == "default"

@@ -7,10 +7,11 @@ from .models import Airline, Airport, Flight, Plane, Product
 
 @djsync.register
 class ProductImporter(djsync.Importer):
-    name = "bench_products"
-    model = Product
-    keys = ["sku"]
-    fields = ["sku", "name", "price", "qty", "category", "updated"]
+    class Meta:
+        name = "bench_products"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "category", "updated"]
 
 
 # -- the multi-model case (bench/run.py --case multimodel): four nycflights13-like models ---
@@ -18,39 +19,44 @@ class ProductImporter(djsync.Importer):
 
 @djsync.register
 class AirlineImporter(djsync.Importer):
-    name = "bench_airlines"
-    model = Airline
-    keys = ["carrier"]
-    fields = ["carrier", "name"]
+    class Meta:
+        name = "bench_airlines"
+        model = Airline
+        keys = ["carrier"]
+        fields = ["carrier", "name"]
 
 
 @djsync.register
 class AirportImporter(djsync.Importer):
-    name = "bench_airports"
-    model = Airport
-    keys = ["faa"]
-    fields = ["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"]
+    class Meta:
+        name = "bench_airports"
+        model = Airport
+        keys = ["faa"]
+        fields = ["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"]
 
 
 @djsync.register
 class PlaneImporter(djsync.Importer):
-    name = "bench_planes"
-    model = Plane
-    keys = ["tailnum"]
-    fields = "__all__"
+    class Meta:
+        name = "bench_planes"
+        model = Plane
+        keys = ["tailnum"]
+        fields = "__all__"
 
 
 @djsync.register
 class FlightImporter(djsync.Importer):
-    name = "bench_flights"
-    model = Flight
-    keys = ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
-    fields = [
-        "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
-        "sched_arr_time", "arr_delay", "flight", "air_time", "distance", "hour", "minute",
-        "time_hour",
-    ]  # fmt: skip
     carrier = djsync.Field(lookup="carrier")
     tailnum = djsync.Field(lookup="tailnum")
     origin = djsync.Field(lookup="faa")
     dest = djsync.Field(lookup="faa")
+
+    class Meta:
+        name = "bench_flights"
+        model = Flight
+        keys = ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
+        fields = [
+            "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+            "sched_arr_time", "arr_delay", "flight", "air_time", "distance", "hour", "minute",
+            "time_hour",
+        ]  # fmt: skip

@@ -7,35 +7,34 @@ from .models import Category, Member, Product
 
 @djsync.register
 class CategoryImporter(djsync.Importer):
-    name = "test_categories"
-    model = Category
-    keys = ["code"]
-    fields = ["code", "name"]
-    #: What a job's queryset source may pick (tests/test_hostile_jobs.py).
-    querysets = {
-        "active_products": {
-            "queryset": lambda: Product.objects.using("other").filter(active=True),
-            "fields": {"code": "sku", "name": "name"},
-        },
-    }
+    class Meta:
+        name = "test_categories"
+        model = Category
+        keys = ["code"]
+        fields = ["code", "name"]
+        #: What a job's queryset source may pick (tests/test_hostile_jobs.py).
+        querysets = {
+            "active_products": {
+                "queryset": lambda: Product.objects.using("other").filter(active=True),
+                "fields": {"code": "sku", "name": "name"},
+            },
+        }
 
 
 @djsync.register
 class ProductImporter(djsync.Importer):
-    name = "test_products"
-    model = Product
-    keys = ["sku"]
-    fields = ["sku", "name", "price", "qty", "updated", "active"]
     category = djsync.Field("category_code", lookup="code", required=False)
-    delete = True
+
+    class Meta:
+        name = "test_products"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "updated", "active"]
+        delete = True
 
 
 @djsync.register
 class MemberImporter(djsync.Importer):
-    name = "test_members"
-    model = Member
-    keys = ["team", "number"]
-    fields = "__all__"
     nickname = djsync.Field(required=False)
     note = djsync.Field(required=False)
     score = djsync.Field(required=False)
@@ -46,33 +45,43 @@ class MemberImporter(djsync.Importer):
     level = djsync.Field(required=False)
     token = djsync.Field(required=False)
     extra = djsync.Field(required=False)
-    delete = True
+
+    class Meta:
+        name = "test_members"
+        model = Member
+        keys = ["team", "number"]
+        fields = "__all__"
+        delete = True
 
 
 @djsync.register
 class EuProductImporter(ProductImporter):
     """Only the EU slice of the catalogue: deletes stay inside the scope."""
 
-    name = "test_products_eu"
-    scope = {"region": "eu"}
+    class Meta(ProductImporter.Meta):
+        name = "test_products_eu"
+        scope = {"region": "eu"}
 
 
 @djsync.register
 class LenientProductImporter(ProductImporter):
     """Per-importer delete guard and row-error policy."""
 
-    name = "test_products_lenient"
-    delete_guard = 0.8
-    on_row_error = "skip"
+    class Meta(ProductImporter.Meta):
+        name = "test_products_lenient"
+        delete_guard = 0.8
+        on_row_error = "skip"
 
 
 @djsync.register
 class HookedProductImporter(ProductImporter):
     """Every hook overridden: comment rows skipped, names and SKUs normalized."""
 
-    name = "test_products_hooked"
-    fields = ["sku", "name", "price"]
     qty = djsync.Field("stock", default=0)
+
+    class Meta(ProductImporter.Meta):
+        name = "test_products_hooked"
+        fields = ["sku", "name", "price"]
 
     def prepare_record(self, record):
         if record["sku"].startswith("#"):
@@ -107,17 +116,21 @@ def _comma_decimal(value):
 class DottedProductImporter(ProductImporter):
     """Custom converters for a source that writes 31.01.2026 and 1,50."""
 
-    name = "test_products_dotted"
     updated = djsync.Field(converter=_dotted_date)
     price = djsync.Field(converter=_comma_decimal)
+
+    class Meta(ProductImporter.Meta):
+        name = "test_products_dotted"
 
 
 @djsync.register
 class StrictStockImporter(HookedProductImporter):
     """A column that must be present even though its empty cells have a default."""
 
-    name = "test_products_strict_stock"
     qty = djsync.Field("stock", default=0, required=True)
+
+    class Meta(HookedProductImporter.Meta):
+        name = "test_products_strict_stock"
 
 
 # -- django-import-export resources as importers (tests/test_resources.py) -------------------
@@ -129,9 +142,10 @@ from .resources import CategoryResource, PlainProductResource, ProductResource  
 
 @djsync.register
 class ProductResourceImporter(ResourceImporter):
-    name = "test_resource_products"
-    resource_class = ProductResource
-    delete = True
+    class Meta:
+        name = "test_resource_products"
+        resource_class = ProductResource
+        delete = True
 
 
 importer_from_resource(PlainProductResource, name="test_resource_plain")
@@ -147,28 +161,32 @@ from .models import Employee, Team  # noqa: E402
 
 @djsync.register
 class EmployeeImporter(djsync.Importer):
-    name = "test_employees"
-    model = Employee
-    keys = ["number"]
-    fields = ["number", "name"]
     department = djsync.Field("dept", required=False)
-    delete = True
+
+    class Meta:
+        name = "test_employees"
+        model = Employee
+        keys = ["number"]
+        fields = ["number", "name"]
+        delete = True
 
 
 @djsync.register
 class TeamImporter(djsync.Importer):
-    name = "test_teams"
-    model = Team
-    keys = ["code"]
-    fields = ["code"]
-    delete = True
+    class Meta:
+        name = "test_teams"
+        model = Team
+        keys = ["code"]
+        fields = ["code"]
+        delete = True
 
 
 @djsync.register
 class TeamMembersImporter(MembershipImporter):
-    name = "test_team_members"
-    relation = Team.members
-    group_column = "team"
-    group_lookup = "code"
-    member_column = "employee"
-    member_lookup = "number"
+    class Meta:
+        name = "test_team_members"
+        relation = Team.members
+        group_column = "team"
+        group_lookup = "code"
+        member_column = "employee"
+        member_lookup = "number"
