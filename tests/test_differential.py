@@ -12,6 +12,7 @@ the two paths at run time: both paths are held to the same literal answer.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -1039,3 +1040,194 @@ def target(sku: str, **more: Any) -> dict:
     """A product as target_rows() shows it."""
     values = {"sku": sku, "name": "Thing", "price": Decimal("1.00"), "qty": 1}
     return {**values, "category_id": None, "region": "eu", "updated": None, "active": True, **more}
+
+
+def test_members_every_type_nulls_composite_key_and_time_zones(sync, make_job, write_csv):
+    job = make_job("test_members")
+    token = str(uuid.UUID(int=7))
+    day1 = write_csv(
+        [
+            member(
+                "red",
+                "1",
+                note=TRICKY,
+                score="1.25",
+                joined="2024-02-29",
+                seen="2024-03-31T01:30:00.123456+02:00",
+                alarm="07:30:15.250",
+                vip="yes",
+                level="Gold member",
+                token=token,
+                extra='{"a": [1, 2.5, null], "b": {"y": 1, "x": 2}}',
+            ),
+            member("red", "2", seen="2024-10-27 02:30:00", score="1e-7", extra="[]"),
+            member("blue", "1", seen="2024-06-01 12:00:00", alarm="23:59", score="0.1"),
+            member("blue", "2", note="\\", nickname="\t", score="1e300"),
+        ],
+        name="m1.csv",
+    )
+    day2 = write_csv(
+        [
+            member(
+                "red",
+                "1",
+                note=TRICKY,
+                score="1.250",
+                joined="2024-02-29",
+                seen="2024-03-30T23:30:00.123999Z",
+                alarm="07:30:15.250",
+                vip="1",
+                level="gold",
+                token=token.upper(),
+                extra='{"b": {"x": 2, "y": 1}, "a": [1, 2.5, null]}',  # same, other order
+            ),
+            member("red", "2", seen="2024-10-27 02:30:00+01:00", score="", extra='{"k": "v"}'),
+            member("blue", "1", seen="", alarm="23:59:00", note="line\nbreak", score="0.3"),
+            member("green", "7", joined="2025-12-31", vip="no", score="0.30000000000000004"),
+        ],
+        name="m2.csv",
+    )
+    first, second, third = (sync(job, file=day1), sync(job, file=day2), sync(job, file=day1))
+    red1 = stored_member(
+        "red",
+        1,
+        note=TRICKY,
+        score=1.25,
+        joined="2024-02-29",
+        seen="2024-03-30T23:30:00.123Z",  # the change keeps milliseconds (DjangoJSONEncoder)
+        alarm="07:30:15.250",
+        vip=True,
+        level="gold",
+        token="00000000-0000-0000-0000-000000000007",
+        extra={"a": [1, 2.5, None], "b": {"y": 1, "x": 2}},
+    )
+    # 02:30 on 2024-10-27 happens twice in Paris: the first one (+02:00) is taken.
+    red2 = stored_member("red", 2, score=1e-07, seen="2024-10-27T00:30:00Z", extra=[])
+    blue1 = stored_member("blue", 1, score=0.1, seen="2024-06-01T10:00:00Z", alarm="23:59:00")
+    # jsonb keeps a number, not its type: PostgreSQL gives 1e300 back as an integer.
+    big = 10**300 if connection.vendor == "postgresql" else 1e300
+    blue2 = stored_member("blue", 2, note="\\", score=big)
+    green7 = stored_member("green", 7, score=0.30000000000000004, joined="2025-12-31")
+    assert first.counts == counts(created=4)
+    assert changes(first) == [
+        ("create", ["blue", 1], 4, None, blue1, MEMBER_FIELDS),
+        ("create", ["blue", 2], 5, None, blue2, MEMBER_FIELDS),
+        ("create", ["red", 1], 2, None, red1, MEMBER_FIELDS),
+        ("create", ["red", 2], 3, None, red2, MEMBER_FIELDS),
+    ]
+    # red 1: the same values written differently (1.250, "1", "gold", an upper-case UUID,
+    # the JSON object in another key order) except ``seen``, 456 microseconds later.
+    red1_seen = {"seen": "2024-03-30T23:30:00.123Z"}
+    blue1_now = {"note": "line\nbreak", "score": 0.3, "seen": None}
+    blue1_was = {"note": None, "score": 0.1, "seen": "2024-06-01T10:00:00Z"}
+    red2_now = {"score": None, "seen": "2024-10-27T01:30:00Z", "extra": {"k": "v"}}
+    red2_was = {"score": 1e-07, "seen": "2024-10-27T00:30:00Z", "extra": []}
+    assert second.counts == counts(created=1, updated=3, deleted=1)
+    assert changes(second) == [
+        ("create", ["green", 7], 5, None, green7, MEMBER_FIELDS),
+        ("delete", ["blue", 2], None, blue2, None, []),
+        ("update", ["blue", 1], 4, blue1_was, blue1_now, ["note", "score", "seen"]),
+        ("update", ["red", 1], 2, red1_seen, red1_seen, ["seen"]),
+        ("update", ["red", 2], 3, red2_was, red2_now, ["score", "seen", "extra"]),
+    ]
+    assert third.counts == counts(created=1, updated=3, deleted=1)
+    assert changes(third) == [
+        ("create", ["blue", 2], 5, None, blue2, MEMBER_FIELDS),
+        ("delete", ["green", 7], None, green7, None, []),
+        ("update", ["blue", 1], 4, blue1_now, blue1_was, ["note", "score", "seen"]),
+        ("update", ["red", 1], 2, red1_seen, red1_seen, ["seen"]),
+        ("update", ["red", 2], 3, red2_now, red2_was, ["score", "seen", "extra"]),
+    ]
+    utc = dt.UTC
+    assert target_rows(Member) == [
+        target_member(
+            "blue",
+            1,
+            score=0.1,
+            seen=dt.datetime(2024, 6, 1, 10, 0, tzinfo=utc),
+            alarm=dt.time(23, 59),
+        ),
+        target_member("blue", 2, note="\\", score=1e300),
+        target_member(
+            "red",
+            1,
+            note=TRICKY,
+            score=1.25,
+            joined=dt.date(2024, 2, 29),
+            seen=dt.datetime(2024, 3, 30, 23, 30, 0, 123456, tzinfo=utc),
+            alarm=dt.time(7, 30, 15, 250000),
+            vip=True,
+            level="gold",
+            token=uuid.UUID(int=7),
+            extra={"a": [1, 2.5, None], "b": {"y": 1, "x": 2}},
+        ),
+        target_member(
+            "red", 2, score=1e-07, seen=dt.datetime(2024, 10, 27, 0, 30, tzinfo=utc), extra=[]
+        ),
+    ]
+
+
+MEMBER_FIELDS = [
+    "team",
+    "number",
+    "name",
+    "nickname",
+    "note",
+    "score",
+    "joined",
+    "seen",
+    "alarm",
+    "vip",
+    "level",
+    "token",
+    "extra",
+]
+
+
+def target_member(team: str, number: int, **more: Any) -> dict:
+    """A member as target_rows() shows it; fields not given are empty."""
+    values: dict[str, Any] = dict.fromkeys(MEMBER_FIELDS)
+    values.update(team=team, number=number, name="Ann", nickname="", vip=False)
+    return {**values, "level": "silver", **more}
+
+
+def stored_member(team: str, number: int, **more: Any) -> dict:
+    """A member as a stored change shows it (a create's after, a delete's before)."""
+    return target_member(team, number, **more)
+
+
+def test_bounded_audit_detail_picks_the_same_changes(sync, job, write_csv, categories, settings):
+    settings.DJSYNC = {**settings.DJSYNC, "AUDIT_CHANGES": 2}
+    day1 = write_csv([product(f"P{i}", category_code="C1") for i in range(9, 0, -1)], name="1.csv")
+    day2 = [product(f"P{i}", price="2", category_code="C2") for i in (7, 3, 5)]
+    day2 += [product(f"N{i}") for i in (4, 1, 2)]
+    first = sync(job, file=day1)
+    second = sync(job, file=write_csv(day2, name="2.csv"), force=True)
+    dry = sync(job, file=day1, dry_run=True)
+    assert [c[:3] for c in changes(first)] == [("create", ["P8"], 3), ("create", ["P9"], 2)]
+    assert second.counts == counts(created=3, updated=3, deleted=6)
+    assert [c[:3] for c in changes(second)] == [
+        ("create", ["N1"], 6),
+        ("create", ["N4"], 5),
+        ("delete", ["P8"], None),
+        ("delete", ["P9"], None),
+        ("update", ["P3"], 3),
+        ("update", ["P7"], 2),
+    ]
+    assert "(of 3 creates, 3 updates, 6 deletes; " in second.warnings[0]
+    assert len(changes(dry)) == 12  # a dry run keeps every change
+    assert dry.warnings == []
+
+
+# -- which path a run takes ------------------------------------------------------------------
+def test_an_importer_the_staged_path_cannot_serve_takes_the_generic_path(
+    make_job, write_csv, settings
+):
+    hooked = get_importer_class("test_products_hooked")()
+    assert "normalize_target_row" in unsupported(hooked)
+    run = djsync.run(make_job("test_products_hooked"), file=write_csv([product("A1")]))
+    assert run.status == "succeeded" and not isinstance(run.plan, PostgresPlan)
+    for name in ("test_products", "test_members", "test_products_eu", "test_employees"):
+        assert unsupported(get_importer_class(name)()) is None, name
+    settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH": False}
+    assert unsupported(get_importer_class("test_products")()) == "the FAST_PATH setting is off"
