@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
@@ -60,14 +61,32 @@ def check_limits(plan: Plan, switches: Switches) -> None:
             )
 
 
-def apply_plan(plan: Plan, importer: BaseImporter, *, progress: Progress | None = None) -> None:
-    """Write the plan to the importer's target inside one transaction."""
+#: Every action of a plan, in the order they are written.
+ALL = ("create", "update", "delete")
+
+
+def apply_plan(
+    plan: Plan,
+    importer: BaseImporter,
+    *,
+    progress: Progress | None = None,
+    actions: tuple[str, ...] = ALL,
+) -> None:
+    """Write the plan (or only its ``actions``: a multi-model job writes parents' creates
+    first and their deletes last) to the importer's target inside one transaction."""
     using = importer.using
     with transaction.atomic(using=using):
         if isinstance(plan, StagedPlan):  # planned in staging tables: applied in SQL
-            plan.apply_actions(progress=progress)
-        else:
-            apply_generic(plan, importer, progress=progress)
+            plan.apply_actions(progress=progress, actions=actions)
+            return
+        if actions != ALL:
+            plan = replace(
+                plan,
+                creates=plan.creates if "create" in actions else [],
+                updates=plan.updates if "update" in actions else [],
+                deletes=plan.deletes if "delete" in actions else [],
+            )
+        apply_generic(plan, importer, progress=progress)
 
 
 def apply_generic(plan: Plan, importer: BaseImporter, *, progress: Progress | None = None) -> None:

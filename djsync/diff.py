@@ -131,6 +131,8 @@ class StagedPlan(Protocol):
 
     def close(self) -> None: ...
 
+    def values_of(self, action: str, name: str) -> Iterator[Any]: ...
+
 
 @dataclass
 class Plan:

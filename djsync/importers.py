@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
 from .conf import settings
-from .diff import Key, Plan, RowError, SourceRow, TargetRow, diff
+from .diff import Key, Plan, RowError, SourceRow, StagedPlan, TargetRow, diff
 from .exceptions import MappingError
 from .fields import NOT_PROVIDED, BoundField, Field, null_token_set
 from .sources.base import MISSING, Source
@@ -365,6 +365,12 @@ def _short_row(record: dict[str, Any], row: int, column: str) -> RowError:
 
 def pending_lookups(lookup: dict[Any, Any], plan: Plan, field: str) -> None:
     """Add the keys a parent's plan creates (pk not known yet: None), drop those it deletes."""
+    if isinstance(plan, StagedPlan):  # read from its staging tables, in batches
+        for value in plan.values_of("create", field):
+            lookup.setdefault(value, None)
+        for value in plan.values_of("delete", field):
+            lookup.pop(value, None)
+        return
     for action in plan.creates:
         if field in action.values:
             lookup.setdefault(action.values[field], None)

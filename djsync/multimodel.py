@@ -10,11 +10,12 @@ children first, all in one transaction. The run records per-model counts in ``st
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from django.db import router, transaction
 
+from . import backends
+from .diff import StagedPlan
 from .exceptions import ConfigurationError
 from .registry import get_importer_class
 from .sources import Source, get_source
@@ -132,26 +133,52 @@ def execute(
 ) -> SyncRun:
     """Plan every model, record the plans, and (unless a dry run) apply them together."""
     from . import incremental
-    from .apply import check_limits
     from .models import SyncRun as Run
-    from .services import _finish, _read_progress, _status, resolve_switches
+    from .services import _read_progress, _status, resolve_switches
 
     job = sync_run.job
     steps: list[tuple[BaseImporter, Switches, Plan]] = []
     names = []
-    done: list[Plan] = []
-    for importer in make_importers(job):
-        switches = resolve_switches(importer, job, sync_run.options)
-        src = make_source(job, importer, file=file, source=source)
-        diff_switches = incremental.prepare(src, job, switches, importer)
-        names.append(str(src))
-        importer.pending_plans = list(done)
-        importer.fast_path = False  # its plan is read by the next steps and applied in parts
-        _status(sync_run, Run.Status.READING, progress, source_name="; ".join(names)[:500])
-        plan = importer.build_plan(src, diff_switches, progress=_read_progress(sync_run, progress))
-        incremental.finish_plan(plan, importer, src, switches, sync_run)
-        steps.append((importer, switches, plan))
-        done.append(plan)
+    try:
+        for importer in make_importers(job):
+            switches = resolve_switches(importer, job, sync_run.options)
+            src = make_source(job, importer, file=file, source=source)
+            diff_switches = incremental.prepare(src, job, switches, importer)
+            names.append(str(src))
+            importer.pending_plans = [plan for _, _, plan in steps]
+            _status(sync_run, Run.Status.READING, progress, source_name="; ".join(names)[:500])
+            plan = backends.build_plan(
+                importer, src, diff_switches, progress=_read_progress(sync_run, progress)
+            )
+            if isinstance(plan, StagedPlan):
+                plan.parents = pending_parents(plan, importer)  # type: ignore[attr-defined]
+            incremental.finish_plan(plan, importer, src, switches, sync_run)
+            steps.append((importer, switches, plan))
+        return _record_and_apply(sync_run, steps, progress)
+    finally:
+        for _, _, plan in steps:  # staging tables of every step go when the run ends
+            if isinstance(plan, StagedPlan):
+                plan.close()
+
+
+def pending_parents(plan: Any, importer: BaseImporter) -> list[int]:
+    """Positions of the foreign keys that point at a model an earlier step plans: rows it
+    creates get their primary keys by a join when the apply starts."""
+    labels = {parent.model for parent in importer.pending_plans}
+    return [
+        i
+        for i, f in enumerate(plan.fields)
+        if f.is_relation and f.model_field.related_model._meta.label in labels
+    ]
+
+
+def _record_and_apply(
+    sync_run: SyncRun, steps: list[tuple[BaseImporter, Switches, Plan]], progress: Progress
+) -> SyncRun:
+    from .apply import check_limits
+    from .models import SyncRun as Run
+    from .services import _finish, _status
+
     _status(sync_run, Run.Status.DIFFING, progress)
     record_plans(sync_run, [plan for _, _, plan in steps])
     if sync_run.dry_run:
@@ -183,12 +210,17 @@ def apply_steps(
     using = steps[0][0].using
     with transaction.atomic(using=using):
         for importer, _, plan in steps:
-            importer.load_lookups()  # parents written just now get their primary keys
-            apply_plan(replace(plan, deletes=[]), importer)
+            if not isinstance(plan, StagedPlan):  # a staged plan joins on the parents
+                importer.load_lookups()  # parents written just now get their primary keys
+            apply_plan(plan, importer, actions=("create", "update"))
         for importer, _, plan in reversed(steps):
             if plan.deletes:
-                apply_plan(replace(plan, creates=[], updates=[]), importer)
+                apply_plan(plan, importer, actions=("delete",))
     sync_run.rows_applied = sum(plan.total for _, _, plan in steps)
+    stats = dict(sync_run.stats or {})
+    for _, _, plan in steps:  # the path each model's apply took
+        stats[plan.model] = {**stats.get(plan.model, {}), "path": plan.path}
+    sync_run.stats = stats
     incremental.save_cursor(sync_run.job, sync_run)
     _finish(sync_run, Run.Status.SUCCEEDED, progress)
     return sync_run
@@ -199,7 +231,6 @@ def apply_previewed(sync_run: SyncRun, progress: Progress) -> SyncRun:
     from .exceptions import RowErrorsFound
     from .models import SyncRun as Run
     from .services import check_stale, resolve_switches
-    from .store import load_plan
 
     job = sync_run.job
     steps = []
@@ -211,14 +242,18 @@ def apply_previewed(sync_run: SyncRun, progress: Progress) -> SyncRun:
                 "fix the source and preview again"
             )
         importer.pending_plans = [plan for _, _, plan in steps]
-        importer.load_lookups()
-        steps.append((importer, switches, load_plan(sync_run, importer)))
+        steps.append((importer, switches, backends.stored_plan(sync_run, importer, switches)))
     sync_run.dry_run = False
     Run.objects.filter(pk=sync_run.pk).update(dry_run=False)
-    with transaction.atomic(using=steps[0][0].using):
-        for importer, _, plan in steps:
-            check_stale(plan, importer)
-        return apply_steps(sync_run, steps, progress)
+    try:
+        with transaction.atomic(using=steps[0][0].using):
+            for importer, _, plan in steps:
+                check_stale(plan, importer)
+            return apply_steps(sync_run, steps, progress)
+    finally:
+        for _, _, plan in steps:
+            if isinstance(plan, StagedPlan):
+                plan.close()
 
 
 def record_plans(sync_run: SyncRun, plans: Sequence[Plan]) -> None:
@@ -236,6 +271,8 @@ def record_plans(sync_run: SyncRun, plans: Sequence[Plan]) -> None:
             **counts,
             "rows_read": plan.rows_read,
             "rows_in_scope": plan.rows_in_scope,
+            "path": plan.path,
+            "fields": plan.compared,
             **error_stats(plan),
         }
         save_plan(sync_run, plan)  # first: it may add a warning (changes left out)

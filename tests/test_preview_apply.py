@@ -197,3 +197,35 @@ def test_a_preview_stored_without_its_field_list_is_applied_on_the_generic_path(
 
     assert list(Member.objects.values_list("number", "name")) == [(1, "New")]
     assert applied.stats["testapp.Member"]["path"].startswith("generic:")
+
+
+def test_a_multi_model_job_plans_and_applies_each_model_on_the_staged_path(
+    path, make_job, write_csv
+):
+    cats = write_csv([{"code": "tools", "name": "Tools"}, {"code": "toys", "name": "Toys"}], "c.csv")
+    prods = write_csv(
+        [product("A", category_code="tools"), product("B", category_code="toys")], "p.csv"
+    )
+    job = make_job(
+        "test_products, test_categories",
+        name="catalogue",
+        source={"sources": {"test_categories": {"path": cats.name},
+                            "test_products": {"path": prods.name}}},
+    )  # fmt: skip
+
+    preview = djsync.run(job, dry_run=True)
+    assert not Category.objects.exists()
+    applied = apply_previewed(preview)
+
+    assert applied.status == SyncRun.Status.SUCCEEDED, applied.error
+    assert sorted(Product.objects.values_list("sku", "category__code")) == [
+        ("A", "tools"),
+        ("B", "toys"),
+    ]
+    kind = "staged:" if path == "staged" else "generic:"
+    for model in ("testapp.Category", "testapp.Product"):
+        assert preview.stats[model]["path"].startswith(kind), preview.stats[model]
+        assert applied.stats[model]["path"].startswith(kind), applied.stats[model]
+    direct = djsync.run(job)  # the same files again: nothing to do, on the same path
+    assert (direct.created, direct.updated, direct.unchanged) == (0, 0, 4)
+    assert direct.stats["testapp.Product"]["path"].startswith(kind)

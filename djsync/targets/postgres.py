@@ -48,13 +48,14 @@ LARGE = 20_000
 UPDATE_GROUPS = 16
 #: Prefix of the temporary tables; leftovers of an interrupted run are dropped on next use.
 PREFIX = "djsync_stage_"
-#: Staging tables of an earlier run on this connection that ended before cleaning up.
-DROP_LEFTOVERS = (
-    "DO $$DECLARE r record; BEGIN FOR r IN SELECT relname FROM pg_class "
-    "WHERE relnamespace = pg_my_temp_schema() AND relkind = 'r' "
-    "AND relname LIKE 'djsync\\_stage\\_%' LOOP "
-    "EXECUTE format('DROP TABLE IF EXISTS %I', r.relname); END LOOP; END$$"
+#: Staging tables on this session, by any plan (a leftover of an interrupted run, or a live
+#: plan of an earlier step of the same multi-model run).
+STAGING_TABLES = (
+    "SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
+    "AND relkind = 'r' AND relname LIKE 'djsync\\_stage\\_%%'"
 )
+#: Names of the staging tables of plans not closed yet (never dropped as leftovers).
+LIVE: set[str] = set()
 
 
 #: Staging column types whose equality PostgreSQL and Python agree on (no collation that
@@ -283,6 +284,7 @@ class PostgresPlan(Plan):
         tag = uuid.uuid4().hex[:12]
         self.src = f"{PREFIX}{tag}_src"
         self.act = f"{PREFIX}{tag}_act"
+        LIVE.update((self.src, self.act))
         self.run: SyncRun | None = None
         self.stored_limit: int | None = None  # most changes stored per action
         self.missing = 0  # target rows in scope the source lacks
@@ -342,8 +344,12 @@ class PostgresPlan(Plan):
 
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         """Create the staging table (dropping what an interrupted run left on this session)."""
+        cursor.execute(STAGING_TABLES, [])
+        for (leftover,) in cursor.fetchall():
+            if leftover not in LIVE:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.qn(leftover)}")
         columns = ", ".join(self.src_columns(row_type))
-        cursor.execute(f"{DROP_LEFTOVERS}; CREATE TEMP TABLE {self.src} ({columns})")
+        cursor.execute(f"CREATE TEMP TABLE {self.src} ({columns})")
 
     def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
         """COPY the converted rows into the staging table; keep the row errors."""
@@ -592,6 +598,26 @@ class PostgresPlan(Plan):
         return ' COLLATE "C"' if isinstance(pk, models.CharField | models.TextField) else ""
 
     # -- applying -------------------------------------------------------------------------
+    def values_of(self, action: str, name: str) -> Iterator[Any]:
+        """The values of field ``name`` in the rows this plan creates (``"create"``) or
+        deletes (``"delete"``), read from staging in batches: a later step of the same job
+        looks its foreign keys up among them."""
+        if name not in self.names:
+            return
+        i = self.names.index(name)
+        if action == "create":
+            sql = f"SELECT s.c{i} FROM {self._created()}"
+        else:
+            sql = f"SELECT a.o{i} FROM {self.act} a WHERE a.act = 'd'"
+        if not (self.creates if action == "create" else self.deletes):
+            return
+        python = self.value_field(self.fields[i]).to_python  # SQLite's stored forms too
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(settings.BATCH_SIZE):
+                for (value,) in rows:
+                    yield None if value is None else python(value)
+
     def check_stale(self) -> None:
         """Raise ConflictError if the target moved since this (stored) plan was previewed."""
         from .stored import check_stale
@@ -753,6 +779,7 @@ class PostgresPlan(Plan):
         if self.closed:
             return
         self.closed = True
+        LIVE.difference_update((self.src, self.act))
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS {self.src}, {self.act}")

@@ -222,7 +222,8 @@ class SqlitePlan(PostgresPlan):
             "AND name LIKE 'djsync\\_stage\\_%' ESCAPE '\\'"
         )
         for (leftover,) in cursor.fetchall():  # an earlier run that died on this connection
-            cursor.execute(f"DROP TABLE IF EXISTS temp.{self.qn(leftover)}")
+            if leftover not in postgres.LIVE:  # not an earlier step's of this run
+                cursor.execute(f"DROP TABLE IF EXISTS temp.{self.qn(leftover)}")
         cursor.execute("PRAGMA temp.cache_size")
         self.cache_size = cursor.fetchone()[0]
         cursor.execute(f"PRAGMA temp.cache_size = {-TEMP_CACHE_KIB}")
@@ -509,6 +510,7 @@ class SqlitePlan(PostgresPlan):
         if self.closed:
             return
         self.closed = True
+        postgres.LIVE.difference_update((self.src, self.act))
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{self.src}")
