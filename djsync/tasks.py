@@ -2,8 +2,8 @@
 
 Each task claims its run (queued → reading) so that a cancelled run, or a second delivery
 of the same message, does nothing; runs whose source fails transiently
-(:class:`~djsync.exceptions.TransientSourceError`) are retried with exponential backoff,
-other errors never. See docs/celery.md.
+(:class:`~djsync.exceptions.TransientSourceError`) are retried by Celery's autoretry with
+exponential backoff (:class:`RunTask`), other errors never. See docs/celery.md.
 """
 
 from __future__ import annotations
@@ -25,14 +25,72 @@ from .models import SyncJob, SyncRun
 logger = logging.getLogger("djsync")
 
 
-@shared_task(bind=True, name="djsync.execute_run")
-def execute_run(self: Task, run_id: int) -> dict[str, Any]:
+class RunTask(Task):
+    """A task that works on one run, retried by Celery when its source fails transiently.
+
+    Celery's ``autoretry_for`` sends the task again (same task id, same arguments) after a
+    random delay of at most ``RETRY_BACKOFF * 2**n`` seconds, never more than
+    ``RETRY_BACKOFF_MAX`` (``retry_backoff`` with ``retry_jitter``: "full jitter", so that
+    the retries of many runs of one failing source do not arrive together), up to
+    ``MAX_RETRIES`` times; the last failure propagates. The settings are read through
+    properties: ``MAX_RETRIES`` at every retry, the backoff when Celery builds the task
+    (when the worker starts). Celery counts the backoff in whole seconds, at least 1.
+    """
+
+    autoretry_for = (TransientSourceError,)
+    retry_jitter = True
+    #: The delay when RETRY_BACKOFF is 0 (Celery's backoff off): retry at once.
+    default_retry_delay = 0
+
+    @property
+    def max_retries(self) -> int:  # type: ignore[override]
+        return int(settings.MAX_RETRIES)
+
+    @property
+    def retry_backoff(self) -> float:
+        return float(settings.RETRY_BACKOFF)
+
+    @property
+    def retry_backoff_max(self) -> int:
+        return int(settings.RETRY_BACKOFF_MAX)
+
+    def will_retry(self) -> bool:
+        """Whether a transient error of this attempt is retried: attempts are left and the
+        task runs on a worker (or eagerly), not called as a function."""
+        request = self.request
+        return not request.called_directly and (request.retries or 0) < self.max_retries
+
+    def retry(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's retry (what ``autoretry_for`` calls), after saying on the run, queued
+        again by its failure, which attempt failed and when the next one starts."""
+        if exc is not None and self.will_retry():
+            delay = self.default_retry_delay if countdown is None else countdown
+            runs = SyncRun.objects.filter(task_id=self.request.id, status=SyncRun.Status.QUEUED)
+            attempts = runs.values_list("attempts", flat=True).first()
+            if attempts is not None:
+                error = f"attempt {attempts} of {self.max_retries + 1} failed: {exc}"
+                runs.update(error=f"{error}; retrying in {delay:g} s")
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+
+@shared_task(bind=True, base=RunTask, name="djsync.execute_run")
+def execute_run(self: RunTask, run_id: int) -> dict[str, Any]:
     """Work on a queued run: read and diff, then apply unless it is a dry run."""
     return _work(self, run_id, services.execute_queued)
 
 
-@shared_task(bind=True, name="djsync.preview_run")
-def preview_run(self: Task, run_id: int) -> dict[str, Any]:
+@shared_task(bind=True, base=RunTask, name="djsync.preview_run")
+def preview_run(self: RunTask, run_id: int) -> dict[str, Any]:
     """Read and diff a queued dry run and store its plan (status: previewed)."""
     return _work(self, run_id, services.execute_queued)
 
@@ -77,9 +135,9 @@ def apply_run(self: Task, run_id: int, user_id: int | None = None) -> dict[str, 
     return _result(sync_run)
 
 
-@shared_task(bind=True, name="djsync.run_job")
+@shared_task(bind=True, base=RunTask, name="djsync.run_job")
 def run_job(
-    self: Task,
+    self: RunTask,
     job_id: int,
     trigger: str = SyncRun.Trigger.SCHEDULE,
     run_id: int | None = None,
@@ -87,9 +145,15 @@ def run_job(
 ) -> dict[str, Any]:
     """Read, diff and apply a job in one go: what beat's schedules call.
 
-    A scheduled run of a disabled job is skipped. Retries reuse the run created by the
-    first attempt (``run_id``).
+    A scheduled run of a disabled job is skipped. A retry (which keeps its task id) works
+    on the run the first attempt created.
     """
+    if run_id is None and self.request.retries and self.request.id:
+        run_id = (
+            SyncRun.objects.filter(job_id=job_id, task_id=self.request.id)
+            .values_list("pk", flat=True)
+            .first()
+        )
     if run_id is None:
         job = SyncJob.objects.get(pk=job_id)
         if not job.enabled and trigger == SyncRun.Trigger.SCHEDULE:
@@ -101,7 +165,7 @@ def run_job(
             status=SyncRun.Status.QUEUED,
             task_id=self.request.id or "",
         ).pk
-    return _work(self, run_id, services.execute_queued, retry_kwargs={"run_id": run_id})
+    return _work(self, run_id, services.execute_queued)
 
 
 @shared_task(name="djsync.reap_stale_runs")
@@ -126,51 +190,23 @@ def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
     return asdict(prune_runs(timedelta(days=float(days))))
 
 
-def _work(
-    task: Task,
-    run_id: int,
-    service: Callable[[SyncRun], SyncRun],
-    *,
-    retry_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def _work(task: RunTask, run_id: int, service: Callable[[SyncRun], SyncRun]) -> dict[str, Any]:
+    """Claim the run and call the service; a TransientSourceError goes on to Celery's
+    autoretry (:class:`RunTask`), after the run recorded itself "queued" again — or "failed"
+    on the last attempt, or when the task was called as a function (no retry then)."""
     sync_run = monitor.claim(run_id, task.request.id or "")
     if sync_run is None:  # cancelled while queued, or already taken
         status = SyncRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
         return {"run": run_id, "status": status, "skipped": True}
-    retries = task.request.retries or 0
-    max_retries = int(settings.MAX_RETRIES)
-    tokens = (
-        monitor.current_task.set(task),
-        monitor.retry_pending.set(retries < max_retries),
-    )
+    tokens = (monitor.current_task.set(task), monitor.retry_pending.set(task.will_retry()))
     try:
         service(sync_run)
     except RunCancelled:
         pass
-    except TransientSourceError as exc:
-        if retries >= max_retries:
-            raise
-        delay = backoff(retries)
-        error = (
-            f"attempt {sync_run.attempts} of {max_retries + 1} failed: {exc}; "
-            f"retrying in {delay:g} s"
-        )
-        SyncRun.objects.filter(pk=run_id).update(error=error)
-        raise task.retry(
-            exc=exc,
-            countdown=delay,
-            max_retries=max_retries,
-            kwargs={**task.request.kwargs, **(retry_kwargs or {})},
-        ) from exc
     finally:
         monitor.current_task.reset(tokens[0])
         monitor.retry_pending.reset(tokens[1])
     return _result(sync_run)
-
-
-def backoff(retries: int) -> float:
-    """Seconds before retry number ``retries + 1``: RETRY_BACKOFF doubled each time, capped."""
-    return min(float(settings.RETRY_BACKOFF) * 2**retries, float(settings.RETRY_BACKOFF_MAX))
 
 
 def _result(sync_run: SyncRun) -> dict[str, Any]:

@@ -331,6 +331,26 @@ def test_transient_source_errors_are_retried(stack, make_job, write_csv, tmp_pat
     assert skus() == ["R1"]
 
 
+def test_a_scheduled_run_retried_on_a_worker_succeeds_on_its_second_attempt(
+    stack, make_job, write_csv, tmp_path
+):
+    """beat's task creates its run; Celery's retry (same task id) works on that same run."""
+    from djsync.tasks import run_job
+
+    source = {
+        "kind": "flaky",
+        "path": rel(write_csv(product_rows("R2"))),
+        "counter": rel(tmp_path / "reads"),
+        "fail_times": 1,
+    }
+    job = make_job("test_products", source=source)
+    result = run_job.delay(job.pk).get(timeout=60)
+    run = job.runs.get()
+    assert result["run"] == run.pk and result["status"] == run.status == "succeeded"
+    assert run.attempts == 2 and run.trigger == "schedule"
+    assert skus() == ["R2"]
+
+
 def test_retries_give_up_and_data_errors_are_never_retried(stack, make_job, write_csv, tmp_path):
     source = {
         "kind": "flaky",

@@ -1,4 +1,5 @@
-"""One run per job, cancel and dead-run detection, in process (both databases) and on Redis."""
+"""One run per job, cancel, dead-run detection and retries, in process (both databases) and
+on Redis."""
 
 from __future__ import annotations
 
@@ -236,3 +237,92 @@ def test_lock_wait_waits_for_the_holder_then_takes_the_lock(settings):
         second.release()
     finally:
         holder.release()
+
+
+# -- retries of transient source errors (Celery's autoretry, run eagerly in process) -------
+def flaky_job(make_job: Any, write_csv: Any, tmp_path: Any, fail_times: int) -> Any:
+    import tests.celery_helpers  # noqa: F401 - registers the "flaky" source kind
+
+    source = {
+        "kind": "flaky",
+        "path": write_csv(product_rows("R1")).name,
+        "counter": "reads",
+        "fail_times": fail_times,
+    }
+    return make_job("test_products", source=source)
+
+
+@pytest.fixture
+def at_retry() -> Iterator[list[tuple[str, str]]]:
+    """(status, error) of the task's run each time Celery retries it.
+
+    Eager tasks that propagate their exceptions (the test settings) raise Celery's Retry
+    instead of retrying: retries run in process as with an eager Celery's defaults."""
+    from celery import current_app
+    from celery.signals import task_retry
+
+    propagates, current_app.conf.task_eager_propagates = (
+        current_app.conf.task_eager_propagates,
+        False,
+    )
+
+    seen: list[tuple[str, str]] = []
+
+    def record(request: Any, **kwargs: Any) -> None:
+        seen.append(SyncRun.objects.values_list("status", "error").get(task_id=request.id))
+
+    task_retry.connect(record, weak=False)
+    yield seen
+    task_retry.disconnect(record)
+    current_app.conf.task_eager_propagates = propagates
+
+
+def test_a_transient_source_error_is_retried_and_the_second_attempt_succeeds(
+    make_job, write_csv, tmp_path, settings, at_retry
+):
+    from djsync.tasks import execute_run
+
+    settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 2}
+    job = flaky_job(make_job, write_csv, tmp_path, fail_times=1)
+    run = SyncRun.objects.create(job=job, trigger="api", status="queued")
+    result = execute_run.apply(args=(run.pk,)).get()
+    run.refresh_from_db()
+    assert result["status"] == run.status == "succeeded" and run.attempts == 2
+    assert (tmp_path / "reads").read_text() == "2" and Product.objects.get().sku == "R1"
+    [(status, error)] = at_retry  # between the attempts: queued again, with the cause
+    assert status == "queued"
+    assert re.fullmatch(r"attempt 1 of 3 failed: .*the server is busy; retrying in \d+ s", error)
+
+
+def test_a_run_job_retry_works_on_the_run_of_its_first_attempt(
+    make_job, write_csv, tmp_path, settings, at_retry
+):
+    from djsync.tasks import run_job
+
+    settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 1}
+    job = flaky_job(make_job, write_csv, tmp_path, fail_times=1)
+    assert run_job.apply(args=(job.pk,)).get()["status"] == "succeeded"
+    run = job.runs.get()
+    assert (run.status, run.attempts, run.trigger) == ("succeeded", 2, "schedule")
+
+
+def test_retries_run_out_and_the_run_ends_failed_with_its_attempts_counted(
+    make_job, write_csv, tmp_path, settings, at_retry
+):
+    from djsync.exceptions import TransientSourceError
+    from djsync.tasks import execute_run
+
+    settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 2}
+    job = flaky_job(make_job, write_csv, tmp_path, fail_times=99)
+    run = SyncRun.objects.create(job=job, trigger="api", status="queued")
+    result = execute_run.apply(args=(run.pk,))
+    assert result.failed() and isinstance(result.result, TransientSourceError)
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("failed", 3)
+    assert "read 3: the server is busy" in run.error and "retrying" not in run.error
+    assert [status for status, _ in at_retry] == ["queued", "queued"]
+    assert [error.split(" failed")[0] for _, error in at_retry] == [
+        "attempt 1 of 3",
+        "attempt 2 of 3",
+    ]
+    assert not Product.objects.exists()
