@@ -240,7 +240,7 @@ def test_lock_wait_waits_for_the_holder_then_takes_the_lock(settings):
 
 
 # -- retries of transient source errors (Celery's autoretry, run eagerly in process) -------
-def flaky_job(make_job: Any, write_csv: Any, tmp_path: Any, fail_times: int) -> Any:
+def flaky_job(make_job: Any, write_csv: Any, fail_times: int) -> Any:
     import tests.celery_helpers  # noqa: F401 - registers the "flaky" source kind
 
     source = {
@@ -283,7 +283,7 @@ def test_a_transient_source_error_is_retried_and_the_second_attempt_succeeds(
     from djsync.tasks import execute_run
 
     settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 2}
-    job = flaky_job(make_job, write_csv, tmp_path, fail_times=1)
+    job = flaky_job(make_job, write_csv, fail_times=1)
     run = SyncRun.objects.create(job=job, trigger="api", status="queued")
     result = execute_run.apply(args=(run.pk,)).get()
     run.refresh_from_db()
@@ -295,25 +295,25 @@ def test_a_transient_source_error_is_retried_and_the_second_attempt_succeeds(
 
 
 def test_a_run_job_retry_works_on_the_run_of_its_first_attempt(
-    make_job, write_csv, tmp_path, settings, at_retry
+    make_job, write_csv, settings, at_retry
 ):
     from djsync.tasks import run_job
 
     settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 1}
-    job = flaky_job(make_job, write_csv, tmp_path, fail_times=1)
+    job = flaky_job(make_job, write_csv, fail_times=1)
     assert run_job.apply(args=(job.pk,)).get()["status"] == "succeeded"
     run = job.runs.get()
     assert (run.status, run.attempts, run.trigger) == ("succeeded", 2, "schedule")
 
 
 def test_retries_run_out_and_the_run_ends_failed_with_its_attempts_counted(
-    make_job, write_csv, tmp_path, settings, at_retry
+    make_job, write_csv, settings, at_retry
 ):
     from djsync.exceptions import TransientSourceError
     from djsync.tasks import execute_run
 
     settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 2}
-    job = flaky_job(make_job, write_csv, tmp_path, fail_times=99)
+    job = flaky_job(make_job, write_csv, fail_times=99)
     run = SyncRun.objects.create(job=job, trigger="api", status="queued")
     result = execute_run.apply(args=(run.pk,))
     assert result.failed() and isinstance(result.result, TransientSourceError)
