@@ -2,7 +2,7 @@
 the suite's database (PostgreSQL or SQLite, from DJSYNC_TEST_DB) and must end the same way:
 the same target rows, run counts, stored changes and row errors, the same failures.
 
-The ``path`` fixture picks the path. "generic" turns the FAST_PATH setting off; "staged"
+The ``sync_path`` fixture picks the path. "generic" turns the FAST_PATH setting off; "staged"
 leaves it on and checks that every run really took the staged path (its plan is a staged
 plan), so an importer the staged path stops serving fails here instead of passing twice on
 the generic path. Expected outcomes are written out once per scenario, not compared between
@@ -135,7 +135,7 @@ def snapshot() -> list[tuple]:
 
 # -- the two paths ---------------------------------------------------------------------------
 @pytest.fixture(params=["generic", "staged"])
-def path(request: pytest.FixtureRequest, settings: Any) -> str:
+def sync_path(request: pytest.FixtureRequest, settings: Any) -> str:
     """The path every run of the test takes. Tests that change DJSYNC merge into it."""
     if request.param == "generic":
         settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH": False}
@@ -143,18 +143,28 @@ def path(request: pytest.FixtureRequest, settings: Any) -> str:
 
 
 def _check_path(path: str, run: SyncRun, plan: Any, importer: Any) -> None:
+    """The run took ``path``: by its plan's class, and by the path it recorded per model
+    (``stats[model]["path"]``, "staged: <vendor>" or "generic: <reason>")."""
     if plan is None:  # failed before a plan was made (an unreadable file, a missing column)
         assert run.status == "failed", f"a {run.status} run without a plan"
         return
     staged = isinstance(plan, PostgresPlan)  # SQLite's staged plan is a subclass
+    recorded = recorded_paths(run)
     if path == "staged":
         assert staged, f"the staged path was not taken: {unsupported(importer)}"
+        assert all(p.startswith("staged: ") for p in recorded), recorded
     else:
         assert not staged, "the generic path was asked for, the staged path was taken"
+        assert all(p.startswith("generic: ") for p in recorded), recorded
+
+
+def recorded_paths(run: SyncRun) -> list[str]:
+    """The paths a run recorded, one per model it planned (none before it planned)."""
+    return [s["path"] for s in (run.stats or {}).values() if isinstance(s, dict) and "path" in s]
 
 
 @pytest.fixture
-def sync(path: str, db: None) -> Callable[..., SyncRun]:
+def sync(sync_path: str, db: None) -> Callable[..., SyncRun]:
     """sync(job, **run options) → the run as stored, with ``plan`` and ``exception`` set.
 
     A failed run is returned, not raised: its record is part of the outcome. Each stored
@@ -174,7 +184,7 @@ def sync(path: str, db: None) -> Callable[..., SyncRun]:
         plan = getattr(done, "plan", None)
         stored = SyncRun.objects.get(pk=done.pk)
         stored.plan, stored.exception = plan, exception  # type: ignore[attr-defined]
-        _check_path(path, stored, plan, importer_class())
+        _check_path(sync_path, stored, plan, importer_class())
         after = {str(pk): list(key) for pk, *key in model.objects.values_list("pk", *keys)}
         for change in stored.changes.all():
             if change.object_pk and stored.status == "succeeded":
@@ -663,7 +673,7 @@ def staging_tables() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def test_a_previewed_plan_applies_later(sync, job, write_csv, categories):
+def test_a_previewed_plan_applies_later(sync, sync_path, job, write_csv, categories):
     from djsync.services import apply_previewed
 
     sync(job, file=write_csv([product("P1"), product("P2")], name="a.csv"))
@@ -672,6 +682,7 @@ def test_a_previewed_plan_applies_later(sync, job, write_csv, categories):
     assert preview.counts == counts(created=1, updated=1, deleted=1)
     applied = apply_previewed(preview)
     assert applied.status == "succeeded", applied.error
+    assert [p.split(":")[0] for p in recorded_paths(applied)] == [sync_path]
     assert applied.counts == preview.counts
     assert sorted(Product.objects.values_list("sku", "price", "category__code", "updated")) == [
         ("P1", Decimal("4.00"), "C2", dt.date(2026, 5, 1)),
@@ -899,6 +910,7 @@ def test_products_every_action_row_errors_duplicates_limits_and_guard(
         sync(job, file=day3, max_total=3, force=True),  # over max_total
     ]
     first, second, preview, *refused = runs
+    assert [r.rows_read for r in runs] == [7, 14, 3, 3, 3, 3]
     assert first.counts == counts(created=7)
     assert changes(first) == [
         (
