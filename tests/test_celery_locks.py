@@ -122,6 +122,35 @@ def test_the_redis_lock_is_renewed_and_released_from_other_threads(redis_name):
     assert other.holder() == "run:2:b"
 
 
+@pytest.mark.celery
+def test_a_runs_heartbeat_keeps_its_redis_locks_past_their_ttl(make_job, settings):
+    """The monitor's heartbeat thread renews the job's and the model's Redis locks that the
+    run's thread took; they outlive LOCK_TTL and go with the release."""
+    from djsync.monitor import RunMonitor
+
+    settings.DJSYNC = {
+        **settings.DJSYNC,
+        "LOCK_BACKEND": "redis",
+        "LOCK_REDIS_URL": redis_url(),
+        "LOCK_TTL": 0.6,
+        "HEARTBEAT_INTERVAL": 0.15,
+    }
+    run = SyncRun.objects.create(job=make_job("test_products"), trigger="api", status="reading")
+    job_id, label = 800_000 + os.getpid(), f"testapp.Beat{os.getpid()}"  # no other test's
+    lock = locks.acquire_run(job_id, run.pk, models=[(label, "default")])
+    monitor = RunMonitor(run, lock)
+    monitor.start()
+    try:
+        time.sleep(1.5)
+        assert not monitor.lost_lock
+        assert locks.run_of(locks.job_lock(job_id).holder()) == run.pk
+        assert locks.run_of(locks.model_lock(label).holder()) == run.pk
+    finally:
+        monitor.stop()
+        lock.release()
+    assert locks.job_lock(job_id).holder() is None and locks.model_lock(label).holder() is None
+
+
 def test_a_run_is_refused_while_another_run_of_the_job_holds_the_lock(make_job, write_csv):
     job = make_job("test_products")
     other = locks.acquire(job.pk, 999)
