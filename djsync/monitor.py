@@ -18,35 +18,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connections, router
-from django.db.models import F, Q
 from django.utils import timezone
 
 from . import locks
 from .conf import settings
-from .exceptions import (
-    ConfigurationError,
-    QueueError,
-    RunCancelled,
-    RunLocked,
-    TransientSourceError,
-)
+from .exceptions import QueueError, RunCancelled, RunLocked
+from .lifecycle import RUNNING
+from .lifecycle import end_status as end_status  # re-exported: services imports it from here
+from .lifecycle import retry_pending as retry_pending  # re-exported: tasks sets it here
 from .models import SyncJob, SyncRun
-
-if TYPE_CHECKING:
-    from .services import Progress
+from .progress import Progress
 
 logger = logging.getLogger("djsync")
 
-#: Statuses of a run that a worker is working on (queued runs hold no lock yet).
-RUNNING = (SyncRun.Status.READING, SyncRun.Status.DIFFING, SyncRun.Status.APPLYING)
-
 #: The Celery task executing the current run, set by :mod:`djsync.tasks`.
 current_task: contextvars.ContextVar[Any] = contextvars.ContextVar("djsync_task", default=None)
-#: Whether a transient source error of the current run will be retried (set by tasks).
-retry_pending: contextvars.ContextVar[bool] = contextvars.ContextVar("djsync_retry", default=False)
 
 
 # -- where progress is written ------------------------------------------------------------
@@ -137,7 +126,6 @@ class RunMonitor:
     # callbacks
     def progress(self, outer: Progress) -> Progress:
         """A Progress that feeds this monitor, then the caller's own callbacks."""
-        from .services import Progress
 
         def on_read(rows: int) -> None:
             self.rows_read = rows
@@ -217,8 +205,6 @@ def guard(sync_run: SyncRun, progress: Progress | None = None) -> Iterator[Progr
     Raises :class:`RunLocked` when another run of the job is active (after waiting
     ``LOCK_WAIT`` seconds) and :class:`RunCancelled` when the run was cancelled already.
     """
-    from .services import Progress
-
     progress = progress or Progress()
     if cancel_requested(sync_run.pk):
         raise RunCancelled(f"run #{sync_run.pk} was cancelled before it started")
@@ -265,15 +251,6 @@ def cancel_requested(run_id: int) -> bool:
     return SyncRun.objects.filter(pk=run_id, cancel_requested=True).exists()
 
 
-def end_status(sync_run: SyncRun, exc: BaseException) -> str:
-    """The status a run ends with after ``exc``: cancelled, queued again to retry, or failed."""
-    if isinstance(exc, RunCancelled):
-        return SyncRun.Status.CANCELLED
-    if isinstance(exc, TransientSourceError) and retry_pending.get():
-        return SyncRun.Status.QUEUED
-    return SyncRun.Status.FAILED
-
-
 # -- cancel --------------------------------------------------------------------------------
 def cancel(sync_run: SyncRun) -> SyncRun:
     """Cancel a queued or running run: it ends "cancelled" and writes nothing to the target.
@@ -282,20 +259,8 @@ def cancel(sync_run: SyncRun) -> SyncRun:
     next check — between phases, every 1,000 rows read and after every batch applied —
     and its apply transaction rolls back.
     """
-    runs = SyncRun.objects.filter(pk=sync_run.pk)
-    if runs.filter(status=SyncRun.Status.QUEUED).update(
-        status=SyncRun.Status.CANCELLED,
-        cancel_requested=True,
-        finished_at=timezone.now(),
-        error="cancelled before it started",
-    ):
+    if SyncRun.objects.cancel(sync_run):  # else: asked to stop; RunStateError if done
         _revoke(sync_run.task_id)
-    elif not runs.filter(status__in=RUNNING).update(cancel_requested=True):
-        sync_run.refresh_from_db(fields=["status"])
-        raise ConfigurationError(
-            f"run #{sync_run.pk} is {sync_run.status}; only a queued or running run can be "
-            "cancelled"
-        )
     sync_run.refresh_from_db()
     return sync_run
 
@@ -317,20 +282,14 @@ def _revoke(task_id: str) -> None:
 def fail_dead_runs(sync_run: SyncRun) -> list[SyncRun]:
     """With the job's lock in hand, other running runs of the job have no live worker."""
     cutoff = timezone.now() - timedelta(seconds=float(settings.LOCK_TTL) / 2)
-    dead = (
-        SyncRun.objects.filter(job_id=sync_run.job_id, status__in=RUNNING)
-        .exclude(pk=sync_run.pk)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
-    )
-    return [mark_dead(run) for run in dead]
+    dead = SyncRun.objects.silent_since(cutoff).filter(job_id=sync_run.job_id)
+    return [mark_dead(run) for run in dead.exclude(pk=sync_run.pk)]
 
 
 def reap_stale_runs() -> list[SyncRun]:
     """Mark failed every running run without a heartbeat for STALE_AFTER s whose lock is free."""
     cutoff = timezone.now() - timedelta(seconds=float(settings.STALE_AFTER))
-    candidates = SyncRun.objects.filter(status__in=RUNNING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
-    )
+    candidates = SyncRun.objects.silent_since(cutoff)
     return [mark_dead(run) for run in candidates if not is_held(run)]
 
 
@@ -351,20 +310,7 @@ def is_held(sync_run: SyncRun) -> bool:
 
 def mark_dead(sync_run: SyncRun) -> SyncRun:
     """Record a run whose worker died as failed (its transaction rolled back: nothing written)."""
-    last = sync_run.heartbeat_at or sync_run.started_at
-    when = timezone.localtime(last).strftime("%Y-%m-%d %H:%M:%S") if last else "never"
-    error = (
-        f"the worker running it stopped during {sync_run.status} (last heartbeat: {when}); "
-        "nothing was written to the target"
-    )
-    if SyncRun.objects.filter(pk=sync_run.pk, status=sync_run.status).update(
-        status=SyncRun.Status.FAILED, error=error, finished_at=timezone.now()
-    ):
-        logger.warning("djsync run %s: %s", sync_run.pk, error)
-        sync_run.refresh_from_db()
-        from .notifications import run_finished
-
-        run_finished(sync_run)
+    SyncRun.objects.mark_dead(sync_run)  # the reaper, a follower, a new run: one of them
     return sync_run
 
 
@@ -372,18 +318,9 @@ def mark_dead(sync_run: SyncRun) -> SyncRun:
 def claim(run_id: int, task_id: str = "") -> SyncRun | None:
     """Move a queued run to "reading" for this worker; None if it is not queued any more
     (cancelled, or taken by another delivery of the same task)."""
-    fields: dict[str, Any] = {
-        "status": SyncRun.Status.READING,
-        "started_at": timezone.now(),
-        "heartbeat_at": timezone.now(),
-        "attempts": F("attempts") + 1,
-        "finished_at": None,
-    }
-    if task_id:
-        fields["task_id"] = task_id
-    if not SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(**fields):
+    sync_run = SyncRun.objects.claim(run_id, task_id)
+    if sync_run is None:
         return None
-    sync_run = SyncRun.objects.select_related("job").get(pk=run_id)
     if sync_run.attempts > 1:  # a retry starts from a clean slate
         sync_run.changes.all().delete()
         sync_run.row_errors.all().delete()
@@ -439,7 +376,6 @@ def workers_alive(timeout: float = 1.0) -> bool:
 def fail_unclaimed(sync_run: SyncRun, *, waited: float) -> SyncRun:
     """Mark failed a queued run that no worker took (none is running): it will not run
     when a worker starts later (a worker only takes queued runs); its upload is removed."""
-    from .services import fail
     from .uploads import release_upload
 
     error = QueueError(
@@ -447,12 +383,8 @@ def fail_unclaimed(sync_run: SyncRun, *, waited: float) -> SyncRun:
         f"(the WAIT_NO_WORKER setting); it is marked failed and will not run, nothing was "
         "written. Start a worker (celery -A <project> worker) and run the job again"
     )
-    if not SyncRun.objects.filter(pk=sync_run.pk, status=SyncRun.Status.QUEUED).update(
-        status=SyncRun.Status.FAILED, finished_at=timezone.now(), error=str(error)
-    ):
-        return SyncRun.objects.select_related("job").get(pk=sync_run.pk)  # taken meanwhile
+    if not SyncRun.objects.fail(sync_run, error):  # queued → failed, unless taken meanwhile
+        return SyncRun.objects.select_related("job").get(pk=sync_run.pk)
     _revoke(sync_run.task_id)
-    sync_run.refresh_from_db()
-    fail(sync_run, error)  # the same record, through the one failure transition
     release_upload(sync_run)
     return sync_run
