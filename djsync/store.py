@@ -289,9 +289,7 @@ def prune_runs(
         last = batch[-1]
         # A preview older than the upload expiry is discarded first, so that an apply
         # starting now finds it taken; done runs never change status again.
-        SyncRun.objects.filter(pk__in=batch, status=SyncRun.Status.PREVIEWED).update(
-            status=SyncRun.Status.DISCARDED, finished_at=timezone.now()
-        )
+        SyncRun.objects.filter(pk__in=batch).discard_previews()
         doomed = SyncRun.objects.filter(pk__in=batch, status__in=SyncRun.DONE)
         ids = list(doomed.values_list("pk", flat=True))
         done.changes += _delete_in_batches(SyncChange, ids, size)

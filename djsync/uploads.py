@@ -110,9 +110,7 @@ def expire_uploads(now: datetime | None = None) -> int:
     count = 0
     for run in old.only("pk", "upload", "status"):
         if run.status == SyncRun.Status.PREVIEWED:
-            SyncRun.objects.filter(pk=run.pk, status=run.status).update(
-                status=SyncRun.Status.DISCARDED, finished_at=timezone.now()
-            )
+            SyncRun.objects.discard(run)  # unless an apply took it meanwhile
         release_upload(run)
         count += 1
     return count + _delete_orphans(cutoff)

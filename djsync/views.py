@@ -27,7 +27,6 @@ from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -36,6 +35,7 @@ from . import permissions, services
 from .conf import settings
 from .exceptions import DjsyncError, QueueError
 from .forms import UploadForm
+from .lifecycle import NOT_APPLIED
 from .models import SyncChange, SyncJob, SyncRun
 from .registry import get_importer_class
 from .report import key_text
@@ -246,10 +246,8 @@ def discard(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpRe
     require_owner(request, run)
     if not permissions.can_preview(request.user, run.job):
         raise PermissionDenied
-    done = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(
-        status=SyncRun.Status.DISCARDED, finished_at=timezone.now()
-    )
-    if done:
+    # One statement decides between this discard and an apply (another tab) or a second one.
+    if run.status == SyncRun.Status.PREVIEWED and SyncRun.objects.discard(run):
         release_upload(run)
         messages.success(request, _("Run #%s discarded; nothing was written.") % run.pk)
     else:
@@ -297,15 +295,14 @@ def queue_apply(run: SyncRun, user: Any) -> SyncRun:
     from .tasks import apply_run
 
     # An earlier attempt refused because the job was busy left a note; this is a new try.
-    SyncRun.objects.filter(pk=run.pk, error__startswith="not applied").update(error="")
+    # The worker's apply claims the preview (previewed → applying) under the job's lock.
+    SyncRun.objects.clear_preview_note(run)
 
     def send() -> None:
         try:
             services.publish(apply_run, run.pk, user.pk)
         except QueueError as exc:  # the preview stays, to apply once the broker answers
-            SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(
-                error=f"not applied: {exc}"
-            )
+            SyncRun.objects.keep_preview(run, exc)
 
     transaction.on_commit(send)
     return run
@@ -374,7 +371,7 @@ def status_data(run: SyncRun, step: str, admin_site: AdminSite) -> dict[str, Any
     if step == "preview":
         done = run.status not in SyncRun.ACTIVE
     else:
-        done = run.is_done or run.error.startswith("not applied")
+        done = run.is_done or run.error.startswith(NOT_APPLIED)
     return {
         "run": run.pk,
         "status": run.status,
