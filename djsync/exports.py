@@ -73,7 +73,7 @@ def export_job(
     so any job can be exported, e.g. ``runsync products --export out.xlsx``. On failure the
     run is recorded as failed and the error raised with the run as ``exc.run``.
     """
-    from .services import fail, get_job
+    from .services import get_job
 
     job = get_job(job)
     sync_run = SyncRun.objects.create(
@@ -86,7 +86,7 @@ def export_job(
     try:
         return export_run(sync_run, path=path, format=format)
     except Exception as exc:
-        fail(sync_run, exc)
+        SyncRun.objects.fail(sync_run, exc)
         exc.run = sync_run  # type: ignore[attr-defined]
         raise
 
@@ -104,11 +104,7 @@ def export_run(
     queryset = importer.get_scope(importer.get_queryset())
     if filter:
         queryset = queryset.filter(**filter)
-    sync_run.source_name = importer.label
-    sync_run.status = SyncRun.Status.READING
-    SyncRun.objects.filter(pk=sync_run.pk).update(
-        status=sync_run.status, source_name=sync_run.source_name
-    )
+    SyncRun.objects.advance(sync_run, SyncRun.Status.READING, source_name=importer.label)
     result = export_queryset(
         queryset,
         destination,
@@ -125,9 +121,7 @@ def export_run(
             "format": result.format,
         }
     }
-    sync_run.status = SyncRun.Status.SUCCEEDED
-    sync_run.finished_at = timezone.now()
-    sync_run.save()
+    SyncRun.objects.finish(sync_run, SyncRun.Status.SUCCEEDED)
     return sync_run
 
 
