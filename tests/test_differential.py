@@ -133,6 +133,34 @@ def snapshot() -> list[tuple]:
     return list(Product.objects.order_by("sku").values_list("sku", "name", "price", "qty"))
 
 
+def run_outcome(job: SyncJob, file: Any, **options: Any) -> tuple[dict, Any]:
+    """(What a user sees of one run, its plan), for a test that runs both paths itself
+    (tests/test_hostile_values.py). The outcome leaves out the path each model recorded in
+    ``stats``: it is the one thing meant to differ."""
+    try:
+        done = djsync.run(job, file=file, **options)
+    except Exception as exc:  # noqa: BLE001 - the failure is part of the outcome
+        done = exc.run  # type: ignore[attr-defined]
+    run = SyncRun.objects.get(pk=done.pk)
+    stats = {
+        model: {k: v for k, v in values.items() if k != "path"}
+        if isinstance(values, dict)
+        else values
+        for model, values in (run.stats or {}).items()
+    }
+    outcome = {
+        "status": run.status,
+        "counts": run.counts,
+        "stats": stats,
+        "rows_read": run.rows_read,
+        "error": run.error,
+        "warnings": run.warnings,
+        "changes": changes(run),
+        "row_errors": [(e.row, e.column, e.message, e.key, e.value) for e in run.row_errors.all()],
+    }
+    return outcome, getattr(done, "plan", None)
+
+
 # -- the two paths ---------------------------------------------------------------------------
 @pytest.fixture(params=["generic", "staged"])
 def sync_path(request: pytest.FixtureRequest, settings: Any) -> str:
