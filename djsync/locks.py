@@ -139,9 +139,6 @@ class RedisLock(JobLock):
         value = self.client.get(self.name)
         return value.decode() if isinstance(value, bytes) else value
 
-    def owned(self) -> bool:
-        return bool(self.lock.owned())
-
 
 @functools.cache
 def redis_client(url: str) -> Any:
