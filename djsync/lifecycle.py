@@ -150,7 +150,7 @@ def cause(exc: BaseException) -> str:
     return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 1] + "…"
 
 
-class SyncRunQuerySet(models.QuerySet):
+class SyncRunQuerySet(models.QuerySet["SyncRun"]):
     """``SyncRun.objects``: named filters, and the named transitions of a run's status."""
 
     # -- filters ---------------------------------------------------------------------------
