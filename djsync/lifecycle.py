@@ -196,6 +196,12 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
             _tell(progress, status)
         return moved
 
+    def record(self, run: SyncRun) -> bool:
+        """Save what a run recorded in memory (its counts, stats, warnings …: every field
+        ``save()`` writes but its status), while the row is still in the status ``run``
+        holds — never over a status someone else set (the reaper, a cancel)."""
+        return bool(self.filter(pk=run.pk, status=run.status).update(**_fields(run)))
+
     def finish(self, run: SyncRun, status: str, *, progress: Progress | None = None) -> bool:
         """End a run ``previewed`` or ``succeeded``, saving what it recorded in memory
         (counts, stats, warnings, error, rows applied …); then its mail, if any."""
@@ -306,12 +312,7 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
     def _end(self, run: SyncRun, transition: str, to: str, progress: Progress | None) -> bool:
         """End ``run`` in ``to``, saving every field it holds (what ``save()`` wrote), then
         tell the caller's progress and send its mail."""
-        fields = {
-            f.attname: getattr(run, f.attname)
-            for f in run._meta.concrete_fields
-            if not f.primary_key and f.attname != "status"
-        }
-        fields["finished_at"] = timezone.now()
+        fields = {**_fields(run), "finished_at": timezone.now()}
         if not self._move(run, transition, to, **fields):
             return False
         _tell(progress, to)
@@ -321,6 +322,15 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
     def _current(self, run: SyncRun, default: str) -> str:
         found = self.filter(pk=run.pk).values_list("status", flat=True).first()
         return found if found is not None else default
+
+
+def _fields(run: SyncRun) -> dict[str, Any]:
+    """Every field of ``run`` that ``save()`` writes, but its primary key and status."""
+    return {
+        f.attname: getattr(run, f.attname)
+        for f in run._meta.concrete_fields
+        if not f.primary_key and f.attname != "status"
+    }
 
 
 def _tell(progress: Progress | None, status: str) -> None:

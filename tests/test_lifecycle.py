@@ -155,6 +155,18 @@ def test_finish_saves_what_the_run_recorded_and_tells_progress(job: SyncJob) -> 
     assert seen == [S]
 
 
+def test_record_saves_the_counts_but_never_over_another_status(job: SyncJob) -> None:
+    run = make_run(job, D)
+    run.created, run.warnings = 5, ["w"]
+    assert SyncRun.objects.record(run) is True
+    assert (row(run)["status"], row(run)["created"], row(run)["warnings"]) == (D, 5, ["w"])
+    SyncRun.objects.mark_dead(SyncRun.objects.get(pk=run.pk))
+    before = row(run)
+    run.created = 6
+    assert SyncRun.objects.record(run) is False
+    assert row(run) == before
+
+
 def test_advance_writes_its_fields_and_a_heartbeat(job: SyncJob) -> None:
     run = make_run(job, R)
     seen: list[str] = []
