@@ -1271,3 +1271,51 @@ def test_an_importer_the_staged_path_cannot_serve_takes_the_generic_path(
         assert unsupported(get_importer_class(name)()) is None, name
     settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH": False}
     assert unsupported(get_importer_class("test_products")()) == "the FAST_PATH setting is off"
+
+
+# -- staging in chunks -----------------------------------------------------------------------
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staging chunks of 4 rows (PostgreSQL's COPY, SQLite's executemany), and "large" from
+    5 staged rows (PostgreSQL: ANALYZE and a larger work_mem), so a few rows cross them."""
+    from djsync.targets import postgres, sqlite
+
+    monkeypatch.setattr(postgres, "COPY_CHUNK", 4)
+    monkeypatch.setattr(postgres, "LARGE", 5)
+    monkeypatch.setattr(sqlite, "STAGE_CHUNK", 4)
+
+
+def test_a_source_larger_than_one_staging_chunk(sync, job, write_csv, small_chunks):
+    seed("K03", "K05", "K99")
+    rows = [product(f"K{i:02d}", price="2") for i in range(1, 9)]  # sorted so far
+    rows += [product("K02", name="again"), product("K00"), product("K09", price="x")]
+    rows += [product(f"K{i:02d}") for i in range(10, 14)]
+    run = sync(job, file=write_csv(rows), on_row_error="skip", force=True)
+    assert run.status == "succeeded", run.error
+    assert run.counts == counts(created=10, updated=2, deleted=1, errors=3)
+    assert row_errors(run) == [
+        (3, "", DUP.format("K02")),
+        (10, "", DUP.format("K02")),
+        (12, "price", "expected a decimal number, got 'x'"),
+    ]
+    assert [c[:3] for c in changes(run) if c[0] != "create"] == [
+        ("delete", ["K99"], None),
+        ("update", ["K03"], 4),
+        ("update", ["K05"], 6),
+    ]
+    assert skus() == [f"K{i:02d}" for i in (0, 1, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13)]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="work_mem is PostgreSQL's")
+def test_a_large_staged_load_gives_the_session_its_work_mem_back(
+    sync, job, write_csv, small_chunks
+):
+    def work_mem() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW work_mem")
+            return cursor.fetchone()[0]
+
+    before = work_mem()
+    run = sync(job, file=write_csv([product(f"W{i}") for i in range(12)]))
+    assert run.counts == counts(created=12)
+    assert work_mem() == before
