@@ -9,14 +9,17 @@ from .importers import Importer
 from .registry import register
 
 if TYPE_CHECKING:
-    from .models import SyncRun
+    from .services import run
 
 __version__ = "0.1.0"
 __all__ = ["Field", "Importer", "register", "run"]
 
 
-def run(job: Any, **kwargs: Any) -> SyncRun:
-    """Run a job now; see :func:`djsync.services.run` for the options."""
-    from .services import run as run_job
+def __getattr__(name: str) -> Any:
+    """``djsync.run``: :func:`djsync.services.run` itself (its explicit signature), imported
+    on first use, once the app registry is ready."""
+    if name == "run":
+        from .services import run
 
-    return run_job(job, **kwargs)
+        return run
+    raise AttributeError(f"module 'djsync' has no attribute {name!r}")

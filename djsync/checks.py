@@ -45,18 +45,16 @@ def check_jobs(
 
 def job_problem(job: Any) -> str | None:
     """Why ``job`` would be refused before reading anything, or None."""
-    from . import multimodel
     from .exports import check_target, is_export
-    from .services import make_importer, make_source
+    from .steps import make_importer, make_importers, make_source
 
     try:
         if is_export(job):
             check_target(job, make_importer(job))
-        elif multimodel.is_multi(job):
-            for importer in multimodel.make_importers(job):
-                multimodel.make_source(job, importer)
-        elif job.source or make_importer(job).source:
-            make_source(job, make_importer(job))
+        else:
+            for importer in make_importers(job):
+                if job.source or importer.source:
+                    make_source(job, importer)
     except DjsyncError as exc:
         message = str(exc)
         return (

@@ -135,8 +135,8 @@ class SyncJob(models.Model):
         """Why ``importer`` cannot run: an unknown name, or several names (a multi-model
         job, comma-separated) that cannot run together (one model twice, a cycle)."""
         from .exceptions import ConfigurationError
-        from .multimodel import importer_names as names_of
-        from .multimodel import make_importers
+        from .steps import importer_names as names_of
+        from .steps import make_importers
 
         names = names_of(self)
         if not self.importer:

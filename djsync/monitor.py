@@ -229,8 +229,8 @@ def written_models(job: SyncJob) -> list[tuple[str, str]]:
     importer's, or each importer's of a multi-model job; none for an export. An importer
     that cannot be found is left out (the run then fails on it with its own message)."""
     from .exports import is_export
-    from .multimodel import importer_names
     from .registry import get_importer_class
+    from .steps import importer_names
 
     if is_export(job):
         return []

@@ -34,7 +34,7 @@ SOURCE_FIELDS = ("importer", "source", "target")
 def target_models(job: SyncJob) -> list[type[models.Model]] | None:
     """The models a job's importers write to (several for a multi-model job), or None if
     one of its importers is not registered."""
-    from .multimodel import importer_names
+    from .steps import importer_names
 
     try:
         return [get_importer_class(name).model for name in importer_names(job)] or None
@@ -122,8 +122,8 @@ def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
 
 def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
     """What ``user`` lacks to run a job straight through: every action its switches allow."""
-    from .multimodel import make_importers
     from .services import resolve_switches
+    from .steps import make_importers
 
     if target_models(job) is None:
         return [f"importer {job.importer!r} is not registered"]

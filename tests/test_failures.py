@@ -114,13 +114,13 @@ FAILURES = {
     "unexpected: ZeroDivisionError": (
         None,
         ["--force"],
-        ("djsync.services.apply_plan", _boom),
+        ("djsync.steps.apply_plan", _boom),
         "test-products: ZeroDivisionError: boom",
     ),
     "unexpected: a multi-line database error": (
         None,
         ["--force"],
-        ("djsync.services.apply_plan", _integrity),
+        ("djsync.steps.apply_plan", _integrity),
         'IntegrityError: duplicate key value violates unique constraint "testapp_product_sku_key"'
         " DETAIL:  Key (sku)=(NEW) already exists.",
     ),
@@ -178,14 +178,14 @@ def test_the_summary_of_a_failed_run_says_what_would_have_been_done(catalogue):
 
 def test_an_unexpected_exception_is_one_line_and_its_traceback_goes_to_the_log(catalogue, caplog):
     job, path = catalogue
-    with mock.patch("djsync.services.apply_plan", _boom):
+    with mock.patch("djsync.steps.apply_plan", _boom):
         message, _ = fails("test-products", "--file", path, "--force")
     assert message == "test-products: ZeroDivisionError: boom"
     logged = [r for r in caplog.records if r.name == "djsync" and r.exc_info]
     assert logged and "ZeroDivisionError" in caplog.text
     # --traceback (or -v 3) prints it on stderr as well.
     err = StringIO()
-    with mock.patch("djsync.services.apply_plan", _boom), pytest.raises(CommandError):
+    with mock.patch("djsync.steps.apply_plan", _boom), pytest.raises(CommandError):
         call_command(
             "runsync",
             "test-products",
@@ -212,7 +212,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     SyncJob.objects.create(name="p", importer="test_products")
     def boom(*args, **kwargs):
         raise KeyError("no such thing")
-    with mock.patch("djsync.services.apply_plan", boom):
+    with mock.patch("djsync.steps.apply_plan", boom):
         ManagementUtility(["manage.py", "runsync", "p", "--file", {str(path)!r}]).execute()
     """
     out = run_isolated(code, timeout=60)
