@@ -4,8 +4,8 @@ the same target rows, run counts, stored changes and row errors, the same failur
 
 The ``sync_path`` fixture picks the path. "generic" turns the FAST_PATH setting off; "staged"
 leaves it on and checks that every run really took the staged path (its plan is a staged
-plan), so an importer the staged path stops serving fails here instead of passing twice on
-the generic path. Expected outcomes are written out once per scenario, not compared between
+plan, and the path it recorded in ``stats`` says "staged: <vendor>"), so an importer the
+staged path stops serving fails here instead of passing twice on the generic path. Expected outcomes are written out once per scenario, not compared between
 the two paths at run time: both paths are held to the same literal answer.
 """
 
@@ -178,6 +178,7 @@ def _check_path(path: str, run: SyncRun, plan: Any, importer: Any) -> None:
         return
     staged = isinstance(plan, PostgresPlan)  # SQLite's staged plan is a subclass
     recorded = recorded_paths(run)
+    assert recorded, "the run did not record its path"
     if path == "staged":
         assert staged, f"the staged path was not taken: {unsupported(importer)}"
         assert all(p.startswith("staged: ") for p in recorded), recorded
