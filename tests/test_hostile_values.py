@@ -485,7 +485,7 @@ def test_null_tokens_same_result_on_the_fast_and_the_generic_path(make_job, writ
     from djsync.registry import get_importer_class
     from djsync.targets.postgres import unsupported as pg_unsupported
     from djsync.targets.sqlite import unsupported as sqlite_unsupported
-    from tests.test_fastpath import run_outcome, target_rows
+    from tests.test_differential import run_outcome, target_rows
 
     importer = get_importer_class("hostile_gauges_tokens")()
     unsupported = pg_unsupported if connection.vendor == "postgresql" else sqlite_unsupported

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 
 from ..diff import RowError, SourceRow
-from ..fields import BoundField, encodable
+from ..fields import BoundField, concrete_field, encodable, related_model
 
 if TYPE_CHECKING:
     from ..importers import BaseImporter
@@ -49,8 +49,11 @@ def plain_text(f: BoundField) -> tuple[bool, int | None]:
     """Whether ``f`` converts text cells by stripping them (a text field with the built-in
     converter, no choices and no validators of its own), and its length limit. A plain
     cell is still checked for its length, a NUL character and the field's null tokens."""
-    field = f.model_field.related_model._meta.get_field(f.lookup) if f.is_relation else None
-    field = field or f.model_field
+    field = (
+        concrete_field(related_model(f.model_field), f.lookup)
+        if f.is_relation and f.lookup
+        else f.model_field
+    )
     plain = (
         f.spec.converter is None
         and isinstance(field, models.CharField | models.TextField)
@@ -130,10 +133,11 @@ class RowConverter:
         cls = type(importer)
         from ..importers import BaseImporter
 
-        self.hooked = (
-            cls.prepare_record is not BaseImporter.prepare_record
-            or cls.normalize_source_row is not BaseImporter.normalize_source_row
-        )
+        #: A ``prepare_record`` of the importer's own: records go through it, then through
+        #: the same converters (the compiled cell converter needs the raw cells).
+        self.prepared = cls.prepare_record is not BaseImporter.prepare_record
+        #: A ``normalize_source_row``: every record goes through the importer's own code.
+        self.hooked = cls.normalize_source_row is not BaseImporter.normalize_source_row
 
     def _finish_warmup(self) -> None:
         for i, memo in enumerate(self.memos):
@@ -248,6 +252,7 @@ class RowConverter:
         row = source.first_row
         seen = 0
         convert = self.convert_record
+        prepare = importer.prepare_record if self.prepared else None
         for record in records:
             seen += 1
             importer.rows_read += 1
@@ -256,9 +261,15 @@ class RowConverter:
             if seen == WARMUP:
                 self._finish_warmup()
             try:
-                yield number, convert(record)
+                if prepare is None:
+                    yield number, convert(record)
+                    continue
+                prepared = prepare(dict(record))  # a copy: a bad row is prepared again below
+                if prepared is not None:  # None: the importer skips the record
+                    yield number, convert(prepared)
             except HANDED_OVER:
-                yield from importer._convert_one(record, number, fields)
+                # The importer reports the row error (or raises): no SourceRow comes back.
+                yield from importer._convert_one(record, number, fields)  # type: ignore[misc]
 
     def cell_rows(
         self, rows: Iterable[list[str]], source: Source
@@ -267,9 +278,9 @@ class RowConverter:
         handed to the importer as the dict :meth:`Source.read` would have yielded."""
         importer = self.importer
         columns = list(source.columns or [])
-        if self.hooked:
+        if self.hooked or self.prepared:  # the hooks take records: dicts, as read() gives
             records = (dict(zip(columns, cells, strict=True)) for cells in rows)
-            yield from self._through_importer(records, source)
+            yield from self.rows(records, source)
             return
         fields = [(f, f.source_column, importer.lookups.get(f.name)) for f in self.fields]
         convert = self.compile_cells(columns)
@@ -287,7 +298,8 @@ class RowConverter:
                 yield number, convert(cells)
             except HANDED_OVER:
                 record = dict(zip(columns, cells, strict=True))
-                yield from importer._convert_one(record, number, fields)
+                # The importer reports the row error (or raises): no SourceRow comes back.
+                yield from importer._convert_one(record, number, fields)  # type: ignore[misc]
 
     def _through_importer(
         self, records: Iterable[dict[str, Any]], source: Source
