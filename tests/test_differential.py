@@ -12,9 +12,11 @@ the two paths at run time: both paths are held to the same literal answer.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,34 +135,6 @@ def snapshot() -> list[tuple]:
     return list(Product.objects.order_by("sku").values_list("sku", "name", "price", "qty"))
 
 
-def run_outcome(job: SyncJob, file: Any, **options: Any) -> tuple[dict, Any]:
-    """(What a user sees of one run, its plan), for a test that runs both paths itself
-    (tests/test_hostile_values.py). The outcome leaves out the path each model recorded in
-    ``stats``: it is the one thing meant to differ."""
-    try:
-        done = djsync.run(job, file=file, **options)
-    except Exception as exc:  # noqa: BLE001 - the failure is part of the outcome
-        done = exc.run  # type: ignore[attr-defined]
-    run = SyncRun.objects.get(pk=done.pk)
-    stats = {
-        model: {k: v for k, v in values.items() if k != "path"}
-        if isinstance(values, dict)
-        else values
-        for model, values in (run.stats or {}).items()
-    }
-    outcome = {
-        "status": run.status,
-        "counts": run.counts,
-        "stats": stats,
-        "rows_read": run.rows_read,
-        "error": run.error,
-        "warnings": run.warnings,
-        "changes": changes(run),
-        "row_errors": [(e.row, e.column, e.message, e.key, e.value) for e in run.row_errors.all()],
-    }
-    return outcome, getattr(done, "plan", None)
-
-
 # -- the two paths ---------------------------------------------------------------------------
 @pytest.fixture(params=["generic", "staged"])
 def sync_path(request: pytest.FixtureRequest, settings: Any) -> str:
@@ -192,14 +166,59 @@ def recorded_paths(run: SyncRun) -> list[str]:
     return [s["path"] for s in (run.stats or {}).values() if isinstance(s, dict) and "path" in s]
 
 
+#: Outcomes of the runs of a test on the path that ran first, by test and its other
+#: parameters: the other path's runs must end exactly the same way.
+_FIRST_PATH: dict[tuple, tuple[str, list[dict]]] = {}
+
+
+def outcome(run: SyncRun, model: type, tmp_path: Path | None = None) -> dict[str, Any]:
+    """Everything a user sees of a run: its record, changes, row errors, the target after it.
+    Left out: the path it recorded, and in its error the test's own temporary directory and
+    database ids (each test instance has its own)."""
+    error = run.error.replace(str(tmp_path), "<tmp>") if tmp_path else run.error
+    error = re.sub(r"object \(\d+\)", "object (<pk>)", error)
+    stats = {
+        name: {k: v for k, v in values.items() if k != "path"}
+        for name, values in (run.stats or {}).items()
+        if isinstance(values, dict)
+    }
+    return {
+        "status": run.status,
+        "counts": run.counts,
+        "error": error,
+        "warnings": run.warnings,
+        "rows_read": run.rows_read,
+        "stats": stats,
+        "changes": changes(run),
+        "row_errors": [
+            (e.row, e.column, e.message, e.key, e.value) for e in run.row_errors.order_by("pk")
+        ],
+        "target": target_rows(model),
+    }
+
+
+def run_outcome(job: SyncJob, file: Any, **options: Any) -> tuple[dict, Any]:
+    """(:func:`outcome` of one run, its plan), for a test that runs both paths itself
+    (tests/test_hostile_values.py)."""
+    try:
+        done = djsync.run(job, file=file, **options)
+    except Exception as exc:  # noqa: BLE001 - the failure is part of the outcome
+        done = exc.run  # type: ignore[attr-defined]
+    model = get_importer_class(job.importer).model
+    return outcome(SyncRun.objects.get(pk=done.pk), model), getattr(done, "plan", None)
+
+
 @pytest.fixture
-def sync(sync_path: str, db: None) -> Callable[..., SyncRun]:
+def sync(sync_path: str, request: pytest.FixtureRequest, tmp_path: Path, db: None) -> Any:
     """sync(job, **run options) → the run as stored, with ``plan`` and ``exception`` set.
 
     A failed run is returned, not raised: its record is part of the outcome. Each stored
     change's object_pk is checked to be the row under the change's key (before the run for
-    updates and deletes, after it for creates).
+    updates and deletes, after it for creates). When the test has run on both paths, the
+    second path's runs must end exactly as the first one's (:func:`outcome`), beyond what
+    the test itself asserts.
     """
+    outcomes: list[dict] = []
 
     def run(job: SyncJob, **options: Any) -> SyncRun:
         importer_class = get_importer_class(job.importer)
@@ -219,9 +238,20 @@ def sync(sync_path: str, db: None) -> Callable[..., SyncRun]:
             if change.object_pk and stored.status == "succeeded":
                 where = after if change.action == "create" else before
                 assert where.get(change.object_pk) == change.key, change
+        outcomes.append(outcome(stored, model, tmp_path))
         return stored
 
-    return run
+    yield run
+    params = request.node.callspec.params
+    others = sorted((k, repr(v)) for k, v in params.items() if k != "sync_path")
+    test = (request.node.module.__name__, request.node.originalname, tuple(others))
+    if test not in _FIRST_PATH:
+        _FIRST_PATH[test] = (sync_path, outcomes)
+        return
+    first_path, first = _FIRST_PATH.pop(test)
+    # Not strict: a test that failed on one path made fewer runs, and says so itself.
+    for step, (a, b) in enumerate(zip(first, outcomes, strict=False), start=1):
+        assert b == a, f"run {step} on the {sync_path} path differs from the {first_path} path"
 
 
 @pytest.fixture
