@@ -114,7 +114,7 @@ class BackendMemory:
                     self.hwm_kib = max(self.hwm_kib, int(line.split()[1]))
                 elif line.startswith("RssAnon:"):
                     self.anon_kib = max(self.anon_kib, int(line.split()[1]))
-            self.done.wait(0.02)
+            self.done.wait(0.05)
 
     def stop(self) -> dict[str, float | None]:
         self.done.set()
@@ -231,9 +231,23 @@ def _peak(cases: dict[str, dict]) -> str:
     return f"{max(hwm):.0f}/{max(anon):.0f} MB" if hwm else "n/a"
 
 
-def unsorted(rows: int, tools: list[str], files: dict[str, Path]) -> str:
-    from bench.data import shuffled
+def shuffled(path: Path) -> Path:
+    """``bench.data.shuffled`` in a process of its own: the parent must stay small, since
+    Linux counts the RSS a process had when it forked in the child's ``ru_maxrss``."""
+    code = "import sys; from pathlib import Path; from bench.data import shuffled; "
+    code += "print(shuffled(Path(sys.argv[1])))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        cwd=ROOT,
+        env=_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(done.stdout.strip())
 
+
+def unsorted(rows: int, tools: list[str], files: dict[str, Path]) -> str:
     orders = {"in key order": files, "shuffled": {k: shuffled(p) for k, p in files.items()}}
     results: dict[str, dict[str, dict]] = {}
     for tool in tools:
