@@ -117,7 +117,7 @@ class StagedPlan(Protocol):
     """A plan whose actions live in the target database's staging tables until stored,
     checked and applied in SQL (djsync.targets.postgres and .sqlite)."""
 
-    def save_changes(self, run: Any, *, limit: int | None = None) -> None: ...
+    def change_selects(self, run: Any, *, limit: int | None = None) -> list[tuple[str, list]]: ...
 
     def check_stale(self) -> None: ...
 
@@ -209,7 +209,7 @@ def diff(
     """
     plan = Plan(model=model, rows_in_scope=len(target))
     remaining = dict(target)
-    seen: dict[Key, tuple[int, Action | None, bool]] = {}
+    seen: dict[Key, tuple[int, Create | Update | None, bool]] = {}
     duplicates: set[Key] = set()
     bad_keys: set[Key] = set()
     error_without_key = False
@@ -247,7 +247,7 @@ def diff(
             plan.errors.append(_duplicate_error(key, item.row))
             continue
         existing = remaining.pop(key, None)
-        action: Action | None = None
+        action: Create | Update | None = None
         unchanged = False
         if existing is None:
             if create:

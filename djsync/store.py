@@ -7,12 +7,12 @@ one converts each stored value back through the importer's converters.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -37,10 +37,12 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
     row error, in batches. Actions left out are named in a warning added to the plan."""
     size = settings.BATCH_SIZE
     limit = audit_limit(run)
-    staged = isinstance(plan, StagedPlan)
-    if staged:  # a staged plan stores its actions inside the database
-        plan.save_changes(run, limit=limit)
-    actions = () if staged else plan.actions if limit is None else audited(plan, limit)
+    actions: Iterable[Action] = ()
+    if isinstance(plan, StagedPlan):  # from its staging tables to the history, in SQL
+        for select, params in plan.change_selects(run, limit=limit):
+            insert_changes(select, params)
+    else:
+        actions = plan.actions if limit is None else audited(plan, limit)
     for batch in batched(actions, size):
         SyncChange.objects.bulk_create(
             [_change(run, plan.model, a) for a in batch], batch_size=size
@@ -49,6 +51,40 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
     note = audit_note(plan, limit)
     if note:
         plan.warnings.append(note)
+
+
+#: The columns of a stored change, in the order a backend's SELECT gives them
+#: (:meth:`djsync.diff.StagedPlan.change_selects`).
+CHANGE_COLUMNS = (
+    "run",
+    "model",
+    "action",
+    "key",
+    "object_pk",
+    "row",
+    "before",
+    "after",
+    "changed_fields",
+)
+
+
+def change_column(name: str) -> str:
+    """The quoted database column of the SyncChange field ``name``, for SQL of backends."""
+    connection = connections[router.db_for_write(SyncChange)]
+    return connection.ops.quote_name(SyncChange._meta.get_field(name).column)
+
+
+def changes_table() -> str:
+    connection = connections[router.db_for_write(SyncChange)]
+    return connection.ops.quote_name(SyncChange._meta.db_table)
+
+
+def insert_changes(select: str, params: list[Any]) -> None:
+    """Store the changes a backend selects from its staging tables: ``INSERT … SELECT``
+    inside the database, no row through Python. The history schema stays here."""
+    columns = ", ".join(change_column(name) for name in CHANGE_COLUMNS)
+    with connections[router.db_for_write(SyncChange)].cursor() as cursor:
+        cursor.execute(f"INSERT INTO {changes_table()} ({columns}) {select}", params)
 
 
 def save_row_errors(run: SyncRun, plan: Plan) -> None:
@@ -86,11 +122,12 @@ def error_stats(plan: Plan) -> dict[str, Any]:
 def audited(plan: Plan, limit: int) -> Iterator[Action]:
     """The actions a run stores under ``limit`` per action: the first creates and updates by
     source row, the first deletes by primary key (the PostgreSQL fast path picks the same)."""
-    for actions, order in (
+    kinds: tuple[tuple[Sequence[Action], Callable[[Any], Any]], ...] = (
         (plan.creates, _by_row),
         (plan.updates, _by_row),
         (plan.deletes, _by_pk),
-    ):
+    )
+    for actions, order in kinds:
         yield from actions if len(actions) <= limit else heapq.nsmallest(limit, actions, key=order)
 
 
@@ -99,7 +136,7 @@ def _by_row(action: Action) -> tuple[bool, int]:
     return (row is None, row or 0)
 
 
-def _by_pk(action: Action) -> Any:
+def _by_pk(action: Delete) -> Any:
     return action.pk
 
 
@@ -274,10 +311,10 @@ def prune_runs(
     runs = prunable_runs(older_than, now=now)
     done = Pruned()
     if dry_run:
-        ids = runs.values("pk")
+        selected = runs.values("pk")
         done.runs = runs.count()
-        done.changes = SyncChange.objects.filter(run_id__in=ids).count()
-        done.row_errors = SyncRowError.objects.filter(run_id__in=ids).count()
+        done.changes = SyncChange.objects.filter(run_id__in=selected).count()
+        done.row_errors = SyncRowError.objects.filter(run_id__in=selected).count()
         done.uploads = runs.exclude(upload="").count()
         return done
     last = 0

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from ..sources.base import Source
 
 Progress = Callable[[int], None]
+#: One SQL statement and its parameters.
+Select = tuple[str, list[Any]]
 
 #: Rows per COPY statement; progress is reported between two statements.
 COPY_CHUNK = 50_000
@@ -272,7 +274,7 @@ class StoredActions:
 
 class PostgresPlan(Plan):
     """A plan whose actions live in temporary tables of the run's connection until stored
-    (:meth:`save_changes`) and applied (:meth:`apply_actions`)."""
+    (:meth:`change_selects`, by the store) and applied (:meth:`apply_actions`)."""
 
     def __init__(self, importer: BaseImporter, switches: Switches) -> None:
         super().__init__(model=importer.label)
@@ -538,49 +540,49 @@ class PostgresPlan(Plan):
         )
         return f"jsonb_build_object({pairs})"
 
-    def save_changes(self, run: SyncRun, *, limit: int | None = None) -> None:
-        """Write the actions to ``SyncChange`` inside the database (no round trip per row),
-        at most ``limit`` per action: the first by source row, deletes by primary key, as
-        :func:`djsync.store.audited` picks them. A dry run's staging tables are dropped
-        once its changes are stored."""
+    def change_selects(self, run: SyncRun, *, limit: int | None = None) -> list[Select]:
+        """The SELECTs that give this plan's actions as stored changes (the columns of
+        :data:`djsync.store.CHANGE_COLUMNS`, in order), run by the store inside the database
+        (no round trip per row): at most ``limit`` per action, the first by source row,
+        deletes by primary key, as :func:`djsync.store.audited` picks them."""
         self.run, self.stored_limit = run, limit
         cap = "" if limit is None else f" LIMIT {int(limit)}"
         keys = self.key_positions()
-        table = self.qn(SyncChange._meta.db_table)
-        head = (
-            f"INSERT INTO {table} (run_id, model, action, key, object_pk, row, before, after, "
-            "changed_fields) "
-        )
+        selects: list[Select] = []
         label = self.model
-        with self.connection.cursor() as cursor:
-            if self.creates:
-                source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
-                cursor.execute(
-                    head + f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
+        if self.creates:
+            source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
                     f"s._row, NULL, {self._object('c', 's')}, %s::jsonb "
                     f"FROM {self._created(limit)} ORDER BY s._row",
                     [run.pk, label, _json_list(self.names)],
                 )
-            if self.updates:
-                source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
-                cursor.execute(
-                    head + f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
+            )
+        if self.updates:
+            source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
                     f"a._pk::text, s._row, {_only('a', self._object('o', 'a'))}, "
                     f"{_only('a', self._object('c', 's'))}, to_jsonb(a.changed) "
                     f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
                     f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
                 )
-            if self.deletes:
-                target_key = ", ".join(self._json(i, f"a.o{i}") for i in keys)
-                cursor.execute(
-                    head + f"SELECT %s, %s, 'delete', jsonb_build_array({target_key}), "
+            )
+        if self.deletes:
+            target_key = ", ".join(self._json(i, f"a.o{i}") for i in keys)
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'delete', jsonb_build_array({target_key}), "
                     f"a._pk::text, NULL, {self._object('o', 'a')}, NULL, '[]'::jsonb "
                     f"FROM {self.act} a WHERE a.act = 'd' ORDER BY a._pk{self._pk_order()}{cap}",
                     [run.pk, label],
                 )
-        if run.dry_run:
-            self.close()
+            )
+        return selects
 
     def _created(self, limit: int | None = None) -> str:
         """FROM clause of the staged rows to create (alias ``s``), the first ``limit`` ones."""

@@ -26,7 +26,6 @@ from django.utils import timezone
 
 from ..diff import RowError, _duplicate_error
 from ..exceptions import TargetError
-from ..models import SyncChange
 from . import postgres
 from .postgres import (
     _LOWEST,
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
     from ..sources.base import Source
 
 Progress = Callable[[int], None]
+#: One SQL statement and its parameters.
+Select = tuple[str, list[Any]]
 
 #: Rows per ``executemany``; progress is reported between two batches.
 STAGE_CHUNK = 10_000
@@ -158,7 +159,7 @@ def _sql_text(value: str) -> str:
 # -- the plan -------------------------------------------------------------------------------
 class SqlitePlan(PostgresPlan):
     """A plan whose actions live in temporary tables of the run's SQLite connection until
-    stored (:meth:`save_changes`) and applied (:meth:`apply_actions`)."""
+    stored (:meth:`change_selects`, by the store) and applied (:meth:`apply_actions`)."""
 
     def __init__(self, importer: BaseImporter, switches: Switches) -> None:
         super().__init__(importer, switches)
@@ -413,43 +414,44 @@ class SqlitePlan(PostgresPlan):
         self.count_actions(found)
 
     # -- storing the changes ----------------------------------------------------------------
-    def save_changes(self, run: SyncRun, *, limit: int | None = None) -> None:
-        """Write the actions to ``SyncChange`` inside the database, at most ``limit`` per
-        action (the first by source row, deletes by primary key, as
-        :func:`djsync.store.audited` picks them). A dry run's tables are dropped after."""
+    def change_selects(self, run: SyncRun, *, limit: int | None = None) -> list[Select]:
+        """The SELECTs that give this plan's actions as stored changes (the columns of
+        :data:`djsync.store.CHANGE_COLUMNS`, in order), run by the store inside the database
+        (no round trip per row): at most ``limit`` per action, the first by source row,
+        deletes by primary key, as :func:`djsync.store.audited` picks them."""
         self.run, self.stored_limit = run, limit
         cap = "" if limit is None else f" LIMIT {int(limit)}"
-        table = self.qn(SyncChange._meta.db_table)
-        head = (
-            f"INSERT INTO {table} (run_id, model, action, key, object_pk, row, before, after, "
-            "changed_fields) "
-        )
+        selects: list[Select] = []
         label = self.model
-        with self.connection.cursor() as cursor:
-            if self.creates:
-                cursor.execute(
-                    head + f"SELECT %s, %s, 'create', {self._key('c', 's')}, '', s._row, NULL, "
+        if self.creates:
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'create', {self._key('c', 's')}, '', s._row, NULL, "
                     f"{self._object('c', 's')}, %s FROM {self._created(limit)} ORDER BY s._row",
                     [run.pk, label, json.dumps(self.names)],
                 )
-            if self.updates:
-                cursor.execute(
-                    head + f"SELECT %s, %s, 'update', {self._key('c', 's')}, "
+            )
+        if self.updates:
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'update', {self._key('c', 's')}, "
                     f"CAST(a._pk AS TEXT), s._row, {self._object('o', 'a', 'a')}, "
                     f"{self._object('c', 's', 'a')}, a.changed "
                     f"FROM {self.act} a JOIN {self.src} s ON s.rowid = a._src "
                     f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
                 )
-            if self.deletes:
-                cursor.execute(
-                    head + f"SELECT %s, %s, 'delete', {self._key('o', 'a')}, "
+            )
+        if self.deletes:
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'delete', {self._key('o', 'a')}, "
                     f"CAST(a._pk AS TEXT), NULL, {self._object('o', 'a')}, NULL, '[]' "
                     f"FROM {self.act} a WHERE a.act = 'd' ORDER BY a._pk{cap}",
                     [run.pk, label],
                 )
-        if run.dry_run:
-            self.close()
+            )
+        return selects
 
     def _created(self, limit: int | None = None) -> str:
         """FROM clause of the staged rows to create (alias ``s``), the first ``limit`` ones."""

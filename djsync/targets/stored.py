@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 
 from ..exceptions import ConflictError
-from ..models import SyncChange
+from ..store import CHANGE_COLUMNS, change_column, changes_table
 
 if TYPE_CHECKING:
     from ..models import SyncRun
@@ -44,22 +44,23 @@ def restage(plan: PostgresPlan, run: SyncRun) -> None:
     """Fill ``plan``'s staging tables from the changes stored on ``run`` for its model."""
     sqlite = plan.connection.vendor == "sqlite"
     keys = plan.key_positions()
+    col = {name: f"ch.{change_column(name)}" for name in (*CHANGE_COLUMNS, "id")}
     values, olds, params, old_params = [], [], [], []
     for i, name in enumerate(plan.names):
         if i in keys:  # the key comes from the stored key, for every action
-            sql, p = _stored(plan, i, "ch.key", keys.index(i))
+            sql, p = _stored(plan, i, col["key"], keys.index(i))
             values.append(sql), olds.append(sql)
             params += p
             old_params += p
         else:
-            sql, p = _stored(plan, i, "ch.after", name)
+            sql, p = _stored(plan, i, col["after"], name)
             values.append(sql)
             params += p
-            sql, p = _stored(plan, i, "ch.before", name)
+            sql, p = _stored(plan, i, col["before"], name)
             olds.append(sql)
             old_params += p
-    table = plan.qn(SyncChange._meta.db_table)
-    mine = "ch.run_id = %s AND ch.model = %s"
+    table = changes_table()
+    mine = f"{col['run']} = %s AND {col['model']} = %s"
     width = len(plan.fields)
     relations = [i for i, f in enumerate(plan.fields) if f.is_relation]
     pk_type = plan.importer.model._meta.pk.rel_db_type(plan.connection)
@@ -67,10 +68,11 @@ def restage(plan: PostgresPlan, run: SyncRun) -> None:
     with plan.connection.cursor() as cursor:
         plan.create_src(cursor, row_type="bigint")
         rowid = "rowid, " if sqlite else ""
+        ids = f"{col['id']}, {col['id']}, " if sqlite else f"{col['id']}, "
         cursor.execute(
             f"INSERT INTO {plan.src} ({rowid}_row, _skip, {', '.join(columns)}) "
-            f"SELECT {'ch.id, ' if sqlite else ''}ch.id, {'0' if sqlite else 'false'}, "
-            f"{', '.join(values)} FROM {table} ch WHERE {mine} AND ch.action <> 'delete'",
+            f"SELECT {ids}{'0' if sqlite else 'false'}, "
+            f"{', '.join(values)} FROM {table} ch WHERE {mine} AND {col['action']} <> 'delete'",
             [*params, run.pk, plan.model],
         )
         olds_ddl = ", ".join(
@@ -84,16 +86,16 @@ def restage(plan: PostgresPlan, run: SyncRun) -> None:
             f"act varchar(1), {olds_ddl}, changed {changed_type})"
         )
         changed = (
-            "CAST(ch.changed_fields AS text)"
+            f"CAST({col['changed_fields']} AS text)"
             if sqlite
-            else "ARRAY(SELECT jsonb_array_elements_text(ch.changed_fields))"
+            else f"ARRAY(SELECT jsonb_array_elements_text({col['changed_fields']}))"
         )
-        this_row = "CASE WHEN ch.action = 'delete' THEN NULL ELSE ch.id END"
+        this_row = f"CASE WHEN {col['action']} = 'delete' THEN NULL ELSE {col['id']} END"
         cursor.execute(
             f"INSERT INTO {plan.act} SELECT {f'{this_row}, ' if sqlite else ''}{this_row}, "
-            f"CAST(NULLIF(ch.object_pk, '') AS {pk_type}), "
-            "CASE ch.action WHEN 'create' THEN 'c' WHEN 'update' THEN 'u' ELSE 'd' END, "
-            f"{', '.join(olds)}, CASE WHEN ch.action = 'update' THEN {changed} END "
+            f"CAST(NULLIF({col['object_pk']}, '') AS {pk_type}), "
+            f"CASE {col['action']} WHEN 'create' THEN 'c' WHEN 'update' THEN 'u' ELSE 'd' END, "
+            f"{', '.join(olds)}, CASE WHEN {col['action']} = 'update' THEN {changed} END "
             f"FROM {table} ch WHERE {mine}",
             [*old_params, run.pk, plan.model],
         )
