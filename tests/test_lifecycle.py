@@ -7,8 +7,10 @@ decided by the database: of several callers, exactly one wins.
 
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -316,3 +318,54 @@ def test_discard_against_apply_one_wins() -> None:
         )
         assert sorted(results) == [False, True]
         assert row(run)["status"] == (A if results[0] else X)
+
+
+# -- one place ----------------------------------------------------------------------------
+def status_writes(source: str) -> list[str]:
+    """Where ``source`` changes a run's status other than through a transition: an
+    ``update(status=...)``, an assignment to ``<run>.status`` or a ``<run>.save()``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "update" and any(k.arg == "status" for k in node.keywords):
+                found.append(f"line {node.lineno}: update(status=...)")
+            owner = node.func.value
+            if node.func.attr == "save" and isinstance(owner, ast.Name) and "run" in owner.id:
+                found.append(f"line {node.lineno}: {owner.id}.save()")
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == "status"
+                    and isinstance(target.value, ast.Name)
+                    and "run" in target.value.id
+                ):
+                    found.append(f"line {node.lineno}: {target.value.id}.status = ...")
+    return found
+
+
+def test_no_module_but_the_lifecycle_changes_a_run_status() -> None:
+    package = Path(lifecycle.__file__).parent
+    writes = {
+        str(path.relative_to(package)): found
+        for path in sorted(package.rglob("*.py"))
+        if "migrations" not in path.parts and path.name != "lifecycle.py"
+        if (found := status_writes(path.read_text(encoding="utf-8")))
+    }
+    assert writes == {}
+
+
+def test_the_status_write_finder_finds_them() -> None:
+    source = (
+        "SyncRun.objects.filter(pk=1).update(status='failed')\n"
+        "sync_run.status = 'failed'\n"
+        "run.save()\n"
+        "self.status = 'x'\n"
+        "task.save()\n"
+    )
+    assert sorted(status_writes(source)) == [
+        "line 1: update(status=...)",
+        "line 2: sync_run.status = ...",
+        "line 3: run.save()",
+    ]
