@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -36,6 +38,25 @@ from .report import counts_text
 
 #: Columns of the last run that the job list shows, fetched with the jobs in one query.
 LAST_RUN_FIELDS = ("pk", "status", "created_at", "created", "updated", "deleted", "errors")
+
+
+class LastRun(TypedDict):
+    """A job row's LAST_RUN_FIELDS annotations; ``last_pk`` is None when the job has no
+    run, and the others are read only when it is not."""
+
+    last_pk: int | None
+    last_status: str
+    last_created_at: datetime
+    last_created: int
+    last_updated: int
+    last_deleted: int
+    last_errors: int
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    JobWithLastRun = WithAnnotations[SyncJob, LastRun]
 
 
 def counts_html(created: int, updated: int, deleted: int, errors: int) -> str:
@@ -104,7 +125,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(**annotations)
 
     # -- what a job reads and writes: a permission of its own ------------------------------
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
         if not permissions.can_change_source(request.user):
             fields += [name for name in permissions.SOURCE_FIELDS if name not in fields]
@@ -145,7 +166,7 @@ class SyncJobAdmin(admin.ModelAdmin):
 
     # -- list columns --------------------------------------------------------------------
     @admin.display(description=_("schedule (next run)"), ordering="schedule")
-    def schedule_text(self, job: SyncJob) -> str:
+    def schedule_text(self, job: JobWithLastRun) -> str:
         if not job.schedule:
             return "—"
         when = next_run_at(job.schedule, job.last_created_at) if job.enabled else None
@@ -154,7 +175,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         return format_html("{} ({})", job.schedule, date_format(when, "SHORT_DATETIME_FORMAT"))
 
     @admin.display(description=_("last run"), ordering="last_created_at")
-    def last_run(self, job: SyncJob) -> str:
+    def last_run(self, job: JobWithLastRun) -> str:
         if job.last_pk is None:
             return "—"
         return format_html(
@@ -174,13 +195,13 @@ class SyncJobAdmin(admin.ModelAdmin):
     # -- actions -------------------------------------------------------------------------
     @admin.action(description=_("Preview now (dry run of the job's source)"))
     def preview_now(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> Any:
-        runs = []
+        started = []
         for job in queryset:
             if not permissions.can_preview(request.user, job):
                 messages.error(request, _("You may not preview %s.") % job)
                 continue
-            runs.append(views.start(request, lambda job=job: self._queue_preview(request, job)))
-        runs = [run for run in runs if run is not None]
+            started.append(views.start(request, partial(self._queue_preview, request, job)))
+        runs = [run for run in started if run is not None]
         if len(runs) == 1:
             return HttpResponseRedirect(views.progress_url(runs[0], "preview", self.admin_site))
         for run in runs:
@@ -204,7 +225,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                     _("You may not run %(job)s: %(why)s") % {"job": job, "why": ", ".join(missing)},
                 )
                 continue
-            run = views.start(request, lambda job=job: views.queue_job_run(job, request.user))
+            run = views.start(request, partial(views.queue_job_run, job, request.user))
             if run is not None:
                 runs.append(run)
         if len(runs) == 1:
@@ -281,7 +302,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         return "—" if run.duration is None else f"{run.duration:.1f} s"
 
     def get_urls(self) -> list[URLPattern]:
-        def page(view: Callable[..., HttpResponse], suffix: str, name: str) -> URLPattern:
+        def page(view: Callable[..., HttpResponseBase], suffix: str, name: str) -> URLPattern:
             wrapped = self.admin_site.admin_view(self._run_view(view))
             return path(f"<path:object_id>/{suffix}", wrapped, name=f"djsync_syncrun_{name}")
 
@@ -295,14 +316,16 @@ class SyncRunAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _run_view(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        def run_view(request: HttpRequest, object_id: str) -> HttpResponse:
+    def _run_view(self, view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+        def run_view(request: HttpRequest, object_id: str) -> HttpResponseBase:
             return view(request, self.admin_site, self._get_run(object_id))
 
         return run_view
 
     def _get_run(self, object_id: str) -> SyncRun:
-        run = SyncRun.objects.select_related("job", "user").filter(pk=_int(object_id)).first()
+        pk = _int(object_id)
+        runs = SyncRun.objects.select_related("job", "user")
+        run = runs.filter(pk=pk).first() if pk is not None else None
         if run is None:
             raise Http404
         return run
@@ -346,7 +369,7 @@ class SyncImportMixin(SyncExportMixin):
         opts = self.model._meta  # type: ignore[attr-defined]
         view = self.admin_site.admin_view(csrf_exempt(self.sync_import_view))  # type: ignore[attr-defined]
         name = f"{opts.app_label}_{opts.model_name}_sync_import"
-        return [path("sync-import/", view, name=name), *super().get_urls()]  # type: ignore[misc]
+        return [path("sync-import/", view, name=name), *super().get_urls()]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -357,7 +380,7 @@ class SyncImportMixin(SyncExportMixin):
             extra_context["djsync_import_url"] = reverse(
                 f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_sync_import"  # type: ignore[attr-defined]
             )
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        return super().changelist_view(request, extra_context)
 
     def sync_import_view(self, request: HttpRequest) -> HttpResponse:
         """Who may upload is checked before the body is read (see views.receive_upload)."""

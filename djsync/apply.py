@@ -102,9 +102,9 @@ def apply_generic(plan: Plan, importer: BaseImporter, *, progress: Progress | No
         done += len(batch)
         _tick(progress, done)
     done = write_updates(plan.updates, importer, progress=progress, done=done)
-    for batch in batched(plan.deletes, size):
-        manager.filter(pk__in=[a.pk for a in batch]).delete()
-        done += len(batch)
+    for gone in batched(plan.deletes, size):
+        manager.filter(pk__in=[a.pk for a in gone]).delete()
+        done += len(gone)
         _tick(progress, done)
 
 

@@ -14,7 +14,7 @@ import reprlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings as django_settings
@@ -175,7 +175,11 @@ def to_bool(value: Any) -> bool:
 
 def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Converter:
     step = Decimal(1).scaleb(-decimal_places) if decimal_places is not None else None
-    room = max_digits - decimal_places if max_digits is not None and step is not None else None
+    room = (
+        max_digits - decimal_places
+        if max_digits is not None and decimal_places is not None
+        else None
+    )
 
     def to_decimal(value: Any) -> Decimal:
         if type(value) is str:  # the common case, first: a text cell
@@ -262,6 +266,7 @@ def datetime_converter(
     formats: Sequence[str] | None = None, time_zone: str | None = None
 ) -> Converter:
     def to_datetime(value: Any) -> dt.datetime:
+        parsed: dt.datetime | None
         if isinstance(value, dt.datetime):
             parsed = value
         elif isinstance(value, dt.date):
@@ -608,6 +613,18 @@ def null_token_set(tokens: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """``model``'s field ``name`` as a model field: an importer maps concrete fields and
+    forward relations, never the reverse relations ``_meta.get_field`` also finds."""
+    return cast("models.Field[Any, Any]", model._meta.get_field(name))
+
+
+def related_model(field: models.Field[Any, Any]) -> type[models.Model]:
+    """The model a relation field points to (``"self"`` and ``"app.Model"`` are resolved
+    to the class once the app registry is ready, so the stubs' wider type never occurs)."""
+    return cast("type[models.Model]", field.related_model)
+
+
 class BoundField:
     """A Field tied to its model field: knows its converter, its empty value and its lookup."""
 
@@ -624,14 +641,15 @@ class BoundField:
         self.name = name
         self.column = spec.column or name
         self.spec = spec
-        self.model_field = model._meta.get_field(name)
+        self.model_field = concrete_field(model, name)
         self.default = spec.default
         mf = self.model_field
         self.is_relation = bool(mf.is_relation and mf.many_to_one)
+        self.lookup: str | None
         if self.is_relation:
-            related = mf.related_model
+            related = related_model(mf)
             self.lookup = spec.lookup or related._meta.pk.name
-            value_field = related._meta.get_field(self.lookup)
+            value_field = concrete_field(related, self.lookup)
             # Target rows are read as the related row's natural key ("category__code").
             self.target_path = f"{name}__{self.lookup}"
         else:

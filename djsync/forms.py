@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -29,7 +29,8 @@ class EmailListField(forms.CharField):
             return "\n".join(value)
         return value
 
-    def to_python(self, value: Any) -> list[str]:
+    # A CharField for its widget and checks, whose cleaned value is a list.
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         if isinstance(value, list | tuple):
             return list(value)
         text = super().to_python(value) or ""
@@ -151,7 +152,9 @@ class SyncJobForm(forms.ModelForm):
         if options:  # a job's source is data: it may only pick what is declared
             from .checks import source_problem
 
-            importer = self.cleaned_data.get("importer") or getattr(self.instance, "importer", "")
+            importer = self.cleaned_data.get("importer", "") or getattr(
+                self.instance, "importer", ""
+            )
             problem = source_problem(importer, options, name=self.cleaned_data.get("name") or "")
             if problem:
                 raise ValidationError(problem)
@@ -195,7 +198,8 @@ class UploadForm(forms.Form):
         return upload
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        # Form.clean returns cleaned_data; the stubs allow None for overrides that don't.
+        data = cast("dict[str, Any]", super().clean())
         upload = data.get("file")
         if upload is not None and not data.get("format"):
             data["format"] = format_from_name(upload.name)
@@ -224,7 +228,7 @@ class ModelUploadForm(UploadForm):
             for name in importers
             if name not in with_job
         ]
-        self.fields["job"].choices = choices
+        cast(forms.ChoiceField, self.fields["job"]).choices = choices
         if len(choices) == 1:
             self.fields["job"].initial = choices[0][0]
             self.fields["job"].widget = forms.HiddenInput()

@@ -67,7 +67,7 @@ class MembershipImporter(Importer):
     """
 
     options_class = MembershipOptions
-    _meta: ClassVar[MembershipOptions]  # type: ignore[assignment]
+    _meta: ClassVar[MembershipOptions]
 
     @classmethod
     def prepare_options(cls, opts: ImporterOptions) -> None:

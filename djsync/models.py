@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 from .lifecycle import SyncRunQuerySet
 from .registry import importer_names
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 
 
 class SyncJobQuerySet(models.QuerySet):
@@ -131,7 +134,7 @@ class SyncJob(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def _importer_problem(self) -> str | None:
+    def _importer_problem(self) -> str | StrPromise | None:
         """Why ``importer`` cannot run: an unknown name, or several names (a multi-model
         job, comma-separated) that cannot run together (one model twice, a cycle)."""
         from .exceptions import ConfigurationError

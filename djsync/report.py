@@ -101,9 +101,9 @@ def change_text(change: SyncChange, *, written: bool = True) -> str:
             f"[{key_text(change.key)}]"
         )
     if change.action == SyncChange.Action.UPDATE:
+        before, after = change.before or {}, change.after or {}
         fields = "; ".join(
-            f"{name}: {change.before.get(name)!r} → {change.after.get(name)!r}"
-            for name in change.changed_fields
+            f"{name}: {before.get(name)!r} → {after.get(name)!r}" for name in change.changed_fields
         )
         return f"{head} {fields}"
     if change.action == SyncChange.Action.CREATE:

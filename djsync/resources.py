@@ -35,8 +35,10 @@ from .fields import (
     BoundField,
     ConversionError,
     Field,
+    concrete_field,
     converter_for,
     is_empty,
+    related_model,
     to_str,
 )
 from .importers import Importer, ImporterOptions
@@ -130,7 +132,7 @@ class ResourceImporter(Importer):
     """
 
     options_class = ResourceImporterOptions
-    _meta: ClassVar[ResourceImporterOptions]  # type: ignore[assignment]
+    _meta: ClassVar[ResourceImporterOptions]
     resource_class: ClassVar[type | None]
     #: What the resource maps, by model field name (filled when the class is created).
     resource_fields: ClassVar[dict[str, ResourceField]] = {}
@@ -153,14 +155,15 @@ class ResourceImporter(Importer):
             )
         if "model" not in opts.given:
             opts.model = model
-        cls.resource_fields, cls.skipped_fields = read_resource(resource, opts.model)
+        cls.resource_fields, cls.skipped_fields = read_resource(resource, opts.model or model)
         if "keys" not in opts.given:
             opts.keys = key_names(resource, cls.resource_fields, cls.__name__)
         if "database" not in opts.given:
             opts.database = getattr(resource._meta, "using_db", None)
         widgets = [f.widget for f in cls.resource_fields.values()]
         if _overrides(resource_class, "before_import_row") or any(map(_reads_row, widgets)):
-            cls.prepare_record = _prepare_with_resource  # type: ignore[method-assign]
+            # The hook is swapped on the class; its ``self`` is a ResourceImporter.
+            cls.prepare_record = _prepare_with_resource  # type: ignore[method-assign,assignment]
 
     @classmethod
     def get_resource_class(cls) -> type | None:
@@ -223,7 +226,7 @@ def importer_from_resource(
     cls = type(f"{resource_class.__name__}Importer", (ResourceImporter,), attrs)
     if register_it:
         register(cls)
-    return cls  # type: ignore[return-value]
+    return cls
 
 
 # -- reading a resource ----------------------------------------------------------------------
@@ -253,7 +256,7 @@ def read_resource(
         if mf.many_to_many or isinstance(rf.widget, ManyToManyWidget):
             skipped[label] = "many-to-many: sync it with djsync.memberships"
             continue
-        if not mf.concrete:
+        if not (isinstance(mf, models.Field) and mf.concrete):
             skipped[label] = f"{rf.attribute} is not a concrete field"
             continue
         lookup = None
@@ -294,11 +297,11 @@ def fk_lookup(rf: Any, mf: models.Field, resource_name: str) -> str:
             f"{where}: use_natural_foreign_keys is not supported; give the widget field= "
             "the related model's natural key field"
         )
-    related = mf.related_model
+    related = related_model(mf)
     lookup = related._meta.pk.name if widget.field in ("pk", None) or widget.key_is_id else None
     lookup = lookup or widget.field
     try:
-        target = related._meta.get_field(lookup)
+        target = concrete_field(related, lookup)
     except FieldDoesNotExist:
         raise ConfigurationError(
             f"{where}: {related.__name__} has no field {lookup!r} to look rows up by"

@@ -60,11 +60,11 @@ class RunTask(Task):
         request = self.request
         return not request.called_directly and (request.retries or 0) < self.max_retries
 
-    def retry(  # type: ignore[override]
+    def retry(
         self,
         args: Any = None,
         kwargs: Any = None,
-        exc: BaseException | None = None,
+        exc: Exception | None = None,
         throw: bool = True,
         eta: Any = None,
         countdown: float | None = None,

@@ -137,7 +137,7 @@ def receive_upload(request: HttpRequest) -> Refusal | HttpResponse | None:
     if length > limit + FORM_OVERHEAD:
         return Refusal(413, too_large(length))
     handler = LimitedUploadHandler(request, limit)
-    request.upload_handlers.insert(0, handler)
+    request.upload_handlers.insert(0, handler)  # type: ignore[union-attr]  # a list until read
     middleware = CsrfViewMiddleware(lambda request: HttpResponse())
     middleware.process_request(request)
     failure = middleware.process_view(request, lambda request: HttpResponse(), (), {})
@@ -255,7 +255,7 @@ def discard(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpRe
     return redirect(run_url(run, "change", admin_site))
 
 
-def errors_csv(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
+def errors_csv(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> StreamingHttpResponse:
     """Every row error of the run as CSV: row, column, key, message, value, raw row."""
     require_view(request, run)
     response = StreamingHttpResponse(error_csv_lines(run), content_type="text/csv; charset=utf-8")
@@ -526,7 +526,7 @@ def result_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) ->
     """Links to the target's changelist, and to just the rows this run created or updated."""
     model = permissions.target_model(run.job)
     url = changelist_url(model, admin_site) if model is not None else None
-    if url is None:
+    if url is None or model is None:
         return {"target_url": None, "changed_url": None, "target_name": ""}
     changed = changed_filter(run, model) if run.status == SyncRun.Status.SUCCEEDED else None
     return {

@@ -56,6 +56,9 @@ class Source:
     next_cursor: Any = None
     #: Records the source marked as deleted (incremental mode), held back from :meth:`read`.
     deleted_records: list[dict[str, Any]] = []  # noqa: RUF012 - replaced per instance
+    #: Cells that count as empty ("NA", "\\N"), set on a source whose job or code gives
+    #: ``null_tokens``; unset otherwise (the importer reads it with a default).
+    null_tokens: list[str]
 
     def read(self) -> Iterator[dict[str, Any]]:
         raise NotImplementedError

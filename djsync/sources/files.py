@@ -44,6 +44,10 @@ class FileSource(Source):
     (name or 0-based index) for workbooks.
     """
 
+    #: Set (True) on a source built from a job whose path was checked: it is opened without
+    #: following a symlink swapped in since. Unset otherwise.
+    checked_path: bool
+
     def __init__(
         self,
         path: str | Path | None = None,
@@ -61,7 +65,7 @@ class FileSource(Source):
         self.file = file
         self.name = name or (str(path) if path is not None else getattr(file, "name", "upload"))
         fmt = (format or "").lower().lstrip(".") or format_from_name(self.name)
-        fmt = _ALIASES.get(fmt, fmt)
+        fmt = _ALIASES.get(fmt, fmt) if fmt is not None else None
         if fmt not in FORMATS:
             raise SourceError(
                 f"cannot tell the file format from the name; pass format= one of "
@@ -209,7 +213,8 @@ class FileSource(Source):
             on_nul=self._nul_error,
             watch_quotes=self._nul_is_a_character(),
         )
-        text = io.TextIOWrapper(counted, encoding=self._text_encoding(), newline="")
+        # The stubs' buffer protocol asks for a ``name``, read only if someone asks the wrapper.
+        text = io.TextIOWrapper(counted, encoding=self._text_encoding(), newline="")  # type: ignore[type-var]
         text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # checks run per chunk
         # The csv module's field limit is process-wide: each read sets it to this setting.
         csv.field_size_limit(settings.MAX_CELL_SIZE)
@@ -667,7 +672,9 @@ class FileSource(Source):
                     if element.tag != ROW_TAG:
                         continue
                     if len(element) or not element.get("r", "1").isdigit():
-                        number, cells = cells_of.parse_row(element)
+                        # openpyxl's stubs want a narrower element than the ElementTree
+                        # one its own reader passes here.
+                        number, cells = cells_of.parse_row(element)  # type: ignore[arg-type]
                     else:  # a blank row, the commonest kind of padding: no call
                         r = element.get("r")
                         number = cells_of.row_counter = int(r) if r else number + 1
@@ -950,8 +957,9 @@ def _yaml_prescan(events: Iterable[Any]) -> None:
         elif isinstance(event, ends):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark else "?"
             raise _YamlRefused(
-                f"line {event.start_mark.line + 1}: YAML aliases (*name) are refused: a "
+                f"line {line}: YAML aliases (*name) are refused: a "
                 "document that repeats a value by alias can expand without bound (billion "
                 "laughs)"
             )

@@ -402,7 +402,9 @@ class HttpSource(Source):
                         source=self.name,
                     )
                 seen_pages[page.digest] = self.pages_read
-                current = (count, records.first, records.last) if count else None
+                current = (
+                    (count, records.first, records.last) if records is not None and count else None
+                )
                 if current is not None and current == previous:
                     raise SourceError(
                         f"page {self.pages_read} repeats the records of page "

@@ -54,7 +54,7 @@ class Page:
     """What is left of a page once its records are handed out."""
 
     url: httpx.URL
-    links: dict[str, Any]
+    links: dict[str | None, dict[str, str]]
     document: Any
     records: StreamedList | None
     digest: bytes

@@ -261,7 +261,7 @@ class StreamedList(list):
     stays empty; the first and last ones and the count are kept for pagination paths
     (a cursor read from ``results.-1.id``)."""
 
-    count = 0
+    count = 0  # type: ignore[assignment]  # the records handed out; hides list.count
     first: Any = None
     last: Any = None
 

@@ -25,6 +25,7 @@ from ..exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from .base import Source
+    from .files import FileSource
 
 #: Incremental options a job may set, and what a cursor column may look like: one plain
 #: column name (no ``__`` relation path, no quotes: it is put into SQL and filters).
@@ -259,7 +260,7 @@ def relative_to_root(
 
 
 def file_from_job(
-    cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
+    cls: type[FileSource], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
 ) -> Source:
     check_keys(options, FILE_JOB_OPTIONS, kind="file", context=context)
     kwargs = dict(base)

@@ -52,6 +52,7 @@ class QuerySetSource(Source):
         if (model is None) == (queryset is None):
             raise ConfigurationError("a queryset source needs either a model or a queryset")
         if queryset is None:
+            assert model is not None  # one of the two, checked above
             if isinstance(model, str):
                 try:
                     model = apps.get_model(model)
