@@ -154,10 +154,6 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
     """``SyncRun.objects``: named filters, and the named transitions of a run's status."""
 
     # -- filters ---------------------------------------------------------------------------
-    def active(self) -> SyncRunQuerySet:
-        """Queued or running: not done, and not a preview waiting for its apply."""
-        return self.filter(status__in=(QUEUED, *RUNNING))
-
     def running(self) -> SyncRunQuerySet:
         return self.filter(status__in=RUNNING)
 
