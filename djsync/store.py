@@ -19,6 +19,7 @@ from django.utils import timezone
 from .apply import batched
 from .conf import settings
 from .diff import Action, Create, Delete, Plan, RowError, StagedPlan, Update
+from .fields import concrete_field
 from .models import SyncChange, SyncRowError, SyncRun
 from .row_errors import ERROR_GROUPS
 
@@ -71,7 +72,7 @@ CHANGE_COLUMNS = (
 def change_column(name: str) -> str:
     """The quoted database column of the SyncChange field ``name``, for SQL of backends."""
     connection = connections[router.db_for_write(SyncChange)]
-    return connection.ops.quote_name(SyncChange._meta.get_field(name).column)
+    return connection.ops.quote_name(concrete_field(SyncChange, name).column)
 
 
 def changes_table() -> str:
