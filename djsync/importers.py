@@ -130,17 +130,16 @@ class BaseImporter:
             if key not in names and key not in self.declared_fields:
                 names.insert(0, key)
         bound: dict[str, BoundField] = {}
-        options = {
-            "using": self.using,
-            "date_formats": self.date_formats,
-            "datetime_formats": self.datetime_formats,
-        }
-        for name in names:
-            spec = self.declared_fields.get(name, Field())
-            bound[name] = spec.bind(name, self.model, **options)
-        for name, spec in self.declared_fields.items():
-            if name not in bound:
-                bound[name] = spec.bind(name, self.model, **options)
+        specs = [(name, self.declared_fields.get(name, Field())) for name in names]
+        specs += [(n, spec) for n, spec in self.declared_fields.items() if n not in names]
+        for name, spec in specs:
+            bound[name] = spec.bind(
+                name,
+                self.model,
+                using=self.using,
+                date_formats=self.date_formats,
+                datetime_formats=self.datetime_formats,
+            )
         return bound
 
     @property
