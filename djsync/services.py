@@ -367,6 +367,7 @@ def execute(
         )
         runs.advance(sync_run, SyncRun.Status.DIFFING, progress=progress)
         steps.record_plans(sync_run, todo)
+        runs.record(sync_run)  # counts and stats visible while the run applies
         if sync_run.dry_run:
             problems = steps.limit_problems(todo)
             if problems:
@@ -390,7 +391,11 @@ def _apply(
     against the target in the same transaction) and end the run succeeded."""
     for step in todo:
         steps.check_limits(step.plan, step.switches)  # type: ignore[arg-type]
-    SyncRun.objects.advance(sync_run, SyncRun.Status.APPLYING, progress=progress, dry_run=False)
+    if not SyncRun.objects.advance(
+        sync_run, SyncRun.Status.APPLYING, progress=progress, dry_run=False
+    ):  # ended meanwhile (the reaper found no heartbeat): write nothing
+        current = SyncRun.objects.filter(pk=sync_run.pk).values_list("status", flat=True).first()
+        raise RunStateError(f"run #{sync_run.pk} is {current}; it was not applied")
     total = sum(plan.total for plan in steps.plans(todo))
     with transaction.atomic(using=todo[0].importer.using):
         if stale:
@@ -400,6 +405,8 @@ def _apply(
             sync_run, todo, progress=_apply_progress(progress, total)
         )
     incremental.save_cursor(sync_run.job, sync_run)
+    if stale:
+        release_upload(sync_run)  # applied: the preview's uploaded file has served its purpose
     SyncRun.objects.finish(sync_run, SyncRun.Status.SUCCEEDED, progress=progress)
 
 
@@ -434,7 +441,6 @@ def apply_previewed(
         todo = steps.stored_steps(sync_run)
         held.callback(steps.close, todo)
         _apply(sync_run, todo, progress, stale=True)
-        release_upload(sync_run)  # applied: the uploaded file has served its purpose
         return sync_run
     except RunLocked as exc:  # another run is active: this preview stays, to apply later
         if sync_run.status == SyncRun.Status.PREVIEWED:

@@ -26,7 +26,7 @@ import djsync
 from djsync.exceptions import DeleteGuardError, LimitExceeded, MappingError, RowErrorsFound
 from djsync.models import SyncJob, SyncRun
 from djsync.registry import get_importer_class
-from djsync.targets.postgres import PostgresPlan
+from djsync.targets.staged import StagedSqlPlan as PostgresPlan
 from tests.testapp.models import Category, Employee, Member, Product, Team
 
 if connection.vendor == "postgresql":

@@ -7,9 +7,10 @@ written to ``SyncChange`` by ``INSERT … SELECT`` in the JSON forms the generic
 and applying is ``INSERT … SELECT``, ``UPDATE … FROM`` and ``DELETE`` in the run's
 transaction. Neither the target nor the plan is held in Python's memory.
 
-:class:`SqlitePlan` reuses the PostgreSQL plan's machinery (lazy ``StoredActions``, counts,
-limits, the ORM delete of models with cascades) and replaces the SQL that differs.
-:func:`staged_plan` returns None where only the generic path gives the same result.
+:class:`SqlitePlan` is a :class:`djsync.targets.staged.StagedSqlPlan` (lazy
+``StoredActions``, counts, limits, the ORM delete of models with cascades) with SQLite's SQL.
+:func:`unsupported` says when only the generic path gives the same result (djsync.backends
+consults it).
 """
 
 from __future__ import annotations
@@ -26,13 +27,9 @@ from django.utils import timezone
 
 from ..diff import RowError, _duplicate_error
 from ..exceptions import TargetError
-from . import postgres
-from .postgres import (
-    _LOWEST,
-    PostgresPlan,
-    insert_default,
-)
+from . import staged
 from .rows import Converted
+from .staged import _LOWEST, LIVE, StagedSqlPlan, insert_default, staging_unsupported
 
 if TYPE_CHECKING:
     from ..importers import BaseImporter, Switches
@@ -63,22 +60,9 @@ ORDERABLE = (
 
 
 # -- when the staged path applies -----------------------------------------------------------
-def staged_plan(
-    importer: BaseImporter,
-    source: Source,
-    switches: Switches,
-    *,
-    progress: Progress | None = None,
-) -> SqlitePlan | None:
-    """A staged plan for ``importer`` on SQLite, or None when the generic path must be used."""
-    if unsupported(importer) is not None:
-        return None
-    return build_plan(importer, source, switches, progress=progress)
-
-
 def unsupported(importer: BaseImporter) -> str | None:
     """Why the SQLite staged path cannot serve ``importer`` (None: it can)."""
-    return postgres.staging_unsupported(
+    return staging_unsupported(
         importer,
         vendor="sqlite",
         label="SQLite",
@@ -157,7 +141,7 @@ def _sql_text(value: str) -> str:
 
 
 # -- the plan -------------------------------------------------------------------------------
-class SqlitePlan(PostgresPlan):
+class SqlitePlan(StagedSqlPlan):
     """A plan whose actions live in temporary tables of the run's SQLite connection until
     stored (:meth:`change_selects`, by the store) and applied (:meth:`apply_actions`)."""
 
@@ -223,7 +207,7 @@ class SqlitePlan(PostgresPlan):
             "AND name LIKE 'djsync\\_stage\\_%' ESCAPE '\\'"
         )
         for (leftover,) in cursor.fetchall():  # an earlier run that died on this connection
-            if leftover not in postgres.LIVE:  # not an earlier step's of this run
+            if leftover not in LIVE:  # not an earlier step's of this run
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{self.qn(leftover)}")
         cursor.execute("PRAGMA temp.cache_size")
         self.cache_size = cursor.fetchone()[0]
@@ -498,7 +482,7 @@ class SqlitePlan(PostgresPlan):
         )
         return cursor.rowcount
 
-    # ``_update`` is PostgresPlan's; these are where SQLite's tables differ.
+    # ``_update`` is the shared plan's; these are where SQLite's tables differ.
     _source_of_action = "s.rowid = a._src"
 
     def _changes(self, name: str) -> str:
@@ -512,7 +496,7 @@ class SqlitePlan(PostgresPlan):
         if self.closed:
             return
         self.closed = True
-        postgres.LIVE.difference_update((self.src, self.act))
+        LIVE.difference_update((self.src, self.act))
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{self.src}")
@@ -540,7 +524,7 @@ def build_plan(
 ) -> SqlitePlan:
     """Read the source into staging and classify it against the target in scope: the same
     steps as on PostgreSQL, with SQLite's plan."""
-    plan = postgres.build_plan(importer, source, switches, progress=progress, plan_class=SqlitePlan)
+    plan = staged.build_plan(importer, source, switches, progress=progress, plan_class=SqlitePlan)
     assert isinstance(plan, SqlitePlan)
     return plan
 
@@ -548,4 +532,4 @@ def build_plan(
 #: The staged plan of this backend (djsync.backends).
 plan_class = SqlitePlan
 
-__all__ = ["SqlitePlan", "build_plan", "json_text", "plan_class", "staged_plan", "unsupported"]
+__all__ = ["SqlitePlan", "build_plan", "json_text", "plan_class", "unsupported"]

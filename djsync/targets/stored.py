@@ -26,7 +26,7 @@ from ..store import CHANGE_COLUMNS, change_column, changes_table
 
 if TYPE_CHECKING:
     from ..models import SyncRun
-    from .postgres import PostgresPlan
+    from .staged import StagedSqlPlan
 
 #: Conflicting keys named in the error of a stale preview.
 SHOWN = 10
@@ -40,7 +40,7 @@ def stored_fields(run: SyncRun, label: str) -> list[str] | None:
     return list(fields) if isinstance(fields, list) else None
 
 
-def restage(plan: PostgresPlan, run: SyncRun) -> None:
+def restage(plan: StagedSqlPlan, run: SyncRun) -> None:
     """Fill ``plan``'s staging tables from the changes stored on ``run`` for its model."""
     sqlite = plan.connection.vendor == "sqlite"
     keys = plan.key_positions()
@@ -119,7 +119,7 @@ def restage(plan: PostgresPlan, run: SyncRun) -> None:
     plan.set_counts(creates, updates, deletes)
 
 
-def _stored(plan: PostgresPlan, i: int, document: str, member: str | int) -> tuple[str, list]:
+def _stored(plan: StagedSqlPlan, i: int, document: str, member: str | int) -> tuple[str, list]:
     """SQL reading field ``i``'s value from a stored JSON ``document`` (a column of the
     change: key array, before or after object) as the database stores the field."""
     field = plan.value_field(plan.fields[i])
@@ -159,7 +159,7 @@ def _sqlite_form(field: models.Field, value: str) -> str:
     return value
 
 
-def _differs(plan: PostgresPlan, i: int, a: str, b: str) -> str:
+def _differs(plan: StagedSqlPlan, i: int, a: str, b: str) -> str:
     """SQL: a value the preview saw (``a``) is not the target's now (``b``). Times compare
     to the millisecond: the stored JSON keeps no more."""
     field = plan.value_field(plan.fields[i])
@@ -181,7 +181,7 @@ def _differs(plan: PostgresPlan, i: int, a: str, b: str) -> str:
     return f"{a} IS DISTINCT FROM {b}"
 
 
-def check_stale(plan: PostgresPlan) -> None:
+def check_stale(plan: StagedSqlPlan) -> None:
     """Raise ConflictError naming the keys whose target rows changed since the preview: a
     row appeared under a key it creates, or a row it updates or deletes is gone or no
     longer holds the values the preview saw. One query against the target in scope."""
@@ -244,7 +244,7 @@ def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> Con
     )
 
 
-def resolve_parents(plan: PostgresPlan, cursor: Any) -> None:
+def resolve_parents(plan: StagedSqlPlan, cursor: Any) -> None:
     """Fill the primary key of every foreign key whose value is a parent's natural key not
     resolved yet (a stored preview, or a parent this run creates), by a join on the parent
     table; a parent that is not there (deleted since) fails the apply before any write."""
