@@ -168,18 +168,34 @@ def run_copy_floor(path: str, dry_run: bool) -> dict[str, Any]:
     return {"created": created, "updated": updated, "deleted": deleted}
 
 
+#: Modules a djsync run imports on first use, where they exist (the layout moves).
+DJSYNC_MODULES = (
+    "djsync.services",
+    "djsync.monitor",
+    "djsync.notifications",
+    "djsync.multimodel",
+    "djsync.sources.files",
+    "djsync.targets.postgres",
+    "djsync.backends",
+    "djsync.backends.postgresql",
+    "djsync.steps",
+    "djsync.lifecycle",
+)
+
+
 def warm_up(tool: str) -> None:
     """Imports and the database connection happen before the clock starts, for every tool."""
+    import importlib
+
     from django.db import connection
 
     connection.ensure_connection()
     if tool.startswith("djsync") or tool.startswith("multimodel"):
-        import djsync.monitor
-        import djsync.multimodel
-        import djsync.notifications
-        import djsync.services
-        import djsync.sources.files
-        import djsync.targets.postgres  # noqa: F401
+        for name in DJSYNC_MODULES:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError:
+                pass
     elif tool.startswith("import-export"):
         import tablib  # noqa: F401
 

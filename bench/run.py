@@ -294,7 +294,7 @@ def preview_apply(rows: int, files: dict[str, Path], generic: bool) -> str:
         "",
         "| case | direct run | preview | apply | *apply / direct* | *preview + apply / direct* "
         "| peak RSS: direct / preview + apply | PostgreSQL backend peak RSS / private: "
-        "direct / preview + apply |",
+        "direct vs preview + apply |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for case in ("initial load", "1% change"):
@@ -326,7 +326,7 @@ def multimodel(children: int, seed: int, generic: bool) -> str:
         "",
         "| case | one multi-model job | four separate runs | *one job / separate* "
         "| peak RSS: one job / separate | PostgreSQL backend peak RSS / private: "
-        "one job / separate |",
+        "one job vs separate |",
         "|---|---|---|---|---|---|",
     ]
     for case in ("initial load", "no change"):
