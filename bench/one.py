@@ -191,11 +191,14 @@ def warm_up(tool: str) -> None:
 
     connection.ensure_connection()
     if tool.startswith("djsync") or tool.startswith("multimodel"):
+        import djsync
+
+        package = Path(djsync.__file__).parent.parent
         for name in DJSYNC_MODULES:
-            try:
+            # Only this checkout's modules: an editable install would find others elsewhere.
+            path = package.joinpath(*name.split("."))
+            if path.with_suffix(".py").exists() or (path / "__init__.py").exists():
                 importlib.import_module(name)
-            except ModuleNotFoundError:
-                pass
     elif tool.startswith("import-export"):
         import tablib  # noqa: F401
 
