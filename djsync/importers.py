@@ -561,9 +561,9 @@ def _resolve(
 ) -> tuple[dict[str, Any], set[str]]:
     """The declared options of a new importer class, and which came as class attributes.
 
-    Lowest to highest: the parents' (all their declared options without a ``Meta`` of its
-    own, else only their deprecated class attributes), then this class's class attributes,
-    then its ``Meta``.
+    Lowest to highest: the parents' options (every declared one when the class has no
+    ``Meta`` of its own; else only those given as deprecated class attributes, since its
+    ``Meta`` replaces theirs), then the class's own class attributes, then its ``Meta``.
     """
     inherited: dict[str, Any] = {}
     legacy_names = set(legacy)
