@@ -29,7 +29,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
-from . import permissions, services, views
+from . import permissions, queue, views
 from .admin_export import SyncExportMixin
 from .forms import ModelUploadForm, SyncJobForm, UploadForm
 from .models import SyncJob, SyncRun
@@ -75,7 +75,7 @@ def next_run_at(schedule: str, last_run_at: datetime | None) -> datetime | None:
     """When beat will next run a schedule (None if it cannot be read)."""
     from celery.schedules import crontab
 
-    from .schedules import parse_schedule
+    from .cron import parse_schedule
 
     try:
         kind, values = parse_schedule(schedule)
@@ -212,7 +212,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         return None
 
     def _queue_preview(self, request: HttpRequest, job: SyncJob) -> SyncRun:
-        return services.queue_preview(job, user=request.user, trigger=SyncRun.Trigger.ADMIN)
+        return queue.queue_preview(job, user=request.user, trigger=SyncRun.Trigger.ADMIN)
 
     @admin.action(description=_("Run now (preview and apply in one go)"))
     def run_now(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> Any:

@@ -22,6 +22,10 @@ class DjsyncConfig(AppConfig):
         from .checks import check_jobs
 
         checks.register(check_jobs)
+        from .notifications import on_run_finished
+        from .signals import run_finished
+
+        run_finished.connect(on_run_finished, dispatch_uid="djsync.notifications")
         from django.apps import apps
 
         if apps.is_installed("django_celery_beat"):

@@ -73,7 +73,7 @@ def export_job(
     so any job can be exported, e.g. ``runsync products --export out.xlsx``. On failure the
     run is recorded as failed and the error raised with the run as ``exc.run``.
     """
-    from .services import get_job
+    from .steps import get_job
 
     job = get_job(job)
     sync_run = SyncRun.objects.create(
@@ -95,7 +95,7 @@ def export_run(
     sync_run: SyncRun, *, path: str | Path | None = None, format: str | None = None
 ) -> SyncRun:
     """Carry out an export on a run already recorded (``services.execute`` calls this)."""
-    from .services import make_importer
+    from .steps import make_importer
 
     job = sync_run.job
     options = dict(job.target or {}) if is_export(job) else {}

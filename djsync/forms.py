@@ -75,7 +75,7 @@ class JobJSONField(forms.JSONField):
 
 def validate_schedule(text: str) -> None:
     """A crontab line or an ``every N minutes`` interval, as Celery beat runs them."""
-    from .schedules import validate_schedule as problem
+    from .cron import validate_schedule as problem
 
     message = problem(text.strip())
     if message:

@@ -13,7 +13,7 @@ allow from the status the caller holds raises :class:`~djsync.exceptions.RunStat
 in one line and changes nothing.
 
 A transition that ends a run (finish, fail, mark_dead) tells the caller's
-``Progress.on_status`` and sends the run's mail (:func:`djsync.notifications.run_finished`),
+``Progress.on_status`` and sends :data:`djsync.signals.run_finished` (the run's mail),
 once, by whoever won.
 """
 
@@ -335,6 +335,6 @@ def _tell(progress: Progress | None, status: str) -> None:
 
 
 def _finished(run: SyncRun) -> None:
-    from .notifications import run_finished
+    from .signals import run_finished
 
-    run_finished(run)  # mails failures and changes; never raises
+    run_finished.send(sender=type(run), run=run)  # the run's mail listens (djsync.apps)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .lifecycle import SyncRunQuerySet
-from .registry import importer_names
+from .registry import importer_names, importers_of, split_names
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrPromise
@@ -127,7 +127,7 @@ class SyncJob(models.Model):
             errors["delete_guard"] = _("A share between 0 and 1.")
         if not isinstance(self.source, dict):
             errors["source"] = _("Source options must be a JSON object.")
-        from .schedules import validate_schedule
+        from .cron import validate_schedule
 
         if problem := validate_schedule(self.schedule):
             errors["schedule"] = problem
@@ -138,10 +138,8 @@ class SyncJob(models.Model):
         """Why ``importer`` cannot run: an unknown name, or several names (a multi-model
         job, comma-separated) that cannot run together (one model twice, a cycle)."""
         from .exceptions import ConfigurationError
-        from .steps import importer_names as names_of
-        from .steps import make_importers
 
-        names = names_of(self)
+        names = split_names(self.importer)
         if not self.importer:
             return None
         unknown = [name for name in names if name not in importer_names()]
@@ -153,7 +151,7 @@ class SyncJob(models.Model):
             return _("An importer is named twice.")
         if len(names) > 1:
             try:
-                make_importers(self)
+                importers_of(self.importer, job=self.name)
             except ConfigurationError as exc:
                 return str(exc)
         return None

@@ -20,6 +20,11 @@ from .models import SyncRun
 logger = logging.getLogger("djsync")
 
 
+def on_run_finished(sender: object, run: SyncRun, **kwargs: object) -> None:
+    """Receiver of :data:`djsync.signals.run_finished` (connected by djsync.apps)."""
+    run_finished(run)
+
+
 def run_finished(sync_run: SyncRun) -> bool:
     """Send the mail this run calls for, if any; True if one was sent. Never raises."""
     try:

@@ -122,8 +122,7 @@ def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
 
 def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
     """What ``user`` lacks to run a job straight through: every action its switches allow."""
-    from .services import resolve_switches
-    from .steps import make_importers
+    from .steps import make_importers, resolve_switches
 
     if target_models(job) is None:
         return [f"importer {job.importer!r} is not registered"]

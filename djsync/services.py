@@ -16,21 +16,18 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import router, transaction
+from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
-from kombu.utils.url import maybe_sanitize_url
 
 from . import incremental, steps
-from .conf import settings
-from .exceptions import ConfigurationError, QueueError, RunLocked, RunStateError
+from .exceptions import ConfigurationError, RunLocked, RunStateError
 from .exports import export_run, is_export
 from .lifecycle import cause
 from .models import SyncJob, SyncRun
 from .monitor import guard
 from .progress import Progress
 from .sources import Source
-from .steps import make_importer, make_source, resolve_switches
+from .steps import get_job, make_importer, make_source, resolve_switches
 from .switches import JOB_FIELDS, SWITCH_NAMES
 from .uploads import release_upload
 
@@ -47,24 +44,11 @@ __all__ = [
     "make_importer",
     "make_source",
     "new_run",
-    "publish",
-    "queue_preview",
-    "queue_run",
     "resolve_switches",
     "run",
 ]
 
 logger = logging.getLogger("djsync")
-
-
-def get_job(job: str | SyncJob) -> SyncJob:
-    if isinstance(job, SyncJob):
-        return job
-    try:
-        return SyncJob.objects.get(name=job)
-    except SyncJob.DoesNotExist:
-        known = ", ".join(SyncJob.objects.values_list("name", flat=True)) or "none"
-        raise ConfigurationError(f"no sync job named {job!r} (jobs: {known})") from None
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -162,144 +146,6 @@ def new_run(
         options=check_options(options),
         **fields,
     )
-
-
-def queue_preview(
-    job: str | SyncJob,
-    *,
-    upload: IO[bytes] | None = None,
-    upload_name: str | None = None,
-    trigger: str = SyncRun.Trigger.ADMIN,
-    user: Any = None,
-    format: str | None = None,
-    **options: Any,
-) -> SyncRun:
-    """Create a queued dry run (from an uploaded file, or the job's own source) and send it
-    to a worker once the surrounding transaction commits. ``format`` overrides the upload's
-    extension; the stored file's extension is the format its preview reads it in.
-
-    With an eager Celery (no broker), an upload larger than ``BACKGROUND_PREVIEW_SIZE`` is
-    previewed in a background thread instead of inside the caller (the web request)."""
-    from django.db import transaction as tx
-
-    from .tasks import preview_in_thread, preview_run
-
-    sync_run = new_run(
-        job,
-        trigger=trigger,
-        dry_run=True,
-        user=user,
-        options=options,
-        status=SyncRun.Status.QUEUED,
-        source_name=upload_name or getattr(upload, "name", "") or "",
-        upload=_store_upload(upload, upload_name, format) if upload is not None else "",
-    )
-    if _in_background(upload):
-        tx.on_commit(lambda: preview_in_thread(sync_run.pk))
-    else:
-        tx.on_commit(lambda: _send(preview_run, sync_run))
-    return sync_run
-
-
-def _in_background(upload: IO[bytes] | None) -> bool:
-    """A big upload with an eager Celery: previewed in a thread, not in the request."""
-    from .tasks import preview_run
-
-    limit = settings.BACKGROUND_PREVIEW_SIZE
-    size = getattr(upload, "size", None)
-    if upload is None or limit is None or size is None or size <= limit:
-        return False
-    return bool(preview_run.app.conf.task_always_eager)
-
-
-def queue_run(
-    job: str | SyncJob,
-    *,
-    dry_run: bool = False,
-    file: str | Path | None = None,
-    format: str | None = None,
-    trigger: str = SyncRun.Trigger.COMMAND,
-    user: Any = None,
-    **options: Any,
-) -> SyncRun:
-    """Create a queued run (``runsync --async``) and send it to a worker once the surrounding
-    transaction commits; a ``file`` is copied to private upload storage for the worker."""
-    from .tasks import execute_run
-
-    job = get_job(job)
-    upload = ""
-    if file is not None:
-        try:
-            with open(file, "rb") as handle:
-                upload = _store_upload(handle, Path(file).name, format)
-        except FileNotFoundError:
-            raise ConfigurationError(f"{file}: file not found") from None
-    sync_run = new_run(
-        job,
-        trigger=trigger,
-        dry_run=dry_run,
-        user=user,
-        options=options,
-        status=SyncRun.Status.QUEUED,
-        source_name=str(file) if file is not None else "",
-        upload=upload,
-    )
-    transaction.on_commit(lambda: _send(execute_run, sync_run), using=router.db_for_write(SyncRun))
-    return sync_run
-
-
-def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> str:
-    from .uploads import save_upload
-
-    name = name or upload.name
-    return save_upload(upload, f"{name}.{format}" if format else name)
-
-
-def publish(task: Any, *args: Any) -> str:
-    """Send ``task`` to the broker and return its id. A broker that does not answer within
-    SEND_TIMEOUT seconds (SEND_RETRIES more attempts) raises :class:`QueueError` instead of
-    hanging or a traceback; with eager Celery the task runs here and now."""
-    app = task.app
-    if app.conf.task_always_eager:
-        return task.apply_async(args).id or ""
-    timeout = float(settings.SEND_TIMEOUT)
-    url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
-    try:
-        with app.connection_for_write(
-            transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        ) as connection:
-            result = task.apply_async(
-                args,
-                connection=connection,
-                retry=True,
-                retry_policy={
-                    "max_retries": int(settings.SEND_RETRIES),
-                    "interval_start": 0,
-                    "interval_step": 0.5,
-                    "interval_max": 1,
-                },
-            )
-    except (KombuOperationalError, OSError) as exc:
-        why = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-        raise QueueError(
-            f"the Celery broker{f' at {url}' if url else ''} did not answer within "
-            f"{timeout:g} s (the SEND_TIMEOUT setting): {why}"
-        ) from None
-    return result.id or ""
-
-
-def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
-    """Publish ``task`` for a new run; a broker that does not answer fails the run, removes
-    its upload and raises :class:`QueueError` (with the run as ``exc.run``)."""
-    try:
-        task_id = publish(task, sync_run.pk, *args)
-    except QueueError as exc:
-        error = QueueError(f"{exc}; run #{sync_run.pk} was not queued; nothing was written")
-        fail(sync_run, error)
-        release_upload(sync_run)
-        error.run = sync_run  # type: ignore[attr-defined]
-        raise error from None
-    SyncRun.objects.filter(pk=sync_run.pk, task_id="").update(task_id=task_id)
 
 
 def execute_queued(sync_run: SyncRun, *, progress: Progress | None = None) -> SyncRun:

@@ -16,13 +16,13 @@ from datetime import datetime, time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from django.db import router, transaction
+from django.db import transaction
 
 from . import backends, incremental
 from .apply import apply_plan, check_limits
 from .diff import Create, Plan, StagedPlan, same
 from .exceptions import ConfigurationError, DjsyncError, RowErrorsFound
-from .registry import get_importer_class
+from .registry import bind, get_importer_class, importers_of, split_names
 from .sources import FileSource, Source, get_source
 from .store import error_stats, save_plan
 from .switches import JOB_FIELDS, SWITCH_NAMES, Switches
@@ -43,9 +43,22 @@ class Step:
 
 
 # -- the job's importers -------------------------------------------------------------------
+def get_job(job: str | SyncJob) -> SyncJob:
+    """A job by name (or the job itself); an unknown name lists the known ones."""
+    from .models import SyncJob
+
+    if isinstance(job, SyncJob):
+        return job
+    try:
+        return SyncJob.objects.get(name=job)
+    except SyncJob.DoesNotExist:
+        known = ", ".join(SyncJob.objects.values_list("name", flat=True)) or "none"
+        raise ConfigurationError(f"no sync job named {job!r} (jobs: {known})") from None
+
+
 def importer_names(job: SyncJob) -> list[str]:
     """The importer names of a job: one, or several separated by commas."""
-    return [n.strip() for n in (job.importer or "").split(",") if n.strip()]
+    return split_names(job.importer)
 
 
 def is_multi(job: SyncJob) -> bool:
@@ -54,49 +67,12 @@ def is_multi(job: SyncJob) -> bool:
 
 def make_importer(job: SyncJob, name: str | None = None) -> BaseImporter:
     """The job's importer (or its importer ``name``), bound to its target's database."""
-    cls = get_importer_class(name or job.importer)
-    return cls(using=cls.database or router.db_for_write(cls.model))
-
-
-def dependency_order(importers: Sequence[BaseImporter]) -> list[BaseImporter]:
-    """Parents before children (by foreign keys between their models), else as given."""
-    labels = {imp.model._meta.label: imp for imp in importers}
-    needs: dict[str, set[str]] = {}
-    for imp in importers:
-        parents = {
-            f.related_model._meta.label
-            for f in imp.model._meta.concrete_fields
-            if f.is_relation and f.related_model is not imp.model
-        }
-        needs[imp.model._meta.label] = parents & set(labels) - {imp.model._meta.label}
-    ordered: list[BaseImporter] = []
-    done: set[str] = set()
-    while len(ordered) < len(importers):
-        ready = [i for i in importers if i.label not in done and needs[i.label] <= done]
-        if not ready:
-            cycle = ", ".join(i.label for i in importers if i.label not in done)
-            raise ConfigurationError(f"the importers' models depend on each other: {cycle}")
-        ordered.append(ready[0])
-        done.add(ready[0].label)
-    return ordered
+    return bind(get_importer_class(name or job.importer))
 
 
 def make_importers(job: SyncJob) -> list[BaseImporter]:
     """The job's importers in dependency order, all writing to one database."""
-    names = importer_names(job)
-    if len(names) == 1:
-        return [make_importer(job, names[0])]
-    importers = [make_importer(job, name) for name in names]
-    labels = [i.label for i in importers]
-    if len(set(labels)) != len(labels):
-        raise ConfigurationError(f"job {job.name!r} names one model twice: {', '.join(labels)}")
-    aliases = {i.using for i in importers}
-    if len(aliases) > 1:
-        raise ConfigurationError(
-            f"job {job.name!r}: its importers write to several databases "
-            f"({', '.join(sorted(aliases))}); one transaction needs one"
-        )
-    return dependency_order(importers)
+    return importers_of(job.importer, job=job.name)
 
 
 def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:

@@ -31,7 +31,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import permissions, services
+from . import permissions, queue
 from .conf import settings
 from .exceptions import DjsyncError, QueueError
 from .forms import UploadForm
@@ -103,7 +103,7 @@ def upload(
     data = form.cleaned_data
     run = start(
         request,
-        lambda: services.queue_preview(
+        lambda: queue.queue_preview(
             job,
             upload=data["file"],
             upload_name=display_name(data["file"].name),
@@ -300,7 +300,7 @@ def queue_apply(run: SyncRun, user: Any) -> SyncRun:
 
     def send() -> None:
         try:
-            services.publish(apply_run, run.pk, user.pk)
+            queue.publish(apply_run, run.pk, user.pk)
         except QueueError as exc:  # the preview stays, to apply once the broker answers
             SyncRun.objects.keep_preview(run, exc)
 
@@ -309,7 +309,7 @@ def queue_apply(run: SyncRun, user: Any) -> SyncRun:
 
 
 def queue_job_run(job: SyncJob, user: Any) -> SyncRun:
-    return services.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user)
+    return queue.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user)
 
 
 # -- permissions -------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from djsync import services
+from djsync import queue
 from djsync.conf import settings as djsync_settings
 from djsync.models import SyncRun
 from djsync.monitor import cancel, follow
@@ -237,7 +237,7 @@ def test_queue_preview_then_apply_on_a_worker(stack, make_job, write_csv):
     from djsync.tasks import apply_run
 
     job = make_job("test_products", source={"path": rel(write_csv(product_rows("A1", "A2")))})
-    run = follow(services.queue_preview(job).pk)
+    run = follow(queue.queue_preview(job).pk)
     assert run.status == "previewed", run.error
     assert (run.created, run.trigger) == (2, "admin")
     assert skus() == []
@@ -256,7 +256,7 @@ def test_staleness_between_preview_and_apply_on_a_worker(stack, make_job, write_
     job = make_job(
         "test_products", source={"path": rel(write_csv(product_rows("S1", "S2", price="2")))}
     )
-    run = follow(services.queue_run(job, dry_run=True).pk)
+    run = follow(queue.queue_run(job, dry_run=True).pk)
     assert (run.status, run.created, run.updated) == ("previewed", 1, 1)
     Product.objects.filter(sku="S1").update(price=Decimal("7"))
 
@@ -273,7 +273,7 @@ def test_two_runs_of_one_job_exactly_one_applies(stack, make_job, write_csv):
 
     job = make_job("test_products_gated", source={"path": rel(write_csv(product_rows("G1", "G2")))})
     hold(stack, "G1")
-    first = services.queue_run(job, trigger="api")
+    first = queue.queue_run(job, trigger="api")
     reached(stack, "G1")
 
     # Progress is committed outside the apply transaction: visible while it is open.
@@ -286,7 +286,7 @@ def test_two_runs_of_one_job_exactly_one_applies(stack, make_job, write_csv):
     )
     assert state["run"] == first.pk and state["status"] == "applying"
 
-    second = follow(services.queue_run(job, trigger="api").pk)
+    second = follow(queue.queue_run(job, trigger="api").pk)
     assert second.status == "failed"
     assert f"run #{first.pk} of this job is active" in second.error
     release(stack, "G1")
@@ -302,7 +302,7 @@ def test_a_worker_killed_while_applying(stack, make_job, write_csv):
     rows[0]["name"] = "K1-renamed"
     job = make_job("test_products_gated", source={"path": rel(write_csv(rows))})
     hold(stack, "K1-renamed")  # the update of K1 comes after the insert of K2
-    run = services.queue_run(job)
+    run = queue.queue_run(job)
     os.kill(reached(stack, "K1-renamed"), signal.SIGKILL)
 
     dead = follow(run.pk)  # the heartbeat stops, the lock expires: marked failed
@@ -311,7 +311,7 @@ def test_a_worker_killed_while_applying(stack, make_job, write_csv):
     assert skus() == ["K1"] and Product.objects.get().price == Decimal("1")
 
     release(stack, "K1-renamed")
-    again = follow(services.queue_run(job).pk)
+    again = follow(queue.queue_run(job).pk)
     assert again.status == "succeeded", again.error
     assert skus() == ["K1", "K2"] and Product.objects.get(sku="K1").price == Decimal("2")
 
@@ -325,7 +325,7 @@ def test_transient_source_errors_are_retried(stack, make_job, write_csv, tmp_pat
         "counter": rel(counter),
         "fail_times": 2,
     }
-    run = follow(services.queue_run(make_job("test_products", source=source)).pk)
+    run = follow(queue.queue_run(make_job("test_products", source=source)).pk)
     assert run.status == "succeeded", run.error
     assert run.attempts == 3 and counter.read_text() == "3"
     assert skus() == ["R1"]
@@ -358,13 +358,13 @@ def test_retries_give_up_and_data_errors_are_never_retried(stack, make_job, writ
         "counter": rel(tmp_path / "reads"),
         "fail_times": 99,
     }
-    busy = follow(services.queue_run(make_job("test_products", source=source)).pk)
+    busy = follow(queue.queue_run(make_job("test_products", source=source)).pk)
     assert busy.status == "failed" and busy.attempts == 3
     assert "the server is busy" in busy.error
 
     bad = write_csv([{"name": "no key column", "price": "1"}], name="bad.csv")
     job = make_job("test_products", name="bad", source={"path": rel(bad)})
-    run = follow(services.queue_run(job).pk)
+    run = follow(queue.queue_run(job).pk)
     assert run.status == "failed" and run.attempts == 1
     assert "missing column" in run.error and "'sku'" in run.error
     assert skus() == []
@@ -376,7 +376,7 @@ def test_cancel_a_running_run_writes_nothing(stack, make_job, write_csv):
 
     job = make_job("test_products_gated", source={"path": rel(write_csv(product_rows("C1", "C2")))})
     hold(stack, "C1")
-    run = services.queue_run(job)
+    run = queue.queue_run(job)
     reached(stack, "C1")
     assert cancel(run).cancel_requested
     release(stack, "C1")

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import djsync
-from djsync import services
+from djsync import queue
 from djsync.exceptions import LimitExceeded, MappingError, RowErrorsFound
 from djsync.models import SyncJob, SyncRun
 from tests.testapp.models import Category, Product
@@ -176,9 +176,9 @@ def test_unknown_run_option_fails_clearly(job, three_way):
     with pytest.raises(TypeError, match="colour"):  # djsync.run's signature names each option
         djsync.run(job, file=three_way, colour="red")
     with pytest.raises(ConfigurationError, match="unknown run options: colour"):
-        services.queue_run(job, colour="red")
+        queue.queue_run(job, colour="red")
     with pytest.raises(ConfigurationError, match=r"run option max_delete='ten' is not valid"):
-        services.queue_run(job, max_delete="ten")
+        queue.queue_run(job, max_delete="ten")
     assert not SyncRun.objects.exists()  # refused when queued, not on the worker
 
 

@@ -100,7 +100,7 @@ def test_preview_then_apply_and_staleness(make_job, write_csv):
 def test_queue_preview_from_upload_then_apply_task(
     make_job, write_csv, django_capture_on_commit_callbacks, settings, tmp_path
 ):
-    from djsync.services import queue_preview
+    from djsync.queue import queue_preview
     from djsync.tasks import apply_run
 
     settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(tmp_path / "uploads")}

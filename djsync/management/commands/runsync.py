@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from djsync import exports, report, services
+from djsync import exports, queue, report, services
 from djsync.conf import settings
 from djsync.exceptions import DjsyncError
 from djsync.models import SyncJob, SyncRun
@@ -197,7 +197,7 @@ class Command(BaseCommand):
         runs = []
         for job in jobs:
             try:
-                run = services.queue_run(
+                run = queue.queue_run(
                     job,
                     dry_run=opts["dry_run"],
                     file=opts["file"],
