@@ -79,12 +79,13 @@ def bind(cls: type[BaseImporter]) -> BaseImporter:
 def dependency_order(importers: Sequence[BaseImporter]) -> list[BaseImporter]:
     """Parents before children (by foreign keys between their models), else as given."""
     from .exceptions import ConfigurationError
+    from .fields import related_model
 
     labels = {imp.model._meta.label: imp for imp in importers}
     needs: dict[str, set[str]] = {}
     for imp in importers:
         parents = {
-            f.related_model._meta.label
+            related_model(f)._meta.label
             for f in imp.model._meta.concrete_fields
             if f.is_relation and f.related_model is not imp.model
         }
