@@ -23,7 +23,7 @@ import contextvars
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from django.db import models
 from django.db.models import F, Q
@@ -33,8 +33,11 @@ from django.utils import timezone
 from .exceptions import DjsyncError, RunCancelled, RunStateError, TransientSourceError
 
 if TYPE_CHECKING:
-    from .models import SyncRun
     from .progress import Progress
+
+#: A djsync.models.SyncRun: that module imports this one for its manager, so the type is
+#: named here without importing it (dependencies point one way).
+SyncRun: TypeAlias = Any
 
 logger = logging.getLogger("djsync")
 
@@ -150,7 +153,7 @@ def cause(exc: BaseException) -> str:
     return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 1] + "…"
 
 
-class SyncRunQuerySet(models.QuerySet["SyncRun"]):
+class SyncRunQuerySet(models.QuerySet[Any]):
     """``SyncRun.objects``: named filters, and the named transitions of a run's status."""
 
     # -- filters ---------------------------------------------------------------------------

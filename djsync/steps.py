@@ -26,7 +26,7 @@ from .registry import bind, get_importer_class, importers_of, split_names
 from .sources import FileSource, Source, get_source
 from .store import error_stats, save_plan
 from .switches import JOB_FIELDS, SWITCH_NAMES, Switches
-from .targets.stored import stale_error
+from .targets.staged import stale_error
 
 if TYPE_CHECKING:
     from .importers import BaseImporter

@@ -10,6 +10,7 @@ from .base import Source
 from .derived import DerivedSource
 from .files import FileSource
 from .http import HttpSource
+from .kinds import _kinds, register_source, source_kinds
 from .policy import JobContext
 from .querysets import QuerySetSource
 from .sql import SqlSource
@@ -25,29 +26,6 @@ __all__ = [
     "register_source",
     "source_kinds",
 ]
-
-_kinds: dict[str, type[Source]] = {
-    "file": FileSource,
-    "http": HttpSource,
-    "sql": SqlSource,
-    "queryset": QuerySetSource,
-    "derived": DerivedSource,
-}
-
-
-def register_source(kind: str, cls: type[Source]) -> None:
-    """Make ``{"kind": kind, ...}`` in source options build a ``cls``.
-
-    From code (``get_source(options, trusted=True)``) the options go to ``cls(**options)``;
-    from a job they go through ``cls.from_job()``, which refuses unless ``cls`` overrides it
-    to say which job options are safe (docs/sources.md, "Custom sources").
-    """
-    _kinds[kind] = cls
-
-
-def source_kinds() -> dict[str, type[Source]]:
-    """The registered kinds of source, by name."""
-    return dict(_kinds)
 
 
 def get_source(
@@ -79,6 +57,8 @@ def get_source(
         raise ConfigurationError(
             f"unknown source kind {kind!r} (known: {', '.join(sorted(_kinds))})"
         ) from None
+    if isinstance(options.get("from"), dict):  # a derived source's own source, from code
+        options["from"] = get_source(options["from"], trusted=True)
     try:
         source = cls(**options)
     except TypeError as exc:

@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..exceptions import ConfigurationError
-
-if TYPE_CHECKING:
-    from .policy import JobContext
 
 #: A cell that a row does not have at all (a CSV row shorter than its header), as opposed to
 #: an empty one: the importer reports it as a row error, never fills it with a default.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing cell>"})()
 
 TRUTHY = frozenset({"1", "true", "t", "yes", "y", "on", "x", "deleted"})
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job's source options are checked against: the job (for messages), its
+    importer (for its declared querysets), and how deep in derived sources we are."""
+
+    job: str = ""
+    importer: Any = None
+    depth: int = 0
+    #: In a multi-model job: another importer's (trusted base options, job options), by name,
+    #: for a derived source whose ``"from"`` names it.
+    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any]]] | None = field(
+        default=None, compare=False
+    )
+
+    def prefix(self) -> str:
+        return f"job {self.job!r}: " if self.job else ""
+
+    def deeper(self) -> JobContext:
+        return replace(self, depth=self.depth + 1)
+
+
+def refuse(context: JobContext, message: str) -> ConfigurationError:
+    """A one-line refusal naming the job."""
+    return ConfigurationError(f"{context.prefix()}{message}")
+
+
+#: How a job's options build each kind of source that a job may use, by class: filled by
+#: djsync.sources.policy for the built-in kinds (a custom kind overrides ``from_job``).
+JOB_RULES: dict[type, Callable[..., Any]] = {}
 
 
 class Source:
@@ -76,9 +105,7 @@ class Source:
         declare. The built-in kinds follow djsync.sources.policy; a kind registered with
         ``register_source`` that does not override this method cannot be used from a job.
         """
-        from .policy import builtin_rule, refuse
-
-        rule = builtin_rule(cls)
+        rule = JOB_RULES.get(cls)
         if rule is None:
             raise refuse(
                 context,

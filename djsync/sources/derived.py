@@ -30,15 +30,11 @@ class DerivedSource(Source):
         name: str | None = None,
         **options: Any,
     ) -> None:
-        from . import get_source
-
         inner = options.pop("from", None)
         if options:
             raise TypeError(f"unexpected options {', '.join(sorted(options))}")
-        if isinstance(inner, Source):
+        if isinstance(inner, Source):  # built by get_source (a job's through from_job)
             self.inner = inner
-        elif isinstance(inner, dict):
-            self.inner = get_source(inner, trusted=True)  # a job's went through from_job
         else:
             raise ConfigurationError('a derived source needs "from": the source it derives from')
         if not columns:

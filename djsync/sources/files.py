@@ -19,9 +19,18 @@ from typing import IO, Any
 from ..conf import settings
 from ..exceptions import SourceError
 from ..targets.files import unneutralize_cells
-from . import bounds
 from .base import MISSING, Source
-from .bounds import CHUNK, limit
+from .bounds import (
+    CHUNK,
+    CountedReader,
+    check_open_file,
+    check_zip,
+    limit,
+    open_regular,
+    read_whole,
+    seekable_copy,
+    size,
+)
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "xlsx", "xls", "ods", "yaml")
 _ALIASES = {"ndjson": "jsonl", "yml": "yaml", "txt": "csv"}
@@ -91,11 +100,11 @@ class FileSource(Source):
     def _open(self) -> Iterator[IO[bytes]]:
         if self.path is not None:
             follow = not getattr(self, "checked_path", False)
-            with bounds.open_regular(self.path, self._error, follow=follow) as handle:
+            with open_regular(self.path, self._error, follow=follow) as handle:
                 yield handle
         else:
             assert self.file is not None
-            bounds.check_open_file(self.file, self._error)
+            check_open_file(self.file, self._error)
             if hasattr(self.file, "seek"):
                 self.file.seek(0)
             yield self.file
@@ -201,10 +210,10 @@ class FileSource(Source):
     def _csv_cells(self, handle: IO[bytes]) -> Iterator[list[str]]:
         """Rows of exactly as many cells as the header has columns (the cells a short row
         lacks are :data:`MISSING`), blank lines skipped. Decoded by a TextIOWrapper at C
-        speed over a :class:`~djsync.sources.bounds.CountedReader`, whose checks (file size,
+        speed over a :class:`~djsync.sources.CountedReader`, whose checks (file size,
         row length, NUL bytes) run once per 64 KiB chunk; a bad byte sends the file through
         :meth:`_decoded_lines` again to report its line."""
-        counted = bounds.CountedReader(
+        counted = CountedReader(
             handle,
             self._error,
             progress=self._progress,
@@ -259,7 +268,7 @@ class FileSource(Source):
             row=line,
         )
 
-    def _parse_csv(self, lines: IO[str], counted: bounds.CountedReader) -> Iterator[list[Any]]:
+    def _parse_csv(self, lines: IO[str], counted: CountedReader) -> Iterator[list[Any]]:
         delimiter = self.delimiter
         source: Iterable[str] = lines
         if delimiter == "auto":
@@ -379,7 +388,7 @@ class FileSource(Source):
     def _read_json(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         """Streamed twice with ijson: once for the columns (the union of the records'
         keys, known before the first record) and the shape, once for the records."""
-        handle = bounds.seekable_copy(handle, self._error)
+        handle = seekable_copy(handle, self._error)
         start = handle.tell()
         columns: dict[str, None] = {}
         where = self._json_walk(self._json_events(handle), columns=columns)
@@ -461,7 +470,7 @@ class FileSource(Source):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         try:
             handle.seek(0)
-            data = bounds.read_whole(handle, self._error, fmt="JSON")
+            data = read_whole(handle, self._error, fmt="JSON")
             json.loads(data.decode(self.encoding).lstrip("\ufeff"))
         except json.JSONDecodeError as precise:
             return self._error(
@@ -553,7 +562,7 @@ class FileSource(Source):
     def _read_yaml(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         import yaml
 
-        data = bounds.read_whole(handle, self._error, fmt="YAML")
+        data = read_whole(handle, self._error, fmt="YAML")
         try:
             text = data.decode(self._text_encoding())
         except UnicodeDecodeError:
@@ -561,7 +570,7 @@ class FileSource(Source):
         if len(data) > settings.MAX_YAML_SIZE:
             raise self._error(
                 f"YAML files are parsed slowly (about a second per 100 KiB) and this one has "
-                f"{bounds.size(len(data))}, more than {limit('MAX_YAML_SIZE')}; convert it to "
+                f"{size(len(data))}, more than {limit('MAX_YAML_SIZE')}; convert it to "
                 "JSON lines or CSV, which stream"
             )
         fast = getattr(yaml, "CSafeLoader", None)
@@ -618,8 +627,8 @@ class FileSource(Source):
         from openpyxl.reader.excel import ExcelReader
         from openpyxl.styles.stylesheet import apply_stylesheet
 
-        handle = bounds.seekable_copy(handle, self._error)
-        bounds.check_zip(handle, self._error, kind="XLSX")
+        handle = seekable_copy(handle, self._error)
+        check_zip(handle, self._error, kind="XLSX")
         try:
             reader = ExcelReader(handle, read_only=True, data_only=True)
         except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a bad file
@@ -760,12 +769,12 @@ class FileSource(Source):
             yield record
 
     def _read_xls(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
-        data = bounds.read_whole(handle, self._error, fmt="XLS")
+        data = read_whole(handle, self._error, fmt="XLS")
         yield from self._read_tablib(io.BytesIO(data), "xls")
 
     def _read_ods(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
-        handle = bounds.seekable_copy(handle, self._error)
-        bounds.check_zip(handle, self._error, kind="ODS", whole_limit="MAX_IN_MEMORY_FILE_SIZE")
+        handle = seekable_copy(handle, self._error)
+        check_zip(handle, self._error, kind="ODS", whole_limit="MAX_IN_MEMORY_FILE_SIZE")
         from odf import opendocument
 
         try:

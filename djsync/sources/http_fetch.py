@@ -8,7 +8,7 @@ import hashlib
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -27,8 +27,18 @@ from .http_limits import (
 )
 from .http_trust import BaseUrl, Credential, check_url, redact, shown
 
-if TYPE_CHECKING:
-    from .http import HttpSource
+
+class Request(Protocol):
+    """What a fetch needs of its source (an HttpSource): how to ask, and how patiently."""
+
+    name: str
+    method: str
+    body: Any
+    records_path: Any
+    timeout: float
+    retries: int
+    backoff: float
+
 
 #: Statuses worth another attempt: rate limiting and server-side failures.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -66,7 +76,7 @@ class Fetcher:
 
     def __init__(
         self,
-        source: HttpSource,
+        source: Request,
         client: httpx.Client,
         clock: Clock,
         bases: list[BaseUrl],

@@ -15,49 +15,25 @@ import codecs
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..conf import settings
 from ..exceptions import ConfigurationError
-
-if TYPE_CHECKING:
-    from .base import Source
-    from .files import FileSource
+from .base import JOB_RULES, JobContext, Source, refuse
+from .derived import DerivedSource
+from .files import FileSource
+from .http import HttpSource
+from .kinds import source_kinds
+from .querysets import QuerySetSource
+from .sql import SqlSource
 
 #: Incremental options a job may set, and what a cursor column may look like: one plain
 #: column name (no ``__`` relation path, no quotes: it is put into SQL and filters).
 INCREMENTAL_OPTIONS = frozenset({"column", "deleted"})
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _FIRST_WORD = re.compile(r"^\s*([A-Za-z]+)")
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """What a job's source options are checked against: the job (for messages), its
-    importer (for its declared querysets), and how deep in derived sources we are."""
-
-    job: str = ""
-    importer: Any = None
-    depth: int = 0
-    #: In a multi-model job: another importer's (trusted base options, job options), by name,
-    #: for a derived source whose ``"from"`` names it.
-    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any]]] | None = field(
-        default=None, compare=False
-    )
-
-    def prefix(self) -> str:
-        return f"job {self.job!r}: " if self.job else ""
-
-    def deeper(self) -> JobContext:
-        return replace(self, depth=self.depth + 1)
-
-
-def refuse(context: JobContext, message: str) -> ConfigurationError:
-    """A one-line refusal naming the job."""
-    return ConfigurationError(f"{context.prefix()}{message}")
 
 
 # -- building ------------------------------------------------------------------------------
@@ -462,8 +438,6 @@ DERIVED_JOB_OPTIONS = frozenset({"from", "columns", "distinct", "skip_empty"})
 def derived_from_job(
     cls: type[Source], options: dict[str, Any], *, base: dict[str, Any], context: JobContext
 ) -> Source:
-    from . import source_kinds
-
     check_keys(options, DERIVED_JOB_OPTIONS, kind="derived", context=context)
     limit = settings.MAX_SOURCE_NESTING
     if context.depth >= limit:
@@ -505,19 +479,14 @@ def derived_from_job(
 
 #: The job rules of the built-in kinds, by class (exactly: a subclass registered as a kind
 #: of its own says which of its options are safe by overriding ``Source.from_job``).
-BUILTIN_RULES: dict[str, Callable[..., Source]] = {
-    "FileSource": file_from_job,
-    "HttpSource": http_from_job,
-    "SqlSource": sql_from_job,
-    "QuerySetSource": queryset_from_job,
-    "DerivedSource": derived_from_job,
-}
 
 
-def builtin_rule(cls: type[Source]) -> Callable[..., Source] | None:
-    from . import DerivedSource, FileSource, HttpSource, QuerySetSource, SqlSource
-
-    builtins = (FileSource, HttpSource, SqlSource, QuerySetSource, DerivedSource)
-    if cls in builtins:
-        return BUILTIN_RULES[cls.__name__]
-    return None
+JOB_RULES.update(
+    {
+        FileSource: file_from_job,
+        HttpSource: http_from_job,
+        SqlSource: sql_from_job,
+        QuerySetSource: queryset_from_job,
+        DerivedSource: derived_from_job,
+    }
+)

@@ -373,6 +373,30 @@ class PostgresPlan(StagedSqlPlan):
             f"JOIN {self.src} s ON s._row = a._row"
         )
 
+    # -- a stored preview's checks (djsync.targets.staged) -----------------------------
+    def _stale_target(self) -> tuple[str, str, list[Any]]:
+        source, params = self.target_sql()
+        return "", source, params
+
+    def _differs_ms(self, i: int, a: str, b: str) -> str:
+        field = self.value_field(self.fields[i])
+        if isinstance(field, models.DateTimeField):
+            return (
+                f"date_trunc('milliseconds', {a}) IS DISTINCT FROM date_trunc('milliseconds', {b})"
+            )
+        if isinstance(field, models.TimeField):
+            return (
+                f"date_trunc('milliseconds', date '2000-01-01' + {a}) IS DISTINCT FROM "
+                f"date_trunc('milliseconds', date '2000-01-01' + {b})"
+            )
+        return f"{a} IS DISTINCT FROM {b}"
+
+    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
+        return (
+            f"UPDATE {self.src} s SET p{i} = r.{target} FROM {parent} r "
+            f"WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL AND r.{lookup} = s.c{i}"
+        )
+
     def _pk_order(self) -> str:
         """Text primary keys sort by code point, as Python sorts them (not by collation)."""
         pk = self.importer.model._meta.pk

@@ -447,6 +447,28 @@ class SqlitePlan(StagedSqlPlan):
             f"JOIN {self.src} s ON s.rowid = a._src"
         )
 
+    # -- a stored preview's checks (djsync.targets.staged) -----------------------------
+    def _stale_target(self) -> tuple[str, str, list[Any]]:
+        self.connection.connection.create_function(
+            "djsync_json_same", 2, _json_same, deterministic=True
+        )
+        cte, params = self.target_cte()
+        return cte, "t", params
+
+    def _differs_ms(self, i: int, a: str, b: str) -> str:
+        field = self.value_field(self.fields[i])
+        if isinstance(field, models.DateTimeField):
+            return f"substr({a}, 1, 23) IS NOT substr({b}, 1, 23)"
+        if isinstance(field, models.TimeField):
+            return f"substr({a}, 1, 12) IS NOT substr({b}, 1, 12)"
+        return self._differs(i, a, b)
+
+    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
+        return (
+            f"UPDATE {self.src} SET p{i} = (SELECT r.{target} FROM {parent} r "
+            f"WHERE r.{lookup} = {self.src}.c{i}) WHERE p{i} IS NULL AND c{i} IS NOT NULL"
+        )
+
     def _pk_order(self) -> str:
         return ""  # SQLite's BINARY collation orders text by code point, as Python does
 

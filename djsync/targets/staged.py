@@ -288,10 +288,64 @@ class StagedSqlPlan(Plan):
                     yield None if value is None else python(value)
 
     def check_stale(self) -> None:
-        """Raise ConflictError if the target moved since this (stored) plan was previewed."""
-        from .stored import check_stale
+        """Raise ConflictError naming the keys whose target rows changed since the preview:
+        a row appeared under a key it creates, or a row it updates or deletes is gone or no
+        longer holds the values the preview saw. One query against the target in scope."""
+        head, source, params = self._stale_target()
+        keys = self.key_positions()
+        others = [i for i in range(len(self.fields)) if i not in keys]
+        on = " AND ".join(f"s.c{k} = t.c{k}" for k in keys)
+        keydiff = " OR ".join(self._differs_ms(k, f"a.o{k}", f"t.c{k}") for k in keys)
+        olddiff = " OR ".join(
+            f"((a.act = 'd' OR {self._changes(self.names[i])}) AND "
+            f"{self._differs_ms(i, f'a.o{i}', f't.c{i}')})"
+            for i in others
+        )
+        created = (
+            f"SELECT 'created by someone else' AS why, {_cols('s', keys)} FROM {self.act} a "
+            f"JOIN {self.src} s ON {self._source_of_action} JOIN {source} ON {on} "
+            "WHERE a.act = 'c'"
+        )
+        moved = (
+            f"SELECT CASE WHEN t._pk IS NULL OR {keydiff} THEN 'gone' ELSE 'changed' END, "
+            f"{_cols('a', keys, 'o')} FROM {self.act} a LEFT JOIN {source} ON t._pk = a._pk "
+            f"WHERE a.act IN ('u', 'd') AND (t._pk IS NULL OR {keydiff}"
+            f"{f' OR {olddiff}' if olddiff else ''})"
+        )
+        query = f"{created} UNION ALL {moved}"
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"{head}SELECT * FROM ({query}) x LIMIT {SHOWN + 1}", params * 2)
+            found = cursor.fetchall()
+            if not found:
+                return
+            total = len(found)
+            if total > SHOWN:
+                cursor.execute(f"{head}SELECT count(*) FROM ({query}) x", params * 2)
+                total = cursor.fetchone()[0]
+        raise stale_error(self.model, [(_key(key), why) for why, *key in found[:SHOWN]], total)
 
-        check_stale(self)
+    def resolve_parents(self, cursor: Any) -> None:
+        """Fill the primary key of every foreign key whose value is a parent's natural key
+        not resolved yet (a stored preview, or a parent this run creates), by a join on the
+        parent table; a parent that is not there (deleted since) fails the apply before
+        anything is written."""
+        qn = self.qn
+        for i in self.parents:
+            f = self.fields[i]
+            related = f.model_field.related_model
+            parent = qn(related._meta.db_table)
+            lookup = qn(related._meta.get_field(f.lookup).column)
+            target = qn(f.model_field.target_field.column)
+            cursor.execute(self._resolve_sql(i, parent, lookup, target))
+            cursor.execute(
+                f"SELECT s.c{i} FROM {self.src} s WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL "
+                f"AND NOT s._skip LIMIT {SHOWN + 1}"
+            )
+            missing = [row[0] for row in cursor.fetchall()]
+            if missing:
+                name = related._meta.verbose_name
+                shown = [(str(v), f"no {name} with {f.lookup} {v!r}") for v in missing[:SHOWN]]
+                raise stale_error(self.model, shown, len(missing))
 
     def apply_actions(
         self,
@@ -309,9 +363,7 @@ class StagedSqlPlan(Plan):
         try:
             with self.connection.cursor() as cursor:
                 if self.parents and ("create" in actions or "update" in actions):
-                    from .stored import resolve_parents
-
-                    resolve_parents(self, cursor)
+                    self.resolve_parents(cursor)
                 if self.creates and "create" in actions:
                     done += self._check(self._insert(cursor), len(self.creates), "created")
                     _tick(progress, done)
@@ -434,6 +486,19 @@ class StagedSqlPlan(Plan):
     def close(self) -> None:
         raise NotImplementedError
 
+    def _stale_target(self) -> tuple[str, str, list[Any]]:
+        """(SQL before the query, the target in scope as ``t``, its parameters)."""
+        raise NotImplementedError
+
+    def _differs_ms(self, i: int, a: str, b: str) -> str:
+        """SQL: a value the preview saw (``a``) is not the target's now (``b``); times to
+        the millisecond, the precision a stored preview keeps."""
+        raise NotImplementedError
+
+    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
+        """SQL filling ``p{i}`` from the parent table by its natural key ``c{i}``."""
+        raise NotImplementedError
+
 
 def _tick(progress: Progress | None, done: int) -> None:
     if progress is not None:
@@ -486,3 +551,26 @@ def reads_rows(source: Source) -> bool:
         if "read" in vars(klass):
             return False
     return False
+
+
+# -- conflicts ---------------------------------------------------------------------------
+#: Conflicting keys named in the error of a stale preview.
+SHOWN = 10
+
+
+def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> ConflictError:
+    """The one error of a stale preview: the first conflicting keys, and how many more."""
+    shown = ", ".join(f"{key} ({why})" for key, why in conflicts)
+    more = f" and {total - len(conflicts)} more" if total > len(conflicts) else ""
+    return ConflictError(
+        f"{model}: the target changed since the preview: {shown}{more}. "
+        "Nothing written; preview again."
+    )
+
+
+def _cols(alias: str, positions: list[int], prefix: str = "c") -> str:
+    return ", ".join(f"{alias}.{prefix}{i}" for i in positions)
+
+
+def _key(key: list[Any]) -> str:
+    return str(key[0]) if len(key) == 1 else str(tuple(key))

@@ -17,11 +17,10 @@ same transaction just created (multi-model jobs).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db import models
 
-from ..exceptions import ConflictError
 from ..store import CHANGE_COLUMNS, change_column, changes_table
 
 if TYPE_CHECKING:
@@ -159,134 +158,5 @@ def _sqlite_form(field: models.Field, value: str) -> str:
     return value
 
 
-def _differs(plan: StagedSqlPlan, i: int, a: str, b: str) -> str:
-    """SQL: a value the preview saw (``a``) is not the target's now (``b``). Times compare
-    to the millisecond: the stored JSON keeps no more."""
-    field = plan.value_field(plan.fields[i])
-    if plan.connection.vendor == "sqlite":
-        if isinstance(field, models.DateTimeField):
-            return f"substr({a}, 1, 23) IS NOT substr({b}, 1, 23)"
-        if isinstance(field, models.TimeField):
-            return f"substr({a}, 1, 12) IS NOT substr({b}, 1, 12)"
-        if isinstance(field, models.JSONField):
-            return f"({a} IS NOT {b} AND NOT djsync_json_same({a}, {b}))"
-        return f"{a} IS NOT {b}"
-    if isinstance(field, models.DateTimeField):
-        return f"date_trunc('milliseconds', {a}) IS DISTINCT FROM date_trunc('milliseconds', {b})"
-    if isinstance(field, models.TimeField):
-        return (
-            f"date_trunc('milliseconds', date '2000-01-01' + {a}) IS DISTINCT FROM "
-            f"date_trunc('milliseconds', date '2000-01-01' + {b})"
-        )
-    return f"{a} IS DISTINCT FROM {b}"
-
-
-def check_stale(plan: StagedSqlPlan) -> None:
-    """Raise ConflictError naming the keys whose target rows changed since the preview: a
-    row appeared under a key it creates, or a row it updates or deletes is gone or no
-    longer holds the values the preview saw. One query against the target in scope."""
-    sqlite = plan.connection.vendor == "sqlite"
-    if sqlite:
-        from .sqlite import _json_same
-
-        plan.connection.connection.create_function(
-            "djsync_json_same", 2, _json_same, deterministic=True
-        )
-        target, params = plan.target_cte()  # type: ignore[attr-defined]
-        head, source = target, "t"
-    else:
-        source, params = plan.target_sql()
-        head = ""
-    keys = plan.key_positions()
-    others = [i for i in range(len(plan.fields)) if i not in keys]
-    join_src = "s.rowid = a._src" if sqlite else "s._row = a._row"
-    on = " AND ".join(f"s.c{k} = t.c{k}" for k in keys)
-    keydiff = " OR ".join(_differs(plan, k, f"a.o{k}", f"t.c{k}") for k in keys)
-    has = (
-        (lambda name: f"instr(a.changed, {_text(json.dumps(name))})")
-        if sqlite
-        else (lambda name: f"{_text(name)} = ANY(a.changed)")
-    )
-    olddiff = " OR ".join(
-        f"((a.act = 'd' OR {has(plan.names[i])}) AND {_differs(plan, i, f'a.o{i}', f't.c{i}')})"
-        for i in others
-    )
-    created = (
-        f"SELECT 'created by someone else' AS why, {_cols('s', keys)} FROM {plan.act} a "
-        f"JOIN {plan.src} s ON {join_src} JOIN {source} ON {on} WHERE a.act = 'c'"
-    )
-    moved = (
-        f"SELECT CASE WHEN t._pk IS NULL OR {keydiff} THEN 'gone' ELSE 'changed' END, "
-        f"{_cols('a', keys, 'o')} FROM {plan.act} a LEFT JOIN {source} ON t._pk = a._pk "
-        f"WHERE a.act IN ('u', 'd') AND (t._pk IS NULL OR {keydiff}"
-        f"{f' OR {olddiff}' if olddiff else ''})"
-    )
-    query = f"{created} UNION ALL {moved}"
-    with plan.connection.cursor() as cursor:
-        cursor.execute(f"{head}SELECT * FROM ({query}) x LIMIT {SHOWN + 1}", [*params, *params])
-        found = cursor.fetchall()
-        if not found:
-            return
-        total = len(found)
-        if total > SHOWN:
-            cursor.execute(f"{head}SELECT count(*) FROM ({query}) x", [*params, *params])
-            total = cursor.fetchone()[0]
-    raise stale_error(plan.model, [(_key(key), why) for why, *key in found[:SHOWN]], total)
-
-
-def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> ConflictError:
-    """The one error of a stale preview: the first conflicting keys, and how many more."""
-    shown = ", ".join(f"{key} ({why})" for key, why in conflicts)
-    more = f" and {total - len(conflicts)} more" if total > len(conflicts) else ""
-    return ConflictError(
-        f"{model}: the target changed since the preview: {shown}{more}. "
-        "Nothing written; preview again."
-    )
-
-
-def resolve_parents(plan: StagedSqlPlan, cursor: Any) -> None:
-    """Fill the primary key of every foreign key whose value is a parent's natural key not
-    resolved yet (a stored preview, or a parent this run creates), by a join on the parent
-    table; a parent that is not there (deleted since) fails the apply before any write."""
-    qn = plan.qn
-    sqlite = plan.connection.vendor == "sqlite"
-    for i in plan.parents:
-        f = plan.fields[i]
-        related = f.model_field.related_model
-        parent = qn(related._meta.db_table)
-        lookup = qn(related._meta.get_field(f.lookup).column)
-        target = qn(f.model_field.target_field.column)
-        if sqlite:
-            cursor.execute(
-                f"UPDATE {plan.src} SET p{i} = (SELECT r.{target} FROM {parent} r "
-                f"WHERE r.{lookup} = {plan.src}.c{i}) WHERE p{i} IS NULL AND c{i} IS NOT NULL"
-            )
-        else:
-            cursor.execute(
-                f"UPDATE {plan.src} s SET p{i} = r.{target} FROM {parent} r "
-                f"WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL AND r.{lookup} = s.c{i}"
-            )
-        cursor.execute(
-            f"SELECT s.c{i} FROM {plan.src} s WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL "
-            f"AND NOT s._skip LIMIT {SHOWN + 1}"
-        )
-        missing = [row[0] for row in cursor.fetchall()]
-        if missing:
-            name = related._meta.verbose_name
-            raise stale_error(
-                plan.model,
-                [(str(value), f"no {name} with {f.lookup} {value!r}") for value in missing[:SHOWN]],
-                len(missing),
-            )
-
-
-def _cols(alias: str, positions: list[int], prefix: str = "c") -> str:
-    return ", ".join(f"{alias}.{prefix}{i}" for i in positions)
-
-
 def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _key(key: list[Any]) -> str:
-    return str(key[0]) if len(key) == 1 else str(tuple(key))
