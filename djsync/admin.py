@@ -35,6 +35,7 @@ from .forms import ModelUploadForm, SyncJobForm, UploadForm
 from .models import SyncJob, SyncRun
 from .registry import get_importer_class, importer_names
 from .report import counts_text
+from .switches import job_fieldset_rows
 
 #: Columns of the last run that the job list shows, fetched with the jobs in one query.
 LAST_RUN_FIELDS = ("pk", "status", "created_at", "created", "updated", "deleted", "errors")
@@ -102,12 +103,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             _("Switches and limits"),
             {
                 "description": _("Empty means: as the importer says."),
-                "fields": [
-                    ("allow_create", "allow_update", "allow_delete"),
-                    ("max_create", "max_update", "max_delete", "max_total"),
-                    "delete_guard",
-                    "on_row_error",
-                ],
+                "fields": job_fieldset_rows(),
             },
         ),
         (

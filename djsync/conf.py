@@ -57,7 +57,8 @@ DEFAULTS: dict[str, Any] = {
     # A running run without a heartbeat for this long, whose lock is gone, is marked failed.
     "STALE_AFTER": 120,
     # Retries of a run whose source failed transiently (TransientSourceError), and their
-    # backoff: RETRY_BACKOFF * 2**n seconds, at most RETRY_BACKOFF_MAX.
+    # backoff: a random delay of at most RETRY_BACKOFF * 2**n seconds (Celery's full jitter),
+    # capped at RETRY_BACKOFF_MAX, in whole seconds; the backoff is read when a worker starts.
     "MAX_RETRIES": 3,
     "RETRY_BACKOFF": 30,
     "RETRY_BACKOFF_MAX": 600,

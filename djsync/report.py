@@ -58,6 +58,26 @@ def _has_plan(run: SyncRun) -> bool:
     return any(isinstance(s, dict) and "created" in s for s in (run.stats or {}).values())
 
 
+def paths(run: SyncRun) -> dict[str, str]:
+    """The path each model of the run took (``staged: postgresql``, ``generic: <why>``;
+    djsync.backends), as the run recorded it."""
+    return {
+        model: stats["path"]
+        for model, stats in (run.stats or {}).items()
+        if isinstance(stats, dict) and stats.get("path")
+    }
+
+
+def path_line(run: SyncRun) -> str | None:
+    """``path: staged: postgresql``, or one ``model: path`` per model of a multi-model run."""
+    found = paths(run)
+    if not found:
+        return None
+    if len(found) == 1:
+        return f"path: {next(iter(found.values()))}"
+    return "paths: " + "; ".join(f"{model}: {path}" for model, path in found.items())
+
+
 def summary_line(run: SyncRun) -> str:
     mode = " (dry run)" if run.dry_run and not wrote_nothing(run) else ""
     took = f" in {run.duration:.2f} s" if run.duration is not None else ""
@@ -188,6 +208,7 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
         "source": run.source_name,
         "counts": run.counts,
         "per_model": run.stats,
+        "paths": paths(run),
         "duration": run.duration,
         "error": run.error or None,
         "warnings": run.warnings,

@@ -25,7 +25,7 @@ from .exceptions import ConfigurationError, DjsyncError, RowErrorsFound
 from .registry import bind, get_importer_class, importers_of, split_names
 from .sources import FileSource, Source, get_source
 from .store import error_stats, save_plan
-from .switches import JOB_FIELDS, SWITCH_NAMES, Switches
+from .switches import SWITCH_NAMES, Switches, job_switches
 from .targets.staged import stale_error
 
 if TYPE_CHECKING:
@@ -77,11 +77,7 @@ def make_importers(job: SyncJob) -> list[BaseImporter]:
 
 def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:
     """Run options beat the job's fields, which beat the importer's attributes."""
-    switches = importer.default_switches()
-    from_job = {name: getattr(job, JOB_FIELDS.get(name, name), None) for name in SWITCH_NAMES}
-    if not from_job.get("on_row_error"):
-        from_job.pop("on_row_error", None)
-    switches = switches.with_overrides(**from_job)
+    switches = importer.default_switches().with_overrides(**job_switches(job))
     unknown = set(options) - set(SWITCH_NAMES)
     if unknown:
         raise ConfigurationError(f"unknown run options: {', '.join(sorted(unknown))}")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from djsync.models import SyncJob
+from djsync.switches import JOB_FIELDS
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +69,7 @@ def make_job(db: None) -> Callable[..., SyncJob]:
         # are allow_* (a field named "delete" would hide Model.delete()).
         for switch in ("create", "update", "delete"):
             if switch in fields:
-                fields[f"allow_{switch}"] = fields.pop(switch)
+                fields[JOB_FIELDS[switch]] = fields.pop(switch)
         return SyncJob.objects.create(
             name=name or importer.replace("_", "-"), importer=importer, **fields
         )

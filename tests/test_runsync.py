@@ -72,6 +72,17 @@ def test_run_prints_a_summary_and_a_sample(job):
     assert SyncRun.objects.get().trigger == "command"
 
 
+def test_every_run_prints_the_path_it_took(job, settings):
+    from django.db import connection
+
+    out, _ = runsync("test-products", "--dry-run", force=True)
+    assert f"  path: staged: {connection.vendor}\n" in out
+    settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH": False}
+    out, _ = runsync("test-products", "--dry-run", "--format", "json", force=True)
+    (result,) = json.loads(out)["runs"]
+    assert result["paths"] == {"testapp.Product": "generic: the FAST_PATH setting is off"}
+
+
 def test_dry_run_writes_nothing(job):
     out, _ = runsync("test-products", "--dry-run", "--force")
     assert "previewed (dry run)" in out and "1 created, 1 updated, 1 deleted" in out
