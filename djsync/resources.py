@@ -29,18 +29,9 @@ from typing import Any, ClassVar
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
+from .converters import NOT_PROVIDED, ConversionError, converter_for, is_empty, to_str
 from .exceptions import ConfigurationError
-from .fields import (
-    NOT_PROVIDED,
-    BoundField,
-    ConversionError,
-    Field,
-    concrete_field,
-    converter_for,
-    is_empty,
-    related_model,
-    to_str,
-)
+from .fields import BoundField, Field, concrete_field, related_model
 from .importers import Importer, ImporterOptions
 from .registry import register
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
+from ..converters import encodable
 from ..diff import RowError, SourceRow
-from ..fields import BoundField, concrete_field, encodable, related_model
+from ..fields import BoundField, concrete_field, related_model
 
 if TYPE_CHECKING:
     from ..importers import BaseImporter
