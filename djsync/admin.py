@@ -103,7 +103,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             _("Switches and limits"),
             {
                 "description": _("Empty means: as the importer says."),
-                "fields": job_fieldset_rows(),
+                "fields": tuple(job_fieldset_rows()),
             },
         ),
         (
