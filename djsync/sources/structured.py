@@ -6,7 +6,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..conf import settings
 from ..exceptions import SourceError
@@ -26,6 +26,16 @@ _JSON_TYPES = {"string": "str", "boolean": "bool", "null": "NoneType", "start_ar
 
 class StructuredReading(Source):
     """The JSON, JSON lines and YAML readers of :class:`djsync.sources.files.FileSource`."""
+
+    if TYPE_CHECKING:  # given by FileSource, which this reading mixes into
+        encoding: str
+
+        def _error(
+            self, message: str, row: int | None = None, column: str | None = None
+        ) -> SourceError: ...
+        def _text_encoding(self) -> str: ...
+        def _decoded_lines(self, handle: IO[bytes]) -> Iterator[str]: ...
+        def _decoding_error(self) -> SourceError: ...
 
     def _read_jsonl(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         columns: dict[str, None] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..conf import settings
 from ..exceptions import SourceError
@@ -21,6 +21,15 @@ from .bounds import (
 
 class WorkbookReading(Source):
     """The XLSX, XLS and ODS readers of :class:`djsync.sources.files.FileSource`."""
+
+    if TYPE_CHECKING:  # given by FileSource and StructuredReading, mixed in with this
+        sheet: str | int | None
+
+        def _error(
+            self, message: str, row: int | None = None, column: str | None = None
+        ) -> SourceError: ...
+        def _header(self, cells: Sequence[Any], row: int = 1) -> list[str]: ...
+        def _cell_too_long(self, row: int | None, column: str | None) -> SourceError: ...
 
     def _read_xlsx(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         """openpyxl reads the workbook's parts (shared strings, styles, sheet names); the
