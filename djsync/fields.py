@@ -167,6 +167,12 @@ class BoundField:
         #: from the field's, the importer's and the source's tokens.
         self.null_tokens: frozenset[str] = spec.null_tokens or frozenset()
 
+    def lookup_field(self) -> models.Field[Any, Any]:
+        """The related model's field this foreign key is looked up by (``lookup``)."""
+        if self.lookup is None:
+            raise TypeError(f"{self.name} is not a foreign key")
+        return concrete_field(related_model(self.model_field), self.lookup)
+
     def empty_value(self) -> Any:
         """What an empty cell becomes: the default, else None or "" as the field allows."""
         if self.default is not NOT_PROVIDED:

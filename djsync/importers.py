@@ -19,7 +19,7 @@ from django.db import models
 from .conf import settings
 from .diff import Key, Plan, RowError, SourceRow, StagedPlan, TargetRow, diff
 from .exceptions import MappingError
-from .fields import NOT_PROVIDED, BoundField, Field, null_token_set
+from .fields import NOT_PROVIDED, BoundField, Field, null_token_set, related_model
 from .sources.base import MISSING, Source
 from .switches import IMPORTER_SWITCHES, OnRowError, Switches
 
@@ -187,8 +187,8 @@ class BaseImporter:
     def load_lookups(self) -> None:
         """One query per foreign key: natural key value → primary key of the related row."""
         for f in self.active_fields:
-            if f.is_relation:
-                related = f.model_field.related_model
+            if f.is_relation and f.lookup is not None:
+                related = related_model(f.model_field)
                 qs = related._base_manager.using(self.using).values_list(f.lookup, "pk")
                 self.lookups[f.name] = dict(qs.iterator(chunk_size=settings.BATCH_SIZE))
                 for plan in self.pending_plans:
@@ -272,7 +272,7 @@ class BaseImporter:
                 )
                 continue
             if lookup is not None and value is not None and value not in lookup:
-                related = f.model_field.related_model._meta.verbose_name
+                related = related_model(f.model_field)._meta.verbose_name
                 errors.append(
                     RowError(
                         row=row,
@@ -373,9 +373,9 @@ def pending_lookups(lookup: dict[Any, Any], plan: Plan, field: str) -> None:
     for action in plan.creates:
         if field in action.values:
             lookup.setdefault(action.values[field], None)
-    for action in plan.deletes:
-        if field in action.old:
-            lookup.pop(action.old[field], None)
+    for gone in plan.deletes:
+        if field in gone.old:
+            lookup.pop(gone.old[field], None)
 
 
 def _chain_one(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

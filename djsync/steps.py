@@ -20,8 +20,9 @@ from django.db import transaction
 
 from . import backends, incremental
 from .apply import apply_plan, check_limits
-from .diff import Create, Plan, StagedPlan, same
+from .diff import Create, Delete, Plan, StagedPlan, Update, same
 from .exceptions import ConfigurationError, DjsyncError, RowErrorsFound
+from .fields import related_model
 from .registry import bind, get_importer_class, importers_of, split_names
 from .sources import FileSource, Source, get_source
 from .store import error_stats, save_plan
@@ -129,7 +130,9 @@ def make_source(
     return FileSource(file=file, name=getattr(file, "name", None), **keep)
 
 
-def source_options(job: SyncJob, importer: BaseImporter) -> tuple[dict[str, Any], Any]:
+def source_options(
+    job: SyncJob, importer: BaseImporter | type[BaseImporter]
+) -> tuple[dict[str, Any], Any]:
     """Options of one importer's source in a multi-model job: its own defaults (code,
     trusted), and the job's (data, checked by djsync.sources.policy): the shared options
     and the job's ``"sources": {"<importer name>": {...}}`` entry for it."""
@@ -180,7 +183,7 @@ def plan_steps(
     steps: list[Step],
     *,
     sources: Callable[[Step], Source],
-    on_source: Callable[[str], None],
+    on_source: Callable[[str], object],
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Read each step's source (``sources``) and plan it, parents first; a later step's
@@ -337,22 +340,24 @@ def check_stale(plan: Plan, importer: BaseImporter) -> None:
         return
     current = importer.read_target()
     conflicts: list[tuple[str, str]] = []
-    for action in plan.creates:
-        if action.key in current:
-            conflicts.append((_key(action.key), "created by someone else"))
-    for action in [*plan.updates, *plan.deletes]:
+    for created in plan.creates:
+        if created.key in current:
+            conflicts.append((_key(created.key), "created by someone else"))
+    existing: list[Update | Delete] = [*plan.updates, *plan.deletes]
+    for action in existing:
         row = current.get(action.key)
         if row is None or row.pk != action.pk:
             conflicts.append((_key(action.key), "gone"))
         elif any(not same(_ms(row.values.get(f)), _ms(v)) for f, v in action.old.items()):
             conflicts.append((_key(action.key), "changed"))
     relations = [f for f in importer.active_fields if f.is_relation]
-    for action in [*plan.creates, *plan.updates]:
-        values = action.values if isinstance(action, Create) else action.new
+    written: list[Create | Update] = [*plan.creates, *plan.updates]
+    for new in written:
+        values = new.values if isinstance(new, Create) else new.new
         for f in relations:
             value = values.get(f.name)
             if value is not None and value not in importer.lookups.get(f.name, {}):
-                name = f.model_field.related_model._meta.verbose_name
+                name = related_model(f.model_field)._meta.verbose_name
                 conflicts.append((str(value), f"no {name} with {f.lookup} {value!r}"))
     if conflicts:
         raise stale_error(plan.model, conflicts[:10], len(conflicts))

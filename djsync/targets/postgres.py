@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
@@ -149,7 +149,8 @@ class PostgresPlan(StagedSqlPlan):
         try:
             sql, params = qs.query.get_compiler(using=importer.using).as_sql()
         except EmptyResultSet:
-            pk_type = importer.model._meta.pk.rel_db_type(self.connection)
+            # Every Field has rel_db_type(); django-stubs declares it on integer fields only.
+            pk_type = importer.model._meta.pk.rel_db_type(self.connection)  # type: ignore[attr-defined]
             cols = ", ".join(f"c{i}" for i in range(len(self.fields)))
             return (
                 f"(SELECT NULL::{pk_type}, {cols} FROM {self.src} WHERE false) AS t({aliases})",
@@ -195,6 +196,7 @@ class PostgresPlan(StagedSqlPlan):
                                 write((number, False, *prepare(values)))
                             good += 1
                         else:
+                            item = cast("RowError", item)  # not a converted tuple
                             self.errors.append(item)
                             if item.key is not None:  # a bad row keeps its target row
                                 ordered = False  # its key takes part in the duplicate check
@@ -310,7 +312,9 @@ class PostgresPlan(StagedSqlPlan):
 
     # -- storing the changes ----------------------------------------------------------------
     def _json(self, i: int, column: str) -> str:
-        return json_sql(self.value_field(self.fields[i])).format(column)
+        sql = json_sql(self.value_field(self.fields[i]))
+        assert sql is not None  # unsupported() refuses a field without it
+        return sql.format(column)
 
     def _object(self, prefix: str, alias: str) -> str:
         pairs = ", ".join(
@@ -413,7 +417,8 @@ class PostgresPlan(StagedSqlPlan):
         for mf in model._meta.concrete_fields:
             if mf.name in active:
                 continue
-            how, value = insert_default(mf) or ("missing", None)
+            default: tuple[str, Any] = insert_default(mf) or ("missing", None)
+            how, value = default
             if how == "omit":
                 continue
             columns.append(self.qn(mf.column))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
@@ -165,7 +165,9 @@ class SqlitePlan(StagedSqlPlan):
         return f"WITH t({aliases}) AS ({sql}) ", list(params)
 
     def _text(self, i: int, column: str) -> str:
-        return json_text(self.value_field(self.fields[i])).format(column)
+        sql = json_text(self.value_field(self.fields[i]))
+        assert sql is not None  # unsupported() refuses a field without it
+        return sql.format(column)
 
     def _differs(self, i: int, a: str, b: str) -> str:
         """SQL: the two values of field ``i`` compare different in Python."""
@@ -233,7 +235,7 @@ class SqlitePlan(StagedSqlPlan):
             good = 0
             batch: list[tuple[Any, ...]] = []
             append = batch.append
-            staged_bad: set[int] = set()
+            staged_bad: set[int | None] = set()
             for item in items:
                 if type(item) is tuple:
                     number, values = item
@@ -249,6 +251,7 @@ class SqlitePlan(StagedSqlPlan):
                     )
                     good += 1
                 else:
+                    item = cast("RowError", item)  # not a converted tuple
                     self.errors.append(item)
                     if item.key is None:
                         self.error_without_key = True
@@ -288,7 +291,7 @@ class SqlitePlan(StagedSqlPlan):
             return None
         lookups = []
         for i in relations:
-            pk = self.fields[i].model_field.target_field
+            pk = cast("models.ForeignKey[Any, Any]", self.fields[i].model_field).target_field
             lookups.append((i, self.importer.lookups[self.fields[i].name], pk))
 
         def prepare(values: tuple) -> tuple:

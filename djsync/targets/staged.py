@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
@@ -24,6 +24,7 @@ from django.utils import timezone
 from ..conf import settings
 from ..diff import Plan
 from ..exceptions import ConflictError, TargetError
+from ..fields import concrete_field, related_model
 from ..models import SyncChange
 from .rows import Converted, RowConverter
 
@@ -96,7 +97,7 @@ def staging_unsupported(
         return reason
     for f in importer.bound_fields.values():
         if f.is_relation:
-            related = f.model_field.related_model._meta.get_field(f.lookup)
+            related = f.lookup_field()
             if not (related.unique or related.primary_key):
                 return f"field {f.name!r}: the lookup {f.lookup!r} is not unique"
             value_field = related
@@ -123,7 +124,7 @@ def unique_key(model: type[models.Model], keys: Iterable[str]) -> bool:
     """Whether the model guarantees one row per key (so a join matches like a dict)."""
     names = set(keys)
     opts = model._meta
-    if any(opts.get_field(n).unique for n in names):
+    if any(concrete_field(model, n).unique for n in names):
         return True
     groups = [set(g) for g in opts.unique_together]
     groups += [set(c.fields) for c in opts.total_unique_constraints]
@@ -332,10 +333,10 @@ class StagedSqlPlan(Plan):
         qn = self.qn
         for i in self.parents:
             f = self.fields[i]
-            related = f.model_field.related_model
+            related = related_model(f.model_field)
             parent = qn(related._meta.db_table)
-            lookup = qn(related._meta.get_field(f.lookup).column)
-            target = qn(f.model_field.target_field.column)
+            lookup = qn(f.lookup_field().column)
+            target = qn(cast("models.ForeignKey[Any, Any]", f.model_field).target_field.column)
             cursor.execute(self._resolve_sql(i, parent, lookup, target))
             cursor.execute(
                 f"SELECT s.c{i} FROM {self.src} s WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL "

@@ -48,7 +48,8 @@ def restage(plan: StagedSqlPlan, run: SyncRun) -> None:
     for i, name in enumerate(plan.names):
         if i in keys:  # the key comes from the stored key, for every action
             sql, p = _stored(plan, i, col["key"], keys.index(i))
-            values.append(sql), olds.append(sql)
+            values.append(sql)
+            olds.append(sql)
             params += p
             old_params += p
         else:
@@ -62,7 +63,8 @@ def restage(plan: StagedSqlPlan, run: SyncRun) -> None:
     mine = f"{col['run']} = %s AND {col['model']} = %s"
     width = len(plan.fields)
     relations = [i for i, f in enumerate(plan.fields) if f.is_relation]
-    pk_type = plan.importer.model._meta.pk.rel_db_type(plan.connection)
+    # Every Field has rel_db_type(); django-stubs declares it on integer fields only.
+    pk_type = plan.importer.model._meta.pk.rel_db_type(plan.connection)  # type: ignore[attr-defined]
     columns = [f"c{i}" for i in range(width)]
     with plan.connection.cursor() as cursor:
         plan.create_src(cursor, row_type="bigint")
