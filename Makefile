@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA := demo_project/demo/data
 DEMO_JOBS := categories products departments employees
 
-.PHONY: screenshots demo test test-postgres test-sqlite lint browser services bench clean
+.PHONY: screenshots demo test test-postgres test-sqlite lint typecheck browser services bench clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test-sqlite:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(MAKE) typecheck
+
+## typecheck: mypy with django-stubs on djsync/ (settings in pyproject.toml). Not incremental:
+## the plugin's cache can lose SyncRun's queryset manager after an edit to models.py.
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy --no-incremental
 
 ## bench: djsync vs django-import-export vs the COPY floor on PostgreSQL (see bench/RESULTS.md);
 ## `make bench ROWS=100000` runs one size for every tool; `CASE="preview-apply multimodel"`
@@ -58,4 +64,4 @@ services:
 	bash scripts/services.sh
 
 clean:
-	rm -rf $(VENV) demo.sqlite3 .pytest_cache
+	rm -rf $(VENV) demo.sqlite3 .pytest_cache .mypy_cache
