@@ -32,7 +32,7 @@ def run_preview_apply(path: str, dry_run: bool) -> dict[str, Any]:
     """The admin's flow without the admin: a dry run, then ``apply_previewed`` of it."""
     import djsync
     from djsync.models import SyncJob
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     job, _ = SyncJob.objects.get_or_create(name="bench", defaults={"importer": "bench_products"})
     started = time.perf_counter()
@@ -170,16 +170,16 @@ def run_copy_floor(path: str, dry_run: bool) -> dict[str, Any]:
 
 #: Modules a djsync run imports on first use, where they exist (the layout moves).
 DJSYNC_MODULES = (
-    "djsync.services",
-    "djsync.monitor",
-    "djsync.notifications",
+    "djsync.runs.orchestrator",
+    "djsync.runs.monitor",
+    "djsync.runs.notifications",
     "djsync.multimodel",
     "djsync.sources.files",
-    "djsync.targets.postgres",
+    "djsync.backends.postgresql",
     "djsync.backends",
     "djsync.backends.postgresql",
-    "djsync.steps",
-    "djsync.lifecycle",
+    "djsync.runs.steps",
+    "djsync.runs.lifecycle",
 )
 
 

@@ -29,13 +29,13 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
-from . import permissions, queue, views
-from .admin_export import SyncExportMixin
-from .forms import ModelUploadForm, SyncJobForm, UploadForm
-from .models import SyncJob, SyncRun
-from .registry import get_importer_class, importer_names
-from .report import counts_text
-from .switches import job_fieldset_rows
+from djsync import permissions, queue, views
+from djsync.admin_export import SyncExportMixin
+from djsync.forms import ModelUploadForm, SyncJobForm, UploadForm
+from djsync.mapping.registry import get_importer_class, importer_names
+from djsync.mapping.switches import job_fieldset_rows
+from djsync.models import SyncJob, SyncRun
+from djsync.runs.report import counts_text
 
 #: Columns of the last run that the job list shows, fetched with the jobs in one query.
 LAST_RUN_FIELDS = ("pk", "status", "created_at", "created", "updated", "deleted", "errors")
@@ -76,7 +76,7 @@ def next_run_at(schedule: str, last_run_at: datetime | None) -> datetime | None:
     """When beat will next run a schedule (None if it cannot be read)."""
     from celery.schedules import crontab
 
-    from .cron import parse_schedule
+    from djsync.runs.cron import parse_schedule
 
     try:
         kind, values = parse_schedule(schedule)

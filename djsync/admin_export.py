@@ -1,5 +1,5 @@
 """Export from a model's changelist: the selected rows (an action) or the filtered list (a
-button) as a CSV, XLSX or JSON download, written by :func:`djsync.exports.export_queryset`.
+button) as a CSV, XLSX or JSON download, written by :func:`djsync.exports.jobs.export_queryset`.
 
 The file follows the model's importer mapping when it has one (so it can be edited and
 synced back), cells a spreadsheet would run as formulas are neutralized, and the rows are
@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
-from .exports import export_queryset
-from .registry import get_importer_class, importer_names
+from djsync.exports.jobs import export_queryset
+from djsync.mapping.registry import get_importer_class, importer_names
 
 #: The GET parameter of the export view that names the format (the others are the
 #: changelist's filters, search and ordering).

@@ -19,17 +19,17 @@ class DjsyncConfig(AppConfig):
     def ready(self) -> None:
         autodiscover_modules("sync")
         checks.register(check_importers)
-        from .checks import check_jobs
+        from djsync.checks import check_jobs
 
         checks.register(check_jobs)
-        from .notifications import on_run_finished
-        from .signals import run_finished
+        from djsync.runs.notifications import on_run_finished
+        from djsync.signals import run_finished
 
-        run_finished.connect(on_run_finished, dispatch_uid="djsync.notifications")
+        run_finished.connect(on_run_finished, dispatch_uid="djsync.runs.notifications")
         from django.apps import apps
 
         if apps.is_installed("django_celery_beat"):
-            from . import schedules
+            from djsync.runs import schedules
 
             schedules.connect()
 
@@ -38,7 +38,7 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     """Every registered importer must bind its keys and fields to real model fields."""
     from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 
-    from .registry import _importers
+    from djsync.mapping.registry import _importers
 
     messages: list[checks.CheckMessage] = []
     for name, cls in sorted(_importers.items()):

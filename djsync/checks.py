@@ -9,7 +9,7 @@ from typing import Any
 from django.core import checks
 from django.db import DatabaseError
 
-from .exceptions import DjsyncError
+from djsync.exceptions import DjsyncError
 
 #: Jobs looked at per check (a check must stay fast; the rest fail when they run).
 MAX_JOBS_CHECKED = 1000
@@ -19,7 +19,7 @@ def check_jobs(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """Every stored job's source and export target must pass djsync.sources.policy."""
-    from .models import SyncJob
+    from djsync.models import SyncJob
 
     messages: list[checks.CheckMessage] = []
     try:
@@ -45,8 +45,8 @@ def check_jobs(
 
 def job_problem(job: Any) -> str | None:
     """Why ``job`` would be refused before reading anything, or None."""
-    from .exports import check_target, is_export
-    from .steps import make_importer, make_importers, make_source
+    from djsync.exports.jobs import check_target, is_export
+    from djsync.runs.steps import make_importer, make_importers, make_source
 
     try:
         if is_export(job):
@@ -68,9 +68,9 @@ def job_problem(job: Any) -> str | None:
 def source_problem(importer: str, source: Any, *, name: str = "") -> str | None:
     """Why a job with this importer (one name or several, comma-separated) and ``source``
     would be refused (djsync.sources.policy), or None: for the admin's job form."""
-    from .models import SyncJob
-    from .registry import get_importer_class
-    from .sources import get_source
+    from djsync.mapping.registry import get_importer_class
+    from djsync.models import SyncJob
+    from djsync.sources import get_source
 
     try:
         for each in filter(None, (n.strip() for n in (importer or "").split(","))):

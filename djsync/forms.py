@@ -12,11 +12,11 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
-from .conf import settings
-from .models import SyncJob
-from .registry import importer_choices, importer_names
-from .sources.files import FORMATS, format_from_name
-from .switches import JOB_FIELD_NAMES, SWITCHES
+from djsync.conf import settings
+from djsync.mapping.registry import importer_choices, importer_names
+from djsync.mapping.switches import JOB_FIELD_NAMES, SWITCHES
+from djsync.models import SyncJob
+from djsync.sources.files import FORMATS, format_from_name
 
 
 class EmailListField(forms.CharField):
@@ -75,7 +75,7 @@ class JobJSONField(forms.JSONField):
 
 def validate_schedule(text: str) -> None:
     """A crontab line or an ``every N minutes`` interval, as Celery beat runs them."""
-    from .cron import validate_schedule as problem
+    from djsync.runs.cron import validate_schedule as problem
 
     message = problem(text.strip())
     if message:
@@ -132,7 +132,7 @@ class SyncJobForm(forms.ModelForm):
             "source",
             "target",
             "enabled",
-            *JOB_FIELD_NAMES,  # the switches (djsync/switches.py)
+            *JOB_FIELD_NAMES,  # the switches (djsync/mapping/switches.py)
             "schedule",
             "notify_on_failure",
             "warn_on_change",
@@ -150,7 +150,7 @@ class SyncJobForm(forms.ModelForm):
         if not isinstance(options, dict):
             raise ValidationError(_('Source options are a JSON object: {"path": "x.csv"}.'))
         if options:  # a job's source is data: it may only pick what is declared
-            from .checks import source_problem
+            from djsync.checks import source_problem
 
             importer = self.cleaned_data.get("importer", "") or getattr(
                 self.instance, "importer", ""
@@ -163,7 +163,7 @@ class SyncJobForm(forms.ModelForm):
     def clean_target(self) -> dict[str, Any]:
         """Empty (the importer's model) or an export's options; where an export may write
         is checked when it runs (docs/security.md)."""
-        from .exports import TARGET_OPTIONS
+        from djsync.exports.jobs import TARGET_OPTIONS
 
         options = self.cleaned_data.get("target") or {}
         if not isinstance(options, dict):

@@ -12,8 +12,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .lifecycle import SyncRunQuerySet
-from .registry import importer_names, importers_of, split_names
+from djsync.mapping.registry import importer_names, importers_of, split_names
+from djsync.runs.lifecycle import SyncRunQuerySet
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrPromise
@@ -127,7 +127,7 @@ class SyncJob(models.Model):
             errors["delete_guard"] = _("A share between 0 and 1.")
         if not isinstance(self.source, dict):
             errors["source"] = _("Source options must be a JSON object.")
-        from .cron import validate_schedule
+        from djsync.runs.cron import validate_schedule
 
         if problem := validate_schedule(self.schedule):
             errors["schedule"] = problem
@@ -137,7 +137,7 @@ class SyncJob(models.Model):
     def _importer_problem(self) -> str | StrPromise | None:
         """Why ``importer`` cannot run: an unknown name, or several names (a multi-model
         job, comma-separated) that cannot run together (one model twice, a cycle)."""
-        from .exceptions import ConfigurationError
+        from djsync.exceptions import ConfigurationError
 
         names = split_names(self.importer)
         if not self.importer:
@@ -215,14 +215,14 @@ class SyncRun(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
-    #: Set by ``djsync.monitor.cancel``; a running run checks it between phases and batches.
+    #: Set by ``djsync.runs.monitor.cancel``; a running run checks it between phases and batches.
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     #: How many times a worker started this run (more than 1 after transient source errors).
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     #: Incremental sync: the cursor this run read up to, saved on the job once it is applied.
     cursor = models.JSONField(_("cursor"), null=True, blank=True, encoder=DjangoJSONEncoder)
 
-    #: Named filters and the only way a run's status changes (djsync.lifecycle).
+    #: Named filters and the only way a run's status changes (djsync.runs.lifecycle).
     objects = SyncRunQuerySet.as_manager()
 
     class Meta:

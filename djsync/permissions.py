@@ -16,10 +16,10 @@ from django.contrib.auth import get_permission_codename
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
-from .exceptions import DjsyncError
-from .models import SyncJob, SyncRun
-from .registry import get_importer_class
-from .switches import ACTION_PERMISSIONS
+from djsync.exceptions import DjsyncError
+from djsync.mapping.registry import get_importer_class
+from djsync.mapping.switches import ACTION_PERMISSIONS
+from djsync.models import SyncJob, SyncRun
 
 #: The codename action each plan action needs on the target model (from the switch table).
 ACTION_PERMISSION = ACTION_PERMISSIONS
@@ -34,7 +34,7 @@ SOURCE_FIELDS = ("importer", "source", "target")
 def target_models(job: SyncJob) -> list[type[models.Model]] | None:
     """The models a job's importers write to (several for a multi-model job), or None if
     one of its importers is not registered."""
-    from .steps import importer_names
+    from djsync.runs.steps import importer_names
 
     try:
         return [get_importer_class(name).model for name in importer_names(job)] or None
@@ -122,7 +122,7 @@ def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
 
 def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
     """What ``user`` lacks to run a job straight through: every action its switches allow."""
-    from .steps import make_importers, resolve_switches
+    from djsync.runs.steps import make_importers, resolve_switches
 
     if target_models(job) is None:
         return [f"importer {job.importer!r} is not registered"]

@@ -2,7 +2,7 @@
 
 The doors that do not wait for a run (``runsync --async``, the admin's upload and "Run
 now", an API) queue it here; a worker claims it (djsync.tasks) and carries it out through
-the orchestrator (djsync.services). A broker that does not answer fails the run with a
+the orchestrator (djsync.runs.orchestrator). A broker that does not answer fails the run with a
 one-line error instead of hanging the request.
 """
 
@@ -15,11 +15,11 @@ from django.db import router, transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.url import maybe_sanitize_url
 
-from .conf import settings
-from .exceptions import ConfigurationError, QueueError
-from .models import SyncJob, SyncRun
-from .services import get_job, new_run
-from .uploads import release_upload
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError, QueueError
+from djsync.models import SyncJob, SyncRun
+from djsync.runs.orchestrator import get_job, new_run
+from djsync.uploads import release_upload
 
 __all__ = ["publish", "queue_preview", "queue_run"]
 
@@ -42,7 +42,7 @@ def queue_preview(
     previewed in a background thread instead of inside the caller (the web request)."""
     from django.db import transaction as tx
 
-    from .tasks import preview_in_thread, preview_run  # the door this module serves
+    from djsync.tasks import preview_in_thread, preview_run  # the door this module serves
 
     sync_run = new_run(
         job,
@@ -63,7 +63,7 @@ def queue_preview(
 
 def _in_background(upload: IO[bytes] | None) -> bool:
     """A big upload with an eager Celery: previewed in a thread, not in the request."""
-    from .tasks import preview_run
+    from djsync.tasks import preview_run
 
     limit = settings.BACKGROUND_PREVIEW_SIZE
     size = getattr(upload, "size", None)
@@ -84,7 +84,7 @@ def queue_run(
 ) -> SyncRun:
     """Create a queued run (``runsync --async``) and send it to a worker once the surrounding
     transaction commits; a ``file`` is copied to private upload storage for the worker."""
-    from .tasks import execute_run
+    from djsync.tasks import execute_run
 
     job = get_job(job)
     upload = ""
@@ -109,7 +109,7 @@ def queue_run(
 
 
 def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> str:
-    from .uploads import save_upload
+    from djsync.uploads import save_upload
 
     name = name or upload.name
     return save_upload(upload, f"{name}.{format}" if format else name)

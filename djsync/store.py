@@ -16,15 +16,15 @@ from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .apply import batched
-from .conf import settings
-from .diff import Action, Create, Delete, Plan, RowError, StagedPlan, Update
-from .fields import concrete_field
-from .models import SyncChange, SyncRowError, SyncRun
-from .row_errors import ERROR_GROUPS
+from djsync.conf import settings
+from djsync.engine.apply import batched
+from djsync.engine.diff import Action, Create, Delete, Plan, RowError, StagedPlan, Update
+from djsync.engine.row_errors import ERROR_GROUPS
+from djsync.mapping.fields import concrete_field
+from djsync.models import SyncChange, SyncRowError, SyncRun
 
 if TYPE_CHECKING:
-    from .importers import BaseImporter
+    from djsync.mapping.importers import BaseImporter
 
 
 def audit_limit(run: SyncRun) -> int | None:
@@ -55,7 +55,7 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
 
 
 #: The columns of a stored change, in the order a backend's SELECT gives them
-#: (:meth:`djsync.diff.StagedPlan.change_selects`).
+#: (:meth:`djsync.engine.diff.StagedPlan.change_selects`).
 CHANGE_COLUMNS = (
     "run",
     "model",
@@ -306,7 +306,7 @@ def prune_runs(
     """Delete old runs with their changes, row errors and uploaded files, in bounded
     batches (each its own transaction): ``RUNS_PER_BATCH`` runs at a time, their changes
     and row errors ``batch_size`` (PRUNE_BATCH_SIZE) rows per statement."""
-    from .uploads import delete_upload
+    from djsync.uploads import delete_upload
 
     size = int(batch_size or settings.PRUNE_BATCH_SIZE)
     runs = prunable_runs(older_than, now=now)

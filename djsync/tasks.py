@@ -17,10 +17,11 @@ from typing import Any
 from celery import Task, shared_task
 from django import db
 
-from . import monitor, services
-from .conf import settings
-from .exceptions import RunCancelled, TransientSourceError
-from .models import SyncJob, SyncRun
+from djsync.conf import settings
+from djsync.exceptions import RunCancelled, TransientSourceError
+from djsync.models import SyncJob, SyncRun
+from djsync.runs import monitor
+from djsync.runs import orchestrator as services
 
 logger = logging.getLogger("djsync")
 
@@ -182,7 +183,7 @@ def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
     from dataclasses import asdict
     from datetime import timedelta
 
-    from .store import prune_runs
+    from djsync.store import prune_runs
 
     days = settings.KEEP_RUNS_DAYS if older_than_days is None else older_than_days
     if days is None:  # KEEP_RUNS_DAYS None: history is kept for ever

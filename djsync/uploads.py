@@ -23,8 +23,8 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.utils import timezone
 
-from .conf import settings
-from .models import SyncRun
+from djsync.conf import settings
+from djsync.models import SyncRun
 
 #: The alias of the project's own upload storage in ``STORAGES``, if it defines one.
 STORAGE_ALIAS = "djsync_uploads"

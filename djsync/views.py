@@ -31,16 +31,16 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import permissions, queue
-from .conf import settings
-from .exceptions import DjsyncError, QueueError
-from .forms import UploadForm
-from .lifecycle import NOT_APPLIED
-from .models import SyncChange, SyncJob, SyncRun
-from .registry import get_importer_class
-from .report import key_text
-from .targets.files import neutralize
-from .uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
+from djsync import permissions, queue
+from djsync.conf import settings
+from djsync.exceptions import DjsyncError, QueueError
+from djsync.exports.files import neutralize
+from djsync.forms import UploadForm
+from djsync.mapping.registry import get_importer_class
+from djsync.models import SyncChange, SyncJob, SyncRun
+from djsync.runs.lifecycle import NOT_APPLIED
+from djsync.runs.report import key_text
+from djsync.uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
 
 #: Changes and row errors per page of the run page.
 PER_PAGE = 50
@@ -223,8 +223,8 @@ def apply(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResp
 
 
 def cancel(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResponse:
-    """Stop a queued or running run; it writes nothing (see djsync.monitor.cancel)."""
-    from .monitor import cancel as cancel_run
+    """Stop a queued or running run; it writes nothing (see djsync.runs.monitor.cancel)."""
+    from djsync.runs.monitor import cancel as cancel_run
 
     require_post(request)
     if not may_cancel(request.user, run):
@@ -292,7 +292,7 @@ def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun 
 
 
 def queue_apply(run: SyncRun, user: Any) -> SyncRun:
-    from .tasks import apply_run
+    from djsync.tasks import apply_run
 
     # An earlier attempt refused because the job was busy left a note; this is a new try.
     # The worker's apply claims the preview (previewed → applying) under the job's lock.
@@ -559,7 +559,7 @@ class _Echo:
 
 def error_csv_lines(run: SyncRun) -> Iterator[str]:
     """The rows of the row-errors CSV. Every text cell goes through the exports'
-    :func:`~djsync.targets.files.neutralize`: a value from the source such as ``=HYPERLINK(…)``
+    :func:`~djsync.exports.files.neutralize`: a value from the source such as ``=HYPERLINK(…)``
     stays text when a spreadsheet opens the file."""
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow(["row", "column", "key", "message", "value", "raw row"])

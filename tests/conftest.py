@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from djsync.mapping.switches import JOB_FIELDS
 from djsync.models import SyncJob
-from djsync.switches import JOB_FIELDS
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.urls import reverse
 
 import djsync
-from djsync import report
 from djsync.models import SyncRun
-from djsync.services import apply_previewed
+from djsync.runs import report
+from djsync.runs.orchestrator import apply_previewed
 from tests.testapp.models import Product
 
 
@@ -29,7 +29,11 @@ def stored(run: SyncRun) -> list[tuple[str, str, int | None]]:
 
 @pytest.fixture
 def limit_two(settings, tmp_path):
-    settings.DJSYNC = {**settings.DJSYNC, "AUDIT_CHANGES": 2, "UPLOAD_ROOT": str(tmp_path / "uploads")}
+    settings.DJSYNC = {
+        **settings.DJSYNC,
+        "AUDIT_CHANGES": 2,
+        "UPLOAD_ROOT": str(tmp_path / "uploads"),
+    }
 
 
 def test_a_run_that_applies_stores_the_first_changes_per_action(make_job, write_csv, limit_two):

@@ -31,8 +31,8 @@ from django.db import connection
 from djsync import queue
 from djsync.conf import settings as djsync_settings
 from djsync.models import SyncRun
-from djsync.monitor import cancel, follow
-from djsync.schedules import periodic_task
+from djsync.runs.monitor import cancel, follow
+from djsync.runs.schedules import periodic_task
 from tests.testapp.models import Product
 
 REDIS_URL = os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")

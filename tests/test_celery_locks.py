@@ -18,10 +18,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 import djsync
-from djsync import locks
 from djsync.exceptions import ConfigurationError, RunLocked
 from djsync.models import SyncLock, SyncRun
-from djsync.monitor import cancel, reap_stale_runs
+from djsync.runs import locks
+from djsync.runs.monitor import cancel, reap_stale_runs
 from tests.testapp.models import Product
 
 pytestmark = pytest.mark.django_db
@@ -126,7 +126,7 @@ def test_the_redis_lock_is_renewed_and_released_from_other_threads(redis_name):
 def test_a_runs_heartbeat_keeps_its_redis_locks_past_their_ttl(make_job, settings):
     """The monitor's heartbeat thread renews the job's and the model's Redis locks that the
     run's thread took; they outlive LOCK_TTL and go with the release."""
-    from djsync.monitor import RunMonitor
+    from djsync.runs.monitor import RunMonitor
 
     settings.DJSYNC = {
         **settings.DJSYNC,
@@ -163,7 +163,7 @@ def test_a_run_is_refused_while_another_run_of_the_job_holds_the_lock(make_job, 
 
 
 def test_a_previewed_run_stays_previewed_when_its_apply_is_refused(make_job, write_csv):
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     job = make_job("test_products")
     preview = djsync.run(job, file=write_csv(product_rows("A1")), dry_run=True)

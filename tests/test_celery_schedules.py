@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django_celery_beat.models import PeriodicTask
 
 from djsync.models import SyncJob
-from djsync.schedules import REAPER_NAME, parse_schedule, periodic_task, sync_all
+from djsync.runs.schedules import REAPER_NAME, parse_schedule, periodic_task, sync_all
 
 pytestmark = pytest.mark.django_db
 

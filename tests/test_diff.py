@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from djsync.diff import Plan, RowError, SourceRow, TargetRow, diff, same
+from djsync.engine.diff import Plan, RowError, SourceRow, TargetRow, diff, same
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 NEW_YORK = dt.timezone(dt.timedelta(hours=-5))

@@ -23,16 +23,16 @@ import pytest
 from django.db import connection
 
 import djsync
+from djsync.backends.staged import StagedSqlPlan as PostgresPlan
 from djsync.exceptions import DeleteGuardError, LimitExceeded, MappingError, RowErrorsFound
+from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncJob, SyncRun
-from djsync.registry import get_importer_class
-from djsync.targets.staged import StagedSqlPlan as PostgresPlan
 from tests.testapp.models import Category, Employee, Member, Product, Team
 
 if connection.vendor == "postgresql":
-    from djsync.targets.postgres import unsupported
+    from djsync.backends.postgresql import unsupported
 else:
-    from djsync.targets.sqlite import unsupported
+    from djsync.backends.sqlite import unsupported
 
 #: Text with every character a COPY stream, a CSV writer or an SQL literal treats specially.
 TRICKY = 'tab\there, "quoted", back\\slash \\N and\nnew line; a \\. and \r return'
@@ -733,7 +733,7 @@ def staging_tables() -> list[str]:
 
 
 def test_a_previewed_plan_applies_later(sync, sync_path, job, write_csv, categories):
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     sync(job, file=write_csv([product("P1"), product("P2")], name="a.csv"))
     new = [product("P1", price="4", category_code="C2", updated="2026-05-01"), product("P3")]
@@ -750,7 +750,7 @@ def test_a_previewed_plan_applies_later(sync, sync_path, job, write_csv, categor
 
 
 def test_a_previewed_plan_applies_the_same_values_as_a_direct_run(sync, make_job, write_csv):
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     record = member(
         "red",
@@ -781,7 +781,7 @@ def test_a_previewed_plan_applies_the_same_values_as_a_direct_run(sync, make_job
 def test_a_previewed_plan_with_a_custom_converter(sync, make_job, write_csv):
     """Stored values are in the model's own format, not the source's: a converter written
     for the source's format must not be asked to read them back."""
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     job = make_job("test_products_dotted")
     path = write_csv([product("A1", updated="31.01.2026", price="1,50")])
@@ -1309,7 +1309,8 @@ def test_an_importer_the_staged_path_cannot_serve_takes_the_generic_path(
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Staging chunks of 4 rows (PostgreSQL's COPY, SQLite's executemany), and "large" from
     5 staged rows (PostgreSQL: ANALYZE and a larger work_mem), so a few rows cross them."""
-    from djsync.targets import postgres, sqlite
+    from djsync.backends import postgresql as postgres
+    from djsync.backends import sqlite
 
     monkeypatch.setattr(postgres, "COPY_CHUNK", 4)
     monkeypatch.setattr(postgres, "LARGE", 5)

@@ -16,8 +16,8 @@ from openpyxl import load_workbook
 
 import djsync
 from djsync.exceptions import ConfigurationError, TargetError
-from djsync.exports import export_formats, export_job, export_queryset, is_export
-from djsync.targets.files import write_rows
+from djsync.exports.files import write_rows
+from djsync.exports.jobs import export_formats, export_job, export_queryset, is_export
 from tests.testapp.models import Category, Product
 
 

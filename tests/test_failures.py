@@ -23,15 +23,15 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 import djsync
-from djsync import locks, report
-from djsync.diff import RowError
+from djsync.engine.diff import RowError
+from djsync.engine.row_errors import group_errors, message_template
 from djsync.exceptions import RunLocked
-from djsync.importers import Switches
+from djsync.exports.files import neutralize, unneutralize
+from djsync.mapping.importers import Switches
+from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncChange, SyncRowError, SyncRun
-from djsync.registry import get_importer_class
-from djsync.row_errors import group_errors, message_template
+from djsync.runs import locks, report
 from djsync.sources import FileSource
-from djsync.targets.files import neutralize, unneutralize
 from djsync.uploads import save_upload, storage
 from tests import celery_app
 from tests.hostile import run_isolated
@@ -114,13 +114,13 @@ FAILURES = {
     "unexpected: ZeroDivisionError": (
         None,
         ["--force"],
-        ("djsync.steps.apply_plan", _boom),
+        ("djsync.runs.steps.apply_plan", _boom),
         "test-products: ZeroDivisionError: boom",
     ),
     "unexpected: a multi-line database error": (
         None,
         ["--force"],
-        ("djsync.steps.apply_plan", _integrity),
+        ("djsync.runs.steps.apply_plan", _integrity),
         'IntegrityError: duplicate key value violates unique constraint "testapp_product_sku_key"'
         " DETAIL:  Key (sku)=(NEW) already exists.",
     ),
@@ -178,14 +178,14 @@ def test_the_summary_of_a_failed_run_says_what_would_have_been_done(catalogue):
 
 def test_an_unexpected_exception_is_one_line_and_its_traceback_goes_to_the_log(catalogue, caplog):
     job, path = catalogue
-    with mock.patch("djsync.steps.apply_plan", _boom):
+    with mock.patch("djsync.runs.steps.apply_plan", _boom):
         message, _ = fails("test-products", "--file", path, "--force")
     assert message == "test-products: ZeroDivisionError: boom"
     logged = [r for r in caplog.records if r.name == "djsync" and r.exc_info]
     assert logged and "ZeroDivisionError" in caplog.text
     # --traceback (or -v 3) prints it on stderr as well.
     err = StringIO()
-    with mock.patch("djsync.steps.apply_plan", _boom), pytest.raises(CommandError):
+    with mock.patch("djsync.runs.steps.apply_plan", _boom), pytest.raises(CommandError):
         call_command(
             "runsync",
             "test-products",
@@ -212,7 +212,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     SyncJob.objects.create(name="p", importer="test_products")
     def boom(*args, **kwargs):
         raise KeyError("no such thing")
-    with mock.patch("djsync.steps.apply_plan", boom):
+    with mock.patch("djsync.runs.steps.apply_plan", boom):
         ManagementUtility(["manage.py", "runsync", "p", "--file", {str(path)!r}]).execute()
     """
     out = run_isolated(code, timeout=60)
@@ -263,7 +263,12 @@ def test_error_groups_are_the_same_whatever_order_the_errors_arrive_in():
     import random
 
     errors = [
-        RowError(row=r, column="qty", message=f"expected a whole number, got 'v{r % 7}'", value=f"v{r % 7}")
+        RowError(
+            row=r,
+            column="qty",
+            message=f"expected a whole number, got 'v{r % 7}'",
+            value=f"v{r % 7}",
+        )
         for r in range(2, 60)
     ] + [RowError(row=r, message="key shared with row 3", key=(f"K{r}",)) for r in (90, 5, 40)]
     expected = group_errors(errors)
@@ -446,7 +451,7 @@ def test_wait_with_no_worker_says_so_after_a_short_time(make_job, tmp_path, real
     assert run.status == "failed" and run.upload == "" and _upload_names() == uploads
     assert "test-products: failed" in out and "nothing written" in out
     # A worker that starts later skips it: it is no longer queued.
-    from djsync.monitor import claim
+    from djsync.runs.monitor import claim
 
     assert claim(run.pk) is None and Product.objects.count() == 0
 

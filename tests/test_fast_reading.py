@@ -10,10 +10,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 import djsync
+from djsync.backends.postgresql import reads_rows
 from djsync.exceptions import SourceError
 from djsync.sources import FileSource
 from djsync.sources.base import MISSING
-from djsync.targets.postgres import reads_rows
 from tests.testapp.models import Product
 
 MESSY = (

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from djsync.converters import ConversionError
-from djsync.diff import same
-from djsync.fields import Field
+from djsync.engine.diff import same
+from djsync.mapping.converters import ConversionError
+from djsync.mapping.fields import Field
 from tests.testapp.models import Member, Product
 
 UTC = dt.UTC
@@ -382,7 +382,7 @@ def test_json_refuses_what_a_json_column_cannot_store(raw):
 def test_a_fields_own_validators_run_after_conversion():
     from django.db import models
 
-    from djsync.converters import converter_for, model_validators, validating
+    from djsync.mapping.converters import converter_for, model_validators, validating
 
     field = models.GenericIPAddressField()
     check = validating(converter_for(field), model_validators(field))

@@ -465,8 +465,7 @@ HTTP_OPTIONS = [
     (
         "megabyte-header",
         {"headers": {"X-Big": "v" * 1_000_000}},
-        "header 'X-Big' is longer than 8,000 characters "
-        '(DJSYNC["HTTP_MAX_HEADER_VALUE"])',
+        "header 'X-Big' is longer than 8,000 characters (DJSYNC[\"HTTP_MAX_HEADER_VALUE\"])",
     ),
     (
         "many-params",

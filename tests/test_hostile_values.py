@@ -23,7 +23,7 @@ from django.db import connection
 from django.test import override_settings
 
 import djsync
-from djsync.diff import storable
+from djsync.engine.diff import storable
 from djsync.exceptions import RowErrorsFound
 from djsync.models import SyncRun
 from djsync.sources.base import MISSING, Source
@@ -355,9 +355,9 @@ KINDS = ["csv", "json", "records", "cells"]
 
 def test_the_staged_path_serves_these_importers(db):
     """So that the "fast" runs below do take the staged path of their database."""
-    from djsync.registry import get_importer_class
-    from djsync.targets.postgres import unsupported as pg_unsupported
-    from djsync.targets.sqlite import unsupported as sqlite_unsupported
+    from djsync.backends.postgresql import unsupported as pg_unsupported
+    from djsync.backends.sqlite import unsupported as sqlite_unsupported
+    from djsync.mapping.registry import get_importer_class
 
     unsupported = pg_unsupported if connection.vendor == "postgresql" else sqlite_unsupported
     names = ["hostile_gauges", "hostile_gauges_dates", "hostile_gauges_short"]
@@ -482,9 +482,9 @@ class TokenRecords(Records):
 
 
 def test_null_tokens_same_result_on_the_fast_and_the_generic_path(make_job, write_csv):
-    from djsync.registry import get_importer_class
-    from djsync.targets.postgres import unsupported as pg_unsupported
-    from djsync.targets.sqlite import unsupported as sqlite_unsupported
+    from djsync.backends.postgresql import unsupported as pg_unsupported
+    from djsync.backends.sqlite import unsupported as sqlite_unsupported
+    from djsync.mapping.registry import get_importer_class
     from tests.test_differential import run_outcome, target_rows
 
     importer = get_importer_class("hostile_gauges_tokens")()
@@ -567,7 +567,7 @@ def test_a_row_error_holding_hostile_values_is_stored(fast, make_job):
 
 
 def test_storable_caps_by_the_setting():
-    from djsync.diff import RowError
+    from djsync.engine.diff import RowError
 
     with override_settings(DJSYNC={**django_settings.DJSYNC, "ROW_ERROR_VALUE_SIZE": 30}):
         error = RowError(row=1, message="m" * 50, value="v" * 50, raw={"c": "\x00" * 50})

@@ -16,15 +16,15 @@ from django.db import connection, models
 from django.test.utils import isolate_apps
 
 import djsync
-from djsync.apply import apply_plan
-from djsync.fields import Field
-from djsync.importers import Importer, ImporterOptions
-from djsync.memberships import MembershipImporter
+from djsync.engine.apply import apply_plan
+from djsync.mapping.fields import Field
+from djsync.mapping.importers import Importer, ImporterOptions
+from djsync.mapping.memberships import MembershipImporter
+from djsync.mapping.registry import unregister
+from djsync.mapping.resources import ResourceImporter, importer_from_resource
+from djsync.mapping.switches import SWITCH_NAMES, SWITCHES, Switches
 from djsync.models import SyncJob, SyncRun
-from djsync.registry import unregister
-from djsync.resources import ResourceImporter, importer_from_resource
 from djsync.sources import FileSource
-from djsync.switches import SWITCH_NAMES, SWITCHES, Switches
 from tests.testapp.models import Category, Product
 from tests.testapp.resources import CategoryResource
 
@@ -351,7 +351,7 @@ def test_options_classes_list_every_switch_an_importer_may_set():
 
 def test_the_switch_table_is_the_switches_dataclass():
     assert SWITCH_NAMES == tuple(f.name for f in dataclasses.fields(Switches))
-    from djsync.importers import Switches as reexported
+    from djsync.mapping.importers import Switches as reexported
 
     assert reexported is Switches
 
@@ -373,7 +373,7 @@ def test_every_switch_has_its_job_field_form_field_and_runsync_flag():
     (max_delete,) = [s for s in SWITCHES if s.name == "max_delete"]
     assert "max_delete" in form.fields and "--max-delete" in flags
     options = parser.parse_args(["--max-delete", "3", "--skip-errors", "--no-create"])
-    from djsync.switches import flag_options
+    from djsync.mapping.switches import flag_options
 
     given = flag_options(vars(options))
     assert given["max_delete"] == 3 and given["on_row_error"] == "skip"

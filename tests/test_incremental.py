@@ -9,7 +9,7 @@ from django.db import connections
 
 import djsync
 from djsync.exceptions import LimitExceeded
-from djsync.services import apply_previewed
+from djsync.runs.orchestrator import apply_previewed
 from tests.httpserver import Reply, Request, allow, serve
 from tests.testapp.models import Product
 

@@ -1,4 +1,4 @@
-"""The run lifecycle (djsync.lifecycle): every (status, transition) pair, and races.
+"""The run lifecycle (djsync.runs.lifecycle): every (status, transition) pair, and races.
 
 Each transition is tried from every status: where the table allows it, it happens; where
 not, it raises RunStateError in one line and the row is left exactly as it was. Races are
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from djsync import lifecycle
 from djsync.exceptions import RunCancelled, RunStateError, TransientSourceError
 from djsync.models import SyncJob, SyncRun
-from djsync.progress import Progress
+from djsync.runs import lifecycle
+from djsync.runs.progress import Progress
 
 Q, R, D, P, A = "queued", "reading", "diffing", "previewed", "applying"
 S, F, C, X = "succeeded", "failed", "cancelled", "discarded"

@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 
 import djsync
-from djsync.apply import apply_plan
+from djsync.engine.apply import apply_plan
 from djsync.exceptions import ConfigurationError, RowErrorsFound
-from djsync.memberships import MembershipImporter
-from djsync.services import apply_previewed
+from djsync.mapping.memberships import MembershipImporter
+from djsync.runs.orchestrator import apply_previewed
 from djsync.sources import FileSource
 from tests.testapp.models import Employee, Team
 

@@ -6,7 +6,7 @@ import pytest
 
 import djsync
 from djsync.exceptions import ConfigurationError, RowErrorsFound
-from djsync.services import apply_previewed
+from djsync.runs.orchestrator import apply_previewed
 from tests.testapp.models import Category, Product
 
 

@@ -1,6 +1,6 @@
 """Applying a stored preview: the same rows as a direct run, on the path the direct run takes.
 
-A preview's stored changes are restaged in SQL on PostgreSQL and SQLite (djsync.targets.stored)
+A preview's stored changes are restaged in SQL on PostgreSQL and SQLite (djsync.backends.stored)
 and checked against the target there; these tests hold both paths (staged, and generic with
 the FAST_PATH setting off) to the same outcome as a direct run of the same file.
 """
@@ -16,7 +16,7 @@ from django.conf import settings
 import djsync
 from djsync.exceptions import ConflictError
 from djsync.models import SyncRun
-from djsync.services import apply_previewed
+from djsync.runs.orchestrator import apply_previewed
 from tests.testapp.models import Category, Member, Product
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -202,7 +202,9 @@ def test_a_preview_stored_without_its_field_list_is_applied_on_the_generic_path(
 def test_a_multi_model_job_plans_and_applies_each_model_on_the_staged_path(
     path, make_job, write_csv
 ):
-    cats = write_csv([{"code": "tools", "name": "Tools"}, {"code": "toys", "name": "Toys"}], "c.csv")
+    cats = write_csv(
+        [{"code": "tools", "name": "Tools"}, {"code": "toys", "name": "Toys"}], "c.csv"
+    )
     prods = write_csv(
         [product("A", category_code="tools"), product("B", category_code="toys")], "p.csv"
     )

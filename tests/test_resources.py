@@ -12,10 +12,10 @@ from import_export import fields, resources, widgets
 
 import djsync
 from djsync.exceptions import ConfigurationError, RowErrorsFound
-from djsync.exports import export_queryset
-from djsync.registry import get_importer_class
-from djsync.resources import ResourceImporter, importer_from_resource
-from djsync.services import apply_previewed
+from djsync.exports.jobs import export_queryset
+from djsync.mapping.registry import get_importer_class
+from djsync.mapping.resources import ResourceImporter, importer_from_resource
+from djsync.runs.orchestrator import apply_previewed
 from tests.testapp.models import Category, Product, Team
 from tests.testapp.resources import PlainProductResource, ProductResource
 

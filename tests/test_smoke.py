@@ -33,7 +33,7 @@ def test_preview_then_apply_and_staleness(make_job, write_csv):
     import pytest
 
     from djsync.exceptions import ConflictError
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     job = make_job("test_products")
     first = write_csv(
@@ -127,7 +127,7 @@ def test_a_preview_applies_once(make_job, write_csv):
 
     from djsync.exceptions import RunStateError
     from djsync.models import SyncRun
-    from djsync.services import apply_previewed
+    from djsync.runs.orchestrator import apply_previewed
 
     job = make_job("test_products")
     path = write_csv(

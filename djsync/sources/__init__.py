@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exceptions import ConfigurationError
-from . import policy
-from .base import Source
-from .derived import DerivedSource
-from .files import FileSource
-from .http import HttpSource
-from .kinds import _kinds, register_source, source_kinds
-from .policy import JobContext
-from .querysets import QuerySetSource
-from .sql import SqlSource
+from djsync.exceptions import ConfigurationError
+from djsync.sources import policy
+from djsync.sources.base import Source
+from djsync.sources.derived import DerivedSource
+from djsync.sources.files import FileSource
+from djsync.sources.http import HttpSource
+from djsync.sources.kinds import _kinds, register_source, source_kinds
+from djsync.sources.policy import JobContext
+from djsync.sources.querysets import QuerySetSource
+from djsync.sources.sql import SqlSource
 
 __all__ = [
     "DerivedSource",

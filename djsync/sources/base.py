@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..exceptions import ConfigurationError
+from djsync.exceptions import ConfigurationError
 
 #: A cell that a row does not have at all (a CSV row shorter than its header), as opposed to
 #: an empty one: the importer reports it as a row error, never fills it with a default.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import IO, Any
 from xml.parsers import expat
 
-from ..conf import settings
+from djsync.conf import settings
 
 #: Bytes a text reader asks for at a time (TextIOWrapper's chunk): checks run once per chunk.
 CHUNK = 64 * 1024
@@ -32,7 +32,7 @@ DIRECTORY_BYTES_PER_MEMBER = 1024
 Fail = Callable[..., Exception]
 
 #: A ' before a formula character: what an export puts before a cell a spreadsheet would
-#: run (djsync.targets.files.neutralize), which a file source takes off again.
+#: run (djsync.exports.files.neutralize), which a file source takes off again.
 _QUOTED_FORMULA = re.compile(rb"'[=+\-@\t\r]")
 _FORMULA_BYTES = frozenset(b"=+-@\t\r")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..exceptions import ConfigurationError, SourceError
-from .base import Source
+from djsync.exceptions import ConfigurationError, SourceError
+from djsync.sources.base import Source
 
 
 class DerivedSource(Source):

@@ -15,19 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from ..conf import settings
-from ..exceptions import SourceError
-from ..targets.files import unneutralize_cells
-from .base import MISSING, Source
-from .bounds import (
+from djsync.conf import settings
+from djsync.exceptions import SourceError
+from djsync.exports.files import unneutralize_cells
+from djsync.sources.base import MISSING, Source
+from djsync.sources.bounds import (
     CHUNK,
     CountedReader,
     check_open_file,
     limit,
     open_regular,
 )
-from .structured import StructuredReading
-from .workbooks import WorkbookReading
+from djsync.sources.structured import StructuredReading
+from djsync.sources.workbooks import WorkbookReading
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "xlsx", "xls", "ods", "yaml")
 _ALIASES = {"ndjson": "jsonl", "yml": "yaml", "txt": "csv"}

@@ -20,16 +20,16 @@ from typing import Any
 
 import httpx
 
-from ..conf import settings
-from ..exceptions import ConfigurationError, SourceError
-from .base import Source
-from .http_fetch import Fetcher, Page
-from .http_limits import (
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError, SourceError
+from djsync.sources.base import Source
+from djsync.sources.http_fetch import Fetcher, Page
+from djsync.sources.http_limits import (
     Clock,
     DeadlineTransport,
     StreamedList,
 )
-from .http_trust import (
+from djsync.sources.http_trust import (
     BaseUrl,
     Credential,
     base_urls,

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from ..conf import settings
-from ..exceptions import ConfigurationError, SourceError, TransientSourceError
-from .http_limits import (
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError, SourceError, TransientSourceError
+from djsync.sources.http_limits import (
     BadEncoding,
     BodyTooLarge,
     Clock,
@@ -25,7 +25,7 @@ from .http_limits import (
     StreamedList,
     body_chunks,
 )
-from .http_trust import BaseUrl, Credential, check_url, redact, shown
+from djsync.sources.http_trust import BaseUrl, Credential, check_url, redact, shown
 
 
 class Request(Protocol):

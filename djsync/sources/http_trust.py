@@ -16,8 +16,8 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
-from ..conf import settings
-from ..exceptions import ConfigurationError
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: A host as httpx hands it over (IDNA-encoded, lowercased): names, IPv4 or IPv6 only.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .base import Source
-from .derived import DerivedSource
-from .files import FileSource
-from .http import HttpSource
-from .querysets import QuerySetSource
-from .sql import SqlSource
+from djsync.sources.base import Source
+from djsync.sources.derived import DerivedSource
+from djsync.sources.files import FileSource
+from djsync.sources.http import HttpSource
+from djsync.sources.querysets import QuerySetSource
+from djsync.sources.sql import SqlSource
 
 _kinds: dict[str, type[Source]] = {
     "file": FileSource,

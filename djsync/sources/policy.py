@@ -19,15 +19,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..conf import settings
-from ..exceptions import ConfigurationError
-from .base import JOB_RULES, JobContext, Source, refuse
-from .derived import DerivedSource
-from .files import FileSource
-from .http import HttpSource
-from .kinds import source_kinds
-from .querysets import QuerySetSource
-from .sql import SqlSource
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError
+from djsync.sources.base import JOB_RULES, JobContext, Source, refuse
+from djsync.sources.derived import DerivedSource
+from djsync.sources.files import FileSource
+from djsync.sources.http import HttpSource
+from djsync.sources.kinds import source_kinds
+from djsync.sources.querysets import QuerySetSource
+from djsync.sources.sql import SqlSource
 
 #: Incremental options a job may set, and what a cursor column may look like: one plain
 #: column name (no ``__`` relation path, no quotes: it is put into SQL and filters).

@@ -14,10 +14,10 @@ from django.core.exceptions import FieldError
 from django.db import models
 from django.db.models import F
 
-from ..conf import settings
-from ..exceptions import ConfigurationError, SourceError
-from .base import Source
-from .sql import check_alias
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError, SourceError
+from djsync.sources.base import Source
+from djsync.sources.sql import check_alias
 
 
 class QuerySetSource(Source):

@@ -14,9 +14,9 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-from ..conf import settings
-from ..exceptions import ConfigurationError, SourceError
-from .base import Source
+from djsync.conf import settings
+from djsync.exceptions import ConfigurationError, SourceError
+from djsync.sources.base import Source
 
 
 def check_alias(using: str, what: str) -> None:

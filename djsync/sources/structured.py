@@ -8,10 +8,10 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from ..conf import settings
-from ..exceptions import SourceError
-from .base import Source
-from .bounds import (
+from djsync.conf import settings
+from djsync.exceptions import SourceError
+from djsync.sources.base import Source
+from djsync.sources.bounds import (
     CHUNK,
     limit,
     read_whole,

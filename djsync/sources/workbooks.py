@@ -7,11 +7,11 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from ..conf import settings
-from ..exceptions import SourceError
-from ..targets.files import unneutralize_cells
-from .base import Source
-from .bounds import (
+from djsync.conf import settings
+from djsync.exceptions import SourceError
+from djsync.exports.files import unneutralize_cells
+from djsync.sources.base import Source
+from djsync.sources.bounds import (
     check_zip,
     limit,
     read_whole,

@@ -135,7 +135,7 @@ class StrictStockImporter(HookedProductImporter):
 
 # -- django-import-export resources as importers (tests/test_resources.py) -------------------
 
-from djsync.resources import ResourceImporter, importer_from_resource  # noqa: E402
+from djsync.mapping.resources import ResourceImporter, importer_from_resource  # noqa: E402
 
 from .resources import CategoryResource, PlainProductResource, ProductResource  # noqa: E402
 
@@ -154,7 +154,7 @@ importer_from_resource(CategoryResource, name="test_resource_categories", delete
 
 # -- many-to-many memberships (tests/test_memberships.py) ------------------------------------
 
-from djsync.memberships import MembershipImporter  # noqa: E402
+from djsync.mapping.memberships import MembershipImporter  # noqa: E402
 
 from .models import Employee, Team  # noqa: E402
 

@@ -13,11 +13,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from djsync import exports, queue, report, services
+from djsync import queue
 from djsync.conf import settings
 from djsync.exceptions import DjsyncError
+from djsync.exports import jobs as exports
+from djsync.mapping.switches import SWITCHES, Switch, flag_options
 from djsync.models import SyncJob, SyncRun
-from djsync.switches import SWITCHES, Switch, flag_options
+from djsync.runs import orchestrator as services
+from djsync.runs import report
 
 #: Kinds of row error the summary lists at verbosity 1 (every stored one at 2).
 ERROR_GROUPS_SHOWN = 10
@@ -133,7 +136,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _cancel(self, run_id: int) -> None:
-        from djsync.monitor import cancel
+        from djsync.runs.monitor import cancel
 
         run = SyncRun.objects.filter(pk=run_id).first()
         if run is None:
@@ -236,7 +239,7 @@ class Command(BaseCommand):
             raise CommandError("\n".join(failures))
 
     def _follow(self, run: SyncRun, opts: dict[str, Any]) -> SyncRun:
-        from djsync.monitor import follow
+        from djsync.runs.monitor import follow
 
         bar = _ProgressBar(run.job.name, enabled=self._show_progress(opts))
         lines = opts["verbosity"] >= 2 and not bar.enabled
@@ -375,7 +378,7 @@ _APPLY_CONFLICTS = (
 
 
 def add_switch(parser: CommandParser, switch: Switch) -> None:
-    """The flag that overrides one switch for this run (djsync/switches.py)."""
+    """The flag that overrides one switch for this run (djsync/mapping/switches.py)."""
     where = "" if switch.kind == "flag" else " (default: the job's setting)"
     text = f"{switch.help.rstrip('.')}{where}."
     if switch.kind == "action":

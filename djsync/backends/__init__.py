@@ -1,0 +1,113 @@
+"""Which path plans and applies a step: chosen once, here, by the target database's vendor.
+
+The way Django picks its database backend from ``ENGINE``, the orchestrator asks
+:func:`choose` for an importer: a staged backend registered for the target connection's
+vendor (PostgreSQL: COPY into staging, classify and apply in SQL; SQLite: the same with
+``executemany``) when it gives the same result as the generic path, else the generic path
+with the reason. The importer (the mapping) never knows which. Adding a database is one
+module with ``unsupported``, ``build_plan`` and ``plan_class`` and one entry in
+:data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from django.db import connections
+
+from djsync.backends.stored import restage, stored_fields
+from djsync.engine.diff import Plan, StagedPlan
+
+if TYPE_CHECKING:
+    from djsync.mapping.importers import BaseImporter, Switches
+    from djsync.models import SyncRun
+    from djsync.sources.base import Source
+
+#: Staged backends by ``connection.vendor``: the module that plans and applies in SQL.
+BACKENDS: dict[str, str] = {
+    "postgresql": "djsync.backends.postgresql",
+    "sqlite": "djsync.backends.sqlite",
+}
+
+
+@dataclass(frozen=True)
+class Path:
+    """The path a step takes: ``staged`` on a vendor, or ``generic`` and why."""
+
+    staged: bool
+    detail: str
+    backend: ModuleType | None = None
+
+    def __str__(self) -> str:
+        return f"{'staged' if self.staged else 'generic'}: {self.detail}"
+
+
+def choose(importer: BaseImporter, source: Source | None = None) -> Path:
+    """The path for ``importer`` (reading ``source``, if one is read)."""
+    vendor = connections[importer.using].vendor
+    name = BACKENDS.get(vendor)
+    if name is None:
+        return Path(False, f"no staged backend for {vendor}")
+    backend = import_module(name)
+    reason = backend.unsupported(importer)
+    if reason is None and source is not None and source.database == importer.using:
+        # Staging holds the connection that the source's server-side cursor still reads
+        # from: both would wait on each other for ever.
+        reason = "the source reads the target's own database"
+    if reason is not None:
+        return Path(False, reason)
+    return Path(True, vendor, backend)
+
+
+def build_plan(
+    importer: BaseImporter,
+    source: Source,
+    switches: Switches,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> Plan:
+    """Read ``source`` and plan ``importer``'s step on its path; the plan records the path
+    (``plan.path``) and the fields it compared (``plan.compared``)."""
+    path = choose(importer, source)
+    if path.backend is not None:
+        plan: Plan = path.backend.build_plan(importer, source, switches, progress=progress)
+    else:
+        plan = importer.build_plan(source, switches, progress=progress)
+    plan.path = str(path)
+    plan.compared = [f.name for f in importer.active_fields]
+    return plan
+
+
+def stored_plan(run: SyncRun, importer: BaseImporter, switches: Switches) -> Plan:
+    """The plan a preview stored on ``run`` for ``importer``'s model, ready to check and
+    apply: on the staged path, its changes restaged in SQL; else read back into Python."""
+    from djsync.store import load_plan
+
+    fields = stored_fields(run, importer.label)
+    path = choose(importer)
+    if fields is not None and not set(fields) <= set(importer.bound_fields):
+        fields = None  # the importer changed since the preview: read it back field by field
+    if fields is not None and path.backend is not None:
+        importer.active_fields = [importer.bound_fields[n] for n in fields]
+        plan = path.backend.plan_class(importer, switches)
+        try:
+            restage(plan, run)
+        except BaseException:
+            plan.close()
+            raise
+    else:
+        if path.backend is not None:
+            path = Path(False, "the preview was stored without its field list")
+        importer.load_lookups()
+        plan = load_plan(run, importer)
+    plan.path = str(path)
+    return plan
+
+
+def is_staged(plan: Plan) -> bool:
+    """Whether ``plan`` lives in staging tables (planned, stored and applied in SQL)."""
+    return isinstance(plan, StagedPlan)

@@ -1,0 +1,486 @@
+"""PostgreSQL's staged path: COPY the source into a staging table, diff and apply in SQL.
+
+The converted source rows are streamed with COPY (psycopg 3) into a temporary staging
+table; one join against the importer's scope classifies every row (new key, changed
+values — ``IS DISTINCT FROM`` per field — or target row missing from the source) into a
+second temporary table of actions. Counts come back to Python, the store copies the
+actions into ``SyncChange`` with ``INSERT … SELECT`` built from :meth:`change_selects`,
+and applying is one ``INSERT … SELECT``, one ``UPDATE … FROM`` per set of changed fields
+and one ``DELETE`` in the run's transaction (djsync.backends.staged).
+
+:func:`unsupported` says when only the generic path gives the same result
+(djsync.backends consults it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, cast
+
+from django.conf import settings as django_settings
+from django.core.exceptions import EmptyResultSet
+from django.db import models
+from django.utils import timezone
+
+from djsync.backends import staged
+from djsync.backends.staged import (
+    _LOWEST,
+    LIVE,
+    Progress,
+    Select,
+    StagedSqlPlan,
+    insert_default,
+    reads_rows,
+    staging_unsupported,
+)
+from djsync.conf import settings
+from djsync.engine.diff import RowError, _duplicate_error
+from djsync.engine.rows import Converted
+from djsync.exceptions import TargetError
+
+if TYPE_CHECKING:
+    from djsync.mapping.importers import BaseImporter, Switches
+    from djsync.models import SyncRun
+    from djsync.sources.base import Source
+
+#: Rows per COPY statement; progress is reported between two statements.
+COPY_CHUNK = 50_000
+
+
+#: Staged rows from which statistics and a larger work_mem pay for themselves.
+LARGE = 20_000
+
+
+#: Staging tables on this session, by any plan (a leftover of an interrupted run, or a live
+#: plan of an earlier step of the same multi-model run).
+STAGING_TABLES = (
+    "SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
+    "AND relkind = 'r' AND relname LIKE 'djsync\\_stage\\_%%'"
+)
+
+
+#: Staging column types whose equality PostgreSQL and Python agree on (no collation that
+#: folds case, no float NaN): strictly increasing keys of these types are all distinct.
+ORDERABLE = frozenset(
+    {"varchar", "text", "smallint", "integer", "bigint", "numeric", "date", "uuid", "boolean"}
+    | {"timestamp with time zone", "timestamp", "time"}
+)
+
+
+# -- when the staged path applies -----------------------------------------------------------
+def unsupported(importer: BaseImporter) -> str | None:
+    """Why the fast path cannot serve ``importer`` (None: it can)."""
+    return staging_unsupported(
+        importer, vendor="postgresql", label="PostgreSQL", json_for=json_sql, extra=_psycopg3
+    )
+
+
+def _psycopg3(importer: BaseImporter) -> str | None:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return None if is_psycopg3 else "the fast path needs psycopg 3"
+
+
+_DATETIME_TAIL = (
+    " || CASE WHEN mod(date_part('microseconds', {0})::bigint, 1000000) <> 0"
+    " THEN '.' || lpad((mod(date_part('microseconds', {0})::bigint, 1000000) / 1000)::text,"
+    " 3, '0') ELSE '' END"
+)
+
+
+def json_sql(field: models.Field) -> str | None:
+    """SQL turning a column of ``field``'s type into the JSON ``DjangoJSONEncoder`` writes
+    for the Python value (so stored changes match the generic path), or None."""
+    if isinstance(field, models.DecimalField):
+        # str(Decimal) switches to exponent notation below 1e-6; numeric::text never does.
+        return "to_jsonb(({0})::text)" if (field.decimal_places or 0) <= 6 else None
+    if isinstance(field, models.DateTimeField):
+        zone = " || 'Z'" if django_settings.USE_TZ else ""
+        return (
+            "to_jsonb(to_char(({0})::timestamp, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+            + _DATETIME_TAIL
+            + zone
+            + ")"
+        )
+    if isinstance(field, models.DateField):
+        return "to_jsonb(to_char({0}, 'YYYY-MM-DD'))"
+    if isinstance(field, models.TimeField):
+        return "to_jsonb(to_char(date '2000-01-01' + {0}, 'HH24:MI:SS')" + _DATETIME_TAIL + ")"
+    if isinstance(field, models.UUIDField):
+        return "to_jsonb(({0})::text)"
+    if isinstance(field, models.JSONField):
+        return "{0}" if field.decoder is None else None
+    if isinstance(
+        field,
+        models.CharField
+        | models.TextField
+        | models.BooleanField
+        | models.IntegerField
+        | models.FloatField,
+    ):
+        return "to_jsonb({0})"
+    return None
+
+
+# -- the plan -------------------------------------------------------------------------------
+class PostgresPlan(StagedSqlPlan):
+    """Staging by COPY, classifying by one FULL JOIN, changes as jsonb, in PostgreSQL."""
+
+    # -- staging --------------------------------------------------------------------------
+    #: SQL type of the staging table's ``_skip`` flag.
+    skip_type = "boolean"
+
+    def create_src(self, cursor: Any, row_type: str = "integer") -> None:
+        """Create the staging table (dropping what an interrupted run left on this session)."""
+        cursor.execute(STAGING_TABLES, [])
+        for (leftover,) in cursor.fetchall():
+            if leftover not in LIVE:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.qn(leftover)}")
+        columns = ", ".join(self.src_columns(row_type))
+        cursor.execute(f"CREATE TEMP TABLE {self.src} ({columns})")
+
+    def target_sql(self) -> tuple[str, list[Any]]:
+        """The importer's rows in scope, as Django would read them for the generic diff."""
+        importer = self.importer
+        paths = [f.target_path for f in self.fields]
+        qs = importer.get_scope(importer.get_queryset()).order_by().values_list("pk", *paths)
+        aliases = ", ".join(["_pk", *(f"c{i}" for i in range(len(self.fields)))])
+        try:
+            sql, params = qs.query.get_compiler(using=importer.using).as_sql()
+        except EmptyResultSet:
+            # Every Field has rel_db_type(); django-stubs declares it on integer fields only.
+            pk_type = importer.model._meta.pk.rel_db_type(self.connection)  # type: ignore[attr-defined]
+            cols = ", ".join(f"c{i}" for i in range(len(self.fields)))
+            return (
+                f"(SELECT NULL::{pk_type}, {cols} FROM {self.src} WHERE false) AS t({aliases})",
+                [],
+            )
+        return f"({sql}) AS t({aliases})", list(params)
+
+    def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
+        """COPY the converted rows into the staging table; keep the row errors."""
+        fields, connection = self.fields, self.connection
+        relations = [i for i, f in enumerate(fields) if f.is_relation]
+        with connection.cursor() as cursor:
+            self.create_src(cursor)
+            raw = cursor.cursor
+            prepare = self._preparer(relations)
+            keys = self.key_positions()
+            width = len(fields) + len(relations)
+            good = 0
+            items = iter(items)
+            # Keys that arrive strictly increasing (many exports are sorted) cannot repeat:
+            # then the duplicate check in SQL is skipped.
+            ordered, last, key_of = self._orderable(), _LOWEST, itemgetter(*keys)
+            copy_sql = f"COPY {self.src} FROM STDIN"
+            more = True
+            while more:
+                more = False
+                with raw.copy(copy_sql) as copy:
+                    write = copy.write_row
+                    n = 0
+                    for item in items:
+                        if type(item) is tuple:
+                            number, values = item
+                            if ordered:
+                                key = key_of(values)
+                                try:
+                                    ordered = last < key
+                                except TypeError:
+                                    ordered = False
+                                last = key
+                            if prepare is None:
+                                write((number, False, *values))
+                            else:
+                                write((number, False, *prepare(values)))
+                            good += 1
+                        else:
+                            item = cast("RowError", item)  # not a converted tuple
+                            self.errors.append(item)
+                            if item.key is not None:  # a bad row keeps its target row
+                                ordered = False  # its key takes part in the duplicate check
+                                cells: list[Any] = [None] * width
+                                for position, value in zip(keys, item.key, strict=True):
+                                    cells[position] = value
+                                write((item.row, True, *cells))
+                            else:
+                                self.error_without_key = True
+                        n += 1
+                        if n >= COPY_CHUNK:
+                            more = True
+                            break
+                if progress is not None:
+                    progress(self.importer.rows_read)
+            if good >= LARGE:
+                cursor.execute(f"ANALYZE {self.src}")
+                # Joins, sorts and the duplicate check of a large load stay in memory.
+                cursor.execute(
+                    "SELECT current_setting('work_mem'), set_config('work_mem', %s, false)",
+                    [settings.FAST_PATH_WORK_MEM],
+                )
+                self.work_mem = cursor.fetchone()[0]
+            self.good = good - (0 if ordered else self._mark_duplicates(cursor))
+
+    def _orderable(self) -> bool:
+        """Whether key values that compare strictly increasing in Python are distinct in
+        the staging table too (types whose equality is the same on both sides)."""
+        for i in self.key_positions():
+            db_type = self.value_field(self.fields[i]).db_type(self.connection) or ""
+            if db_type.split("(")[0] not in ORDERABLE:
+                return False
+        return True
+
+    def _preparer(self, relations: list[int]) -> Callable[[tuple], tuple] | None:
+        """Values as the database takes them: foreign keys by primary key, JSON adapted."""
+        connection = self.connection
+        json_fields = [
+            (i, f.model_field)
+            for i, f in enumerate(self.fields)
+            if isinstance(f.model_field, models.JSONField)
+        ]
+        if not relations and not json_fields:
+            return None
+        lookups = [(i, self.importer.lookups[self.fields[i].name]) for i in relations]
+
+        def prepare(values: tuple) -> tuple:
+            out = list(values)
+            for i, mf in json_fields:
+                if out[i] is not None:
+                    out[i] = mf.get_db_prep_save(out[i], connection)
+            return (
+                *out,
+                *(None if values[i] is None else lookup[values[i]] for i, lookup in lookups),
+            )
+
+        return prepare
+
+    def _mark_duplicates(self, cursor: Any) -> int:
+        """Every occurrence of a key seen twice is a row error, and its target row is left
+        alone (the staging rows become protected rows). Returns how many rows that is."""
+        keys = ", ".join(f"c{i}" for i in self.key_positions())
+        # Bad rows with a readable key count too: their key is shared with the good rows.
+        twice = f"SELECT {keys} FROM {self.src} GROUP BY {keys} HAVING count(*) > 1"
+        cursor.execute(twice + " LIMIT 1")  # a hash aggregate: no sort of the whole source
+        if cursor.fetchone() is None:
+            return 0
+        cursor.execute(
+            f"UPDATE {self.src} SET _skip = true WHERE NOT _skip AND ({keys}) IN ({twice}) "
+            f"RETURNING _row, {keys}"
+        )
+        marked = sorted(cursor.fetchall())
+        for number, *key in marked:
+            self.errors.append(_duplicate_error(tuple(key), number))
+        self.errors.sort(key=lambda e: (e.row is None, e.row or 0))
+        rows = len(marked)
+        return rows
+
+    # -- classifying ----------------------------------------------------------------------
+    def classify(self) -> None:
+        """One join of staging and target rows in scope → the table of actions; counts."""
+        switches = self.switches
+        keys = self.key_positions()
+        others = [i for i in range(len(self.fields)) if i not in keys]
+        target, params = self.target_sql()
+        on = " AND ".join(f"s.c{i} = t.c{i}" for i in keys)
+        distinct = " OR ".join(f"s.c{i} IS DISTINCT FROM t.c{i}" for i in others) or "false"
+        changed = ", ".join(
+            f"CASE WHEN s.c{i} IS DISTINCT FROM t.c{i} THEN '{self.names[i]}' END" for i in others
+        )
+        changed_sql = f"array_remove(ARRAY[{changed}]::text[], NULL)" if others else "'{}'::text[]"
+        old = "".join(f", t.c{i} AS o{i}" for i in range(len(self.fields)))
+        join = "FULL JOIN" if switches.delete else "LEFT JOIN"
+        gone = "s._row IS NULL OR " if switches.delete else ""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE {self.act} AS SELECT s._row, t._pk, "
+                "CASE WHEN s._row IS NULL THEN 'd' WHEN t._pk IS NULL THEN 'c' ELSE 'u' END "
+                f"AS act{old}, CASE WHEN s._row IS NOT NULL AND t._pk IS NOT NULL "
+                f"THEN {changed_sql} END AS changed "
+                f"FROM {self.src} s {join} {target} ON {on} "
+                f"WHERE {gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))",
+                params,
+            )
+            cursor.execute(
+                f"SELECT act, count(*) FROM {self.act} GROUP BY act "
+                f"UNION ALL SELECT 'scope', count(*) FROM {target}",
+                params,
+            )
+            found = dict(cursor.fetchall())
+            self.rows_in_scope = found.get("scope", 0)
+        self.count_actions(found)
+
+    # -- storing the changes ----------------------------------------------------------------
+    def _json(self, i: int, column: str) -> str:
+        sql = json_sql(self.value_field(self.fields[i]))
+        assert sql is not None  # unsupported() refuses a field without it
+        return sql.format(column)
+
+    def _object(self, prefix: str, alias: str) -> str:
+        pairs = ", ".join(
+            f"'{name}', {self._json(i, f'{alias}.{prefix}{i}')}"
+            for i, name in enumerate(self.names)
+        )
+        return f"jsonb_build_object({pairs})"
+
+    def change_selects(self, run: SyncRun, *, limit: int | None = None) -> list[Select]:
+        """The SELECTs that give this plan's actions as stored changes (the columns of
+        :data:`djsync.store.CHANGE_COLUMNS`, in order), run by the store inside the database
+        (no round trip per row): at most ``limit`` per action, the first by source row,
+        deletes by primary key, as :func:`djsync.store.audited` picks them."""
+        self.run, self.stored_limit = run, limit
+        cap = "" if limit is None else f" LIMIT {int(limit)}"
+        keys = self.key_positions()
+        selects: list[Select] = []
+        label = self.model
+        if self.creates:
+            source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
+                    f"s._row, NULL, {self._object('c', 's')}, %s::jsonb "
+                    f"FROM {self._created(limit)} ORDER BY s._row",
+                    [run.pk, label, _json_list(self.names)],
+                )
+            )
+        if self.updates:
+            source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
+                    f"a._pk::text, s._row, {_only('a', self._object('o', 'a'))}, "
+                    f"{_only('a', self._object('c', 's'))}, to_jsonb(a.changed) "
+                    f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
+                    f"WHERE a.act = 'u' ORDER BY a._row{cap}",
+                    [run.pk, label],
+                )
+            )
+        if self.deletes:
+            target_key = ", ".join(self._json(i, f"a.o{i}") for i in keys)
+            selects.append(
+                (
+                    f"SELECT %s, %s, 'delete', jsonb_build_array({target_key}), "
+                    f"a._pk::text, NULL, {self._object('o', 'a')}, NULL, '[]'::jsonb "
+                    f"FROM {self.act} a WHERE a.act = 'd' ORDER BY a._pk{self._pk_order()}{cap}",
+                    [run.pk, label],
+                )
+            )
+        return selects
+
+    def _created(self, limit: int | None = None) -> str:
+        """FROM clause of the staged rows to create (alias ``s``), the first ``limit`` ones."""
+        cap = "" if limit is None else f" ORDER BY _row LIMIT {int(limit)}"
+        if self.new == self.good:  # every staged row is new (an initial load): no join
+            return f"(SELECT * FROM {self.src} WHERE NOT _skip{cap}) s"
+        return (
+            f"(SELECT _row FROM {self.act} WHERE act = 'c'{cap}) a "
+            f"JOIN {self.src} s ON s._row = a._row"
+        )
+
+    # -- a stored preview's checks (djsync.backends.staged) -----------------------------
+    def _stale_target(self) -> tuple[str, str, list[Any]]:
+        source, params = self.target_sql()
+        return "", source, params
+
+    def _differs_ms(self, i: int, a: str, b: str) -> str:
+        field = self.value_field(self.fields[i])
+        if isinstance(field, models.DateTimeField):
+            return (
+                f"date_trunc('milliseconds', {a}) IS DISTINCT FROM date_trunc('milliseconds', {b})"
+            )
+        if isinstance(field, models.TimeField):
+            return (
+                f"date_trunc('milliseconds', date '2000-01-01' + {a}) IS DISTINCT FROM "
+                f"date_trunc('milliseconds', date '2000-01-01' + {b})"
+            )
+        return f"{a} IS DISTINCT FROM {b}"
+
+    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
+        return (
+            f"UPDATE {self.src} s SET p{i} = r.{target} FROM {parent} r "
+            f"WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL AND r.{lookup} = s.c{i}"
+        )
+
+    def _pk_order(self) -> str:
+        """Text primary keys sort by code point, as Python sorts them (not by collation)."""
+        pk = self.importer.model._meta.pk
+        return ' COLLATE "C"' if isinstance(pk, models.CharField | models.TextField) else ""
+
+    def _insert(self, cursor: Any) -> int:
+        model = self.importer.model
+        columns, values, params = [], [], []
+        for i, f in enumerate(self.fields):
+            columns.append(self.qn(f.model_field.column))
+            values.append(f"s.p{i}" if f.is_relation else f"s.c{i}")
+        active = {f.name for f in self.fields}
+        now = timezone.now()
+        for mf in model._meta.concrete_fields:
+            if mf.name in active:
+                continue
+            default: tuple[str, Any] = insert_default(mf) or ("missing", None)
+            how, value = default
+            if how == "omit":
+                continue
+            columns.append(self.qn(mf.column))
+            if how == "sql":
+                values.append(value)
+                continue
+            if how == "now":
+                value = now.date() if type(mf) is models.DateField else now
+            elif how != "value":
+                raise TargetError(f"{self.model}: cannot fill field {mf.name!r}")
+            values.append("%s")
+            params.append(mf.get_db_prep_save(value, self.connection))
+        cursor.execute(
+            f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row",
+            params,
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        """Drop the staging tables (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        LIVE.difference_update((self.src, self.act))
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.src}, {self.act}")
+                if self.work_mem:
+                    cursor.execute("SELECT set_config('work_mem', %s, false)", [self.work_mem])
+        except Exception:  # noqa: BLE001 - an aborted transaction: the session drops them
+            pass
+
+
+def _only(alias: str, obj: str) -> str:
+    """The jsonb object ``obj`` with only the changed fields of the action row."""
+    return (
+        f"(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each({obj}) e "
+        f"WHERE e.key = ANY({alias}.changed))"
+    )
+
+
+def _json_list(names: list[str]) -> str:
+    import json
+
+    return json.dumps(names)
+
+
+def build_plan(
+    importer: BaseImporter,
+    source: Source,
+    switches: Switches,
+    *,
+    progress: Progress | None = None,
+) -> PostgresPlan:
+    """Read the source into staging and classify it against the target in scope."""
+    plan = staged.build_plan(importer, source, switches, progress=progress, plan_class=PostgresPlan)
+    assert isinstance(plan, PostgresPlan)
+    return plan
+
+
+#: The staged plan of this backend (djsync.backends).
+plan_class = PostgresPlan
+
+__all__ = ["PostgresPlan", "build_plan", "json_sql", "plan_class", "reads_rows", "unsupported"]

@@ -1,0 +1,1 @@
+"""The engine: the pure differ, plans, row conversion and the generic apply."""

@@ -1,0 +1,1 @@
+"""Importers: the declarative mapping of a source onto target models."""

@@ -1,0 +1,123 @@
+"""Importers registered under stable names, so jobs (data) can refer to code safely."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from djsync.mapping.importers import BaseImporter
+
+ImporterT = TypeVar("ImporterT", bound="type[BaseImporter]")
+
+_importers: dict[str, type[BaseImporter]] = {}
+
+
+def register(
+    importer: ImporterT | None = None, *, name: str | None = None
+) -> ImporterT | Callable[[ImporterT], ImporterT]:
+    """Register an importer class; usable as ``@register`` or ``@register(name="x")``.
+
+    The name defaults to the importer's ``Meta.name``, else the target model's label
+    in lower case. Registering a second class under a taken name raises.
+    """
+
+    def decorator(cls: ImporterT) -> ImporterT:
+        key = name or getattr(cls, "name", None) or cls.model._meta.label_lower
+        existing = _importers.get(key)
+        if existing is not None and existing is not cls:
+            raise ImproperlyConfigured(
+                f"djsync: importer name {key!r} is taken by {existing.__module__}."
+                f"{existing.__qualname__}; cannot register {cls.__module__}.{cls.__qualname__}"
+            )
+        cls.name = key
+        _importers[key] = cls
+        return cls
+
+    if importer is not None:
+        return decorator(importer)
+    return decorator
+
+
+def unregister(name: str) -> None:
+    _importers.pop(name, None)
+
+
+def get_importer_class(name: str) -> type[BaseImporter]:
+    try:
+        return _importers[name]
+    except KeyError:
+        known = ", ".join(sorted(_importers)) or "none"
+        raise ImproperlyConfigured(
+            f"djsync: no importer registered as {name!r} (registered: {known})"
+        ) from None
+
+
+def importer_names() -> list[str]:
+    return sorted(_importers)
+
+
+def importer_choices() -> list[tuple[str, str]]:
+    return [(n, n) for n in importer_names()]
+
+
+# -- the importers a job names ---------------------------------------------------------------
+def split_names(text: str | None) -> list[str]:
+    """The importer names in a job's ``importer`` field: one, or several separated by commas."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def bind(cls: type[BaseImporter]) -> BaseImporter:
+    """An importer of ``cls`` bound to its target's database (its own, or the router's)."""
+    from django.db import router
+
+    return cls(using=cls.database or router.db_for_write(cls.model))
+
+
+def dependency_order(importers: Sequence[BaseImporter]) -> list[BaseImporter]:
+    """Parents before children (by foreign keys between their models), else as given."""
+    from djsync.exceptions import ConfigurationError
+    from djsync.mapping.fields import related_model
+
+    labels = {imp.model._meta.label: imp for imp in importers}
+    needs: dict[str, set[str]] = {}
+    for imp in importers:
+        parents = {
+            related_model(f)._meta.label
+            for f in imp.model._meta.concrete_fields
+            if f.is_relation and f.related_model is not imp.model
+        }
+        needs[imp.model._meta.label] = parents & set(labels) - {imp.model._meta.label}
+    ordered: list[BaseImporter] = []
+    done: set[str] = set()
+    while len(ordered) < len(importers):
+        ready = [i for i in importers if i.label not in done and needs[i.label] <= done]
+        if not ready:
+            cycle = ", ".join(i.label for i in importers if i.label not in done)
+            raise ConfigurationError(f"the importers' models depend on each other: {cycle}")
+        ordered.append(ready[0])
+        done.add(ready[0].label)
+    return ordered
+
+
+def importers_of(text: str | None, *, job: str) -> list[BaseImporter]:
+    """The importers a job's ``importer`` field names, bound, in dependency order, all
+    writing to one database (one transaction needs one). ``job`` names it in errors."""
+    from djsync.exceptions import ConfigurationError
+
+    names = split_names(text)
+    if len(names) == 1:
+        return [bind(get_importer_class(names[0]))]
+    importers = [bind(get_importer_class(name)) for name in names]
+    labels = [i.label for i in importers]
+    if len(set(labels)) != len(labels):
+        raise ConfigurationError(f"job {job!r} names one model twice: {', '.join(labels)}")
+    aliases = {i.using for i in importers}
+    if len(aliases) > 1:
+        raise ConfigurationError(
+            f"job {job!r}: its importers write to several databases "
+            f"({', '.join(sorted(aliases))}); one transaction needs one"
+        )
+    return dependency_order(importers)

@@ -1,0 +1,1 @@
+"""Runs: the orchestrator and what a run lives through (lifecycle, locks, history)."""

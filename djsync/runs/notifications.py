@@ -1,0 +1,107 @@
+"""Mails about runs: failures, and every change of a job that is expected to change nothing.
+
+A job lists its recipients in ``notify_on_failure``. A run that fails mails them the error;
+with ``warn_on_change`` set, a run that changes anything mails them the diff — the counts
+and the first ``SAMPLE_CHANGES`` changes per model. Mail goes through Django's e-mail
+backend, and a mail that cannot be sent is logged: it never fails or rolls back a sync.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings as django_settings
+from django.core.mail import send_mail
+
+from djsync.conf import settings
+from djsync.models import SyncRun
+from djsync.runs import report
+
+logger = logging.getLogger("djsync")
+
+
+def on_run_finished(sender: object, run: SyncRun, **kwargs: object) -> None:
+    """Receiver of :data:`djsync.signals.run_finished` (connected by djsync.apps)."""
+    run_finished(run)
+
+
+def run_finished(sync_run: SyncRun) -> bool:
+    """Send the mail this run calls for, if any; True if one was sent. Never raises."""
+    try:
+        message = compose(sync_run)
+        if message is None:
+            return False
+        subject, body = message
+        send_mail(
+            subject,
+            body,
+            settings.NOTIFY_FROM or django_settings.DEFAULT_FROM_EMAIL,
+            list(sync_run.job.notify_on_failure),
+            fail_silently=False,
+        )
+        return True
+    except Exception:
+        logger.exception("djsync: could not send the notification of run %s", sync_run.pk)
+        return False
+
+
+def compose(sync_run: SyncRun) -> tuple[str, str] | None:
+    """Subject and body of the mail for this run, or None when it calls for none."""
+    job = sync_run.job
+    if not job.notify_on_failure:
+        return None
+    if sync_run.status == SyncRun.Status.FAILED:
+        return failure_mail(sync_run)
+    changed = sync_run.created + sync_run.updated + sync_run.deleted
+    if (
+        job.warn_on_change
+        and sync_run.status == SyncRun.Status.SUCCEEDED
+        and not sync_run.dry_run
+        and changed
+    ):
+        return change_mail(sync_run)
+    return None
+
+
+def failure_mail(sync_run: SyncRun) -> tuple[str, str]:
+    subject = f"[djsync] {sync_run.job.name}: run #{sync_run.pk} failed"
+    lines = [
+        report.summary_line(sync_run),
+        "",
+        f"Error: {sync_run.error or 'unknown'}",
+        "",
+        f"Trigger: {sync_run.trigger}; source: {sync_run.source_name or 'the job source'}.",
+    ]
+    errors = list(report.error_lines(sync_run, limit=settings.SAMPLE_CHANGES))
+    if errors:
+        lines += ["", f"Row errors ({sync_run.errors}):", *(f"  {e}" for e in errors)]
+    return subject, "\n".join(lines) + "\n"
+
+
+def change_mail(sync_run: SyncRun) -> tuple[str, str]:
+    """The diff of a run of a job expected to change nothing: counts, then samples per model."""
+    changed = sync_run.created + sync_run.updated + sync_run.deleted
+    subject = (
+        f"[djsync] {sync_run.job.name}: run #{sync_run.pk} changed "
+        f"{changed} row{'s' if changed != 1 else ''}"
+    )
+    lines = [
+        report.summary_line(sync_run),
+        "",
+        f"Job {sync_run.job.name!r} is set to warn on change; this run changed the target.",
+    ]
+    limit = int(settings.SAMPLE_CHANGES)
+    models = sync_run.stats or {}
+    for model in sorted(models) or sorted(set(sync_run.changes.values_list("model", flat=True))):
+        counts = {k: models.get(model, {}).get(k, 0) for k in report_counts()}
+        total = counts["created"] + counts["updated"] + counts["deleted"]
+        lines += ["", f"{model}: {report.counts_text(counts)}"]
+        changes = sync_run.changes.filter(model=model).order_by("pk")[:limit]
+        lines += [f"  {report.change_text(change)}" for change in changes]
+        if total > limit:
+            lines.append(f"  … and {total - limit} more")
+    return subject, "\n".join(lines) + "\n"
+
+
+def report_counts() -> tuple[str, ...]:
+    return ("created", "updated", "deleted", "unchanged", "errors")

@@ -1,0 +1,239 @@
+"""Plain-text and JSON renderings of a run, for the command line and for e-mails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from djsync.engine.row_errors import group_errors
+from djsync.mapping.memberships import membership_label
+from djsync.models import SyncChange, SyncRun
+
+SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+#: How a change of a many-to-many through table reads (see djsync.mapping.memberships).
+MEMBERSHIP_VERB = {"create": "add", "update": "update", "delete": "remove"}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return (
+        f"{counts['created']} created, {counts['updated']} updated, {counts['deleted']} deleted, "
+        f"{counts['unchanged']} unchanged, {counts['errors']} row error"
+        f"{'' if counts['errors'] == 1 else 's'}"
+    )
+
+
+#: Statuses of a run that wrote nothing to its target: its counts are what it would have done.
+WROTE_NOTHING = (SyncRun.Status.FAILED, SyncRun.Status.CANCELLED, SyncRun.Status.DISCARDED)
+
+
+def wrote_nothing(run: SyncRun) -> bool:
+    """A failed, cancelled or discarded run: its one transaction rolled back (or never
+    began), so its counts and changes are a plan that was not applied."""
+    return run.status in WROTE_NOTHING
+
+
+def would_text(counts: dict[str, int]) -> str:
+    """The counts of a plan that was not applied, worded as such."""
+    errors = counts["errors"]
+    return (
+        f"the plan would have created {counts['created']}, updated {counts['updated']}, "
+        f"deleted {counts['deleted']} ({counts['unchanged']} unchanged, {errors} row error"
+        f"{'' if errors == 1 else 's'})"
+    )
+
+
+def outcome_text(run: SyncRun) -> str:
+    """What the run did, after the dash of its summary line: the counts of a run that
+    wrote (or a dry run), "nothing written" and what the plan would have done otherwise.
+    The admin's run list and page use it too."""
+    if not wrote_nothing(run):
+        return counts_text(run.counts)
+    if not _has_plan(run):
+        return "nothing written"
+    return f"nothing written; {would_text(run.counts)}"
+
+
+def _has_plan(run: SyncRun) -> bool:
+    """Whether the run got as far as a plan (its counts were recorded)."""
+    return any(isinstance(s, dict) and "created" in s for s in (run.stats or {}).values())
+
+
+def paths(run: SyncRun) -> dict[str, str]:
+    """The path each model of the run took (``staged: postgresql``, ``generic: <why>``;
+    djsync.backends), as the run recorded it."""
+    return {
+        model: stats["path"]
+        for model, stats in (run.stats or {}).items()
+        if isinstance(stats, dict) and stats.get("path")
+    }
+
+
+def path_line(run: SyncRun) -> str | None:
+    """``path: staged: postgresql``, or one ``model: path`` per model of a multi-model run."""
+    found = paths(run)
+    if not found:
+        return None
+    if len(found) == 1:
+        return f"path: {next(iter(found.values()))}"
+    return "paths: " + "; ".join(f"{model}: {path}" for model, path in found.items())
+
+
+def summary_line(run: SyncRun) -> str:
+    mode = " (dry run)" if run.dry_run and not wrote_nothing(run) else ""
+    took = f" in {run.duration:.2f} s" if run.duration is not None else ""
+    exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
+    if exported and not wrote_nothing(run):
+        done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
+        return f"{run.job.name}: {run.status}{took} — {done}"
+    line = f"{run.job.name}: {run.status}{mode}{took} — {outcome_text(run)}"
+    if wrote_nothing(run):
+        return line
+    for model, counts in (run.stats or {}).items():
+        membership = membership_label(model) if isinstance(counts, dict) else None
+        if membership is not None and "created" in counts:
+            line += (
+                f"; memberships of {membership}: {counts['created']} added, "
+                f"{counts['deleted']} removed"
+            )
+    return line
+
+
+def key_text(key: list[Any]) -> str:
+    return ", ".join(str(k) for k in key)
+
+
+def change_text(change: SyncChange, *, written: bool = True) -> str:
+    """One change as a line: ``+ create app.Model [key] …``; a change that was not
+    written (its run failed) reads ``+ would create …``."""
+    would = "" if written else "would "
+    membership = membership_label(change.model)
+    if membership is not None:  # a link of a many-to-many field: "+ add membership …"
+        verb = MEMBERSHIP_VERB[change.action]
+        head = (
+            f"{SYMBOL[change.action]} {would}{verb} membership {membership} "
+            f"[{key_text(change.key)}]"
+        )
+        if change.action != SyncChange.Action.UPDATE:
+            return head
+    else:
+        head = (
+            f"{SYMBOL[change.action]} {would}{change.action} {change.model} "
+            f"[{key_text(change.key)}]"
+        )
+    if change.action == SyncChange.Action.UPDATE:
+        before, after = change.before or {}, change.after or {}
+        fields = "; ".join(
+            f"{name}: {before.get(name)!r} → {after.get(name)!r}" for name in change.changed_fields
+        )
+        return f"{head} {fields}"
+    if change.action == SyncChange.Action.CREATE:
+        values = ", ".join(f"{k}={v!r}" for k, v in (change.after or {}).items())
+        return f"{head} {values}"
+    return head
+
+
+def change_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
+    qs = run.changes.order_by("pk")
+    if limit is not None:
+        qs = qs[:limit]
+    written = not wrote_nothing(run)
+    for change in qs.iterator(chunk_size=2000):
+        yield change_text(change, written=written)
+
+
+def error_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
+    """Every stored row error, one a line (row, column, message)."""
+    qs = run.row_errors.all()
+    if limit is not None:
+        qs = qs[:limit]
+    for error in qs:
+        yield f"! {run.source_name or 'source'}, {error}"
+
+
+def error_groups(run: SyncRun) -> list[dict[str, Any]]:
+    """The run's row errors grouped by column and message, largest first, with a
+    ``model`` each: as counted over every error when the run was planned (exact even when
+    MAX_ROW_ERRORS kept some out), else from the stored ones."""
+    groups: list[dict[str, Any]] = []
+    stats = run.stats or {}
+    planned = False
+    for model, counts in stats.items():
+        if isinstance(counts, dict) and "error_groups" in counts:
+            planned = True
+            groups += [{**g, "model": model} for g in counts["error_groups"]]
+    if not planned and run.errors:
+        stored = run.row_errors.order_by("model", "row", "pk")
+        models = list(stored.values_list("model", flat=True).distinct())
+        for model in models:
+            rows = stored.filter(model=model).iterator(chunk_size=2000)
+            groups += [{**g, "model": model} for g in group_errors(rows)]
+    return sorted(groups, key=lambda g: -g["rows"])
+
+
+def group_text(group: dict[str, Any], *, model: str | None = None) -> str:
+    """``721 rows, column 'tailnum': no plane with tailnum … ('N123', 'N456', …) — first
+    at row 5``."""
+    rows = group["rows"]
+    where = f", column {group['column']!r}" if group.get("column") else ""
+    on = f" ({model})" if model else ""
+    samples = ", ".join(repr(v) for v in group["samples"])
+    if samples and rows > len(group["samples"]):
+        samples += ", …"
+    tail = f" ({samples})" if samples else ""
+    first = group.get("first_row")
+    if first is not None:
+        tail += f" — {'first at' if rows > 1 else 'at'} row {first}"
+    return f"{rows} row{'' if rows == 1 else 's'}{on}{where}: {group['message']}{tail}"
+
+
+def error_group_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
+    """The run's row errors grouped, one line a group (``! 721 rows, column …``)."""
+    groups = error_groups(run)
+    several = len({g["model"] for g in groups}) > 1
+    for group in groups if limit is None else groups[:limit]:
+        yield "! " + group_text(group, model=group["model"] if several else None)
+    if limit is not None and len(groups) > limit:
+        yield f"! … and {len(groups) - limit} more kinds of row error"
+
+
+def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "job": run.job.name,
+        "run": run.pk,
+        "status": run.status,
+        "dry_run": run.dry_run,
+        # False when the run wrote nothing (failed, cancelled, discarded, or a dry run):
+        # its counts are then what the plan would have done.
+        "written": not run.dry_run and not wrote_nothing(run),
+        "source": run.source_name,
+        "counts": run.counts,
+        "per_model": run.stats,
+        "paths": paths(run),
+        "duration": run.duration,
+        "error": run.error or None,
+        "warnings": run.warnings,
+        "error_groups": error_groups(run),
+        "row_errors": [
+            {
+                "row": e.row,
+                "column": e.column or None,
+                "key": e.key,
+                "message": e.message,
+                "value": e.value,
+            }
+            for e in run.row_errors.all()[:error_limit]
+        ],
+    }
+    if changes:
+        data["changes"] = [
+            {
+                "action": c.action,
+                "model": c.model,
+                "key": c.key,
+                "before": c.before,
+                "after": c.after,
+                "changed": c.changed_fields,
+            }
+            for c in run.changes.order_by("pk").iterator(chunk_size=2000)
+        ]
+    return data

@@ -1,0 +1,375 @@
+"""A job as a list of steps — one per importer, parents first — planned, recorded, applied.
+
+A job names one importer (``"products"``) or several (``"departments, employees"``). Either
+way the orchestrator (djsync.runs.orchestrator) works on steps: each step reads its source and plans
+its model on the path :mod:`djsync.backends` chooses; nothing is written until every plan is
+computed and within its limits; then creates and updates go parents first (a child may
+refer to a parent the same run creates), deletes children first, all in one transaction.
+A stored preview comes back as the same steps (:func:`stored_steps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from djsync import backends
+from djsync.backends.staged import stale_error
+from djsync.engine.apply import apply_plan, check_limits
+from djsync.engine.diff import Create, Delete, Plan, StagedPlan, Update, same
+from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound
+from djsync.mapping.fields import related_model
+from djsync.mapping.registry import bind, get_importer_class, importers_of, split_names
+from djsync.mapping.switches import SWITCH_NAMES, Switches, job_switches
+from djsync.runs import incremental
+from djsync.sources import FileSource, Source, get_source
+from djsync.store import error_stats, save_plan
+
+if TYPE_CHECKING:
+    from djsync.mapping.importers import BaseImporter
+    from djsync.models import SyncJob, SyncRun
+
+
+@dataclass
+class Step:
+    """One importer of a job, the switches of this run, and its plan once computed."""
+
+    importer: BaseImporter
+    switches: Switches
+    plan: Plan | None = None
+
+
+# -- the job's importers -------------------------------------------------------------------
+def get_job(job: str | SyncJob) -> SyncJob:
+    """A job by name (or the job itself); an unknown name lists the known ones."""
+    from djsync.models import SyncJob
+
+    if isinstance(job, SyncJob):
+        return job
+    try:
+        return SyncJob.objects.get(name=job)
+    except SyncJob.DoesNotExist:
+        known = ", ".join(SyncJob.objects.values_list("name", flat=True)) or "none"
+        raise ConfigurationError(f"no sync job named {job!r} (jobs: {known})") from None
+
+
+def importer_names(job: SyncJob) -> list[str]:
+    """The importer names of a job: one, or several separated by commas."""
+    return split_names(job.importer)
+
+
+def is_multi(job: SyncJob) -> bool:
+    return len(importer_names(job)) > 1
+
+
+def make_importer(job: SyncJob, name: str | None = None) -> BaseImporter:
+    """The job's importer (or its importer ``name``), bound to its target's database."""
+    return bind(get_importer_class(name or job.importer))
+
+
+def make_importers(job: SyncJob) -> list[BaseImporter]:
+    """The job's importers in dependency order, all writing to one database."""
+    return importers_of(job.importer, job=job.name)
+
+
+def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:
+    """Run options beat the job's fields, which beat the importer's attributes."""
+    switches = importer.default_switches().with_overrides(**job_switches(job))
+    unknown = set(options) - set(SWITCH_NAMES)
+    if unknown:
+        raise ConfigurationError(f"unknown run options: {', '.join(sorted(unknown))}")
+    return switches.with_overrides(**options)
+
+
+def make_steps(job: SyncJob, options: dict[str, Any]) -> list[Step]:
+    return [Step(imp, resolve_switches(imp, job, options)) for imp in make_importers(job)]
+
+
+# -- sources -------------------------------------------------------------------------------
+def make_source(
+    job: SyncJob,
+    importer: BaseImporter,
+    *,
+    file: str | Path | IO[bytes] | None = None,
+    source_options: dict[str, Any] | None = None,
+) -> Source:
+    """The source of one step: the job's (for a multi-model job, its entry for this
+    importer), or a file given for this run (path or open file) read with the job's
+    format options.
+
+    The job's ``source`` is data: it only picks among what the importer and settings
+    declare (djsync.sources.policy). The importer's ``source``, ``file`` and
+    ``source_options`` (``runsync --encoding/--format``) come from code and are trusted.
+    """
+    if is_multi(job):
+        return _step_source(job, importer, file=file)
+    base = dict(importer.source or {})
+    job_options = dict(job.source or {}) if isinstance(job.source, dict) else job.source
+    if file is None:
+        if not base and not job_options:
+            raise ConfigurationError(f"job {job.name!r} has no source; give it a file")
+        if source_options and isinstance(job_options, dict):
+            extra = {k: v for k, v in source_options.items() if v is not None}
+            job_options = {**job_options, **extra}  # plain format options, checked as a job's
+        return get_source(job_options or {}, base=base, importer=importer, job=job.name)
+    options = {**base, **(job_options if isinstance(job_options, dict) else {})}
+    options.update(source_options or {})
+    keep = {
+        k: options[k]
+        for k in ("encoding", "delimiter", "sheet")
+        if isinstance(options.get(k), str | int) and not isinstance(options.get(k), bool)
+    }
+    if source_options and "format" in source_options:
+        keep["format"] = source_options["format"]
+    if isinstance(file, str | Path):
+        return FileSource(file, **keep)
+    return FileSource(file=file, name=getattr(file, "name", None), **keep)
+
+
+def source_options(
+    job: SyncJob, importer: BaseImporter | type[BaseImporter]
+) -> tuple[dict[str, Any], Any]:
+    """Options of one importer's source in a multi-model job: its own defaults (code,
+    trusted), and the job's (data, checked by djsync.sources.policy): the shared options
+    and the job's ``"sources": {"<importer name>": {...}}`` entry for it."""
+    shared = dict(job.source or {}) if isinstance(job.source, dict) else {}
+    own = shared.pop("sources", {}) or {}
+    if not isinstance(own, dict):
+        raise ConfigurationError(f"job {job.name!r}: source 'sources' must map importer names")
+    names = importer_names(job)
+    unknown = [str(name)[:60] for name in own if name not in names]
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise ConfigurationError(
+            f"job {job.name!r}: sources names {', '.join(map(repr, unknown[:3]))}{more}, not "
+            f"an importer of this job ({', '.join(names)})"
+        )
+    mine = own.get(importer.name) or {}
+    if not isinstance(mine, dict):
+        raise ConfigurationError(f"job {job.name!r}: sources[{importer.name!r}] is not an object")
+    if mine.get("kind", shared.get("kind", "file")) != shared.get("kind", "file"):
+        return dict(importer.source or {}), dict(mine)  # another kind: shared ones do not apply
+    return dict(importer.source or {}), {**shared, **mine}
+
+
+def _step_source(job: SyncJob, importer: BaseImporter, file: Any = None) -> Source:
+    if file is not None:
+        raise ConfigurationError(
+            f"job {job.name!r} has several importers; give each its source in the job's "
+            'source options ("sources": {"<importer>": {...}}), not one file for the run'
+        )
+    base, options = source_options(job, importer)
+    if not base and not options:
+        raise ConfigurationError(f"job {job.name!r}: importer {importer.name} has no source")
+
+    def sibling(name: str) -> tuple[dict[str, Any], Any]:
+        if name not in importer_names(job):
+            raise ConfigurationError(
+                f"job {job.name!r}: {importer.name} derives from {name!r}, "
+                "which is not an importer of this job"
+            )
+        return source_options(job, get_importer_class(name))
+
+    return get_source(options, base=base, importer=importer, job=job.name, sibling=sibling)
+
+
+# -- planning ------------------------------------------------------------------------------
+def plan_steps(
+    sync_run: SyncRun,
+    steps: list[Step],
+    *,
+    sources: Callable[[Step], Source],
+    on_source: Callable[[str], object],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Read each step's source (``sources``) and plan it, parents first; a later step's
+    foreign keys find the rows an earlier one creates (``pending_plans``).
+    ``on_source`` hears the sources read so far, for the run's record."""
+    names: list[str] = []
+    for step in steps:
+        importer = step.importer
+        source = sources(step)
+        diff_switches = incremental.prepare(source, sync_run.job, step.switches, importer)
+        names.append(str(source))
+        on_source("; ".join(names)[:500])
+        importer.pending_plans = [s.plan for s in steps if s.plan is not None]
+        plan = backends.build_plan(importer, source, diff_switches, progress=progress)
+        step.plan = plan
+        plan.source = str(source)
+        if isinstance(plan, StagedPlan):
+            plan.parents = pending_parents(plan, importer)  # type: ignore[attr-defined]
+        incremental.finish_plan(plan, importer, source, step.switches, sync_run)
+
+
+def pending_parents(plan: Any, importer: BaseImporter) -> list[int]:
+    """Positions of the foreign keys that point at a model an earlier step plans: rows it
+    creates get their primary keys by a join when the apply starts."""
+    labels = {parent.model for parent in importer.pending_plans}
+    return [
+        i
+        for i, f in enumerate(plan.fields)
+        if f.is_relation and f.model_field.related_model._meta.label in labels
+    ]
+
+
+def plans(steps: Sequence[Step]) -> list[Plan]:
+    return [step.plan for step in steps if step.plan is not None]
+
+
+def close(steps: Sequence[Step]) -> None:
+    """Drop the staging tables of every staged plan (idempotent)."""
+    for plan in plans(steps):
+        if isinstance(plan, StagedPlan):
+            plan.close()
+
+
+# -- recording -----------------------------------------------------------------------------
+def record_plans(sync_run: SyncRun, steps: Sequence[Step]) -> None:
+    """Counts on the run (summed), per-model counts, path and fields in ``stats``, every
+    action and row error in their tables. Saved with the run by the caller."""
+    totals = dict.fromkeys(("created", "updated", "deleted", "unchanged", "errors"), 0)
+    stats: dict[str, Any] = {}
+    warnings: list[str] = []
+    several = len(steps) > 1
+    for plan in plans(steps):
+        counts = plan.counts
+        for name in totals:
+            totals[name] += counts[name]
+        stats[plan.model] = {
+            **counts,
+            "rows_read": plan.rows_read,
+            "rows_in_scope": plan.rows_in_scope,
+            "path": plan.path,
+            "fields": plan.compared,
+            **error_stats(plan),
+        }
+        save_plan(sync_run, plan)  # first: it may add a warning (changes left out)
+        warnings.extend(f"{plan.model}: {w}" if several else w for w in plan.warnings)
+    sync_run.created = totals["created"]
+    sync_run.updated = totals["updated"]
+    sync_run.deleted = totals["deleted"]
+    sync_run.unchanged = totals["unchanged"]
+    sync_run.errors = totals["errors"]
+    sync_run.rows_read = sum(plan.rows_read for plan in plans(steps))
+    sync_run.stats = stats
+    sync_run.warnings = warnings
+    # For callers in this process: the plans (and the one plan of a single-model job).
+    sync_run.plans = plans(steps)  # type: ignore[attr-defined]
+    if not several:
+        sync_run.plan = sync_run.plans[0]  # type: ignore[attr-defined]
+
+
+def limit_problems(steps: Sequence[Step]) -> list[str]:
+    """What would stop a real run of these plans (row errors, limits, the delete guard)."""
+    problems = []
+    for step in steps:
+        try:
+            check_limits(step.plan, step.switches)  # type: ignore[arg-type]
+        except DjsyncError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+# -- applying ------------------------------------------------------------------------------
+def apply_steps(
+    sync_run: SyncRun, steps: Sequence[Step], *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Check every limit, then write in one transaction: creates and updates parents first,
+    deletes children first. Returns the rows written; records each model's path."""
+    for step in steps:
+        check_limits(step.plan, step.switches)  # type: ignore[arg-type]
+    written = 0
+
+    def report(done: int) -> None:  # rows written by every step so far
+        if progress is not None:
+            progress(written + done)
+
+    with transaction.atomic(using=steps[0].importer.using):
+        if len(steps) == 1:
+            plan = steps[0].plan
+            assert plan is not None
+            apply_plan(plan, steps[0].importer, progress=report)
+        else:
+            for step in steps:
+                importer, plan = step.importer, step.plan
+                assert plan is not None
+                if not isinstance(plan, StagedPlan):
+                    importer.load_lookups()  # parents written just now get their primary keys
+                apply_plan(plan, importer, progress=report, actions=("create", "update"))
+                written += len(plan.creates) + len(plan.updates)
+            for step in reversed(steps):
+                plan = step.plan
+                if plan is not None and plan.deletes:
+                    apply_plan(plan, step.importer, progress=report, actions=("delete",))
+                    written += len(plan.deletes)
+    stats = dict(sync_run.stats or {})
+    for plan in plans(steps):  # the path each model's apply took
+        stats[plan.model] = {**stats.get(plan.model, {}), "path": plan.path}
+    sync_run.stats = stats
+    return sum(plan.total for plan in plans(steps))
+
+
+def stored_steps(sync_run: SyncRun) -> list[Step]:
+    """The steps of a previewed run with the plans it stored, ready to check and apply (on
+    the staged path, restaged in SQL; see :func:`djsync.backends.stored_plan`)."""
+    steps = make_steps(sync_run.job, sync_run.options)
+    try:
+        for step in steps:
+            if sync_run.errors and step.switches.on_row_error == "fail":
+                raise RowErrorsFound(
+                    f"the preview has {sync_run.errors} row errors and the job fails on them; "
+                    "fix the source and preview again"
+                )
+            step.importer.pending_plans = plans(steps)
+            step.plan = backends.stored_plan(sync_run, step.importer, step.switches)
+    except BaseException:
+        close(steps)
+        raise
+    return steps
+
+
+def check_stale(plan: Plan, importer: BaseImporter) -> None:
+    """Raise ConflictError naming the keys whose target rows changed since the preview
+    (a staged plan checks in SQL, against the target where it is)."""
+    if isinstance(plan, StagedPlan):
+        plan.check_stale()
+        return
+    current = importer.read_target()
+    conflicts: list[tuple[str, str]] = []
+    for created in plan.creates:
+        if created.key in current:
+            conflicts.append((_key(created.key), "created by someone else"))
+    existing: list[Update | Delete] = [*plan.updates, *plan.deletes]
+    for action in existing:
+        row = current.get(action.key)
+        if row is None or row.pk != action.pk:
+            conflicts.append((_key(action.key), "gone"))
+        elif any(not same(_ms(row.values.get(f)), _ms(v)) for f, v in action.old.items()):
+            conflicts.append((_key(action.key), "changed"))
+    relations = [f for f in importer.active_fields if f.is_relation]
+    written: list[Create | Update] = [*plan.creates, *plan.updates]
+    for new in written:
+        values = new.values if isinstance(new, Create) else new.new
+        for f in relations:
+            value = values.get(f.name)
+            if value is not None and value not in importer.lookups.get(f.name, {}):
+                name = related_model(f.model_field)._meta.verbose_name
+                conflicts.append((str(value), f"no {name} with {f.lookup} {value!r}"))
+    if conflicts:
+        raise stale_error(plan.model, conflicts[:10], len(conflicts))
+
+
+def _ms(value: Any) -> Any:
+    """Datetimes and times to the millisecond: a stored preview keeps no more."""
+    if isinstance(value, datetime | time) and value.microsecond % 1000:
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
+
+
+def _key(key: tuple[Any, ...]) -> str:
+    return str(key[0]) if len(key) == 1 else str(tuple(key))

@@ -1,1 +1,0 @@
-"""Targets other than a Django model: files for exports (see ``targets.files``)."""
