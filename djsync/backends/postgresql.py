@@ -395,12 +395,6 @@ class PostgresPlan(StagedSqlPlan):
             )
         return f"{a} IS DISTINCT FROM {b}"
 
-    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
-        return (
-            f"UPDATE {self.src} s SET p{i} = r.{target} FROM {parent} r "
-            f"WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL AND r.{lookup} = s.c{i}"
-        )
-
     def _pk_order(self) -> str:
         """Text primary keys sort by code point, as Python sorts them (not by collation)."""
         pk = self.importer.model._meta.pk

@@ -466,12 +466,6 @@ class SqlitePlan(StagedSqlPlan):
             return f"substr({a}, 1, 12) IS NOT substr({b}, 1, 12)"
         return self._differs(i, a, b)
 
-    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
-        return (
-            f"UPDATE {self.src} SET p{i} = (SELECT r.{target} FROM {parent} r "
-            f"WHERE r.{lookup} = {self.src}.c{i}) WHERE p{i} IS NULL AND c{i} IS NOT NULL"
-        )
-
     def _pk_order(self) -> str:
         return ""  # SQLite's BINARY collation orders text by code point, as Python does
 

@@ -327,24 +327,33 @@ class StagedSqlPlan(Plan):
 
     def resolve_parents(self, cursor: Any) -> None:
         """Fill the primary key of every foreign key whose value is a parent's natural key
-        not resolved yet (a stored preview, or a parent this run creates), by a join on the
-        parent table; a parent that is not there (deleted since) fails the apply before
-        anything is written."""
+        not resolved yet (a stored preview, or a parent this run creates) with one UPDATE of
+        the staging table, each key looked up by the parent's unique natural key; a parent
+        that is not there (deleted since) fails the apply before anything is written."""
         qn = self.qn
+        sets, pending = [], []
         for i in self.parents:
             f = self.fields[i]
-            related = related_model(f.model_field)
-            parent = qn(related._meta.db_table)
+            parent = qn(related_model(f.model_field)._meta.db_table)
             lookup = qn(f.lookup_field().column)
             target = qn(cast("models.ForeignKey[Any, Any]", f.model_field).target_field.column)
-            cursor.execute(self._resolve_sql(i, parent, lookup, target))
+            sets.append(
+                f"p{i} = COALESCE(p{i}, (SELECT r.{target} FROM {parent} r "
+                f"WHERE r.{lookup} = {self.src}.c{i}))"
+            )
+            pending.append(f"(p{i} IS NULL AND c{i} IS NOT NULL)")
+        if not sets:
+            return
+        cursor.execute(f"UPDATE {self.src} SET {', '.join(sets)} WHERE {' OR '.join(pending)}")
+        for i in self.parents:
             cursor.execute(
                 f"SELECT s.c{i} FROM {self.src} s WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL "
                 f"AND NOT s._skip LIMIT {SHOWN + 1}"
             )
             missing = [row[0] for row in cursor.fetchall()]
             if missing:
-                name = related._meta.verbose_name
+                f = self.fields[i]
+                name = related_model(f.model_field)._meta.verbose_name
                 shown = [(str(v), f"no {name} with {f.lookup} {v!r}") for v in missing[:SHOWN]]
                 raise stale_error(self.model, shown, len(missing))
 
@@ -494,10 +503,6 @@ class StagedSqlPlan(Plan):
     def _differs_ms(self, i: int, a: str, b: str) -> str:
         """SQL: a value the preview saw (``a``) is not the target's now (``b``); times to
         the millisecond, the precision a stored preview keeps."""
-        raise NotImplementedError
-
-    def _resolve_sql(self, i: int, parent: str, lookup: str, target: str) -> str:
-        """SQL filling ``p{i}`` from the parent table by its natural key ``c{i}``."""
         raise NotImplementedError
 
 
