@@ -405,7 +405,7 @@ class PostgresPlan(StagedSqlPlan):
         columns, values, params = [], [], []
         for i, f in enumerate(self.fields):
             columns.append(self.qn(f.model_field.column))
-            values.append(f"s.p{i}" if f.is_relation else f"s.c{i}")
+            values.append(self._value(i))
         active = {f.name for f in self.fields}
         now = timezone.now()
         for mf in model._meta.concrete_fields:

@@ -326,36 +326,38 @@ class StagedSqlPlan(Plan):
         raise stale_error(self.model, [(_key(key), why) for why, *key in found[:SHOWN]], total)
 
     def resolve_parents(self, cursor: Any) -> None:
-        """Fill the primary key of every foreign key whose value is a parent's natural key
-        not resolved yet (a stored preview, or a parent this run creates) with one UPDATE of
-        the staging table, each key looked up by the parent's unique natural key; a parent
-        that is not there (deleted since) fails the apply before anything is written."""
-        qn = self.qn
-        sets, pending = [], []
+        """Check, before anything is written, that every parent a foreign key names by its
+        natural key and whose primary key is not staged yet (a stored preview, or a parent
+        this run creates) is there; the writes then look it up (:meth:`_value`)."""
         for i in self.parents:
             f = self.fields[i]
-            parent = qn(related_model(f.model_field)._meta.db_table)
-            lookup = qn(f.lookup_field().column)
-            target = qn(cast("models.ForeignKey[Any, Any]", f.model_field).target_field.column)
-            sets.append(
-                f"p{i} = COALESCE(p{i}, (SELECT r.{target} FROM {parent} r "
-                f"WHERE r.{lookup} = {self.src}.c{i}))"
-            )
-            pending.append(f"(p{i} IS NULL AND c{i} IS NOT NULL)")
-        if not sets:
-            return
-        cursor.execute(f"UPDATE {self.src} SET {', '.join(sets)} WHERE {' OR '.join(pending)}")
-        for i in self.parents:
             cursor.execute(
                 f"SELECT s.c{i} FROM {self.src} s WHERE s.p{i} IS NULL AND s.c{i} IS NOT NULL "
-                f"AND NOT s._skip LIMIT {SHOWN + 1}"
+                f"AND NOT s._skip AND {self._parent(i)} IS NULL LIMIT {SHOWN + 1}"
             )
             missing = [row[0] for row in cursor.fetchall()]
             if missing:
-                f = self.fields[i]
                 name = related_model(f.model_field)._meta.verbose_name
                 shown = [(str(v), f"no {name} with {f.lookup} {v!r}") for v in missing[:SHOWN]]
                 raise stale_error(self.model, shown, len(missing))
+
+    def _parent(self, i: int) -> str:
+        """SQL: the primary key of the parent that foreign key ``i`` names by natural key in
+        the staged row ``s`` (one lookup by the parent's unique natural key)."""
+        f = self.fields[i]
+        parent = self.qn(related_model(f.model_field)._meta.db_table)
+        lookup = self.qn(f.lookup_field().column)
+        target = self.qn(cast("models.ForeignKey[Any, Any]", f.model_field).target_field.column)
+        return f"(SELECT r.{target} FROM {parent} r WHERE r.{lookup} = s.c{i})"
+
+    def _value(self, i: int) -> str:
+        """SQL: the value field ``i`` writes from the staged row ``s``: a foreign key's
+        primary key (looked up now when a parent's is not staged), else the value."""
+        if not self.fields[i].is_relation:
+            return f"s.c{i}"
+        if i in self.parents:
+            return f"COALESCE(s.p{i}, {self._parent(i)})"
+        return f"s.p{i}"
 
     def apply_actions(
         self,
@@ -417,7 +419,7 @@ class StagedSqlPlan(Plan):
         def new(name: str) -> tuple[str, str]:
             i = by_name[name]
             f = self.fields[i]
-            return self.qn(f.model_field.column), f"s.p{i}" if f.is_relation else f"s.c{i}"
+            return self.qn(f.model_field.column), self._value(i)
 
         if len(groups) > UPDATE_GROUPS:
             keys = set(self.importer.keys)
