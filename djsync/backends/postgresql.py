@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, cast
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
 from django.db import models
-from django.utils import timezone
 
 from djsync.backends import staged
 from djsync.backends.staged import (
@@ -30,14 +29,12 @@ from djsync.backends.staged import (
     Progress,
     Select,
     StagedSqlPlan,
-    insert_default,
     reads_rows,
     staging_unsupported,
 )
 from djsync.conf import settings
 from djsync.engine.diff import RowError, _duplicate_error
 from djsync.engine.rows import Converted
-from djsync.exceptions import TargetError
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
@@ -400,37 +397,8 @@ class PostgresPlan(StagedSqlPlan):
         pk = self.importer.model._meta.pk
         return ' COLLATE "C"' if isinstance(pk, models.CharField | models.TextField) else ""
 
-    def _insert(self, cursor: Any) -> int:
-        model = self.importer.model
-        columns, values, params = [], [], []
-        for i, f in enumerate(self.fields):
-            columns.append(self.qn(f.model_field.column))
-            values.append(self._value(i))
-        active = {f.name for f in self.fields}
-        now = timezone.now()
-        for mf in model._meta.concrete_fields:
-            if mf.name in active:
-                continue
-            default: tuple[str, Any] = insert_default(mf) or ("missing", None)
-            how, value = default
-            if how == "omit":
-                continue
-            columns.append(self.qn(mf.column))
-            if how == "sql":
-                values.append(value)
-                continue
-            if how == "now":
-                value = now.date() if type(mf) is models.DateField else now
-            elif how != "value":
-                raise TargetError(f"{self.model}: cannot fill field {mf.name!r}")
-            values.append("%s")
-            params.append(mf.get_db_prep_save(value, self.connection))
-        cursor.execute(
-            f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row",
-            params,
-        )
-        return cursor.rowcount
+    #: How a new row gets a random UUID (``uuid.uuid4`` as a field's default).
+    uuid4_sql = "gen_random_uuid()"
 
     def close(self) -> None:
         """Drop the staging tables (idempotent)."""

@@ -23,13 +23,11 @@ from typing import TYPE_CHECKING, Any, cast
 from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
 from django.db import models
-from django.utils import timezone
 
 from djsync.backends import staged
-from djsync.backends.staged import _LOWEST, LIVE, StagedSqlPlan, insert_default, staging_unsupported
+from djsync.backends.staged import _LOWEST, LIVE, StagedSqlPlan, staging_unsupported
 from djsync.engine.diff import RowError, _duplicate_error
 from djsync.engine.rows import Converted
-from djsync.exceptions import TargetError
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
@@ -470,36 +468,8 @@ class SqlitePlan(StagedSqlPlan):
         return ""  # SQLite's BINARY collation orders text by code point, as Python does
 
     # -- applying -------------------------------------------------------------------------
-    def _insert(self, cursor: Any) -> int:
-        model = self.importer.model
-        columns, values, params = [], [], []
-        for i, f in enumerate(self.fields):
-            columns.append(self.qn(f.model_field.column))
-            values.append(self._value(i))
-        active = {f.name for f in self.fields}
-        now = timezone.now()
-        for mf in model._meta.concrete_fields:
-            if mf.name in active:
-                continue
-            how, value = insert_default(mf) or ("missing", None)
-            if how == "omit":
-                continue
-            columns.append(self.qn(mf.column))
-            if how == "sql":  # uuid.uuid4
-                values.append(UUID4_SQL)
-                continue
-            if how == "now":
-                value = now.date() if type(mf) is models.DateField else now
-            elif how != "value":
-                raise TargetError(f"{self.model}: cannot fill field {mf.name!r}")
-            values.append("%s")
-            params.append(mf.get_db_prep_save(value, self.connection))
-        cursor.execute(
-            f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row",
-            params,
-        )
-        return cursor.rowcount
+    #: How a new row gets a random UUID (``uuid.uuid4`` as a field's default).
+    uuid4_sql = UUID4_SQL
 
     # ``_update`` is the shared plan's; these are where SQLite's tables differ.
     _source_of_action = "s.rowid = a._src"

@@ -190,10 +190,13 @@ class StagedSqlPlan(Plan):
     """A plan whose actions live in temporary tables of the run's connection until stored
     (:meth:`change_selects`, by the store) and applied (:meth:`apply_actions`). A backend
     subclass gives the SQL that differs between databases: ``create_src``, ``stage``,
-    ``classify``, ``change_selects``, ``_created``, ``_insert`` and ``close``."""
+    ``classify``, ``change_selects``, ``_created``, ``close``, ``uuid4_sql`` and
+    the stored-preview hooks."""
 
     #: SQL type of the staging table's ``_skip`` flag.
     skip_type = "boolean"
+    #: SQL of a random UUID, for ``uuid.uuid4`` defaults (each backend says its own).
+    uuid4_sql = ""
 
     def __init__(self, importer: BaseImporter, switches: Switches) -> None:
         super().__init__(model=importer.label)
@@ -476,6 +479,39 @@ class StagedSqlPlan(Plan):
             deleted += len(pks)
             last = pks[-1]
 
+    def _insert(self, cursor: Any) -> int:
+        """INSERT the creates from staging, with the defaults of the fields not mapped."""
+        model = self.importer.model
+        columns, values, params = [], [], []
+        for i, f in enumerate(self.fields):
+            columns.append(self.qn(f.model_field.column))
+            values.append(self._value(i))
+        active = {f.name for f in self.fields}
+        now = timezone.now()
+        for mf in model._meta.concrete_fields:
+            if mf.name in active:
+                continue
+            default: tuple[str, Any] = insert_default(mf) or ("missing", None)
+            how, value = default
+            if how == "omit":
+                continue
+            columns.append(self.qn(mf.column))
+            if how == "sql":  # uuid.uuid4: the database's own random UUID
+                values.append(self.uuid4_sql)
+                continue
+            if how == "now":
+                value = now.date() if type(mf) is models.DateField else now
+            elif how != "value":
+                raise TargetError(f"{self.model}: cannot fill field {mf.name!r}")
+            values.append("%s")
+            params.append(mf.get_db_prep_save(value, self.connection))
+        cursor.execute(
+            f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row",
+            params,
+        )
+        return cursor.rowcount
+
     # -- what each backend writes in its own SQL ----------------------------------------
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         raise NotImplementedError
@@ -490,9 +526,6 @@ class StagedSqlPlan(Plan):
         raise NotImplementedError
 
     def _created(self, limit: int | None = None) -> str:
-        raise NotImplementedError
-
-    def _insert(self, cursor: Any) -> int:
         raise NotImplementedError
 
     def close(self) -> None:
