@@ -26,13 +26,14 @@ from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound
 from djsync.mapping.fields import related_model
 from djsync.mapping.registry import bind, get_importer_class, importers_of, split_names
 from djsync.mapping.switches import SWITCH_NAMES, Switches, job_switches
+from djsync.models import SyncJob
 from djsync.runs import incremental
 from djsync.sources import FileSource, Source, get_source
 from djsync.store import error_stats, save_plan
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter
-    from djsync.models import SyncJob, SyncRun
+    from djsync.models import SyncRun
 
 
 @dataclass
@@ -47,8 +48,6 @@ class Step:
 # -- the job's importers -------------------------------------------------------------------
 def get_job(job: str | SyncJob) -> SyncJob:
     """A job by name (or the job itself); an unknown name lists the known ones."""
-    from djsync.models import SyncJob
-
     if isinstance(job, SyncJob):
         return job
     try:
