@@ -268,9 +268,8 @@ class RowConverter:
                 prepared = prepare(dict(record))  # a copy: a bad row is prepared again below
                 if prepared is not None:  # None: the importer skips the record
                     yield number, convert(prepared)
-            except HANDED_OVER:
-                # The importer reports the row error (or raises): no SourceRow comes back.
-                yield from importer._convert_one(record, number, fields)  # type: ignore[misc]
+            except HANDED_OVER:  # the importer's own code reports the row error (or raises)
+                yield from self._handed_over(record, number, fields)
 
     def cell_rows(
         self, rows: Iterable[list[str]], source: Source
@@ -299,8 +298,18 @@ class RowConverter:
                 yield number, convert(cells)
             except HANDED_OVER:
                 record = dict(zip(columns, cells, strict=True))
-                # The importer reports the row error (or raises): no SourceRow comes back.
-                yield from importer._convert_one(record, number, fields)  # type: ignore[misc]
+                yield from self._handed_over(record, number, fields)
+
+    def _handed_over(
+        self, record: dict[str, Any], number: int, fields: list[Any]
+    ) -> Iterator[Converted | RowError]:
+        """A record the fast converter refused, through the importer's own code: its row
+        errors, or (should that code accept it after all) its converted tuple."""
+        for item in self.importer._convert_one(record, number, fields):
+            if isinstance(item, SourceRow):
+                yield item.row, tuple(item.values[n] for n in self.names)
+            else:
+                yield item
 
     def _through_importer(
         self, records: Iterable[dict[str, Any]], source: Source
