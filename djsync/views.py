@@ -38,6 +38,7 @@ from djsync.exports.files import neutralize
 from djsync.forms import UploadForm
 from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncChange, SyncJob, SyncRun
+from djsync.runs import report
 from djsync.runs.lifecycle import NOT_APPLIED
 from djsync.runs.report import key_text
 from djsync.uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
@@ -468,6 +469,7 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         "errors_page": errors_page,
         "errors_pages": page_links(request, errors_page, "errors_page"),
         "errors_csv_url": run_url(run, "errors_csv", admin_site),
+        "paths": report.paths(run),  # staged: postgresql, generic: <why> (djsync.backends)
         **decision_context(request, run, admin_site),
         **result_context(request, run, admin_site),
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -119,6 +120,7 @@ def test_upload_preview_apply(
     assert '<del class="djsync-old">1.50</del> → <ins class="djsync-new">1.75</ins>' in page
     assert 'id="djsync-apply"' in page and 'id="djsync-discard"' in page
     assert '<td id="djsync-owner">admin (you)</td>' in page  # the preview's owner
+    assert f'<td id="djsync-path">staged: {connection.vendor}</td>' in page  # its path
     assert Product.objects.get(sku="A1").price == Decimal("1.50")  # nothing written yet
 
     with django_capture_on_commit_callbacks(execute=True):
