@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 from djsync.backends.stored import restage, stored_fields
-from djsync.engine.diff import Plan, StagedPlan
+from djsync.engine.diff import Plan
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
@@ -106,8 +106,3 @@ def stored_plan(run: SyncRun, importer: BaseImporter, switches: Switches) -> Pla
         plan = load_plan(run, importer)
     plan.path = str(path)
     return plan
-
-
-def is_staged(plan: Plan) -> bool:
-    """Whether ``plan`` lives in staging tables (planned, stored and applied in SQL)."""
-    return isinstance(plan, StagedPlan)

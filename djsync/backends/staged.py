@@ -217,8 +217,6 @@ class StagedSqlPlan(Plan):
         self.error_without_key = False
         self.closed = False
         self.work_mem = ""  # the session's own setting, restored by close()
-        #: Rebuilt from a stored preview (djsync.backends.stored), not from a source.
-        self.restaged = False
         #: Positions of foreign keys whose primary keys are resolved by a join when the
         #: apply starts (a stored preview, or parents created by the same run).
         self.parents: list[int] = []

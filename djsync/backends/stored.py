@@ -107,7 +107,7 @@ def restage(plan: StagedSqlPlan, run: SyncRun) -> None:
             cursor.execute(f"ANALYZE {plan.act}")
         if sqlite:
             cursor.execute(f"CREATE INDEX {plan.act}_pk ON {plan.act} (_pk)")
-    plan.run, plan.stored_limit, plan.restaged = run, None, True
+    plan.run, plan.stored_limit = run, None
     plan.parents = relations
     creates, updates, deletes = found.get("c", 0), found.get("u", 0), found.get("d", 0)
     plan.good, plan.new, plan.missing = creates + updates, creates, deletes

@@ -19,6 +19,7 @@ from typing import IO, Any
 from django.db import transaction
 from django.utils import timezone
 
+from djsync.engine.apply import check_limits
 from djsync.exceptions import ConfigurationError, RunLocked, RunStateError
 from djsync.exports.jobs import export_run, is_export
 from djsync.mapping.switches import JOB_FIELDS, SWITCH_NAMES
@@ -236,7 +237,7 @@ def _apply(
     """Write the plans (limits checked first; with ``stale``, a stored preview checked
     against the target in the same transaction) and end the run succeeded."""
     for step in todo:
-        steps.check_limits(step.plan, step.switches)  # type: ignore[arg-type]
+        check_limits(step.plan, step.switches)  # type: ignore[arg-type]
     if not SyncRun.objects.advance(
         sync_run, SyncRun.Status.APPLYING, progress=progress, dry_run=False
     ):  # ended meanwhile (the reaper found no heartbeat): write nothing

@@ -278,10 +278,9 @@ def limit_problems(steps: Sequence[Step]) -> list[str]:
 def apply_steps(
     sync_run: SyncRun, steps: Sequence[Step], *, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Check every limit, then write in one transaction: creates and updates parents first,
-    deletes children first. Returns the rows written; records each model's path."""
-    for step in steps:
-        check_limits(step.plan, step.switches)  # type: ignore[arg-type]
+    """Write in one transaction (the caller checked the limits): creates and updates
+    parents first, deletes children first. Returns the rows written; records each model's
+    path."""
     written = 0
 
     def report(done: int) -> None:  # rows written by every step so far
