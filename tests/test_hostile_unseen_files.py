@@ -26,6 +26,7 @@ from djsync.models import SyncRun
 from djsync.sources import FileSource
 from djsync.sources.base import Source
 from tests.hostile import run_isolated
+from tests.test_differential import MEMBER_FIELDS
 from tests.test_hostile_files import (
     ODS_CLOSE,
     ODS_OPEN,
@@ -500,24 +501,7 @@ VALUE_CASES = [
 
 
 def _member_row(**cells: str) -> dict[str, str]:
-    row = dict.fromkeys(
-        [
-            "team",
-            "number",
-            "name",
-            "nickname",
-            "note",
-            "score",
-            "joined",
-            "seen",
-            "alarm",
-            "vip",
-            "level",
-            "token",
-            "extra",
-        ],
-        "",
-    )
+    row = dict.fromkeys(MEMBER_FIELDS, "")
     return {**row, "team": "T", "number": "1", "name": "n", "level": "gold", **cells}
 
 

@@ -21,11 +21,6 @@ from tests.testapp.models import Category, Member, Product
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MEMBER_COLUMNS = [
-    "team", "number", "name", "nickname", "note", "score", "joined", "seen", "alarm", "vip",
-    "level", "token", "extra",
-]  # fmt: skip
-
 
 def member(number: int, **values: Any) -> dict[str, Any]:
     row = {
