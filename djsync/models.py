@@ -287,6 +287,9 @@ class SyncChange(models.Model):
     before = models.JSONField(_("before"), null=True, blank=True, encoder=DjangoJSONEncoder)
     after = models.JSONField(_("after"), null=True, blank=True, encoder=DjangoJSONEncoder)
     changed_fields = models.JSONField(_("changed fields"), default=list, blank=True)
+    #: Why the target refused this change when it was applied (a target that answers item
+    #: by item, such as an HTTP API); empty when it was written, or not applied.
+    error = models.TextField(_("refused"), blank=True, db_default="")
 
     class Meta:
         ordering = ["pk"]

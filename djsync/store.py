@@ -25,6 +25,7 @@ from djsync.models import SyncChange, SyncRowError, SyncRun
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter
+    from djsync.targets.base import Refused
 
 
 def audit_limit(run: SyncRun) -> int | None:
@@ -248,7 +249,34 @@ def _convert(importer: BaseImporter, values: dict[str, Any] | None) -> dict[str,
 
 
 def _pk(importer: BaseImporter, value: str) -> Any:
-    return importer.model._meta.pk.to_python(value)
+    return importer.target.restore_pk(value)
+
+
+def save_refusals(run: SyncRun, model: str, refused: Sequence[Refused]) -> None:
+    """What a target refused item by item when a run was applied: a row error each (key,
+    the field it blamed, its answer), and the answer on the stored change, at most
+    ``MAX_ROW_ERRORS`` per run like every row error."""
+    cap = settings.MAX_ROW_ERRORS
+    room = len(refused) if cap is None else max(0, int(cap) - run.row_errors.count())
+    kept = list(refused[:room])
+    SyncRowError.objects.bulk_create(
+        [
+            SyncRowError(
+                run=run,
+                model=model,
+                row=getattr(r.action, "row", None),
+                key=list(r.action.key),
+                column=r.field or "",
+                message=f"the target refused to {r.action.action} it: {r.message}",
+            )
+            for r in kept
+        ],
+        batch_size=settings.BATCH_SIZE,
+    )
+    for r in kept:
+        run.changes.filter(model=model, action=r.action.action, key=list(r.action.key)).update(
+            error=r.message[:2000]
+        )
 
 
 def iter_changes(run: SyncRun, action: str | None = None) -> Iterator[SyncChange]:

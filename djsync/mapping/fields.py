@@ -4,7 +4,7 @@ it (the converters are in djsync.mapping.converters)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models, router
 
@@ -21,6 +21,9 @@ from djsync.mapping.converters import (
     validating,
 )
 from djsync.sources.base import MISSING
+
+if TYPE_CHECKING:
+    from djsync.targets.base import Target
 
 
 class Field:
@@ -61,14 +64,15 @@ class Field:
     def bind(
         self,
         name: str,
-        model: type[models.Model],
+        model: type[models.Model] | Target,
         *,
         using: str | None = None,
         date_formats: Sequence[str] | None = None,
         datetime_formats: Sequence[str] | None = None,
     ) -> BoundField:
-        """This field on ``model``, for the database ``using``; ``date_formats`` and
-        ``datetime_formats`` are the importer's, used when the field declares none."""
+        """This field on ``model`` (or a target's field), for the database ``using``;
+        ``date_formats`` and ``datetime_formats`` are the importer's, used when the field
+        declares none."""
         return BoundField(
             self,
             name,
@@ -114,7 +118,7 @@ class BoundField:
         self,
         spec: Field,
         name: str,
-        model: type[models.Model],
+        model: type[models.Model] | Target,
         *,
         using: str | None = None,
         date_formats: Sequence[str] | None = None,
@@ -123,7 +127,11 @@ class BoundField:
         self.name = name
         self.column = spec.column or name
         self.spec = spec
-        self.model_field = concrete_field(model, name)
+        if not isinstance(model, type):  # a target's record: plain values, no relation
+            self.model_field = model.get_field(name)
+            using = using or "default"
+        else:
+            self.model_field = concrete_field(model, name)
         self.default = spec.default
         mf = self.model_field
         self.is_relation = bool(mf.is_relation and mf.many_to_one)
@@ -138,7 +146,7 @@ class BoundField:
             self.lookup = None
             value_field = mf
             self.target_path = mf.attname
-        using = using or router.db_for_write(model)
+        using = using or router.db_for_write(model)  # type: ignore[arg-type]
         converter = converter_for(
             value_field,
             date_formats=spec.date_formats or date_formats,

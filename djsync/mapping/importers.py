@@ -22,6 +22,8 @@ from djsync.exceptions import MappingError
 from djsync.mapping.fields import NOT_PROVIDED, BoundField, Field, null_token_set, related_model
 from djsync.mapping.switches import IMPORTER_SWITCHES, OnRowError, Switches
 from djsync.sources.base import MISSING, Source
+from djsync.targets.base import Target
+from djsync.targets.model import ModelTarget
 
 __all__ = ["BaseImporter", "Importer", "ImporterMetaclass", "ImporterOptions", "Switches"]
 
@@ -39,8 +41,11 @@ class BaseImporter:
     _meta: ClassVar[ImporterOptions]
     #: Registered name; set by ``djsync.register`` (from ``Meta.name``, else the model).
     name: ClassVar[str]
-    #: The target model.
+    #: The target model (or ``target``: a system that is not a Django model).
     model: ClassVar[type[models.Model]]
+    #: A :class:`djsync.targets.Target` class to write to instead of ``model``: an HTTP
+    #: API, another system (docs/targets.md).
+    target_class: ClassVar[type[Target] | None] = None
     #: Field names that identify a row in both source and target (the natural key).
     keys: ClassVar[Sequence[str]] = ()
     #: Model fields mapped from columns of the same name, or ``"__all__"``.
@@ -88,6 +93,8 @@ class BaseImporter:
 
     def __init__(self, *, using: str = "default") -> None:
         self.using = using
+        #: Where this importer writes: the model on ``using``, or the declared target.
+        self.target: Target = self.get_target()
         self.bound_fields = self.get_fields()
         missing = [k for k in self.keys if k not in self.bound_fields]
         if not self.keys or missing:
@@ -115,15 +122,22 @@ class BaseImporter:
             values["delete_guard"] = settings.DELETE_GUARD
         return Switches(**values)
 
+    def get_target(self) -> Target:
+        """The target of this importer's writes (a new one per importer instance)."""
+        if self.target_class is not None:
+            return self.target_class()
+        return ModelTarget(self.model, self.using)
+
+    @property
+    def writes_model(self) -> bool:
+        """True when the target is a Django model (the staged paths need one)."""
+        return isinstance(self.target, ModelTarget)
+
     def get_fields(self) -> dict[str, BoundField]:
-        """The mapped fields, by model field name: ``fields`` plus declared ``Field``s."""
+        """The mapped fields, by target field name: ``fields`` plus declared ``Field``s."""
         names: list[str]
         if self.fields == "__all__":
-            names = [
-                f.name
-                for f in self.model._meta.concrete_fields
-                if f.editable and not (f.primary_key and isinstance(f, models.AutoField))
-            ]
+            names = self.target.field_names()
         else:
             names = list(self.fields)
         for key in self.keys:
@@ -135,7 +149,7 @@ class BaseImporter:
         for name, spec in specs:
             bound[name] = spec.bind(
                 name,
-                self.model,
+                self.model if self.writes_model else self.target,
                 using=self.using,
                 date_formats=self.date_formats,
                 datetime_formats=self.datetime_formats,
@@ -144,7 +158,7 @@ class BaseImporter:
 
     @property
     def label(self) -> str:
-        return self.model._meta.label
+        return self.target.label
 
     # -- hooks ---------------------------------------------------------------------------
     def get_queryset(self) -> models.QuerySet:
@@ -173,16 +187,7 @@ class BaseImporter:
 
     def read_target(self) -> dict[Key, TargetRow]:
         """The rows in scope, by key, holding only the fields this run compares."""
-        fields = self.active_fields
-        paths = [f.target_path for f in fields]
-        qs = self.get_scope(self.get_queryset()).values_list("pk", *paths)
-        rows: dict[Key, TargetRow] = {}
-        for pk, *cells in qs.iterator(chunk_size=settings.BATCH_SIZE):
-            values = self.normalize_target_row(
-                dict(zip((f.name for f in fields), cells, strict=True))
-            )
-            rows[self.key_of(values)] = TargetRow(pk=pk, values=values)
-        return rows
+        return self.target.read_rows(self)
 
     def load_lookups(self) -> None:
         """One query per foreign key: natural key value → primary key of the related row."""
@@ -411,6 +416,7 @@ class ImporterOptions:
     defaults: ClassVar[dict[str, Any]] = {
         "name": None,
         "model": None,
+        "target": None,
         "keys": (),
         "fields": (),
         "scope": None,
@@ -426,6 +432,7 @@ class ImporterOptions:
 
     name: str | None
     model: type[models.Model] | None
+    target: type[Target] | None
     keys: Sequence[str]
     fields: Sequence[str] | str
     scope: dict[str, Any] | None
@@ -493,6 +500,14 @@ class ImporterOptions:
                 f'{self.importer}: fields is a list of field names or "__all__", '
                 f"not {self.fields!r}"
             )
+        if self.target is not None and not (
+            isinstance(self.target, type) and issubclass(self.target, Target)
+        ):
+            raise ImproperlyConfigured(
+                f"{self.importer}: target is a djsync.targets.Target subclass, not {self.target!r}"
+            )
+        if self.target is not None and self.model is not None:
+            raise ImproperlyConfigured(f"{self.importer}: give a model or a target, not both")
         if self.on_row_error not in ("fail", "skip"):
             raise ImproperlyConfigured(
                 f'{self.importer}: on_row_error is "fail" or "skip", not {self.on_row_error!r}'
@@ -506,7 +521,8 @@ class ImporterOptions:
         only when declared: ``register`` sets it otherwise."""
         for name in self.defaults:
             if name != "name" or name in self.given:
-                setattr(cls, name, getattr(self, name))
+                # ``target`` is the class; an importer's ``target`` is its instance of it.
+                setattr(cls, "target_class" if name == "target" else name, getattr(self, name))
 
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={getattr(self, k)!r}" for k in sorted(self.given))

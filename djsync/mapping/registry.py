@@ -25,7 +25,7 @@ def register(
     """
 
     def decorator(cls: ImporterT) -> ImporterT:
-        key = name or getattr(cls, "name", None) or cls.model._meta.label_lower
+        key = name or getattr(cls, "name", None) or _default_name(cls)
         existing = _importers.get(key)
         if existing is not None and existing is not cls:
             raise ImproperlyConfigured(
@@ -39,6 +39,21 @@ def register(
     if importer is not None:
         return decorator(importer)
     return decorator
+
+
+def _default_name(cls: type[BaseImporter]) -> str:
+    """The target model's label in lower case, or a target class's label."""
+    if cls.target_class is not None:
+        label = cls.target_class.label
+        if not label:
+            raise ImproperlyConfigured(
+                f"djsync: {cls.__qualname__}'s target {cls.target_class.__qualname__} has no "
+                "label; give it one, or the importer a Meta.name"
+            )
+        return label.lower()
+    if getattr(cls, "model", None) is None:
+        raise ImproperlyConfigured(f"djsync: {cls.__qualname__} has no model or target")
+    return cls.model._meta.label_lower
 
 
 def unregister(name: str) -> None:
@@ -71,25 +86,31 @@ def split_names(text: str | None) -> list[str]:
 
 def bind(cls: type[BaseImporter]) -> BaseImporter:
     """An importer of ``cls`` bound to its target's database (its own, or the router's)."""
-    from django.db import router
+    from django.db import DEFAULT_DB_ALIAS, router
 
+    if cls.target_class is not None:  # not a model: the run's own database holds the history
+        return cls(using=cls.database or DEFAULT_DB_ALIAS)
     return cls(using=cls.database or router.db_for_write(cls.model))
 
 
 def dependency_order(importers: Sequence[BaseImporter]) -> list[BaseImporter]:
-    """Parents before children (by foreign keys between their models), else as given."""
+    """Parents before children (by foreign keys between their models, or the parents a
+    target names), else as given."""
     from djsync.exceptions import ConfigurationError
     from djsync.mapping.fields import related_model
 
-    labels = {imp.model._meta.label: imp for imp in importers}
+    labels = {imp.label: imp for imp in importers}
     needs: dict[str, set[str]] = {}
     for imp in importers:
-        parents = {
-            related_model(f)._meta.label
-            for f in imp.model._meta.concrete_fields
-            if f.is_relation and f.related_model is not imp.model
-        }
-        needs[imp.model._meta.label] = parents & set(labels) - {imp.model._meta.label}
+        if imp.writes_model:
+            parents = {
+                related_model(f)._meta.label
+                for f in imp.model._meta.concrete_fields
+                if f.is_relation and f.related_model is not imp.model
+            }
+        else:  # another system: the target says which of its siblings come first
+            parents = set(imp.target.parents)
+        needs[imp.label] = parents & set(labels) - {imp.label}
     ordered: list[BaseImporter] = []
     done: set[str] = set()
     while len(ordered) < len(importers):

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from djsync.engine.apply import check_limits
-from djsync.exceptions import ConfigurationError, RunLocked, RunStateError
+from djsync.exceptions import ConfigurationError, RunLocked, RunStateError, TargetError
 from djsync.exports.jobs import export_run, is_export
 from djsync.mapping.switches import JOB_FIELDS, SWITCH_NAMES
 from djsync.models import SyncJob, SyncRun
@@ -244,16 +244,33 @@ def _apply(
         current = SyncRun.objects.filter(pk=sync_run.pk).values_list("status", flat=True).first()
         raise RunStateError(f"run #{sync_run.pk} is {current}; it was not applied")
     total = sum(plan.total for plan in steps.plans(todo))
-    with transaction.atomic(using=todo[0].importer.using):
-        if stale:
-            for step in todo:
-                steps.check_stale(step.plan, step.importer)  # type: ignore[arg-type]
-        sync_run.rows_applied = steps.apply_steps(
-            sync_run, todo, progress=_apply_progress(progress, total)
-        )
+    try:
+        with transaction.atomic(using=todo[0].importer.using):
+            if stale:
+                for step in todo:
+                    steps.check_stale(step.plan, step.importer)  # type: ignore[arg-type]
+            sync_run.rows_applied = steps.apply_steps(
+                sync_run, todo, progress=_apply_progress(progress, total)
+            )
+    except Exception as exc:
+        kept = steps.untransacted_writes(todo)
+        refused = steps.record_refusals(sync_run, todo)
+        if not kept and not refused:
+            raise
+        sync_run.rows_applied = kept
+        raise TargetError(
+            f"{exc} ({kept:,} of {total:,} changes were written before it stopped and stay "
+            "written: the target is not transactional; a new run picks up from there)"
+        ) from exc
+    refused = steps.record_refusals(sync_run, todo)
     incremental.save_cursor(sync_run.job, sync_run)
     if stale:
         release_upload(sync_run)  # applied: the preview's uploaded file has served its purpose
+    if refused:
+        message = steps.refusal_message(todo, total)
+        if any(step.switches.on_row_error == "fail" for step in todo if step.result.refused):
+            raise TargetError(message)
+        sync_run.warnings = [*(sync_run.warnings or []), message]
     SyncRun.objects.finish(sync_run, SyncRun.Status.SUCCEEDED, progress=progress)
 
 

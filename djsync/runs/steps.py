@@ -11,7 +11,7 @@ A stored preview comes back as the same steps (:func:`stored_steps`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from djsync.models import SyncJob
 from djsync.runs import incremental
 from djsync.sources import FileSource, Source, get_source
 from djsync.store import error_stats, save_plan
+from djsync.targets.base import WriteResult
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter
@@ -43,6 +44,10 @@ class Step:
     importer: BaseImporter
     switches: Switches
     plan: Plan | None = None
+    #: What the apply wrote and what the target refused (a target that is not a database
+    #: answers item by item).
+    result: WriteResult = field(default_factory=WriteResult)
+    refusals_saved: bool = False
 
 
 # -- the job's importers -------------------------------------------------------------------
@@ -291,25 +296,87 @@ def apply_steps(
         if len(steps) == 1:
             plan = steps[0].plan
             assert plan is not None
-            apply_plan(plan, steps[0].importer, progress=report)
+            apply_plan(plan, steps[0].importer, progress=report, result=steps[0].result)
         else:
             for step in steps:
                 importer, plan = step.importer, step.plan
                 assert plan is not None
-                if not isinstance(plan, StagedPlan):
+                if not isinstance(plan, StagedPlan) and importer.writes_model:
                     importer.load_lookups()  # parents written just now get their primary keys
-                apply_plan(plan, importer, progress=report, actions=("create", "update"))
+                apply_plan(
+                    plan,
+                    importer,
+                    progress=report,
+                    actions=("create", "update"),
+                    result=step.result,
+                )
                 written += len(plan.creates) + len(plan.updates)
             for step in reversed(steps):
                 plan = step.plan
                 if plan is not None and plan.deletes:
-                    apply_plan(plan, step.importer, progress=report, actions=("delete",))
+                    apply_plan(
+                        plan,
+                        step.importer,
+                        progress=report,
+                        actions=("delete",),
+                        result=step.result,
+                    )
                     written += len(plan.deletes)
     stats = dict(sync_run.stats or {})
     for plan in plans(steps):  # the path each model's apply took
         stats[plan.model] = {**stats.get(plan.model, {}), "path": plan.path}
     sync_run.stats = stats
-    return sum(plan.total for plan in plans(steps))
+    return sum(step.result.written for step in steps)
+
+
+def record_refusals(sync_run: SyncRun, steps: Sequence[Step]) -> int:
+    """Store what targets refused item by item (row errors, and the answer on each stored
+    change); count them into the run's errors and each model's stats. Returns how many."""
+    from djsync.store import save_refusals
+
+    total = 0
+    stats = dict(sync_run.stats or {})
+    for step in steps:
+        refused = step.result.refused or []
+        if not refused or step.plan is None or step.refusals_saved:
+            continue
+        step.refusals_saved = True
+        save_refusals(sync_run, step.plan.model, refused)
+        by_action = {a: sum(1 for r in refused if r.action.action == a) for a in CHANGE_KINDS}
+        stats[step.plan.model] = {
+            **stats.get(step.plan.model, {}),
+            "refused": {a: n for a, n in by_action.items() if n},
+        }
+        total += len(refused)
+    if total:
+        sync_run.stats = stats
+        sync_run.errors += total
+    return total
+
+
+def refusal_message(steps: Sequence[Step], total: int) -> str:
+    """One line: how many changes each target refused, with its first answers."""
+    parts = []
+    for step in steps:
+        refused = step.result.refused or []
+        if refused and step.plan is not None:
+            first = "; ".join(f"{_key(r.action.key)}: {r.message}" for r in refused[:3])
+            more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+            parts.append(
+                f"{step.plan.model}: the target refused {len(refused):,} of "
+                f"{step.plan.total:,} changes ({first}{more})"
+            )
+    written = sum(step.result.written for step in steps)
+    return "; ".join(parts) + f"; {written:,} of {total:,} changes written"
+
+
+#: The kinds of action, in the order they are written.
+CHANGE_KINDS = ("create", "update", "delete")
+
+
+def untransacted_writes(steps: Sequence[Step]) -> int:
+    """Items written to targets that a rollback does not undo (an API's, say)."""
+    return sum(s.result.written for s in steps if not s.importer.target.transactional)
 
 
 def stored_steps(sync_run: SyncRun) -> list[Step]:
@@ -345,7 +412,7 @@ def check_stale(plan: Plan, importer: BaseImporter) -> None:
     existing: list[Update | Delete] = [*plan.updates, *plan.deletes]
     for action in existing:
         row = current.get(action.key)
-        if row is None or row.pk != action.pk:
+        if row is None or str(row.pk) != str(action.pk):
             conflicts.append((_key(action.key), "gone"))
         elif any(not same(_ms(row.values.get(f)), _ms(v)) for f, v in action.old.items()):
             conflicts.append((_key(action.key), "changed"))

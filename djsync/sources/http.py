@@ -105,7 +105,8 @@ class HttpSource(Source):
     - ``url`` (under one of ``DJSYNC["HTTP_BASE_URLS"]``), ``method`` (GET or POST),
       ``params`` (query string), ``json`` (POST body), ``headers`` (a value may be
       ``{"credential": "NAME"}``).
-    - ``auth``: ``{"type": "bearer", "token": "NAME"}``, ``{"type": "basic", "username":
+    - ``auth``: ``{"type": "bearer", "token": "NAME"}`` (``"scheme": "Token"`` for
+      ``Authorization: Token …``), ``{"type": "basic", "username":
       "NAME", "password": "NAME"}``, ``{"type": "header", "header": "X-Api-Key", "token":
       "NAME"}`` or ``{"type": "query", "param": "api_key", "token": "NAME"}``, where each
       NAME is a credential of ``DJSYNC["CREDENTIALS"]``.
@@ -291,6 +292,11 @@ class HttpSource(Source):
                     f"{self.name}: auth type must be bearer, basic, header or query, not "
                     f"{str(kind)[:40]!r}"
                 )
+            scheme = options.get("scheme", "Bearer")
+            if not isinstance(scheme, str) or not scheme.isalnum() or len(scheme) > 30:
+                raise ConfigurationError(
+                    f"{self.name}: auth scheme is one word such as Bearer or Token"
+                )
             for option in secrets:
                 name = options.get(option)
                 if not name:
@@ -314,7 +320,8 @@ class HttpSource(Source):
             headers[header] = values.get(f"header:{header}", str(value))
         kind = self.auth_options.get("type", "bearer") if self.auth_options else None
         if kind == "bearer":
-            headers["Authorization"] = f"Bearer {values['auth:token']}"
+            scheme = self.auth_options.get("scheme", "Bearer")
+            headers["Authorization"] = f"{scheme} {values['auth:token']}"
         elif kind == "basic":
             pair = f"{values['auth:username']}:{values['auth:password']}".encode()
             token = base64.b64encode(pair).decode()

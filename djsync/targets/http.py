@@ -1,0 +1,451 @@
+"""The HTTP JSON API target: a REST collection read by listing it, written item by item or
+in batches.
+
+What it may reach is the site's, as for the HTTP source: every request stays under
+``DJSYNC["HTTP_BASE_URLS"]`` and credentials come from ``DJSYNC["CREDENTIALS"]`` by name.
+Reading the collection is the HTTP source's job (same pagination styles, same limits).
+Writing is bounded too: retries with backoff on 429 and 5xx honouring ``Retry-After``, a
+rate limit, a deadline for the whole apply, a cap on each answer's size. An item the API
+refuses (a 4xx) is a row error naming its key and the API's answer; the others are
+written. A create that gets no answer is never sent twice: the next run reads the
+collection and finds it by key if it was made, so runs converge.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from datetime import time as dt_time
+from decimal import Decimal
+from typing import Any, ClassVar
+from urllib.parse import quote
+from uuid import UUID
+
+import httpx
+
+from djsync.conf import settings
+from djsync.engine.diff import Create, Delete, Key, Update
+from djsync.exceptions import ConfigurationError, SourceError, TargetError
+from djsync.sources.http import HttpSource
+from djsync.sources.http_fetch import _retry_after
+from djsync.sources.http_trust import check_url, redact, shown
+from djsync.targets.base import Refused, Target, WriteResult
+
+__all__ = ["HttpApiTarget"]
+
+#: Answers that say "not now, try again": nothing was done, so even a create is resent.
+RETRY_ANY = frozenset({429, 503})
+#: Answers after which only a request that can be repeated safely is resent.
+RETRY_IDEMPOTENT = frozenset({408, 425, 500, 502, 504})
+#: Most bytes of an answer to a write that are read (its message, a batch's results).
+MAX_ANSWER = 10 * 1024 * 1024
+#: Characters of an answer quoted in a row error.
+QUOTED = 300
+
+
+class HttpApiTarget(Target):
+    """A collection of a JSON API: ``GET url`` lists it (paginated as the HTTP source's
+    ``pagination`` and ``records`` say), ``POST url`` creates, ``PATCH`` (or ``PUT``) and
+    ``DELETE`` on ``item_url`` change one record; with ``batch_url``, one request carries a
+    batch (see :meth:`batch_body` and :meth:`batch_refusals`).
+
+    Subclass it in code, with ``label`` and ``fields`` as for any target::
+
+        class Accounts(HttpApiTarget):
+            label = "directory.accounts"
+            url = "https://directory.example.com/api/accounts/"
+            auth = {"type": "bearer", "scheme": "Token", "token": "directory"}
+            pagination = {"style": "next", "path": "next"}
+            records = "results"
+            fields = {"username": models.CharField(max_length=150), ...}
+    """
+
+    #: The collection's URL (override :meth:`get_url` to read it from settings).
+    url: ClassVar[str] = ""
+    #: One record's URL: ``{url}`` the collection's, ``{id}`` its identifier.
+    item_url: ClassVar[str] = "{url}{id}/"
+    #: The field of a listed record that identifies it in ``item_url``.
+    id_field: ClassVar[str] = "id"
+    #: As the HTTP source's options: list query, auth, extra headers, records, pagination.
+    params: ClassVar[dict[str, Any]] = {}
+    auth: ClassVar[dict[str, Any] | None] = None
+    headers: ClassVar[dict[str, Any]] = {}
+    records: ClassVar[str | None] = None
+    pagination: ClassVar[dict[str, Any] | None] = None
+    #: ``PATCH`` sends the changed fields; ``PUT`` the whole record (read first, then sent).
+    update_method: ClassVar[str] = "PATCH"
+    #: A batch endpoint (``POST``) taking many items in one request, or None.
+    batch_url: ClassVar[str | None] = None
+    #: Most requests per second (None: as fast as the API answers).
+    rate: ClassVar[float | None] = None
+    #: Seconds per request, attempts after the first, first backoff (None: HTTP_* settings).
+    timeout: ClassVar[float | None] = None
+    retries: ClassVar[int | None] = None
+    backoff: ClassVar[float | None] = None
+    #: Seconds the whole write may take (None: ``DJSYNC["HTTP_DEADLINE"]``).
+    deadline: ClassVar[float | None] = None
+    #: A test's transport (httpx); None: the network.
+    transport: ClassVar[httpx.BaseTransport | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.update_method not in ("PATCH", "PUT"):
+            raise ConfigurationError(f"{self}: update_method is PATCH or PUT")
+        self._client: httpx.Client | None = None
+        self._last_request = 0.0
+        self._started: float | None = None
+        self.requests = 0
+        #: Seconds spent waiting on the API (answers, retries, the rate limit).
+        self.waited = 0.0
+
+    # -- where -----------------------------------------------------------------------------
+    def get_url(self) -> str:
+        return self.url
+
+    def item_location(self, pk: Any) -> str:
+        return self.item_url.format(url=self.get_url(), id=quote(str(pk), safe=""))
+
+    def describe(self, action: str, key: Key, pk: Any) -> str:
+        shown_key = key[0] if len(key) == 1 else key
+        if self.batch_url:
+            return f"POST {self.batch_url} ({action} {shown_key!r})"
+        if action == "create":
+            return f"POST {self.get_url()}"
+        method = "DELETE" if action == "delete" else self.update_method
+        return f"{method} {self.item_location(pk)}"
+
+    def restore_pk(self, text: str) -> Any:
+        return int(text) if text.isdigit() else text
+
+    def _source(self) -> HttpSource:
+        """The collection as an HTTP source: reading it, and the request parts (base URLs,
+        credentials, headers) every write shares."""
+        return HttpSource(
+            self.get_url(),
+            params=dict(self.params),
+            headers=dict(self.headers),
+            auth=dict(self.auth) if self.auth else None,
+            records=self.records,
+            pagination=dict(self.pagination) if self.pagination else None,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            name=self.label or self.get_url(),
+            transport=self.transport,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+    def read(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Every record, listed page by page (never one request per record)."""
+        try:
+            for number, record in enumerate(self._source().read(), start=1):
+                if not isinstance(record, dict) or self.id_field not in record:
+                    raise TargetError(
+                        f"{self}: listed record {number} has no {self.id_field!r} "
+                        "(the id_field that identifies a record)"
+                    )
+                yield record[self.id_field], record
+        except SourceError as exc:
+            raise TargetError(f"{self}: reading the target: {exc}") from exc
+
+    # -- writing ---------------------------------------------------------------------------
+    def to_remote(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Field values as the API takes them in JSON: dates and times in ISO 8601,
+        decimals and UUIDs as text. Override for an API with other ideas."""
+        return {name: _json_value(value) for name, value in values.items()}
+
+    def create(self, batch: list[Create]) -> list[Refused]:
+        if self.batch_url:
+            return self._batch("create", batch)
+        refused = []
+        for action in batch:
+            problem = self._send(action, "POST", self.get_url(), self.to_remote(action.values))
+            if problem:
+                refused.append(problem)
+        return refused
+
+    def update(self, batch: list[Update]) -> list[Refused]:
+        if self.batch_url:
+            return self._batch("update", batch)
+        refused = []
+        for action in batch:
+            location = self.item_location(action.pk)
+            body = self.to_remote(action.new)
+            if self.update_method == "PUT":
+                current, problem = self._get(action, location)
+                if problem:
+                    refused.append(problem)
+                    continue
+                body = {**{k: v for k, v in current.items() if k != self.id_field}, **body}
+            problem = self._send(action, self.update_method, location, body)
+            if problem:
+                refused.append(problem)
+        return refused
+
+    def delete(self, batch: list[Delete]) -> list[Refused]:
+        if self.batch_url:
+            return self._batch("delete", batch)
+        refused = []
+        for action in batch:
+            problem = self._send(action, "DELETE", self.item_location(action.pk), None)
+            if problem:
+                refused.append(problem)
+        return refused
+
+    def batch_body(self, action: str, batch: Sequence[Create | Update | Delete]) -> Any:
+        """The batch request's JSON: ``{"create": [record, …]}``, ``{"update": [{"id": …,
+        changed fields …}, …]}`` or ``{"delete": [id, …]}``."""
+        if action == "create":
+            return {"create": [self.to_remote(a.values) for a in batch]}  # type: ignore[union-attr]
+        if action == "update":
+            return {
+                "update": [
+                    {self.id_field: a.pk, **self.to_remote(a.new)}  # type: ignore[union-attr]
+                    for a in batch
+                ]
+            }
+        return {"delete": [a.pk for a in batch]}  # type: ignore[union-attr]
+
+    def batch_refusals(
+        self, action: str, batch: Sequence[Create | Update | Delete], answer: Any
+    ) -> list[Refused]:
+        """The items a batch answer refuses: ``{"<action>": [{"status": 201}, {"status":
+        400, "errors": {...}}, …]}``, one result per item in order. A delete answered 404
+        is already gone: done."""
+        results = answer.get(action) if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(batch):
+            raise TargetError(
+                f"{self}: the batch answer has no list of {len(batch)} {action!r} results"
+            )
+        refused = []
+        for item, result in zip(batch, results, strict=True):
+            status = result.get("status") if isinstance(result, dict) else None
+            if not isinstance(status, int):
+                raise TargetError(f"{self}: a batch result has no status: {_quote(result)}")
+            if status >= 400 and not (action == "delete" and status == 404):
+                refused.append(self._refusal(item, status, result))
+        return refused
+
+    def _batch(self, action: str, batch: Sequence[Create | Update | Delete]) -> list[Refused]:
+        url = str(httpx.URL(self.get_url()).join(self.batch_url or ""))
+        response, body, problem = self._request("POST", url, self.batch_body(action, batch), True)
+        if problem is not None:
+            return [Refused(item, problem) for item in batch]
+        assert response is not None
+        if response.status_code >= 400:
+            return [self._refusal(item, response.status_code, body) for item in batch]
+        return self.batch_refusals(action, batch, body)
+
+    def _get(self, action: Update, location: str) -> tuple[dict[str, Any], Refused | None]:
+        response, body, problem = self._request("GET", location, None, True)
+        if problem is not None:
+            return {}, Refused(action, problem)
+        assert response is not None
+        if response.status_code >= 400 or not isinstance(body, dict):
+            return {}, self._refusal(action, response.status_code, body)
+        return body, None
+
+    def _send(
+        self, action: Create | Update | Delete, method: str, url: str, body: Any
+    ) -> Refused | None:
+        """One item's request; its refusal, or None when done (a delete answered 404 is
+        already gone: done)."""
+        response, answer, problem = self._request(method, url, body, method != "POST")
+        if problem is not None:
+            return Refused(action, problem)
+        assert response is not None
+        status = response.status_code
+        if status < 400 or (method == "DELETE" and status == 404):
+            return None
+        return self._refusal(action, status, answer)
+
+    def _refusal(self, action: Create | Update | Delete, status: int, answer: Any) -> Refused:
+        """The API's answer as a row error: its per-field messages, or its detail."""
+        field = None
+        if isinstance(answer, dict):
+            answer = answer.get("errors", answer)
+        if isinstance(answer, dict) and answer:
+            known = [name for name in answer if name in self._fields]
+            field = known[0] if known else None
+            parts = []
+            for name, messages in list(answer.items())[:5]:
+                if isinstance(messages, list):
+                    messages = " ".join(str(m) for m in messages)
+                prefix = "" if name in ("detail", "message", "error", "status") else f"{name}: "
+                if name != "status":
+                    parts.append(f"{prefix}{messages}")
+            text = "; ".join(parts)
+        else:
+            text = "" if answer is None else str(answer)
+        return Refused(action, self._clean(f"answered {status}: {_quote(text)}"), field)
+
+    # -- one request, retried, rate-limited, bounded -------------------------------------------
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            source = self._source()
+            self._bases = source._allowed_start()
+            headers, query, self._secrets = source._request_parts(source._credentials())
+            self._query = query
+            self._client = httpx.Client(
+                headers={**headers, "Content-Type": "application/json"},
+                timeout=source.timeout,
+                transport=self.transport,
+                follow_redirects=False,
+                trust_env=False,
+            )
+            self._retries = source.retries
+            self._backoff = source.backoff
+            self._started = time.monotonic()
+        return self._client
+
+    def _request(
+        self, method: str, url: str, body: Any, repeatable: bool
+    ) -> tuple[httpx.Response | None, Any, str | None]:
+        """Send one request; retry what may be retried. Returns the final response and its
+        JSON (or text), or a problem that refuses the item without stopping the run."""
+        client = self._http()
+        target = httpx.URL(url)
+        problem = check_url(target, self._bases)
+        if problem:
+            raise TargetError(self._clean(f"{self}: {method} {shown(target)}: the URL {problem}"))
+        content = None if body is None else json.dumps(body, default=str).encode()
+        attempt = 0
+        while True:
+            self._wait_turn()
+            started = time.monotonic()
+            try:
+                request = client.build_request(method, target, params=self._query, content=content)
+                response = client.send(request, stream=True)
+                try:
+                    data = _read_capped(response)
+                finally:
+                    response.close()
+            except httpx.ConnectError as exc:  # nothing was sent: safe to send again
+                self.waited += time.monotonic() - started
+                if attempt < self._retries:
+                    attempt = self._pause(attempt, None, method, url, str(exc))
+                    continue
+                raise TargetError(self._clean(f"{self}: {method} {shown(target)}: {exc}")) from exc
+            except (httpx.TransportError, ValueError) as exc:
+                self.waited += time.monotonic() - started
+                if repeatable and attempt < self._retries:
+                    attempt = self._pause(attempt, None, method, url, str(exc))
+                    continue
+                if not repeatable:  # sent, maybe done: never sent twice
+                    return (
+                        None,
+                        None,
+                        self._clean(
+                            f"{method} got no answer ({_one_line(exc)}); a new run finds the "
+                            "record by its key if it was made"
+                        ),
+                    )
+                raise TargetError(self._clean(f"{self}: {method} {shown(target)}: {exc}")) from exc
+            self.waited += time.monotonic() - started
+            self.requests += 1
+            status = response.status_code
+            retry = status in RETRY_ANY or (repeatable and status in RETRY_IDEMPOTENT)
+            if retry and attempt < self._retries:
+                attempt = self._pause(attempt, _retry_after(response), method, url, str(status))
+                continue
+            if 300 <= status < 400:
+                raise TargetError(
+                    f"{self}: {method} {shown(target)} answered {status} (a redirect); a "
+                    "target's URLs must name the API itself, redirects are not followed"
+                )
+            if status >= 500 or status in RETRY_ANY:
+                raise TargetError(
+                    self._clean(
+                        f"{self}: {method} {shown(target)} answered {status} after "
+                        f"{attempt + 1} attempt{'s' if attempt else ''}: {_quote(_text(data))}"
+                    )
+                )
+            return response, _decoded(data), None
+
+    def _pause(
+        self, attempt: int, retry_after: float | None, method: str, url: str, why: str
+    ) -> int:
+        delay = retry_after if retry_after is not None else self._backoff * 2**attempt
+        delay = min(delay, float(settings.HTTP_MAX_BACKOFF))
+        self._check_deadline(method, url, delay, why)
+        time.sleep(delay)
+        self.waited += delay
+        return attempt + 1
+
+    def _wait_turn(self) -> None:
+        """Hold to ``rate`` requests per second, and to the deadline."""
+        self._check_deadline("", "", 0.0, "")
+        if self.rate:
+            gap = 1.0 / float(self.rate) - (time.monotonic() - self._last_request)
+            if gap > 0:
+                time.sleep(gap)
+                self.waited += gap
+        self._last_request = time.monotonic()
+
+    def _check_deadline(self, method: str, url: str, delay: float, why: str) -> None:
+        limit = float(self.deadline if self.deadline is not None else settings.HTTP_DEADLINE)
+        spent = time.monotonic() - (self._started or time.monotonic())
+        if spent + delay > limit:
+            after = f" (last: {method} {url}: {why})" if method else ""
+            raise TargetError(
+                f"{self}: the write passed its deadline of {limit:.0f} s "
+                f'(deadline, DJSYNC["HTTP_DEADLINE"]){after}'
+            )
+
+    def _clean(self, text: str) -> str:
+        return redact(text, getattr(self, "_secrets", ()))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def write(self, *args: Any, **kwargs: Any) -> WriteResult:
+        """The base class's batches, on one connection closed at the end."""
+        try:
+            return super().write(*args, **kwargs)
+        finally:
+            self.close()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date | dt_time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    return value
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise ValueError(f"the answer is larger than {MAX_ANSWER // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decoded(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return _text(data)
+
+
+def _text(data: bytes) -> str:
+    return " ".join(data[: QUOTED * 4].decode("utf-8", "replace").split())
+
+
+def _quote(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text[:QUOTED] + ("…" if len(text) > QUOTED else "")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
