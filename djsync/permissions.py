@@ -37,9 +37,26 @@ def target_models(job: SyncJob) -> list[type[models.Model]] | None:
     from djsync.runs.steps import importer_names
 
     try:
-        return [get_importer_class(name).model for name in importer_names(job)] or None
+        classes = [get_importer_class(name) for name in importer_names(job)]
     except ImproperlyConfigured:
         return None
+    if not classes:
+        return None
+    return [cls.model for cls in classes if cls.target_class is None]
+
+
+def target_permissions(job: SyncJob) -> list[str]:
+    """Permissions the targets of a job that are not models ask of whoever writes to them
+    (a target's ``permission``); a model's are its add/change/delete permissions."""
+    from djsync.runs.steps import importer_names
+
+    try:
+        classes = [get_importer_class(name) for name in importer_names(job)]
+    except ImproperlyConfigured:
+        return []
+    return [
+        c.target_class.permission for c in classes if c.target_class and c.target_class.permission
+    ]
 
 
 def target_model(job: SyncJob) -> type[models.Model] | None:
@@ -107,11 +124,14 @@ def missing_for_counts(user: Any, model: type[models.Model], counts: dict[str, i
 
 def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
     """Why ``user`` may not apply ``run``'s plan: the permissions they lack (empty: allowed)."""
+    from djsync.runs.steps import importer_names
+
     found = target_models(run.job)
     if found is None:
         return [f"importer {run.job.importer!r} is not registered"]
     missing = [] if can_preview(user, run.job) else ["djsync.add_syncrun"]
-    if len(found) == 1:
+    missing += [p for p in target_permissions(run.job) if not user.has_perm(p)]
+    if len(found) == 1 and len(importer_names(run.job)) == 1:
         return missing + missing_for_counts(user, found[0], run.counts)
     zero = dict.fromkeys(ACTION_PERMISSION, 0)
     for model in found:  # a multi-model run: each model's own counts
@@ -127,9 +147,12 @@ def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
     if target_models(job) is None:
         return [f"importer {job.importer!r} is not registered"]
     missing = [] if can_preview(user, job) else ["djsync.add_syncrun"]
+    missing += [p for p in target_permissions(job) if not user.has_perm(p)]
     try:
         importers = make_importers(job)
         for importer in importers:
+            if not importer.writes_model:
+                continue
             switches = resolve_switches(importer, job, {})
             counts = {k: int(v) for k, v in switches.allowed_actions().items()}
             missing += missing_for_counts(user, importer.model, counts)

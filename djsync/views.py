@@ -40,7 +40,7 @@ from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncChange, SyncJob, SyncRun
 from djsync.runs import report
 from djsync.runs.lifecycle import NOT_APPLIED
-from djsync.runs.report import key_text
+from djsync.runs.report import key_text, requests
 from djsync.uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
 
 #: Changes and row errors per page of the run page.
@@ -403,12 +403,22 @@ class ChangeRow:
     key: str
     object_pk: str
     cells: list[Cell] = field(default_factory=list)
+    #: For a target that is not a model: the request the apply sends (``PATCH …/17/``).
+    request: str = ""
+    #: The target's answer when it refused this change.
+    refused: str = ""
 
 
-def change_row(change: SyncChange, fields: list[str]) -> ChangeRow:
+def change_row(
+    change: SyncChange, fields: list[str], targets: dict[str, Any] | None = None
+) -> ChangeRow:
     """Updates show only their changed fields, old → new; creates and deletes every value,
-    in the importer's field order."""
+    in the importer's field order; for a target that is not a model, what will be sent."""
     row = ChangeRow(change.action, change.row, key_text(change.key), change.object_pk)
+    row.refused = change.error
+    target = (targets or {}).get(change.model)
+    if target is not None:
+        row.request = target.describe(change.action, tuple(change.key), change.object_pk)
     before, after = change.before or {}, change.after or {}
     if change.action == SyncChange.Action.UPDATE:
         row.cells = [
@@ -457,6 +467,7 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
     changes_page = paginate(changes, request, "page")
     errors_page = paginate(run.row_errors.order_by("pk"), request, "errors_page")
     fields = field_order(run.job)
+    targets = requests(run)
     return {
         "title": _("Run #%(pk)s of %(job)s") % {"pk": run.pk, "job": run.job.name},
         "run": run,
@@ -464,7 +475,9 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         "action": action,
         "action_tabs": action_tabs(request, run, action),
         "changes_page": changes_page,
-        "change_rows": [change_row(c, fields) for c in changes_page.object_list],
+        "change_rows": [
+            change_row(c, fields, targets) for c in changes_page.object_list
+        ],
         "changes_pages": page_links(request, changes_page, "page"),
         "errors_page": errors_page,
         "errors_pages": page_links(request, errors_page, "errors_page"),

@@ -102,9 +102,37 @@ def key_text(key: list[Any]) -> str:
     return ", ".join(str(k) for k in key)
 
 
-def change_text(change: SyncChange, *, written: bool = True) -> str:
+def requests(run: SyncRun) -> dict[str, Any]:
+    """The targets of a run that are not models, by label: their preview lines say what
+    will be sent (``PATCH https://…/accounts/17/``)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from djsync.exceptions import ConfigurationError
+    from djsync.mapping.registry import importers_of
+
+    try:
+        importers = importers_of(run.job.importer, job=run.job.name)
+    except (ConfigurationError, ImproperlyConfigured):  # an importer gone since: plain lines
+        return {}
+    return {i.label: i.target for i in importers if not i.writes_model}
+
+
+def change_text(
+    change: SyncChange, *, written: bool = True, targets: dict[str, Any] | None = None
+) -> str:
     """One change as a line: ``+ create app.Model [key] …``; a change that was not
-    written (its run failed) reads ``+ would create …``."""
+    written (its run failed) reads ``+ would create …``; for a target that is not a
+    model, what is sent (``→ POST https://…``); a change the target refused, its answer."""
+    line = _change_text(change, written=written)
+    target = (targets or {}).get(change.model)
+    if target is not None:
+        line += f" → {target.describe(change.action, tuple(change.key), change.object_pk)}"
+    if change.error:
+        line += f" ✗ refused: {change.error}"
+    return line
+
+
+def _change_text(change: SyncChange, *, written: bool = True) -> str:
     would = "" if written else "would "
     membership = membership_label(change.model)
     if membership is not None:  # a link of a many-to-many field: "+ add membership …"
@@ -137,8 +165,9 @@ def change_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
     if limit is not None:
         qs = qs[:limit]
     written = not wrote_nothing(run)
+    targets = requests(run)
     for change in qs.iterator(chunk_size=2000):
-        yield change_text(change, written=written)
+        yield change_text(change, written=written, targets=targets)
 
 
 def error_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:

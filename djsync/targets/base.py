@@ -75,6 +75,9 @@ class Target:
     batch_size: ClassVar[int] = 100
     #: Labels of targets a job must write before this one (parents first).
     parents: ClassVar[Sequence[str]] = ()
+    #: The permission (``"app.codename"``) a user needs to apply a run to this target from
+    #: the admin, besides running jobs; a model target asks for the model's own.
+    permission: ClassVar[str | None] = None
     #: True when a failed write undoes the whole apply (a database transaction); else the
     #: items written before a failure stay written and are recorded as such.
     transactional: ClassVar[bool] = False
