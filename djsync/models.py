@@ -12,7 +12,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from djsync.mapping.registry import importer_names, importers_of, split_names
+from djsync.exceptions import ConfigurationError
+from djsync.mapping.registry import importer_names, importers_of, job_database, split_names
 from djsync.runs.lifecycle import SyncRunQuerySet
 
 if TYPE_CHECKING:
@@ -127,6 +128,11 @@ class SyncJob(models.Model):
             errors["delete_guard"] = _("A share between 0 and 1.")
         if not isinstance(self.source, dict):
             errors["source"] = _("Source options must be a JSON object.")
+        if not errors.get("importer"):
+            try:
+                job_database(self.target, split_names(self.importer), job=self.name)
+            except ConfigurationError as exc:
+                errors["target"] = str(exc)
         from djsync.runs.cron import validate_schedule
 
         if problem := validate_schedule(self.schedule):
@@ -137,8 +143,6 @@ class SyncJob(models.Model):
     def _importer_problem(self) -> str | StrPromise | None:
         """Why ``importer`` cannot run: an unknown name, or several names (a multi-model
         job, comma-separated) that cannot run together (one model twice, a cycle)."""
-        from djsync.exceptions import ConfigurationError
-
         names = split_names(self.importer)
         if not self.importer:
             return None

@@ -7,6 +7,7 @@ one converts each stored value back through the importer's converters.
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +43,7 @@ def save_plan(run: SyncRun, plan: Plan) -> None:
     actions: Iterable[Action] = ()
     if isinstance(plan, StagedPlan):  # from its staging tables to the history, in SQL
         for select, params in plan.change_selects(run, limit=limit):
-            insert_changes(select, params)
+            insert_changes(select, params, using=plan.connection.alias)
     else:
         actions = plan.actions if limit is None else audited(plan, limit)
     for batch in batched(actions, size):
@@ -81,12 +82,32 @@ def changes_table() -> str:
     return connection.ops.quote_name(SyncChange._meta.db_table)
 
 
-def insert_changes(select: str, params: list[Any]) -> None:
+def insert_changes(select: str, params: list[Any], *, using: str | None = None) -> None:
     """Store the changes a backend selects from its staging tables: ``INSERT … SELECT``
-    inside the database, no row through Python. The history schema stays here."""
+    inside the database, no row through Python; from staging in another database (a
+    target on another alias), in batches through this process. The history schema stays
+    here."""
+    history = router.db_for_write(SyncChange)
     columns = ", ".join(change_column(name) for name in CHANGE_COLUMNS)
-    with connections[router.db_for_write(SyncChange)].cursor() as cursor:
-        cursor.execute(f"INSERT INTO {changes_table()} ({columns}) {select}", params)
+    if using is None or using == history:
+        with connections[history].cursor() as cursor:
+            cursor.execute(f"INSERT INTO {changes_table()} ({columns}) {select}", params)
+        return
+    connection = connections[history]
+    json_columns = {"key", "before", "after", "changed_fields"}
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    marks = ", ".join(f"%s{cast}" if n in json_columns else "%s" for n in CHANGE_COLUMNS)
+    insert = f"INSERT INTO {changes_table()} ({columns}) VALUES ({marks})"
+    positions = [i for i, n in enumerate(CHANGE_COLUMNS) if n in json_columns]
+    with connections[using].cursor() as source, connection.cursor() as cursor:
+        source.execute(select, params)
+        while rows := source.fetchmany(settings.BATCH_SIZE):
+            batch = [list(row) for row in rows]
+            for row in batch:
+                for i in positions:
+                    if row[i] is not None and not isinstance(row[i], str):
+                        row[i] = json.dumps(row[i])
+            cursor.executemany(insert, batch)
 
 
 def save_row_errors(run: SyncRun, plan: Plan) -> None:

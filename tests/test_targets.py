@@ -169,16 +169,16 @@ def test_a_failure_half_way_says_how_much_stays_written(job: Any, monkeypatch: A
     assert run.rows_applied == 2
 
 
-def test_limits_and_the_delete_guard_hold_before_anything_is_sent(
-    job: Any, write_csv: Any
-) -> None:
+def test_limits_and_the_delete_guard_hold_before_anything_is_sent(job: Any, write_csv: Any) -> None:
     the_job = job(ROWS)
     djsync.run(the_job)
     CALLS.clear()
     with pytest.raises(LimitExceeded):
         djsync.run(the_job, file=write_csv(ROWS[:1], name="short.csv"))  # 2 of 3 go: guard
     with pytest.raises(LimitExceeded):
-        djsync.run(the_job, file=write_csv([*ROWS, dict(ROWS[0], email="new@example.com")]), max_create=0)
+        djsync.run(
+            the_job, file=write_csv([*ROWS, dict(ROWS[0], email="new@example.com")]), max_create=0
+        )
     assert CALLS == []
 
 
@@ -210,4 +210,3 @@ def test_runsync_dry_run_diff_shows_what_would_be_sent(job: Any) -> None:
     text = out.getvalue()
     assert "ada@example.com" in text and "crm.people" in text
     assert SYSTEM == {}
-

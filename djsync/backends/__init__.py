@@ -17,7 +17,7 @@ from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from django.db import connections
+from django.db import connections, router
 
 from djsync.backends.stored import restage, stored_fields
 from djsync.engine.diff import Plan
@@ -93,6 +93,9 @@ def stored_plan(run: SyncRun, importer: BaseImporter, switches: Switches) -> Pla
     path = choose(importer)
     if fields is not None and not set(fields) <= set(importer.bound_fields):
         fields = None  # the importer changed since the preview: read it back field by field
+    if path.backend is not None and importer.using != router.db_for_write(type(run)):
+        # Restaging reads the stored changes with INSERT … SELECT: one database only.
+        path = Path(False, "the preview is stored in another database than the target's")
     if fields is not None and path.backend is not None:
         importer.active_fields = [importer.bound_fields[n] for n in fields]
         plan = path.backend.plan_class(importer, switches)

@@ -26,7 +26,6 @@ from djsync.engine.diff import Plan
 from djsync.engine.rows import Converted, RowConverter
 from djsync.exceptions import ConflictError, TargetError
 from djsync.mapping.fields import concrete_field, related_model
-from djsync.models import SyncChange
 
 if TYPE_CHECKING:
     from djsync.engine.diff import RowError
@@ -79,10 +78,6 @@ def staging_unsupported(
         return "the FAST_PATH setting is off"
     if not getattr(importer, "fast_path", True):
         return "this run amends the plan (multi-model step or incremental read)"
-    from django.db import router
-
-    if importer.using != router.db_for_write(SyncChange):
-        return "the target database is not the one that records the run's changes"
     connection = connections[importer.using]
     if connection.vendor != vendor:
         return f"the target database is {connection.vendor}, not {label}"

@@ -117,6 +117,9 @@ class StagedPlan(Protocol):
     """A plan whose actions live in the target database's staging tables until stored,
     checked and applied in SQL (djsync.backends.postgresql and .sqlite)."""
 
+    #: The target database's connection, where the staging tables are.
+    connection: Any
+
     def change_selects(self, run: Any, *, limit: int | None = None) -> list[tuple[str, list]]: ...
 
     def check_stale(self) -> None: ...

@@ -63,6 +63,9 @@ class BaseImporter:
     #: Database alias of the target (None: the router's choice for ``model``); set it to
     #: keep e.g. a ``reporting`` copy of a table in sync with ``default``.
     database: ClassVar[str | None] = None
+    #: Database aliases a job may pick for this importer's model (``{"database": "…"}`` in
+    #: its target): a job is data, so it chooses only among what code allows.
+    databases: ClassVar[Sequence[str]] = ()
     #: False keeps this importer on the generic (Python) diff and apply path. Multi-model
     #: steps and incremental reads set it on their instance: their plans are amended
     #: (pending parent keys, deletes of marked records) after they are computed.
@@ -423,6 +426,7 @@ class ImporterOptions:
         "source": None,
         "querysets": {},
         "database": None,
+        "databases": (),
         "fast_path": True,
         **{name: getattr(Switches(), name) for name in IMPORTER_SWITCHES},
         "date_formats": None,
@@ -439,6 +443,7 @@ class ImporterOptions:
     source: dict[str, Any] | None
     querysets: dict[str, Callable[[], models.QuerySet]]
     database: str | None
+    databases: Sequence[str]
     fast_path: bool
     create: bool
     update: bool

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -84,10 +84,13 @@ def split_names(text: str | None) -> list[str]:
     return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
-def bind(cls: type[BaseImporter]) -> BaseImporter:
-    """An importer of ``cls`` bound to its target's database (its own, or the router's)."""
+def bind(cls: type[BaseImporter], using: str | None = None) -> BaseImporter:
+    """An importer of ``cls`` bound to its target's database: ``using`` (a job's choice
+    among the importer's ``databases``), else its own ``database``, else the router's."""
     from django.db import DEFAULT_DB_ALIAS, router
 
+    if using is not None:
+        return cls(using=using)
     if cls.target_class is not None:  # not a model: the run's own database holds the history
         return cls(using=cls.database or DEFAULT_DB_ALIAS)
     return cls(using=cls.database or router.db_for_write(cls.model))
@@ -123,15 +126,15 @@ def dependency_order(importers: Sequence[BaseImporter]) -> list[BaseImporter]:
     return ordered
 
 
-def importers_of(text: str | None, *, job: str) -> list[BaseImporter]:
+def importers_of(text: str | None, *, job: str, using: str | None = None) -> list[BaseImporter]:
     """The importers a job's ``importer`` field names, bound, in dependency order, all
     writing to one database (one transaction needs one). ``job`` names it in errors."""
     from djsync.exceptions import ConfigurationError
 
     names = split_names(text)
     if len(names) == 1:
-        return [bind(get_importer_class(names[0]))]
-    importers = [bind(get_importer_class(name)) for name in names]
+        return [bind(get_importer_class(names[0]), using)]
+    importers = [bind(get_importer_class(name), using) for name in names]
     labels = [i.label for i in importers]
     if len(set(labels)) != len(labels):
         raise ConfigurationError(f"job {job!r} names one model twice: {', '.join(labels)}")
@@ -142,3 +145,38 @@ def importers_of(text: str | None, *, job: str) -> list[BaseImporter]:
             f"({', '.join(sorted(aliases))}); one transaction needs one"
         )
     return dependency_order(importers)
+
+
+#: What a job's ``target`` (data) may set when it writes to its importers' models.
+MODEL_TARGET_OPTIONS = frozenset({"kind", "database"})
+
+
+def job_database(target: Any, names: Sequence[str], *, job: str) -> str | None:
+    """The database alias a job's ``target`` (data) picks for its importers ``names``,
+    among those every one declares in ``Meta.databases`` (code); None: the importers'
+    own. An export's target is a file (djsync.exports.jobs) and picks none."""
+    from djsync.exceptions import ConfigurationError
+
+    options = target if isinstance(target, dict) else {}
+    if not options or options.get("kind") == "file":
+        return None
+    unknown = set(options) - MODEL_TARGET_OPTIONS
+    kind = options.get("kind", "model")
+    if unknown or kind != "model":
+        raise ConfigurationError(
+            f"job {job!r}: the target is {{}} (the importer's model), "
+            '{"database": "<alias>"} or an export {"kind": "file", …}; '
+            f"not {', '.join(sorted(map(str, unknown))) or repr(kind)}"
+        )
+    alias = options.get("database")
+    if alias is None:
+        return None
+    for name in names:
+        cls = get_importer_class(name)
+        if alias not in cls.databases:
+            allowed = ", ".join(cls.databases) or "none"
+            raise ConfigurationError(
+                f"job {job!r}: importer {name} may not write to database {str(alias)[:40]!r} "
+                f"(its Meta.databases: {allowed})"
+            )
+    return str(alias)

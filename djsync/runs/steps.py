@@ -24,7 +24,13 @@ from djsync.engine.apply import apply_plan, check_limits
 from djsync.engine.diff import Create, Delete, Plan, StagedPlan, Update, same
 from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound
 from djsync.mapping.fields import related_model
-from djsync.mapping.registry import bind, get_importer_class, importers_of, split_names
+from djsync.mapping.registry import (
+    bind,
+    get_importer_class,
+    importers_of,
+    job_database,
+    split_names,
+)
 from djsync.mapping.switches import SWITCH_NAMES, Switches, job_switches
 from djsync.models import SyncJob
 from djsync.runs import incremental
@@ -73,12 +79,17 @@ def is_multi(job: SyncJob) -> bool:
 
 def make_importer(job: SyncJob, name: str | None = None) -> BaseImporter:
     """The job's importer (or its importer ``name``), bound to its target's database."""
-    return bind(get_importer_class(name or job.importer))
+    return bind(get_importer_class(name or job.importer), target_database(job))
 
 
 def make_importers(job: SyncJob) -> list[BaseImporter]:
     """The job's importers in dependency order, all writing to one database."""
-    return importers_of(job.importer, job=job.name)
+    return importers_of(job.importer, job=job.name, using=target_database(job))
+
+
+def target_database(job: SyncJob) -> str | None:
+    """The database alias a job's ``target`` picks for its models (None: their own)."""
+    return job_database(job.target, importer_names(job), job=job.name)
 
 
 def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, Any]) -> Switches:
