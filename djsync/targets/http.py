@@ -148,7 +148,7 @@ class HttpApiTarget(Target):
                     )
                 yield record[self.id_field], record
         except SourceError as exc:
-            raise TargetError(f"{self}: reading the target: {exc}") from exc
+            raise TargetError(f"reading the target failed: {exc}") from exc
 
     # -- writing ---------------------------------------------------------------------------
     def to_remote(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,301 @@
+"""The HTTP API target under a server that misbehaves: retries, Retry-After, a rate limit,
+a deadline, redirects, the trust boundary, secrets kept out of messages, batches.
+
+The server is real (tests/httpserver.py on 127.0.0.1); its routes act as a small REST
+collection or answer as a failing API would. The demo's directory API, a whole REST
+application, is tried in tests/test_target_directory.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import models
+
+import djsync
+from djsync.exceptions import ConfigurationError, TargetError
+from djsync.mapping.registry import register, unregister
+from djsync.models import SyncRowError
+from djsync.targets import HttpApiTarget
+from tests.httpserver import ApiServer, Reply, Request, allow, serve
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "s3cret-token-value"
+
+
+class Collection:
+    """A REST collection on the test server: GET lists, POST creates, PATCH/DELETE by id."""
+
+    def __init__(self, server: ApiServer) -> None:
+        self.items: dict[int, dict[str, Any]] = {}
+        self.next_id = 1
+        self.server = server
+        server.route("/api/things/", self.collection)
+
+    def collection(self, request: Request) -> Reply:
+        if request.method == "GET":
+            return Reply(200, {"results": list(self.items.values())})
+        body = json.loads(request.body)
+        if body.get("name") == "refuse me":
+            return Reply(400, {"name": ["this name is refused"]})
+        item = {"id": self.next_id, **body}
+        self.items[self.next_id] = item
+        self.next_id += 1
+        return Reply(201, item)
+
+    def item(self, pk: int) -> None:
+        def handle(request: Request) -> Reply:
+            if pk not in self.items:
+                return Reply(404, {"detail": "Not found."})
+            if request.method == "DELETE":
+                del self.items[pk]
+                return Reply(204, b"")
+            self.items[pk].update(json.loads(request.body))
+            return Reply(200, self.items[pk])
+
+        self.server.route(f"/api/things/{pk}/", handle)
+
+
+@pytest.fixture
+def api(settings: Any) -> Iterator[ApiServer]:
+    for server in serve():
+        allow(settings, server.url("/api/"), CREDENTIALS={"things": TOKEN})
+        yield server
+
+
+def things_target(server: ApiServer, **options: Any) -> type[HttpApiTarget]:
+    attrs = {
+        "label": "remote.things",
+        "url": server.url("/api/things/"),
+        "records": "results",
+        "auth": {"type": "bearer", "token": "things"},
+        "fields": {
+            "code": models.CharField(max_length=10),
+            "name": models.CharField(max_length=50),
+        },
+        "retries": 2,
+        "backoff": 0.01,
+        **options,
+    }
+    return type("Things", (HttpApiTarget,), attrs)
+
+
+@pytest.fixture
+def importer(api: ApiServer) -> Iterator[Any]:
+    made: list[str] = []
+
+    def make(**options: Any) -> type[djsync.Importer]:
+        target = things_target(api, **options)
+        meta = type(
+            "Meta",
+            (),
+            {
+                "name": "remote-things",
+                "target": target,
+                "keys": ["code"],
+                "fields": ["code", "name"],
+                "delete": True,
+            },
+        )
+        cls = type("ThingImporter", (djsync.Importer,), {"Meta": meta, "__module__": __name__})
+        unregister("remote-things")
+        register(cls)
+        made.append("remote-things")
+        return cls
+
+    yield make
+    for name in made:
+        unregister(name)
+
+
+@pytest.fixture
+def job(make_job: Any, write_csv: Any, job_path: Any) -> Any:
+    def make(rows: list[dict[str, Any]], **fields: Any) -> Any:
+        return make_job(
+            "remote-things", name="things", source={"path": job_path(write_csv(rows))}, **fields
+        )
+
+    return make
+
+
+ROWS = [{"code": "A", "name": "Apple"}, {"code": "B", "name": "Banana"}]
+
+
+def test_creates_then_converges_with_the_token_sent(
+    api: ApiServer, importer: Any, job: Any
+) -> None:
+    Collection(api)
+    importer()
+    the_job = job(ROWS)
+    run = djsync.run(the_job)
+    assert (run.status, run.created) == ("succeeded", 2)
+    posts = [r for r in api.hits("/api/things/") if r.method == "POST"]
+    assert len(posts) == 2 and posts[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(posts[0].body) == {"code": "A", "name": "Apple"}
+    again = djsync.run(the_job)
+    assert (again.created, again.unchanged) == (0, 2)
+
+
+def test_429_is_retried_after_the_time_it_asks(api: ApiServer, importer: Any, job: Any) -> None:
+    collection = Collection(api)
+    real = collection.collection
+    answers = iter([Reply(429, {"detail": "slow down"}, {"Retry-After": "0.2"})])
+
+    def flaky(request: Request) -> Reply:
+        if request.method == "POST":
+            nxt = next(answers, None)
+            if nxt is not None:
+                return nxt
+        return real(request)
+
+    api.route("/api/things/", flaky)
+    importer()
+    run = djsync.run(job(ROWS))
+    assert run.created == 2 and len(collection.items) == 2  # the 429'd create sent again, once
+
+
+def test_a_create_answered_500_is_not_sent_twice(api: ApiServer, importer: Any, job: Any) -> None:
+    collection = Collection(api)
+    real = collection.collection
+
+    def broken(request: Request) -> Reply:
+        if request.method == "POST":
+            real(request)  # made, but the answer is lost
+            return Reply(500, "upstream timeout")
+        return real(request)
+
+    api.route("/api/things/", broken)
+    importer()
+    with pytest.raises(TargetError, match="answered 500") as caught:
+        djsync.run(job(ROWS[:1]))
+    assert len(collection.items) == 1  # one POST only: a retry could have made it twice
+    api.route("/api/things/", real)
+    again = djsync.run(caught.value.run.job)  # type: ignore[attr-defined]
+    assert (again.created, again.unchanged) == (0, 1)  # found by its key: converged
+
+
+def test_a_refused_item_names_its_key_and_the_answer(
+    api: ApiServer, importer: Any, job: Any
+) -> None:
+    Collection(api)
+    importer()
+    run = djsync.run(job([*ROWS, {"code": "C", "name": "refuse me"}], on_row_error="skip"))
+    assert (run.status, run.rows_applied, run.errors) == ("succeeded", 2, 1)
+    error = SyncRowError.objects.get(run=run)
+    assert error.key == ["C"] and error.column == "name"
+    assert "answered 400: name: this name is refused" in error.message
+
+
+def test_updates_patch_the_changed_fields_and_deletes_go(
+    api: ApiServer, importer: Any, job: Any, write_csv: Any
+) -> None:
+    collection = Collection(api)
+    importer()
+    the_job = job(ROWS)
+    djsync.run(the_job)
+    for pk in collection.items:
+        collection.item(pk)
+    run = djsync.run(
+        the_job, file=write_csv([{"code": "A", "name": "Apricot"}], name="d2.csv"), force=True
+    )
+    assert (run.updated, run.deleted) == (1, 1)
+    patch = next(r for r in api.requests if r.method == "PATCH")
+    assert patch.path == "/api/things/1/" and json.loads(patch.body) == {"name": "Apricot"}
+    assert [i["name"] for i in collection.items.values()] == ["Apricot"]
+
+
+def test_a_redirect_is_not_followed(api: ApiServer, importer: Any, job: Any) -> None:
+    api.route(
+        "/api/things/",
+        lambda r: (
+            Reply(200, {"results": []})
+            if r.method == "GET"
+            else Reply(302, "", {"Location": "http://example.com/"})
+        ),
+    )
+    importer()
+    with pytest.raises(TargetError, match="redirects are not followed"):
+        djsync.run(job(ROWS))
+
+
+def test_the_write_deadline_stops_a_slow_api(api: ApiServer, importer: Any, job: Any) -> None:
+    Collection(api)
+    real = api.routes["/api/things/"]
+    api.route(
+        "/api/things/",
+        lambda r: real(r) if r.method == "GET" else Reply(503, "busy", {"Retry-After": "5"}),
+    )
+    importer(deadline=1.0, retries=5)
+    with pytest.raises(TargetError, match="deadline of 1 s"):
+        djsync.run(job(ROWS))
+
+
+def test_the_rate_limit_spaces_requests(api: ApiServer, importer: Any, job: Any) -> None:
+    import time
+
+    Collection(api)
+    stamps: list[float] = []
+    real = api.routes["/api/things/"]
+
+    def stamp(request: Request) -> Reply:
+        if request.method == "POST":
+            stamps.append(time.monotonic())
+        return real(request)  # type: ignore[operator]
+
+    api.route("/api/things/", stamp)
+    importer(rate=10)
+    djsync.run(job([{"code": str(i), "name": "x"} for i in range(4)]))
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(stamps) == 4 and min(gaps) >= 0.09
+
+
+def test_batches_go_in_one_request_each(api: ApiServer, importer: Any, job: Any) -> None:
+    collection = Collection(api)
+    batches: list[Any] = []
+
+    def batch(request: Request) -> Reply:
+        body = json.loads(request.body)
+        batches.append(body)
+        results = []
+        for item in body["create"]:
+            if item["name"] == "refuse me":
+                results.append({"status": 400, "errors": {"name": ["refused"]}})
+            else:
+                collection.collection(Request("POST", "", {}, {}, json.dumps(item).encode()))
+                results.append({"status": 201})
+        return Reply(200, {"create": results})
+
+    api.route("/api/things/batch/", batch)
+    importer(batch_url="batch/", batch_size=2)
+    rows = [*ROWS, {"code": "C", "name": "refuse me"}]
+    run = djsync.run(job(rows, on_row_error="skip"))
+    assert [len(b["create"]) for b in batches] == [2, 1]
+    assert (run.rows_applied, run.errors) == (2, 1)
+
+
+def test_a_url_outside_the_base_urls_is_refused(
+    settings: Any, api: ApiServer, importer: Any, job: Any
+) -> None:
+    importer(url="http://127.0.0.1:9/elsewhere/")
+    with pytest.raises((ConfigurationError, TargetError), match="HTTP_BASE_URLS"):
+        djsync.run(job(ROWS))
+
+
+def test_the_token_never_shows_in_a_message(api: ApiServer, importer: Any, job: Any) -> None:
+    api.route(
+        "/api/things/",
+        lambda r: (
+            Reply(200, {"results": []})
+            if r.method == "GET"
+            else Reply(400, {"detail": f"bad token {TOKEN}"})
+        ),
+    )
+    importer()
+    run = djsync.run(job(ROWS), on_row_error="skip")
+    messages = list(SyncRowError.objects.filter(run=run).values_list("message", flat=True))
+    assert messages and all(TOKEN not in m for m in messages)
+    assert all("[credential]" in m for m in messages)
