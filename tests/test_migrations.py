@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("app", ["djsync", "testapp"])
+@pytest.mark.parametrize("app", ["djsync", "testapp", "directory"])
 def test_no_missing_migrations(app):
     out = StringIO()
     try:
