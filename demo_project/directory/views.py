@@ -31,8 +31,8 @@ from .guards import detail, refusal
 from .resources import RESOURCES, Outcome, Resource
 
 
-class BadRequest(Exception):
-    """A request the API cannot read: answered with its status and ``{"detail": ...}``."""
+class ApiError(Exception):
+    """A request refused as a whole: answered with its status and ``{"detail": ...}``."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -43,17 +43,17 @@ def read_json(request: HttpRequest) -> Any:
     """The request's JSON body, bounded by MAX_BODY_BYTES."""
     content_type = request.content_type or ""
     if content_type != "application/json":
-        raise BadRequest(415, f'Unsupported media type "{content_type}" in request.')
+        raise ApiError(415, f'Unsupported media type "{content_type}" in request.')
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if length > MAX_BODY_BYTES:
-        raise BadRequest(413, f"The request body is over {MAX_BODY_BYTES} bytes.")
+        raise ApiError(413, f"The request body is over {MAX_BODY_BYTES} bytes.")
     try:
         return json.loads(request.body)
     except ValueError as error:
-        raise BadRequest(400, f"JSON parse error - {error}") from error
+        raise ApiError(400, f"JSON parse error - {error}") from error
 
 
 def answer(outcome: Outcome) -> HttpResponse:
@@ -88,7 +88,7 @@ class ApiView(View):
             return refused
         try:
             return super().dispatch(request, *args, **kwargs)
-        except BadRequest as error:
+        except ApiError as error:
             return detail(error.status, str(error))
 
     def http_method_not_allowed(
@@ -114,7 +114,7 @@ class CollectionView(ApiView):
         try:
             page = Paginator(items, size).page(request.GET.get("page") or 1)
         except (EmptyPage, PageNotAnInteger):
-            raise BadRequest(404, "Invalid page.") from None
+            raise ApiError(404, "Invalid page.") from None
 
         def link(number: int) -> str:
             query = request.GET.copy()
@@ -160,13 +160,13 @@ class BatchView(ApiView):
     def post(self, request: HttpRequest) -> HttpResponse:
         body = read_json(request)
         if not isinstance(body, dict) or set(body) - {"create", "update", "delete"}:
-            raise BadRequest(400, 'Expected {"create": [...], "update": [...], "delete": [...]}.')
+            raise ApiError(400, 'Expected {"create": [...], "update": [...], "delete": [...]}.')
         lists = {kind: body.get(kind) or [] for kind in ("create", "update", "delete")}
         if not all(isinstance(items, list) for items in lists.values()):
-            raise BadRequest(400, "create, update and delete must be lists.")
+            raise ApiError(400, "create, update and delete must be lists.")
         total = sum(len(items) for items in lists.values())
         if total > MAX_BATCH_ITEMS:
-            raise BadRequest(413, f"A batch holds at most {MAX_BATCH_ITEMS} items, not {total}.")
+            raise ApiError(413, f"A batch holds at most {MAX_BATCH_ITEMS} items, not {total}.")
         resource = self.resource
         return JsonResponse(
             {
