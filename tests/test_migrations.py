@@ -6,10 +6,12 @@ import pytest
 from django.core.management import call_command
 
 
-# With DATABASE_ROUTERS set (the directory's), makemigrations checks every database's history.
-@pytest.mark.django_db(databases=["default", "other"])
+@pytest.mark.django_db
 @pytest.mark.parametrize("app", ["djsync", "testapp", "directory"])
-def test_no_missing_migrations(app):
+def test_no_missing_migrations(app, settings):
+    # With routers set, makemigrations would read the history of every alias, including the
+    # ones djsync registers while running (its progress connection); models are the point.
+    settings.DATABASE_ROUTERS = []
     out = StringIO()
     try:
         call_command("makemigrations", app, "--check", "--dry-run", stdout=out, stderr=out)
