@@ -87,6 +87,8 @@ else:
 DATABASES["directory"] = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": os.environ.get("DEMO_DIRECTORY_SQLITE", BASE_DIR / "demo-directory.sqlite3"),
+    # A server answers requests in threads: writers queue for the lock instead of failing.
+    "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
 }
 DATABASE_ROUTERS = ["demo_project.directory.routers.DirectoryRouter"]
 DIRECTORY_DATABASE = "directory"
