@@ -13,10 +13,11 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-## demo: install, migrate a fresh SQLite database, load the demo jobs, run day 1 then day 2
+## demo: install, migrate fresh SQLite databases (the demo and its directory), load the demo jobs, run day 1 then day 2
 demo: $(VENV)/.installed
-	rm -f demo.sqlite3
+	rm -f demo.sqlite3 demo-directory.sqlite3
 	$(PY) manage.py migrate -v0
+	$(PY) manage.py migrate --database directory -v0
 	$(PY) manage.py loaddata demo_jobs
 	@echo "== Day 1: first sync of every demo job =="
 	$(PY) manage.py runsync $(DEMO_JOBS)
@@ -64,4 +65,4 @@ services:
 	bash scripts/services.sh
 
 clean:
-	rm -rf $(VENV) demo.sqlite3 .pytest_cache .mypy_cache
+	rm -rf $(VENV) demo.sqlite3 demo-directory.sqlite3 .pytest_cache .mypy_cache

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "djsync",
     "demo_project.demo",
+    "demo_project.directory",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +80,19 @@ else:
             "NAME": os.environ.get("DEMO_SQLITE", BASE_DIR / "demo.sqlite3"),
         }
     }
+
+# The directory (demo_project/directory, docs/demo-directory.md) stands for an external
+# system: its own SQLite database, reached only through its router, and a JSON API under
+# /directory/api/ that demo jobs sync into with this token.
+DATABASES["directory"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": os.environ.get("DEMO_DIRECTORY_SQLITE", BASE_DIR / "demo-directory.sqlite3"),
+    # A server answers requests in threads: writers queue for the lock instead of failing.
+    "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+}
+DATABASE_ROUTERS = ["demo_project.directory.routers.DirectoryRouter"]
+DIRECTORY_DATABASE = "directory"
+DIRECTORY_API_TOKEN = os.environ.get("DIRECTORY_API_TOKEN", "demo-directory-token")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"

@@ -1,6 +1,10 @@
-"""URLs of the demo project: the admin, where djsync's upload and preview live."""
+"""URLs of the demo project: the admin, where djsync's upload and preview live, and the
+directory's JSON API (the demo's stand-in external system)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("directory/", include("demo_project.directory.urls")),
+]

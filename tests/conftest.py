@@ -14,6 +14,13 @@ import pytest
 
 from djsync.mapping.switches import JOB_FIELDS
 from djsync.models import SyncJob
+from tests import celery_app
+
+# Installing the demo's directory app (the HTTP target's test server) imports demo_project,
+# whose __init__ creates the demo's Celery app, and the newest app becomes the current one.
+# The suite's own app stays the one djsync's tasks use (tests reconfigure it, e.g. a broker).
+celery_app.set_current()
+celery_app.set_default()
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "djsync",
     "tests.testapp",
+    "demo_project.directory",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +69,13 @@ if DB == "sqlite":
 else:
     OTHER["TEST"] = {"NAME": DATABASES["default"]["TEST"]["NAME"] + "_other"}
 DATABASES["other"] = OTHER
+
+# The demo's directory (the stand-in external system that HTTP-target tests sync into) lives
+# on "other", which it shares with the cross-database tests' tables.
+DATABASE_ROUTERS = ["demo_project.directory.routers.DirectoryRouter"]
+DIRECTORY_DATABASE = "other"
+DIRECTORY_DATABASE_EXCLUSIVE = False
+DIRECTORY_API_TOKEN = "tests-directory-token"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = True

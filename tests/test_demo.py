@@ -34,6 +34,7 @@ def demo(tmp_path):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "demo_project.settings",
         "DEMO_SQLITE": str(tmp_path / "demo.sqlite3"),
+        "DEMO_DIRECTORY_SQLITE": str(tmp_path / "demo-directory.sqlite3"),
         "NO_COLOR": "1",
     }
     env.pop("DATABASE_URL", None)
@@ -55,6 +56,7 @@ def demo(tmp_path):
 
 def run_demo(manage) -> tuple[dict, dict, str]:
     manage("migrate", "-v0")
+    manage("migrate", "--database", "directory", "-v0")
     assert "Installed 4 object(s)" in manage("loaddata", "demo_jobs")
     day1 = summaries(manage("runsync", "categories", "products", "departments", "employees"))
     day2_output = ""
@@ -98,3 +100,20 @@ def test_demo_from_scratch_gives_the_same_result(demo, tmp_path):
     (tmp_path / "demo.sqlite3").unlink()
     second = run_demo(demo)[1]
     assert {j: counts(s) for j, s in first.items()} == {j: counts(s) for j, s in second.items()}
+
+
+def test_the_directory_has_a_database_of_its_own(demo, tmp_path):
+    """The demo's stand-in external system: its tables on its database, and nothing else."""
+    import sqlite3
+
+    def tables(name: str) -> set[str]:
+        with sqlite3.connect(tmp_path / name) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {row[0] for row in rows} - {"django_migrations", "sqlite_sequence"}
+
+    demo("migrate", "-v0")
+    demo("migrate", "--database", "directory", "-v0")
+    directory = {"directory_account", "directory_group", "directory_membership"}
+    assert tables("demo-directory.sqlite3") == directory
+    assert not tables("demo.sqlite3") & directory
+    assert "djsync_syncjob" in tables("demo.sqlite3")
