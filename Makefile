@@ -26,6 +26,8 @@ demo: $(VENV)/.installed
 	$(PY) manage.py runsync products --file $(DATA)/day2/products.csv --diff
 	$(PY) manage.py runsync departments --file $(DATA)/day2/departments.xlsx --diff
 	$(PY) manage.py runsync employees --file $(DATA)/day2/employees.json --diff
+	@echo "== Day 3: the staff into the directory, an external system behind a JSON API =="
+	PY=$(PY) sh scripts/demo_directory.sh
 
 ## test: install dev requirements and the browser, then the whole suite on PostgreSQL and SQLite
 test: $(VENV)/.installed browser

@@ -93,6 +93,9 @@ DATABASES["directory"] = {
 DATABASE_ROUTERS = ["demo_project.directory.routers.DirectoryRouter"]
 DIRECTORY_DATABASE = "directory"
 DIRECTORY_API_TOKEN = os.environ.get("DIRECTORY_API_TOKEN", "demo-directory-token")
+# Where the demo's "directory" job finds the directory's API (`make demo` serves it on
+# 127.0.0.1:8765 for the time of that job; `manage.py runserver` serves it on 8000).
+DIRECTORY_API_URL = os.environ.get("DIRECTORY_API_URL", "http://127.0.0.1:8000/directory/api/")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
@@ -106,6 +109,9 @@ MEDIA_ROOT = BASE_DIR / "media"
 # a file in it ({"path": "products.csv"}); nothing else on the server.
 DJSYNC = {
     "FILE_ROOTS": {"demo": str(BASE_DIR / "demo_project" / "demo" / "data")},
+    # The directory's API, the one URL the demo's HTTP target may reach, and its token.
+    "HTTP_BASE_URLS": [DIRECTORY_API_URL],
+    "CREDENTIALS": {"directory": f"{DIRECTORY_API_TOKEN}"},
 }
 
 # Celery: a Redis broker when CELERY_BROKER_URL is set; otherwise tasks run eagerly in

@@ -57,7 +57,7 @@ def demo(tmp_path):
 def run_demo(manage) -> tuple[dict, dict, str]:
     manage("migrate", "-v0")
     manage("migrate", "--database", "directory", "-v0")
-    assert "Installed 4 object(s)" in manage("loaddata", "demo_jobs")
+    assert "Installed 5 object(s)" in manage("loaddata", "demo_jobs")
     day1 = summaries(manage("runsync", "categories", "products", "departments", "employees"))
     day2_output = ""
     for job, name in [
@@ -93,6 +93,42 @@ def test_demo_day_one_and_day_two(demo):
     # Day 2 once more: the target already matches.
     again = summaries(demo("runsync", "products", "--file", f"{DATA}/day2/products.csv"))
     assert counts(again["products"]) == (0, 0, 0, 200 - 3 + 4, 0)
+
+
+def test_demo_day_three_syncs_the_staff_into_the_directory_api(demo, tmp_path):
+    """`make demo`'s last step: the directory's API served by runserver, the "directory"
+    job run twice against it over HTTP."""
+    import socket
+
+    run_demo(demo)
+    with socket.socket() as probe:  # a free port for this run's server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_project.settings",
+        "DEMO_SQLITE": str(tmp_path / "demo.sqlite3"),
+        "DEMO_DIRECTORY_SQLITE": str(tmp_path / "demo-directory.sqlite3"),
+        "DEMO_PORT": str(port),
+        "PY": sys.executable,
+        "NO_COLOR": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        ["sh", "scripts/demo_directory.sh"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = list(COUNTS.finditer(done.stdout))
+    # 32 staff of whom 1 left on day 2 and 1 joined (32 accounts), 4 departments (4
+    # groups), one membership each (32).
+    assert (first["status"], first["created"], first["errors"]) == ("succeeded", "68", "0")
+    assert (second["created"], second["updated"], second["unchanged"]) == ("0", "0", "68")
+    assert "→ POST http://127.0.0.1:" in done.stdout
 
 
 def test_demo_from_scratch_gives_the_same_result(demo, tmp_path):

@@ -49,7 +49,7 @@ class Path:
 def choose(importer: BaseImporter, source: Source | None = None) -> Path:
     """The path for ``importer`` (reading ``source``, if one is read)."""
     if not importer.writes_model:
-        return Path(False, f"{importer.label} is written through {type(importer.target).__name__}")
+        return Path(False, f"written by {type(importer.target).__name__}")
     vendor = connections[importer.using].vendor
     name = BACKENDS.get(vendor)
     if name is None:

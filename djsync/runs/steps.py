@@ -182,13 +182,14 @@ def _step_source(job: SyncJob, importer: BaseImporter, file: Any = None) -> Sour
     if not base and not options:
         raise ConfigurationError(f"job {job.name!r}: importer {importer.name} has no source")
 
-    def sibling(name: str) -> tuple[dict[str, Any], Any]:
+    def sibling(name: str) -> tuple[dict[str, Any], Any, Any]:
         if name not in importer_names(job):
             raise ConfigurationError(
                 f"job {job.name!r}: {importer.name} derives from {name!r}, "
                 "which is not an importer of this job"
             )
-        return source_options(job, get_importer_class(name))
+        cls = get_importer_class(name)
+        return (*source_options(job, cls), cls)
 
     return get_source(options, base=base, importer=importer, job=job.name, sibling=sibling)
 

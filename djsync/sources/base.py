@@ -23,9 +23,9 @@ class JobContext:
     job: str = ""
     importer: Any = None
     depth: int = 0
-    #: In a multi-model job: another importer's (trusted base options, job options), by name,
-    #: for a derived source whose ``"from"`` names it.
-    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any]]] | None = field(
+    #: In a multi-model job: another importer's (trusted base options, job options, class),
+    #: by name, for a derived source whose ``"from"`` names it.
+    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any], Any]] | None = field(
         default=None, compare=False
     )
 

@@ -16,6 +16,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -453,9 +454,13 @@ def derived_from_job(
                 context,
                 f"a derived source takes {inner!r} from another importer only in a multi-model job",
             )
-        inner_base, inner_options = context.sibling(inner)
+        inner_base, inner_options, owner = context.sibling(inner)
+        # Checked as that importer's source: its declared querysets, not this one's.
         kwargs["from"] = build(
-            source_kinds(), inner_options, base=inner_base, context=context.deeper()
+            source_kinds(),
+            inner_options,
+            base=inner_base,
+            context=replace(context.deeper(), importer=owner),
         )
     elif "from" in options:
         kwargs["from"] = build(source_kinds(), inner, context=context.deeper())

@@ -108,7 +108,7 @@ class QuerySetSource(Source):
         try:
             qs, columns = self._values(self.get_queryset())
             qs.query.get_compiler(qs.db).as_sql()  # a bad field path fails here, not mid-run
-        except FieldError as exc:
+        except (FieldError, ValueError) as exc:  # an unknown path, a column named as a field
             raise SourceError(f"bad field in the queryset: {exc}", source=self.name) from None
         self.columns = columns
         for row in qs.iterator(chunk_size=self.chunk_size):

@@ -110,11 +110,14 @@ class HttpApiTarget(Target):
     def describe(self, action: str, key: Key, pk: Any) -> str:
         shown_key = key[0] if len(key) == 1 else key
         if self.batch_url:
-            return f"POST {self.batch_url} ({action} {shown_key!r})"
+            return f"POST {self._batch_location()} ({action} {shown_key!r})"
         if action == "create":
             return f"POST {self.get_url()}"
         method = "DELETE" if action == "delete" else self.update_method
         return f"{method} {self.item_location(pk)}"
+
+    def _batch_location(self) -> str:
+        return str(httpx.URL(self.get_url()).join(self.batch_url or ""))
 
     def restore_pk(self, text: str) -> Any:
         return int(text) if text.isdigit() else text
@@ -229,7 +232,7 @@ class HttpApiTarget(Target):
         return refused
 
     def _batch(self, action: str, batch: Sequence[Create | Update | Delete]) -> list[Refused]:
-        url = str(httpx.URL(self.get_url()).join(self.batch_url or ""))
+        url = self._batch_location()
         response, body, problem = self._request("POST", url, self.batch_body(action, batch), True)
         if problem is not None:
             return [Refused(item, problem) for item in batch]
