@@ -244,3 +244,16 @@ def test_items_are_sent_as_json_the_api_reads(staff_job: Any) -> None:
         ("art", "Art"),
         ("eng", "Engineering"),
     ]
+
+
+def test_the_admin_applies_a_preview_of_the_api_target(
+    staff_job: Any, admin_client: Any, admin_user: Any
+) -> None:
+    from django.urls import reverse
+
+    preview = djsync.run(staff_job(), dry_run=True, user=admin_user)
+    response = admin_client.post(reverse("admin:djsync_syncrun_apply", args=[preview.pk]))
+    assert response.status_code == 302
+    preview.refresh_from_db()
+    assert preview.status == "succeeded", preview.error
+    assert directory_state()[1] == ["art", "eng"] and Account.objects.count() == 3

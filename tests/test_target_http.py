@@ -54,6 +54,11 @@ class Collection:
             if request.method == "DELETE":
                 del self.items[pk]
                 return Reply(204, b"")
+            if request.method == "GET":
+                return Reply(200, self.items[pk])
+            if request.method == "PUT":
+                self.items[pk] = {"id": pk, **json.loads(request.body)}
+                return Reply(200, self.items[pk])
             self.items[pk].update(json.loads(request.body))
             return Reply(200, self.items[pk])
 
@@ -206,6 +211,23 @@ def test_updates_patch_the_changed_fields_and_deletes_go(
     patch = next(r for r in api.requests if r.method == "PATCH")
     assert patch.path == "/api/things/1/" and json.loads(patch.body) == {"name": "Apricot"}
     assert [i["name"] for i in collection.items.values()] == ["Apricot"]
+
+
+def test_put_sends_the_whole_record_read_first(
+    api: ApiServer, importer: Any, job: Any, write_csv: Any
+) -> None:
+    collection = Collection(api)
+    importer(update_method="PUT")
+    the_job = job(ROWS)
+    djsync.run(the_job)
+    for pk in collection.items:
+        collection.item(pk)
+    collection.items[1]["extra"] = "kept"  # a field djsync does not map
+    changed = [{"code": "A", "name": "Apricot"}, ROWS[1]]
+    run = djsync.run(the_job, file=write_csv(changed, name="d2.csv"))
+    assert run.updated == 1
+    put = next(r for r in api.requests if r.method == "PUT")
+    assert json.loads(put.body) == {"code": "A", "name": "Apricot", "extra": "kept"}
 
 
 def test_a_redirect_is_not_followed(api: ApiServer, importer: Any, job: Any) -> None:
