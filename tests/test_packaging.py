@@ -57,6 +57,19 @@ def test_wheel_carries_templates_migrations_and_py_typed(wheel):
     assert not missing, f"files of the package missing from the wheel: {missing}"
 
 
+def test_wheel_carries_the_license_and_its_metadata(wheel):
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    licenses = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
+    assert licenses, names
+    assert "BSD 3-Clause License" in archive.read(licenses[0]).decode()
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    text = archive.read(metadata).decode()
+    assert "License-Expression: BSD-3-Clause" in text
+    assert "Programming Language :: Python :: 3.11" in text
+    assert "Project-URL: Changelog," in text
+
+
 def test_wheel_holds_only_the_app(wheel):
     """No tests, demo project or benchmarks in the distribution."""
     top = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}

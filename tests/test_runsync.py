@@ -423,6 +423,7 @@ def test_process_exit_codes_and_output_streams(demo_db, tmp_path):
     assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [
         "categories",
         "departments",
+        "directory",
         "employees",
         "products",
     ]

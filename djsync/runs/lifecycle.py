@@ -221,9 +221,14 @@ class SyncRunQuerySet(models.QuerySet[Any]):
         nothing written); then its mail. False if it moved on meanwhile."""
         last = run.heartbeat_at or run.started_at
         when = timezone.localtime(last).strftime("%Y-%m-%d %H:%M:%S") if last else "never"
+        written = (
+            "what an API target took before stays; a new run picks up from there"
+            if run.status == APPLYING and _untransacted(run)
+            else "nothing was written to the target"
+        )
         error = (
             f"the worker running it stopped during {run.status} (last heartbeat: {when}); "
-            "nothing was written to the target"
+            f"{written}"
         )
         if not self._move(run, "mark_dead", FAILED, error=error, finished_at=timezone.now()):
             return False
@@ -341,3 +346,16 @@ def _finished(run: SyncRun) -> None:
     from djsync.signals import run_finished
 
     run_finished.send(sender=type(run), run=run)  # the run's mail listens (djsync.apps)
+
+
+def _untransacted(run: SyncRun) -> bool:
+    """Whether one of the run's targets is not a database (a rollback cannot undo it)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from djsync.mapping.registry import get_importer_class, split_names
+
+    try:
+        classes = [get_importer_class(name) for name in split_names(run.job.importer)]
+    except ImproperlyConfigured:
+        return False
+    return any(c.target_class is not None and not c.target_class.transactional for c in classes)
