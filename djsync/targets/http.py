@@ -325,7 +325,7 @@ class HttpApiTarget(Target):
                     data = _read_capped(response)
                 finally:
                     response.close()
-            except httpx.ConnectError as exc:  # nothing was sent: safe to send again
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing sent: resend
                 self.waited += time.monotonic() - started
                 if attempt < self._retries:
                     attempt = self._pause(attempt, None, method, url, str(exc))
