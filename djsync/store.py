@@ -231,34 +231,39 @@ def load_plan(run: SyncRun, importer: BaseImporter) -> Plan:
     plan = Plan(model=importer.label)
     changes = run.changes.filter(model=importer.label).order_by("pk")
     for change in changes.iterator(chunk_size=settings.BATCH_SIZE):
-        key = tuple(_convert(importer, dict(zip(importer.keys, change.key, strict=True))).values())
-        if change.action == SyncChange.Action.CREATE:
-            plan.creates.append(
-                Create(key=key, values=_convert(importer, change.after), row=change.row)
-            )
-        elif change.action == SyncChange.Action.UPDATE:
-            plan.updates.append(
-                Update(
-                    key=key,
-                    pk=_pk(importer, change.object_pk),
-                    old=_convert(importer, change.before),
-                    new=_convert(importer, change.after),
-                    row=change.row,
-                )
-            )
-        else:
-            plan.deletes.append(
-                Delete(
-                    key=key,
-                    pk=_pk(importer, change.object_pk),
-                    old=_convert(importer, change.before),
-                )
-            )
+        action = _action(importer, change)
+        getattr(plan, f"{change.action}s").append(action)
     stats = (run.stats or {}).get(importer.label, {})
     plan.unchanged = stats.get("unchanged", 0)
     plan.rows_in_scope = stats.get("rows_in_scope", 0)
     plan.rows_read = stats.get("rows_read", 0)
     return plan
+
+
+def load_actions(
+    run: SyncRun, importer: BaseImporter, action: str, start: int, stop: int
+) -> list[Action]:
+    """The stored ``action``s (create, update or delete) of ``importer``'s model from
+    position ``start`` to ``stop``, in the order they were stored: one page, not the plan."""
+    changes = run.changes.filter(model=importer.label, action=action).order_by("pk")
+    return [_action(importer, change) for change in changes[start:stop]]
+
+
+def _action(importer: BaseImporter, change: SyncChange) -> Action:
+    key = tuple(_convert(importer, dict(zip(importer.keys, change.key, strict=True))).values())
+    if change.action == SyncChange.Action.CREATE:
+        return Create(key=key, values=_convert(importer, change.after), row=change.row)
+    if change.action == SyncChange.Action.UPDATE:
+        return Update(
+            key=key,
+            pk=_pk(importer, change.object_pk),
+            old=_convert(importer, change.before),
+            new=_convert(importer, change.after),
+            row=change.row,
+        )
+    return Delete(
+        key=key, pk=_pk(importer, change.object_pk), old=_convert(importer, change.before)
+    )
 
 
 def _convert(importer: BaseImporter, values: dict[str, Any] | None) -> dict[str, Any]:

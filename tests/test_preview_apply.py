@@ -226,3 +226,27 @@ def test_a_multi_model_job_plans_and_applies_each_model_on_the_staged_path(
     direct = djsync.run(job)  # the same files again: nothing to do, on the same path
     assert (direct.created, direct.updated, direct.unchanged) == (0, 0, 4)
     assert direct.stats["testapp.Product"]["path"].startswith(kind)
+
+
+def test_a_staged_plan_is_indexed_as_the_tutorial_shows(make_job, write_csv, job_path):
+    """``run.plan.updates[0].old`` (docs/tutorial.md) on a plan kept in staging tables."""
+    from decimal import Decimal
+
+    from tests.testapp.models import Product
+
+    for i in range(5):
+        Product.objects.create(sku=f"P{i}", name=f"Item {i}", price=Decimal("1.00"), qty=i)
+    rows = [
+        {"sku": f"P{i}", "name": f"Item {i}", "price": "2.00" if i % 2 else "1.00", "qty": i,
+         "updated": "", "active": "1"}
+        for i in range(5)
+    ]  # fmt: skip
+    job = make_job("test_products", source={"path": job_path(write_csv(rows))})
+    run = djsync.run(job, dry_run=True)
+    updates = run.plan.updates
+    assert len(updates) == 2
+    assert updates[0].old == {"price": Decimal("1.00")} and updates[0].key == ("P1",)
+    assert updates[-1].key == ("P3",)
+    assert [u.key for u in updates[:5]] == [("P1",), ("P3",)]
+    with pytest.raises(IndexError):
+        updates[2]

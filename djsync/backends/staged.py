@@ -155,7 +155,8 @@ def insert_default(mf: models.Field) -> tuple[str, Any] | None:
 # -- the plan -------------------------------------------------------------------------------
 class StoredActions:
     """A plan's creates, updates or deletes kept in the database: exact ``len()``; iterating
-    reads them back from the run's stored changes."""
+    or indexing (``plan.updates[0]``, ``plan.updates[:20]``) reads them back from the run's
+    stored changes, page by page."""
 
     def __init__(self, plan: StagedSqlPlan, attribute: str, count: int) -> None:
         self.plan, self.attribute, self.count = plan, attribute, count
@@ -169,16 +170,36 @@ class StoredActions:
     def __iter__(self) -> Iterator[Any]:
         if not self.count:
             return iter(())
-        if self.plan.run is None:
-            raise TargetError("a staged plan's actions can be read once the run stored them")
-        limit = self.plan.stored_limit
-        if limit is not None and self.count > limit:
-            raise TargetError(
-                f"only {limit} of the plan's {self.count} {self.attribute} were stored"
-            )
+        self._check_stored(self.count)
         from djsync.store import load_plan
 
         return iter(getattr(load_plan(self.plan.run, self.plan.importer), self.attribute))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        from djsync.store import load_actions
+
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.count)
+        else:
+            position = index + self.count if index < 0 else index
+            if not 0 <= position < self.count:
+                raise IndexError(f"{self.attribute} index out of range")
+            start, stop, step = position, position + 1, 1
+        self._check_stored(stop)
+        assert self.plan.run is not None
+        action = self.attribute[:-1]  # "updates" → "update"
+        found = load_actions(self.plan.run, self.plan.importer, action, start, stop)[::step]
+        return found if isinstance(index, slice) else found[0]
+
+    def _check_stored(self, needed: int) -> None:
+        if self.plan.run is None:
+            raise TargetError("a staged plan's actions can be read once the run stored them")
+        limit = self.plan.stored_limit
+        if limit is not None and needed > limit:
+            raise TargetError(
+                f"only {limit} of the plan's {self.count} {self.attribute} were stored "
+                "(the AUDIT_CHANGES setting)"
+            )
 
 
 class StagedSqlPlan(Plan):
