@@ -173,6 +173,7 @@ class StoredActions:
         self._check_stored(self.count)
         from djsync.store import load_plan
 
+        assert self.plan.run is not None  # checked above
         return iter(getattr(load_plan(self.plan.run, self.plan.importer), self.attribute))
 
     def __getitem__(self, index: int | slice) -> Any:
