@@ -19,8 +19,9 @@ class DjsyncConfig(AppConfig):
     def ready(self) -> None:
         autodiscover_modules("sync")
         checks.register(check_importers)
-        from djsync.checks import check_jobs
+        from djsync.checks import check_jobs, check_settings
 
+        checks.register(check_settings)
         checks.register(check_jobs)
         from djsync.runs.notifications import on_run_finished
         from djsync.signals import run_finished
@@ -35,15 +36,14 @@ class DjsyncConfig(AppConfig):
 
 
 def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Every registered importer must bind its keys and fields to real model fields."""
-    from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-
+    """Every problem of every registered importer, at once (djsync.E001): keys and fields
+    that are not fields of its model or target, lookups that are not fields of the related
+    model, and whatever else keeps it from being built."""
+    from djsync.checks import importer_problems
     from djsync.mapping.registry import _importers
 
-    messages: list[checks.CheckMessage] = []
-    for name, cls in sorted(_importers.items()):
-        try:
-            cls()
-        except (FieldDoesNotExist, ImproperlyConfigured, AttributeError) as exc:
-            messages.append(checks.Error(f"importer {name!r}: {exc}", obj=cls, id="djsync.E001"))
-    return messages
+    return [
+        checks.Error(f"importer {name!r}: {problem}", obj=cls, id="djsync.E001")
+        for name, cls in sorted(_importers.items())
+        for problem in importer_problems(cls)
+    ]

@@ -1,18 +1,87 @@
-"""System checks on stored jobs: a job whose source or target no longer passes the trust
-policy (docs/security.md) is reported by ``manage.py check``, so a site knows what to fix
-after upgrading."""
+"""System checks: every problem of every importer (djsync.E001), unknown ``DJSYNC`` keys
+(djsync.E002), and stored jobs that name no registered importer or whose source or target
+no longer passes the trust policy (docs/security.md; djsync.W010), so that ``manage.py
+check`` says at once what to fix, not one problem per run."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DatabaseError
 
 from djsync.exceptions import DjsyncError
 
 #: Jobs looked at per check (a check must stay fast; the rest fail when they run).
 MAX_JOBS_CHECKED = 1000
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every unknown key of the project's ``DJSYNC`` dict, with the setting it may mean."""
+    from django.conf import settings
+
+    from djsync.conf import DEFAULTS
+
+    given = getattr(settings, "DJSYNC", None) or {}
+    if not isinstance(given, dict):
+        return [checks.Error("DJSYNC must be a dict of settings", id="djsync.E002")]
+    messages: list[checks.CheckMessage] = []
+    for key in sorted(set(given) - set(DEFAULTS), key=str):
+        close = difflib.get_close_matches(str(key), sorted(DEFAULTS), n=1)
+        messages.append(
+            checks.Error(
+                f"DJSYNC has an unknown setting {str(key)[:80]!r}",
+                hint=f"Did you mean {close[0]!r}?" if close else "See docs/reference.md#settings.",
+                id="djsync.E002",
+            )
+        )
+    return messages
+
+
+def importer_problems(cls: Any) -> list[str]:
+    """What keeps importer class ``cls`` from being built, every problem found: each key
+    and field that its model or target lacks, each foreign key lookup its related model
+    lacks; else the error building it raises."""
+    from djsync.mapping.fields import related_model
+
+    problems: list[str] = []
+    try:
+        target = cls.target_class() if cls.target_class is not None else None
+    except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
+        return [f"its target cannot be built: {type(exc).__name__}: {exc}"]
+    model = getattr(cls, "model", None)
+    if target is None and model is None:
+        return ["it names no model and no target"]
+    owner = target.label if target is not None else model._meta.label
+    names = list(cls.declared_fields)
+    if cls.fields != "__all__":
+        names += [n for n in cls.fields if n not in names]
+    names += [k for k in cls.keys if k not in names]
+    if not cls.keys:
+        problems.append("keys is empty: name the fields that identify a row")
+    for name in names:
+        try:
+            field = target.get_field(name) if target is not None else model._meta.get_field(name)
+        except (FieldDoesNotExist, LookupError):
+            problems.append(f"{owner} has no field {name!r}")
+            continue
+        spec = cls.declared_fields.get(name)
+        lookup = getattr(spec, "lookup", None)
+        if target is None and field.is_relation and lookup:
+            try:
+                related_model(field)._meta.get_field(lookup)
+            except FieldDoesNotExist:
+                related = related_model(field)._meta.label
+                problems.append(f"field {name!r}: {related} has no field {lookup!r} to look up by")
+    if problems:
+        return problems
+    try:
+        cls()
+    except (FieldDoesNotExist, ImproperlyConfigured, AttributeError, LookupError) as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def check_jobs(
@@ -34,8 +103,9 @@ def check_jobs(
                 # jobs) and every other command; the job itself fails with this message.
                 checks.Warning(
                     problem,
-                    hint='Edit the job\'s source/target to pick what DJSYNC["FILE_ROOTS"], '
-                    'DJSYNC["SQL_QUERIES"] and its importer declare (docs/security.md).',
+                    hint="Edit the job: its importer must be registered, and its source and "
+                    'target must pick what DJSYNC["FILE_ROOTS"], DJSYNC["SQL_QUERIES"] and '
+                    "its importer declare (docs/security.md).",
                     obj=job,
                     id="djsync.W010",
                 )
@@ -46,8 +116,16 @@ def check_jobs(
 def job_problem(job: Any) -> str | None:
     """Why ``job`` would be refused before reading anything, or None."""
     from djsync.exports.jobs import check_target, is_export
+    from djsync.mapping.registry import importer_names, split_names
     from djsync.runs.steps import make_importer, make_importers, make_source
 
+    unknown = [name for name in split_names(job.importer) if name not in importer_names()]
+    if unknown or not split_names(job.importer):
+        known = ", ".join(importer_names()) or "none"
+        return (
+            f"job {job.name!r} names no registered importer {', '.join(map(repr, unknown))} "
+            f"(registered: {known})"
+        )
     try:
         if is_export(job):
             check_target(job, make_importer(job))

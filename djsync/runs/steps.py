@@ -10,12 +10,14 @@ A stored preview comes back as the same steps (:func:`stored_steps`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from djsync import backends
@@ -79,12 +81,25 @@ def is_multi(job: SyncJob) -> bool:
 
 def make_importer(job: SyncJob, name: str | None = None) -> BaseImporter:
     """The job's importer (or its importer ``name``), bound to its target's database."""
-    return bind(get_importer_class(name or job.importer), target_database(job))
+    with _named(job):
+        return bind(get_importer_class(name or job.importer), target_database(job))
 
 
 def make_importers(job: SyncJob) -> list[BaseImporter]:
     """The job's importers in dependency order, all writing to one database."""
-    return importers_of(job.importer, job=job.name, using=target_database(job))
+    with _named(job):
+        return importers_of(job.importer, job=job.name, using=target_database(job))
+
+
+@contextmanager
+def _named(job: SyncJob) -> Iterator[None]:
+    """An importer that is not registered (or cannot be built) is the job's configuration
+    error: one line naming the job, no traceback."""
+    try:
+        yield
+    except ImproperlyConfigured as exc:
+        message = str(exc).removeprefix("djsync: ")
+        raise ConfigurationError(f"job {job.name!r}: {message}") from exc
 
 
 def target_database(job: SyncJob) -> str | None:
