@@ -52,9 +52,12 @@ def importer_problems(cls: Any) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
         return [f"its target cannot be built: {type(exc).__name__}: {exc}"]
     model = getattr(cls, "model", None)
-    if target is None and model is None:
+    if target is not None:
+        owner, get_field = target.label, target.get_field
+    elif model is not None:
+        owner, get_field = model._meta.label, model._meta.get_field
+    else:
         return ["it names no model and no target"]
-    owner = target.label if target is not None else model._meta.label
     names = list(cls.declared_fields)
     if cls.fields != "__all__":
         names += [n for n in cls.fields if n not in names]
@@ -63,7 +66,7 @@ def importer_problems(cls: Any) -> list[str]:
         problems.append("keys is empty: name the fields that identify a row")
     for name in names:
         try:
-            field = target.get_field(name) if target is not None else model._meta.get_field(name)
+            field = get_field(name)
         except (FieldDoesNotExist, LookupError):
             problems.append(f"{owner} has no field {name!r}")
             continue
