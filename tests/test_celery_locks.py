@@ -151,6 +151,43 @@ def test_a_runs_heartbeat_keeps_its_redis_locks_past_their_ttl(make_job, setting
     assert locks.job_lock(job_id).holder() is None and locks.model_lock(label).holder() is None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_database_lease_outlives_its_ttl_without_renewal_warnings(
+    make_job, settings, caplog
+):
+    """A run longer than LOCK_TTL keeps its lease. In SQLite the run's own thread renews it
+    between batches (another connection would wait on the run's write transaction, then
+    fail with a traceback); elsewhere the heartbeat thread does."""
+    from django.db import connection, transaction
+
+    from djsync.runs.monitor import RunMonitor
+
+    settings.DJSYNC = {
+        **settings.DJSYNC,
+        "LOCK_BACKEND": "database",
+        "LOCK_TTL": 0.6,
+        "HEARTBEAT_INTERVAL": 0.1,
+    }
+    run = SyncRun.objects.create(job=make_job("test_products"), trigger="api", status="reading")
+    job_id = 810_000 + os.getpid()
+    lock = locks.acquire_run(job_id, run.pk, models=[])
+    monitor = RunMonitor(run, lock)
+    assert monitor.renew_inline == (connection.vendor == "sqlite")
+    monitor.start()
+    try:
+        with transaction.atomic():  # the run's write transaction, as during an apply
+            Product.objects.create(sku="held", name="x", price=1)
+            for _ in range(15):  # 1.5 s of batches, each one checking in
+                time.sleep(0.1)
+                monitor.check()
+            assert not monitor.lost_lock
+        assert locks.run_of(locks.job_lock(job_id).holder()) == run.pk
+    finally:
+        monitor.stop()
+        lock.release()
+    assert "could not renew" not in caplog.text
+
+
 def test_a_run_is_refused_while_another_run_of_the_job_holds_the_lock(make_job, write_csv):
     job = make_job("test_products")
     other = locks.acquire(job.pk, 999)

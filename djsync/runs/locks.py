@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from djsync.conf import settings
@@ -287,6 +287,15 @@ class LockSet(JobLock):
     def blocker(self) -> JobLock | None:
         """The first lock not taken yet (the one another run holds)."""
         return self.locks[len(self.held)] if len(self.held) < len(self.locks) else None
+
+
+def in_sqlite(lock: JobLock) -> bool:
+    """Whether ``lock`` is a lease row (or leases) in a SQLite database."""
+    held = lock.locks if isinstance(lock, LockSet) else [lock]
+    return any(
+        isinstance(each, DatabaseLock) and connections[each.using].vendor == "sqlite"
+        for each in held
+    )
 
 
 def _database_name() -> str:

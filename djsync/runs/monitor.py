@@ -85,6 +85,11 @@ class RunMonitor:
         self.rows_applied = 0
         self.total = 0
         self.lost_lock = False
+        #: A lease in SQLite: one writer at a time, so while the run's own connection holds a
+        #: write transaction another connection cannot renew it (it would wait, then fail).
+        #: The run's own thread renews it instead, between batches (:meth:`check`).
+        self.renew_inline = locks.in_sqlite(lock)
+        self._last_renew = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_write = self._last_check = time.monotonic()
@@ -110,11 +115,8 @@ class RunMonitor:
 
     def heartbeat(self, *, from_thread: bool = False) -> None:
         """Renew the lock and write the heartbeat with the progress so far."""
-        try:
-            if not self.lock.renew():
-                self.lost_lock = True
-        except Exception:
-            logger.warning("djsync: could not renew the lock of run %s", self.run.pk, exc_info=True)
+        if not (from_thread and self.renew_inline):
+            self.renew()
         if from_thread and connections[self.using].vendor == "sqlite":
             return  # one writer at a time: the run's own connection writes its progress
         write_progress(
@@ -156,9 +158,21 @@ class RunMonitor:
 
         return Progress(on_read=on_read, on_apply=on_apply, on_status=on_status, extra=outer.extra)
 
+    def renew(self) -> None:
+        self._last_renew = time.monotonic()
+        try:
+            if not self.lock.renew():
+                self.lost_lock = True
+        except Exception as exc:  # the next beat tries again; losing it is lost_lock's job
+            logger.warning("djsync: could not renew the lock of run %s: %s", self.run.pk, exc)
+
     def check(self, *, every: float = 0.0) -> None:
         """Raise if the run was cancelled or lost its lock; called between phases and batches
-        (at most once per ``every`` seconds)."""
+        (at most once per ``every`` seconds). A lease in SQLite is renewed here."""
+        if self.renew_inline and time.monotonic() - self._last_renew >= float(
+            settings.HEARTBEAT_INTERVAL
+        ):
+            self.renew()
         if every and time.monotonic() - self._last_check < every:
             return
         self._last_check = time.monotonic()
