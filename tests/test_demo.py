@@ -153,3 +153,29 @@ def test_the_directory_has_a_database_of_its_own(demo, tmp_path):
     assert tables("demo-directory.sqlite3") == directory
     assert not tables("demo.sqlite3") & directory
     assert "djsync_syncjob" in tables("demo.sqlite3")
+
+
+def test_the_demo_reads_database_url():
+    """DATABASE_URL (parsed by dj-database-url) points the demo at PostgreSQL."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_project.settings",
+        "DATABASE_URL": "postgres://sync:p%40ss@db.example:5433/shop",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings as s; d = s.DATABASES['default']; "
+            "print(d['ENGINE'], d['NAME'], d['USER'], d['PASSWORD'], d['HOST'], d['PORT'])",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "django.db.backends.postgresql", "shop", "sync", "p@ss", "db.example", "5433"
+    ]  # fmt: skip
