@@ -233,7 +233,7 @@ CASES = [
             "unchanged": 1,
             "errors": [(3, "sku", "a value is required")],
             "warnings": [
-                "1 target rows are missing from the source, but some bad rows have no "
+                "1 target row is missing from the source, but some bad rows have no "
                 "readable key, so nothing is deleted"
             ],
         },

@@ -22,7 +22,7 @@ from django.db.models.deletion import Collector
 from django.utils import timezone
 
 from djsync.conf import settings
-from djsync.engine.diff import Plan
+from djsync.engine.diff import Plan, unkeyed_errors_note
 from djsync.engine.rows import Converted, RowConverter
 from djsync.exceptions import ConflictError, TargetError
 from djsync.mapping.fields import concrete_field, related_model
@@ -270,10 +270,7 @@ class StagedSqlPlan(Plan):
         self.rows_read = self.importer.rows_read
         deletes = self.missing if switches.delete else 0
         if deletes and self.error_without_key:
-            self.warnings.append(
-                f"{deletes} target rows are missing from the source, but some bad "
-                "rows have no readable key, so nothing is deleted"
-            )
+            self.warnings.append(unkeyed_errors_note(deletes))
             deletes = 0
         self.set_counts(
             new if switches.create else 0, changed_rows if switches.update else 0, deletes
@@ -413,8 +410,9 @@ class StagedSqlPlan(Plan):
     def _check(self, count: int, expected: int, what: str) -> int:
         if count != expected:
             raise ConflictError(
-                f"{self.model}: the target changed while the run was planned ({count} rows "
-                f"{what} instead of {expected}); nothing written, run again"
+                f"{self.model}: the target changed while the run was planned ({count} "
+                f"row{'' if count == 1 else 's'} {what} instead of {expected}); nothing "
+                "written, run again"
             )
         return count
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from django.utils.translation import ngettext
+
 from djsync.conf import settings
 from djsync.engine.row_errors import RowErrors
 
@@ -188,6 +190,17 @@ class Plan:
         return bool(self.total)
 
 
+def unkeyed_errors_note(missing: int) -> str:
+    """Why a plan with row errors that have no key deletes nothing."""
+    return ngettext(
+        "%(count)d target row is missing from the source, but some bad rows have no "
+        "readable key, so nothing is deleted",
+        "%(count)d target rows are missing from the source, but some bad rows have no "
+        "readable key, so nothing is deleted",
+        missing,
+    ) % {"count": missing}
+
+
 def same(a: Any, b: Any) -> bool:
     """Equality after conversion; NaN equals NaN so it is never an endless update."""
     if a == b:
@@ -280,10 +293,7 @@ def diff(
 
     if delete:
         if error_without_key and remaining:
-            plan.warnings.append(
-                f"{len(remaining)} target rows are missing from the source, but some bad "
-                "rows have no readable key, so nothing is deleted"
-            )
+            plan.warnings.append(unkeyed_errors_note(len(remaining)))
         else:
             plan.deletes = [
                 Delete(key=key, pk=row.pk, old=row.values) for key, row in remaining.items()
