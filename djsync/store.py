@@ -278,6 +278,10 @@ def _pk(importer: BaseImporter, value: str) -> Any:
     return importer.target.restore_pk(value)
 
 
+#: How a row error of a change the target refused begins.
+REFUSED = "the target refused"
+
+
 def save_refusals(run: SyncRun, model: str, refused: Sequence[Refused]) -> None:
     """What a target refused item by item when a run was applied: a row error each (key,
     the field it blamed, its answer), and the answer on the stored change, at most
@@ -293,7 +297,7 @@ def save_refusals(run: SyncRun, model: str, refused: Sequence[Refused]) -> None:
                 row=getattr(r.action, "row", None),
                 key=list(r.action.key),
                 column=r.field or "",
-                message=f"the target refused to {r.action.action} it: {r.message}",
+                message=f"{REFUSED} to {r.action.action} it: {r.message}",
             )
             for r in kept
         ],

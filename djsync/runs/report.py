@@ -8,6 +8,7 @@ from typing import Any
 from djsync.engine.row_errors import group_errors
 from djsync.mapping.memberships import membership_label
 from djsync.models import SyncChange, SyncRun
+from djsync.store import REFUSED
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 #: How a change of a many-to-many through table reads (see djsync.mapping.memberships).
@@ -28,8 +29,9 @@ WROTE_NOTHING = (SyncRun.Status.FAILED, SyncRun.Status.CANCELLED, SyncRun.Status
 
 def wrote_nothing(run: SyncRun) -> bool:
     """A failed, cancelled or discarded run: its one transaction rolled back (or never
-    began), so its counts and changes are a plan that was not applied."""
-    return run.status in WROTE_NOTHING
+    began), so its counts and changes are a plan that was not applied — unless it wrote to
+    a target that is not transactional before it stopped (``rows_applied``)."""
+    return run.status in WROTE_NOTHING and not run.rows_applied
 
 
 def would_text(counts: dict[str, int]) -> str:
@@ -46,6 +48,12 @@ def outcome_text(run: SyncRun) -> str:
     """What the run did, after the dash of its summary line: the counts of a run that
     wrote (or a dry run), "nothing written" and what the plan would have done otherwise.
     The admin's run list and page use it too."""
+    if run.status in WROTE_NOTHING and run.rows_applied:  # an API target kept what it took
+        total = run.created + run.updated + run.deleted
+        return (
+            f"{run.rows_applied} of {total} changes written before it stopped; "
+            f"{would_text(run.counts)}"
+        )
     if not wrote_nothing(run):
         return counts_text(run.counts)
     if not _has_plan(run):
@@ -190,12 +198,19 @@ def error_groups(run: SyncRun) -> list[dict[str, Any]]:
         if isinstance(counts, dict) and "error_groups" in counts:
             planned = True
             groups += [{**g, "model": model} for g in counts["error_groups"]]
+    stored = run.row_errors.order_by("model", "row", "pk")
     if not planned and run.errors:
-        stored = run.row_errors.order_by("model", "row", "pk")
-        models = list(stored.values_list("model", flat=True).distinct())
+        models = list(run.row_errors.order_by("model").values_list("model", flat=True).distinct())
         for model in models:
             rows = stored.filter(model=model).iterator(chunk_size=2000)
             groups += [{**g, "model": model} for g in group_errors(rows)]
+    elif planned:  # what targets refused when applied came after the plan's groups
+        for model, counts in stats.items():
+            if isinstance(counts, dict) and counts.get("refused"):
+                rows = stored.filter(model=model, message__startswith=REFUSED).iterator(
+                    chunk_size=2000
+                )
+                groups += [{**g, "model": model} for g in group_errors(rows)]
     return sorted(groups, key=lambda g: -g["rows"])
 
 

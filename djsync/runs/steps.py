@@ -370,10 +370,13 @@ def record_refusals(sync_run: SyncRun, steps: Sequence[Step]) -> int:
         step.refusals_saved = True
         save_refusals(sync_run, step.plan.model, refused)
         by_action = {a: sum(1 for r in refused if r.action.action == a) for a in CHANGE_KINDS}
-        stats[step.plan.model] = {
-            **stats.get(step.plan.model, {}),
-            "refused": {a: n for a, n in by_action.items() if n},
-        }
+        counts = dict(stats.get(step.plan.model, {}))
+        for action, n in by_action.items():  # the counts say what was done, not planned
+            field = f"{action}d"  # created, updated, deleted
+            counts[field] = max(0, counts.get(field, 0) - n)
+            setattr(sync_run, field, max(0, getattr(sync_run, field) - n))
+        counts["refused"] = {a: n for a, n in by_action.items() if n}
+        stats[step.plan.model] = counts
         total += len(refused)
     if total:
         sync_run.stats = stats

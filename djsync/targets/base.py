@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 from django.db import models
 
 from djsync.engine.diff import Create, Delete, Key, Plan, TargetRow, Update
+from djsync.exceptions import TargetError
 
 __all__ = ["Mapper", "Refused", "Target", "WriteResult"]
 
@@ -122,13 +123,49 @@ class Target:
         fields = importer.active_fields
         rows: dict[Key, TargetRow] = {}
         for pk, record in self.read():
-            values = {}
-            for f in fields:
-                raw = record.get(f.name)
-                values[f.name] = None if raw is None else f.restore(raw)
+            values = {f.name: self.read_value(f, record.get(f.name), pk) for f in fields}
             values = importer.normalize_target_row(values)
             rows[importer.key_of(values)] = TargetRow(pk=pk, values=values)
         return rows
+
+    def read_value(self, field: Any, raw: Any, pk: Any) -> Any:
+        """One value as the target gave it, made comparable: read as a stored value (ISO
+        dates, plain numbers), else as a source value (the field's formats and converter).
+        A value neither reads is the target's problem: the error names the record."""
+        if raw is None:
+            return None
+        try:
+            return field.restore(raw)
+        except (ValueError, TypeError):
+            pass
+        try:
+            return field.convert(raw)
+        except (ValueError, TypeError) as exc:
+            raise TargetError(
+                f"{self}: record {pk!r}, field {field.name!r}: {str(raw)[:80]!r} cannot be "
+                f"compared with the source's values ({exc}); fix the record or the field's "
+                "declaration"
+            ) from exc
+
+    # -- writing -------------------------------------------------------------------------
+    def send_each(
+        self,
+        batch: Sequence[Action],
+        send_one: Callable[[Any], Refused | str | None],
+    ) -> list[Refused]:
+        """Send a batch item by item: ``send_one(action)`` returns None when done, or the
+        system's refusal (a :class:`Refused` or its message). Raising TargetError stops the
+        run; the items this batch wrote and refused before it are still counted."""
+        refused: list[Refused] = []
+        for done, action in enumerate(batch):
+            try:
+                answer = send_one(action)
+            except TargetError as exc:
+                exc.partial = (done - len(refused), refused)  # type: ignore[attr-defined]
+                raise
+            if answer is not None:
+                refused.append(answer if isinstance(answer, Refused) else Refused(action, answer))
+        return refused
 
     # -- writing -------------------------------------------------------------------------
     def create(self, batch: list[Create]) -> Iterable[Refused]:
@@ -169,7 +206,13 @@ class Target:
         for send, items in todo:
             for start in range(0, len(items), size):
                 batch = items[start : start + size]
-                answer = list(send(batch) or ())
+                try:
+                    answer = list(send(batch) or ())
+                except TargetError as exc:  # what the batch did before it stopped still counts
+                    written, partial = getattr(exc, "partial", (0, []))
+                    result.written += written
+                    refused.extend(partial)
+                    raise
                 refused.extend(answer)
                 result.written += len(batch) - len(answer)
                 if progress is not None:

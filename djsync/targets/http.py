@@ -93,6 +93,13 @@ class HttpApiTarget(Target):
         super().__init__()
         if self.update_method not in ("PATCH", "PUT"):
             raise ConfigurationError(f"{self}: update_method is PATCH or PUT")
+        if "{url}{id}" in self.item_url and not self.get_url().endswith("/"):
+            # "…/things" + "1/" would name "…/things1/": a 404 that reads "already gone".
+            raise ConfigurationError(
+                f"{self}: the url {shown(self.get_url())!r} does not end with '/', so the "
+                f"item_url {self.item_url!r} cannot name a record; end the url with '/' or "
+                'set item_url = "{url}/{id}"'
+            )
         self._client: httpx.Client | None = None
         self._last_request = 0.0
         self._started: float | None = None
@@ -120,7 +127,11 @@ class HttpApiTarget(Target):
         return str(httpx.URL(self.get_url()).join(self.batch_url or ""))
 
     def restore_pk(self, text: str) -> Any:
-        return int(text) if text.isdigit() else text
+        """An id stored as text: a whole number when it was one (``"17"``), else as it was
+        (``"007"`` stays text: it names another record than 7)."""
+        if text.isdigit() and str(int(text)) == text:
+            return int(text)
+        return text
 
     def _source(self) -> HttpSource:
         """The collection as an HTTP source: reading it, and the request parts (base URLs,
@@ -162,40 +173,31 @@ class HttpApiTarget(Target):
     def create(self, batch: list[Create]) -> list[Refused]:
         if self.batch_url:
             return self._batch("create", batch)
-        refused = []
-        for action in batch:
-            problem = self._send(action, "POST", self.get_url(), self.to_remote(action.values))
-            if problem:
-                refused.append(problem)
-        return refused
+        return self.send_each(
+            batch, lambda a: self._send(a, "POST", self.get_url(), self.to_remote(a.values))
+        )
 
     def update(self, batch: list[Update]) -> list[Refused]:
         if self.batch_url:
             return self._batch("update", batch)
-        refused = []
-        for action in batch:
-            location = self.item_location(action.pk)
-            body = self.to_remote(action.new)
-            if self.update_method == "PUT":
-                current, problem = self._get(action, location)
-                if problem:
-                    refused.append(problem)
-                    continue
-                body = {**{k: v for k, v in current.items() if k != self.id_field}, **body}
-            problem = self._send(action, self.update_method, location, body)
+        return self.send_each(batch, self._update_one)
+
+    def _update_one(self, action: Update) -> Refused | None:
+        location = self.item_location(action.pk)
+        body = self.to_remote(action.new)
+        if self.update_method == "PUT":
+            current, problem = self._get(action, location)
             if problem:
-                refused.append(problem)
-        return refused
+                return problem
+            body = {**{k: v for k, v in current.items() if k != self.id_field}, **body}
+        return self._send(action, self.update_method, location, body)
 
     def delete(self, batch: list[Delete]) -> list[Refused]:
         if self.batch_url:
             return self._batch("delete", batch)
-        refused = []
-        for action in batch:
-            problem = self._send(action, "DELETE", self.item_location(action.pk), None)
-            if problem:
-                refused.append(problem)
-        return refused
+        return self.send_each(
+            batch, lambda a: self._send(a, "DELETE", self.item_location(a.pk), None)
+        )
 
     def batch_body(self, action: str, batch: Sequence[Create | Update | Delete]) -> Any:
         """The batch request's JSON: ``{"create": [record, …]}``, ``{"update": [{"id": …,
@@ -238,6 +240,7 @@ class HttpApiTarget(Target):
             return [Refused(item, problem) for item in batch]
         assert response is not None
         if response.status_code >= 400:
+            self._stop_on(response.status_code, "POST", url, body)
             return [self._refusal(item, response.status_code, body) for item in batch]
         return self.batch_refusals(action, batch, body)
 
@@ -262,7 +265,21 @@ class HttpApiTarget(Target):
         status = response.status_code
         if status < 400 or (method == "DELETE" and status == 404):
             return None
+        self._stop_on(status, method, url, answer)
         return self._refusal(action, status, answer)
+
+    def _stop_on(self, status: int, method: str, url: str, answer: Any) -> None:
+        """Answers that are about the target, not the item: the credentials (401, 403), a
+        collection that is not there (404 on a POST), a method it does not take (405). The
+        run stops at the first one instead of sending every item to be refused alike."""
+        if status in (401, 403, 405) or (status == 404 and method == "POST"):
+            raise TargetError(
+                self._clean(
+                    f"{self}: {method} {shown(httpx.URL(url))} answered {status}: "
+                    f"{_quote(answer if answer is not None else '')}; stopped (this answer "
+                    "is about the target or its credentials, not about one record)"
+                )
+            )
 
     def _refusal(self, action: Create | Update | Delete, status: int, answer: Any) -> Refused:
         """The API's answer as a row error: its per-field messages, or its detail."""
@@ -330,7 +347,7 @@ class HttpApiTarget(Target):
                 if attempt < self._retries:
                     attempt = self._pause(attempt, None, method, url, str(exc))
                     continue
-                raise TargetError(self._clean(f"{self}: {method} {shown(target)}: {exc}")) from exc
+                raise self._gave_up(method, target, exc, attempt) from exc
             except (httpx.TransportError, ValueError) as exc:
                 self.waited += time.monotonic() - started
                 if repeatable and attempt < self._retries:
@@ -345,7 +362,7 @@ class HttpApiTarget(Target):
                             "record by its key if it was made"
                         ),
                     )
-                raise TargetError(self._clean(f"{self}: {method} {shown(target)}: {exc}")) from exc
+                raise self._gave_up(method, target, exc, attempt) from exc
             self.waited += time.monotonic() - started
             self.requests += 1
             status = response.status_code
@@ -366,6 +383,14 @@ class HttpApiTarget(Target):
                     )
                 )
             return response, _decoded(data), None
+
+    def _gave_up(self, method: str, url: httpx.URL, exc: Exception, attempt: int) -> TargetError:
+        return TargetError(
+            self._clean(
+                f"{self}: {method} {shown(url)}: {_one_line(exc)} (gave up after "
+                f"{attempt + 1} attempt{'s' if attempt else ''})"
+            )
+        )
 
     def _pause(
         self, attempt: int, retry_after: float | None, method: str, url: str, why: str
