@@ -166,7 +166,35 @@ def djsync_importers() -> tuple[dict[str, str], Any]:
     return names, Accounts
 
 
-def run_djsync(mode: str, path: str) -> dict[str, Any]:
+class Clock:
+    """Wall and CPU seconds of the sync itself; with ``BENCH_API_PROFILE`` set (a folder),
+    a pyinstrument profile of it too, written there as text (profiled runs are slower)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.profiler: Any = None
+        self.seconds = self.cpu = 0.0
+
+    def __enter__(self) -> Clock:
+        if os.environ.get("BENCH_API_PROFILE"):
+            from pyinstrument import Profiler
+
+            self.profiler = Profiler(interval=0.0005)
+            self.profiler.start()
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.started
+        self.cpu = time.process_time() - self.cpu_started
+        if self.profiler is not None:
+            self.profiler.stop()
+            folder = Path(os.environ["BENCH_API_PROFILE"])
+            text = self.profiler.output_text(unicode=False, color=False, show_all=False)
+            (folder / f"{self.name}.txt").write_text(text)
+
+
+def run_djsync(mode: str, path: str, name: str) -> dict[str, Any]:
     import bench.one
     import djsync
     import djsync.targets.http  # noqa: F401 - imported before the clock
@@ -175,14 +203,13 @@ def run_djsync(mode: str, path: str) -> dict[str, Any]:
     names, accounts = djsync_importers()
     bench.one.warm_up("djsync")
     job, _ = SyncJob.objects.get_or_create(name=names[mode], defaults={"importer": names[mode]})
-    started, cpu = time.perf_counter(), time.process_time()
-    run = djsync.run(job, file=path, delete=True)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    with Clock(name) as clock:
+        run = djsync.run(job, file=path, delete=True)
     if run.status != "succeeded":
         raise SystemExit(f"djsync: {run.status}: {run.error}")
     return {
-        "seconds": seconds,
-        "cpu": cpu,
+        "seconds": clock.seconds,
+        "cpu": clock.cpu,
         "counts": run.counts,
         "target_requests": sum(t.requests for t in accounts.made),
         "target_waited": sum(t.waited for t in accounts.made),
@@ -190,22 +217,18 @@ def run_djsync(mode: str, path: str) -> dict[str, Any]:
     }
 
 
-def run_script(mode: str, path: str) -> dict[str, Any]:
+def run_script(mode: str, path: str, name: str) -> dict[str, Any]:
     from django.conf import settings
 
     from bench.api_baseline import sync
 
-    started, cpu = time.perf_counter(), time.process_time()
     url = f"{settings.DIRECTORY_API_URL.rstrip('/')}/accounts/"
-    counts = sync(path, url, TOKEN, batch=mode == "batch")
-    return {
-        "seconds": time.perf_counter() - started,
-        "cpu": time.process_time() - cpu,
-        "counts": counts,
-    }
+    with Clock(name) as clock:
+        counts = sync(path, url, TOKEN, batch=mode == "batch")
+    return {"seconds": clock.seconds, "cpu": clock.cpu, "counts": counts}
 
 
-def child(tool: str, mode: str, path: str) -> None:
+def child(tool: str, mode: str, path: str, case: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
     import django
 
@@ -213,7 +236,8 @@ def child(tool: str, mode: str, path: str) -> None:
     import httpx  # noqa: F401 - imported before the clock, for both tools
 
     Blocked.install()
-    out = (run_djsync if tool == "djsync" else run_script)(mode, path)
+    name = f"{tool}-{mode}-{case.replace(' ', '-').replace('%', '')}"
+    out = (run_djsync if tool == "djsync" else run_script)(mode, path, name)
     out.update(blocked=Blocked.seconds, client_requests=Blocked.requests)
     print(json.dumps(out, default=str))
 
@@ -262,10 +286,12 @@ class Server:
         self.log.close()
 
 
-def measure(env: dict[str, str], server: Server, tool: str, mode: str, path: Path) -> dict:
+def measure(
+    env: dict[str, str], server: Server, tool: str, mode: str, case: str, path: Path
+) -> dict[str, Any]:
     server.counts()  # from zero
     cpu = server.cpu()
-    command = [sys.executable, "-m", "bench.api_target", "--child", tool, mode, str(path)]
+    command = [sys.executable, "-m", "bench.api_target", "--child", tool, mode, str(path), case]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE)
     assert process.stdout is not None
     output = process.stdout.read()
@@ -329,7 +355,7 @@ def _kinds(r: dict[str, Any]) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(r["server"].items()))
 
 
-def table(rows: int, results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
     """The markdown table of bench/RESULTS.md: per mode and case, both tools and the ratio."""
     lines = [
         "| mode | case | tool | time | requests (list pages + writes) | requests/s "
@@ -371,6 +397,10 @@ def main() -> None:
         action="store_true",
         help="leave the server's sockets as runserver's (Nagle on: ~40 ms per small answer)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of every case; the table shows the median"
+    )
+    parser.add_argument("--profile", type=Path, help="write a pyinstrument profile per run here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", type=Path, help="write every result to this file")
     args = parser.parse_args()
@@ -379,6 +409,9 @@ def main() -> None:
     files = dict(zip(("base", "change"), generate(args.rows, folder), strict=True))
     server = Server(env, folder / "server.log", nagle=args.nagle)
     env["DIRECTORY_API_URL"] = f"{server.url}/directory/api/"
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        env["BENCH_API_PROFILE"] = str(args.profile.resolve())
     load = os.getloadavg()
     sockets = "Nagle on" if args.nagle else "TCP_NODELAY"
     print(
@@ -386,28 +419,30 @@ def main() -> None:
         f"{sockets}, SQLite in {folder}); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
-    results: dict[tuple[str, str, str], dict[str, Any]] = {}
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    tools = args.tool or list(TOOLS)
     try:
-        for mode in args.mode or MODES:
-            for tool in args.tool or TOOLS:
-                empty_directory(folder)
-                for case, file in CASES:
-                    result = measure(env, server, tool, mode, files[file])
-                    results[(mode, case, tool)] = result
-                    show(tool, mode, case, result)
+        for repeat in range(args.repeat):
+            for mode in args.mode or MODES:
+                for tool in tools if repeat % 2 == 0 else tools[::-1]:  # each goes first
+                    empty_directory(folder)
+                    for case, file in CASES:
+                        result = measure(env, server, tool, mode, case, files[file])
+                        runs.setdefault((mode, case, tool), []).append(result)
+                        show(tool, mode, case, result)
     finally:
         server.stop()
     load = os.getloadavg()
     print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
-    print(table(args.rows, results))
+    results = {
+        key: sorted(done, key=lambda r: r["seconds"])[len(done) // 2] for key, done in runs.items()
+    }
+    print(table(results))
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                [{"mode": m, "case": c, "tool": t, **r} for (m, c, t), r in results.items()],
-                indent=1,
-                default=str,
-            )  # fmt: skip
-        )
+        every = [
+            {"mode": m, "case": c, "tool": t, **r} for (m, c, t), rs in runs.items() for r in rs
+        ]
+        args.json.write_text(json.dumps(every, indent=1, default=str))
     if not args.keep:
         for path in sorted(folder.iterdir()):
             path.unlink()
@@ -416,6 +451,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(*sys.argv[2:5])
+        child(*sys.argv[2:6])
     else:
         main()
