@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -355,29 +356,42 @@ def _kinds(r: dict[str, Any]) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(r["server"].items()))
 
 
-def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
-    """The markdown table of bench/RESULTS.md: per mode and case, both tools and the ratio."""
+def median(runs: list[dict[str, Any]], name: str) -> float:
+    return statistics.median(r[name] for r in runs)
+
+
+def table(runs: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
+    """The markdown table of bench/RESULTS.md: per mode and case, each tool's medians (and
+    the range of its times), then djsync / script of the medians."""
     lines = [
-        "| mode | case | tool | time | requests (list pages + writes) | requests/s "
-        "| waiting on the API | client CPU | peak RSS | *djsync / script* |",
+        "| mode | case | tool | time: median (range) | requests (list pages + writes) "
+        "| requests/s | waiting on the API | client CPU | peak RSS "
+        "| *djsync / script*: time, CPU |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode in MODES:
         for case, _ in CASES:
-            pair = [(tool, results.get((mode, case, tool))) for tool in TOOLS]
-            for tool, r in pair:
-                if r is None:
+            pair = {tool: runs.get((mode, case, tool)) for tool in TOOLS}
+            for tool, done in pair.items():
+                if not done:
                     continue
-                pages = r["pages_served"]
-                writes = r["requests"] - pages
+                seconds, cpu = median(done, "seconds"), median(done, "cpu")
+                requests = done[0]["requests"]
+                pages = done[0]["pages_served"]
+                times = [r["seconds"] for r in done]
                 ratio = ""
-                if tool == "djsync" and pair[1][1] is not None:
-                    ratio = f"**{r['seconds'] / pair[1][1]['seconds']:.2f}×**"
+                other = pair["script"]
+                if tool == "djsync" and other:
+                    ratio = (
+                        f"**{seconds / median(other, 'seconds'):.2f}×**, "
+                        f"{cpu / median(other, 'cpu'):.1f}×"
+                    )
                 lines.append(
-                    f"| {mode} | {case} | {tool} | {r['seconds']:.2f} s | {r['requests']:,} "
-                    f"({pages} + {writes:,}) | {r['requests'] / r['seconds']:,.0f} "
-                    f"| {100 * r['blocked'] / r['seconds']:.0f}% | {r['cpu']:.2f} s "
-                    f"| {r['peak_rss_mb']:.0f} MB | {ratio} |"
+                    f"| {mode} | {case} | {tool} | {seconds:.2f} s ({min(times):.2f}–"
+                    f"{max(times):.2f}) | {requests:,} ({pages} + {requests - pages:,}) "
+                    f"| {requests / seconds:,.0f} "
+                    f"| {100 * median(done, 'blocked') / seconds:.0f}% | {cpu:.2f} s "
+                    f"| {max(r['peak_rss_mb'] for r in done):.0f} MB | {ratio} |"
                 )
     return "\n".join(lines)
 
@@ -434,10 +448,7 @@ def main() -> None:
         server.stop()
     load = os.getloadavg()
     print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
-    results = {
-        key: sorted(done, key=lambda r: r["seconds"])[len(done) // 2] for key, done in runs.items()
-    }
-    print(table(results))
+    print(table(runs))
     if args.json:
         every = [
             {"mode": m, "case": c, "tool": t, **r} for (m, c, t), rs in runs.items() for r in rs
