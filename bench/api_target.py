@@ -3,8 +3,10 @@ CSV of accounts into the demo's directory API served on 127.0.0.1 by a real serv
 
     .venv/bin/python -m bench.api_target [--rows 10000] [--mode batch --mode per-item]
 
-The parent makes a temporary folder with the two SQLite databases of the demo project
-(djsync's runs, and the directory's), migrates them, starts ``bench/api_server.py`` (the
+The parent makes a temporary folder (under ``/dev/shm`` by default: in memory, so that
+the server's 10,000 commits measure the API and not this machine's disk; ``--tmp`` to
+choose) with the two SQLite databases of the demo project (djsync's runs, and the
+directory's), migrates them, starts ``bench/api_server.py`` (the
 demo's WSGI app under Django's threaded development server, as ``runserver --noreload``,
 with ``DEBUG`` off and a middleware counting requests), and writes the accounts file and
 its "1% change" (1% updated, 1% new, 1% removed). For each mode (the batch endpoint, 100
@@ -404,7 +406,7 @@ def main() -> None:
     parser.add_argument(
         "--tmp",
         default="/dev/shm" if os.path.isdir("/dev/shm") else None,
-        help="where the SQLite files go (default /dev/shm: in memory, see the docstring)",
+        help="where the SQLite files go (default /dev/shm: in memory)",
     )
     parser.add_argument(
         "--nagle",
