@@ -56,6 +56,10 @@ typecheck: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS)) $(foreach c,$(CASE),--case $(c))
 
+## bench-api: djsync's HTTP API target vs a hand-written httpx script, 10,000 accounts into the demo's directory API (bench/RESULTS.md)
+bench-api: $(VENV)/.installed
+	$(PY) -m bench.api_target
+
 ## screenshots: refresh docs/img/preview.png from the browser test
 screenshots: $(VENV)/.installed browser
 	DJSYNC_SCREENSHOTS=docs $(PY) -m pytest tests/test_browser.py
