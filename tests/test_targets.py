@@ -210,3 +210,24 @@ def test_runsync_dry_run_diff_shows_what_would_be_sent(job: Any) -> None:
     text = out.getvalue()
     assert "ada@example.com" in text and "crm.people" in text
     assert SYSTEM == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writing_to_a_system_holds_no_transaction_of_djsync_s_database(
+    job: Any, monkeypatch: Any
+) -> None:
+    """Nothing to roll back on the system's side, and a transaction held across its writes
+    would keep the run's progress and lock renewals uncommitted (on SQLite: the job's lease
+    could not be renewed at all)."""
+    from django.db import connection
+
+    seen: list[bool] = []
+    create = People.create
+
+    def watched(self: People, batch: list[Any]) -> list[Refused]:
+        seen.append(connection.in_atomic_block)
+        return create(self, batch)
+
+    monkeypatch.setattr(People, "create", watched)
+    assert djsync.run(job(ROWS)).status == "succeeded"
+    assert seen and not any(seen)

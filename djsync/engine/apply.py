@@ -75,12 +75,17 @@ def apply_plan(
     database; a target that is not a database counts into ``result`` what it wrote and
     refused, so a failure half-way still says how much went through."""
     result = result if result is not None else WriteResult()
-    with transaction.atomic(using=importer.using):
-        if isinstance(plan, StagedPlan):  # planned in staging tables: applied in SQL
+    if isinstance(plan, StagedPlan):  # planned in staging tables: applied in SQL
+        with transaction.atomic(using=importer.using):
             before = result.written
             plan.apply_actions(progress=progress, actions=actions)
             result.written = before + sum(len(getattr(plan, f"{a}s")) for a in actions)
-            return result
+        return result
+    if not importer.target.transactional:  # an API: nothing to roll back, nothing to hold
+        return importer.target.write(
+            plan, importer, progress=progress, actions=actions, result=result
+        )
+    with transaction.atomic(using=importer.using):
         return importer.target.write(
             plan, importer, progress=progress, actions=actions, result=result
         )

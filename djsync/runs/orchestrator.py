@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from djsync.engine.apply import check_limits
@@ -245,7 +244,7 @@ def _apply(
         raise RunStateError(f"run #{sync_run.pk} is {current}; it was not applied")
     total = sum(plan.total for plan in steps.plans(todo))
     try:
-        with transaction.atomic(using=todo[0].importer.using):
+        with steps.write_transaction(todo):
             if stale:
                 for step in todo:
                     steps.check_stale(step.plan, step.importer)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ A stored preview comes back as the same steps (:func:`stored_steps`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
@@ -319,7 +319,7 @@ def apply_steps(
         if progress is not None:
             progress(written + done)
 
-    with transaction.atomic(using=steps[0].importer.using):
+    with write_transaction(steps):
         if len(steps) == 1:
             plan = steps[0].plan
             assert plan is not None
@@ -402,6 +402,16 @@ def refusal_message(steps: Sequence[Step], total: int) -> str:
 
 #: The kinds of action, in the order they are written.
 CHANGE_KINDS = ("create", "update", "delete")
+
+
+def write_transaction(steps: Sequence[Step]) -> AbstractContextManager[Any]:
+    """One transaction of the target database around a run's writes, when a target is a
+    database. Around an API's writes there is nothing to roll back, and a transaction of
+    djsync's own database would hold its locks (SQLite's write lock: the job's lease could
+    not be renewed) and hide the run's progress until the last request."""
+    if any(step.importer.target.transactional for step in steps):
+        return transaction.atomic(using=steps[0].importer.using)
+    return nullcontext()
 
 
 def untransacted_writes(steps: Sequence[Step]) -> int:

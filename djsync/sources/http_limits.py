@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import ssl
 import time
 import zlib
 from collections.abc import Iterator
@@ -143,6 +145,13 @@ class _Backend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """One TLS context (the system's trusted roots) for every request this process makes:
+    building one costs ~15 ms, and a run makes several clients."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class DeadlineTransport(httpx.HTTPTransport):
     """httpx's own transport on sockets that never wait past the clock's deadlines.
 
@@ -150,9 +159,9 @@ class DeadlineTransport(httpx.HTTPTransport):
     environment proxy or ``.netrc`` is read (``trust_env=False``)."""
 
     def __init__(self, clock: Clock) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=ssl_context(), trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context(),
             max_connections=10,
             network_backend=_Backend(clock),
         )

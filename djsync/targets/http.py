@@ -30,6 +30,7 @@ from djsync.engine.diff import Create, Delete, Key, Update
 from djsync.exceptions import ConfigurationError, SourceError, TargetError
 from djsync.sources.http import HttpSource
 from djsync.sources.http_fetch import _retry_after
+from djsync.sources.http_limits import ssl_context
 from djsync.sources.http_trust import check_url, redact, shown
 from djsync.targets.base import Refused, Target, WriteResult
 
@@ -314,6 +315,7 @@ class HttpApiTarget(Target):
                 transport=self.transport,
                 follow_redirects=False,
                 trust_env=False,
+                verify=ssl_context(),
             )
             self._retries = source.retries
             self._backoff = source.backoff
