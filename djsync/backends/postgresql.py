@@ -14,7 +14,7 @@ and one ``DELETE`` in the run's transaction (djsync.backends.staged).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,6 +23,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from djsync.backends import staged
+from djsync.backends.copytext import Renderer, TextRows, renderable
 from djsync.backends.staged import (
     _LOWEST,
     LIVE,
@@ -34,7 +35,7 @@ from djsync.backends.staged import (
 )
 from djsync.conf import settings
 from djsync.engine.diff import RowError, _duplicate_error
-from djsync.engine.rows import Converted
+from djsync.engine.rows import HANDED_OVER, WARMUP, Converted, RowConverter
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 
 #: Rows per COPY statement; progress is reported between two statements.
 COPY_CHUNK = 50_000
+
+
+#: Rows of COPY text sent in one write.
+TEXT_BATCH = 1000
 
 
 #: Staged rows from which statistics and a larger work_mem pay for themselves.
@@ -63,6 +68,18 @@ ORDERABLE = frozenset(
     {"varchar", "text", "smallint", "integer", "bigint", "numeric", "date", "uuid", "boolean"}
     | {"timestamp with time zone", "timestamp", "time"}
 )
+
+
+#: The key of a bad row in :meth:`PostgresPlan._handed_over`.
+_BAD = object()
+
+
+def _increases(last: Any, key: Any) -> bool:
+    """Whether ``key`` follows ``last`` strictly (keys that do not compare: no)."""
+    try:
+        return bool(last < key)
+    except TypeError:
+        return False
 
 
 # -- when the staged path applies -----------------------------------------------------------
@@ -209,15 +226,130 @@ class PostgresPlan(StagedSqlPlan):
                             break
                 if progress is not None:
                     progress(self.importer.rows_read)
-            if good >= LARGE:
-                cursor.execute(f"ANALYZE {self.src}")
-                # Joins, sorts and the duplicate check of a large load stay in memory.
-                cursor.execute(
-                    "SELECT current_setting('work_mem'), set_config('work_mem', %s, false)",
-                    [settings.FAST_PATH_WORK_MEM],
-                )
-                self.work_mem = cursor.fetchone()[0]
-            self.good = good - (0 if ordered else self._mark_duplicates(cursor))
+            self._staged(cursor, good, ordered)
+
+    def _staged(self, cursor: Any, good: int, ordered: bool) -> None:
+        """After COPY: statistics and work_mem for a large load, the duplicate keys
+        marked unless the keys arrived strictly increasing (``ordered``)."""
+        if good >= LARGE:
+            cursor.execute(f"ANALYZE {self.src}")
+            # Joins, sorts and the duplicate check of a large load stay in memory.
+            cursor.execute(
+                "SELECT current_setting('work_mem'), set_config('work_mem', %s, false)",
+                [settings.FAST_PATH_WORK_MEM],
+            )
+            self.work_mem = cursor.fetchone()[0]
+        self.good = good - (0 if ordered else self._mark_duplicates(cursor))
+
+    def stage_source(
+        self,
+        records: Iterator[Any],
+        source: Source,
+        converter: RowConverter,
+        *,
+        cells: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Rows of text cells go to COPY as text written by one compiled function
+        (djsync.backends.copytext); anything else through :meth:`stage`."""
+        if cells and not (converter.hooked or converter.prepared) and renderable(self.fields):
+            self._stage_text(records, source, converter, progress)
+        else:
+            super().stage_source(records, source, converter, cells=cells, progress=progress)
+
+    def _stage_text(
+        self,
+        rows: Iterator[list[str]],
+        source: Source,
+        converter: RowConverter,
+        progress: Progress | None,
+    ) -> None:
+        """:meth:`stage` for lists of text cells, without a Python value per cell where
+        PostgreSQL reads the cell itself to the same value; the same rows, the same row
+        errors (a record the compiled function refuses goes through the importer)."""
+        importer = self.importer
+        columns = list(source.columns or [])
+        with self.connection.cursor() as cursor:
+            self.create_src(cursor)
+            raw = cursor.cursor
+            text = TextRows(converter, Renderer(raw), importer.using)
+            line = text.compile(columns)
+            ordered, last = self._orderable(), _LOWEST
+            good = seen = 0
+            row = source.first_row
+            read, chunk_end = importer.rows_read, COPY_CHUNK
+            copy_sql = f"COPY {self.src} FROM STDIN"
+            more = True
+            while more:
+                more = False
+                with raw.copy(copy_sql) as copy:
+                    out: list[str] = []
+                    for cells in rows:
+                        seen += 1
+                        number = source.row or row
+                        row += 1
+                        if seen == WARMUP:
+                            text.finish_warmup()
+                            line = text.compile(columns)
+                        try:
+                            key, written = line(cells, number)
+                        except HANDED_OVER:
+                            for key, written in self._handed_over(text, columns, cells, number):
+                                out.append(written)
+                                if key is _BAD:
+                                    ordered = False  # its key takes part in the duplicate check
+                                    continue
+                                good += 1
+                                ordered = ordered and _increases(last, key)
+                                last = key
+                            continue
+                        out.append(written)
+                        good += 1
+                        if ordered:
+                            try:
+                                ordered = last < key
+                            except TypeError:
+                                ordered = False
+                            last = key
+                        if len(out) >= TEXT_BATCH or seen >= chunk_end:
+                            copy.write("".join(out))
+                            out.clear()
+                            if seen >= chunk_end:  # progress between two statements
+                                chunk_end = seen + COPY_CHUNK
+                                more = True
+                                break
+                    if out:
+                        copy.write("".join(out))
+                importer.rows_read = read + seen
+                if progress is not None:
+                    progress(importer.rows_read)
+            self._staged(cursor, good, ordered)
+
+    def _handed_over(
+        self, text: TextRows, columns: list[str], cells: list[str], number: int
+    ) -> Iterator[tuple[Any, str]]:
+        """A record the compiled function refused, through the importer's own code: (key,
+        COPY line) of its converted row, or (``_BAD``, the line that protects the target
+        row of a bad row's key); its row errors kept on the plan."""
+        converter, keys = text.converter, self.key_positions()
+        handed = [(f, f.source_column, self.importer.lookups.get(f.name)) for f in self.fields]
+        record = dict(zip(columns, cells, strict=True))
+        for item in converter._handed_over(record, number, handed):
+            if type(item) is tuple:
+                values = item[1]
+                key = values[keys[0]] if len(keys) == 1 else tuple(values[k] for k in keys)
+                yield key, f"{number}\tf\t{text.render_values(values)}\n"
+                continue
+            error = cast("RowError", item)
+            self.errors.append(error)
+            if error.key is None:
+                self.error_without_key = True
+                continue
+            bad: list[Any] = [None] * (len(self.fields) + len(converter.related))
+            for position, value in zip(keys, error.key, strict=True):
+                bad[position] = value
+            fields = "\t".join(map(text.render, bad))
+            yield _BAD, f"{error.row}\tt\t{fields}\n"
 
     def _orderable(self) -> bool:
         """Whether key values that compare strictly increasing in Python are distinct in
@@ -289,13 +421,18 @@ class PostgresPlan(StagedSqlPlan):
         join = "FULL JOIN" if switches.delete else "LEFT JOIN"
         gone = "s._row IS NULL OR " if switches.delete else ""
         with self.connection.cursor() as cursor:
+            # An empty target in scope (an initial load): every staged row is new, and
+            # the creates are read from staging itself (``_created``), so the table of
+            # actions stays empty instead of holding a row per source row.
+            cursor.execute(f"SELECT EXISTS (SELECT FROM {target})", params)
+            empty = not cursor.fetchone()[0]
+            where = "false" if empty else f"{gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))"
             cursor.execute(
                 f"CREATE TEMP TABLE {self.act} AS SELECT s._row, t._pk, "
                 "CASE WHEN s._row IS NULL THEN 'd' WHEN t._pk IS NULL THEN 'c' ELSE 'u' END "
                 f"AS act{old}, CASE WHEN s._row IS NOT NULL AND t._pk IS NOT NULL "
                 f"THEN {changed_sql} END AS changed "
-                f"FROM {self.src} s {join} {target} ON {on} "
-                f"WHERE {gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))",
+                f"FROM {self.src} s {join} {target} ON {on} WHERE {where}",
                 params,
             )
             cursor.execute(
@@ -305,6 +442,8 @@ class PostgresPlan(StagedSqlPlan):
             )
             found = dict(cursor.fetchall())
             self.rows_in_scope = found.get("scope", 0)
+        if empty:
+            found["c"] = self.good  # the staged rows not skipped
         self.count_actions(found)
 
     # -- storing the changes ----------------------------------------------------------------

@@ -1,0 +1,287 @@
+"""Converted rows as PostgreSQL's COPY text, written by one compiled function per source.
+
+Staging a million rows spends most of its client time turning text cells into Python
+values (``Decimal``, ``int``, ``date``) that psycopg then turns back into text for COPY.
+Here the fast path's compiled converter (djsync.engine.rows) writes the COPY line itself:
+a cell that the field's converter would accept unchanged (a plain text cell once stripped,
+a decimal or whole number in the column's range, written plainly) goes to COPY as it is,
+and PostgreSQL's input function reads the same value the converter would have made;
+values the converter remembers (categories, dates) are remembered as their text; any
+other cell is converted in Python and rendered (:func:`render`). A cell the converter
+refuses raises as before, so the importer's own code reports the row error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+
+from djsync.engine.rows import _MISS, MEMO_LIMIT, WARMUP, _remember, plain_text
+from djsync.mapping.converters import integer_range
+from djsync.mapping.fields import BoundField
+
+if TYPE_CHECKING:
+    from djsync.engine.rows import RowConverter
+
+#: COPY text's NULL.
+NULL = "\\N"
+
+
+def escape(text: str) -> str:
+    """``text`` as a COPY text field: backslash, tab, newline and carriage return escaped."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _bool(value: bool) -> str:
+    return "t" if value else "f"
+
+
+#: How each converter result type is written (what psycopg's text dumpers write).
+_RENDER: dict[type, Callable[[Any], str]] = {
+    str: escape,
+    int: str,
+    bool: _bool,
+    Decimal: str,
+    float: repr,
+    dt.date: dt.date.isoformat,
+    dt.datetime: dt.datetime.isoformat,
+    dt.time: dt.time.isoformat,
+    uuid.UUID: str,
+}
+
+
+class Renderer:
+    """Python values → COPY text fields; a type not in :data:`_RENDER` (a custom
+    converter's result) goes through psycopg's own dumper, as ``write_row`` would."""
+
+    def __init__(self, raw_cursor: Any) -> None:
+        self.cursor = raw_cursor
+        self.encoding = raw_cursor.connection.info.encoding
+
+    def __call__(self, value: Any) -> str:
+        if value is None:
+            return NULL
+        how = _RENDER.get(type(value))
+        if how is not None:
+            return how(value)
+        from psycopg.adapt import PyFormat, Transformer
+
+        dumped = Transformer(self.cursor).get_dumper(value, PyFormat.TEXT).dump(value)
+        return escape(bytes(dumped).decode(self.encoding))
+
+
+def renderable(fields: list[BoundField]) -> bool:
+    """Whether rows of ``fields`` can be written as COPY text here: JSON values need
+    psycopg's adaptation (``write_row``)."""
+    for f in fields:
+        value_field = f.lookup_field() if f.is_relation else f.model_field
+        if isinstance(value_field, models.JSONField) or isinstance(f.model_field, models.JSONField):
+            return False
+    return True
+
+
+def verbatim(f: BoundField, using: str) -> Callable[[str], Any] | None:
+    """A test that a stripped cell is one the field's built-in converter takes as written
+    and that PostgreSQL reads to the same value (digits in the column's range, no sign
+    but ``-``, no exponent, no more decimal places than the field's), or None."""
+    mf = f.model_field
+    if (
+        f.is_relation
+        or f.spec.converter is not None
+        or f.validators
+        or f.null_tokens
+        or mf.choices
+        or f.source_column is None
+    ):
+        return None
+    if isinstance(mf, models.DecimalField):
+        places, digits = mf.decimal_places, mf.max_digits
+        if places is None or digits is None or digits - places < 1:
+            return None
+        tail = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
+        return re.compile(rf"-?[0-9]{{1,{digits - places}}}{tail}").fullmatch
+    if isinstance(mf, models.IntegerField) and not isinstance(mf, models.AutoField):
+        low, high = integer_range(mf, using)
+        width = len(str(min(high, -low if low < 0 else high))) - 1
+        if width < 1:
+            return None
+        sign = "-?" if low < 0 else ""
+        return re.compile(rf"{sign}[0-9]{{1,{width}}}").fullmatch
+    return None
+
+
+class TextRows:
+    """The COPY line of a record of text cells, by a function compiled for the source's
+    columns (:meth:`compile`): ``line(cells, number) -> (key, line)``, raising what the
+    fast converter raises for a record the importer must see."""
+
+    def __init__(self, converter: RowConverter, render: Renderer, using: str) -> None:
+        self.converter = converter
+        self.render = render
+        fields = converter.fields
+        typed = set(converter.key_index) | {i for i, _ in converter.related}
+        #: Positions whose Python value is needed (keys: order check; foreign keys: lookup).
+        self.typed = typed
+        #: Remembered COPY text of the other memoizable columns.
+        self.memos: list[dict[str, str] | None] = [
+            None if i in typed or memo is None else {} for i, memo in enumerate(converter.memos)
+        ]
+        self.verbatim = [verbatim(f, using) for f in fields]
+
+    def finish_warmup(self) -> None:
+        self.converter._finish_warmup()
+        for i, memo in enumerate(self.memos):
+            if memo is not None and len(memo) > WARMUP // 2:
+                self.memos[i] = None
+
+    def render_values(self, values: tuple[Any, ...]) -> str:
+        """The COPY fields of a converted tuple (the importer's own result for a record
+        the fast converter refused), foreign keys' primary keys appended."""
+        render = self.render
+        out = [render(v) for v in values]
+        out += [
+            render(None if values[i] is None else lk[values[i]]) for i, lk in self.converter.related
+        ]
+        return "\t".join(out)
+
+    def compile(self, columns: list[str]) -> Callable[[list[str], int], tuple[Any, str]]:
+        conv = self.converter
+        where = {c: i for i, c in enumerate(columns)}
+        names: dict[str, Any] = {"MISS": _MISS, "render": self.render}
+        lines = ["def line(cells, number):"]
+        for i, f in enumerate(conv.fields):
+            names[f"convert{i}"] = f.convert
+            names[f"converter{i}"] = f.converter
+            if f.source_column is None:
+                lines += [f"    v{i} = convert{i}(None)", f"    t{i} = render(v{i})"]
+                continue
+            lines.append(f"    raw = cells[{where[f.source_column]}]")
+            if i in self.typed:
+                lines += self._typed(i, f, names)
+            else:
+                lines += self._text(i, f, names)
+        for i, lookup in conv.related:
+            names[f"lookup{i}"] = lookup
+            lines += [
+                f"    if v{i} is None:",
+                f"        p{i} = NULL",
+                f"    elif v{i} in lookup{i}:",
+                f"        p{i} = render(lookup{i}[v{i}])",
+                "    else:",
+                f"        raise KeyError(v{i})",
+            ]
+        names["NULL"] = NULL
+        for i in conv.key_index:
+            lines += [
+                f'    if v{i} is None or v{i} == "":',
+                '        raise ValueError("empty key")',
+            ]
+        keys = conv.key_index
+        key = f"v{keys[0]}" if len(keys) == 1 else "(" + "".join(f"v{k}, " for k in keys) + ")"
+        parts = [f"{{t{i}}}" for i in range(len(conv.fields))]
+        parts += [f"{{p{i}}}" for i, _ in conv.related]
+        body = "\\t".join(parts)
+        lines.append(f'    return {key}, f"{{number}}\\tf\\t{body}\\n"')
+        source = "\n".join(lines) + "\n"
+        exec(compile(source, "<djsync.backends.copytext>", "exec"), names)  # noqa: S102
+        line = names["line"]
+        line.source = source
+        return line
+
+    def _typed(self, i: int, f: BoundField, names: dict[str, Any]) -> list[str]:
+        """A key or foreign key: its Python value (``v``) as the fast converter makes it,
+        then its COPY text (``t``)."""
+        conv = self.converter
+        memo = conv.memos[i]
+        plain, limit = plain_text(f)
+        if memo is not None:
+            names[f"memo{i}"] = memo
+            names[f"remember{i}"] = _remember(memo, conv.texts[i])
+            lines = [
+                f"    v{i} = memo{i}.get(raw, MISS)",
+                f"    if v{i} is MISS:",
+                f"        v{i} = remember{i}(raw)",
+            ]
+        elif plain:
+            lines = [f"    v{i} = raw.strip()", *_plain_check(i, f, limit, f"v{i}", names)]
+            lines.append(f"        v{i} = convert{i}(raw)")
+        else:
+            lines = self._converted(i, f, names, f"v{i}")
+        return [
+            *lines,
+            f'    if type(v{i}) is str and v{i}.isprintable() and "\\\\" not in v{i}:',
+            f"        t{i} = v{i}",
+            "    else:",
+            f"        t{i} = render(v{i})",
+        ]
+
+    def _text(self, i: int, f: BoundField, names: dict[str, Any]) -> list[str]:
+        """Any other field: its COPY text only (``t``)."""
+        memo = self.memos[i]
+        if memo is not None:
+            names[f"tmemo{i}"] = memo
+            names[f"tremember{i}"] = _remember_text(memo, self.converter.texts[i], self.render)
+            return [
+                f"    t{i} = tmemo{i}.get(raw, MISS)",
+                f"    if t{i} is MISS:",
+                f"        t{i} = tremember{i}(raw)",
+            ]
+        plain, limit = plain_text(f)
+        if plain:
+            return [
+                f"    t{i} = raw.strip()",
+                *_plain_check(i, f, limit, f"t{i}", names),
+                f"        t{i} = render(convert{i}(raw))",
+            ]
+        test = self.verbatim[i]
+        if test is not None:
+            names[f"verbatim{i}"] = test
+            return [
+                f"    t{i} = raw.strip()",
+                f"    if not verbatim{i}(t{i}):",
+                f"        t{i} = render(convert{i}(raw))",
+            ]
+        return [*self._converted(i, f, names, f"v{i}"), f"    t{i} = render(v{i})"]
+
+    def _converted(self, i: int, f: BoundField, names: dict[str, Any], v: str) -> list[str]:
+        """``v`` = the field's converter on the cell, as the fast converter calls it."""
+        if f.null_tokens:
+            names[f"tokens{i}"] = f.null_tokens
+            return [
+                f"    {v} = raw.strip()",
+                f"    {v} = convert{i}(raw) if not {v} or {v} in tokens{i} else converter{i}(raw)",
+            ]
+        return [f"    {v} = converter{i}(raw) if raw.strip() else convert{i}(raw)"]
+
+
+def _plain_check(
+    i: int, f: BoundField, limit: int | None, v: str, names: dict[str, Any]
+) -> list[str]:
+    """The test a stripped plain text cell ``v`` fails unless it goes as written: empty,
+    too long, a null token, not printable (NUL, tab, line break…) or holding a backslash."""
+    too_long = "" if limit is None else f" or len({v}) > {int(limit)}"
+    token = ""
+    if f.null_tokens:
+        names[f"tokens{i}"] = f.null_tokens
+        token = f" or {v} in tokens{i}"
+    return [f'    if not {v}{too_long}{token} or not {v}.isprintable() or "\\\\" in {v}:']
+
+
+def _remember_text(
+    memo: dict[str, str], text: Callable[[str], Any], render: Renderer
+) -> Callable[[str], str]:
+    def remember(cell: str) -> str:
+        value = render(text(cell))
+        if len(memo) < MEMO_LIMIT:
+            memo[cell] = value
+        return value
+
+    return remember
