@@ -428,7 +428,7 @@ class PostgresPlan(StagedSqlPlan):
             empty = not cursor.fetchone()[0]
             where = "false" if empty else f"{gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))"
             cursor.execute(
-                f"CREATE TEMP TABLE {self.act} AS SELECT s._row, t._pk, "
+                f"CREATE TEMP TABLE {self.act} AS SELECT s._row, s.ctid AS _tid, t._pk, "
                 "CASE WHEN s._row IS NULL THEN 'd' WHEN t._pk IS NULL THEN 'c' ELSE 'u' END "
                 f"AS act{old}, CASE WHEN s._row IS NOT NULL AND t._pk IS NOT NULL "
                 f"THEN {changed_sql} END AS changed "
@@ -442,6 +442,9 @@ class PostgresPlan(StagedSqlPlan):
             )
             found = dict(cursor.fetchall())
             self.rows_in_scope = found.get("scope", 0)
+        # An action finds its staged row by the row's address: a TID lookup per action,
+        # not a scan of the whole staging table (nothing moves staged rows after this).
+        self._source_of_action = "s.ctid = a._tid"
         if empty:
             found["c"] = self.good  # the staged rows not skipped
         self.count_actions(found)
@@ -486,7 +489,7 @@ class PostgresPlan(StagedSqlPlan):
                     f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
                     f"a._pk::text, s._row, {_only('a', self._object('o', 'a'))}, "
                     f"{_only('a', self._object('c', 's'))}, to_jsonb(a.changed) "
-                    f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
+                    f"FROM {self.act} a JOIN {self.src} s ON {self._source_of_action} "
                     f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
                 )
@@ -509,8 +512,8 @@ class PostgresPlan(StagedSqlPlan):
         if self.new == self.good:  # every staged row is new (an initial load): no join
             return f"(SELECT * FROM {self.src} WHERE NOT _skip{cap}) s"
         return (
-            f"(SELECT _row FROM {self.act} WHERE act = 'c'{cap}) a "
-            f"JOIN {self.src} s ON s._row = a._row"
+            f"(SELECT * FROM {self.act} WHERE act = 'c'{cap}) a "
+            f"JOIN {self.src} s ON {self._source_of_action}"
         )
 
     # -- a stored preview's checks (djsync.backends.staged) -----------------------------
