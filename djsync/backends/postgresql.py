@@ -144,6 +144,8 @@ class PostgresPlan(StagedSqlPlan):
     # -- staging --------------------------------------------------------------------------
     #: SQL type of the staging table's ``_skip`` flag.
     skip_type = "boolean"
+    #: Staged rows that keep their target row (bad rows with a key, duplicate keys).
+    skipped = 0
 
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         """Create the staging table (dropping what an interrupted run left on this session)."""
@@ -182,7 +184,7 @@ class PostgresPlan(StagedSqlPlan):
             prepare = self._preparer(relations)
             keys = self.key_positions()
             width = len(fields) + len(relations)
-            good = 0
+            good = bad = 0
             items = iter(items)
             # Keys that arrive strictly increasing (many exports are sorted) cannot repeat:
             # then the duplicate check in SQL is skipped.
@@ -218,6 +220,7 @@ class PostgresPlan(StagedSqlPlan):
                                 for position, value in zip(keys, item.key, strict=True):
                                     cells[position] = value
                                 write((item.row, True, *cells))
+                                bad += 1
                             else:
                                 self.error_without_key = True
                         n += 1
@@ -226,11 +229,12 @@ class PostgresPlan(StagedSqlPlan):
                             break
                 if progress is not None:
                     progress(self.importer.rows_read)
-            self._staged(cursor, good, ordered)
+            self._staged(cursor, good, ordered, bad)
 
-    def _staged(self, cursor: Any, good: int, ordered: bool) -> None:
-        """After COPY: statistics and work_mem for a large load, the duplicate keys
-        marked unless the keys arrived strictly increasing (``ordered``)."""
+    def _staged(self, cursor: Any, good: int, ordered: bool, bad: int) -> None:
+        """After COPY of ``good`` rows and ``bad`` rows with a key: statistics and work_mem
+        for a large load, the duplicate keys marked unless the keys arrived strictly
+        increasing (``ordered``)."""
         if good >= LARGE:
             cursor.execute(f"ANALYZE {self.src}")
             # Joins, sorts and the duplicate check of a large load stay in memory.
@@ -239,7 +243,9 @@ class PostgresPlan(StagedSqlPlan):
                 [settings.FAST_PATH_WORK_MEM],
             )
             self.work_mem = cursor.fetchone()[0]
-        self.good = good - (0 if ordered else self._mark_duplicates(cursor))
+        marked = 0 if ordered else self._mark_duplicates(cursor)
+        self.good = good - marked
+        self.skipped = bad + marked
 
     def stage_source(
         self,
@@ -275,7 +281,7 @@ class PostgresPlan(StagedSqlPlan):
             text = TextRows(converter, Renderer(raw), importer.using)
             line = text.compile(columns)
             ordered, last = self._orderable(), _LOWEST
-            good = seen = 0
+            good = bad = seen = 0
             row = source.first_row
             read, chunk_end = importer.rows_read, COPY_CHUNK
             copy_sql = f"COPY {self.src} FROM STDIN"
@@ -298,6 +304,7 @@ class PostgresPlan(StagedSqlPlan):
                                 out.append(written)
                                 if key is _BAD:
                                     ordered = False  # its key takes part in the duplicate check
+                                    bad += 1
                                     continue
                                 good += 1
                                 ordered = ordered and _increases(last, key)
@@ -323,7 +330,7 @@ class PostgresPlan(StagedSqlPlan):
                 importer.rows_read = read + seen
                 if progress is not None:
                     progress(importer.rows_read)
-            self._staged(cursor, good, ordered)
+            self._staged(cursor, good, ordered, bad)
 
     def _handed_over(
         self, text: TextRows, columns: list[str], cells: list[str], number: int
@@ -435,18 +442,23 @@ class PostgresPlan(StagedSqlPlan):
                 f"FROM {self.src} s {join} {target} ON {on} WHERE {where}",
                 params,
             )
+            # Without skipped rows each target row in scope either matches one staged row
+            # or is missing from the source: no second read of the target to count them.
+            counted = empty or (switches.delete and not self.skipped)
+            scope = "" if counted else f" UNION ALL SELECT 'scope', count(*) FROM {target}"
             cursor.execute(
-                f"SELECT act, count(*) FROM {self.act} GROUP BY act "
-                f"UNION ALL SELECT 'scope', count(*) FROM {target}",
-                params,
+                f"SELECT act, count(*) FROM {self.act} GROUP BY act{scope}",
+                [] if counted else params,
             )
             found = dict(cursor.fetchall())
-            self.rows_in_scope = found.get("scope", 0)
+        if empty:
+            found["c"] = self.good  # the staged rows not skipped
+        self.rows_in_scope = (
+            self.good - found.get("c", 0) + found.get("d", 0) if counted else found["scope"]
+        )
         # An action finds its staged row by the row's address: a TID lookup per action,
         # not a scan of the whole staging table (nothing moves staged rows after this).
         self._source_of_action = "s.ctid = a._tid"
-        if empty:
-            found["c"] = self.good  # the staged rows not skipped
         self.count_actions(found)
 
     # -- storing the changes ----------------------------------------------------------------
@@ -487,8 +499,8 @@ class PostgresPlan(StagedSqlPlan):
             selects.append(
                 (
                     f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
-                    f"a._pk::text, s._row, {_only('a', self._object('o', 'a'))}, "
-                    f"{_only('a', self._object('c', 's'))}, to_jsonb(a.changed) "
+                    f"a._pk::text, s._row, {_only('a', self._object('o', 'a'), self.names)}, "
+                    f"{_only('a', self._object('c', 's'), self.names)}, to_jsonb(a.changed) "
                     f"FROM {self.act} a JOIN {self.src} s ON {self._source_of_action} "
                     f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
@@ -557,12 +569,13 @@ class PostgresPlan(StagedSqlPlan):
             pass
 
 
-def _only(alias: str, obj: str) -> str:
-    """The jsonb object ``obj`` with only the changed fields of the action row."""
-    return (
-        f"(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each({obj}) e "
-        f"WHERE e.key = ANY({alias}.changed))"
+def _only(alias: str, obj: str, names: list[str]) -> str:
+    """The jsonb object ``obj`` (of fields ``names``) with only the changed fields of the
+    action row: the others removed (``jsonb - text[]`` passes over the NULLs)."""
+    others = ", ".join(
+        f"CASE WHEN '{name}' = ANY({alias}.changed) THEN NULL ELSE '{name}' END" for name in names
     )
+    return f"({obj} - ARRAY[{others}]::text[])"
 
 
 def _json_list(names: list[str]) -> str:
