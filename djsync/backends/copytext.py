@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
-from djsync.engine.rows import _MISS, MEMO_LIMIT, WARMUP, _remember, plain_text
+from djsync.engine.rows import _MISS, HANDED_OVER, MEMO_LIMIT, WARMUP, _remember, plain_text
 from djsync.mapping.converters import integer_range
 from djsync.mapping.fields import BoundField
 
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: COPY text's NULL.
 NULL = "\\N"
+
+#: What the compiled staging loop returns once the rows end.
+DONE = object()
 
 
 def escape(text: str) -> str:
@@ -152,25 +155,33 @@ class TextRows:
         ]
         return "\t".join(out)
 
-    def compile(self, columns: list[str]) -> Callable[[list[str], int], tuple[Any, str]]:
+    def compile(self, columns: list[str]) -> Callable[..., tuple[Any, int, int, int, bool, Any]]:
+        """The staging loop for records of cells in ``columns`` order, compiled with each
+        field's conversion written out (as djsync.engine.rows compiles its converter):
+        ``stage(rows, source, row, seen, stop, append, ordered, last)`` appends the COPY
+        line of each record to ``append`` until ``stop`` records are seen, the rows end
+        (:data:`DONE`) or a record is refused (returned, for the importer's own code), and
+        returns ``(refused, number, row, seen, ordered, last)``: ``ordered`` tells whether
+        the keys so far increase strictly, ``last`` is the last key."""
         conv = self.converter
         where = {c: i for i, c in enumerate(columns)}
-        names: dict[str, Any] = {"MISS": _MISS, "render": self.render}
-        lines = ["def line(cells, number):"]
+        names: dict[str, Any] = {"MISS": _MISS, "render": self.render, "NULL": NULL}
+        names |= {"HANDED_OVER": HANDED_OVER, "DONE": DONE}
+        body: list[str] = []
         for i, f in enumerate(conv.fields):
             names[f"convert{i}"] = f.convert
             names[f"converter{i}"] = f.converter
             if f.source_column is None:
-                lines += [f"    v{i} = convert{i}(None)", f"    t{i} = render(v{i})"]
+                body += [f"    v{i} = convert{i}(None)", f"    t{i} = render(v{i})"]
                 continue
-            lines.append(f"    raw = cells[{where[f.source_column]}]")
+            body.append(f"    raw = cells[{where[f.source_column]}]")
             if i in self.typed:
-                lines += self._typed(i, f, names)
+                body += self._typed(i, f, names)
             else:
-                lines += self._text(i, f, names)
+                body += self._text(i, f, names)
         for i, lookup in conv.related:
             names[f"lookup{i}"] = lookup
-            lines += [
+            body += [
                 f"    if v{i} is None:",
                 f"        p{i} = NULL",
                 f"    elif v{i} in lookup{i}:",
@@ -178,23 +189,40 @@ class TextRows:
                 "    else:",
                 f"        raise KeyError(v{i})",
             ]
-        names["NULL"] = NULL
         for i in conv.key_index:
-            lines += [
-                f'    if v{i} is None or v{i} == "":',
-                '        raise ValueError("empty key")',
-            ]
+            body += [f'    if v{i} is None or v{i} == "":', '        raise ValueError("empty key")']
         keys = conv.key_index
         key = f"v{keys[0]}" if len(keys) == 1 else "(" + "".join(f"v{k}, " for k in keys) + ")"
         parts = [f"{{t{i}}}" for i in range(len(conv.fields))]
         parts += [f"{{p{i}}}" for i, _ in conv.related]
-        body = "\\t".join(parts)
-        lines.append(f'    return {key}, f"{{number}}\\tf\\t{body}\\n"')
+        fields = "\\t".join(parts)
+        lines = [
+            "def stage(rows, source, row, seen, stop, append, ordered, last):",
+            "    for cells in rows:",
+            "        seen += 1",
+            "        number = source.row or row",
+            "        row += 1",
+            "        try:",
+            *("        " + line for line in body),
+            "        except HANDED_OVER:",
+            "            return cells, number, row, seen, ordered, last",
+            "        if ordered:",
+            f"            key = {key}",
+            "            try:",
+            "                ordered = last < key",
+            "            except TypeError:",
+            "                ordered = False",
+            "            last = key",
+            f'        append(f"{{number}}\\tf\\t{fields}\\n")',
+            "        if seen >= stop:",
+            "            return None, number, row, seen, ordered, last",
+            "    return DONE, 0, row, seen, ordered, last",
+        ]
         source = "\n".join(lines) + "\n"
         exec(compile(source, "<djsync.backends.copytext>", "exec"), names)  # noqa: S102
-        line = names["line"]
-        line.source = source
-        return line
+        stage = names["stage"]
+        stage.source = source
+        return stage
 
     def _typed(self, i: int, f: BoundField, names: dict[str, Any]) -> list[str]:
         """A key or foreign key: its Python value (``v``) as the fast converter makes it,
@@ -210,9 +238,15 @@ class TextRows:
                 f"    if v{i} is MISS:",
                 f"        v{i} = remember{i}(raw)",
             ]
-        elif plain:
-            lines = [f"    v{i} = raw.strip()", *_plain_check(i, f, limit, f"v{i}", names)]
-            lines.append(f"        v{i} = convert{i}(raw)")
+        elif plain:  # as written, unless the cell needs the converter
+            return [
+                f"    v{i} = raw.strip()",
+                *_plain_check(i, f, limit, f"v{i}", names),
+                f"        v{i} = convert{i}(raw)",
+                f"        t{i} = render(v{i})",
+                "    else:",
+                f"        t{i} = v{i}",
+            ]
         else:
             lines = self._converted(i, f, names, f"v{i}")
         return [

@@ -23,7 +23,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from djsync.backends import staged
-from djsync.backends.copytext import Renderer, TextRows, renderable
+from djsync.backends.copytext import DONE, Renderer, TextRows, renderable
 from djsync.backends.staged import (
     _LOWEST,
     LIVE,
@@ -35,7 +35,7 @@ from djsync.backends.staged import (
 )
 from djsync.conf import settings
 from djsync.engine.diff import RowError, _duplicate_error
-from djsync.engine.rows import HANDED_OVER, WARMUP, Converted, RowConverter
+from djsync.engine.rows import WARMUP, Converted, RowConverter
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
@@ -279,28 +279,26 @@ class PostgresPlan(StagedSqlPlan):
             self.create_src(cursor)
             raw = cursor.cursor
             text = TextRows(converter, Renderer(raw), importer.using)
-            line = text.compile(columns)
+            stage = text.compile(columns)
             ordered, last = self._orderable(), _LOWEST
             good = bad = seen = 0
-            row = source.first_row
-            read, chunk_end = importer.rows_read, COPY_CHUNK
+            row, read, chunk_end, warm = source.first_row, importer.rows_read, COPY_CHUNK, False
             copy_sql = f"COPY {self.src} FROM STDIN"
-            more = True
-            while more:
-                more = False
+            refused: Any = None
+            while refused is not DONE:
                 with raw.copy(copy_sql) as copy:
                     out: list[str] = []
-                    for cells in rows:
-                        seen += 1
-                        number = source.row or row
-                        row += 1
-                        if seen == WARMUP:
-                            text.finish_warmup()
-                            line = text.compile(columns)
-                        try:
-                            key, written = line(cells, number)
-                        except HANDED_OVER:
-                            for key, written in self._handed_over(text, columns, cells, number):
+                    while refused is not DONE and seen < chunk_end:
+                        stop = min(seen + TEXT_BATCH, chunk_end)
+                        if not warm:
+                            stop = min(stop, WARMUP)
+                        before = seen
+                        refused, number, row, seen, ordered, last = stage(
+                            rows, source, row, seen, stop, out.append, ordered, last
+                        )
+                        good += seen - before - (refused is not None and refused is not DONE)
+                        if refused is not None and refused is not DONE:
+                            for key, written in self._handed_over(text, columns, refused, number):
                                 out.append(written)
                                 if key is _BAD:
                                     ordered = False  # its key takes part in the duplicate check
@@ -309,24 +307,14 @@ class PostgresPlan(StagedSqlPlan):
                                 good += 1
                                 ordered = ordered and _increases(last, key)
                                 last = key
-                            continue
-                        out.append(written)
-                        good += 1
-                        if ordered:
-                            try:
-                                ordered = last < key
-                            except TypeError:
-                                ordered = False
-                            last = key
-                        if len(out) >= TEXT_BATCH or seen >= chunk_end:
+                        if not warm and seen >= WARMUP:
+                            warm = True
+                            text.finish_warmup()
+                            stage = text.compile(columns)
+                        if out:
                             copy.write("".join(out))
                             out.clear()
-                            if seen >= chunk_end:  # progress between two statements
-                                chunk_end = seen + COPY_CHUNK
-                                more = True
-                                break
-                    if out:
-                        copy.write("".join(out))
+                chunk_end = seen + COPY_CHUNK  # progress between two statements
                 importer.rows_read = read + seen
                 if progress is not None:
                     progress(importer.rows_read)
