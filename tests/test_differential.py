@@ -1390,6 +1390,28 @@ def test_cells_after_thousands_of_distinct_values_convert_as_before(sync, job, w
     ]  # fmt: skip
 
 
+def test_bounded_audit_of_a_load_across_staging_chunks(
+    sync, job, write_csv, small_chunks, settings
+):
+    """The first creates by row are stored, whatever the chunks, bad rows and duplicates."""
+    settings.DJSYNC = {**settings.DJSYNC, "AUDIT_CHANGES": 6}
+    rows = [product("K01"), product("K02", price="x"), product(""), product("K04")]
+    rows += [product(f"K{i:02d}") for i in range(5, 12)]
+    once = sync(job, file=write_csv(rows, name="once.csv"), on_row_error="skip")
+    assert [c[:3] for c in changes(once)] == [
+        ("create", ["K01"], 2),
+        ("create", ["K04"], 5),
+        ("create", ["K05"], 6),
+        ("create", ["K06"], 7),
+        ("create", ["K07"], 8),
+        ("create", ["K08"], 9),
+    ]
+    Product.objects.all().delete()
+    rows += [product("K05", name="again")]  # K05 twice: both occurrences are row errors
+    twice = sync(job, file=write_csv(rows, name="twice.csv"), on_row_error="skip")
+    assert [c[1][0] for c in changes(twice)] == ["K01", "K04", "K06", "K07", "K08", "K09"]
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="work_mem is PostgreSQL's")
 def test_a_large_staged_load_gives_the_session_its_work_mem_back(
     sync, job, write_csv, small_chunks

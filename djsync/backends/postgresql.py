@@ -14,7 +14,8 @@ and one ``DELETE`` in the run's transaction (djsync.backends.staged).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -146,6 +147,8 @@ class PostgresPlan(StagedSqlPlan):
     skip_type = "boolean"
     #: Staged rows that keep their target row (bad rows with a key, duplicate keys).
     skipped = 0
+    #: (good rows staged so far, the row number they end at), as staging went.
+    marks: tuple[Sequence[int], Sequence[int]] = ((), ())
 
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         """Create the staging table (dropping what an interrupted run left on this session)."""
@@ -246,6 +249,8 @@ class PostgresPlan(StagedSqlPlan):
         marked = 0 if ordered else self._mark_duplicates(cursor)
         self.good = good - marked
         self.skipped = bad + marked
+        if marked:
+            self.marks = ((), ())  # some good rows became skipped: the marks no longer hold
 
     def stage_source(
         self,
@@ -277,6 +282,9 @@ class PostgresPlan(StagedSqlPlan):
         columns = list(source.columns or [])
         with self.connection.cursor() as cursor:
             self.create_src(cursor)
+            goods: list[int] = []
+            numbers: list[int] = []
+            self.marks = (goods, numbers)
             raw = cursor.cursor
             text = TextRows(converter, Renderer(raw), importer.using)
             stage = text.compile(columns)
@@ -307,6 +315,9 @@ class PostgresPlan(StagedSqlPlan):
                                 good += 1
                                 ordered = ordered and _increases(last, key)
                                 last = key
+                        if refused is not DONE:  # good rows so far, and the row they end at
+                            goods.append(good)
+                            numbers.append(number)
                         if not warm and seen >= WARMUP:
                             warm = True
                             text.finish_warmup()
@@ -510,11 +521,21 @@ class PostgresPlan(StagedSqlPlan):
         """FROM clause of the staged rows to create (alias ``s``), the first ``limit`` ones."""
         cap = "" if limit is None else f" ORDER BY _row LIMIT {int(limit)}"
         if self.new == self.good:  # every staged row is new (an initial load): no join
-            return f"(SELECT * FROM {self.src} WHERE NOT _skip{cap}) s"
+            return f"(SELECT * FROM {self.src} WHERE NOT _skip{self._first(limit)}{cap}) s"
         return (
             f"(SELECT * FROM {self.act} WHERE act = 'c'{cap}) a "
             f"JOIN {self.src} s ON {self._source_of_action}"
         )
+
+    def _first(self, limit: int | None) -> str:
+        """SQL: a bound on the row numbers of the first ``limit`` good staged rows, from the
+        marks staging left (at least that many good rows end at that row), so that only
+        those rows are sorted; nothing when there are no marks that far."""
+        goods, numbers = self.marks
+        if limit is None:
+            return ""
+        at = bisect_left(goods, limit)
+        return f" AND _row <= {int(numbers[at])}" if at < len(goods) else ""
 
     # -- a stored preview's checks (djsync.backends.staged) -----------------------------
     def _stale_target(self) -> tuple[str, str, list[Any]]:
