@@ -47,6 +47,10 @@ def _bool(value: bool) -> str:
     return "t" if value else "f"
 
 
+def _hex(value: uuid.UUID) -> str:
+    return value.hex
+
+
 #: How each converter result type is written (what psycopg's text dumpers write).
 _RENDER: dict[type, Callable[[Any], str]] = {
     str: escape,
@@ -55,9 +59,9 @@ _RENDER: dict[type, Callable[[Any], str]] = {
     Decimal: str,
     float: repr,
     dt.date: dt.date.isoformat,
-    dt.datetime: dt.datetime.isoformat,
+    dt.datetime: str,
     dt.time: dt.time.isoformat,
-    uuid.UUID: str,
+    uuid.UUID: _hex,
 }
 
 
@@ -78,7 +82,7 @@ class Renderer:
         from psycopg.adapt import PyFormat, Transformer
 
         dumped = Transformer(self.cursor).get_dumper(value, PyFormat.TEXT).dump(value)
-        return escape(bytes(dumped).decode(self.encoding))
+        return NULL if dumped is None else escape(bytes(dumped).decode(self.encoding))
 
 
 def renderable(fields: list[BoundField]) -> bool:
