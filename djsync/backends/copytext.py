@@ -1,14 +1,16 @@
-"""Converted rows as PostgreSQL's COPY text, written by one compiled function per source.
+"""Converted rows as PostgreSQL's COPY text, written by one compiled loop per source.
 
-Staging a million rows spends most of its client time turning text cells into Python
-values (``Decimal``, ``int``, ``date``) that psycopg then turns back into text for COPY.
-Here the fast path's compiled converter (djsync.engine.rows) writes the COPY line itself:
-a cell that the field's converter would accept unchanged (a plain text cell once stripped,
-a decimal or whole number in the column's range, written plainly) goes to COPY as it is,
-and PostgreSQL's input function reads the same value the converter would have made;
-values the converter remembers (categories, dates) are remembered as their text; any
-other cell is converted in Python and rendered (:func:`render`). A cell the converter
-refuses raises as before, so the importer's own code reports the row error.
+Staging a million rows spent most of its client time turning text cells into Python
+values (``Decimal``, ``int``, ``date``) that psycopg then turned back into text for COPY.
+Here the staging loop is compiled with each field's conversion written out (as
+djsync.engine.rows compiles its converter) and writes the COPY line itself: a cell the
+field's built-in converter takes as written (a plain text cell once stripped, a decimal or
+whole number in the column's range written plainly, :func:`verbatim`) goes to COPY as it
+is, and PostgreSQL's input function reads the value the converter would have made; the
+values a column remembers (categories, dates) are remembered as their COPY text; any other
+cell is converted in Python and written by :class:`Renderer`. Keys and foreign keys keep
+their Python values (the order check, the lookup). A record the converter refuses is
+handed to the importer's own code, as before, so row errors are unchanged.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from decimal import Decimal, getcontext
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models
 
@@ -27,6 +29,7 @@ from djsync.mapping.converters import integer_range
 from djsync.mapping.fields import BoundField
 
 if TYPE_CHECKING:
+    from djsync.engine.diff import RowError
     from djsync.engine.rows import RowConverter
 
 #: COPY text's NULL.
@@ -113,6 +116,8 @@ def verbatim(f: BoundField, using: str) -> Callable[[str], Any] | None:
         places, digits = mf.decimal_places, mf.max_digits
         if places is None or digits is None or digits - places < 1:
             return None
+        if digits > getcontext().prec:  # Python's quantize() refuses what PostgreSQL takes
+            return None
         tail = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
         return re.compile(rf"-?[0-9]{{1,{digits - places}}}{tail}").fullmatch
     if isinstance(mf, models.IntegerField) and not isinstance(mf, models.AutoField):
@@ -126,9 +131,9 @@ def verbatim(f: BoundField, using: str) -> Callable[[str], Any] | None:
 
 
 class TextRows:
-    """The COPY line of a record of text cells, by a function compiled for the source's
-    columns (:meth:`compile`): ``line(cells, number) -> (key, line)``, raising what the
-    fast converter raises for a record the importer must see."""
+    """COPY lines of records of text cells for one run: the staging loop compiled for the
+    source's columns (:meth:`compile`), the remembered texts, and the importer's own code
+    for a record the loop refuses (:meth:`handed_over`)."""
 
     def __init__(self, converter: RowConverter, render: Renderer, using: str) -> None:
         self.converter = converter
@@ -158,6 +163,33 @@ class TextRows:
             render(None if values[i] is None else lk[values[i]]) for i, lk in self.converter.related
         ]
         return "\t".join(out)
+
+    def handed_over(
+        self, columns: list[str], cells: list[str], number: int
+    ) -> Iterator[tuple[Any, str | None, RowError | None]]:
+        """A record the compiled loop refused, through the importer's own code:
+        ``(key, line, None)`` for its converted row, ``(None, line, error)`` for a row
+        error with a key (the line keeps that key's target row), ``(None, None, error)``
+        for one without."""
+        conv = self.converter
+        keys, lookups = conv.key_index, conv.importer.lookups
+        handed = [(f, f.source_column, lookups.get(f.name)) for f in conv.fields]
+        record = dict(zip(columns, cells, strict=True))
+        for item in conv._handed_over(record, number, handed):
+            if type(item) is tuple:
+                values = item[1]
+                key = values[keys[0]] if len(keys) == 1 else tuple(values[k] for k in keys)
+                yield key, f"{number}\tf\t{self.render_values(values)}\n", None
+                continue
+            error = cast("RowError", item)
+            if error.key is None:
+                yield None, None, error
+                continue
+            bad: list[Any] = [None] * (len(conv.fields) + len(conv.related))
+            for position, value in zip(keys, error.key, strict=True):
+                bad[position] = value
+            fields = "\t".join(map(self.render, bad))
+            yield None, f"{error.row}\tt\t{fields}\n", error
 
     def compile(self, columns: list[str]) -> Callable[..., tuple[Any, int, int, int, bool, Any]]:
         """The staging loop for records of cells in ``columns`` order, compiled with each
@@ -298,6 +330,14 @@ class TextRows:
                 f"    {v} = convert{i}(raw) if not {v} or {v} in tokens{i} else converter{i}(raw)",
             ]
         return [f"    {v} = converter{i}(raw) if raw.strip() else convert{i}(raw)"]
+
+
+def increases(last: Any, key: Any) -> bool:
+    """Whether ``key`` follows ``last`` strictly (keys that do not compare: no)."""
+    try:
+        return bool(last < key)
+    except TypeError:
+        return False
 
 
 def _plain_check(

@@ -24,7 +24,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from djsync.backends import staged
-from djsync.backends.copytext import DONE, Renderer, TextRows, renderable
+from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
 from djsync.backends.staged import (
     _LOWEST,
     LIVE,
@@ -69,18 +69,6 @@ ORDERABLE = frozenset(
     {"varchar", "text", "smallint", "integer", "bigint", "numeric", "date", "uuid", "boolean"}
     | {"timestamp with time zone", "timestamp", "time"}
 )
-
-
-#: The key of a bad row in :meth:`PostgresPlan._handed_over`.
-_BAD = object()
-
-
-def _increases(last: Any, key: Any) -> bool:
-    """Whether ``key`` follows ``last`` strictly (keys that do not compare: no)."""
-    try:
-        return bool(last < key)
-    except TypeError:
-        return False
 
 
 # -- when the staged path applies -----------------------------------------------------------
@@ -306,15 +294,20 @@ class PostgresPlan(StagedSqlPlan):
                         )
                         good += seen - before - (refused is not None and refused is not DONE)
                         if refused is not None and refused is not DONE:
-                            for key, written in self._handed_over(text, columns, refused, number):
+                            for key, written, error in text.handed_over(columns, refused, number):
+                                if error is not None:
+                                    self.errors.append(error)
+                                if written is None:  # a row error without a key: not staged
+                                    self.error_without_key = True
+                                    continue
                                 out.append(written)
-                                if key is _BAD:
+                                if error is not None:
                                     ordered = False  # its key takes part in the duplicate check
                                     bad += 1
-                                    continue
-                                good += 1
-                                ordered = ordered and _increases(last, key)
-                                last = key
+                                else:
+                                    good += 1
+                                    ordered = ordered and increases(last, key)
+                                    last = key
                         if refused is not DONE:  # good rows so far, and the row they end at
                             goods.append(good)
                             numbers.append(number)
@@ -330,32 +323,6 @@ class PostgresPlan(StagedSqlPlan):
                 if progress is not None:
                     progress(importer.rows_read)
             self._staged(cursor, good, ordered, bad)
-
-    def _handed_over(
-        self, text: TextRows, columns: list[str], cells: list[str], number: int
-    ) -> Iterator[tuple[Any, str]]:
-        """A record the compiled function refused, through the importer's own code: (key,
-        COPY line) of its converted row, or (``_BAD``, the line that protects the target
-        row of a bad row's key); its row errors kept on the plan."""
-        converter, keys = text.converter, self.key_positions()
-        handed = [(f, f.source_column, self.importer.lookups.get(f.name)) for f in self.fields]
-        record = dict(zip(columns, cells, strict=True))
-        for item in converter._handed_over(record, number, handed):
-            if type(item) is tuple:
-                values = item[1]
-                key = values[keys[0]] if len(keys) == 1 else tuple(values[k] for k in keys)
-                yield key, f"{number}\tf\t{text.render_values(values)}\n"
-                continue
-            error = cast("RowError", item)
-            self.errors.append(error)
-            if error.key is None:
-                self.error_without_key = True
-                continue
-            bad: list[Any] = [None] * (len(self.fields) + len(converter.related))
-            for position, value in zip(keys, error.key, strict=True):
-                bad[position] = value
-            fields = "\t".join(map(text.render, bad))
-            yield _BAD, f"{error.row}\tt\t{fields}\n"
 
     def _orderable(self) -> bool:
         """Whether key values that compare strictly increasing in Python are distinct in
