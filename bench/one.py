@@ -199,6 +199,11 @@ def warm_up(tool: str) -> None:
             path = package.joinpath(*name.split("."))
             if path.with_suffix(".py").exists() or (path / "__init__.py").exists():
                 importlib.import_module(name)
+        # Which lock backend: the first answer imports Celery and loads its configuration
+        # (about 0.1 s), once per process, as a worker has done long before a run.
+        from djsync.runs import locks
+
+        locks.backend()
     elif tool.startswith("import-export"):
         import tablib  # noqa: F401
 

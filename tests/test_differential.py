@@ -1338,6 +1338,80 @@ def test_a_source_larger_than_one_staging_chunk(sync, job, write_csv, small_chun
     assert skus() == [f"K{i:02d}" for i in (0, 1, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13)]
 
 
+def test_cells_after_thousands_of_distinct_values_convert_as_before(sync, job, write_csv):
+    """Past the first few thousand rows a column of mostly distinct values is no longer
+    remembered: PostgreSQL's staging then sends a plain cell as written. Every odd cell
+    after that point ends as on the generic path (values, row errors, changes)."""
+    seed("W00010", "X00", "Y00", "Z00")
+    rows = [
+        product(f"W{i:05d}", name=f"lamp {i}", price=f"{i}.{i % 100:02d}", qty=str(i))
+        for i in range(6000)
+    ]
+    prices = ["1.5", "-0.50", "+5", "1e2", " 7.25 ", "00012.5", "12345678.99", "123456789"]
+    prices += ["1.005", "\u0663", "1_000.5", ".5", "5.", "-12.30", "NaN", "", "99999999.999"]
+    quantities = ["1_000", "\u0663", "-0", "007", " 42 ", "+3", "9" * 20, "-2147483648"]
+    quantities += ["999999999", "1.0", "1e3", "", "-"]
+    names = [TRICKY, " padded ", "back\\slash", "no\u00a0break", "zero\u200bwidth", "\\N", ""]
+    names += ["x" * 201, "caf\u00e9"]
+    rows += [product(f"X{i:02d}", price=p) for i, p in enumerate(prices)]
+    rows += [product(f"Y{i:02d}", qty=q) for i, q in enumerate(quantities)]
+    rows += [product(f"Z{i:02d}", name=n) for i, n in enumerate(names)]
+    run = sync(job, file=write_csv(rows), on_row_error="skip")
+    assert run.status == "succeeded", run.error
+    assert run.counts == counts(created=6026, updated=4, errors=9)
+    low, high = connection.ops.integer_field_range("IntegerField")
+    assert row_errors(run) == [
+        (6009, "price", "'123456789' is too large for 10 digits"),
+        (6010, "price", "'1.005' has 3 decimal places; the field allows 2"),
+        (6016, "price", "expected a finite decimal number, got 'NaN'"),
+        (6017, "price", "a value is required"),
+        (6018, "price", "'99999999.999' has 3 decimal places; the field allows 2"),
+        (6025, "qty", f"'{'9' * 20}' is out of range: IntegerField on {connection.vendor} "
+         f"holds {low:,} to {high:,}"),
+        (6031, "qty", "expected a whole number, got '-'"),
+        (6038, "name", "a value is required"),
+        (6039, "name", "201 characters; the field allows at most 200"),
+    ]  # fmt: skip
+    price = dict(Product.objects.filter(sku__startswith="X").values_list("sku", "price"))
+    assert [price.get(f"X{i:02d}") for i in range(len(prices))] == [
+        Decimal("1.50"), Decimal("-0.50"), Decimal("5.00"), Decimal("100.00"), Decimal("7.25"),
+        Decimal("12.50"), Decimal("12345678.99"), None, None, Decimal("3.00"),
+        Decimal("1000.50"), Decimal("0.50"), Decimal("5.00"), Decimal("-12.30"), None, None,
+        None,
+    ]  # fmt: skip
+    qty = dict(Product.objects.filter(sku__startswith="Y").values_list("sku", "qty"))
+    assert [qty.get(f"Y{i:02d}") for i in range(len(quantities))] == [
+        1000, 3, 0, 7, 42, 3, None, -2147483648, 999999999, 1, 1000, 0, None,
+    ]  # fmt: skip
+    name = dict(Product.objects.filter(sku__startswith="Z").values_list("sku", "name"))
+    assert [name.get(f"Z{i:02d}") for i in range(len(names))] == [
+        TRICKY.strip(), "padded", "back\\slash", "no\u00a0break", "zero\u200bwidth", "\\N",
+        None, None, "caf\u00e9",
+    ]  # fmt: skip
+
+
+def test_bounded_audit_of_a_load_across_staging_chunks(
+    sync, job, write_csv, small_chunks, settings
+):
+    """The first creates by row are stored, whatever the chunks, bad rows and duplicates."""
+    settings.DJSYNC = {**settings.DJSYNC, "AUDIT_CHANGES": 6}
+    rows = [product("K01"), product("K02", price="x"), product(""), product("K04")]
+    rows += [product(f"K{i:02d}") for i in range(5, 12)]
+    once = sync(job, file=write_csv(rows, name="once.csv"), on_row_error="skip")
+    assert [c[:3] for c in changes(once)] == [
+        ("create", ["K01"], 2),
+        ("create", ["K04"], 5),
+        ("create", ["K05"], 6),
+        ("create", ["K06"], 7),
+        ("create", ["K07"], 8),
+        ("create", ["K08"], 9),
+    ]
+    Product.objects.all().delete()
+    rows += [product("K05", name="again")]  # K05 twice: both occurrences are row errors
+    twice = sync(job, file=write_csv(rows, name="twice.csv"), on_row_error="skip")
+    assert [c[1][0] for c in changes(twice)] == ["K01", "K04", "K06", "K07", "K08", "K09"]
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="work_mem is PostgreSQL's")
 def test_a_large_staged_load_gives_the_session_its_work_mem_back(
     sync, job, write_csv, small_chunks

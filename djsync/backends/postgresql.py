@@ -14,7 +14,8 @@ and one ``DELETE`` in the run's transaction (djsync.backends.staged).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,6 +24,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from djsync.backends import staged
+from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
 from djsync.backends.staged import (
     _LOWEST,
     LIVE,
@@ -34,7 +36,7 @@ from djsync.backends.staged import (
 )
 from djsync.conf import settings
 from djsync.engine.diff import RowError, _duplicate_error
-from djsync.engine.rows import Converted
+from djsync.engine.rows import WARMUP, Converted, RowConverter
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
 
 #: Rows per COPY statement; progress is reported between two statements.
 COPY_CHUNK = 50_000
+
+
+#: Rows of COPY text sent in one write.
+TEXT_BATCH = 1000
 
 
 #: Staged rows from which statistics and a larger work_mem pay for themselves.
@@ -127,6 +133,10 @@ class PostgresPlan(StagedSqlPlan):
     # -- staging --------------------------------------------------------------------------
     #: SQL type of the staging table's ``_skip`` flag.
     skip_type = "boolean"
+    #: Staged rows that keep their target row (bad rows with a key, duplicate keys).
+    skipped = 0
+    #: (good rows staged so far, the row number they end at), as staging went.
+    marks: tuple[Sequence[int], Sequence[int]] = ((), ())
 
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         """Create the staging table (dropping what an interrupted run left on this session)."""
@@ -165,7 +175,7 @@ class PostgresPlan(StagedSqlPlan):
             prepare = self._preparer(relations)
             keys = self.key_positions()
             width = len(fields) + len(relations)
-            good = 0
+            good = bad = 0
             items = iter(items)
             # Keys that arrive strictly increasing (many exports are sorted) cannot repeat:
             # then the duplicate check in SQL is skipped.
@@ -201,6 +211,7 @@ class PostgresPlan(StagedSqlPlan):
                                 for position, value in zip(keys, item.key, strict=True):
                                     cells[position] = value
                                 write((item.row, True, *cells))
+                                bad += 1
                             else:
                                 self.error_without_key = True
                         n += 1
@@ -209,15 +220,109 @@ class PostgresPlan(StagedSqlPlan):
                             break
                 if progress is not None:
                     progress(self.importer.rows_read)
-            if good >= LARGE:
-                cursor.execute(f"ANALYZE {self.src}")
-                # Joins, sorts and the duplicate check of a large load stay in memory.
-                cursor.execute(
-                    "SELECT current_setting('work_mem'), set_config('work_mem', %s, false)",
-                    [settings.FAST_PATH_WORK_MEM],
-                )
-                self.work_mem = cursor.fetchone()[0]
-            self.good = good - (0 if ordered else self._mark_duplicates(cursor))
+            self._staged(cursor, good, ordered, bad)
+
+    def _staged(self, cursor: Any, good: int, ordered: bool, bad: int) -> None:
+        """After COPY of ``good`` rows and ``bad`` rows with a key: statistics and work_mem
+        for a large load, the duplicate keys marked unless the keys arrived strictly
+        increasing (``ordered``)."""
+        if good >= LARGE:
+            cursor.execute(f"ANALYZE {self.src}")
+            # Joins, sorts and the duplicate check of a large load stay in memory.
+            cursor.execute(
+                "SELECT current_setting('work_mem'), set_config('work_mem', %s, false)",
+                [settings.FAST_PATH_WORK_MEM],
+            )
+            self.work_mem = cursor.fetchone()[0]
+        marked = 0 if ordered else self._mark_duplicates(cursor)
+        self.good = good - marked
+        self.skipped = bad + marked
+        if marked:
+            self.marks = ((), ())  # some good rows became skipped: the marks no longer hold
+
+    def stage_source(
+        self,
+        records: Iterator[Any],
+        source: Source,
+        converter: RowConverter,
+        *,
+        cells: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Rows of text cells go to COPY as text written by one compiled function
+        (djsync.backends.copytext); anything else through :meth:`stage`."""
+        if cells and not (converter.hooked or converter.prepared) and renderable(self.fields):
+            self._stage_text(records, source, converter, progress)
+        else:
+            super().stage_source(records, source, converter, cells=cells, progress=progress)
+
+    def _stage_text(
+        self,
+        rows: Iterator[list[str]],
+        source: Source,
+        converter: RowConverter,
+        progress: Progress | None,
+    ) -> None:
+        """:meth:`stage` for lists of text cells, without a Python value per cell where
+        PostgreSQL reads the cell itself to the same value; the same rows, the same row
+        errors (a record the compiled function refuses goes through the importer)."""
+        importer = self.importer
+        columns = list(source.columns or [])
+        with self.connection.cursor() as cursor:
+            self.create_src(cursor)
+            goods: list[int] = []
+            numbers: list[int] = []
+            self.marks = (goods, numbers)
+            raw = cursor.cursor
+            text = TextRows(converter, Renderer(raw), importer.using)
+            stage = text.compile(columns)
+            ordered, last = self._orderable(), _LOWEST
+            good = bad = seen = 0
+            row, read, chunk_end, warm = source.first_row, importer.rows_read, COPY_CHUNK, False
+            copy_sql = f"COPY {self.src} FROM STDIN"
+            refused: Any = None
+            while refused is not DONE:
+                with raw.copy(copy_sql) as copy:
+                    out: list[str] = []
+                    while refused is not DONE and seen < chunk_end:
+                        stop = min(seen + TEXT_BATCH, chunk_end)
+                        if not warm:
+                            stop = min(stop, WARMUP)
+                        before = seen
+                        refused, number, row, seen, ordered, last = stage(
+                            rows, source, row, seen, stop, out.append, ordered, last
+                        )
+                        good += seen - before - (refused is not None and refused is not DONE)
+                        if refused is not None and refused is not DONE:
+                            for key, written, error in text.handed_over(columns, refused, number):
+                                if error is not None:
+                                    self.errors.append(error)
+                                if written is None:  # a row error without a key: not staged
+                                    self.error_without_key = True
+                                    continue
+                                out.append(written)
+                                if error is not None:
+                                    ordered = False  # its key takes part in the duplicate check
+                                    bad += 1
+                                else:
+                                    good += 1
+                                    ordered = ordered and increases(last, key)
+                                    last = key
+                        if refused is not DONE:  # good rows so far, and the row they end at
+                            goods.append(good)
+                            numbers.append(number)
+                        if not warm and seen >= WARMUP:
+                            warm = True
+                            text.finish_warmup()
+                            stage = text.compile(columns)
+                        if out:
+                            copy.write("".join(out))
+                            out.clear()
+                chunk_end = seen + COPY_CHUNK  # progress between two statements
+                importer.rows_read = read + seen
+                if progress is not None:
+                    progress(importer.rows_read)
+            self._staged(cursor, good, ordered, bad)
 
     def _orderable(self) -> bool:
         """Whether key values that compare strictly increasing in Python are distinct in
@@ -289,22 +394,37 @@ class PostgresPlan(StagedSqlPlan):
         join = "FULL JOIN" if switches.delete else "LEFT JOIN"
         gone = "s._row IS NULL OR " if switches.delete else ""
         with self.connection.cursor() as cursor:
+            # An empty target in scope (an initial load): every staged row is new, and
+            # the creates are read from staging itself (``_created``), so the table of
+            # actions stays empty instead of holding a row per source row.
+            cursor.execute(f"SELECT EXISTS (SELECT FROM {target})", params)
+            empty = not cursor.fetchone()[0]
+            where = "false" if empty else f"{gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))"
             cursor.execute(
-                f"CREATE TEMP TABLE {self.act} AS SELECT s._row, t._pk, "
+                f"CREATE TEMP TABLE {self.act} AS SELECT s._row, s.ctid AS _tid, t._pk, "
                 "CASE WHEN s._row IS NULL THEN 'd' WHEN t._pk IS NULL THEN 'c' ELSE 'u' END "
                 f"AS act{old}, CASE WHEN s._row IS NOT NULL AND t._pk IS NOT NULL "
                 f"THEN {changed_sql} END AS changed "
-                f"FROM {self.src} s {join} {target} ON {on} "
-                f"WHERE {gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))",
+                f"FROM {self.src} s {join} {target} ON {on} WHERE {where}",
                 params,
             )
+            # Without skipped rows each target row in scope either matches one staged row
+            # or is missing from the source: no second read of the target to count them.
+            counted = empty or (switches.delete and not self.skipped)
+            scope = "" if counted else f" UNION ALL SELECT 'scope', count(*) FROM {target}"
             cursor.execute(
-                f"SELECT act, count(*) FROM {self.act} GROUP BY act "
-                f"UNION ALL SELECT 'scope', count(*) FROM {target}",
-                params,
+                f"SELECT act, count(*) FROM {self.act} GROUP BY act{scope}",
+                [] if counted else params,
             )
             found = dict(cursor.fetchall())
-            self.rows_in_scope = found.get("scope", 0)
+        if empty:
+            found["c"] = self.good  # the staged rows not skipped
+        self.rows_in_scope = (
+            self.good - found.get("c", 0) + found.get("d", 0) if counted else found["scope"]
+        )
+        # An action finds its staged row by the row's address: a TID lookup per action,
+        # not a scan of the whole staging table (nothing moves staged rows after this).
+        self._source_of_action = "s.ctid = a._tid"
         self.count_actions(found)
 
     # -- storing the changes ----------------------------------------------------------------
@@ -345,9 +465,9 @@ class PostgresPlan(StagedSqlPlan):
             selects.append(
                 (
                     f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
-                    f"a._pk::text, s._row, {_only('a', self._object('o', 'a'))}, "
-                    f"{_only('a', self._object('c', 's'))}, to_jsonb(a.changed) "
-                    f"FROM {self.act} a JOIN {self.src} s ON s._row = a._row "
+                    f"a._pk::text, s._row, {_only('a', self._object('o', 'a'), self.names)}, "
+                    f"{_only('a', self._object('c', 's'), self.names)}, to_jsonb(a.changed) "
+                    f"FROM {self.act} a JOIN {self.src} s ON {self._source_of_action} "
                     f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
                 )
@@ -368,11 +488,21 @@ class PostgresPlan(StagedSqlPlan):
         """FROM clause of the staged rows to create (alias ``s``), the first ``limit`` ones."""
         cap = "" if limit is None else f" ORDER BY _row LIMIT {int(limit)}"
         if self.new == self.good:  # every staged row is new (an initial load): no join
-            return f"(SELECT * FROM {self.src} WHERE NOT _skip{cap}) s"
+            return f"(SELECT * FROM {self.src} WHERE NOT _skip{self._first(limit)}{cap}) s"
         return (
-            f"(SELECT _row FROM {self.act} WHERE act = 'c'{cap}) a "
-            f"JOIN {self.src} s ON s._row = a._row"
+            f"(SELECT * FROM {self.act} WHERE act = 'c'{cap}) a "
+            f"JOIN {self.src} s ON {self._source_of_action}"
         )
+
+    def _first(self, limit: int | None) -> str:
+        """SQL: a bound on the row numbers of the first ``limit`` good staged rows, from the
+        marks staging left (at least that many good rows end at that row), so that only
+        those rows are sorted; nothing when there are no marks that far."""
+        goods, numbers = self.marks
+        if limit is None:
+            return ""
+        at = bisect_left(goods, limit)
+        return f" AND _row <= {int(numbers[at])}" if at < len(goods) else ""
 
     # -- a stored preview's checks (djsync.backends.staged) -----------------------------
     def _stale_target(self) -> tuple[str, str, list[Any]]:
@@ -415,12 +545,13 @@ class PostgresPlan(StagedSqlPlan):
             pass
 
 
-def _only(alias: str, obj: str) -> str:
-    """The jsonb object ``obj`` with only the changed fields of the action row."""
-    return (
-        f"(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each({obj}) e "
-        f"WHERE e.key = ANY({alias}.changed))"
+def _only(alias: str, obj: str, names: list[str]) -> str:
+    """The jsonb object ``obj`` (of fields ``names``) with only the changed fields of the
+    action row: the others removed (``jsonb - text[]`` passes over the NULLs)."""
+    others = ", ".join(
+        f"CASE WHEN '{name}' = ANY({alias}.changed) THEN NULL ELSE '{name}' END" for name in names
     )
+    return f"({obj} - ARRAY[{others}]::text[])"
 
 
 def _json_list(names: list[str]) -> str:

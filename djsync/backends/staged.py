@@ -532,6 +532,20 @@ class StagedSqlPlan(Plan):
     def stage(self, items: Iterable[Converted | RowError], progress: Progress | None) -> None:
         raise NotImplementedError
 
+    def stage_source(
+        self,
+        records: Iterator[Any],
+        source: Source,
+        converter: RowConverter,
+        *,
+        cells: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Stage the source's records (``cells``: lists of text cells in the order of
+        ``source.columns``, as ``read_rows()`` gives them) converted by ``converter``."""
+        items = converter.cell_rows(records, source) if cells else converter.rows(records, source)
+        self.stage(items, progress)
+
     def classify(self) -> None:
         raise NotImplementedError
 
@@ -582,12 +596,11 @@ def build_plan(
     plan = plan_class(importer, switches)
     stream = chain([first], records) if first is not None else iter(())
     converter = RowConverter(importer)
-    items = converter.rows(stream, source) if rows is None else converter.cell_rows(stream, source)
     try:
         # A savepoint: a source error in the middle of COPY must not leave the caller's
         # transaction aborted (the failed run could not be recorded).
         with transaction.atomic(using=importer.using):
-            plan.stage(items, progress)
+            plan.stage_source(stream, source, converter, cells=rows is not None, progress=progress)
             plan.classify()
     except BaseException:
         plan.close()
