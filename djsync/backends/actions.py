@@ -1,0 +1,60 @@
+"""A staged plan's creates, updates or deletes, kept in the database once a run stored them:
+counted exactly, read back page by page (``run.plan.updates[0]``), never held whole."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from djsync.exceptions import TargetError
+
+
+class StoredActions:
+    """A plan's creates, updates or deletes kept in the database: exact ``len()``; iterating
+    or indexing (``plan.updates[0]``, ``plan.updates[:20]``) reads them back from the run's
+    stored changes, page by page."""
+
+    def __init__(self, plan: Any, attribute: str, count: int) -> None:
+        #: The StagedSqlPlan (djsync.backends.staged) whose actions these are.
+        self.plan, self.attribute, self.count = plan, attribute, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.count:
+            return iter(())
+        self._check_stored(self.count)
+        from djsync.store import load_plan
+
+        assert self.plan.run is not None  # checked above
+        return iter(getattr(load_plan(self.plan.run, self.plan.importer), self.attribute))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        from djsync.store import load_actions
+
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.count)
+        else:
+            position = index + self.count if index < 0 else index
+            if not 0 <= position < self.count:
+                raise IndexError(f"{self.attribute} index out of range")
+            start, stop, step = position, position + 1, 1
+        self._check_stored(stop)
+        assert self.plan.run is not None
+        action = self.attribute[:-1]  # "updates" → "update"
+        found = load_actions(self.plan.run, self.plan.importer, action, start, stop)[::step]
+        return found if isinstance(index, slice) else found[0]
+
+    def _check_stored(self, needed: int) -> None:
+        if self.plan.run is None:
+            raise TargetError("a staged plan's actions can be read once the run stored them")
+        limit = self.plan.stored_limit
+        if limit is not None and needed > limit:
+            raise TargetError(
+                f"only {limit} of the plan's {self.count} {self.attribute} were stored "
+                "(the AUDIT_CHANGES setting)"
+            )
