@@ -36,14 +36,8 @@ def mirror() -> Iterator[None]:
     unregister("test_mirror")
 
 
-def _products(using: str) -> list[tuple[str, str, int]]:
-    return list(Product.objects.using(using).order_by("sku").values_list("sku", "name", "qty"))
-
-
-def test_a_file_syncs_into_the_model_on_the_alias_the_job_picks(
-    make_job: Any, write_csv: Any, job_path: Any
-) -> None:
-    rows = [
+def mirror_rows(count: int) -> list[dict[str, Any]]:
+    return [
         {
             "sku": f"P{i}",
             "name": f"Item {i}",
@@ -52,8 +46,18 @@ def test_a_file_syncs_into_the_model_on_the_alias_the_job_picks(
             "updated": "",
             "active": "1",
         }
-        for i in range(5)
+        for i in range(count)
     ]
+
+
+def _products(using: str) -> list[tuple[str, str, int]]:
+    return list(Product.objects.using(using).order_by("sku").values_list("sku", "name", "qty"))
+
+
+def test_a_file_syncs_into_the_model_on_the_alias_the_job_picks(
+    make_job: Any, write_csv: Any, job_path: Any
+) -> None:
+    rows = mirror_rows(5)
     job = make_job(
         "test_mirror", source={"path": job_path(write_csv(rows))}, target={"database": "other"}
     )
@@ -118,17 +122,7 @@ def test_a_preview_of_the_other_alias_is_stored_and_applied(
 ) -> None:
     from djsync.runs.orchestrator import apply_previewed
 
-    rows = [
-        {
-            "sku": f"P{i}",
-            "name": f"Item {i}",
-            "price": "1.50",
-            "qty": i,
-            "updated": "",
-            "active": "1",
-        }
-        for i in range(3)
-    ]
+    rows = mirror_rows(3)
     job = make_job(
         "test_mirror", source={"path": job_path(write_csv(rows))}, target={"database": "other"}
     )

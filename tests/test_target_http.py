@@ -328,6 +328,17 @@ def test_the_token_never_shows_in_a_message(api: ApiServer, importer: Any, job: 
 # found: partial batches counted, summaries that say what was written, text ids kept, error
 # groups listed once, bad target values named, a wrong item URL refused, answers about the
 # target stopping the run, counts of what was done.
+def dies_on_third_post(collection: Collection) -> Any:
+    """The collection, until its third create: then 503 for good (the run stops)."""
+
+    def handle(request: Request) -> Reply:
+        if request.method == "POST" and len(collection.items) == 2:
+            return Reply(503, "down")
+        return collection.collection(request)
+
+    return handle
+
+
 THREE = [{"code": c, "name": n} for c, n in (("A", "Apple"), ("B", "Banana"), ("C", "Cherry"))]
 
 
@@ -336,14 +347,7 @@ def test_items_written_before_a_failure_in_the_same_batch_are_counted(
 ) -> None:
     """Items a batch wrote before the API went down count as written."""
     collection = Collection(api)
-    real = collection.collection
-
-    def dies_on_third_post(request: Request) -> Reply:
-        if request.method == "POST" and len(collection.items) == 2:
-            return Reply(503, "down")  # stays 503: the run stops
-        return real(request)
-
-    api.route("/api/things/", dies_on_third_post)
+    api.route("/api/things/", dies_on_third_post(collection))
     importer()  # batch_size 100: all three creates are one batch
     with pytest.raises(DjsyncError) as caught:
         djsync.run(job(THREE))
@@ -358,14 +362,7 @@ def test_a_failed_run_that_wrote_says_so_in_its_summary(
 ) -> None:
     """A run that stopped after writing to an API never reads "nothing written"."""
     collection = Collection(api)
-    real = collection.collection
-
-    def dies_on_third_post(request: Request) -> Reply:
-        if request.method == "POST" and len(collection.items) == 2:
-            return Reply(503, "down")
-        return real(request)
-
-    api.route("/api/things/", dies_on_third_post)
+    api.route("/api/things/", dies_on_third_post(collection))
     importer(batch_size=1)
     with pytest.raises(TargetError, match="2 of 3 changes were written") as caught:
         djsync.run(job(THREE))
@@ -382,8 +379,11 @@ def test_a_text_id_of_digits_is_kept_as_text(api: ApiServer) -> None:
     assert target.item_location(target.restore_pk("007")).endswith("/things/007/")
 
 
-def test_each_kind_of_refusal_is_listed_once(api: ApiServer, importer: Any, job: Any) -> None:
-    """Refusals are grouped once per kind, not once per stored error."""
+def test_every_write_refused_counts_nothing_done_and_groups_once(
+    api: ApiServer, importer: Any, job: Any
+) -> None:
+    """Refused creates are not counted as created; refusals are grouped once per kind,
+    not once per stored error."""
     api.route(
         "/api/things/",
         lambda r: (
@@ -395,6 +395,8 @@ def test_each_kind_of_refusal_is_listed_once(api: ApiServer, importer: Any, job:
     assert run.errors == 3
     groups = report.error_groups(run)
     assert len(groups) == 1 and groups[0]["rows"] == 3, groups
+    assert run.rows_applied == 0 and run.created == 0
+    assert "0 created" in report.summary_line(run)
 
 
 def test_a_target_value_that_does_not_convert_names_the_target_and_record(
@@ -470,20 +472,3 @@ def test_a_refusal_before_a_failure_in_the_same_batch_is_recorded(
         djsync.run(job(THREE))
     run = caught.value.run  # type: ignore[attr-defined]
     assert run.row_errors.filter(key=["B"]).exists(), list(run.row_errors.values("key", "message"))
-
-
-def test_the_summary_counts_what_was_written_not_what_was_planned(
-    api: ApiServer, importer: Any, job: Any
-) -> None:
-    """Refused creates are not counted as created."""
-    api.route(
-        "/api/things/",
-        lambda r: (
-            Reply(200, {"results": []}) if r.method == "GET" else Reply(400, {"name": ["no"]})
-        ),
-    )
-    importer()
-    run = djsync.run(job(THREE), on_row_error="skip")
-    assert run.rows_applied == 0
-    line = report.summary_line(run)
-    assert "3 created" not in line, line
