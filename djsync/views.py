@@ -20,6 +20,8 @@ from django.contrib.admin import AdminSite
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db import models, transaction
+from django.db.models import Q
+from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -464,9 +466,15 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
     changes = run.changes.order_by("pk")
     if action:
         changes = changes.filter(action=action)
+    fields = field_order(run.job)
+    search = request.GET.get("q", "").strip()[:200]
+    changed = request.GET.get("field", "")
+    changed_choices = changed_field_choices(run, fields)
+    if changed not in changed_choices:
+        changed = ""
+    changes = filter_changes(changes, search=search, field=changed)
     changes_page = paginate(changes, request, "page")
     errors_page = paginate(run.row_errors.order_by("pk"), request, "errors_page")
-    fields = field_order(run.job)
     targets = requests(run)
     return {
         "title": _("Run #%(pk)s of %(job)s") % {"pk": run.pk, "job": run.job.name},
@@ -474,6 +482,10 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         "opts": SyncRun._meta,
         "action": action,
         "action_tabs": action_tabs(request, run, action),
+        "search": search,
+        "changed_field": changed,
+        "changed_fields": changed_choices,
+        "filtered": bool(search or changed),
         "changes_page": changes_page,
         "change_rows": [
             change_row(c, fields, targets) for c in changes_page.object_list
@@ -486,6 +498,33 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         **decision_context(request, run, admin_site),
         **result_context(request, run, admin_site),
     }
+
+
+def filter_changes(changes: models.QuerySet, *, search: str, field: str) -> models.QuerySet:
+    """The changes whose key contains ``search`` (any part of it, any case), and that
+    change ``field`` (an update's changed fields; a create sets every field). On the stored
+    JSON as text: the same query on PostgreSQL and SQLite."""
+    if search:
+        found = Q()
+        # SQLite folds the case of ASCII letters only, and may store the key escaped.
+        for form in {search, search.lower(), search.upper()}:
+            found |= Q(key_text__icontains=form) | Q(key_text__icontains=json.dumps(form)[1:-1])
+        changes = changes.annotate(key_text=Cast("key", models.TextField())).filter(found)
+    if field:
+        quoted = json.dumps(field)  # '"price"': a whole name, not a part of another
+        changes = changes.annotate(
+            changed_text=Cast("changed_fields", models.TextField())
+        ).filter(changed_text__contains=quoted)
+    return changes
+
+
+def changed_field_choices(run: SyncRun, fields: list[str]) -> list[str]:
+    """The fields a run's changes may change: the importer's, else those it compared."""
+    compared: list[str] = []
+    for counts in (run.stats or {}).values():
+        if isinstance(counts, dict):
+            compared += [f for f in counts.get("fields", []) if f not in compared]
+    return fields or compared
 
 
 def action_tabs(request: HttpRequest, run: SyncRun, current: str) -> list[dict[str, Any]]:
