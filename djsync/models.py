@@ -237,6 +237,9 @@ class SyncRun(models.Model):
             # A preview belongs to the user who started it; this lets others apply or
             # discard it.
             ("apply_any_preview", _("Can apply or discard another user's preview")),
+            # The admin's two ways past what stops an apply, each its own decision.
+            ("apply_skipping_errors", _("Can apply the good rows of a preview with row errors")),
+            ("force_delete_guard", _("Can apply a preview past the delete guard")),
         ]
         indexes = [models.Index(fields=["job", "status"], name="djsync_run_job_status")]
 

@@ -27,6 +27,9 @@ ACTION_PERMISSION = ACTION_PERMISSIONS
 CHANGE_SOURCE = "djsync.change_syncjob_source"
 #: Apply, discard or cancel a run another user started.
 APPLY_ANY = "djsync.apply_any_preview"
+#: Apply the good rows of a preview whose job fails on row errors; apply past the guard.
+SKIP_ERRORS = "djsync.apply_skipping_errors"
+FORCE_GUARD = "djsync.force_delete_guard"
 #: The SyncJob fields that decide what a job reads and writes.
 SOURCE_FIELDS = ("importer", "source", "target")
 
