@@ -218,6 +218,10 @@ class SyncRun(models.Model):
     created_at = models.DateTimeField(_("queued at"), default=timezone.now, db_index=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    #: A preview applied later: when the preview was ready, and when its apply began (the
+    #: time between is a person deciding, not the run working).
+    previewed_at = models.DateTimeField(_("previewed at"), null=True, blank=True)
+    apply_started_at = models.DateTimeField(_("apply started at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
     #: Set by ``djsync.runs.monitor.cancel``; a running run checks it between phases and batches.
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
@@ -258,8 +262,26 @@ class SyncRun(models.Model):
 
     @property
     def duration(self) -> float | None:
+        """Seconds the run worked: its preview and its apply, not the pause between."""
+        if self.apply_started_at and self.preview_duration is not None:
+            apply = self.apply_duration
+            return None if apply is None else self.preview_duration + apply
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def preview_duration(self) -> float | None:
+        """Seconds from the start to the preview being ready (a preview applied later)."""
+        if self.started_at and self.previewed_at:
+            return (self.previewed_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def apply_duration(self) -> float | None:
+        """Seconds the apply of a stored preview took."""
+        if self.apply_started_at and self.finished_at:
+            return (self.finished_at - self.apply_started_at).total_seconds()
         return None
 
     @property

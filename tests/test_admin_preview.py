@@ -169,3 +169,27 @@ def test_forcing_needs_its_own_permission(
     assert 'id="djsync-guard-block"' in html and 'id="djsync-force"' not in html
     assert client.post(apply_url(run), {"force": "1", "confirm": "3"}).status_code == 403
     assert Product.objects.count() == 4
+
+
+def test_a_preview_applied_later_times_its_preview_and_its_apply_apart(
+    preview: Any, admin_client: Any
+) -> None:
+    """The hour someone took to decide is not the run's work: "took" leaves it out."""
+    from datetime import timedelta
+
+    from djsync.models import SyncRun
+    from djsync.runs.orchestrator import apply_previewed
+
+    earlier = timedelta(hours=1)
+    SyncRun.objects.filter(pk=preview.pk).update(
+        started_at=preview.started_at - earlier, previewed_at=preview.previewed_at - earlier
+    )
+    preview.refresh_from_db()
+    run = apply_previewed(preview)
+    run.refresh_from_db()
+    assert run.preview_duration is not None and run.preview_duration < 60
+    assert run.apply_duration is not None and run.apply_duration < 60
+    assert run.duration == pytest.approx(run.preview_duration + run.apply_duration)
+    assert (run.finished_at - run.started_at).total_seconds() > 3600
+    html = admin_client.get(reverse("admin:djsync_syncrun_change", args=[run.pk])).content.decode()
+    assert 'id="djsync-durations"' in html and "preview " in html and "apply " in html

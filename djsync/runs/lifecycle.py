@@ -241,7 +241,7 @@ class SyncRunQuerySet(models.QuerySet[Any]):
     def claim_preview(self, run: SyncRun) -> bool:
         """Take a previewed run for its apply (previewed → applying): of two applies of the
         same preview (two tabs, a duplicate task), exactly one gets True."""
-        return self._move(run, "claim_preview", APPLYING)
+        return self._move(run, "claim_preview", APPLYING, apply_started_at=timezone.now())
 
     def cancel(self, run: SyncRun) -> bool:
         """Cancel a queued run at once (True), whatever status ``run`` last showed; ask a
@@ -316,7 +316,10 @@ class SyncRunQuerySet(models.QuerySet[Any]):
     def _end(self, run: SyncRun, transition: str, to: str, progress: Progress | None) -> bool:
         """End ``run`` in ``to``, saving every field it holds (what ``save()`` wrote), then
         tell the caller's progress and send its mail."""
-        fields = {**_fields(run), "finished_at": timezone.now()}
+        now = timezone.now()
+        fields = {**_fields(run), "finished_at": now}
+        if to == PREVIEWED:
+            fields["previewed_at"] = now
         if not self._move(run, transition, to, **fields):
             return False
         _tell(progress, to)
