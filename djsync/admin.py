@@ -257,17 +257,8 @@ class SyncJobAdmin(admin.ModelAdmin):
 class SyncRunAdmin(admin.ModelAdmin):
     """Run history: read-only; a run's page is its preview or its record."""
 
-    list_display = [
-        "__str__",
-        "job",
-        "status",
-        "trigger",
-        "dry_run",
-        "user",
-        "created_at",
-        "counts",
-        "took",
-    ]
+    list_display = ["number", "job", "outcome", "started_by", "created_at", "counts", "took"]
+    list_display_links = ["number"]
     list_filter = ["job", "status", "trigger", "dry_run", "created_at"]
     list_select_related = ["job", "user"]
     date_hierarchy = "created_at"
@@ -284,6 +275,24 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description=_("run"), ordering="pk")
+    def number(self, run: SyncRun) -> str:
+        return f"#{run.pk}"
+
+    @admin.display(description=_("status"), ordering="status")
+    def outcome(self, run: SyncRun) -> str:
+        """The status, and "dry run" where the status does not say it already."""
+        label = str(run.get_status_display())
+        if run.dry_run and run.status not in (SyncRun.Status.PREVIEWED, SyncRun.Status.DISCARDED):
+            label += f" ({_('dry run')})"
+        return label
+
+    @admin.display(description=_("started by"), ordering="trigger")
+    def started_by(self, run: SyncRun) -> str:
+        """How the run began, and who began it: "admin (alice)", "schedule"."""
+        trigger = str(run.get_trigger_display())
+        return f"{trigger} ({run.user})" if run.user_id else trigger
 
     @admin.display(description=_("changes"))
     def counts(self, run: SyncRun) -> str:

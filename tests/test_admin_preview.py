@@ -193,3 +193,13 @@ def test_a_preview_applied_later_times_its_preview_and_its_apply_apart(
     assert (run.finished_at - run.started_at).total_seconds() > 3600
     html = admin_client.get(reverse("admin:djsync_syncrun_change", args=[run.pk])).content.decode()
     assert 'id="djsync-durations"' in html and "preview " in html and "apply " in html
+
+
+def test_the_run_list_says_each_thing_once(
+    preview: Any, admin_client: Any, admin_user: Any
+) -> None:
+    html = admin_client.get(reverse("admin:djsync_syncrun_changelist")).content.decode()
+    headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', html)
+    assert headers == ["number", "job", "outcome", "started_by", "created_at", "counts", "took"]
+    assert f"#{preview.pk}" in html
+    assert f"Python API ({admin_user})" in html  # trigger and user in one cell
