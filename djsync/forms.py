@@ -103,7 +103,7 @@ class SyncJobForm(forms.ModelForm):
     """A job's definition: the importer is a choice from the registry, never a dotted path."""
 
     importer = ImporterNamesField(
-        label=_("importer"),
+        label=_("Importer"),
         choices=importer_choices,
         help_text=_(
             "One importer, or several for a multi-model job (run parents first, "
@@ -111,12 +111,12 @@ class SyncJobForm(forms.ModelForm):
         ),
     )
     notify_on_failure = EmailListField(
-        label=_("notify on failure"),
+        label=_("Notify on failure"),
         required=False,
         help_text=_("E-mail addresses, one per line."),
     )
     schedule = forms.CharField(
-        label=_("schedule"),
+        label=_("Schedule"),
         required=False,
         validators=[validate_schedule],
         help_text=SyncJob._meta.get_field("schedule").help_text,
@@ -144,6 +144,13 @@ class SyncJobForm(forms.ModelForm):
             field = self.fields.get(switch.job_field or "")
             if field is not None and not field.help_text:
                 field.help_text = _("%(help)s Empty: as the importer says.") % {"help": switch.help}
+            if field is not None and isinstance(field.widget, forms.NullBooleanSelect):
+                # "Unknown" says nothing: an empty switch means the importer decides.
+                field.widget.choices = [
+                    ("unknown", _("As the importer says")),
+                    ("true", _("Yes")),
+                    ("false", _("No")),
+                ]
 
     def clean_source(self) -> dict[str, Any]:
         options = self.cleaned_data.get("source") or {}
@@ -161,13 +168,28 @@ class SyncJobForm(forms.ModelForm):
         return options
 
     def clean_target(self) -> dict[str, Any]:
-        """Empty (the importer's model) or an export's options; where an export may write
-        is checked when it runs (docs/security.md)."""
+        """Empty (the importer's model or target), a database among the importer's
+        ``Meta.databases`` (``{"database": "reporting"}``, checked with the job), or an
+        export's options; where an export may write is checked when it runs
+        (docs/security.md)."""
         from djsync.exports.jobs import TARGET_OPTIONS
 
         options = self.cleaned_data.get("target") or {}
         if not isinstance(options, dict):
             raise ValidationError(_('Target options are a JSON object: {"kind": "file", …}.'))
+        if options.get("kind", "model") == "model":
+            from djsync.mapping.registry import MODEL_TARGET_OPTIONS
+
+            unknown = sorted(set(options) - MODEL_TARGET_OPTIONS)
+            if unknown:
+                raise ValidationError(
+                    _("Unknown target options: %(names)s (known: %(known)s).")
+                    % {
+                        "names": ", ".join(unknown),
+                        "known": ", ".join(sorted(MODEL_TARGET_OPTIONS)),
+                    }
+                )
+            return options  # the alias is checked against the importers by SyncJob.clean
         unknown = sorted(set(options) - TARGET_OPTIONS)
         if unknown:
             raise ValidationError(

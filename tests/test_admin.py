@@ -658,3 +658,10 @@ def test_a_job_can_be_deleted_from_the_admin(admin_client, make_job):
     response = admin_client.post(url, {"post": "yes"})
     assert response.status_code == 302
     assert not SyncJob.objects.filter(pk=job.pk).exists()
+
+
+def test_the_job_form_says_what_an_empty_switch_means(admin_client):
+    html = admin_client.get(reverse("admin:djsync_syncjob_add")).content.decode()
+    assert '<option value="unknown" selected>As the importer says</option>' in html
+    assert "Unknown</option>" not in html
+    assert ">Importer:</label>" in html and ">Notify on failure:</label>" in html

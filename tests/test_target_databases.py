@@ -139,3 +139,20 @@ def test_a_preview_of_the_other_alias_is_stored_and_applied(
     applied = apply_previewed(preview)
     assert applied.status == "succeeded"
     assert [sku for sku, _, _ in _products("other")] == ["P0", "P1", "P2"]
+
+
+def test_the_job_form_takes_an_allowed_alias_and_refuses_another() -> None:
+    from djsync.forms import SyncJobForm
+
+    def form(target: str) -> SyncJobForm:
+        data = {"name": "mirror", "importer": ["test_mirror"], "source": "{}", "target": target}
+        return SyncJobForm(data=data)
+
+    good = form('{"database": "other"}')
+    assert good.is_valid(), good.errors
+    assert good.cleaned_data["target"] == {"database": "other"}
+    bad = form('{"database": "default"}')
+    assert not bad.is_valid()
+    assert "may not write to database 'default'" in " ".join(bad.errors["target"])
+    unknown = form('{"db": "other"}')
+    assert not unknown.is_valid() and "Unknown target options: db" in str(unknown.errors)
