@@ -416,7 +416,9 @@ def source_fields_changed(data: Any, job: SyncJob) -> list[str]:
         if name == "importer":
             sent = [part.strip() for value in data.getlist(name) for part in value.split(",")]
             current = [part.strip() for part in job.importer.split(",")]
-            if [p for p in sent if p] != [p for p in current if p]:
+            # The same importers, whatever the order the form posts them in (a multi-model
+            # job runs them in dependency order anyway).
+            if sorted(p for p in sent if p) != sorted(p for p in current if p):
                 changed.append(name)
             continue
         text = data.get(name) or ""

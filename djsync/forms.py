@@ -9,6 +9,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
@@ -82,10 +84,40 @@ def validate_schedule(text: str) -> None:
         raise ValidationError(message)
 
 
+class ImporterWidget(forms.SelectMultiple):
+    """A single select for the job's importer, then a multiple one for the others of a
+    multi-model job: one importer, the usual case, is one choice. Both post ``importer``."""
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        chosen = [v for v in (value or []) if v]
+        first = forms.Select(choices=[("", "---------"), *self.choices])
+        more = forms.SelectMultiple(attrs={"size": 5}, choices=self.choices)
+        attrs = dict(attrs or {})
+        main = first.render(name, chosen[0] if chosen else "", attrs, renderer)
+        extra_attrs = {**attrs, "id": f"{attrs.get('id', 'id_' + name)}_more"}
+        extra_attrs.pop("required", None)  # more importers are optional
+        extra = more.render(name, chosen[1:], extra_attrs, renderer)
+        label = _("More importers, for a multi-model job (parents run first):")
+        return format_html(
+            '{}<div class="djsync-more-importers"><label for="{}">{}</label>{}</div>',
+            main,
+            extra_attrs["id"],
+            label,
+            extra,
+        )
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[str]:
+        """The posted names, in order, each once (the single select's comes first)."""
+        values = super().value_from_datadict(data, files, name) or []
+        return list(dict.fromkeys(v for v in values if v))
+
+
 class ImporterNamesField(forms.MultipleChoiceField):
     """One or several registered importers (a multi-model job), kept as ``"a, b"``."""
 
-    widget = forms.SelectMultiple(attrs={"size": 6})
+    widget = ImporterWidget
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -106,8 +138,8 @@ class SyncJobForm(forms.ModelForm):
         label=_("Importer"),
         choices=importer_choices,
         help_text=_(
-            "One importer, or several for a multi-model job (run parents first, "
-            "in one transaction)."
+            "The importer; for a multi-model job, more below (run parents first, in "
+            "one transaction)."
         ),
     )
     notify_on_failure = EmailListField(

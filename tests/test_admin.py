@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -665,3 +666,18 @@ def test_the_job_form_says_what_an_empty_switch_means(admin_client):
     assert '<option value="unknown" selected>As the importer says</option>' in html
     assert "Unknown</option>" not in html
     assert ">Importer:</label>" in html and ">Notify on failure:</label>" in html
+
+
+def test_a_single_model_job_picks_its_importer_in_a_single_select(admin_client):
+    html = admin_client.get(reverse("admin:djsync_syncjob_add")).content.decode()
+    selects = re.findall(r'<select name="importer"[^>]*>', html)
+    assert len(selects) == 2
+    assert "multiple" not in selects[0] and 'id="id_importer"' in selects[0]  # one choice
+    assert "multiple" in selects[1] and "required" not in selects[1]  # more, if any
+    response = admin_client.post(
+        reverse("admin:djsync_syncjob_add"),
+        {"name": "two", "importer": ["test_team_members", "test_teams", ""], "source": "{}",
+         "target": "{}", "enabled": "on", "notify_on_failure": ""},
+    )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert SyncJob.objects.get(name="two").importer == "test_team_members, test_teams"
