@@ -150,6 +150,8 @@ def djsync_importers() -> tuple[dict[str, str], Any]:
 
     class AccountsPerItem(Accounts):
         batch_url = None
+        # BENCH_API_CONCURRENCY=4: djsync's items four at a time (the script stays serial).
+        concurrency = int(os.environ.get("BENCH_API_CONCURRENCY", "1"))
 
     names = {}
     for mode, target in (("batch", Accounts), ("per-item", AccountsPerItem)):

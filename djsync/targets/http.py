@@ -14,11 +14,14 @@ collection and finds it by key if it was made, so runs converge.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
+from itertools import islice
 from typing import Any, ClassVar
 from urllib.parse import quote
 from uuid import UUID
@@ -81,6 +84,9 @@ class HttpApiTarget(Target):
     batch_url: ClassVar[str | None] = None
     #: Most requests per second (None: as fast as the API answers).
     rate: ClassVar[float | None] = None
+    #: Requests in flight at once when items go one by one (no ``batch_url``): an API that
+    #: answers each in a few milliseconds is mostly waited on; a few at once hide that.
+    concurrency: ClassVar[int] = 1
     #: Seconds per request, attempts after the first, first backoff (None: HTTP_* settings).
     timeout: ClassVar[float | None] = None
     retries: ClassVar[int | None] = None
@@ -105,8 +111,10 @@ class HttpApiTarget(Target):
         self._last_request = 0.0
         self._started: float | None = None
         self.requests = 0
-        #: Seconds spent waiting on the API (answers, retries, the rate limit).
+        #: Seconds spent waiting on the API (answers, retries, the rate limit), summed over
+        #: the requests in flight.
         self.waited = 0.0
+        self._lock = threading.Lock()  # counters and the rate limit, across requests in flight
 
     # -- where -----------------------------------------------------------------------------
     def get_url(self) -> str:
@@ -174,14 +182,47 @@ class HttpApiTarget(Target):
     def create(self, batch: list[Create]) -> list[Refused]:
         if self.batch_url:
             return self._batch("create", batch)
-        return self.send_each(
+        return self._each(
             batch, lambda a: self._send(a, "POST", self.get_url(), self.to_remote(a.values))
         )
 
     def update(self, batch: list[Update]) -> list[Refused]:
         if self.batch_url:
             return self._batch("update", batch)
-        return self.send_each(batch, self._update_one)
+        return self._each(batch, self._update_one)
+
+    def _each(self, batch: Sequence[Any], send_one: Any) -> list[Refused]:
+        """Items one by one, ``concurrency`` requests in flight at a time. A TargetError
+        stops the batch: no new request goes out, those in flight finish and count."""
+        if self.concurrency <= 1 or len(batch) < 2:
+            return self.send_each(batch, send_one)
+        self._http()  # one client, built before the threads share it
+        refused: list[Refused] = []
+        written = 0
+        stop: TargetError | None = None
+        pending = iter(batch)
+        with ThreadPoolExecutor(max_workers=int(self.concurrency)) as pool:
+            running = {pool.submit(send_one, a): a for a in islice(pending, self.concurrency)}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    try:
+                        answer = future.result()
+                    except TargetError as exc:
+                        stop = stop or exc
+                        continue
+                    if answer is None:
+                        written += 1
+                    else:
+                        refused.append(answer)
+                    if stop is None:
+                        for nxt in islice(pending, 1):
+                            running[pool.submit(send_one, nxt)] = nxt
+        if stop is not None:
+            stop.partial = (written, refused)  # type: ignore[attr-defined]
+            raise stop
+        return refused
 
     def _update_one(self, action: Update) -> Refused | None:
         location = self.item_location(action.pk)
@@ -196,9 +237,7 @@ class HttpApiTarget(Target):
     def delete(self, batch: list[Delete]) -> list[Refused]:
         if self.batch_url:
             return self._batch("delete", batch)
-        return self.send_each(
-            batch, lambda a: self._send(a, "DELETE", self.item_location(a.pk), None)
-        )
+        return self._each(batch, lambda a: self._send(a, "DELETE", self.item_location(a.pk), None))
 
     def batch_body(self, action: str, batch: Sequence[Create | Update | Delete]) -> Any:
         """The batch request's JSON: ``{"create": [record, …]}``, ``{"update": [{"id": …,
@@ -345,13 +384,13 @@ class HttpApiTarget(Target):
                 finally:
                     response.close()
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing sent: resend
-                self.waited += time.monotonic() - started
+                self._add_wait(time.monotonic() - started)
                 if attempt < self._retries:
                     attempt = self._pause(attempt, None, method, url, str(exc))
                     continue
                 raise self._gave_up(method, target, exc, attempt) from exc
             except (httpx.TransportError, ValueError) as exc:
-                self.waited += time.monotonic() - started
+                self._add_wait(time.monotonic() - started)
                 if repeatable and attempt < self._retries:
                     attempt = self._pause(attempt, None, method, url, str(exc))
                     continue
@@ -365,8 +404,7 @@ class HttpApiTarget(Target):
                         ),
                     )
                 raise self._gave_up(method, target, exc, attempt) from exc
-            self.waited += time.monotonic() - started
-            self.requests += 1
+            self._add_wait(time.monotonic() - started, request=True)
             status = response.status_code
             retry = status in RETRY_ANY or (repeatable and status in RETRY_IDEMPOTENT)
             if retry and attempt < self._retries:
@@ -401,18 +439,26 @@ class HttpApiTarget(Target):
         delay = min(delay, float(settings.HTTP_MAX_BACKOFF))
         self._check_deadline(method, url, delay, why)
         time.sleep(delay)
-        self.waited += delay
+        self._add_wait(delay)
         return attempt + 1
 
+    def _add_wait(self, seconds: float, *, request: bool = False) -> None:
+        with self._lock:
+            self.waited += seconds
+            self.requests += int(request)
+
     def _wait_turn(self) -> None:
-        """Hold to ``rate`` requests per second, and to the deadline."""
+        """Hold to ``rate`` requests per second (whatever is in flight), and to the deadline."""
         self._check_deadline("", "", 0.0, "")
-        if self.rate:
-            gap = 1.0 / float(self.rate) - (time.monotonic() - self._last_request)
-            if gap > 0:
-                time.sleep(gap)
-                self.waited += gap
-        self._last_request = time.monotonic()
+        if not self.rate:
+            return
+        with self._lock:  # each request takes the next slot: slots are 1/rate apart
+            slot = max(time.monotonic(), self._last_request + 1.0 / float(self.rate))
+            self._last_request = slot
+        gap = slot - time.monotonic()
+        if gap > 0:
+            time.sleep(gap)
+            self._add_wait(gap)
 
     def _check_deadline(self, method: str, url: str, delay: float, why: str) -> None:
         limit = float(self.deadline if self.deadline is not None else settings.HTTP_DEADLINE)
