@@ -251,11 +251,13 @@ def filter_changes(changes: models.QuerySet, *, search: str, field: str) -> mode
 
 def changed_field_choices(run: SyncRun, fields: list[str]) -> list[str]:
     """The fields a run's changes may change: the importer's, else those it compared."""
+    if fields:
+        return fields
     compared: list[str] = []
     for counts in (run.stats or {}).values():
         if isinstance(counts, dict):
             compared += [f for f in counts.get("fields", []) if f not in compared]
-    return fields or compared
+    return compared
 
 
 def action_tabs(request: HttpRequest, run: SyncRun, current: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -303,10 +304,25 @@ def save_refusals(run: SyncRun, model: str, refused: Sequence[Refused]) -> None:
         ],
         batch_size=settings.BATCH_SIZE,
     )
+    # The answer on each refused change: one pass over the run's stored changes of each
+    # action (by the (run, action) index), not one query per refusal.
+    answers: dict[str, dict[str, str]] = {}
     for r in kept:
-        run.changes.filter(model=model, action=r.action.action, key=list(r.action.key)).update(
-            error=r.message[:2000]
-        )
+        answers.setdefault(r.action.action, {})[_key_json(r.action.key)] = r.message[:2000]
+    for action, by_key in answers.items():
+        hits = []
+        changes = run.changes.filter(model=model, action=action).only("pk", "key")
+        for change in changes.iterator(chunk_size=settings.BATCH_SIZE):
+            answer = by_key.get(_key_json(change.key))
+            if answer is not None:
+                change.error = answer
+                hits.append(change)
+        SyncChange.objects.bulk_update(hits, ["error"], batch_size=settings.BATCH_SIZE)
+
+
+def _key_json(key: Sequence[Any]) -> str:
+    """A key as the history stores it (JSON), to match a plan's key with a stored one."""
+    return json.dumps(list(key), cls=DjangoJSONEncoder)
 
 
 def iter_changes(run: SyncRun, action: str | None = None) -> Iterator[SyncChange]:

@@ -41,6 +41,8 @@ def test_search_by_any_part_of_the_key_in_any_case(admin_client: Any, preview: A
     assert listed(admin_client, preview, q="lamp") == ["LAMP-1", "LAMP-2"]
     assert listed(admin_client, preview, q="étau") == ["ÉTAU-1"]
     assert listed(admin_client, preview, q="nothing") == []
+    assert listed(admin_client, preview, q="%") == []  # a LIKE wildcard is plain text
+    assert listed(admin_client, preview, q="x" * 100_000) == []  # cut to 200 characters
 
 
 def test_filter_by_the_field_an_update_changes(admin_client: Any, preview: Any) -> None:

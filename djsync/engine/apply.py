@@ -8,6 +8,7 @@ requests), inside one transaction of the importer's database.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
@@ -81,14 +82,16 @@ def apply_plan(
             plan.apply_actions(progress=progress, actions=actions)
             result.written = before + sum(len(getattr(plan, f"{a}s")) for a in actions)
         return result
-    if not importer.target.transactional:  # an API: nothing to roll back, nothing to hold
+    # An API: nothing to roll back, and no transaction of djsync's database to hold.
+    atomic = transaction.atomic if importer.target.transactional else _no_transaction
+    with atomic(using=importer.using):
         return importer.target.write(
             plan, importer, progress=progress, actions=actions, result=result
         )
-    with transaction.atomic(using=importer.using):
-        return importer.target.write(
-            plan, importer, progress=progress, actions=actions, result=result
-        )
+
+
+def _no_transaction(using: str) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -55,7 +55,6 @@ class Step:
     #: What the apply wrote and what the target refused (a target that is not a database
     #: answers item by item).
     result: WriteResult = field(default_factory=WriteResult)
-    refusals_saved: bool = False
 
 
 # -- the job's importers -------------------------------------------------------------------
@@ -365,9 +364,8 @@ def record_refusals(sync_run: SyncRun, steps: Sequence[Step]) -> int:
     stats = dict(sync_run.stats or {})
     for step in steps:
         refused = step.result.refused or []
-        if not refused or step.plan is None or step.refusals_saved:
+        if not refused or step.plan is None:
             continue
-        step.refusals_saved = True
         save_refusals(sync_run, step.plan.model, refused)
         by_action = {a: sum(1 for r in refused if r.action.action == a) for a in CHANGE_KINDS}
         counts = dict(stats.get(step.plan.model, {}))
