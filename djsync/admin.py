@@ -110,6 +110,16 @@ class SyncJobAdmin(admin.ModelAdmin):
             _("Schedule and notifications"),
             {"fields": ["schedule", "notify_on_failure", "warn_on_change"]},
         ),
+        (
+            _("Column mapping"),
+            {
+                "description": _(
+                    "Saved by the upload's mapping step: for each set of headers, the header "
+                    "of the file that feeds each field. Empty it to forget them."
+                ),
+                "fields": ["column_mapping"],
+            },
+        ),
     ]
 
     class Media:

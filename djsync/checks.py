@@ -78,12 +78,37 @@ def importer_problems(cls: Any) -> list[str]:
             except FieldDoesNotExist:
                 related = related_model(field)._meta.label
                 problems.append(f"field {name!r}: {related} has no field {lookup!r} to look up by")
+    problems += alias_problems(cls, names)
     if problems:
         return problems
     try:
         cls()
     except (FieldDoesNotExist, ImproperlyConfigured, AttributeError, LookupError) as exc:
         problems.append(str(exc))
+    return problems
+
+
+def alias_problems(cls: Any, names: list[str]) -> list[str]:
+    """Aliases that are not text, or that two fields share (the same header, in any case,
+    would feed both): djsync.mapping.columns matches a header to one column."""
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for name in names:
+        spec = cls.declared_fields.get(name)
+        column = (getattr(spec, "column", None) or name).strip().lower()
+        owner.setdefault(column, name)
+    for name in names:
+        spec = cls.declared_fields.get(name)
+        for alias in getattr(spec, "aliases", ()):
+            if not isinstance(alias, str) or not alias.strip():
+                problems.append(f"field {name!r}: an alias is a header's name, not {alias!r}")
+                continue
+            other = owner.setdefault(alias.strip().lower(), name)
+            if other != name:
+                problems.append(
+                    f"field {name!r}: alias {alias!r} is already the column or an alias of "
+                    f"field {other!r}"
+                )
     return problems
 
 

@@ -156,7 +156,11 @@ class SyncJobForm(forms.ModelForm):
 
     class Meta:
         model = SyncJob
-        field_classes = {"source": JobJSONField, "target": JobJSONField}
+        field_classes = {
+            "source": JobJSONField,
+            "target": JobJSONField,
+            "column_mapping": JobJSONField,
+        }
         fields = [
             "name",
             "description",
@@ -168,6 +172,7 @@ class SyncJobForm(forms.ModelForm):
             "schedule",
             "notify_on_failure",
             "warn_on_change",
+            "column_mapping",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -198,6 +203,25 @@ class SyncJobForm(forms.ModelForm):
             if problem:
                 raise ValidationError(problem)
         return options
+
+    def clean_column_mapping(self) -> dict[str, Any]:
+        """Saved by the upload's mapping step; edited or emptied here, checked against
+        the job's importers (djsync.admin_columns)."""
+        from djsync.admin_columns import saved_problem
+        from djsync.mapping.registry import get_importer_class, split_names
+
+        value = self.cleaned_data.get("column_mapping") or {}
+        names = self.cleaned_data.get("importer", "") or getattr(self.instance, "importer", "")
+        try:
+            fields_of = {
+                name: set(get_importer_class(name)().bound_fields) for name in split_names(names)
+            }
+        except Exception:  # noqa: BLE001 - an unusable importer is the importer field's error
+            return value if isinstance(value, dict) else {}
+        problem = saved_problem(value, fields_of)
+        if problem:
+            raise ValidationError(problem)
+        return value
 
     def clean_target(self) -> dict[str, Any]:
         """Empty (the importer's model or target), a database among the importer's

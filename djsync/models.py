@@ -91,6 +91,17 @@ class SyncJob(models.Model):
         default=False,
         help_text=_("Mail the diff to the recipients whenever a run changes anything."),
     )
+    #: Column mappings confirmed in the admin's upload, per importer and header set
+    #: (djsync.mapping.columns): a file with the same headers is read through them.
+    column_mapping = models.JSONField(
+        _("column mapping"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "Which header of a file feeds which column, saved by the upload's mapping step "
+            "for each set of headers. Empty it to forget them."
+        ),
+    )
     #: Free state kept between runs, e.g. an incremental sync's cursor.
     state = models.JSONField(_("state"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)

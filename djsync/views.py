@@ -26,6 +26,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
+from djsync import admin_columns as columns
 from djsync import permissions, queue
 from djsync.conf import settings
 from djsync.exceptions import DjsyncError, QueueError
@@ -43,7 +44,14 @@ from djsync.run_page import (
     status_data,
 )
 from djsync.runs.report import key_text
-from djsync.uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
+from djsync.uploads import (
+    LimitedUploadHandler,
+    delete_upload,
+    display_name,
+    expire_uploads,
+    open_upload,
+    release_upload,
+)
 
 #: Bytes of an upload's body besides the file (boundaries, part headers, the CSRF token,
 #: the other fields): a Content-Length past MAX_UPLOAD_SIZE plus this is refused unread.
@@ -87,6 +95,8 @@ def upload(
         return refused
     if refused is not None:
         return page(make_form(), refused.message, refused.status)
+    if columns.TOKEN_FIELD in request.POST:
+        return map_columns(request, admin_site, title=title, back_url=back_url)
     form = make_form(request.POST, request.FILES)
     if not form.is_valid():
         return page(form)
@@ -94,6 +104,12 @@ def upload(
     if not permissions.can_preview(request.user, job):
         raise PermissionDenied
     data = form.cleaned_data
+    check = columns.check_upload(job, data["file"], data["format"])
+    if check is not None:
+        name = display_name(data["file"].name)
+        token = columns.stash(job, request.user, data["file"], data["format"], name)
+        step = columns.ColumnMappingForm(check=check)
+        return columns_page(request, admin_site, job, step, token, title=title, back_url=back_url)
     run = start(
         request,
         lambda: queue.queue_preview(
@@ -106,6 +122,70 @@ def upload(
         ),
     )
     return redirect(progress_url(run, "preview", admin_site))
+
+
+def map_columns(
+    request: HttpRequest, admin_site: AdminSite, *, title: str, back_url: str
+) -> HttpResponse:
+    """The mapping step's answer: save the mapping on the job (who may change it), then
+    preview the kept upload through it — the run reads the job's saved mapping, as
+    ``runsync`` and Celery runs of the job will."""
+    kept = columns.pending(request.POST.get(columns.TOKEN_FIELD, ""), request.user)
+    job = SyncJob.objects.filter(pk=kept.job).first()
+    if job is None or not permissions.can_preview(request.user, job):
+        raise PermissionDenied
+    if not columns.may_save(request.user, job):
+        raise PermissionDenied(_("Saving a column mapping needs the permission to change the job."))
+    try:
+        with open_upload(kept.upload) as handle:
+            check = columns.check_upload(job, handle, kept.format)
+    except FileNotFoundError:
+        raise PermissionDenied(_("This mapping step has expired; upload the file again.")) from None
+    if check is not None:
+        step = columns.ColumnMappingForm(request.POST, check=check)
+        if check.problem or not step.is_valid():
+            token = request.POST[columns.TOKEN_FIELD]
+            return columns_page(
+                request, admin_site, job, step, token, title=title, back_url=back_url
+            )
+        columns.save_mapping(job, check, step.columns())
+    with open_upload(kept.upload) as handle:
+        run = start(
+            request,
+            lambda: queue.queue_preview(
+                job,
+                upload=handle,
+                upload_name=kept.name,
+                format=kept.format,
+                user=request.user,
+                trigger=SyncRun.Trigger.ADMIN,
+            ),
+        )
+    delete_upload(kept.upload)
+    return redirect(progress_url(run, "preview", admin_site))
+
+
+def columns_page(
+    request: HttpRequest,
+    admin_site: AdminSite,
+    job: SyncJob,
+    step: columns.ColumnMappingForm,
+    token: str,
+    *,
+    title: str,
+    back_url: str,
+) -> HttpResponse:
+    """The mapping step: a header per column of the importer, proposed and correctable."""
+    context = {
+        **page_context(request, admin_site),
+        **columns.step_context(step.check, step, token),
+        "title": title,
+        "job": job,
+        "may_save": columns.may_save(request.user, job),
+        "back_url": back_url,
+        "opts": SyncJob._meta,
+    }
+    return TemplateResponse(request, "admin/djsync/columns.html", context)
 
 
 @dataclass

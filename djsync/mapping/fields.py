@@ -34,7 +34,10 @@ class Field:
     ``default=`` fills empty cells and an absent column; ``lookup="code"`` makes a foreign
     key look up the related row by its natural key instead of by primary key;
     ``null_tokens=["NA"]`` makes cells that read exactly so count as empty for this field
-    (replacing the importer's and the source's tokens; ``null_tokens=()`` for none).
+    (replacing the importer's and the source's tokens; ``null_tokens=()`` for none);
+    ``aliases=["E-mail", "mail"]`` are other headers a file may give this column under
+    (matched like the column: exactly, then in any case; ``manage.py check`` refuses an
+    alias two fields share).
     """
 
     def __init__(
@@ -49,8 +52,10 @@ class Field:
         datetime_formats: Sequence[str] | None = None,
         time_zone: str | None = None,
         null_tokens: Iterable[str] | None = None,
+        aliases: Iterable[str] = (),
     ) -> None:
         self.column = column
+        self.aliases: tuple[str, ...] = (aliases,) if isinstance(aliases, str) else tuple(aliases)
         self.converter = converter
         self.default = default
         self.required = required

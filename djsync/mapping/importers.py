@@ -19,6 +19,7 @@ from django.db import models
 from djsync.conf import settings
 from djsync.engine.diff import Key, Plan, RowError, SourceRow, StagedPlan, TargetRow, diff
 from djsync.exceptions import MappingError
+from djsync.mapping.columns import match, saved_for
 from djsync.mapping.fields import NOT_PROVIDED, BoundField, Field, null_token_set, related_model
 from djsync.mapping.options import ImporterMetaclass, ImporterOptions
 from djsync.mapping.switches import IMPORTER_SWITCHES, OnRowError, Switches
@@ -111,6 +112,9 @@ class BaseImporter:
         self.pending_plans: list[Plan] = []
         self.active_fields: list[BoundField] = list(self.bound_fields.values())
         self.rows_read = 0
+        #: The job's saved column mappings for this importer (``SyncJob.column_mapping``,
+        #: set by djsync.runs.steps): one applies when a file has exactly its headers.
+        self.column_mappings: list[dict[str, Any]] = []
 
     # -- declarations --------------------------------------------------------------------
     @classmethod
@@ -205,28 +209,36 @@ class BaseImporter:
                         pending_lookups(self.lookups[f.name], plan, f.lookup)
 
     # -- reading the source --------------------------------------------------------------
+    def requires(self, f: BoundField) -> bool:
+        """True when a file must hold ``f``'s column: a key, or a field with no default
+        that is not declared ``required=False``."""
+        return (
+            f.name in self.keys
+            or f.spec.required is True
+            or (f.spec.required is None and f.default is NOT_PROVIDED)
+        )
+
     def match_columns(self, columns: Sequence[str], source: Source) -> None:
-        """Bind each field to a source column; a missing required column is an error."""
-        exact = set(columns)
-        folded = {c.strip().lower(): c for c in columns}
+        """Bind each field to a source column (djsync.mapping.columns: the job's saved
+        mapping for these headers, the column, its aliases); a missing required column is
+        an error."""
+        found = match(self.bound_fields.values(), columns, saved_for(self.column_mappings, columns))
         active: list[BoundField] = []
         missing: list[str] = []
         for f in self.bound_fields.values():
-            column = f.column if f.column in exact else folded.get(f.column.strip().lower())
+            column = found.get(f.name)
             if column is not None:
                 f.source_column = column
                 active.append(f)
-            elif (
-                f.name in self.keys
-                or f.spec.required is True
-                or (f.spec.required is None and f.default is NOT_PROVIDED)
-            ):
+            elif self.requires(f):
                 missing.append(f.column)
             elif f.default is not NOT_PROVIDED:
                 f.source_column = None
                 active.append(f)
         if missing:
-            have = ", ".join(repr(c) for c in columns) or "none"
+            have = ", ".join(repr(c) for c in columns[:50]) or "none"
+            if len(columns) > 50:
+                have += f" and {len(columns) - 50:,} more"
             raise MappingError(
                 f"{source}: missing column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(m) for m in missing)} (the file has: {have})"

@@ -81,13 +81,26 @@ def is_multi(job: SyncJob) -> bool:
 def make_importer(job: SyncJob, name: str | None = None) -> BaseImporter:
     """The job's importer (or its importer ``name``), bound to its target's database."""
     with _named(job):
-        return bind(get_importer_class(name or job.importer), target_database(job))
+        return _with_mappings(
+            job, [bind(get_importer_class(name or job.importer), target_database(job))]
+        )[0]
 
 
 def make_importers(job: SyncJob) -> list[BaseImporter]:
     """The job's importers in dependency order, all writing to one database."""
     with _named(job):
-        return importers_of(job.importer, job=job.name, using=target_database(job))
+        return _with_mappings(
+            job, importers_of(job.importer, job=job.name, using=target_database(job))
+        )
+
+
+def _with_mappings(job: SyncJob, importers: list[BaseImporter]) -> list[BaseImporter]:
+    """Each importer with the job's saved column mappings for it (djsync.mapping.columns)."""
+    saved = job.column_mapping if isinstance(job.column_mapping, dict) else {}
+    for importer in importers:
+        entries = saved.get(importer.name)
+        importer.column_mappings = entries if isinstance(entries, list) else []
+    return importers
 
 
 @contextmanager
