@@ -190,3 +190,18 @@ class TeamMembersImporter(MembershipImporter):
         group_lookup = "code"
         member_column = "employee"
         member_lookup = "number"
+
+
+@djsync.register
+class AliasedProductImporter(djsync.Importer):
+    """Declared aliases, for the column mapping (tests/test_columns.py)."""
+
+    sku = djsync.Field(aliases=["Article", "Item no"])
+    name = djsync.Field(aliases=["Désignation"])
+    price = djsync.Field(aliases=["Prix", "Unit price"])
+    qty = djsync.Field(required=False, aliases=["Quantity"])
+
+    class Meta:
+        name = "test_products_aliased"
+        model = Product
+        keys = ["sku"]

@@ -1,0 +1,350 @@
+"""The admin upload's mapping step, through Django's test client: proposals, corrections,
+refusals, the saved mapping (next upload straight to preview), who may save it, and files
+whose headers are hostile."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from djsync.admin_columns import TOKEN_FIELD
+from djsync.mapping.columns import signature
+from djsync.models import SyncJob, SyncRun
+from tests.testapp.models import Product
+
+
+@pytest.fixture(autouse=True)
+def upload_root(settings, tmp_path: Path) -> Path:
+    root = tmp_path / "uploads"
+    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(root)}
+    return root
+
+
+@pytest.fixture
+def job(make_job) -> SyncJob:
+    return make_job("test_products_aliased", name="aliased")
+
+
+def upload_url(job: SyncJob) -> str:
+    return reverse("admin:djsync_syncjob_upload", args=[job.pk])
+
+
+def csv_file(text: str, name: str = "prices.csv") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+def post_file(client: Client, job: SyncJob, text: str, capture):
+    with capture(execute=True):
+        return client.post(upload_url(job), {"file": csv_file(text)})
+
+
+def token_of(page: str) -> str:
+    found = re.search(rf'name="{TOKEN_FIELD}" value="([^"]+)"', page)
+    assert found, page[:3000]
+    return found.group(1)
+
+
+def selected(page: str, field: str) -> str | None:
+    """The header the step's select for ``field`` proposes."""
+    select = re.search(rf'<select name="column-{field}".*?</select>', page, re.S)
+    assert select, page[:3000]
+    chosen = re.search(r'<option value="([^"]*)" selected>', select.group(0))
+    return html.unescape(chosen.group(1)) or None if chosen else None
+
+
+def confirm(client: Client, job: SyncJob, token: str, capture, **columns: str):
+    data = {TOKEN_FIELD: token, **{f"column-{k}": v for k, v in columns.items()}}
+    with capture(execute=True):
+        return client.post(upload_url(job), data)
+
+
+FILE = "Item_No,designation,Cost,Qty.,Notes\nK1,Kite,9.50,4,blue\nL1,Lamp,1.75,2,\n"
+
+
+def test_the_step_proposes_then_saves_and_the_next_file_goes_straight_to_preview(
+    admin_client, job, upload_root, django_capture_on_commit_callbacks
+):
+    response = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="djsync-column-mapping"' in page and not SyncRun.objects.exists()
+    assert selected(page, "sku") == "Item_No"  # the alias "Item no", normalized
+    assert selected(page, "name") == "designation"  # the alias "Désignation", unaccented
+    assert selected(page, "price") is None  # "Cost": nothing fits; the person picks it
+    assert selected(page, "qty") == "Qty."
+    assert "<code>Cost</code>" in page and "<code>Notes</code>" in page  # unmatched headers
+    assert len(list(upload_root.iterdir())) == 1  # the file waits, privately
+
+    response = confirm(
+        admin_client,
+        job,
+        token_of(page),
+        django_capture_on_commit_callbacks,
+        sku="Item_No",
+        name="designation",
+        price="Cost",
+        qty="Qty.",
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    run = SyncRun.objects.get()
+    assert response["Location"].endswith(f"/{run.pk}/progress/?step=preview")
+    assert run.status == "previewed", run.error
+    assert (run.created, run.errors) == (2, 0)
+    assert run.source_name == "prices.csv"
+    assert len(list(upload_root.iterdir())) == 1  # the run's copy only
+
+    job.refresh_from_db()
+    headers = ["Item_No", "designation", "Cost", "Qty.", "Notes"]
+    assert job.column_mapping == {
+        "test_products_aliased": [
+            {
+                "signature": signature(headers),
+                "columns": {
+                    "sku": "Item_No",
+                    "name": "designation",
+                    "price": "Cost",
+                    "qty": "Qty.",
+                },
+            }
+        ]
+    }
+
+    # The same headers in another order: straight to preview, read through the mapping.
+    again = "Notes,Cost,Qty.,designation,Item_No\n,3,1,Rug,R1\n"
+    response = post_file(admin_client, job, again, django_capture_on_commit_callbacks)
+    assert response.status_code == 302
+    second = SyncRun.objects.latest("pk")
+    assert second.status == "previewed" and second.created == 1, second.error
+    change = second.changes.get()
+    assert change.after["name"] == "Rug" and change.after["price"] == "3.00"
+
+    # The job's page shows it; emptying the field forgets it.
+    job_page = admin_client.get(reverse("admin:djsync_syncjob_change", args=[job.pk]))
+    assert "Item_No" in job_page.content.decode() and "Column mapping" in job_page.content.decode()
+
+
+def test_required_columns_are_enforced_and_a_header_feeds_one_column(
+    admin_client, job, django_capture_on_commit_callbacks
+):
+    page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
+    token = token_of(page)
+    response = confirm(
+        admin_client,
+        job,
+        token,
+        django_capture_on_commit_callbacks,
+        sku="Item_No",
+        name="",
+        price="Cost",
+    )
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    response = confirm(
+        admin_client,
+        job,
+        token,
+        django_capture_on_commit_callbacks,
+        sku="Item_No",
+        name="designation",
+        price="Item_No",
+    )
+    text = html.unescape(response.content.decode())
+    assert "The header “Item_No” already feeds the column sku." in text
+    response = confirm(
+        admin_client,
+        job,
+        token,
+        django_capture_on_commit_callbacks,
+        sku="Item_No",
+        name="designation",
+        price="<b>",
+    )
+    assert "Select a valid choice." in response.content.decode()
+    assert not SyncRun.objects.exists()
+    job.refresh_from_db()
+    assert job.column_mapping == {}
+
+
+def test_an_optional_column_may_be_left_out(admin_client, job, django_capture_on_commit_callbacks):
+    page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
+    response = confirm(
+        admin_client,
+        job,
+        token_of(page),
+        django_capture_on_commit_callbacks,
+        sku="Item_No",
+        name="designation",
+        price="Cost",
+        qty="",
+    )
+    assert response.status_code == 302
+    run = SyncRun.objects.get()
+    assert run.status == "previewed"
+    assert all("qty" not in c.after for c in run.changes.all())  # not read: not written
+    job.refresh_from_db()
+    assert job.column_mapping["test_products_aliased"][0]["columns"]["qty"] == ""
+
+
+@pytest.fixture
+def previewer(django_user_model, job):
+    """May preview the job but not change it."""
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    for app, codename in [
+        ("djsync", "add_syncrun"),
+        ("djsync", "view_syncrun"),
+        ("djsync", "view_syncjob"),
+        ("testapp", "view_product"),
+    ]:
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app, codename=codename)
+        )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_who_may_not_change_the_job_sees_the_proposal_but_cannot_save_it(
+    previewer, admin_client, job, django_capture_on_commit_callbacks
+):
+    response = post_file(previewer, job, FILE, django_capture_on_commit_callbacks)
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="djsync-columns-denied"' in page
+    assert "<select" not in page and 'id="djsync-columns-confirm"' not in page
+    assert "<code>Item_No</code>" in page  # what is proposed, for whoever saves it
+    response = confirm(
+        previewer,
+        job,
+        token_of(page),
+        django_capture_on_commit_callbacks,
+        sku="Item_No",
+        name="designation",
+        price="Cost",
+    )
+    assert response.status_code == 403
+    job.refresh_from_db()
+    assert job.column_mapping == {} and not SyncRun.objects.exists()
+
+
+def test_a_token_is_bound_to_its_user_and_cannot_be_forged(
+    previewer, admin_client, job, django_capture_on_commit_callbacks
+):
+    page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
+    token = token_of(page)
+    columns = {"sku": "Item_No", "name": "designation", "price": "Cost"}
+    assert (
+        confirm(previewer, job, token, django_capture_on_commit_callbacks, **columns).status_code
+        == 403
+    )
+    forged = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
+    assert (
+        confirm(
+            admin_client, job, forged, django_capture_on_commit_callbacks, **columns
+        ).status_code
+        == 403
+    )
+    assert not SyncRun.objects.exists()
+
+
+def test_the_step_from_a_models_changelist(admin_client, job, django_capture_on_commit_callbacks):
+    url = reverse("admin:testapp_product_sync_import")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, {"file": csv_file(FILE), "job": f"job:{job.pk}"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="djsync-column-mapping"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            url,
+            {
+                TOKEN_FIELD: token_of(page),
+                "column-sku": "Item_No",
+                "column-name": "designation",
+                "column-price": "Cost",
+            },
+        )
+    assert response.status_code == 302 and SyncRun.objects.get().status == "previewed"
+
+
+def test_the_job_form_checks_an_edited_mapping(admin_client, job):
+    url = reverse("admin:djsync_syncjob_change", args=[job.pk])
+    data = {
+        "name": job.name,
+        "importer": job.importer,
+        "source": "{}",
+        "target": "{}",
+        "enabled": "on",
+        "notify_on_failure": "",
+        "schedule": "",
+        "allow_create": "unknown",
+        "allow_update": "unknown",
+        "allow_delete": "unknown",
+        "on_row_error": "",
+    }
+    bad = '{"test_products_aliased": [{"signature": "%s", "columns": {"nope": "x"}}]}' % ("0" * 32)
+    response = admin_client.post(url, {**data, "column_mapping": bad})
+    assert response.status_code == 200
+    assert "&#x27;nope&#x27; is not one of its fields." in response.content.decode()
+    good = '{"test_products_aliased": [{"signature": "%s", "columns": {"sku": "Ref"}}]}' % (
+        "0" * 32
+    )
+    response = admin_client.post(url, {**data, "column_mapping": good})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    job.refresh_from_db()
+    assert job.column_mapping["test_products_aliased"][0]["columns"] == {"sku": "Ref"}
+    response = admin_client.post(url, {**data, "column_mapping": "{}"})
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.column_mapping == {}
+
+
+# -- hostile headers ---------------------------------------------------------------------
+def test_ten_thousand_columns_are_refused_by_the_step_with_a_bounded_page(
+    admin_client, job, django_capture_on_commit_callbacks
+):
+    headers = [f"c{n}" for n in range(10_000)]
+    text = ",".join(headers) + "\n" + ",".join("1" for _ in headers) + "\n"
+    response = post_file(admin_client, job, text, django_capture_on_commit_callbacks)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "The file has 10,000 columns; the mapping step offers at most 500." in page
+    assert "<select" not in page and "and 9900 more" in page
+    assert len(page) < 200_000
+
+
+def test_a_megabyte_header_is_never_offered_nor_echoed_whole(
+    admin_client, job, django_capture_on_commit_callbacks
+):
+    huge = "x" * 999_000
+    text = f"Item_No,designation,Cost,{huge}\nK1,Kite,1,2\n"
+    response = post_file(admin_client, job, text, django_capture_on_commit_callbacks)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "1 header is longer than 200 characters and cannot be picked." in page
+    assert len(page) < 100_000
+
+
+def test_html_in_headers_is_shown_as_text(admin_client, job, django_capture_on_commit_callbacks):
+    evil = '<script>alert("x")</script>'
+    text = f'sku,"{evil.replace(chr(34), chr(34) * 2)}",price\nK1,Kite,1\n'
+    response = post_file(admin_client, job, text, django_capture_on_commit_callbacks)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_duplicate_headers_fail_the_run_naming_the_column(admin_client, job):
+    text = "sku,name,sku,price\nK1,Kite,K2,1\n"
+    response = admin_client.post(upload_url(job), {"file": csv_file(text)})
+    assert response.status_code == 302
+    run = SyncRun.objects.get()
+    assert run.status == "failed" and "names column 'sku' twice" in run.error
+    assert not Product.objects.exists()
