@@ -1,5 +1,7 @@
 """End to end in headless Chromium: log in, upload a CSV from the model's changelist, wait for
-the preview, check it, apply, and find the changed rows. Saves docs/img/preview.png."""
+the preview, check it, apply, and find the changed rows; the upload's column mapping step;
+search by key, apply skipping the bad rows, force past the delete guard. Saves
+docs/img/preview.png and docs/img/columns.png."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ CHROMIUM = "/usr/bin/chromium"
 # The docs' screenshot is refreshed on request (DJSYNC_SCREENSHOTS=docs), so that a test
 # run leaves the checkout clean; otherwise it goes with the other test artifacts.
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = (
-    ROOT / "docs" / "img" / "preview.png"
+SHOTS = (
+    ROOT / "docs" / "img"
     if os.environ.get("DJSYNC_SCREENSHOTS") == "docs"
-    else ROOT / "tests" / "artifacts" / "preview.png"
+    else ROOT / "tests" / "artifacts"
 )
+SCREENSHOT = SHOTS / "preview.png"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -136,7 +139,6 @@ def test_upload_preview_apply_in_chromium(live_server, browser, seeded):
     assert "abc" in page.locator("#djsync-row-errors").inner_text()
     assert Product.objects.get(sku="A1").price == Decimal("1.50")  # a preview writes nothing
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     page.click("#djsync-apply")
@@ -154,3 +156,100 @@ def test_upload_preview_apply_in_chromium(live_server, browser, seeded):
     assert "Fax machine" not in listing
     assert "4 products" in page.inner_text("#changelist-form .paginator")
     assert not Product.objects.filter(sku="Z9").exists()
+
+
+def log_in(browser, live_server, next_url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+    page.set_default_timeout(30_000)
+    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+    return page
+
+
+def upload_to_job(page, job: SyncJob, path: Path) -> None:
+    """The job's upload page: pick the file, upload; the mapping step or the preview follows."""
+    page.goto(page.url.split("/admin/")[0] + f"/admin/djsync/syncjob/{job.pk}/upload/")
+    page.set_input_files("input[name=file]", str(path))
+    page.click("#djsync-upload")
+
+
+def wait_for_run_page(page) -> None:
+    page.wait_for_url(re.compile(r"/admin/djsync/syncrun/\d+/change/(\?.*)?(#.*)?$"))
+
+
+def test_the_column_mapping_step_in_chromium(live_server, browser, seeded, tmp_path):
+    job = SyncJob.objects.create(name="aliased", importer="test_products_aliased")
+    path = tmp_path / "prices.csv"
+    path.write_text("Item_No,designation,Cost,Notes\nK1,Kite,9.50,blue\nL1,Lamp,1.75,\n")
+    page = log_in(browser, live_server, "/admin/djsync/syncjob/")
+    upload_to_job(page, job, path)
+
+    page.wait_for_selector("#djsync-column-mapping")
+    assert page.input_value("select[name=column-sku]") == "Item_No"
+    assert page.input_value("select[name=column-name]") == "designation"
+    assert page.input_value("select[name=column-price]") == ""  # "Cost": the person picks
+    page.select_option("select[name=column-price]", "Cost")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "columns.png"), full_page=True)
+    page.click("#djsync-columns-confirm")
+
+    wait_for_run_page(page)
+    assert page.inner_text('[data-count="created"]') == "2"
+    assert "Kite" in page.inner_text("#djsync-changes")
+    job.refresh_from_db()
+    assert job.column_mapping["test_products_aliased"][0]["columns"]["price"] == "Cost"
+
+    # The next file with these headers goes straight to preview.
+    path.write_text("Cost,Item_No,designation,Notes\n3,R1,Rug,\n")
+    upload_to_job(page, job, path)
+    wait_for_run_page(page)
+    assert page.inner_text('[data-count="created"]') == "1"
+
+
+def test_search_skip_bad_rows_and_force_in_chromium(live_server, browser, seeded, tmp_path):
+    job, csv_path = seeded
+    SyncJob.objects.filter(pk=job.pk).update(on_row_error="fail")
+    page = log_in(browser, live_server, "/admin/djsync/syncjob/")
+    upload_to_job(page, job, csv_path)
+    wait_for_run_page(page)
+
+    # Search by key: any part, any case.
+    page.fill("#djsync-search", "b")
+    page.press("#djsync-search", "Enter")
+    page.wait_for_url(re.compile(r"q=b"))
+    keys = page.inner_text("#djsync-changes")
+    assert "B1" in keys and "B2" in keys and "A1" not in keys and "Z9" not in keys
+    page.click("#djsync-clear-filter")
+    page.wait_for_url(re.compile(r"/change/\??(#changes)?$"))
+    assert "A1" in page.inner_text("#djsync-changes")
+
+    # The job fails on row errors: Apply is replaced by "apply the good rows".
+    assert page.locator("#djsync-apply").count() == 0
+    page.click("#djsync-apply-skipping")
+    page.wait_for_url(re.compile(r"/progress/\?step=apply$"))
+    wait_for_run_page(page)
+    assert page.inner_text("#djsync-status") == "succeeded"
+    assert Product.objects.get(sku="A1").price == Decimal("1.75")
+    assert Product.objects.get(sku="A4").price == Decimal("80.00")  # its bad row skipped
+
+    # A file with one row would delete 5 of 6: the delete guard stops it until forced.
+    csv_path.write_text("sku,name,price,qty,updated,active\nA1,Desk lamp,1.75,3,2026-01-02,yes\n")
+    upload_to_job(page, job, csv_path)
+    wait_for_run_page(page)
+    assert page.locator("#djsync-apply").count() == 0
+    assert "more than the delete guard" in page.inner_text("#djsync-force-form")
+    page.fill("#djsync-force-confirm", "4")
+    page.click("#djsync-force")
+    wait_for_run_page(page)
+    assert "Type 5, the number of rows this apply deletes" in page.inner_text(".messagelist")
+    assert Product.objects.count() == 6
+    page.fill("#djsync-force-confirm", "5")
+    page.click("#djsync-force")
+    page.wait_for_url(re.compile(r"/progress/\?step=apply$"))
+    wait_for_run_page(page)
+    assert page.inner_text("#djsync-status") == "succeeded"
+    assert list(Product.objects.values_list("sku", flat=True)) == ["A1"]
