@@ -65,7 +65,9 @@ def test_the_step_proposes_normalized_names_and_aliases_that_a_run_does_not_matc
         "price": ("unit-price", "normalized"),
         "qty": (None, ""),
     }
-    assert needs_mapping(list(proposals(["item_no", "designation", "unit-price"]).values()))
+    found = proposals(["item_no", "designation", "unit-price"])
+    assert needs_mapping(list(found.values()))
+    assert (found["sku"].via, found["sku"].by_alias) == ("Item no", True)  # said on the page
 
 
 def test_similar_names_are_proposed_conservatively():

@@ -110,6 +110,12 @@ class Proposal:
     how: str = ""
     #: Headers that fit equally well, when none was proposed for that reason.
     ambiguous: list[str] = field(default_factory=list)
+    #: The name (the column or an alias) the proposed header resembles.
+    via: str = ""
+
+    @property
+    def by_alias(self) -> bool:
+        return self.via != "" and self.via != self.column
 
 
 def propose(
@@ -136,10 +142,9 @@ def propose(
             by_name.setdefault(normalize(header), []).append(header)
     open_ = [p for p in out if p.header is None and not (saved and saved.get(p.field) == "")]
     for p in open_:
-        candidates = _unique(
-            h for n in (p.column, *p.aliases) for h in by_name.get(normalize(n), [])
-        )
-        _settle(p, [h for h in candidates if h not in taken], NORMALIZED, taken)
+        names = (p.column, *p.aliases)
+        candidates = [(h, n) for n in names for h in by_name.get(normalize(n), [])]
+        _settle(p, [(h, n) for h, n in candidates if h not in taken], NORMALIZED, taken)
     if len(headers) <= MAX_MAPPED_HEADERS:
         for p in open_:
             if p.header is None and not p.ambiguous:
@@ -148,25 +153,28 @@ def propose(
     return out
 
 
-def _settle(p: Proposal, candidates: list[str], how: str, taken: set[str]) -> None:
-    if len(candidates) == 1:
-        p.header, p.how = candidates[0], how
-        taken.add(candidates[0])
-    elif candidates:
-        p.ambiguous = candidates[:5]
+def _settle(p: Proposal, candidates: list[tuple[str, str]], how: str, taken: set[str]) -> None:
+    """Propose the one candidate (header, the name it resembles); several: ambiguous."""
+    headers = _unique(h for h, _name in candidates)
+    if len(headers) == 1:
+        p.header, p.how, p.via = headers[0], how, candidates[0][1]
+        taken.add(headers[0])
+    elif headers:
+        p.ambiguous = headers[:5]
 
 
-def _most_similar(names: Sequence[str], headers: Sequence[str]) -> list[str]:
-    """The headers most similar to any of ``names`` at SIMILARITY or more (several: a tie)."""
+def _most_similar(names: Sequence[str], headers: Sequence[str]) -> list[tuple[str, str]]:
+    """The headers most similar to one of ``names``, at SIMILARITY or more (several: a
+    tie), each with the name it resembles."""
     best, winners = SIMILARITY, []
-    wanted = [normalize(n) for n in names]
+    wanted = [(normalize(n), n) for n in names]
     for header in headers:
         norm = normalize(header)
-        score = max(difflib.SequenceMatcher(None, w, norm).ratio() for w in wanted)
+        score, name = max((difflib.SequenceMatcher(None, w, norm).ratio(), n) for w, n in wanted)
         if score > best + 1e-9:
-            best, winners = score, [header]
+            best, winners = score, [(header, name)]
         elif abs(score - best) <= 1e-9 and score >= SIMILARITY:
-            winners.append(header)
+            winners.append((header, name))
     return winners
 
 
