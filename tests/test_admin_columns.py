@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -17,14 +16,11 @@ from django.urls import reverse
 from djsync.admin_columns import TOKEN_FIELD
 from djsync.mapping.columns import signature
 from djsync.models import SyncJob, SyncRun
+from tests import test_admin
 from tests.testapp.models import Product
 
-
-@pytest.fixture(autouse=True)
-def upload_root(settings, tmp_path: Path) -> Path:
-    root = tmp_path / "uploads"
-    settings.DJSYNC = {**settings.DJSYNC, "UPLOAD_ROOT": str(root)}
-    return root
+#: test_admin's autouse fixture: uploads go to a private folder of the test's own.
+upload_root = test_admin.upload_root
 
 
 @pytest.fixture
@@ -66,6 +62,8 @@ def confirm(client: Client, job: SyncJob, token: str, capture, **columns: str):
 
 
 FILE = "Item_No,designation,Cost,Qty.,Notes\nK1,Kite,9.50,4,blue\nL1,Lamp,1.75,2,\n"
+#: What a person picks for FILE's required columns.
+PICKED = {"sku": "Item_No", "name": "designation", "price": "Cost"}
 
 
 def test_the_step_proposes_then_saves_and_the_next_file_goes_straight_to_preview(
@@ -82,15 +80,9 @@ def test_the_step_proposes_then_saves_and_the_next_file_goes_straight_to_preview
     assert "<code>Cost</code>" in page and "<code>Notes</code>" in page  # unmatched headers
     assert len(list(upload_root.iterdir())) == 1  # the file waits, privately
 
+    token = token_of(page)
     response = confirm(
-        admin_client,
-        job,
-        token_of(page),
-        django_capture_on_commit_callbacks,
-        sku="Item_No",
-        name="designation",
-        price="Cost",
-        qty="Qty.",
+        admin_client, job, token, django_capture_on_commit_callbacks, **PICKED, qty="Qty."
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     run = SyncRun.objects.get()
@@ -135,38 +127,16 @@ def test_required_columns_are_enforced_and_a_header_feeds_one_column(
 ):
     page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
     token = token_of(page)
-    response = confirm(
-        admin_client,
-        job,
-        token,
-        django_capture_on_commit_callbacks,
-        sku="Item_No",
-        name="",
-        price="Cost",
-    )
-    assert response.status_code == 200
-    assert "This field is required." in response.content.decode()
-    response = confirm(
-        admin_client,
-        job,
-        token,
-        django_capture_on_commit_callbacks,
-        sku="Item_No",
-        name="designation",
-        price="Item_No",
-    )
-    text = html.unescape(response.content.decode())
-    assert "The header “Item_No” already feeds the column sku." in text
-    response = confirm(
-        admin_client,
-        job,
-        token,
-        django_capture_on_commit_callbacks,
-        sku="Item_No",
-        name="designation",
-        price="<b>",
-    )
-    assert "Select a valid choice." in response.content.decode()
+
+    def answer(**changed: str) -> str:
+        picked = {**PICKED, **changed}
+        response = confirm(admin_client, job, token, django_capture_on_commit_callbacks, **picked)
+        assert response.status_code == 200
+        return html.unescape(response.content.decode())
+
+    assert "This field is required." in answer(name="")
+    assert "The header “Item_No” already feeds the column sku." in answer(price="Item_No")
+    assert "Select a valid choice." in answer(price="<b>")
     assert not SyncRun.objects.exists()
     job.refresh_from_db()
     assert job.column_mapping == {}
@@ -174,15 +144,9 @@ def test_required_columns_are_enforced_and_a_header_feeds_one_column(
 
 def test_an_optional_column_may_be_left_out(admin_client, job, django_capture_on_commit_callbacks):
     page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
+    token = token_of(page)
     response = confirm(
-        admin_client,
-        job,
-        token_of(page),
-        django_capture_on_commit_callbacks,
-        sku="Item_No",
-        name="designation",
-        price="Cost",
-        qty="",
+        admin_client, job, token, django_capture_on_commit_callbacks, **PICKED, qty=""
     )
     assert response.status_code == 302
     run = SyncRun.objects.get()
@@ -218,15 +182,7 @@ def test_who_may_not_change_the_job_sees_the_proposal_but_cannot_save_it(
     assert response.status_code == 200 and 'id="djsync-columns-denied"' in page
     assert "<select" not in page and 'id="djsync-columns-confirm"' not in page
     assert "<code>Item_No</code>" in page  # what is proposed, for whoever saves it
-    response = confirm(
-        previewer,
-        job,
-        token_of(page),
-        django_capture_on_commit_callbacks,
-        sku="Item_No",
-        name="designation",
-        price="Cost",
-    )
+    response = confirm(previewer, job, token_of(page), django_capture_on_commit_callbacks, **PICKED)
     assert response.status_code == 403
     job.refresh_from_db()
     assert job.column_mapping == {} and not SyncRun.objects.exists()
@@ -237,7 +193,7 @@ def test_a_token_is_bound_to_its_user_and_cannot_be_forged(
 ):
     page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
     token = token_of(page)
-    columns = {"sku": "Item_No", "name": "designation", "price": "Cost"}
+    columns = PICKED
     assert (
         confirm(previewer, job, token, django_capture_on_commit_callbacks, **columns).status_code
         == 403

@@ -102,15 +102,7 @@ def seeded(settings, tmp_path, django_user_model):
 
 def test_upload_preview_apply_in_chromium(live_server, browser, seeded):
     job, csv_path = seeded
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
-    page.set_default_timeout(30_000)
-
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/testapp/product/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/testapp/product/$"))
+    page = log_in(browser, live_server, "/admin/testapp/product/", height=1000)
 
     page.click("text=Import / sync from file")
     page.wait_for_url(re.compile(r"/sync-import/$"))
@@ -158,8 +150,8 @@ def test_upload_preview_apply_in_chromium(live_server, browser, seeded):
     assert not Product.objects.filter(sku="Z9").exists()
 
 
-def log_in(browser, live_server, next_url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def log_in(browser, live_server, next_url: str, height: int = 900):
+    page = browser.new_page(viewport={"width": 1280, "height": height})
     page.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     page.set_default_timeout(30_000)
     page.goto(f"{live_server.url}/admin/login/?next={next_url}")

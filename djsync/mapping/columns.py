@@ -11,12 +11,13 @@ header set, so the next file with the same headers goes straight to preview.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Proposal:
     #: How the header was found (SAVED, COLUMN, ALIAS, NORMALIZED, SIMILAR), or "".
     how: str = ""
     #: Headers that fit equally well, when none was proposed for that reason.
-    ambiguous: list[str] = field(default_factory=list)
+    ambiguous: list[str] = dataclasses.field(default_factory=list)
     #: The name (the column or an alias) the proposed header resembles.
     via: str = ""
 
