@@ -304,3 +304,20 @@ def test_duplicate_headers_fail_the_run_naming_the_column(admin_client, job):
     run = SyncRun.objects.get()
     assert run.status == "failed" and "names column 'sku' twice" in run.error
     assert not Product.objects.exists()
+
+
+def test_a_run_names_at_most_fifty_headers_each_cut_short(make_job, tmp_path):
+    """The missing-column error of a run with no mapping step (runsync) stays small."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    make_job("test_products_aliased", name="aliased")
+    path = tmp_path / "wide.csv"
+    headers = ["y" * 100_000] + [f"c{n}" for n in range(10_000)]
+    path.write_text(",".join(headers) + "\n" + ",".join("1" for _ in headers) + "\n")
+    with pytest.raises(CommandError) as info:
+        call_command("runsync", "aliased", "--file", str(path))
+    message = str(info.value)
+    assert "missing columns 'sku', 'name', 'price'" in message
+    assert "'" + "y" * 79 + "…'" in message and "and 9,951 more" in message
+    assert len(message) < 2_000

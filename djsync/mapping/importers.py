@@ -236,7 +236,7 @@ class BaseImporter:
                 f.source_column = None
                 active.append(f)
         if missing:
-            have = ", ".join(repr(c) for c in columns[:50]) or "none"
+            have = ", ".join(repr(_cut(c)) for c in columns[:50]) or "none"
             if len(columns) > 50:
                 have += f" and {len(columns) - 50:,} more"
             raise MappingError(
@@ -367,6 +367,11 @@ class BaseImporter:
             else:
                 out[f.model_field.attname] = value
         return out
+
+
+def _cut(name: str, most: int = 80) -> str:
+    """A header as an error message shows it: a hostile megabyte-long one cut short."""
+    return name if len(name) <= most else name[: most - 1] + "…"
 
 
 def _short_row(record: dict[str, Any], row: int, column: str) -> RowError:
