@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext
 
 from djsync.backends.actions import StoredActions
 from djsync.conf import settings
@@ -304,7 +306,14 @@ class StagedSqlPlan(Plan):
             missing = [row[0] for row in cursor.fetchall()]
             if missing:
                 name = related_model(f.model_field)._meta.verbose_name
-                shown = [(str(v), f"no {name} with {f.lookup} {v!r}") for v in missing[:SHOWN]]
+                shown = [
+                    (
+                        str(v),
+                        _("no %(name)s with %(lookup)s %(v)r")
+                        % {"name": name, "lookup": f.lookup, "v": v},
+                    )
+                    for v in missing[:SHOWN]
+                ]
                 raise stale_error(self.model, shown, len(missing))
 
     def _parent(self, i: int) -> str:
@@ -360,10 +369,20 @@ class StagedSqlPlan(Plan):
 
     def _check(self, count: int, expected: int, what: str) -> int:
         if count != expected:
+            verb = {
+                "created": pgettext("rows", "created"),
+                "updated": pgettext("rows", "updated"),
+                "deleted": pgettext("rows", "deleted"),
+            }.get(what, what)
             raise ConflictError(
-                f"{self.model}: the target changed while the run was planned ({count} "
-                f"row{'' if count == 1 else 's'} {what} instead of {expected}); nothing "
-                "written, run again"
+                ngettext(
+                    "%(model)s: the target changed while the run was planned (%(count)s row "
+                    "%(what)s instead of %(expected)s); nothing written, run again",
+                    "%(model)s: the target changed while the run was planned (%(count)s rows "
+                    "%(what)s instead of %(expected)s); nothing written, run again",
+                    count,
+                )
+                % {"model": self.model, "count": count, "what": verb, "expected": expected}
             )
         return count
 
@@ -466,7 +485,10 @@ class StagedSqlPlan(Plan):
             if how == "now":
                 value = now.date() if type(mf) is models.DateField else now
             elif how != "value":
-                raise TargetError(f"{self.model}: cannot fill field {mf.name!r}")
+                raise TargetError(
+                    _("%(model)s: cannot fill field %(name)r")
+                    % {"model": self.model, "name": mf.name}
+                )
             values.append("%s")
             params.append(mf.get_db_prep_save(value, self.connection))
         cursor.execute(
@@ -581,8 +603,11 @@ def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> Con
     shown = ", ".join(f"{key} ({why})" for key, why in conflicts)
     more = f" and {total - len(conflicts)} more" if total > len(conflicts) else ""
     return ConflictError(
-        f"{model}: the target changed since the preview: {shown}{more}. "
-        "Nothing written; preview again."
+        _(
+            "%(model)s: the target changed since the preview: %(shown)s%(more)s. Nothing written; "
+            "preview again."
+        )
+        % {"model": model, "shown": shown, "more": more}
     )
 
 
