@@ -150,11 +150,10 @@ def job_problem(job: Any) -> str | None:
                     make_source(job, importer)
     except DjsyncError as exc:
         message = str(exc)
-        return (
-            message if message.startswith(f"job {job.name!r}") else f"job {job.name!r}: {message}"
-        )
+        prefix = _("job %(name)r: ") % {"name": job.name}
+        return message if message.startswith(prefix.rstrip(": ")) else prefix + message
     except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
-        return f"job {job.name!r}: {type(exc).__name__}: {exc}"
+        return _("job %(name)r: ") % {"name": job.name} + f"{type(exc).__name__}: {exc}"
     return None
 
 
@@ -178,5 +177,5 @@ def source_problem(importer: str, source: Any, *, name: str = "") -> str | None:
             return str(exc)
         return None
     problem = job_problem(SyncJob(name=name, importer=importer, source=source))
-    prefix = f"job {name!r}: "
+    prefix = _("job %(name)r: ") % {"name": name}
     return problem[len(prefix) :] if problem and problem.startswith(prefix) else problem

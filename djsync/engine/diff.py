@@ -109,9 +109,9 @@ class RowError:
         object.__setattr__(self, name, value if clean is None else clean(value))
 
     def __str__(self) -> str:
-        where = [f"row {self.row}" if self.row is not None else _("a row")]
+        where = [_("row %(row)s") % {"row": self.row} if self.row is not None else _("a row")]
         if self.column:
-            where.append(f"column {self.column!r}")
+            where.append(_("column %(column)r") % {"column": self.column})
         return f"{', '.join(where)}: {self.message}"
 
 

@@ -88,8 +88,8 @@ def path_line(run: SyncRun) -> str | None:
     if not found:
         return None
     if len(found) == 1:
-        return f"path: {next(iter(found.values()))}"
-    return "paths: " + "; ".join(f"{model}: {path}" for model, path in found.items())
+        return _("path: %(path)s") % {"path": next(iter(found.values()))}
+    return _("paths: ") + "; ".join(f"{model}: {path}" for model, path in found.items())
 
 
 def summary_line(run: SyncRun) -> str:
@@ -102,12 +102,16 @@ def summary_line(run: SyncRun) -> str:
     exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
     if exported and not wrote_nothing(run):
         done = "; ".join(
-            _("exported %(exported)s rows to %(path)s")
+            ngettext(
+                "exported %(exported)s row to %(path)s",
+                "exported %(exported)s rows to %(path)s",
+                s["exported"],
+            )
             % {"exported": s["exported"], "path": s["path"]}
             for s in exported
         )
-        return f"{run.job.name}: {run.status}{took} — {done}"
-    line = f"{run.job.name}: {run.status}{mode}{took} — {outcome_text(run)}"
+        return f"{run.job.name}: {run.get_status_display()}{took} — {done}"
+    line = f"{run.job.name}: {run.get_status_display()}{mode}{took} — {outcome_text(run)}"
     if wrote_nothing(run):
         return line
     for model, counts in (run.stats or {}).items():
@@ -151,7 +155,7 @@ def change_text(
     if target is not None:
         line += f" → {target.describe(change.action, tuple(change.key), change.object_pk)}"
     if change.error:
-        line += f" ✗ refused: {change.error}"
+        line += _(" ✗ refused: %(error)s") % {"error": change.error}
     return line
 
 
@@ -199,7 +203,7 @@ def error_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
     if limit is not None:
         qs = qs[:limit]
     for error in qs:
-        yield f"! {run.source_name or 'source'}, {error}"
+        yield f"! {run.source_name or _('source')}, {error}"
 
 
 def error_groups(run: SyncRun) -> list[dict[str, Any]]:

@@ -111,7 +111,7 @@ class Command(BaseCommand):
             return self._apply(opts["apply"], opts)
         if opts["list"]:
             for job in SyncJob.objects.all():
-                state = "" if job.enabled else " (disabled)"
+                state = "" if job.enabled else _(" (disabled)")
                 self.stdout.write(f"{job.name}\t{job.importer}{state}\t{job.description}")
             return
         if not opts["jobs"]:
@@ -152,7 +152,7 @@ class Command(BaseCommand):
             run = cancel(run)
         except DjsyncError as exc:
             raise CommandError(str(exc)) from None
-        done = "cancelled" if run.status == SyncRun.Status.CANCELLED else _("asked to cancel")
+        done = _("cancelled") if run.status == SyncRun.Status.CANCELLED else _("asked to cancel")
         self.stdout.write(f"{run.job.name}: run {run.pk} {done}")
 
     def _apply(self, run_id: int, opts: dict[str, Any]) -> None:
@@ -349,7 +349,7 @@ class Command(BaseCommand):
         if (path := report.path_line(run)) is not None:
             self.stdout.write(f"  {path}")
         for warning in run.warnings:
-            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+            self.stdout.write(self.style.WARNING(_("warning: %(warning)s") % {"warning": warning}))
         if opts["diff"]:
             for line in report.change_lines(run):
                 self.stdout.write(f"  {line}")
