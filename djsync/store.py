@@ -306,8 +306,7 @@ def save_refusals(run: SyncRun, model: str, refused: Sequence[Refused]) -> None:
                 row=getattr(r.action, "row", None),
                 key=list(r.action.key),
                 column=r.field or "",
-                message=_("%(refused)s to %(action)s it: %(message)s")
-                % {"refused": REFUSED, "action": r.action.action, "message": r.message},
+                message=f"{REFUSED} to {r.action.action} it: {r.message}",
             )
             for r in kept
         ],

@@ -488,4 +488,4 @@ _CONTAINER = object()
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
-    return line.removeprefix(gettext("parse error: "))[:200]
+    return line.removeprefix("parse error: ")[:200]
