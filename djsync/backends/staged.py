@@ -21,13 +21,12 @@ from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext, pgettext
 
 from djsync.backends.actions import StoredActions
 from djsync.conf import settings
 from djsync.engine.diff import Plan, unkeyed_errors_note
 from djsync.engine.rows import Converted, RowConverter
-from djsync.exceptions import ConflictError, TargetError
+from djsync.exceptions import TargetError, changed_while_planned, stale_error
 from djsync.mapping.fields import concrete_field, related_model
 
 if TYPE_CHECKING:
@@ -306,14 +305,9 @@ class StagedSqlPlan(Plan):
             missing = [row[0] for row in cursor.fetchall()]
             if missing:
                 name = related_model(f.model_field)._meta.verbose_name
-                shown = [
-                    (
-                        str(v),
-                        _("no %(name)s with %(lookup)s %(v)r")
-                        % {"name": name, "lookup": f.lookup, "v": v},
-                    )
-                    for v in missing[:SHOWN]
-                ]
+                no = _("no %(name)s with %(lookup)s %(value)r")
+                found = {"name": name, "lookup": f.lookup}
+                shown = [(str(v), no % {**found, "value": v}) for v in missing[:SHOWN]]
                 raise stale_error(self.model, shown, len(missing))
 
     def _parent(self, i: int) -> str:
@@ -369,21 +363,7 @@ class StagedSqlPlan(Plan):
 
     def _check(self, count: int, expected: int, what: str) -> int:
         if count != expected:
-            verb = {
-                "created": pgettext("rows", "created"),
-                "updated": pgettext("rows", "updated"),
-                "deleted": pgettext("rows", "deleted"),
-            }.get(what, what)
-            raise ConflictError(
-                ngettext(
-                    "%(model)s: the target changed while the run was planned (%(count)s row "
-                    "%(what)s instead of %(expected)s); nothing written, run again",
-                    "%(model)s: the target changed while the run was planned (%(count)s rows "
-                    "%(what)s instead of %(expected)s); nothing written, run again",
-                    count,
-                )
-                % {"model": self.model, "count": count, "what": verb, "expected": expected}
-            )
+            raise changed_while_planned(self.model, count, expected, what)
         return count
 
     def _update(self, cursor: Any) -> int:
@@ -596,19 +576,6 @@ def reads_rows(source: Source) -> bool:
 # -- conflicts ---------------------------------------------------------------------------
 #: Conflicting keys named in the error of a stale preview.
 SHOWN = 10
-
-
-def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> ConflictError:
-    """The one error of a stale preview: the first conflicting keys, and how many more."""
-    shown = ", ".join(f"{key} ({why})" for key, why in conflicts)
-    more = f" and {total - len(conflicts)} more" if total > len(conflicts) else ""
-    return ConflictError(
-        _(
-            "%(model)s: the target changed since the preview: %(shown)s%(more)s. Nothing written; "
-            "preview again."
-        )
-        % {"model": model, "shown": shown, "more": more}
-    )
 
 
 def _cols(alias: str, positions: list[int], prefix: str = "c") -> str:

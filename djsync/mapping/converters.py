@@ -58,6 +58,12 @@ def shown(value: Any) -> str:
     return text
 
 
+def bad(message: str, value: Any) -> ConversionError:
+    """The error for ``value``: ``message`` (translated) with the value quoted as
+    :func:`shown` quotes it."""
+    return ConversionError(message % {"value": shown(value)})
+
+
 #: Values that are no single cell: a JSON object or array, or bytes.
 NESTED = (dict, list, tuple, set, frozenset)
 
@@ -104,7 +110,7 @@ def to_int(value: Any) -> int:
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
-        raise ConversionError(_("expected a whole number, got %(value)s") % {"value": shown(value)})
+        raise bad(_("expected a whole number, got %(value)s"), value)
     _scalar(value, gettext_noop("a whole number"))
     text = str(value).strip().replace("_", "")
     if len(text) <= _MAX_DIGITS:
@@ -115,18 +121,16 @@ def to_int(value: Any) -> int:
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise ConversionError(
-            _("expected a whole number, got %(value)s") % {"value": shown(value)}
-        ) from None
+        raise bad(_("expected a whole number, got %(value)s"), value) from None
     if not number.is_finite():
-        raise ConversionError(_("expected a whole number, got %(value)s") % {"value": shown(value)})
+        raise bad(_("expected a whole number, got %(value)s"), value)
     if number.adjusted() >= _MAX_DIGITS:
         raise OutOfRange(
             _("%(value)s is out of range of every integer column") % {"value": shown(value)}
         )
     if number == number.to_integral_value():
         return int(number)
-    raise ConversionError(_("expected a whole number, got %(value)s") % {"value": shown(value)})
+    raise bad(_("expected a whole number, got %(value)s"), value)
 
 
 def int_converter(low: int, high: int, what: str) -> Converter:
@@ -170,13 +174,9 @@ def to_float(value: Any) -> float:
     try:
         number = float(value if not isinstance(value, str) else value.strip())
     except (TypeError, ValueError, OverflowError):
-        raise ConversionError(
-            _("expected a number, got %(value)s") % {"value": shown(value)}
-        ) from None
+        raise bad(_("expected a number, got %(value)s"), value) from None
     if not math.isfinite(number):  # "NaN", "inf", 1e400: no database compares them sanely
-        raise ConversionError(
-            _("expected a finite number, got %(value)s") % {"value": shown(value)}
-        )
+        raise bad(_("expected a finite number, got %(value)s"), value)
     return number
 
 
@@ -192,9 +192,7 @@ def to_bool(value: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ConversionError(
-        _("expected yes/no, true/false or 1/0, got %(value)s") % {"value": shown(value)}
-    )
+    raise bad(_("expected yes/no, true/false or 1/0, got %(value)s"), value)
 
 
 def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Converter:
@@ -219,13 +217,9 @@ def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Con
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise ConversionError(
-                _("expected a decimal number, got %(value)s") % {"value": shown(value)}
-            ) from None
+            raise bad(_("expected a decimal number, got %(value)s"), value) from None
         if not number.is_finite():
-            raise ConversionError(
-                _("expected a finite decimal number, got %(value)s") % {"value": shown(value)}
-            )
+            raise bad(_("expected a finite decimal number, got %(value)s"), value)
         if step is not None:
             # 5 → 5.00; trailing zeros beyond the field's precision are not a loss of data.
             try:
@@ -296,9 +290,7 @@ def date_converter(formats: Sequence[str] | None = None) -> Converter:
         found = _by_formats(text, formats or settings.DATE_FORMATS, gettext_noop("date"))
         if found is not None:
             return found.date()
-        raise ConversionError(
-            _("expected a date (e.g. 2024-01-31), got %(value)s") % {"value": shown(value)}
-        )
+        raise bad(_("expected a date (e.g. 2024-01-31), got %(value)s"), value)
 
     return to_date
 
@@ -325,9 +317,8 @@ def datetime_converter(
                     text, formats or settings.DATETIME_FORMATS, gettext_noop("date and time")
                 )
             if parsed is None:
-                raise ConversionError(
-                    _("expected a date and time (e.g. 2024-01-31 13:45:00), got %(value)s")
-                    % {"value": shown(value)}
+                raise bad(
+                    _("expected a date and time (e.g. 2024-01-31 13:45:00), got %(value)s"), value
                 )
         try:
             if django_settings.USE_TZ:
@@ -338,9 +329,8 @@ def datetime_converter(
             if timezone.is_aware(parsed):
                 return timezone.make_naive(parsed, _source_zone())
         except OverflowError:  # 9999-12-31T23:59-14:00 is past year 9999 in UTC
-            raise ConversionError(
-                _("%(value)s is out of range: in UTC it falls before year 1 or after 9999")
-                % {"value": shown(value)}
+            raise bad(
+                _("%(value)s is out of range: in UTC it falls before year 1 or after 9999"), value
             ) from None
         return parsed
 
@@ -359,9 +349,7 @@ def to_time(value: Any) -> dt.time:
     except ValueError:
         parsed = None
     if parsed is None:
-        raise ConversionError(
-            _("expected a time (e.g. 13:45), got %(value)s") % {"value": shown(value)}
-        )
+        raise bad(_("expected a time (e.g. 13:45), got %(value)s"), value)
     return parsed
 
 
@@ -373,9 +361,7 @@ def to_uuid(value: Any) -> uuid.UUID:
     try:
         return uuid.UUID(str(value).strip())
     except ValueError:
-        raise ConversionError(
-            _("expected a UUID, got %(value)s") % {"value": shown(value)}
-        ) from None
+        raise bad(_("expected a UUID, got %(value)s"), value) from None
 
 
 def to_json(value: Any) -> Any:
@@ -462,13 +448,9 @@ def string_converter(max_length: int | None) -> Converter:
         if "\x00" in text:
             # PostgreSQL refuses NUL in text; SQLite would store it, but one source must give
             # the same result on both databases (and Django's forms refuse it too).
-            raise ConversionError(
-                _("%(value)s contains a NUL character (\\x00)") % {"value": shown(value)}
-            )
+            raise bad(_("%(value)s contains a NUL character (\\x00)"), value)
         if not (text.isascii() or encodable(text)):
-            raise ConversionError(
-                _("%(value)s is not valid Unicode (a lone surrogate)") % {"value": shown(value)}
-            )
+            raise bad(_("%(value)s is not valid Unicode (a lone surrogate)"), value)
         return text
 
     return to_text
@@ -564,9 +546,7 @@ def guarded(custom: Converter, field: models.Field, builtin: Converter) -> Conve
                     % {"value": len(value), "limit": limit}
                 )
             if "\x00" in value:
-                raise ConversionError(
-                    _("%(value)s contains a NUL character (\\x00)") % {"value": shown(value)}
-                )
+                raise bad(_("%(value)s contains a NUL character (\\x00)"), value)
             return value
     else:
         return custom

@@ -22,10 +22,9 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from djsync import backends
-from djsync.backends.staged import stale_error
 from djsync.engine.apply import apply_plan, check_limits
 from djsync.engine.diff import Create, Delete, Plan, StagedPlan, Update, same
-from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound
+from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound, stale_error
 from djsync.mapping.fields import related_model
 from djsync.mapping.registry import (
     bind,
