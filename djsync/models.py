@@ -361,7 +361,7 @@ class SyncRowError(models.Model):
         where = _("row %(row)s") % {"row": "?" if self.row is None else self.row}
         if self.column:
             where += _(", column %(column)r") % {"column": self.column}
-        return f"{where}: {self.message}"
+        return _("%(where)s: %(message)s") % {"where": where, "message": self.message}
 
 
 class SyncLock(models.Model):

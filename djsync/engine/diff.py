@@ -112,7 +112,7 @@ class RowError:
         where = [_("row %(row)s") % {"row": self.row} if self.row is not None else _("a row")]
         if self.column:
             where.append(_("column %(column)r") % {"column": self.column})
-        return f"{', '.join(where)}: {self.message}"
+        return _("%(where)s: %(message)s") % {"where": ", ".join(where), "message": self.message}
 
 
 @runtime_checkable

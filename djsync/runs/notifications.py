@@ -76,7 +76,10 @@ def failure_mail(sync_run: SyncRun) -> tuple[str, str]:
         _("Error: %(error)s") % {"error": sync_run.error or _("unknown")},
         "",
         _("Trigger: %(trigger)s; source: %(value)s.")
-        % {"trigger": sync_run.trigger, "value": sync_run.source_name or _("the job source")},
+        % {
+            "trigger": sync_run.get_trigger_display(),
+            "value": sync_run.source_name or _("the job source"),
+        },
     ]
     errors = list(report.error_lines(sync_run, limit=settings.SAMPLE_CHANGES))
     if errors:
