@@ -113,6 +113,9 @@ def test_admin_pages_in_french(job, admin_client, settings):
     assert "Erreurs de ligne" in text
     assert "attendu : un nombre décimal, reçu : &#x27;x&#x27;" in text
     assert "Télécharger toutes les erreurs de ligne (CSV)" in text
+    # The count boxes agree with their numbers: one row error, one row unchanged.
+    assert '<strong data-count="errors">1</strong> erreur de ligne</li>' in text
+    assert '<strong data-count="unchanged">1</strong> inchangée</li>' in text
 
 
 def test_admin_pages_stay_english_by_default(job, admin_client):
