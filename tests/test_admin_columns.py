@@ -321,3 +321,13 @@ def test_a_run_names_at_most_fifty_headers_each_cut_short(make_job, tmp_path):
     assert "missing columns 'sku', 'name', 'price'" in message
     assert "'" + "y" * 79 + "…'" in message and "and 9,951 more" in message
     assert len(message) < 2_000
+
+
+def test_the_step_in_french(admin_client, job, settings, django_capture_on_commit_callbacks):
+    settings.LANGUAGE_CODE = "fr"
+    page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks).content.decode()
+    text = html.unescape(page)
+    assert "En-tête dans le fichier" in text
+    assert "l'alias « Item no », écrit autrement" in text
+    assert "— absente du fichier —" in text
+    assert "Enregistrer la correspondance et prévisualiser" in text
