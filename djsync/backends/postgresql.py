@@ -181,13 +181,18 @@ class PostgresPlan(StagedSqlPlan):
             # then the duplicate check in SQL is skipped.
             ordered, last, key_of = self._orderable(), _LOWEST, itemgetter(*keys)
             copy_sql = f"COPY {self.src} FROM STDIN"
+            ahead = self.read_ahead
             more = True
             while more:
                 more = False
+                batch: Iterable[Converted | RowError] = items
+                if ahead is not None:  # foreign keys: the parents load before COPY starts
+                    batch = ahead.take(items)  # one chunk's items: its parents are loaded
+                    more = bool(batch)
                 with raw.copy(copy_sql) as copy:
                     write = copy.write_row
                     n = 0
-                    for item in items:
+                    for item in batch:
                         if type(item) is tuple:
                             number, values = item
                             if ordered:
@@ -215,7 +220,7 @@ class PostgresPlan(StagedSqlPlan):
                             else:
                                 self.error_without_key = True
                         n += 1
-                        if n >= COPY_CHUNK:
+                        if n >= COPY_CHUNK and ahead is None:
                             more = True
                             break
                 if progress is not None:
@@ -281,13 +286,20 @@ class PostgresPlan(StagedSqlPlan):
             row, read, chunk_end, warm = source.first_row, importer.rows_read, COPY_CHUNK, False
             copy_sql = f"COPY {self.src} FROM STDIN"
             refused: Any = None
+            ahead = self.read_ahead  # foreign keys: parents load between two COPYs
             while refused is not DONE:
+                if ahead is not None:
+                    ahead.ensure()
                 with raw.copy(copy_sql) as copy:
                     out: list[str] = []
                     while refused is not DONE and seen < chunk_end:
+                        if ahead is not None and ahead.must_load():
+                            break
                         stop = min(seen + TEXT_BATCH, chunk_end)
                         if not warm:
                             stop = min(stop, WARMUP)
+                        if ahead is not None and ahead.left:
+                            stop = min(stop, seen + ahead.left)
                         before = seen
                         refused, number, row, seen, ordered, last = stage(
                             rows, source, row, seen, stop, out.append, ordered, last

@@ -198,7 +198,8 @@ class BaseImporter:
         for f in self.active_fields:
             if f.is_relation and f.lookup is not None:
                 related = related_model(f.model_field)
-                qs = related._base_manager.using(self.using).values_list(f.lookup, "pk")
+                manager = related._base_manager.using(self.using)
+                qs = manager.values_list(f.lookup, f.target_attname())
                 self.lookups[f.name] = dict(qs.iterator(chunk_size=settings.BATCH_SIZE))
                 for plan in self.pending_plans:
                     if plan.model == related._meta.label:

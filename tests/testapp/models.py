@@ -87,3 +87,17 @@ class Gauge(models.Model):
     even = models.IntegerField(null=True, blank=True, validators=[validate_even])
     active = models.BooleanField(default=False)
     data = models.JSONField(null=True, blank=True)
+
+
+class Shelf(models.Model):
+    """A foreign key to another field than the primary key (``to_field``)."""
+
+    code = models.CharField(max_length=20, unique=True)
+    category = models.ForeignKey(
+        Category,
+        to_field="code",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="shelves",
+    )

@@ -2,7 +2,7 @@
 
 import djsync
 
-from .models import Category, Member, Product
+from .models import Category, Member, Product, Shelf
 
 
 @djsync.register
@@ -190,3 +190,17 @@ class TeamMembersImporter(MembershipImporter):
         group_lookup = "code"
         member_column = "employee"
         member_lookup = "number"
+
+
+@djsync.register
+class ShelfImporter(djsync.Importer):
+    """A foreign key by natural key that stores the parent's ``to_field``, not its pk."""
+
+    category = djsync.Field("category_code", lookup="code", required=False)
+
+    class Meta:
+        name = "test_shelves"
+        model = Shelf
+        keys = ["code"]
+        fields = ["code"]
+        delete = True
