@@ -508,14 +508,47 @@ def test_foreign_keys_across_chunks_of_the_source(sync, job, write_csv, settings
     }
 
 
+@pytest.mark.parametrize(
+    ("importer", "fmt"), [("test_products", "json"), ("test_products_prepared", "csv")]
+)
+def test_foreign_keys_of_records_and_of_prepared_records_across_chunks(
+    sync, make_job, write_csv, write_json, settings, importer, fmt
+):
+    """Records as dicts (a JSON file; PostgreSQL's COPY of Python rows) and records through
+    the importer's ``prepare_record`` and ``normalize_source_row``: each chunk's parents are
+    the ones the converted (prepared) cells name."""
+    settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 2}
+    job = make_job(importer)
+    Category.objects.bulk_create([Category(code=c, name=c) for c in ("TOY", "BOOK")])
+    codes = ["TOY", "nope", "", "BOOK", "NOPE", "TOY", "BOOK"]
+    rows = [product(f"J{i}", category_code=c) for i, c in enumerate(codes)]
+    rows.insert(2, product("#J", category_code="NOPE"))  # a comment row when prepared
+    prepared = importer == "test_products_prepared"
+    if not prepared:
+        rows = [r for r in rows if r["sku"] != "#J"]
+    path = write_json(rows) if fmt == "json" else write_csv(rows)
+    run = sync(job, file=path, on_row_error="skip")
+    assert run.status == "succeeded", run.error
+    first = 1 if fmt == "json" else 2
+    later = first + (5 if prepared else 4)  # the comment row counts as a row
+    missing = [(first + 1, "NOPE" if prepared else "nope"), (later, "NOPE")]
+    assert row_errors(run) == [(n, "category_code", NO_CATEGORY.format(v)) for n, v in missing]
+    assert dict(Product.objects.values_list("sku", "category__code")) == {
+        "J0": "TOY",
+        "J2": None,
+        "J3": "BOOK",
+        "J5": "TOY",
+        "J6": "BOOK",
+    }
+
+
 def test_missing_parents_past_the_row_error_cap(sync, job, write_csv, settings):
     """Many rows with missing parents: every one counted, the first MAX_ROW_ERRORS kept
     whole, the good rows between them written."""
     settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 4, "MAX_ROW_ERRORS": 5}
     Category.objects.create(code="TOY", name="Toys")
     rows = [
-        product(f"M{i:03d}", category_code="TOY" if i % 10 == 0 else f"X{i % 7}")
-        for i in range(60)
+        product(f"M{i:03d}", category_code="TOY" if i % 10 == 0 else f"X{i % 7}") for i in range(60)
     ]
     run = sync(job, file=write_csv(rows), on_row_error="skip")
     assert run.status == "succeeded", run.error

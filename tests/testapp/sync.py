@@ -100,6 +100,23 @@ class HookedProductImporter(ProductImporter):
         return values
 
 
+@djsync.register
+class PreparedProductImporter(ProductImporter):
+    """Hooks the staged path serves: records prepared (comment rows skipped, category codes
+    upper-cased) and rows normalized, foreign keys found after ``prepare_record``."""
+
+    class Meta(ProductImporter.Meta):
+        name = "test_products_prepared"
+
+    def prepare_record(self, record):
+        if record["sku"].startswith("#"):
+            return None
+        return {**record, "category_code": record["category_code"].upper()}
+
+    def normalize_source_row(self, values):
+        return {**values, "name": values["name"].title()}
+
+
 def _dotted_date(value):
     import datetime as dt
 
