@@ -135,10 +135,9 @@ def measure(
     command = [sys.executable, "-m", "bench.one", tool, case, str(path)]
     if dry_run:
         command.append("--dry-run")
-    env = _env()
-    if code is not None:
-        env["PYTHONPATH"] = f"{code}{os.pathsep}{ROOT}"
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    # ``python -m`` puts its working directory first on sys.path: ``code``'s djsync then
+    # comes before this checkout's (bench itself from PYTHONPATH).
+    process = subprocess.Popen(command, cwd=code or ROOT, env=_env(), stdout=subprocess.PIPE)
     assert process.stdout is not None
     backend = None
     lines = []

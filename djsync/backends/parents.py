@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
+from django.db import connections
+
 from djsync.conf import settings
 from djsync.engine.diff import StagedPlan
 from djsync.engine.rows import HANDED_OVER
@@ -28,9 +30,6 @@ if TYPE_CHECKING:
     from djsync.mapping.fields import BoundField
     from djsync.mapping.importers import BaseImporter
     from djsync.sources.base import Source
-
-#: Most natural keys in one query's ``IN`` list.
-IN_LIST = 500
 
 
 class ReadAhead:
@@ -179,8 +178,9 @@ class ChunkParents:
         assert f.lookup is not None
         found: dict[Any, Any] = {}
         listed = list(values)
-        for start in range(0, len(listed), IN_LIST):
-            part = listed[start : start + IN_LIST]
+        size = connections[self.importer.using].features.max_query_params or 10_000
+        for start in range(0, len(listed), size):
+            part = listed[start : start + size]
             qs = manager.filter(**{f"{f.lookup}__in": part})
             found.update(qs.values_list(f.lookup, f.target_attname()))
         for plan in self.importer.pending_plans:  # earlier steps of the same job
