@@ -466,10 +466,17 @@ def full_errors(run: SyncRun) -> list[tuple]:
 NO_CATEGORY = "no category with code {!r}"
 
 
-def test_foreign_keys_across_chunks_of_the_source(sync, job, write_csv, settings):
-    """The staged path looks parents up a chunk of records at a time (BATCH_SIZE): found,
-    missing, blank and padded natural keys in every chunk, a row with two errors, a missing
-    parent in a row without a key. Row errors are whole (value and raw record as read)."""
+@pytest.mark.parametrize("keep", [50_000, 1])
+def test_foreign_keys_across_chunks_of_the_source(
+    sync, job, write_csv, settings, monkeypatch, keep
+):
+    """The staged path looks parents up a chunk of records at a time (BATCH_SIZE), keeping
+    those found up to KEEP: found, missing, blank and padded natural keys in every chunk, a
+    row with two errors, a missing parent in a row without a key. Row errors are whole
+    (value and raw record as read)."""
+    from djsync.backends import parents
+
+    monkeypatch.setattr(parents, "KEEP", keep)
     settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 3}
     Category.objects.bulk_create([Category(code=c, name=c) for c in ("TOY", "BOOK")])
     seed("A06", "A07", category=Category.objects.get(code="BOOK"))

@@ -7,10 +7,12 @@ chunk's foreign-key cells, and asks the database for those parents only: per for
 one query that joins the chunk's distinct natural keys with the parent's unique column,
 and, in a multi-model job, one on the staging tables of each earlier step of the parent's
 model (the rows it creates count, the rows it deletes do not). The importer's lookup for
-that foreign key then holds the parents of the chunk being staged, so the converters, the
-COPY text and the importer's own row errors (message, column, value, raw record) work as
-they did; memory follows the chunk, not the parent table. Parents that the same run
-creates have no primary key yet; the apply looks them up by a join (djsync.backends.staged).
+that foreign key then holds the parents of the chunk being staged (and up to :data:`KEEP`
+found for earlier chunks, so that a small parent table is read once), so the converters,
+the COPY text and the importer's own row errors (message, column, value, raw record) work
+as they did; memory is bounded by the chunk and :data:`KEEP`, not by the parent table.
+Parents that the same run creates have no primary key yet; the apply looks them up by a
+join (djsync.backends.staged).
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter
     from djsync.sources.base import Source
 
+#: Parents found kept per foreign key across chunks (small parent tables are then read
+#: once; a large one costs at most this many entries): memory bounded by this, not by the
+#: parent table.
+KEEP = 50_000
+#: Most natural keys in one query (PostgreSQL plans an index scan for lists this long).
+IN_LIST = 500
+
 
 class ReadAhead:
     """The source as the staging loop sees it while records are read a chunk ahead: ``row``
@@ -49,10 +58,11 @@ class ReadAhead:
 
 class ChunkParents:
     """The source's records read a chunk ahead, and the importer's foreign-key lookups
-    filled with that chunk's parents (the dicts stay the same objects, so compiled
-    converters keep them). Iterate it for the records; :attr:`view` is the source as the
-    consumer must see it. A consumer that streams into the connection (PostgreSQL's COPY)
-    lets the next chunk load (:meth:`ensure`) while no statement is open on it."""
+    holding that chunk's parents and up to :data:`KEEP` found before (the dicts stay the
+    same objects, so compiled converters keep them). Iterate it for the records;
+    :attr:`view` is the source as the consumer must see it. A consumer that streams into
+    the connection (PostgreSQL's COPY) lets the next chunk load (:meth:`ensure`) while no
+    statement is open on it."""
 
     def __init__(
         self,
@@ -157,8 +167,12 @@ class ChunkParents:
         records = [r for r in chunk if r is not None]
         for f in self.fields:
             lookup = self.importer.lookups[f.name]
-            lookup.clear()
-            lookup.update(self.parents(f, _values(f, (cells(r, f) for r in records))))
+            values = _values(f, (cells(r, f) for r in records))
+            unknown = {v for v in values if v not in lookup}  # parents found before stay
+            if len(lookup) + len(unknown) > KEEP:
+                lookup.clear()
+                unknown = values
+            lookup.update(self.parents(f, unknown))
 
     def _prepared(self, record: dict[str, Any]) -> dict[str, Any] | None:
         assert self.prepare is not None
@@ -178,7 +192,7 @@ class ChunkParents:
         assert f.lookup is not None
         found: dict[Any, Any] = {}
         listed = list(values)
-        size = connections[self.importer.using].features.max_query_params or 10_000
+        size = min(IN_LIST, connections[self.importer.using].features.max_query_params or IN_LIST)
         for start in range(0, len(listed), size):
             part = listed[start : start + size]
             qs = manager.filter(**{f"{f.lookup}__in": part})
