@@ -27,7 +27,7 @@ from django.db.models.expressions import RawSQL
 
 from djsync.conf import settings
 from djsync.engine.diff import StagedPlan
-from djsync.engine.rows import HANDED_OVER
+from djsync.engine.rows import HANDED_OVER, text_converter
 from djsync.mapping.fields import related_model
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ class ChunkParents:
         #: converters read them (a record it refuses or skips has no parent to find).
         self.prepare = None if prepare is BaseImporter.prepare_record else importer.prepare_record
         self._pending: dict[tuple[int, str, str], set[Any]] = {}
+        #: Each foreign key's converter for a text cell (djsync.engine.rows: f.convert's
+        #: value or error, in fewer calls).
+        self.texts = {f.name: text_converter(f) for f in self.fields}
         self.records, self.source, self.columns = records, source, columns
         self.view = cast("Source", ReadAhead(source))
         self.chunk: list[Any] = []
@@ -150,12 +153,13 @@ class ChunkParents:
 
     def load(self, chunk: list[Any], columns: list[str] | None) -> None:
         """Fill each foreign key's lookup with the parents the chunk's records name."""
-        cells: Callable[[Any, BoundField], Any]
+        cells: Callable[[list[Any], BoundField], list[Any]]
         if columns is not None and self.prepare is None:
             where = {c: i for i, c in enumerate(columns)}
 
-            def cells(record: Any, f: BoundField) -> Any:
-                return record[where[f.source_column]] if f.source_column else None
+            def cells(records: list[Any], f: BoundField) -> list[Any]:
+                at = where[f.source_column] if f.source_column else None
+                return [None] if at is None else [r[at] for r in records]
 
         else:
             if columns is not None:
@@ -163,13 +167,14 @@ class ChunkParents:
             if self.prepare is not None:
                 chunk = [self._prepared(record) for record in chunk]
 
-            def cells(record: Any, f: BoundField) -> Any:
-                return record.get(f.source_column) if f.source_column else None
+            def cells(records: list[Any], f: BoundField) -> list[Any]:
+                column = f.source_column
+                return [None] if column is None else [r.get(column) for r in records]
 
         records = [r for r in chunk if r is not None]
         for f in self.fields:
             lookup = self.importer.lookups[f.name]
-            values = _values(f, (cells(r, f) for r in records))
+            values = _values(f, self.texts[f.name], cells(records, f))
             unknown = {v for v in values if v not in lookup}  # parents found before stay
             if len(lookup) + len(unknown) > KEEP:
                 lookup.clear()
@@ -222,17 +227,18 @@ class ChunkParents:
         return self._pending[cache] & values
 
 
-def _values(f: BoundField, cells: Iterable[Any]) -> set[Any]:
-    """The distinct natural keys the cells convert to (a cell the field refuses is the
-    record's row error, found again when the record is converted)."""
-    seen: set[Any] = set()
+def _values(f: BoundField, text: Callable[[str], Any], cells: list[Any]) -> set[Any]:
+    """The distinct natural keys the cells convert to (``text``: the field's converter for
+    a text cell); a cell the field refuses is the record's row error, found again when the
+    record is converted."""
+    try:
+        distinct: Iterable[Any] = set(cells)
+    except TypeError:  # an unhashable cell (a JSON list): the others still count
+        distinct = cells
     out: set[Any] = set()
-    for cell in cells:
+    for cell in distinct:
         try:
-            if cell in seen:
-                continue
-            seen.add(cell)
-            value = f.convert(cell)
+            value = text(cell) if type(cell) is str else f.convert(cell)
             if value is not None:
                 out.add(value)
         except HANDED_OVER:
