@@ -99,7 +99,10 @@ def csv_file(*rows: str) -> bytes:
 
 #: Tomorrow's file: LAMP-1's price changes, DRILL-1 is new, LAMP-2 and SAW-1 are kept.
 GOOD = csv_file(
-    "LAMP-1,LAMP-1,2.00,1,,1", "LAMP-2,LAMP-2,1.00,1,,1", "SAW-1,SAW-1,5.00,1,,1", "DRILL-1,Drill,9.50,2,,1"
+    "LAMP-1,LAMP-1,2.00,1,,1",
+    "LAMP-2,LAMP-2,1.00,1,,1",
+    "SAW-1,SAW-1,5.00,1,,1",
+    "DRILL-1,Drill,9.50,2,,1",
 )
 
 
@@ -189,7 +192,10 @@ def test_a_preview_with_row_errors_is_applied_only_past_them_with_the_permission
     run = preview(
         api,
         csv_file(
-            "LAMP-1,LAMP-1,2.00,1,,1", "BAD-1,Bad,oops,1,,1", "LAMP-2,LAMP-2,1.00,1,,1", "SAW-1,SAW-1,5.00,1,,1"
+            "LAMP-1,LAMP-1,2.00,1,,1",
+            "BAD-1,Bad,oops,1,,1",
+            "LAMP-2,LAMP-2,1.00,1,,1",
+            "SAW-1,SAW-1,5.00,1,,1",
         ),
     )
     assert run["counts"]["errors"] == 1 and run["decision"]["blocked_by_errors"]
@@ -240,9 +246,7 @@ def test_a_stale_preview_is_a_conflict_and_writes_nothing(connect, clerk, produc
     assert not Product.objects.filter(sku="DRILL-1").exists()
 
 
-def test_a_discarded_preview_is_neither_applied_nor_discarded_again(
-    connect, clerk, products_job
-):
+def test_a_discarded_preview_is_neither_applied_nor_discarded_again(connect, clerk, products_job):
     api = connect(clerk)
     run = preview(api)
     discarded = api.post(run["links"]["discard"])
@@ -262,6 +266,16 @@ def test_a_preview_of_the_jobs_own_source_with_options(connect, clerk, products_
     run = wait(api, sent.headers["Location"])
     assert run["status"] == "previewed" and run["options"] == {"create": False}
     assert run["counts"]["created"] == 0 and run["counts"]["updated"] == 1
+
+
+def test_a_queued_run_is_cancelled_once(connect, clerk, products_job):
+    run = SyncRun.objects.create(job=products_job, trigger="api", user=clerk, dry_run=True)
+    api = connect(clerk)
+    assert api.get(f"runs/{run.pk}/").json()["links"]["cancel"].endswith(f"/runs/{run.pk}/cancel/")
+    answer = api.post(f"runs/{run.pk}/cancel/")
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+    again = api.post(f"runs/{run.pk}/cancel/")
+    assert again.status_code == 409 and again.json()["detail"]
 
 
 # -- who may do what -------------------------------------------------------------------------
@@ -294,10 +308,15 @@ def test_the_admins_permissions_apply(connect, django_user_model, clerk, product
     assert forced.json()["missing_permissions"] == ["djsync.force_delete_guard"]
     loose = viewer.post("jobs/products/runs/", json={"dry_run": True, "delete_guard": 0.9})
     assert loose.status_code == 403  # a higher guard than the job's is a way past it
-    assert viewer.post("jobs/products/runs/", json={"dry_run": True, "max_create": 5}).status_code == 202
+    assert (
+        viewer.post("jobs/products/runs/", json={"dry_run": True, "max_create": 5}).status_code
+        == 202
+    )
 
 
-def test_another_users_preview_is_seen_but_not_decided(connect, django_user_model, clerk, products_job):
+def test_another_users_preview_is_seen_but_not_decided(
+    connect, django_user_model, clerk, products_job
+):
     run = preview(connect(clerk))
     other = make_user(django_user_model, "other", CLERK)
     api = connect(other)
@@ -374,7 +393,9 @@ def test_bad_options_and_files_are_refused_before_a_run_exists(connect, clerk, p
         answer = api.post("jobs/products/runs/", json=body)
         assert answer.status_code == 400, (body, answer.text)
     assert "max_crate" in api.post("jobs/products/runs/", json={"max_crate": 5}).json()
-    noext = api.post("jobs/products/runs/", data={"dry_run": "true"}, files={"file": ("data", GOOD)})
+    noext = api.post(
+        "jobs/products/runs/", data={"dry_run": "true"}, files={"file": ("data", GOOD)}
+    )
     assert noext.status_code == 400 and "format" in noext.json()
     assert api.post("jobs/products/runs/", json={"format": "csv"}).status_code == 400
     bad_json = api.post(
@@ -397,7 +418,7 @@ def test_oversized_bodies_are_refused_unread(connect, clerk, products_job, setti
         "jobs/products/runs/", data={"dry_run": "true"}, files={"file": ("big.csv", b"x" * 5000)}
     )
     assert streamed.status_code == 413 and "MAX_UPLOAD_SIZE" in streamed.json()["detail"]
-    assert api.post(f"runs/1/apply/", content=b"x" * 100_000).status_code == 413
+    assert api.post("runs/1/apply/", content=b"x" * 100_000).status_code == 413
     assert not SyncRun.objects.exists()
     assert not list(upload_root().glob("djsync-*"))
 
@@ -406,9 +427,11 @@ def test_oversized_bodies_are_refused_unread(connect, clerk, products_job, setti
 def test_the_openapi_schema_is_served_and_valid(connect, base):
     from drf_spectacular.validation import validate_schema
 
-    answer = httpx.get(base + "schema/", headers={"Accept": "application/vnd.oai.openapi+json"})
+    answer = httpx.get(base + "schema/")  # no credentials needed
     assert answer.status_code == 200, answer.text
     schema = answer.json()
+    yaml = httpx.get(base + "schema/", params={"format": "yaml"})
+    assert yaml.status_code == 200 and yaml.text.startswith("openapi: 3")
     validate_schema(schema)
     assert schema["info"]["title"] == "djsync API"
     assert set(schema["paths"]) == {

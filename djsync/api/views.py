@@ -17,6 +17,12 @@ from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
@@ -424,6 +430,13 @@ def only_djsync(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[A
 
 class Schema(SpectacularAPIView):
     """The API's OpenAPI 3 schema (JSON, or YAML with ``?format=yaml``)."""
+
+    renderer_classes = [
+        OpenApiJsonRenderer,
+        OpenApiJsonRenderer2,
+        OpenApiYamlRenderer,
+        OpenApiYamlRenderer2,
+    ]
 
     custom_settings = {
         "TITLE": "djsync API",
