@@ -15,6 +15,7 @@ from djsync.run_page import decision, owner_name
 from djsync.runs import report
 from djsync.runs.lifecycle import NOT_APPLIED
 from djsync.sources.files import FORMATS
+from djsync.store import CHANGE_COLUMNS
 
 
 def api_url(request: Any, name: str, *args: Any) -> str:
@@ -207,18 +208,7 @@ class ChangeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SyncChange
-        fields = [
-            "id",
-            "model",
-            "action",
-            "key",
-            "object_pk",
-            "row",
-            "before",
-            "after",
-            "changed_fields",
-            "refused",
-        ]
+        fields = ["id", *(name for name in CHANGE_COLUMNS if name != "run"), "refused"]
         read_only_fields = fields
 
 
