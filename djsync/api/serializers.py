@@ -238,7 +238,7 @@ class StrictSerializer(serializers.Serializer):
 HELP = {s.name: s.help for s in SWITCHES}
 
 
-def _switch_field(kind: str, help_text: str) -> serializers.Field:
+def _switch_field(kind: str, help_text: Any) -> serializers.Field:
     if kind == "action":
         return serializers.BooleanField(required=False, allow_null=True, help_text=help_text)
     if kind == "limit":
