@@ -370,6 +370,8 @@ def test_bad_ids_names_and_paging_are_clear_4xx(connect, clerk, products_job):
     assert api.get("jobs/nope/").status_code == 404
     assert api.post("jobs/nope/runs/", json={}).status_code == 404
     run = preview(api)
+    arabic = str(run["id"]).translate({ord(str(d)): chr(0x660 + d) for d in range(10)})
+    assert api.get(f"runs/{arabic}/").status_code == 404  # digits, but not the run's
     changes = f"runs/{run['id']}/changes/"
     for params in ({"page_size": 10**9}, {"page_size": 0}, {"page_size": "x"}):
         answer = api.get(changes, params=params)

@@ -22,7 +22,7 @@ class Pages(CursorPagination):
         if text is None:
             return int(settings.API_PAGE_SIZE)
         most = int(settings.API_MAX_PAGE_SIZE)
-        size = int(text) if text.isdigit() and len(text) <= 9 else 0
+        size = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
         if not 1 <= size <= most:
             raise ValidationError(
                 {

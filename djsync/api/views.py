@@ -145,7 +145,8 @@ class DjsyncAPIView(GenericAPIView):
     def get_run(self, run_id: str) -> SyncRun:
         """The run by id, if the user may see it (404 for no such run, 403 for a run they
         may not see)."""
-        pk = int(run_id) if run_id.isdigit() and len(run_id) < 20 else None
+        plain = run_id.isascii() and run_id.isdigit() and len(run_id) < 20
+        pk = int(run_id) if plain else None
         found = None
         if pk is not None and pk <= MAX_ID:
             found = SyncRun.objects.select_related("job", "user").filter(pk=pk).first()
