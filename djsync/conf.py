@@ -165,6 +165,11 @@ DEFAULTS: dict[str, Any] = {
     # default, and rows deleted per statement while pruning.
     "KEEP_RUNS_DAYS": 90,
     "PRUNE_BATCH_SIZE": 5000,
+    # -- The HTTP API (docs/api.md) ----------------------------------------------------------
+    # Items per page of its lists (jobs, changes, row errors), and the most ``?page_size=``
+    # may ask for (more is a 400).
+    "API_PAGE_SIZE": 100,
+    "API_MAX_PAGE_SIZE": 1000,
 }
 
 
