@@ -18,7 +18,7 @@ from django.db import connection
 
 from djsync.models import SyncJob
 from tests.test_differential import run_outcome
-from tests.testapp.models import Product
+from tests.testapp.models import Employee, Product
 
 pytestmark = [
     pytest.mark.django_db,
@@ -110,6 +110,14 @@ def test_a_well_formed_file_is_parsed_by_postgresql_with_the_same_result(job, tm
         ),
         pytest.param(HEADER + b"B1,=SUM(A1),1,1,2024-01-01\r\n", id="formula, not quoted"),
         pytest.param(
+            HEADER + b"B1,a,1,1,2024-01-01\r\nB1,b,2,2,2024-01-02\r\nB2,c,1,1,2024-01-01\r\n",
+            id="duplicate keys next to each other",
+        ),
+        pytest.param(
+            HEADER + b'"B1",a,1,1,2024-01-01\r\nB0,b,2,2,2024-01-02\r\n"B0",c,1,1,2024-01-01\r\n',
+            id="quoted keys, repeated",
+        ),
+        pytest.param(
             HEADER + b"B1,a,1,1,2024-01-01\r\nB2,b,1,1,2024-01-01\r\nB1,c,2,2,2024-01-02\r\n",
             id="duplicate keys",
         ),
@@ -189,3 +197,25 @@ def test_an_importer_with_other_fields_is_not_tried(make_job, write_csv, tmp_pat
     )
     _, plan = run_outcome(job, str(path))
     assert plan.raw_csv == ""
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(b"9,nine\n10,ten\n11,eleven\n", id="increasing as numbers, not as text"),
+        pytest.param(b"9,nine\n10,ten\n10,ten again\n", id="a repeat after increasing ones"),
+        pytest.param(b"10,ten\n9,nine\n10,ten again\n", id="a repeat, not increasing"),
+    ],
+)
+def test_whole_number_keys(make_job, tmp_path, settings, rows):
+    job = make_job("test_employees", delete=True)
+    path = write(tmp_path, b"number,name\n" + rows, "employees.csv")
+    seen = {}
+    for on in (True, False):
+        settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH_RAW_CSV": on}
+        Employee.objects.all().delete()
+        Employee.objects.create(number=10, name="old")
+        seen[on], plan = run_outcome(job, str(path))
+        if on:
+            assert plan.raw_csv == "staged"
+    assert seen[True] == seen[False]

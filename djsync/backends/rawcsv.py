@@ -21,7 +21,10 @@ row errors and counts in every case; only a file of well-formed rows takes this 
 from __future__ import annotations
 
 import codecs
+import operator
 import re
+from decimal import getcontext
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from django.db import models, transaction
@@ -78,7 +81,7 @@ def cell_pattern(f: BoundField, using: str) -> str | None:
     if isinstance(mf, models.DecimalField):
         places, digits = mf.decimal_places, mf.max_digits
         # More digits than Python's decimal context: quantize() refuses what PostgreSQL takes.
-        if places is None or digits is None or digits - places < 1 or digits > 28:
+        if places is None or digits is None or digits - places < 1 or digits > getcontext().prec:
             return None
         tail = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
         return rf"-?[0-9]{{1,{digits - places}}}{tail}"
@@ -95,11 +98,11 @@ def cell_pattern(f: BoundField, using: str) -> str | None:
 
 def row_pattern(fields: list[BoundField], columns: list[str], using: str) -> str | None:
     """A row of ``columns`` whose every cell a field reads is written as is (None: some
-    field has no such form, or reads no column of the file)."""
+    field has no such form, reads no column of the file, or shares its column)."""
     by_column: dict[str, str] = {}
     for f in fields:
         pattern = cell_pattern(f, using)
-        if pattern is None or f.source_column not in columns:
+        if pattern is None or f.source_column not in columns or f.source_column in by_column:
             return None
         by_column[str(f.source_column)] = pattern
     return ",".join(by_column.get(c, ANY) for c in columns)
@@ -127,10 +130,18 @@ def applies(source: Source, plan: PostgresPlan, converter: RowConverter) -> bool
 class Rows:
     """Checks the file's data a chunk at a time and counts its rows: every row must match
     the row pattern; no NUL byte, no ``\\.`` (PostgreSQL's end of data), valid UTF-8, no
-    line longer than the line and cell limits, no more bytes than MAX_FILE_SIZE."""
+    line longer than the line and cell limits, no more bytes than MAX_FILE_SIZE.
 
-    def __init__(self, row: str, total: int) -> None:
+    With ``key`` (the key's column and whether it holds whole numbers) it also tells
+    whether the keys increase strictly (:attr:`ordered`), as the Python path does to skip
+    the duplicate check; a quoted key cell makes it say no."""
+
+    def __init__(self, row: str, total: int, key: tuple[int, bool] | None = None) -> None:
         self.rows = re.compile(rf"(?:{row}\r?\n)*")
+        self.ordered = key is not None
+        at, self.whole = key or (0, False)
+        self.key_at = re.compile(rf"^(?:[^,\"\r\n]*,){{{at}}}([^,\"\r\n]+)[,\r\n]", re.M)
+        self.last_key: Any = None
         self.last_row = re.compile(row)
         self.total = total
         self.size_limit = settings.MAX_FILE_SIZE
@@ -152,7 +163,10 @@ class Rows:
         except UnicodeDecodeError:
             raise Refused("not UTF-8") from None
         end = self.rows.match(text).end()  # type: ignore[union-attr]  # * matches always
-        self.count += text.count("\n", 0, end)
+        rows = text.count("\n", 0, end)
+        self.count += rows
+        if self.ordered:
+            self._keys(text, end, rows)
         self.carry = text[end:]
         if "\n" in self.carry:
             raise Refused(f"row {self.count + 2} is not one PostgreSQL reads as written")
@@ -169,7 +183,21 @@ class Rows:
             if not self.last_row.fullmatch(tail):
                 raise Refused("the last row is not one PostgreSQL reads as written")
             self.count += 1
+            if self.ordered:
+                self._keys(tail + "\n", len(tail) + 1, 1)
         return self.count
+
+    def _keys(self, text: str, end: int, rows: int) -> None:
+        keys: list[Any] = self.key_at.findall(text, 0, end)
+        if len(keys) != rows:  # a quoted key, or a quoted cell before it
+            self.ordered = False
+            return
+        if self.whole:
+            keys = [int(k) for k in keys]
+        if keys:
+            first = self.last_key is None or self.last_key < keys[0]
+            self.ordered = first and all(map(operator.lt, keys, islice(keys, 1, None)))
+            self.last_key = keys[-1]
 
 
 def _header(handle: Any, width: int) -> int:
@@ -193,7 +221,7 @@ def stage(plan: PostgresPlan, source: Source, converter: RowConverter) -> bool:
 
     try:
         with transaction.atomic(using=plan.importer.using):
-            good = _copy(plan, source)
+            good, ordered = _copy(plan, source)
     except (Refused, psycopg.errors.DataError, psycopg.errors.QueryCanceled) as exc:
         plan.raw_csv = "refused: " + (str(exc).splitlines() or [type(exc).__name__])[0]
         return False
@@ -202,13 +230,13 @@ def stage(plan: PostgresPlan, source: Source, converter: RowConverter) -> bool:
     importer.rows_read += good
     source.row = source.first_row + good - 1 if good else None
     with plan.connection.cursor() as cursor:
-        # Keys in file order are not known here: the duplicate check runs in SQL.
-        plan._staged(cursor, good, False, 0)
+        plan._staged(cursor, good, ordered and plan._orderable(), 0)
     return True
 
 
-def _copy(plan: PostgresPlan, source: Source) -> int:
-    """The staging table, its rows COPY'd from the file's bytes; how many."""
+def _copy(plan: PostgresPlan, source: Source) -> tuple[int, bool]:
+    """The staging table, its rows COPY'd from the file's bytes: how many, and whether
+    their keys increase strictly."""
     columns = list(source.columns or [])
     row = row_pattern(plan.fields, columns, plan.importer.using)
     assert row is not None  # applies() said so
@@ -226,7 +254,7 @@ def _copy(plan: PostgresPlan, source: Source) -> int:
         ]
         cursor.execute(f"ALTER TABLE {src} " + ", ".join(alter))
         with source._open() as handle:  # type: ignore[attr-defined]  # a FileSource
-            rows = Rows(row, _header(handle, len(columns)))
+            rows = Rows(row, _header(handle, len(columns)), _key(plan, columns))
             copy_sql = f"COPY {src} ({', '.join(targets)}) FROM STDIN (FORMAT csv)"
             with cursor.cursor.copy(copy_sql) as copy:
                 while chunk := handle.read(CHUNK):
@@ -235,7 +263,16 @@ def _copy(plan: PostgresPlan, source: Source) -> int:
                 count = rows.finish()
         if cursor.cursor.rowcount != count:
             raise Refused(f"{cursor.cursor.rowcount} rows copied, {count} read")
-    return count
+    return count, rows.ordered
+
+
+def _key(plan: PostgresPlan, columns: list[str]) -> tuple[int, bool] | None:
+    """A single key's column and whether it holds whole numbers (None: a composite key)."""
+    keys = plan.key_positions()
+    if len(keys) != 1:
+        return None
+    f = plan.fields[keys[0]]
+    return columns.index(str(f.source_column)), isinstance(f.model_field, models.IntegerField)
 
 
 __all__ = ["Refused", "Rows", "applies", "cell_pattern", "row_pattern", "stage"]
