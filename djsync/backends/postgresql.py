@@ -256,9 +256,12 @@ class PostgresPlan(StagedSqlPlan):
         (djsync.backends.copytext); anything else through :meth:`stage`. A CSV file
         whose rows PostgreSQL reads as written is COPY'd as it is (djsync.backends.rawcsv)."""
         if cells and rawcsv.applies(source, self, converter):
-            if rawcsv.stage(self, source, converter):
-                if progress is not None:
-                    progress(self.importer.rows_read)
+            copied = rawcsv.copy_file(self, source)
+            self.raw_csv = copied if isinstance(copied, str) else "staged"
+            if not isinstance(copied, str):
+                with self.connection.cursor() as cursor:
+                    self._staged(cursor, copied[0], copied[1] and self._orderable(), 0)
+                staged._tick(progress, self.importer.rows_read)
                 return
             records = source.read_rows() or iter(())  # read again, in Python
         if cells and not (converter.hooked or converter.prepared) and renderable(self.fields):

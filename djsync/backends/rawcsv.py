@@ -35,7 +35,7 @@ from djsync.mapping.converters import integer_range
 from djsync.mapping.fields import BoundField
 
 if TYPE_CHECKING:
-    from djsync.backends.postgresql import PostgresPlan
+    from djsync.backends.staged import StagedSqlPlan
     from djsync.engine.rows import RowConverter
     from djsync.sources.base import Source
 
@@ -108,7 +108,7 @@ def row_pattern(fields: list[BoundField], columns: list[str], using: str) -> str
     return ",".join(by_column.get(c, ANY) for c in columns)
 
 
-def applies(source: Source, plan: PostgresPlan, converter: RowConverter) -> bool:
+def applies(source: Source, plan: StagedSqlPlan, converter: RowConverter) -> bool:
     """Whether this path may read ``source`` for ``plan`` (it may still refuse the file)."""
     from djsync.sources.files import FileSource
 
@@ -214,27 +214,23 @@ def _header(handle: Any, width: int) -> int:
 
 
 # -- staging --------------------------------------------------------------------------------
-def stage(plan: PostgresPlan, source: Source, converter: RowConverter) -> bool:
-    """COPY ``source``'s bytes into ``plan``'s staging table and say True; or leave nothing
-    behind (a savepoint rolled back) and say False. ``plan.raw_csv`` says which, and why."""
+def copy_file(plan: StagedSqlPlan, source: Source) -> tuple[int, bool] | str:
+    """COPY ``source``'s bytes into ``plan``'s staging table: (how many rows, whether their
+    keys increase strictly); or why not, with nothing left behind (a savepoint rolled
+    back) for the Python path."""
     import psycopg
 
     try:
         with transaction.atomic(using=plan.importer.using):
             good, ordered = _copy(plan, source)
     except (Refused, psycopg.errors.DataError, psycopg.errors.QueryCanceled) as exc:
-        plan.raw_csv = "refused: " + (str(exc).splitlines() or [type(exc).__name__])[0]
-        return False
-    plan.raw_csv = "staged"
-    importer = plan.importer
-    importer.rows_read += good
+        return "refused: " + (str(exc).splitlines() or [type(exc).__name__])[0]
+    plan.importer.rows_read += good
     source.row = source.first_row + good - 1 if good else None
-    with plan.connection.cursor() as cursor:
-        plan._staged(cursor, good, ordered and plan._orderable(), 0)
-    return True
+    return good, ordered
 
 
-def _copy(plan: PostgresPlan, source: Source) -> tuple[int, bool]:
+def _copy(plan: StagedSqlPlan, source: Source) -> tuple[int, bool]:
     """The staging table, its rows COPY'd from the file's bytes: how many, and whether
     their keys increase strictly."""
     columns = list(source.columns or [])
@@ -266,7 +262,7 @@ def _copy(plan: PostgresPlan, source: Source) -> tuple[int, bool]:
     return count, rows.ordered
 
 
-def _key(plan: PostgresPlan, columns: list[str]) -> tuple[int, bool] | None:
+def _key(plan: StagedSqlPlan, columns: list[str]) -> tuple[int, bool] | None:
     """A single key's column and whether it holds whole numbers (None: a composite key)."""
     keys = plan.key_positions()
     if len(keys) != 1:
@@ -275,4 +271,4 @@ def _key(plan: PostgresPlan, columns: list[str]) -> tuple[int, bool] | None:
     return columns.index(str(f.source_column)), isinstance(f.model_field, models.IntegerField)
 
 
-__all__ = ["Refused", "Rows", "applies", "cell_pattern", "row_pattern", "stage"]
+__all__ = ["Refused", "Rows", "applies", "cell_pattern", "copy_file", "row_pattern"]
