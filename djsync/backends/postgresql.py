@@ -259,8 +259,8 @@ class PostgresPlan(StagedSqlPlan):
             copied = rawcsv.copy_file(self, source)
             self.raw_csv = copied if isinstance(copied, str) else "staged"
             if not isinstance(copied, str):
-                with self.connection.cursor() as cursor:
-                    self._staged(cursor, copied[0], copied[1] and self._orderable(), 0)
+                with self.connection.cursor() as cursor:  # keys unseen: duplicates in SQL
+                    self._staged(cursor, copied, False, 0)
                 staged._tick(progress, self.importer.rows_read)
                 return
             records = source.read_rows() or iter(())  # read again, in Python

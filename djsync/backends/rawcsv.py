@@ -21,10 +21,8 @@ row errors and counts in every case; only a file of well-formed rows takes this 
 from __future__ import annotations
 
 import codecs
-import operator
 import re
 from decimal import getcontext
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from django.db import models, transaction
@@ -130,18 +128,11 @@ def applies(source: Source, plan: StagedSqlPlan, converter: RowConverter) -> boo
 class Rows:
     """Checks the file's data a chunk at a time and counts its rows: every row must match
     the row pattern; no NUL byte, no ``\\.`` (PostgreSQL's end of data), valid UTF-8, no
-    line longer than the line and cell limits, no more bytes than MAX_FILE_SIZE.
+    line longer than the line and cell limits, no more bytes than MAX_FILE_SIZE. (Keys are
+    not read here: the duplicate check runs in SQL, as for keys that arrive unsorted.)"""
 
-    With ``key`` (the key's column and whether it holds whole numbers) it also tells
-    whether the keys increase strictly (:attr:`ordered`), as the Python path does to skip
-    the duplicate check; a quoted key cell makes it say no."""
-
-    def __init__(self, row: str, total: int, key: tuple[int, bool] | None = None) -> None:
+    def __init__(self, row: str, total: int) -> None:
         self.rows = re.compile(rf"(?:{row}\r?\n)*")
-        self.ordered = key is not None
-        at, self.whole = key or (0, False)
-        self.key_at = re.compile(rf"^(?:[^,\"\r\n]*,){{{at}}}([^,\"\r\n]+)[,\r\n]", re.M)
-        self.last_key: Any = None
         self.last_row = re.compile(row)
         self.total = total
         self.size_limit = settings.MAX_FILE_SIZE
@@ -163,10 +154,7 @@ class Rows:
         except UnicodeDecodeError:
             raise Refused("not UTF-8") from None
         end = self.rows.match(text).end()  # type: ignore[union-attr]  # * matches always
-        rows = text.count("\n", 0, end)
-        self.count += rows
-        if self.ordered:
-            self._keys(text, end, rows)
+        self.count += text.count("\n", 0, end)
         self.carry = text[end:]
         if "\n" in self.carry:
             raise Refused(f"row {self.count + 2} is not one PostgreSQL reads as written")
@@ -183,21 +171,7 @@ class Rows:
             if not self.last_row.fullmatch(tail):
                 raise Refused("the last row is not one PostgreSQL reads as written")
             self.count += 1
-            if self.ordered:
-                self._keys(tail + "\n", len(tail) + 1, 1)
         return self.count
-
-    def _keys(self, text: str, end: int, rows: int) -> None:
-        keys: list[Any] = self.key_at.findall(text, 0, end)
-        if len(keys) != rows:  # a quoted key, or a quoted cell before it
-            self.ordered = False
-            return
-        if self.whole:
-            keys = [int(k) for k in keys]
-        if keys:
-            first = self.last_key is None or self.last_key < keys[0]
-            self.ordered = first and all(map(operator.lt, keys, islice(keys, 1, None)))
-            self.last_key = keys[-1]
 
 
 def _header(handle: Any, width: int) -> int:
@@ -214,25 +188,23 @@ def _header(handle: Any, width: int) -> int:
 
 
 # -- staging --------------------------------------------------------------------------------
-def copy_file(plan: StagedSqlPlan, source: Source) -> tuple[int, bool] | str:
-    """COPY ``source``'s bytes into ``plan``'s staging table: (how many rows, whether their
-    keys increase strictly); or why not, with nothing left behind (a savepoint rolled
-    back) for the Python path."""
+def copy_file(plan: StagedSqlPlan, source: Source) -> int | str:
+    """COPY ``source``'s bytes into ``plan``'s staging table: how many rows; or why not,
+    with nothing left behind (a savepoint rolled back) for the Python path."""
     import psycopg
 
     try:
         with transaction.atomic(using=plan.importer.using):
-            good, ordered = _copy(plan, source)
+            good = _copy(plan, source)
     except (Refused, psycopg.errors.DataError, psycopg.errors.QueryCanceled) as exc:
         return "refused: " + (str(exc).splitlines() or [type(exc).__name__])[0]
     plan.importer.rows_read += good
     source.row = source.first_row + good - 1 if good else None
-    return good, ordered
+    return good
 
 
-def _copy(plan: StagedSqlPlan, source: Source) -> tuple[int, bool]:
-    """The staging table, its rows COPY'd from the file's bytes: how many, and whether
-    their keys increase strictly."""
+def _copy(plan: StagedSqlPlan, source: Source) -> int:
+    """The staging table, its rows COPY'd from the file's bytes; how many."""
     columns = list(source.columns or [])
     row = row_pattern(plan.fields, columns, plan.importer.using)
     assert row is not None  # applies() said so
@@ -250,7 +222,7 @@ def _copy(plan: StagedSqlPlan, source: Source) -> tuple[int, bool]:
         ]
         cursor.execute(f"ALTER TABLE {src} " + ", ".join(alter))
         with source._open() as handle:  # type: ignore[attr-defined]  # a FileSource
-            rows = Rows(row, _header(handle, len(columns)), _key(plan, columns))
+            rows = Rows(row, _header(handle, len(columns)))
             copy_sql = f"COPY {src} ({', '.join(targets)}) FROM STDIN (FORMAT csv)"
             with cursor.cursor.copy(copy_sql) as copy:
                 while chunk := handle.read(CHUNK):
@@ -259,16 +231,7 @@ def _copy(plan: StagedSqlPlan, source: Source) -> tuple[int, bool]:
                 count = rows.finish()
         if cursor.cursor.rowcount != count:
             raise Refused(f"{cursor.cursor.rowcount} rows copied, {count} read")
-    return count, rows.ordered
-
-
-def _key(plan: StagedSqlPlan, columns: list[str]) -> tuple[int, bool] | None:
-    """A single key's column and whether it holds whole numbers (None: a composite key)."""
-    keys = plan.key_positions()
-    if len(keys) != 1:
-        return None
-    f = plan.fields[keys[0]]
-    return columns.index(str(f.source_column)), isinstance(f.model_field, models.IntegerField)
+    return count
 
 
 __all__ = ["Refused", "Rows", "applies", "cell_pattern", "copy_file", "row_pattern"]
