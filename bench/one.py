@@ -248,6 +248,9 @@ def main() -> None:
     if tool.endswith("-generic"):  # djsync-generic, multimodel-separate-generic …
         os.environ["DJSYNC_FAST_PATH"] = "0"
         tool = tool.removesuffix("-generic")
+    if tool.endswith("-pycsv"):  # the CSV file read in Python, not parsed by PostgreSQL
+        os.environ["DJSYNC_FAST_PATH_RAW_CSV"] = "0"
+        tool = tool.removesuffix("-pycsv")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 

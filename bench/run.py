@@ -42,6 +42,7 @@ GROUPS = ("direct", "unsorted", "preview-apply", "multimodel", "fk")
 LABELS = {
     "djsync": "djsync",
     "djsync-generic": "djsync, generic path (FAST_PATH off)",
+    "djsync-pycsv": "djsync, CSV read in Python (FAST_PATH_RAW_CSV off)",
     "import-export": "django-import-export, bulk + cached + skip_unchanged",
     "import-export-skip-diff": "django-import-export, bulk + cached + skip_diff",
     "copy": "COPY floor (by hand)",
@@ -242,6 +243,10 @@ def direct_table(rows: int, results: dict[str, dict[str, dict]], repeat: int = 1
     if "djsync" in results and "copy" in results:
         cells = [_ratio(results["djsync"][c], results["copy"][c]) for c in names]
         lines.append("| *djsync / COPY floor* | " + " | ".join(cells) + " | | |")
+    if "djsync-pycsv" in results and "copy" in results:
+        cells = [_ratio(results["djsync-pycsv"][c], results["copy"][c]) for c in names]
+        label = "*djsync, CSV read in Python / COPY floor*"
+        lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
     measured = [t for t in IMPORT_EXPORT if t in results]
     if "djsync" in results and measured:
         cells = []
@@ -310,6 +315,10 @@ def unsorted(rows: int, tools: list[str], files: dict[str, Path]) -> str:
     if "djsync" in results and "copy" in results:
         cells = [_ratio(results["djsync"][c], results["copy"][c]) for c in names]
         lines.append("| *djsync / COPY floor* | " + " | ".join(cells) + " | | |")
+    if "djsync-pycsv" in results and "copy" in results:
+        cells = [_ratio(results["djsync-pycsv"][c], results["copy"][c]) for c in names]
+        label = "*djsync, CSV read in Python / COPY floor*"
+        lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
     return "\n".join(lines)
 
 
@@ -449,7 +458,7 @@ def bench(rows: int, groups: list[str], tools: list[str], args: argparse.Namespa
     return tables
 
 
-SYNCING = ("djsync", "djsync-generic", "copy")
+SYNCING = ("djsync", "djsync-pycsv", "djsync-generic", "copy")
 
 
 def main() -> None:
@@ -495,6 +504,12 @@ def main() -> None:
         "--generic", action="store_true", help="also measure djsync's generic path (FAST_PATH off)"
     )
     parser.add_argument(
+        "--python-csv",
+        action="store_true",
+        help="also measure djsync with the CSV file read in Python (FAST_PATH_RAW_CSV off), "
+        "side by side",
+    )
+    parser.add_argument(
         "--ie-all",
         action="store_true",
         help="measure both django-import-export settings on every case (skip_diff's "
@@ -512,9 +527,11 @@ def main() -> None:
         small = ["djsync", "copy"]
     if args.generic:
         small.append("djsync-generic")
-    plans = (
-        [(args.rows, small)] if args.rows else [(100_000, small), (1_000_000, ["djsync", "copy"])]
-    )
+    large = ["djsync", "copy"]
+    if args.python_csv:
+        small.insert(1, "djsync-pycsv")
+        large.insert(1, "djsync-pycsv")
+    plans = [(args.rows, small)] if args.rows else [(100_000, small), (1_000_000, large)]
     ensure_database()
     subprocess.run(
         [sys.executable, "-m", "django", "migrate", "-v0"], check=True, cwd=ROOT, env=_env()

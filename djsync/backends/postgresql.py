@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
 from django.db import models
 
-from djsync.backends import staged
+from djsync.backends import rawcsv, staged
 from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
 from djsync.backends.staged import (
     _LOWEST,
@@ -137,6 +137,9 @@ class PostgresPlan(StagedSqlPlan):
     skipped = 0
     #: (good rows staged so far, the row number they end at), as staging went.
     marks: tuple[Sequence[int], Sequence[int]] = ((), ())
+    #: How a CSV file was read: "staged" (its bytes parsed by PostgreSQL,
+    #: djsync.backends.rawcsv), "refused: <why>" (then read in Python), or "" (not tried).
+    raw_csv = ""
 
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         """Create the staging table (dropping what an interrupted run left on this session)."""
@@ -255,7 +258,17 @@ class PostgresPlan(StagedSqlPlan):
         progress: Progress | None,
     ) -> None:
         """Rows of text cells go to COPY as text written by one compiled function
-        (djsync.backends.copytext); anything else through :meth:`stage`."""
+        (djsync.backends.copytext); anything else through :meth:`stage`. A CSV file
+        whose rows PostgreSQL reads as written is COPY'd as it is (djsync.backends.rawcsv)."""
+        if cells and rawcsv.applies(source, self, converter):
+            copied = rawcsv.copy_file(self, source)
+            self.raw_csv = copied if isinstance(copied, str) else "staged"
+            if not isinstance(copied, str):
+                with self.connection.cursor() as cursor:  # keys unseen: duplicates in SQL
+                    self._staged(cursor, copied, False, 0)
+                staged._tick(progress, self.importer.rows_read)
+                return
+            records = source.read_rows() or iter(())  # read again, in Python
         if cells and not (converter.hooked or converter.prepared) and renderable(self.fields):
             self._stage_text(records, source, converter, progress)
         else:

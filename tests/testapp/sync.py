@@ -55,6 +55,18 @@ class MemberImporter(djsync.Importer):
 
 
 @djsync.register
+class PlainProductImporter(djsync.Importer):
+    """Only fields whose cells PostgreSQL may read as written (tests/test_rawcsv.py)."""
+
+    class Meta:
+        name = "test_products_plain"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "updated"]
+        delete = True
+
+
+@djsync.register
 class EuProductImporter(ProductImporter):
     """Only the EU slice of the catalogue: deletes stay inside the scope."""
 
