@@ -2,7 +2,7 @@
 
 import djsync
 
-from .models import Category, Member, Product
+from .models import Book, Category, Member, Product
 
 
 @djsync.register
@@ -190,3 +190,16 @@ class TeamMembersImporter(MembershipImporter):
         group_lookup = "code"
         member_column = "employee"
         member_lookup = "number"
+
+
+@djsync.register
+class BookImporter(djsync.Importer):
+    """Writes django-simple-history records of what it syncs (tests/test_batch_signals.py)."""
+
+    class Meta:
+        name = "test_books"
+        model = Book
+        keys = ["code"]
+        fields = ["code", "title", "copies"]
+        delete = True
+        history = True
