@@ -122,7 +122,9 @@ def sign_deletes(
         _deleting.set(batch)
 
 
-def sign_record(sender: type, *, instance: models.Model, history_instance: Any, **kwargs: Any) -> None:
+def sign_record(
+    sender: type, *, instance: models.Model, history_instance: Any, **kwargs: Any
+) -> None:
     """Receiver of simple-history's ``pre_create_historical_record``: sign the ``-`` record
     of a row djsync deletes."""
     batch = _deleting.get()

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.db import router, transaction
-from kombu.exceptions import OperationalError as KombuOperationalError
-from kombu.utils.url import maybe_sanitize_url
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, QueueError
@@ -122,6 +120,9 @@ def publish(task: Any, *args: Any) -> str:
     app = task.app
     if app.conf.task_always_eager:
         return task.apply_async(args).id or ""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from kombu.utils.url import maybe_sanitize_url
+
     timeout = float(settings.SEND_TIMEOUT)
     url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
     try:

@@ -31,7 +31,10 @@ def parse_schedule(text: str) -> tuple[str, dict[str, Any]]:
             'e.g. "*/15 * * * *") nor an interval (e.g. "every 10 minutes")'
         )
     fields = dict(zip(_CRON_FIELDS, parts, strict=True))
-    from celery.schedules import ParseException, crontab
+    from djsync.extras import require
+
+    schedules = require("celery.schedules", "a job's schedule")
+    ParseException, crontab = schedules.ParseException, schedules.crontab
 
     try:
         crontab(**fields)

@@ -16,17 +16,15 @@ import json as _json
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
+from djsync.extras import lazy
 from djsync.sources.base import Source
 from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
     Clock,
-    DeadlineTransport,
     StreamedList,
 )
 from djsync.sources.http_trust import (
@@ -38,6 +36,11 @@ from djsync.sources.http_trust import (
     get_credential,
     shown,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source")
 
 __all__ = ["HttpSource", "dig", "get_credential"]
 
@@ -346,7 +349,7 @@ class HttpSource(Source):
         with httpx.Client(
             headers=headers,
             timeout=self.timeout,
-            transport=self.transport or DeadlineTransport(clock),
+            transport=self.transport or _deadline_transport(clock),
             follow_redirects=False,
             trust_env=False,
         ) as client:
@@ -503,3 +506,14 @@ class HttpSource(Source):
             )
         seen.add(text)
         return text
+
+
+def _deadline_transport(clock: Clock) -> httpx.BaseTransport:
+    """httpx's transport bound to ``clock``'s deadlines (djsync.sources.http_transport,
+    imported with httpx when a request is made)."""
+    from djsync.extras import require
+
+    require("httpx", "an HTTP source")
+    from djsync.sources.http_transport import DeadlineTransport
+
+    return DeadlineTransport(clock)

@@ -22,20 +22,23 @@ from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
 from itertools import islice
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 from uuid import UUID
-
-import httpx
 
 from djsync.conf import settings
 from djsync.engine.diff import Create, Delete, Key, Update
 from djsync.exceptions import ConfigurationError, SourceError, TargetError
+from djsync.extras import lazy
 from djsync.sources.http import HttpSource
 from djsync.sources.http_fetch import _retry_after
-from djsync.sources.http_limits import ssl_context
 from djsync.sources.http_trust import check_url, redact, shown
 from djsync.targets.base import Refused, Target, WriteResult
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP target")
 
 __all__ = ["HttpApiTarget"]
 
@@ -354,7 +357,7 @@ class HttpApiTarget(Target):
                 transport=self.transport,
                 follow_redirects=False,
                 trust_env=False,
-                verify=ssl_context(),
+                verify=_ssl_context(),
             )
             self._retries = source.retries
             self._backoff = source.backoff
@@ -525,3 +528,13 @@ def _quote(value: Any) -> str:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _ssl_context() -> Any:
+    """The process's one TLS context (djsync.sources.http_transport, imported with httpx)."""
+    from djsync.extras import require
+
+    require("httpx", "an HTTP target")
+    from djsync.sources.http_transport import ssl_context
+
+    return ssl_context()
