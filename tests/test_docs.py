@@ -284,12 +284,12 @@ def test_the_tutorial_runs_as_written(project: Project) -> None:
 
 def test_the_readme_runs_as_written(project: Project) -> None:
     tutorial = dict((text.splitlines()[0], text) for _, text in blocks(ROOT / "docs" / "tutorial.md"))
+    project.bash("python manage.py startapp myapp")
     project.run_block(
         "python",
         '# settings.py\nINSTALLED_APPS = ["djsync", "myapp"]\n'
         'DJSYNC = {"FILE_ROOTS": {"data": BASE_DIR / "data"}}\n',
     )
-    project.bash("python manage.py startapp myapp")
     project.run_block("python", "# myapp/models.py\n" + tutorial["# shop/models.py"])
     project.bash(
         "python manage.py makemigrations myapp -v0 && python manage.py migrate -v0 && "
