@@ -72,7 +72,10 @@ def test_batch_applied_names_every_written_row(
     moved = Product.objects.get(sku="MOVE").pk
     job = make_job("test_products")
     path = products_csv(
-        write_csv, ("KEEP", "Kept", "1.00"), ("MOVE", "New", "1.00"), ("NEW1", "A", "2.00"),
+        write_csv,
+        ("KEEP", "Kept", "1.00"),
+        ("MOVE", "New", "1.00"),
+        ("NEW1", "A", "2.00"),
         ("NEW2", "B", "3.00"),
     )
     run = sync(job, file=path)

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
     reason="the docs' project runs on SQLite: once, in the SQLite suite",
 )
 
-SETTINGS = '''
+SETTINGS = """
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -71,11 +71,11 @@ TEMPLATES = [
     }
 ]
 _PROJECT_APPS = INSTALLED_APPS
-'''
+"""
 
 #: Runs the python blocks sent on stdin (one JSON string a line) in one namespace; answers
 #: a JSON list of problems a line.
-DRIVER = r'''
+DRIVER = r"""
 import ast, json, os, sys, traceback
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "docproject.settings")
 import django
@@ -119,7 +119,7 @@ for line in sys.stdin:
         problems.append(traceback.format_exc())
     connections.close_all()
     print(json.dumps(problems), flush=True)
-'''
+"""
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 TIME = re.compile(r" in \d+(\.\d+)? s\b")
@@ -283,7 +283,9 @@ def test_the_tutorial_runs_as_written(project: Project) -> None:
 
 
 def test_the_readme_runs_as_written(project: Project) -> None:
-    tutorial = dict((text.splitlines()[0], text) for _, text in blocks(ROOT / "docs" / "tutorial.md"))
+    tutorial = dict(
+        (text.splitlines()[0], text) for _, text in blocks(ROOT / "docs" / "tutorial.md")
+    )
     project.bash("python manage.py startapp myapp")
     project.run_block(
         "python",
@@ -293,7 +295,7 @@ def test_the_readme_runs_as_written(project: Project) -> None:
     project.run_block("python", "# myapp/models.py\n" + tutorial["# shop/models.py"])
     project.bash(
         "python manage.py makemigrations myapp -v0 && python manage.py migrate -v0 && "
-        "python manage.py shell -c \"from myapp.models import Category; import csv; "
+        'python manage.py shell -c "from myapp.models import Category; import csv; '
         "[Category.objects.create(**row) for row in csv.DictReader(open('data/categories.csv'))]\""
     )
     for lang, text in blocks(ROOT / "README.md"):
