@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 
 from djsync.models import SyncJob
 from djsync.signals import batch_applied, batch_deleting
-from tests.test_differential import product, sync, sync_path  # noqa: F401 - the harness
-from tests.testapp.models import Book, Product
+from tests.test_differential import member, product, sync, sync_path  # noqa: F401 - the harness
+from tests.testapp.models import Book, Member, Product
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -119,6 +119,29 @@ def test_batches_hold_at_most_batch_size_keys(
     assert sorted(sizes["created"], reverse=True) == [3, 3, 2]
     assert sorted(sizes["updated"], reverse=True) == [3, 2]
     assert sizes["deleted"] == [2]
+
+
+def test_created_rows_found_by_a_composite_key(
+    sync: Any,  # noqa: F811
+    make_job: Callable[..., SyncJob],
+    write_csv: Callable[..., Any],
+) -> None:
+    """The staged path finds the rows it inserted by their key, every column of it."""
+    created: list[Any] = []
+
+    def on_applied(sender: type, **kwargs: Any) -> None:
+        created.extend(kwargs["created"])
+
+    Member.objects.create(team="red", number=2, name="Old")
+    batch_applied.connect(on_applied, sender=Member, dispatch_uid="test-members")
+    try:
+        rows = [member("red", "1"), member("red", "2", "Old"), member("blue", "2")]
+        run = sync(make_job("test_members"), file=write_csv(rows))
+    finally:
+        batch_applied.disconnect(sender=Member, dispatch_uid="test-members")
+    assert run.status == "succeeded", run.error
+    new = Member.objects.exclude(team="red", number=2)
+    assert sorted(created) == sorted(new.values_list("pk", flat=True)) and len(created) == 2
 
 
 def test_a_receiver_error_rolls_the_run_back(
