@@ -1,4 +1,4 @@
-"""What ``batch_applied`` costs a run: ``python -m bench.signals [--rows N] [--db postgres|sqlite]``.
+"""What ``batch_applied`` costs a run: ``python -m bench.signals [--rows N] [--db DB]``.
 
 The test project's models on a database of its own (created and dropped here): the same
 initial load and the same next-day file (10% updated, 1% new, 1% gone) synced with nobody
