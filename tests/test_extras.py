@@ -85,6 +85,8 @@ out["http"] = said(
 )
 from djsync.runs.cron import parse_schedule
 out["schedule"] = said(lambda: parse_schedule("*/5 * * * *"))
+from djsync.runs.cron import validate_schedule
+out["schedule_form"] = validate_schedule("*/5 * * * *")
 
 def history_importer():
     @djsync.register
@@ -120,5 +122,6 @@ def test_core_dependencies_alone_sync_a_csv_file_and_name_missing_extras() -> No
     assert "a queued run" in out["async"]
     assert 'needs httpx, which is not installed: pip install "djsync[http]"' in out["http"]
     assert "a job's schedule" in out["schedule"] and "djsync[celery]" in out["schedule"]
+    assert out["schedule_form"].startswith("a job's schedule needs celery")  # a form error
     assert out["history"].startswith("ImproperlyConfigured"), out["history"]
     assert 'pip install "djsync[history]"' in out["history"]

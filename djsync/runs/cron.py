@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 _INTERVAL = re.compile(
     r"^every\s+(?:(?P<every>\d+)\s+)?(?P<unit>second|minute|hour|day)s?$", re.IGNORECASE
 )
@@ -49,6 +51,6 @@ def validate_schedule(text: str) -> str | None:
         return None
     try:
         parse_schedule(text)
-    except ValueError as exc:
-        return str(exc)
+    except (ValueError, ImproperlyConfigured) as exc:  # or no Celery to run it (an extra)
+        return str(exc).removeprefix("djsync: ")
     return None
