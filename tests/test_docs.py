@@ -271,6 +271,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
     made.close()
 
 
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the tutorial pipes JSON into jq")
 def test_the_tutorial_runs_as_written(project: Project) -> None:
     (project.folder / "data" / "broken.csv").write_text(
         _replace_cell(DATA / "products.csv", row=7, column="price", value="abc")
