@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import functools
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 import httpx
 
-from djsync.sources.http_limits import Clock
+
+class Clock(Protocol):
+    """What the transport asks of djsync.sources.http_limits.Clock: the time a wait may
+    take, and a check that raises once a deadline has passed."""
+
+    def cap(self, timeout: float | None) -> float: ...
+
+    def check(self) -> None: ...
+
 
 __all__ = ["DeadlineTransport", "ssl_context"]
 
