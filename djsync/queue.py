@@ -13,8 +13,6 @@ from typing import IO, Any
 
 from django.db import router, transaction
 from django.utils.translation import gettext as _
-from kombu.exceptions import OperationalError as KombuOperationalError
-from kombu.utils.url import maybe_sanitize_url
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, QueueError
@@ -152,6 +150,9 @@ def publish(task: Any, *args: Any) -> str:
     app = task.app
     if app.conf.task_always_eager:
         return task.apply_async(args).id or ""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from kombu.utils.url import maybe_sanitize_url
+
     timeout = float(settings.SEND_TIMEOUT)
     url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
     try:

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     # The HTTP API (the djsync[api] extra): its tokens (docs/api.md).
     "rest_framework",
     "rest_framework.authtoken",
+    "simple_history",
     "djsync",
     "tests.testapp",
     "demo_project.directory",

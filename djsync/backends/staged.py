@@ -22,7 +22,7 @@ from django.db.models.deletion import Collector
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from djsync.backends.actions import StoredActions
+from djsync.backends.actions import Notifier, StoredActions, tell
 from djsync.backends.parents import ChunkParents
 from djsync.conf import settings
 from djsync.engine.diff import Plan, unkeyed_errors_note
@@ -345,18 +345,21 @@ class StagedSqlPlan(Plan):
         their deletes last); the staging tables go once the deletes are written. Returns
         ``done`` plus the rows written, for progress across several calls."""
         last = "delete" in actions
+        told = Notifier(self.importer)  # receivers of batch_applied: told after each write
         try:
             with self.connection.cursor() as cursor:
                 if self.parents and ("create" in actions or "update" in actions):
                     self.resolve_parents(cursor)
                 if self.creates and "create" in actions:
                     done += self._check(self._insert(cursor), len(self.creates), "created")
+                    tell(self, told, "create")
                     _tick(progress, done)
                 if self.updates and "update" in actions:
                     done += self._check(self._update(cursor), len(self.updates), "updated")
+                    tell(self, told, "update")
                     _tick(progress, done)
                 if self.deletes and last:
-                    done += self._check(self._delete(cursor), len(self.deletes), "deleted")
+                    done += self._check(self._delete(cursor, told), len(self.deletes), "deleted")
                     _tick(progress, done)
         except BaseException:
             self.close()
@@ -419,9 +422,11 @@ class StagedSqlPlan(Plan):
         """The field names of one stored ``changed`` value."""
         return list(changed)
 
-    def _delete(self, cursor: Any) -> int:
-        """One DELETE when Django would fast-delete too; else the ORM, in batches, so that
-        cascades, ``on_delete`` rules and delete signals hold as on the generic path."""
+    def _delete(self, cursor: Any, told: Notifier) -> int:
+        """One DELETE when Django would fast-delete too and nobody listens to ``told``; else
+        the ORM, in batches, so that cascades, ``on_delete`` rules and signals hold."""
+        if told:
+            return told.delete(f"SELECT _pk FROM {self.act} WHERE act = 'd' ORDER BY _pk")
         model = self.importer.model
         manager = model._base_manager.db_manager(self.importer.using)
         if Collector(using=self.importer.using, origin=None).can_fast_delete(manager.all()):

@@ -1,6 +1,7 @@
 """Models the tests sync into: one per kind of field and key the engine must handle."""
 
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 
 class Category(models.Model):
@@ -101,3 +102,11 @@ class Shelf(models.Model):
         on_delete=models.PROTECT,
         related_name="shelves",
     )
+
+class Book(models.Model):
+    """A model with django-simple-history's records (tests/test_batch_signals.py)."""
+
+    code = models.CharField(max_length=20, unique=True)
+    title = models.CharField(max_length=100)
+    copies = models.IntegerField(default=0)
+    history = HistoricalRecords()

@@ -2,7 +2,7 @@
 
 import djsync
 
-from .models import Category, Member, Product, Shelf
+from .models import Book, Category, Member, Product, Shelf
 
 
 @djsync.register
@@ -233,3 +233,15 @@ class ShelfImporter(djsync.Importer):
         keys = ["code"]
         fields = ["code"]
         delete = True
+
+
+class BookImporter(djsync.Importer):
+    """Writes django-simple-history records of what it syncs (tests/test_batch_signals.py)."""
+
+    class Meta:
+        name = "test_books"
+        model = Book
+        keys = ["code"]
+        fields = ["code", "title", "copies"]
+        delete = True
+        history = True
