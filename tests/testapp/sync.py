@@ -235,6 +235,7 @@ class ShelfImporter(djsync.Importer):
         delete = True
 
 
+@djsync.register
 class BookImporter(djsync.Importer):
     """Writes django-simple-history records of what it syncs (tests/test_batch_signals.py)."""
 
