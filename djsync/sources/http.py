@@ -16,19 +16,19 @@ import json as _json
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from django.utils.translation import gettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
+from djsync.extras import lazy
 from djsync.sources.base import Source
 from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
     Clock,
-    DeadlineTransport,
     StreamedList,
+    deadline_transport,
 )
 from djsync.sources.http_trust import (
     BaseUrl,
@@ -39,6 +39,11 @@ from djsync.sources.http_trust import (
     get_credential,
     shown,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source")
 
 __all__ = ["HttpSource", "dig", "get_credential"]
 
@@ -406,7 +411,7 @@ class HttpSource(Source):
         with httpx.Client(
             headers=headers,
             timeout=self.timeout,
-            transport=self.transport or DeadlineTransport(clock),
+            transport=self.transport or deadline_transport(clock),
             follow_redirects=False,
             trust_env=False,
         ) as client:
@@ -580,3 +585,4 @@ class HttpSource(Source):
             )
         seen.add(text)
         return text
+
