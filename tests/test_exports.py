@@ -46,7 +46,7 @@ def test_export_job_writes_a_dated_csv_that_syncs_back(catalogue, make_job, tmp_
     today = timezone.localdate().isoformat()
     path = tmp_path / "out" / f"products-{today}.csv"
     assert run.rows_read == 3
-    assert run.stats["testapp.Product"]["path"] == str(path)
+    assert run.stats["testapp.Product"]["file"] == str(path)
     rows = read_csv(path)
     assert list(rows[0]) == ["sku", "name", "price", "qty", "updated", "active", "category_code"]
     assert rows[0] == {

@@ -89,9 +89,9 @@ def path_line(run: SyncRun) -> str | None:
 def summary_line(run: SyncRun) -> str:
     mode = " (dry run)" if run.dry_run and not wrote_nothing(run) else ""
     took = f" in {run.duration:.2f} s" if run.duration is not None else ""
-    exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
-    if exported and not wrote_nothing(run):
-        done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
+    files = [s for s in (run.stats or {}).values() if isinstance(s, dict) and _file_of(s)]
+    if files and not run.dry_run and not wrote_nothing(run):
+        done = "; ".join(_export_text(s) for s in files)
         return f"{run.job.name}: {run.status}{took} — {done}"
     line = f"{run.job.name}: {run.status}{mode}{took} — {outcome_text(run)}"
     if wrote_nothing(run):
@@ -103,6 +103,21 @@ def summary_line(run: SyncRun) -> str:
                 f"; memberships of {membership}: {counts['created']} added, "
                 f"{counts['deleted']} removed"
             )
+    return line
+
+
+def _file_of(stats: dict[str, Any]) -> str | None:
+    """The file an export wrote (runs before file targets kept it under ``path``)."""
+    return stats.get("file") or (stats.get("path") if "exported" in stats else None)
+
+
+def _export_text(stats: dict[str, Any]) -> str:
+    """``exported 1200 rows to exports/p.csv (12 created, …)``, or nothing to change."""
+    if "exported" not in stats:
+        return f"nothing to change in {_file_of(stats)}"
+    line = f"exported {stats['exported']} rows to {_file_of(stats)}"
+    if "created" in stats:
+        line += f" ({counts_text({'errors': 0, **stats})})"
     return line
 
 
