@@ -70,6 +70,9 @@ class ExportTo:
 
     path: str | Path
     format: str | None = None
+    #: The file as a stored preview compared with it (djsync.targets.file): applying the
+    #: preview checks the file is still that one.
+    compared: dict[str, Any] | None = None
 
 
 def export_step(
@@ -93,6 +96,7 @@ def export_step(
         rows=lambda: columns.rows(queryset),
         label=importer.label,
         neutralize_formulas=options.get("neutralize_formulas", True),
+        compared=export.compared if export else None,
     )
     importer.target = target
     return target, ModelRows(queryset, columns, name=importer.label)

@@ -132,8 +132,14 @@ def requests(run: SyncRun) -> dict[str, Any]:
 
     from djsync.exceptions import ConfigurationError
     from djsync.mapping.registry import importers_of
+    from djsync.runs.steps import exported_to, make_steps
 
     try:
+        export = exported_to(run)
+        if export is not None:  # an export: its file says which rows change
+            return {
+                s.importer.label: s.importer.target for s in make_steps(run.job, {}, export=export)
+            }
         importers = importers_of(run.job.importer, job=run.job.name)
     except (ConfigurationError, ImproperlyConfigured):  # an importer gone since: plain lines
         return {}

@@ -459,7 +459,7 @@ def exported_to(sync_run: SyncRun) -> exports.ExportTo | None:
     for counts in (sync_run.stats or {}).values():
         if isinstance(counts, dict) and counts.get("file"):
             path = str(counts["file"]).replace("{", "{{").replace("}", "}}")
-            return exports.ExportTo(path, counts.get("format"))
+            return exports.ExportTo(path, counts.get("format"), compared=counts)
     return None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from djsync.engine.diff import Key, Plan, TargetRow
-from djsync.exceptions import SourceError, TargetError
+from djsync.exceptions import ConflictError, SourceError, TargetError
 from djsync.exports.files import replace_file, stage_rows
 from djsync.sources.files import FORMATS, FileSource
 from djsync.targets.base import Mapper, Target, WriteResult
@@ -45,6 +45,7 @@ class FileTarget(Target):
         rows: Callable[[], Iterable[Sequence[Any]]],
         label: str,
         neutralize_formulas: bool = True,
+        compared: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -53,6 +54,11 @@ class FileTarget(Target):
         self.rows = rows
         self.label = label
         self.neutralize_formulas = neutralize_formulas
+        #: The file a stored preview compared with (:meth:`report`): when it is given, a file
+        #: that changed since (edited, replaced, removed) stops the apply.
+        self.expected = compared
+        #: Size and modification time of the file :meth:`read_rows` read (None: no file).
+        self.compared: dict[str, Any] | None = None
         #: Whether the apply writes the file even with nothing to change: it is missing,
         #: cannot be compared (its format or its columns differ), set by :meth:`read_rows`.
         self.rewrite = True
@@ -72,7 +78,13 @@ class FileTarget(Target):
         that cannot be read, or is not this export's (no key column), stops the run: its
         error names the file; move it away to start afresh."""
         self.rewrite = True
-        if not self.readable or not self.path.exists() or _empty(self.path):
+        self.compared = _version(self.path)
+        if self.expected is not None and self.compared != self.expected.get("version"):
+            raise ConflictError(
+                f"{self.path}: the file changed since the preview (it is rewritten whole, so "
+                "an edit made since would be lost). Nothing written; preview again."
+            )
+        if not self.readable or self.compared is None or not self.compared["size"]:
             return {}
         source = FileSource(self.path, format=self.format)
         fields = importer.active_fields
@@ -87,8 +99,7 @@ class FileTarget(Target):
                     columns = self._columns(source.columns or [], fields, keys)
                 row = source.row or number
                 values = {
-                    f.name: self._value(f, record.get(columns.get(f.name, "")), row)
-                    for f in fields
+                    f.name: self._value(f, record.get(columns.get(f.name, "")), row) for f in fields
                 }
                 values = importer.normalize_target_row(values)
                 rows[importer.key_of(values)] = TargetRow(pk=row, values=values)
@@ -186,15 +197,23 @@ class FileTarget(Target):
 
     def report(self) -> dict[str, Any]:
         """What the run records about the file in its stats."""
-        found: dict[str, Any] = {"file": str(self.path), "format": self.format}
+        found: dict[str, Any] = {
+            "file": str(self.path),
+            "format": self.format,
+            "version": self.compared,
+        }
         if self.exported is not None:
             found["exported"] = self.exported
         return found
 
 
-def _empty(path: Path) -> bool:
-    """A file of no bytes (an export that never got written): no previous rows."""
+def _version(path: Path) -> dict[str, Any] | None:
+    """What tells one state of the file from another: its size and modification time (None:
+    no file). A file of no bytes has no previous rows (an export that never got written)."""
     try:
-        return path.is_file() and path.stat().st_size == 0
-    except OSError:
-        return False
+        found = path.stat()
+    except (FileNotFoundError, NotADirectoryError):  # not there: the write says if it can be
+        return None
+    except OSError as exc:
+        raise TargetError(f"{path}: cannot read the previous export: {exc.strerror}") from None
+    return {"size": found.st_size, "mtime_ns": found.st_mtime_ns}
