@@ -262,3 +262,30 @@ def test_the_write_streams_the_source_in_flat_memory(tmp_path):
     assert peak < 5 * 1024 * 1024  # the rows as a list would take about 30 MB
     with (tmp_path / "big.csv").open() as handle:
         assert sum(1 for _ in handle) == rows + 1
+
+
+def test_the_admin_previews_an_export_and_applies_it_with_view_permission_only(
+    catalogue, make_job, tmp_path, client, django_user_model, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    user = django_user_model.objects.create_user("clerk", password="x", is_staff=True)
+    for codename in ("add_syncrun", "view_syncrun", "view_product"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(user)
+    job = export_job(make_job)
+    path = tmp_path / "out" / "products.csv"
+    djsync.run(job)
+    Product.objects.filter(sku="A1").update(qty=7)
+    preview = djsync.run(job, dry_run=True, user=user)
+    page = client.get(reverse("admin:djsync_syncrun_change", args=[preview.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and "rewrite row 2 of products.csv" in html
+    assert 'id="djsync-apply"' in html  # no add/change/delete permission on the model needed
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:djsync_syncrun_apply", args=[preview.pk]))
+    preview.refresh_from_db()
+    assert preview.status == "succeeded", preview.error
+    with path.open(newline="") as handle:
+        assert next(r for r in csv.DictReader(handle) if r["sku"] == "A1")["qty"] == "7"

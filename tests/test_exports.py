@@ -197,5 +197,11 @@ def test_runsync_exports_an_export_job_and_any_job_with_export(
     )
     assert (tmp_path / f"plain-{timezone.localdate().isoformat()}.xlsx").exists()
 
+    capsys.readouterr()
+    call_command("runsync", "plain", "--export", str(tmp_path / "dry.csv"), "--dry-run")
+    assert not (tmp_path / "dry.csv").exists()
+    out = capsys.readouterr().out
+    assert "previewed (dry run)" in out and "3 created" in out
+
     with pytest.raises(CommandError, match="cannot write the export"):
         call_command("runsync", "plain", "--export", str(tmp_path / "e.tsv" / "x.csv"))

@@ -86,6 +86,8 @@ def export_step(
     queryset = importer.get_scope(importer.get_queryset())
     if filter:
         queryset = queryset.filter(**filter)
+    if not queryset.ordered:  # the same rows in the same order: a file that diffs well
+        queryset = queryset.order_by("pk")
     path = render_path(destination, job=job.name)
     fmt = format_for(path, (export.format if export else None) or options.get("format"))
     columns = Columns.for_importer(importer)
