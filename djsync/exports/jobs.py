@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.utils import timezone
+
 from djsync.exports.files import Columns, ExportResult, export_formats, export_queryset
 from djsync.exports.step import TARGET_OPTIONS, ExportTo, check_target, is_export
 from djsync.models import SyncJob, SyncRun
@@ -54,6 +56,7 @@ def export_job(
         user=user,
         options={},
         status=SyncRun.Status.READING,
+        started_at=timezone.now(),
     )
     export = ExportTo(path, format) if path is not None else None
     return execute(sync_run, export=export)
