@@ -4,6 +4,8 @@ import os
 
 SECRET_KEY = "tests"
 USE_TZ = True
+# Django's default, said out loud: tests/test_i18n.py runs djsync in French.
+USE_I18N = True
 TIME_ZONE = "Europe/Paris"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
@@ -16,6 +18,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    # The HTTP API (the djsync[api] extra): its tokens (docs/api.md).
+    "rest_framework",
+    "rest_framework.authtoken",
+    "simple_history",
     "djsync",
     "tests.testapp",
     "demo_project.directory",

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models, router
+from django.utils.translation import gettext as _
 
 from djsync.mapping.converters import (
     NOT_PROVIDED,
@@ -181,6 +182,11 @@ class BoundField:
             raise TypeError(f"{self.name} is not a foreign key")
         return concrete_field(related_model(self.model_field), self.lookup)
 
+    def target_attname(self) -> str:
+        """The related model's field this foreign key stores: its primary key, or the
+        ``to_field`` of the ForeignKey."""
+        return cast("models.ForeignKey[Any, Any]", self.model_field).target_field.attname
+
     def empty_value(self) -> Any:
         """What an empty cell becomes: the default, else None or "" as the field allows."""
         if self.default is not NOT_PROVIDED:
@@ -191,13 +197,13 @@ class BoundField:
             return self.model_field.get_default()
         if self.empty_string_ok and self.model_field.blank:
             return ""
-        raise ConversionError("a value is required")
+        raise ConversionError(_("a value is required"))
 
     def convert(self, value: Any) -> Any:
         if is_empty(value):
             return self.empty_value()
         if value is MISSING:
-            raise ConversionError("the row has no cell for this column")
+            raise ConversionError(_("the row has no cell for this column"))
         if self.null_tokens and type(value) is str and value.strip() in self.null_tokens:
             return self.empty_value()
         return self.converter(value)

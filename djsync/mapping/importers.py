@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from djsync.conf import settings
 from djsync.engine.diff import Key, Plan, RowError, SourceRow, StagedPlan, TargetRow, diff
@@ -71,6 +73,9 @@ class BaseImporter:
     #: steps and incremental reads set it on their instance: their plans are amended
     #: (pending parent keys, deletes of marked records) after they are computed.
     fast_path: bool = True
+    #: True writes django-simple-history records of the rows this importer creates, updates
+    #: and deletes (the model must be registered with ``HistoricalRecords``; djsync.history).
+    history: ClassVar[bool] = False
 
     #: Behaviour switches and limits (a job or a run may override each).
     create: ClassVar[bool] = True
@@ -111,6 +116,9 @@ class BaseImporter:
         self.pending_plans: list[Plan] = []
         self.active_fields: list[BoundField] = list(self.bound_fields.values())
         self.rows_read = 0
+        #: The run being applied (set by the orchestrator before it writes): receivers of
+        #: djsync.signals.batch_applied get it.
+        self.run: Any = None
 
     # -- declarations --------------------------------------------------------------------
     @classmethod
@@ -198,7 +206,8 @@ class BaseImporter:
         for f in self.active_fields:
             if f.is_relation and f.lookup is not None:
                 related = related_model(f.model_field)
-                qs = related._base_manager.using(self.using).values_list(f.lookup, "pk")
+                manager = related._base_manager.using(self.using)
+                qs = manager.values_list(f.lookup, f.target_attname())
                 self.lookups[f.name] = dict(qs.iterator(chunk_size=settings.BATCH_SIZE))
                 for plan in self.pending_plans:
                     if plan.model == related._meta.label:
@@ -226,10 +235,14 @@ class BaseImporter:
                 f.source_column = None
                 active.append(f)
         if missing:
-            have = ", ".join(repr(c) for c in columns) or "none"
+            have = ", ".join(repr(c) for c in columns) or _("none")
             raise MappingError(
-                f"{source}: missing column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(m) for m in missing)} (the file has: {have})"
+                ngettext(
+                    "%(source)s: missing column %(missing)s (the file has: %(have)s)",
+                    "%(source)s: missing columns %(missing)s (the file has: %(have)s)",
+                    len(missing),
+                )
+                % {"source": source, "missing": ", ".join(repr(m) for m in missing), "have": have}
             )
         tokens = null_token_set([*self.null_tokens, *(getattr(source, "null_tokens", ()) or ())])
         for f in active:
@@ -285,7 +298,8 @@ class BaseImporter:
                 errors.append(
                     RowError(
                         row=row,
-                        message=f"no {related} with {f.lookup} {value!r}",
+                        message=_("no %(related)s with %(lookup)s %(value)r")
+                        % {"related": related, "lookup": f.lookup, "value": value},
                         column=column,
                         value=raw,
                     )
@@ -297,7 +311,7 @@ class BaseImporter:
             key = self.key_of(values)
             if any(v is None or v == "" for v in key):
                 errors.append(
-                    RowError(row=row, message="the key is empty", column=self._key_column())
+                    RowError(row=row, message=_("the key is empty"), column=self._key_column())
                 )
                 key = None
         if not errors:
@@ -363,8 +377,14 @@ def _short_row(record: dict[str, Any], row: int, column: str) -> RowError:
     return RowError(
         row=row,
         message=(
-            f"the row has {have} cell{'s' if have != 1 else ''}, the header has "
-            f"{len(record)}: column {column!r} is missing"
+            ngettext(
+                "the row has %(have)s cell, the header has %(header)s: column %(column)r is "
+                "missing",
+                "the row has %(have)s cells, the header has %(header)s: column %(column)r is "
+                "missing",
+                have,
+            )
+            % {"have": have, "header": len(record), "column": column}
         ),
         column=column,
         value=None,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
+
 _INTERVAL = re.compile(
     r"^every\s+(?:(?P<every>\d+)\s+)?(?P<unit>second|minute|hour|day)s?$", re.IGNORECASE
 )
@@ -22,21 +25,27 @@ def parse_schedule(text: str) -> tuple[str, dict[str, Any]]:
     if match:
         every = int(match["every"] or 1)
         if every < 1:
-            raise ValueError("an interval must be at least 1")
+            raise ValueError(_("an interval must be at least 1"))
         return "interval", {"every": every, "period": match["unit"].lower() + "s"}
     parts = text.split(" ")
     if len(parts) != len(_CRON_FIELDS):
         raise ValueError(
-            f"{text!r} is neither a crontab (5 fields: minute hour day month weekday, "
-            'e.g. "*/15 * * * *") nor an interval (e.g. "every 10 minutes")'
+            _(
+                "%(text)r is neither a crontab (5 fields: minute hour day month weekday, e.g. "
+                '"*/15 * * * *") nor an interval (e.g. "every 10 minutes")'
+            )
+            % {"text": text}
         )
     fields = dict(zip(_CRON_FIELDS, parts, strict=True))
-    from celery.schedules import ParseException, crontab
+    from djsync.extras import require
+
+    schedules = require("celery.schedules", "a job's schedule")
+    ParseException, crontab = schedules.ParseException, schedules.crontab
 
     try:
         crontab(**fields)
     except (ParseException, ValueError) as exc:
-        raise ValueError(f"{text!r}: bad crontab: {exc}") from None
+        raise ValueError(_("%(text)r: bad crontab: %(exc)s") % {"text": text, "exc": exc}) from None
     return "crontab", fields
 
 
@@ -46,6 +55,6 @@ def validate_schedule(text: str) -> str | None:
         return None
     try:
         parse_schedule(text)
-    except ValueError as exc:
-        return str(exc)
+    except (ValueError, ImproperlyConfigured) as exc:  # or no Celery to run it (an extra)
+        return str(exc).removeprefix("djsync: ")
     return None

@@ -28,6 +28,7 @@ from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, RunLocked
@@ -144,8 +145,9 @@ class RedisLock(JobLock):
 def redis_client(url: str) -> Any:
     """One redis-py client (and connection pool) per URL in a process; redis-py gives a
     forked worker process its own connections."""
-    import redis
+    from djsync.extras import require
 
+    redis = require("redis", "the Redis lock backend (the LOCK_BACKEND setting)")
     return redis.Redis.from_url(url, socket_timeout=10)
 
 
@@ -213,8 +215,10 @@ def backend() -> str:
 def _redis_url() -> str | None:
     if settings.LOCK_REDIS_URL:
         return settings.LOCK_REDIS_URL
-    from celery import current_app
-
+    try:
+        from celery import current_app
+    except ImportError:  # no Celery (the djsync[celery] extra): no broker to lock on
+        return None
     url = str(current_app.conf.broker_url or "")
     return url if url.startswith(("redis://", "rediss://", "unix://")) else None
 
@@ -348,7 +352,10 @@ def acquire_run(
     lock = parts[0] if len(parts) == 1 else LockSet(parts, owner)
     wait = float(settings.LOCK_WAIT if wait is None else wait)
     if not lock.acquire(wait):
-        refused = f"this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''}"
+        refused = _("this run #%(run_id)s was refused%(value)s") % {
+            "run_id": run_id,
+            "value": f" after waiting {wait:g} s" if wait else "",
+        }
         blocker = lock.blocker() if isinstance(lock, LockSet) else lock
         lock.release()
         raise RunLocked(_locked_message(blocker or parts[0], refused))
@@ -358,12 +365,25 @@ def acquire_run(
 def _locked_message(lock: JobLock, refused: str) -> str:
     other = run_of(lock.holder())
     if MODEL_PREFIX not in lock.name:
-        who = f"run #{other}" if other else "another run"
-        return f"{who} of this job is active; one run per job at a time ({refused})"
+        who = f"run #{other}" if other else _("another run")
+        return _("%(who)s of this job is active; one run per job at a time (%(refused)s)") % {
+            "who": who,
+            "refused": refused,
+        }
     label = lock.name.rsplit(":", 1)[-1]
     job = _job_name(other)
-    who = f"job {job!r} (run #{other})" if job else f"run #{other}" if other else "another run"
-    return f"{who} is writing model {label}; one run per model at a time ({refused})"
+    who = (
+        _("job %(job)r (run #%(other)s)") % {"job": job, "other": other}
+        if job
+        else f"run #{other}"
+        if other
+        else _("another run")
+    )
+    return _("%(who)s is writing model %(label)s; one run per model at a time (%(refused)s)") % {
+        "who": who,
+        "label": label,
+        "refused": refused,
+    }
 
 
 def _job_name(run_id: int | None) -> str | None:

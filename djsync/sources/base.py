@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from djsync.exceptions import ConfigurationError
 
 #: A cell that a row does not have at all (a CSV row shorter than its header), as opposed to
@@ -132,7 +134,8 @@ class Source:
             return
         if not isinstance(incremental, dict) or not incremental.get("column"):
             raise ConfigurationError(
-                f'{self.name}: incremental needs a cursor column, e.g. {{"column": "updated_at"}}'
+                _('%(name)s: incremental needs a cursor column, e.g. {"column": "updated_at"}')
+                % {"name": self.name}
             )
         self.incremental = dict(incremental)
         self.may_be_empty = True

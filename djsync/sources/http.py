@@ -16,18 +16,19 @@ import json as _json
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from django.utils.translation import gettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
+from djsync.extras import lazy
 from djsync.sources.base import Source
 from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
     Clock,
-    DeadlineTransport,
     StreamedList,
+    deadline_transport,
 )
 from djsync.sources.http_trust import (
     BaseUrl,
@@ -38,6 +39,11 @@ from djsync.sources.http_trust import (
     get_credential,
     shown,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source")
 
 __all__ = ["HttpSource", "dig", "get_credential"]
 
@@ -147,11 +153,15 @@ class HttpSource(Source):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-            raise ConfigurationError(f"an HTTP source needs an http(s) URL, not {shown(url)!r}")
+            raise ConfigurationError(
+                gettext("an HTTP source needs an http(s) URL, not %(url)r") % {"url": shown(url)}
+            )
         self.url = url
         self.name = name or shown(url)
         if not isinstance(method, str) or method.upper() not in ("GET", "POST"):
-            raise ConfigurationError(f"{self.name}: method must be GET or POST")
+            raise ConfigurationError(
+                gettext("%(name)s: method must be GET or POST") % {"name": self.name}
+            )
         self.method = method.upper()
         for option, value in (
             ("params", params),
@@ -160,37 +170,59 @@ class HttpSource(Source):
             ("pagination", pagination),
         ):
             if value is not None and not isinstance(value, dict):
-                raise ConfigurationError(f"{self.name}: {option} must be an object")
+                raise ConfigurationError(
+                    gettext("%(name)s: %(option)s must be an object")
+                    % {"name": self.name, "option": option}
+                )
         for option, value in (("params", params), ("headers", headers)):
             if value is not None and len(value) > settings.HTTP_MAX_OPTION_ITEMS:
                 raise ConfigurationError(
-                    f"{self.name}: {option} has {len(value):,} entries, more than "
-                    f"{settings.HTTP_MAX_OPTION_ITEMS} "
-                    '(DJSYNC["HTTP_MAX_OPTION_ITEMS"])'
+                    gettext(
+                        "%(name)s: %(option)s has %(value)s entries, more than "
+                        '%(http_max_option_items)s (DJSYNC["HTTP_MAX_OPTION_ITEMS"])'
+                    )
+                    % {
+                        "name": self.name,
+                        "option": option,
+                        "value": format(len(value), ","),
+                        "http_max_option_items": settings.HTTP_MAX_OPTION_ITEMS,
+                    }
                 )
         if json is not None and _too_long(json, settings.HTTP_MAX_JSON_BODY):
             raise ConfigurationError(
-                f"{self.name}: the json body is longer than "
-                f"{settings.HTTP_MAX_JSON_BODY:,} characters "
-                '(DJSYNC["HTTP_MAX_JSON_BODY"])'
+                gettext(
+                    "%(name)s: the json body is longer than %(http_max_json_body)s characters "
+                    '(DJSYNC["HTTP_MAX_JSON_BODY"])'
+                )
+                % {
+                    "name": self.name,
+                    "http_max_json_body": format(settings.HTTP_MAX_JSON_BODY, ","),
+                }
             )
         self.params = dict(params or {})
         self.body = json
         self.header_options = dict(headers or {})
         self.auth_options = dict(auth or {})
         if records is not None and not isinstance(records, str):
-            raise ConfigurationError(f"{self.name}: records is a dotted path such as data.items")
+            raise ConfigurationError(
+                gettext("%(name)s: records is a dotted path such as data.items")
+                % {"name": self.name}
+            )
         if records and any(not s or s.startswith("-") for s in records.split(".")):
             raise ConfigurationError(
-                f"{self.name}: records path {records!r}: its steps are keys, or list "
-                "positions from 0"
+                gettext(
+                    "%(name)s: records path %(records)r: its steps are keys, or list positions "
+                    "from 0"
+                )
+                % {"name": self.name, "records": records}
             )
         self.records_path = records
         self.pagination = dict(pagination or {})
         style = self.pagination.get("style")
         if self.pagination and style not in PAGINATION_STYLES:
             raise ConfigurationError(
-                f"{self.name}: pagination style must be one of {', '.join(PAGINATION_STYLES)}"
+                gettext("%(name)s: pagination style must be one of %(pagination_styles)s")
+                % {"name": self.name, "pagination_styles": ", ".join(PAGINATION_STYLES)}
             )
         for option in PAGINATION_NUMBERS:
             value = self.pagination.get(option)
@@ -198,14 +230,19 @@ class HttpSource(Source):
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
                 raise ConfigurationError(
-                    f"{self.name}: pagination {option} must be a whole number ≥ 0, not {value!r}"
+                    gettext(
+                        "%(name)s: pagination %(option)s must be a whole number ≥ 0, not %(value)r"
+                    )
+                    % {"name": self.name, "option": option, "value": value}
                 )
         self.timeout = self._number("timeout", timeout, settings.HTTP_TIMEOUT)
         self.retries = int(self._number("retries", retries, settings.HTTP_RETRIES))
         self.backoff = self._number("backoff", backoff, settings.HTTP_BACKOFF)
         self.max_pages = int(self._number("max_pages", max_pages, settings.HTTP_MAX_PAGES))
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
-            raise ConfigurationError(f"{self.name}: transport must be an httpx transport")
+            raise ConfigurationError(
+                gettext("%(name)s: transport must be an httpx transport") % {"name": self.name}
+            )
         self.transport = transport
         self.columns = None
         self.pages_read = 0
@@ -214,25 +251,38 @@ class HttpSource(Source):
             lowered = str(header).lower()
             if lowered in RESERVED_HEADERS or lowered.startswith("proxy-"):
                 raise ConfigurationError(
-                    f"{self.name}: header {str(header)[:60]!r} is set by djsync, not by a source"
+                    gettext("%(name)s: header %(header)r is set by djsync, not by a source")
+                    % {"name": self.name, "header": str(header)[:60]}
                 )
             if not isinstance(value, str | dict) or any(
                 c in str(header) + (value if isinstance(value, str) else "") for c in "\r\n\0"
             ):
                 raise ConfigurationError(
-                    f"{self.name}: header {str(header)[:60]!r} must be a one-line text or "
-                    '{"credential": "NAME"}'
+                    gettext(
+                        '%(name)s: header %(header)r must be a one-line text or {"credential": '
+                        '"NAME"}'
+                    )
+                    % {"name": self.name, "header": str(header)[:60]}
                 )
             if isinstance(value, str) and len(value) > settings.HTTP_MAX_HEADER_VALUE:
                 raise ConfigurationError(
-                    f"{self.name}: header {str(header)[:60]!r} is longer than "
-                    f"{settings.HTTP_MAX_HEADER_VALUE:,} characters "
-                    '(DJSYNC["HTTP_MAX_HEADER_VALUE"])'
+                    gettext(
+                        "%(name)s: header %(header)r is longer than %(http_max_header_value)s "
+                        'characters (DJSYNC["HTTP_MAX_HEADER_VALUE"])'
+                    )
+                    % {
+                        "name": self.name,
+                        "header": str(header)[:60],
+                        "http_max_header_value": format(settings.HTTP_MAX_HEADER_VALUE, ","),
+                    }
                 )
             if isinstance(value, str) and any(w in lowered for w in SECRET_HEADER_WORDS):
                 raise ConfigurationError(
-                    f"{self.name}: header {header!r} holds a secret; give "
-                    f'{{"credential": "NAME"}} and put the value in DJSYNC["CREDENTIALS"]'
+                    gettext(
+                        '%(name)s: header %(header)r holds a secret; give {"credential": "NAME"} '
+                        'and put the value in DJSYNC["CREDENTIALS"]'
+                    )
+                    % {"name": self.name, "header": header}
                 )
         # Refuse early (a job saved in the admin, get_source()): the URL and the credential
         # names. Both are checked again when the source runs, on what is actually sent.
@@ -246,7 +296,10 @@ class HttpSource(Source):
         value = default if value is None else value
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or not 0 <= value < math.inf:
-            raise ConfigurationError(f"{self.name}: {option} must be a number ≥ 0, not {value!r}")
+            raise ConfigurationError(
+                gettext("%(name)s: %(option)s must be a number ≥ 0, not %(value)r")
+                % {"name": self.name, "option": option, "value": value}
+            )
         return float(value)
 
     # -- what the source may reach ---------------------------------------------------------
@@ -255,16 +308,23 @@ class HttpSource(Source):
         bases = base_urls()
         if not bases:
             raise ConfigurationError(
-                f'{self.name}: HTTP sources are off until DJSYNC["HTTP_BASE_URLS"] lists the '
-                'URL prefixes they may fetch, e.g. ["https://api.example.com/v1/"]'
+                gettext(
+                    '%(name)s: HTTP sources are off until DJSYNC["HTTP_BASE_URLS"] lists the URL '
+                    'prefixes they may fetch, e.g. ["https://api.example.com/v1/"]'
+                )
+                % {"name": self.name}
             )
         try:
             url = httpx.URL(self.url)
         except httpx.InvalidURL as exc:
-            raise ConfigurationError(f"{self.name}: not a URL ({exc})") from None
+            raise ConfigurationError(
+                gettext("%(name)s: not a URL (%(exc)s)") % {"name": self.name, "exc": exc}
+            ) from None
         problem = check_url(url, bases)
         if problem:
-            raise ConfigurationError(f"{self.name}: the URL {problem}")
+            raise ConfigurationError(
+                gettext("%(name)s: the URL %(problem)s") % {"name": self.name, "problem": problem}
+            )
         return bases
 
     def _credentials(self) -> list[tuple[str, Credential]]:
@@ -274,7 +334,8 @@ class HttpSource(Source):
             if isinstance(value, dict):
                 if set(value) != {"credential"}:
                     raise ConfigurationError(
-                        f'{self.name}: header {header!r} is a text or {{"credential": "NAME"}}'
+                        gettext('%(name)s: header %(header)r is a text or {"credential": "NAME"}')
+                        % {"name": self.name, "header": header}
                     )
                 item = credential(value["credential"], source=self.name)
                 found.append((f"header:{header}", item))
@@ -289,19 +350,23 @@ class HttpSource(Source):
             }.get(kind)
             if secrets is None:
                 raise ConfigurationError(
-                    f"{self.name}: auth type must be bearer, basic, header or query, not "
-                    f"{str(kind)[:40]!r}"
+                    gettext(
+                        "%(name)s: auth type must be bearer, basic, header or query, not %(kind)r"
+                    )
+                    % {"name": self.name, "kind": str(kind)[:40]}
                 )
             scheme = options.get("scheme", "Bearer")
             if not isinstance(scheme, str) or not scheme.isalnum() or len(scheme) > 30:
                 raise ConfigurationError(
-                    f"{self.name}: auth scheme is one word such as Bearer or Token"
+                    gettext("%(name)s: auth scheme is one word such as Bearer or Token")
+                    % {"name": self.name}
                 )
             for option in secrets:
                 name = options.get(option)
                 if not name:
                     raise ConfigurationError(
-                        f"{self.name}: auth needs {option!r}: a credential name"
+                        gettext("%(name)s: auth needs %(option)r: a credential name")
+                        % {"name": self.name, "option": option}
                     )
                 found.append((f"auth:{option}", credential(name, source=self.name)))
         return found
@@ -346,7 +411,7 @@ class HttpSource(Source):
         with httpx.Client(
             headers=headers,
             timeout=self.timeout,
-            transport=self.transport or DeadlineTransport(clock),
+            transport=self.transport or deadline_transport(clock),
             follow_redirects=False,
             trust_env=False,
         ) as client:
@@ -368,8 +433,11 @@ class HttpSource(Source):
         while url is not None:
             if self.pages_read >= self.max_pages:
                 raise SourceError(
-                    f"stopped after {self.max_pages:.0f} pages (max_pages, "
-                    'DJSYNC["HTTP_MAX_PAGES"]); is the pagination set up right?',
+                    gettext(
+                        'stopped after %(max_pages)s pages (max_pages, DJSYNC["HTTP_MAX_PAGES"]); '
+                        "is the pagination set up right?"
+                    )
+                    % {"max_pages": format(self.max_pages, ".0f")},
                     source=self.name,
                 )
             page_params = dict(params) if url == self.url else {}
@@ -404,8 +472,11 @@ class HttpSource(Source):
                 earlier = seen_pages.get(page.digest)
                 if earlier is not None:
                     raise SourceError(
-                        f"page {self.pages_read} is the same as page {earlier} (identical "
-                        "content): the API ignores the pagination; stopped",
+                        gettext(
+                            "page %(pages_read)s is the same as page %(earlier)s (identical "
+                            "content): the API ignores the pagination; stopped"
+                        )
+                        % {"pages_read": self.pages_read, "earlier": earlier},
                         source=self.name,
                     )
                 seen_pages[page.digest] = self.pages_read
@@ -414,8 +485,11 @@ class HttpSource(Source):
                 )
                 if current is not None and current == previous:
                     raise SourceError(
-                        f"page {self.pages_read} repeats the records of page "
-                        f"{self.pages_read - 1}: the API ignores the pagination; stopped",
+                        gettext(
+                            "page %(pages_read)s repeats the records of page %(pages_read2)s: the "
+                            "API ignores the pagination; stopped"
+                        )
+                        % {"pages_read": self.pages_read, "pages_read2": self.pages_read - 1},
                         source=self.name,
                     )
                 previous = current
@@ -458,14 +532,15 @@ class HttpSource(Source):
                 return None
             if isinstance(value, dict | list):
                 raise SourceError(
-                    f"page {self.pages_read}: the next cursor is a {type(value).__name__}, "
-                    "not a value",
+                    gettext("page %(pages_read)s: the next cursor is a %(name)s, not a value")
+                    % {"pages_read": self.pages_read, "name": type(value).__name__},
                     source=self.name,
                 )
             marker = hashlib.sha256(repr(value).encode()).hexdigest()
             if marker in seen_cursors:
                 raise SourceError(
-                    f"page {self.pages_read}: the next cursor repeats: a pagination loop",
+                    gettext("page %(pages_read)s: the next cursor repeats: a pagination loop")
+                    % {"pages_read": self.pages_read},
                     source=self.name,
                 )
             seen_cursors.add(marker)
@@ -483,23 +558,31 @@ class HttpSource(Source):
             return None
         if not isinstance(link, str):
             raise SourceError(
-                f"page {self.pages_read}: the next link is a {type(link).__name__}, not a URL",
+                gettext("page %(pages_read)s: the next link is a %(name)s, not a URL")
+                % {"pages_read": self.pages_read, "name": type(link).__name__},
                 source=self.name,
             )
         try:
             target = page.url.join(link)
         except httpx.InvalidURL:
             raise SourceError(
-                f"page {self.pages_read}: the next link {shown(link)!r} is not a URL",
+                gettext("page %(pages_read)s: the next link %(link)r is not a URL")
+                % {"pages_read": self.pages_read, "link": shown(link)},
                 source=self.name,
             ) from None
         problem = fetcher.refusal(target)
         if problem:
-            raise fetcher.error(f"page {self.pages_read}'s next link: {problem}")
+            raise fetcher.error(
+                gettext("page %(pages_read)s's next link: %(problem)s")
+                % {"pages_read": self.pages_read, "problem": problem}
+            )
         text = str(target)
         if text in seen:
             raise SourceError(
-                f"the next link {shown(target)} repeats: a pagination loop", source=self.name
+                gettext("the next link %(target)s repeats: a pagination loop")
+                % {"target": shown(target)},
+                source=self.name,
             )
         seen.add(text)
         return text
+

@@ -1,9 +1,10 @@
 """What one read of an HTTP source may cost: deadlines, body size, decompression, JSON nesting.
 
 - :class:`Clock` holds the two deadlines (``HTTP_DEADLINE`` for the whole read,
-  ``HTTP_RESPONSE_DEADLINE`` for one response) and :class:`DeadlineTransport` makes every
-  socket operation wait at most until the nearer one, so a server that sends one byte every
-  few seconds (headers or body) is stopped on time, not after the per-read timeout.
+  ``HTTP_RESPONSE_DEADLINE`` for one response), which
+  :class:`djsync.sources.http_transport.DeadlineTransport` makes every socket operation
+  wait for at most, so a server that sends one byte every few seconds (headers or body) is
+  stopped on time, not after the per-read timeout.
 - :func:`body_chunks` streams a body: Content-Length checked first, then raw and decoded
   bytes counted against ``HTTP_MAX_BODY``, gzip/deflate inflated in bounded pieces (a gzip
   bomb, nested encodings included, never inflates past the limit).
@@ -14,17 +15,22 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import ssl
 import time
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
 import ijson
+from django.utils.translation import gettext
+
+from djsync.extras import lazy, require
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source or target")
 
 #: Bytes one inflate step may produce: a bomb is read a piece at a time, never whole.
 PIECE = 64 * 1024
@@ -81,90 +87,20 @@ class Clock:
         return left if timeout is None else max(0.0, min(timeout, left))
 
 
-class _Stream(httpcore.NetworkStream):
-    """A socket stream whose every wait ends by the clock's nearer deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream, clock: Clock) -> None:
-        self._inner = inner
-        self._clock = clock
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            return self._inner.read(max_bytes, self._clock.cap(timeout))
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        try:
-            self._inner.write(buffer, self._clock.cap(timeout))
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        try:
-            inner = self._inner.start_tls(ssl_context, server_hostname, self._clock.cap(timeout))
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-        return _Stream(inner, self._clock)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _Backend(httpcore.NetworkBackend):
-    def __init__(self, clock: Clock) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._clock = clock
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        try:
-            stream = self._inner.connect_tcp(
-                host, port, self._clock.cap(timeout), local_address, socket_options
-            )
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-        return _Stream(stream, self._clock)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-@functools.cache
 def ssl_context() -> ssl.SSLContext:
-    """One TLS context (the system's trusted roots) for every request this process makes:
-    building one costs ~15 ms, and a run makes several clients."""
-    return httpx.create_ssl_context(trust_env=False)
+    """The process's one TLS context (djsync.sources.http_transport, imported with httpx)."""
+    require("httpx", "an HTTP source or target")
+    from djsync.sources.http_transport import ssl_context as context
+
+    return context()
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's own transport on sockets that never wait past the clock's deadlines.
+def deadline_transport(clock: Clock) -> httpx.BaseTransport:
+    """httpx's transport bound to ``clock``'s deadlines (djsync.sources.http_transport)."""
+    require("httpx", "an HTTP source")
+    from djsync.sources.http_transport import DeadlineTransport
 
-    httpx takes no network backend, so the connection pool is rebuilt with one; no
-    environment proxy or ``.netrc`` is read (``trust_env=False``)."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(verify=ssl_context(), trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context(),
-            max_connections=10,
-            network_backend=_Backend(clock),
-        )
+    return DeadlineTransport(clock)
 
 
 class BodyTooLarge(ValueError):
@@ -184,7 +120,9 @@ def body_chunks(
     snippet of an error page). Content-Length is checked before anything is read."""
     length = response.headers.get("content-length", "").strip()
     if not truncate and length.isdigit() and int(length) > limit:
-        raise BodyTooLarge(f"its Content-Length is {int(length):,}")
+        raise BodyTooLarge(
+            gettext("its Content-Length is %(length)s") % {"length": format(int(length), ",")}
+        )
     encodings = [
         e.strip().lower()
         for e in response.headers.get("content-encoding", "").split(",")
@@ -192,9 +130,14 @@ def body_chunks(
     ]
     for encoding in encodings:
         if encoding not in ENCODINGS:
-            raise BadEncoding(f"it is encoded with {encoding[:40]!r}; djsync reads gzip or deflate")
+            raise BadEncoding(
+                gettext("it is encoded with %(encoding)r; djsync reads gzip or deflate")
+                % {"encoding": encoding[:40]}
+            )
     if len(encodings) > MAX_ENCODINGS:
-        raise BadEncoding(f"it stacks {len(encodings)} content encodings")
+        raise BadEncoding(
+            gettext("it stacks %(encodings)s content encodings") % {"encodings": len(encodings)}
+        )
     stream: Iterator[bytes] = _raw(response, limit=limit, clock=clock, truncate=truncate)
     for encoding in reversed(encodings):
         stream = _inflate(stream, encoding)
@@ -205,7 +148,9 @@ def body_chunks(
             if truncate:
                 yield piece[: limit - total]
                 return
-            raise BodyTooLarge(f"once decompressed ({', '.join(encodings)})")
+            raise BodyTooLarge(
+                gettext("once decompressed (%(encodings)s)") % {"encodings": ", ".join(encodings)}
+            )
         if clock is not None:
             clock.check()
         yield piece
@@ -221,7 +166,7 @@ def _raw(
             if truncate:
                 yield chunk[: limit - total]
                 return
-            raise BodyTooLarge("as sent")
+            raise BodyTooLarge(gettext("as sent"))
         if clock is not None:
             clock.check()
         if chunk:
@@ -254,7 +199,10 @@ def _inflate(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
                     data = decompressor.unused_data  # the next gzip member, if any
                     decompressor = None
     except zlib.error as exc:
-        raise BadEncoding(f"its {encoding} bytes are corrupt ({exc})") from None
+        raise BadEncoding(
+            gettext("its %(encoding)s bytes are corrupt (%(exc)s)")
+            % {"encoding": encoding, "exc": exc}
+        ) from None
 
 
 class NotJSON(ValueError):
@@ -399,8 +347,11 @@ class PageDecoder:
     def _open(self, is_list: bool) -> None:
         if len(self.stack) >= self.max_depth:
             raise PageProblem(
-                f'page {self.page} nests deeper than DJSYNC["JSON_MAX_DEPTH"] '
-                f"({self.max_depth} levels)"
+                gettext(
+                    'page %(page)s nests deeper than DJSYNC["JSON_MAX_DEPTH"] (%(max_depth)s '
+                    "levels)"
+                )
+                % {"page": self.page, "max_depth": self.max_depth}
             )
         mode, key = self._place(is_list, None if is_list else _CONTAINER)
         if mode == _RECORDS:
@@ -420,8 +371,8 @@ class PageDecoder:
             records.count += 1
             if not isinstance(value, dict):
                 raise PageProblem(
-                    f"page {self.page}, record {records.count}: expected an object, got "
-                    f"{type(value).__name__}"
+                    gettext("page %(page)s, record %(count)s: expected an object, got %(name)s")
+                    % {"page": self.page, "count": records.count, "name": type(value).__name__}
                 )
             if records.first is None:
                 records.first = value
@@ -438,19 +389,31 @@ class PageDecoder:
             if self.records is not None or self.found == ("NoneType",):
                 return
             if self.found:
-                raise PageProblem(f"page {page}: expected a list of objects, got {self.found[0]}")
-            raise PageProblem(f"page {page} has no {'.'.join(self.steps)!r} (the records path)")
+                raise PageProblem(
+                    gettext("page %(page)s: expected a list of objects, got %(found)s")
+                    % {"page": page, "found": self.found[0]}
+                )
+            raise PageProblem(
+                gettext("page %(page)s has no %(steps)r (the records path)")
+                % {"page": page, "steps": ".".join(self.steps)}
+            )
         if doc is None or isinstance(doc, StreamedList):
             return
         if isinstance(doc, dict):
             lists = [v for v in doc.values() if isinstance(v, list)]
             if len(lists) != 1:
                 raise PageProblem(
-                    f"page {page}: expected a list of objects; set the source's records "
-                    f"path (keys here: {', '.join(map(str, doc)) or 'none'})"
+                    gettext(
+                        "page %(page)s: expected a list of objects; set the source's records path "
+                        "(keys here: %(value)s)"
+                    )
+                    % {"page": page, "value": ", ".join(map(str, doc)) or "none"}
                 )
             return
-        raise PageProblem(f"page {page}: expected a list of objects, got {type(doc).__name__}")
+        raise PageProblem(
+            gettext("page %(page)s: expected a list of objects, got %(name)s")
+            % {"page": page, "name": type(doc).__name__}
+        )
 
 
 #: Stands for "a container" in :meth:`PageDecoder._place` (its type name is dict or list).
