@@ -160,7 +160,7 @@ def check_jobs(
 
 def job_problem(job: Any) -> str | None:
     """Why ``job`` would be refused before reading anything, or None."""
-    from djsync.exports.jobs import check_target, is_export
+    from djsync.exports.step import check_target, is_export
     from djsync.mapping.registry import importer_names, split_names
     from djsync.runs.steps import make_importer, make_importers, make_source
 

@@ -228,7 +228,7 @@ class SyncJobForm(forms.ModelForm):
         ``Meta.databases`` (``{"database": "reporting"}``, checked with the job), or an
         export's options; where an export may write is checked when it runs
         (docs/security.md)."""
-        from djsync.exports.jobs import TARGET_OPTIONS
+        from djsync.exports.step import TARGET_OPTIONS
 
         options = self.cleaned_data.get("target") or {}
         if not isinstance(options, dict):

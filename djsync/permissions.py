@@ -2,7 +2,8 @@
 
 A preview shows target data, so it needs view permission on the target model; an apply
 writes it, so it needs the target's add, change and delete permissions for exactly the
-actions the plan contains. A preview belongs to the user who started it: only they, or a
+actions the plan contains (an export writes a file, not its model: view permission
+suffices). A preview belongs to the user who started it: only they, or a
 user with ``djsync.apply_any_preview``, may apply, discard or cancel it. What a job reads
 and writes (its importer, source and target) is edited only with
 ``djsync.change_syncjob_source``, apart from its other fields and from running it.
@@ -18,6 +19,7 @@ from django.db import models
 from django.utils.translation import gettext as _
 
 from djsync.exceptions import DjsyncError
+from djsync.exports.step import is_export
 from djsync.mapping.registry import get_importer_class
 from djsync.mapping.switches import ACTION_PERMISSIONS
 from djsync.models import SyncJob, SyncRun
@@ -135,6 +137,8 @@ def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
         return [_("importer %(importer)r is not registered") % {"importer": run.job.importer}]
     missing = [] if can_preview(user, run.job) else ["djsync.add_syncrun"]
     missing += [p for p in target_permissions(run.job) if not user.has_perm(p)]
+    if is_export(run.job):  # writes a file, not the model it reads (view permission)
+        return missing
     if len(found) == 1 and len(importer_names(run.job)) == 1:
         return missing + missing_for_counts(user, found[0], run.counts)
     zero = dict.fromkeys(ACTION_PERMISSION, 0)
@@ -155,6 +159,8 @@ def missing_run_permissions(
         return [_("importer %(importer)r is not registered") % {"importer": job.importer}]
     missing = [] if can_preview(user, job) else ["djsync.add_syncrun"]
     missing += [p for p in target_permissions(job) if not user.has_perm(p)]
+    if is_export(job):
+        return missing
     try:
         importers = make_importers(job)
         for importer in importers:

@@ -46,7 +46,7 @@ def test_export_job_writes_a_dated_csv_that_syncs_back(catalogue, make_job, tmp_
     today = timezone.localdate().isoformat()
     path = tmp_path / "out" / f"products-{today}.csv"
     assert run.rows_read == 3
-    assert run.stats["testapp.Product"]["path"] == str(path)
+    assert run.stats["testapp.Product"]["file"] == str(path)
     rows = read_csv(path)
     assert list(rows[0]) == ["sku", "name", "price", "qty", "updated", "active", "category_code"]
     assert rows[0] == {
@@ -196,6 +196,12 @@ def test_runsync_exports_an_export_job_and_any_job_with_export(
         "runsync", "plain", "--export", str(tmp_path / "plain-{date}.xlsx"), "--no-progress"
     )
     assert (tmp_path / f"plain-{timezone.localdate().isoformat()}.xlsx").exists()
+
+    capsys.readouterr()
+    call_command("runsync", "plain", "--export", str(tmp_path / "dry.csv"), "--dry-run")
+    assert not (tmp_path / "dry.csv").exists()
+    out = capsys.readouterr().out
+    assert "previewed (dry run)" in out and "3 created" in out
 
     with pytest.raises(CommandError, match="cannot write the export"):
         call_command("runsync", "plain", "--export", str(tmp_path / "e.tsv" / "x.csv"))

@@ -34,7 +34,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("advance", A): {D, A},
     ("claim_preview", A): {P},
     ("finish", P): {D},
-    ("finish", S): {R, A},
+    ("finish", S): {A},  # an export applies like any run (it no longer ends while reading)
     ("fail", F): {Q, R, D, A, P},
     ("stop", C): {R, D, A, P},
     ("requeue", Q): {R, D, A},

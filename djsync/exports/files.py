@@ -159,6 +159,11 @@ class Columns:
             renderers if any(renderers) else None,
         )
 
+    def rows(self, queryset: models.QuerySet) -> Iterator[Sequence[Any]]:
+        """The queryset's rows as the file shows them, streamed in chunks (``BATCH_SIZE``)."""
+        rows = queryset.values_list(*self.paths).iterator(chunk_size=settings.BATCH_SIZE)
+        return _rendered(rows, self.renderers) if self.renderers else rows
+
 
 @dataclass
 class ExportResult:
@@ -187,9 +192,7 @@ def export_queryset(
     columns = columns or (
         Columns.for_importer(importer) if importer else Columns.for_model(queryset.model)
     )
-    rows = queryset.values_list(*columns.paths).iterator(chunk_size=settings.BATCH_SIZE)
-    if columns.renderers:
-        rows = _rendered(rows, columns.renderers)
+    rows = columns.rows(queryset)
     count = write_rows(target, fmt, columns.headers, rows, neutralize_formulas=neutralize_formulas)
     return ExportResult(path=target, format=fmt, rows=count)
 
@@ -208,6 +211,22 @@ def write_rows(
     neutralize_formulas: bool = True,
 ) -> int:
     """Write ``rows`` to ``path`` atomically: a temporary file, renamed when complete."""
+    temp, count = stage_rows(path, fmt, headers, rows, neutralize_formulas=neutralize_formulas)
+    replace_file(temp, path)
+    return count
+
+
+def stage_rows(
+    path: Path,
+    fmt: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    neutralize_formulas: bool = True,
+) -> tuple[Path, int]:
+    """Write ``rows`` to a hidden temporary file beside ``path`` (``.name.XXXX.part``),
+    flushed to disk; return it and the number of rows. :func:`replace_file` puts it in
+    place; on any failure it is removed and ``path`` is left as it was."""
     clean = neutralize_formulas and fmt in SPREADSHEET
     if clean:
         rows = ([neutralize(v) for v in row] for row in rows)
@@ -228,7 +247,6 @@ def write_rows(
             count = WRITERS.get(fmt, _write_tablib)(handle, fmt, list(headers), rows)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise TargetError(
@@ -238,7 +256,28 @@ def write_rows(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return count
+    return temp, count
+
+
+def replace_file(temp: Path, path: Path) -> None:
+    """Rename a file :func:`stage_rows` wrote over ``path`` (atomic on one file system), and
+    flush the directory entry; the temporary file is removed if that fails."""
+    path = Path(path)
+    try:
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise TargetError(f"{path}: writing the export failed: {exc.strerror or exc}") from None
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a platform without directory handles: the rename is done
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
 
 
 # -- writers: each returns the number of rows written ----------------------------------------

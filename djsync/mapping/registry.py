@@ -167,7 +167,7 @@ MODEL_TARGET_OPTIONS = frozenset({"kind", "database"})
 def job_database(target: Any, names: Sequence[str], *, job: str) -> str | None:
     """The database alias a job's ``target`` (data) picks for its importers ``names``,
     among those every one declares in ``Meta.databases`` (code); None: the importers'
-    own. An export's target is a file (djsync.exports.jobs) and picks none."""
+    own. An export's target is a file (djsync.exports.step) and picks none."""
     from djsync.exceptions import ConfigurationError
 
     options = target if isinstance(target, dict) else {}

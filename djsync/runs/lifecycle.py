@@ -83,8 +83,8 @@ TRANSITIONS: dict[str, frozenset[tuple[str, str]]] = {
     ),
     # The apply of a stored preview takes it, once: of two tabs or tasks, one wins.
     "claim_preview": _from([PREVIEWED], APPLYING),
-    # A dry run ends previewed, a run succeeded (an export writes its file while reading).
-    "finish": frozenset({(DIFFING, PREVIEWED), (APPLYING, SUCCEEDED), (READING, SUCCEEDED)}),
+    # A dry run ends previewed, a run succeeded.
+    "finish": frozenset({(DIFFING, PREVIEWED), (APPLYING, SUCCEEDED)}),
     # A run that raised; a queued one whose task could not be sent or was never taken; a
     # preview whose apply could not start (its job's lock could not be taken).
     "fail": _from([QUEUED, *RUNNING, PREVIEWED], FAILED),

@@ -250,7 +250,7 @@ def written_models(job: SyncJob) -> list[tuple[str, str]]:
     """``(model label, database alias)`` of every model a run of ``job`` writes: its
     importer's, or each importer's of a multi-model job; none for an export. An importer
     that cannot be found is left out (the run then fails on it with its own message)."""
-    from djsync.exports.jobs import is_export
+    from djsync.exports.step import is_export
     from djsync.mapping.registry import get_importer_class
     from djsync.runs.steps import importer_names
 

@@ -1,11 +1,11 @@
 """The one orchestrator: every door — runsync, ``djsync.run``, the admin, Celery, beat —
 records a run and carries it out here, on one lifecycle (djsync.runs.lifecycle).
 
-A job is a list of steps (djsync.runs.steps: one per importer, parents first); an export is a
-step kind of its own (djsync.exports.jobs). Each step is planned on the path
-:mod:`djsync.backends` chooses; the plans are recorded, and applied unless the run is a
-dry run. A stored preview is applied later through :func:`apply_previewed`, on the same
-path, after a staleness check where the data is.
+A job is a list of steps (djsync.runs.steps: one per importer, parents first); an export is
+a step whose target is a file (djsync.exports.step, djsync.targets.file). Each step is
+planned on the path :mod:`djsync.backends` chooses; the plans are recorded, and applied
+unless the run is a dry run. A stored preview is applied later through
+:func:`apply_previewed`, on the same path, after a staleness check where the data is.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from djsync.engine.apply import check_limits
 from djsync.exceptions import ConfigurationError, RunLocked, RunStateError, TargetError
-from djsync.exports.jobs import export_run, is_export
+from djsync.exports.step import ExportTo
 from djsync.mapping.switches import JOB_FIELDS, SWITCH_NAMES
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import incremental, steps
@@ -184,12 +184,13 @@ def execute(
     source: Source | None = None,
     source_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    export: ExportTo | None = None,
 ) -> SyncRun:
     """Read and plan every step, record the plans, and (unless a dry run) apply them.
 
     The job's lock is held throughout (one run per job at a time, see djsync.runs.monitor).
     ``file``, ``source`` and ``source_options`` give a single-importer job's source for
-    this run.
+    this run; ``export`` a file to export it to instead (djsync.exports.jobs.export_job).
     """
     progress = progress or Progress()
     job = sync_run.job
@@ -197,12 +198,12 @@ def execute(
     runs = SyncRun.objects
     try:
         progress = held.enter_context(guard(sync_run, progress))
-        if is_export(job):
-            return export_run(sync_run)
-        todo = steps.make_steps(job, sync_run.options)
+        todo = steps.make_steps(job, sync_run.options, export=export)
         held.callback(steps.close, todo)  # staging tables go when the run ends
 
         def source_of(step: steps.Step) -> Source:
+            if step.source is not None:  # an export: the model's rows in scope
+                return step.source
             if source is not None and not steps.is_multi(job):
                 return source
             return make_source(job, step.importer, file=file, source_options=source_options)
@@ -252,13 +253,18 @@ def _apply(
         )
     total = sum(plan.total for plan in steps.plans(todo))
     try:
-        with steps.write_transaction(todo):
-            if stale:
-                for step in todo:
-                    steps.check_stale(step.plan, step.importer)  # type: ignore[arg-type]
-            sync_run.rows_applied = steps.apply_steps(
-                sync_run, todo, progress=_apply_progress(progress, total)
-            )
+        try:
+            with steps.write_transaction(todo):
+                if stale:
+                    for step in todo:
+                        steps.check_stale(step.plan, step.importer)  # type: ignore[arg-type]
+                sync_run.rows_applied = steps.apply_steps(
+                    sync_run, todo, progress=_apply_progress(progress, total)
+                )
+            steps.finish_targets(sync_run, todo)  # staged writes take effect (a file renamed)
+        except BaseException:
+            steps.discard_targets(todo)
+            raise
     except Exception as exc:
         kept = steps.untransacted_writes(todo)
         refused = steps.record_refusals(sync_run, todo)

@@ -99,17 +99,9 @@ def summary_line(run: SyncRun) -> str:
         if run.duration is not None
         else ""
     )
-    exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
-    if exported and not wrote_nothing(run):
-        done = "; ".join(
-            ngettext(
-                "exported %(exported)s row to %(path)s",
-                "exported %(exported)s rows to %(path)s",
-                s["exported"],
-            )
-            % {"exported": s["exported"], "path": s["path"]}
-            for s in exported
-        )
+    files = [s for s in (run.stats or {}).values() if isinstance(s, dict) and _file_of(s)]
+    if files and not run.dry_run and not wrote_nothing(run):
+        done = "; ".join(_export_text(s) for s in files)
         return f"{run.job.name}: {run.get_status_display()}{took} — {done}"
     line = f"{run.job.name}: {run.get_status_display()}{mode}{took} — {outcome_text(run)}"
     if wrote_nothing(run):
@@ -125,6 +117,25 @@ def summary_line(run: SyncRun) -> str:
     return line
 
 
+def _file_of(stats: dict[str, Any]) -> str | None:
+    """The file an export wrote (runs before file targets kept it under ``path``)."""
+    return stats.get("file") or (stats.get("path") if "exported" in stats else None)
+
+
+def _export_text(stats: dict[str, Any]) -> str:
+    """``exported 1200 rows to exports/p.csv (12 created, …)``, or nothing to change."""
+    if "exported" not in stats:
+        return _("nothing to change in %(path)s") % {"path": _file_of(stats)}
+    line = ngettext(
+        "exported %(exported)s row to %(path)s",
+        "exported %(exported)s rows to %(path)s",
+        stats["exported"],
+    ) % {"exported": stats["exported"], "path": _file_of(stats)}
+    if "created" in stats:
+        line += f" ({counts_text({'errors': 0, **stats})})"
+    return line
+
+
 def key_text(key: list[Any]) -> str:
     return ", ".join(str(k) for k in key)
 
@@ -136,8 +147,14 @@ def requests(run: SyncRun) -> dict[str, Any]:
 
     from djsync.exceptions import ConfigurationError
     from djsync.mapping.registry import importers_of
+    from djsync.runs.steps import exported_to, make_steps
 
     try:
+        export = exported_to(run)
+        if export is not None:  # an export: its file says which rows change
+            return {
+                s.importer.label: s.importer.target for s in make_steps(run.job, {}, export=export)
+            }
         importers = importers_of(run.job.importer, job=run.job.name)
     except (ConfigurationError, ImproperlyConfigured):  # an importer gone since: plain lines
         return {}

@@ -25,6 +25,7 @@ from djsync import backends
 from djsync.engine.apply import apply_plan, check_limits
 from djsync.engine.diff import Create, Delete, Plan, StagedPlan, Update, same
 from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound, stale_error
+from djsync.exports import step as exports
 from djsync.mapping.fields import related_model
 from djsync.mapping.registry import (
     bind,
@@ -55,6 +56,8 @@ class Step:
     #: What the apply wrote and what the target refused (a target that is not a database
     #: answers item by item).
     result: WriteResult = field(default_factory=WriteResult)
+    #: The step's own source (an export reads its model), else the job's or the run's.
+    source: Source | None = None
 
 
 # -- the job's importers -------------------------------------------------------------------
@@ -132,8 +135,18 @@ def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, An
     return switches.with_overrides(**options)
 
 
-def make_steps(job: SyncJob, options: dict[str, Any]) -> list[Step]:
-    return [Step(imp, resolve_switches(imp, job, options)) for imp in make_importers(job)]
+def make_steps(
+    job: SyncJob, options: dict[str, Any], *, export: exports.ExportTo | None = None
+) -> list[Step]:
+    """The job's steps; an export job's (or any job's with ``export``) is one step whose
+    target is a file and whose source is the importer's model."""
+    if export is None and not exports.is_export(job):
+        return [Step(imp, resolve_switches(imp, job, options)) for imp in make_importers(job)]
+    if is_multi(job):
+        raise ConfigurationError(f"job {job.name!r} has several importers; export one at a time")
+    importer = make_importer(job)
+    _, source = exports.export_step(job, importer, export)
+    return [Step(importer, exports.export_switches(job, options), source=source)]
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -309,7 +322,10 @@ def record_plans(sync_run: SyncRun, steps: Sequence[Step]) -> None:
     stats: dict[str, Any] = {}
     warnings: list[str] = []
     several = len(steps) > 1
-    for plan in plans(steps):
+    for step in steps:
+        plan = step.plan
+        if plan is None:
+            continue
         counts = plan.counts
         for name in totals:
             totals[name] += counts[name]
@@ -320,6 +336,7 @@ def record_plans(sync_run: SyncRun, steps: Sequence[Step]) -> None:
             "path": plan.path,
             "fields": plan.compared,
             **error_stats(plan),
+            **step.importer.target.report(),
         }
         save_plan(sync_run, plan)  # first: it may add a warning (changes left out)
         warnings.extend(f"{plan.model}: {w}" if several else w for w in plan.warnings)
@@ -481,7 +498,7 @@ def untransacted_writes(steps: Sequence[Step]) -> int:
 def stored_steps(sync_run: SyncRun) -> list[Step]:
     """The steps of a previewed run with the plans it stored, ready to check and apply (on
     the staged path, restaged in SQL; see :func:`djsync.backends.stored_plan`)."""
-    steps = make_steps(sync_run.job, sync_run.options)
+    steps = make_steps(sync_run.job, sync_run.options, export=exported_to(sync_run))
     try:
         for step in steps:
             if sync_run.errors and step.switches.on_row_error == "fail":
@@ -498,6 +515,34 @@ def stored_steps(sync_run: SyncRun) -> list[Step]:
         close(steps)
         raise
     return steps
+
+
+def exported_to(sync_run: SyncRun) -> exports.ExportTo | None:
+    """The file a previewed export compared with (its stats say, as djsync recorded them):
+    applied there, whatever day it is now ({date} is not filled again)."""
+    for counts in (sync_run.stats or {}).values():
+        if isinstance(counts, dict) and counts.get("file"):
+            path = str(counts["file"]).replace("{", "{{").replace("}", "}}")
+            return exports.ExportTo(path, counts.get("format"), compared=counts)
+    return None
+
+
+def finish_targets(sync_run: SyncRun, steps: Sequence[Step]) -> None:
+    """Every write went through: the targets that stage theirs make them take effect (a
+    file renamed into place); what they report joins each model's stats."""
+    stats = dict(sync_run.stats or {})
+    for step in steps:
+        target = step.importer.target
+        target.finish()
+        if step.plan is not None and target.report():
+            stats[step.plan.model] = {**stats.get(step.plan.model, {}), **target.report()}
+    sync_run.stats = stats
+
+
+def discard_targets(steps: Sequence[Step]) -> None:
+    """The apply failed: drop what the targets staged."""
+    for step in steps:
+        step.importer.target.discard()
 
 
 def check_stale(plan: Plan, importer: BaseImporter) -> None:

@@ -222,5 +222,21 @@ class Target:
                     progress(result.written + len(refused))
         return result
 
+    # -- the end of an apply ---------------------------------------------------------------
+    def finish(self) -> None:
+        """Make the writes take effect: called once per apply, after every target of the run
+        wrote without error (and the database transaction committed). A target that
+        stages its writes (a file written whole, then renamed into place) commits here;
+        an error stops the run as a write's would. Does nothing by default."""
+
+    def discard(self) -> None:
+        """Drop what the writes staged: called when the apply fails (a limit, another
+        target, a write of this one). Does nothing by default."""
+
+    def report(self) -> dict[str, Any]:
+        """What a run records about this target in ``stats[label]`` besides its counts (a
+        file's path and format, the rows written). Empty by default."""
+        return {}
+
     def __str__(self) -> str:
         return self.label or type(self).__name__

@@ -306,6 +306,7 @@ class Command(BaseCommand):
                     job,
                     path=opts["export"],
                     format=opts.get("export_format"),
+                    dry_run=opts["dry_run"],
                     trigger=SyncRun.Trigger.COMMAND,
                 )
             except Exception as exc:
