@@ -12,6 +12,10 @@ DEFAULTS: dict[str, Any] = {
     "DELETE_GUARD": 0.5,
     # Rows per INSERT/UPDATE/DELETE statement and per batch of stored changes.
     "BATCH_SIZE": 2000,
+    # Export jobs compare row by row only when the previous file and the model's rows in
+    # scope both hold at most this many rows; larger ones are rewritten whole, streamed,
+    # in flat memory (docs/exports.md). None: always compare.
+    "EXPORT_COMPARE_MAX_ROWS": 100_000,
     # Formats date and datetime converters accept besides ISO 8601 (always tried first).
     # ISO only by default: 01/02/2024 is no guess. An importer or a Field declares others
     # (date_formats=...); a value two formats read differently is a row error.

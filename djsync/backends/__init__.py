@@ -74,6 +74,10 @@ def build_plan(
 ) -> Plan:
     """Read ``source`` and plan ``importer``'s step on its path; the plan records the path
     (``plan.path``) and the fields it compared (``plan.compared``)."""
+    whole = importer.target.plan_whole(importer)
+    if whole is not None:  # rewritten whole, in flat memory: the source is not read here
+        whole.compared = [f.name for f in importer.active_fields]
+        return whole
     path = choose(importer, source)
     if path.backend is not None:
         plan: Plan = path.backend.build_plan(importer, source, switches, progress=progress)
@@ -89,6 +93,9 @@ def stored_plan(run: SyncRun, importer: BaseImporter, switches: Switches) -> Pla
     apply: on the staged path, its changes restaged in SQL; else read back into Python."""
     from djsync.store import load_plan
 
+    whole = importer.target.plan_whole(importer, stored=(run.stats or {}).get(importer.label))
+    if whole is not None:
+        return whole
     fields = stored_fields(run, importer.label)
     path = choose(importer)
     if fields is not None and not set(fields) <= set(importer.bound_fields):

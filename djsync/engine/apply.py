@@ -62,8 +62,8 @@ def check_limits(plan: Plan, switches: Switches) -> None:
                 % {"model": plan.model, "count": count, "what": what, "limit": limit}
             )
     guard = switches.delete_guard
-    if plan.deletes and guard is not None and not switches.force and plan.rows_in_scope:
-        share = len(plan.deletes) / plan.rows_in_scope
+    if plan.removes and guard is not None and not switches.force and plan.rows_in_scope:
+        share = plan.removes / plan.rows_in_scope
         if share > guard:
             raise DeleteGuardError(
                 _(
@@ -73,7 +73,7 @@ def check_limits(plan: Plan, switches: Switches) -> None:
                 )
                 % {
                     "model": plan.model,
-                    "deletes": len(plan.deletes),
+                    "deletes": plan.removes,
                     "rows_in_scope": plan.rows_in_scope,
                     "share": format(share, ".0%"),
                     "guard": format(guard, ".0%"),

@@ -187,8 +187,40 @@ class Plan:
     def total(self) -> int:
         return len(self.creates) + len(self.updates) + len(self.deletes)
 
+    @property
+    def removes(self) -> int:
+        """Target rows the plan removes (what the delete guard weighs)."""
+        return len(self.deletes)
+
     def __bool__(self) -> bool:
         return bool(self.total)
+
+
+@dataclass
+class WholePlan(Plan):
+    """A target rewritten whole without a plan per row: it holds counts, not actions, so
+    its cost stays flat however many rows there are (an export over
+    ``EXPORT_COMPARE_MAX_ROWS``, a first export, a format that cannot be read back)."""
+
+    #: Rows the target will hold (counted when planned; the apply reports what it wrote).
+    rows: int = 0
+    #: Whether every row counts as created (nothing to compare with), else "rewritten".
+    new: bool = True
+    #: Rows the target removes at least (known from a previous file counted up to a cap).
+    removed: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        created = self.rows if self.new else 0
+        return {"created": created, "updated": 0, "deleted": 0, "unchanged": 0, "errors": 0}
+
+    @property
+    def total(self) -> int:
+        return self.rows or 1  # an empty file is written too
+
+    @property
+    def removes(self) -> int:
+        return self.removed
 
 
 def unkeyed_errors_note(missing: int) -> str:

@@ -101,6 +101,7 @@ def export_step(
         label=importer.label,
         neutralize_formulas=options.get("neutralize_formulas", True),
         compared=export.compared if export else None,
+        count=queryset.count,
     )
     importer.target = target
     return target, ModelRows(queryset, columns, name=importer.label)

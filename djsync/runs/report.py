@@ -131,7 +131,10 @@ def _export_text(stats: dict[str, Any]) -> str:
         "exported %(exported)s rows to %(path)s",
         stats["exported"],
     ) % {"exported": stats["exported"], "path": _file_of(stats)}
-    if "created" in stats:
+    whole = stats.get("whole")
+    if isinstance(whole, dict) and not whole.get("new"):  # no counts per row to show
+        line += _(" (rewritten whole, not compared row by row)")
+    elif "created" in stats:
         line += f" ({counts_text({'errors': 0, **stats})})"
     return line
 

@@ -222,6 +222,12 @@ class Target:
                     progress(result.written + len(refused))
         return result
 
+    def plan_whole(self, importer: Mapper, stored: dict[str, Any] | None = None) -> Plan | None:
+        """A plan that rewrites the target whole, holding counts rather than a change per
+        row (``stored``: the stats a preview recorded, to apply it); None, the default:
+        compare row by row."""
+        return None
+
     # -- the end of an apply ---------------------------------------------------------------
     def finish(self) -> None:
         """Make the writes take effect: called once per apply, after every target of the run

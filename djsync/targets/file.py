@@ -15,7 +15,10 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from djsync.engine.diff import Key, Plan, TargetRow
+from django.utils.translation import gettext as _
+
+from djsync.conf import settings
+from djsync.engine.diff import Key, Plan, TargetRow, WholePlan
 from djsync.exceptions import ConflictError, SourceError, TargetError
 from djsync.exports.files import replace_file, stage_rows
 from djsync.sources.files import FORMATS, FileSource
@@ -29,8 +32,11 @@ class FileTarget(Target):
     ``headers``: the importer's mapping in reverse, so it reads back through the importer.
 
     ``rows`` is called once per apply, and streamed: the file equals the source as it is
-    then. Formats the file sources cannot read (html, latex…) are written without
-    comparing: every row counts as created.
+    then. ``count`` (one COUNT query) says how many rows it gives: an export compares row
+    by row only when the previous file and the source both hold at most
+    ``EXPORT_COMPARE_MAX_ROWS``; else, and for a first export and formats the file sources
+    cannot read (html, latex…), the run's plan is a :class:`WholePlan` of counts, flat in
+    memory (:meth:`plan_whole`).
     """
 
     #: The file is replaced whole or not at all: a failed apply leaves the previous one.
@@ -46,6 +52,7 @@ class FileTarget(Target):
         label: str,
         neutralize_formulas: bool = True,
         compared: dict[str, Any] | None = None,
+        count: Callable[[], int] | None = None,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -65,6 +72,11 @@ class FileTarget(Target):
         #: Rows written by the last apply (None: not written).
         self.exported: int | None = None
         self._staged: Path | None = None
+        self.count = count
+        #: How the run writes the file without comparing (:meth:`plan_whole`; None: compared).
+        self.whole: dict[str, Any] | None = None
+        #: The previous file's rows, read by :meth:`plan_whole` within the cap, for the diff.
+        self._previous: dict[Key, TargetRow] | None = None
 
     @property
     def readable(self) -> bool:
@@ -77,6 +89,15 @@ class FileTarget(Target):
         source (the file is one: it syncs back), or none when there is no file yet. A file
         that cannot be read, or is not this export's (no key column), stops the run: its
         error names the file; move it away to start afresh."""
+        if self._previous is not None:  # read by plan_whole just now, within the cap
+            rows, self._previous = self._previous, None
+            return rows
+        self._check_version()
+        if self.whole is not None or not self._exists():
+            return {}
+        return self._read(importer) or {}
+
+    def _check_version(self) -> None:
         self.rewrite = True
         self.compared = _version(self.path)
         if self.expected is not None and self.compared != self.expected.get("version"):
@@ -84,8 +105,12 @@ class FileTarget(Target):
                 f"{self.path}: the file changed since the preview (it is rewritten whole, so "
                 "an edit made since would be lost). Nothing written; preview again."
             )
-        if not self.readable or self.compared is None or not self.compared["size"]:
-            return {}
+
+    def _exists(self) -> bool:
+        return self.readable and self.compared is not None and bool(self.compared["size"])
+
+    def _read(self, importer: Mapper, most: int | None = None) -> dict[Key, TargetRow] | None:
+        """The previous file's rows by key; None (what was read dropped) past ``most`` rows."""
         source = FileSource(self.path, format=self.format)
         fields = importer.active_fields
         keys = [f for f in fields if f.name in getattr(importer, "keys", ())]
@@ -103,6 +128,9 @@ class FileTarget(Target):
                 }
                 values = importer.normalize_target_row(values)
                 rows[importer.key_of(values)] = TargetRow(pk=row, values=values)
+                if most is not None and len(rows) > most:
+                    rows.clear()
+                    return None
             if not columns and source.columns is not None:
                 columns = self._columns(source.columns, fields, keys)
         except SourceError as exc:
@@ -114,6 +142,69 @@ class FileTarget(Target):
             records.close()
         self.rewrite = list(source.columns or []) != self.headers
         return rows
+
+    def plan_whole(
+        self, importer: Mapper, stored: dict[str, Any] | None = None
+    ) -> WholePlan | None:
+        """The plan of an export written whole without comparing, in flat memory: none of
+        the source's rows is read here (one COUNT) and the previous file's only up to the
+        cap. None when both are within ``EXPORT_COMPARE_MAX_ROWS``: the diff compares them.
+
+        The delete guard weighs what is known cheaply: a previous file read past the cap
+        holds more rows than it, so a source under the cap removes at least the difference.
+        A source over the cap is not weighed (the previous file is not read at all)."""
+        if stored is not None:  # applying a preview: as it was planned, the file unchanged
+            self._check_version()
+            self.whole = stored.get("whole")
+            return self._whole_plan() if self.whole else None
+        self.whole = self._previous = None
+        self._check_version()
+        most = settings.EXPORT_COMPARE_MAX_ROWS
+        rows = self.count() if self.count is not None else None
+        if rows is None:
+            return None
+        name, reason, previous = self.path.name, "", 0
+        if not self.readable:
+            reason = _("%(format)s files are not read back to compare") % {"format": self.format}
+        elif not self._exists():
+            reason = _("no previous file to compare with")
+        elif most is not None and rows > most:
+            reason = _("over EXPORT_COMPARE_MAX_ROWS, %(most)s") % {"most": most}
+        else:
+            self._previous = self._read(importer, most)
+            if self._previous is not None:
+                return None
+            reason = _("over EXPORT_COMPARE_MAX_ROWS, %(most)s") % {"most": most}
+            previous = (most or 0) + 1  # at least: reading stopped there
+        new = not self.readable or not self._exists()
+        if new:
+            note = _("%(name)s will be created with %(rows)s rows (%(reason)s)")
+        else:
+            note = _(
+                "%(name)s will be rewritten with %(rows)s rows (not compared row by row: "
+                "%(reason)s)"
+            )
+        self.whole = {
+            "rows": rows,
+            "new": new,
+            "previous": previous,
+            "note": note % {"name": name, "rows": rows, "reason": reason},
+        }
+        return self._whole_plan()
+
+    def _whole_plan(self) -> WholePlan:
+        whole = self.whole or {}
+        rows, previous = int(whole.get("rows", 0)), int(whole.get("previous", 0))
+        return WholePlan(
+            model=self.label,
+            rows=rows,
+            new=bool(whole.get("new")),
+            removed=max(0, previous - rows),
+            rows_read=rows,
+            rows_in_scope=previous,
+            warnings=[str(whole.get("note", ""))],
+            path="whole: streamed, not compared",
+        )
 
     def _columns(self, have: Sequence[str], fields: Sequence[Any], keys: Sequence[Any]) -> dict:
         """The file's column of each field (as a source matches them: exact, else folded)."""
@@ -166,7 +257,10 @@ class FileTarget(Target):
                 self.rows(),
                 neutralize_formulas=self.neutralize_formulas,
             )
-        result.written += sum(len(getattr(plan, f"{action}s")) for action in actions)
+        if isinstance(plan, WholePlan):  # no action per row: the rows written
+            result.written += self.exported or 0
+        else:
+            result.written += sum(len(getattr(plan, f"{action}s")) for action in actions)
         if progress is not None:
             progress(result.written)
         return result
@@ -202,6 +296,8 @@ class FileTarget(Target):
             "format": self.format,
             "version": self.compared,
         }
+        if self.whole is not None:
+            found["whole"] = self.whole
         if self.exported is not None:
             found["exported"] = self.exported
         return found
