@@ -289,3 +289,89 @@ def test_the_admin_previews_an_export_and_applies_it_with_view_permission_only(
     assert preview.status == "succeeded", preview.error
     with path.open(newline="") as handle:
         assert next(r for r in csv.DictReader(handle) if r["sku"] == "A1")["qty"] == "7"
+
+
+def test_an_export_over_the_cap_is_rewritten_whole_without_a_change_per_row(
+    catalogue, make_job, tmp_path, settings, admin_client, capsys
+):
+    from django.urls import reverse
+
+    from djsync.exceptions import DeleteGuardError
+
+    settings.DJSYNC = {**settings.DJSYNC, "EXPORT_COMPARE_MAX_ROWS": 2}
+    job = export_job(make_job)
+    path = tmp_path / "out" / "products.csv"
+    first = djsync.run(job)
+    assert first.status == "succeeded" and first.created == 3
+    assert first.changes.count() == 0  # a first export: no plan per row
+    assert skus(path) == ["A1", "A2", "A3"]
+
+    Product.objects.filter(sku="A1").update(price=Decimal("6.00"))
+    Product.objects.create(sku="A4", name="Drill", price=9, qty=1)
+    before = path.read_bytes()
+    note = (
+        "products.csv will be rewritten with 4 rows (not compared row by row: over "
+        "EXPORT_COMPARE_MAX_ROWS, 2)"
+    )
+    dry = djsync.run(job, dry_run=True)
+    assert dry.status == "previewed", dry.error
+    assert (dry.created, dry.updated, dry.deleted, dry.unchanged) == (0, 0, 0, 0)
+    assert dry.changes.count() == 0 and dry.warnings == [note]
+    assert path.read_bytes() == before
+    page = admin_client.get(reverse("admin:djsync_syncrun_change", args=[dry.pk]))
+    assert note in page.content.decode()
+    call_command("runsync", "products-export", "--dry-run", "--no-progress")
+    assert note in capsys.readouterr().out
+
+    applied = apply_previewed(dry)
+    assert applied.status == "succeeded", applied.error
+    assert skus(path) == ["A1", "A2", "A3", "A4"]
+    with path.open(newline="") as handle:
+        assert next(r for r in csv.DictReader(handle) if r["sku"] == "A1")["price"] == "6.00"
+    call_command("runsync", "products-export", "--no-progress")
+    assert "exported 4 rows to" in capsys.readouterr().out
+
+    # The previous file (4 rows) is over the cap, the source (1 row) within it: the file
+    # loses at least 3 - 1 of the 3 rows read before reading stopped, past the guard.
+    Product.objects.exclude(sku="A1").delete()
+    with pytest.raises(DeleteGuardError, match="deletes 2 of 3 rows"):
+        djsync.run(job)
+    assert skus(path) == ["A1", "A2", "A3", "A4"]
+    assert djsync.run(job, force=True).status == "succeeded"
+    assert skus(path) == ["A1"]
+
+
+def test_within_the_cap_the_export_still_compares_row_by_row(
+    catalogue, make_job, tmp_path, settings
+):
+    settings.DJSYNC = {**settings.DJSYNC, "EXPORT_COMPARE_MAX_ROWS": 3}
+    job = export_job(make_job, path="p.csv")
+    assert djsync.run(job).status == "succeeded"
+    Product.objects.filter(sku="A2").update(qty=5)
+    run = djsync.run(job, dry_run=True)
+    assert (run.created, run.updated, run.unchanged) == (0, 1, 2) and not run.warnings
+    assert set(changes(run)) == {("update", "A2")}
+
+
+def test_a_first_export_of_many_rows_runs_in_flat_memory(db, make_job, tmp_path):
+    rows = 100_000
+    Product.objects.bulk_create(
+        (
+            Product(sku=f"S{n:06d}", name=f"product {n}", price=n % 100, qty=n % 7)
+            for n in range(rows)
+        ),
+        batch_size=5_000,
+    )
+    job = export_job(make_job, path="big.csv")
+    tracemalloc.start()
+    try:
+        run = djsync.run(job)  # the whole run: count, plan, write, record
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert run.status == "succeeded", run.error
+    assert run.created == rows and run.stats["testapp.Product"]["exported"] == rows
+    assert run.changes.count() == 0
+    assert peak < 10 * 1024 * 1024  # a plan per row took about 1 KiB a row: ~100 MB
+    with (tmp_path / "big.csv").open() as handle:
+        assert sum(1 for _ in handle) == rows + 1
