@@ -7,9 +7,12 @@ under tracemalloc (time and Python peak memory; the ratios are what to read):
 
 - ``writer``: ``export_queryset`` (no comparison, no run): the admin's download, and the
   whole of an export job before file targets;
-- ``job, first``: an export job into a new file (a plan of every row created);
-- ``job, no change``: the same again (the file read back and compared; nothing written);
-- ``job, 1% change``: after 1% of the rows changed (compared, then written whole).
+- ``job, first``: an export job into a new file (since issue 11 written whole: counts,
+  no plan per row);
+- ``job, no change``: the same again (the file read back and compared, nothing written;
+  over ``EXPORT_COMPARE_MAX_ROWS`` — 100,000 — rewritten whole without comparing);
+- ``job, 1% change``: after 1% of the rows changed (compared, then written whole; over
+  the cap, rewritten whole without comparing).
 """
 
 from __future__ import annotations
