@@ -21,7 +21,7 @@ from djsync.models import SyncJob, SyncRun
 from djsync.runs.orchestrator import get_job, new_run
 from djsync.uploads import release_upload
 
-__all__ = ["publish", "queue_preview", "queue_run"]
+__all__ = ["in_background", "publish", "queue_preview", "queue_run"]
 
 
 def queue_preview(
@@ -38,11 +38,11 @@ def queue_preview(
     to a worker once the surrounding transaction commits. ``format`` overrides the upload's
     extension; the stored file's extension is the format its preview reads it in.
 
-    With an eager Celery (no broker), an upload larger than ``BACKGROUND_PREVIEW_SIZE`` is
-    previewed in a background thread instead of inside the caller (the web request)."""
+    With an eager Celery (no broker), the preview runs in a background thread of this
+    process instead of inside the caller (the web request): see :func:`in_background`."""
     from django.db import transaction as tx
 
-    from djsync.tasks import preview_in_thread, preview_run  # the door this module serves
+    from djsync.tasks import preview_run, run_in_thread  # the door this module serves
 
     sync_run = new_run(
         job,
@@ -54,22 +54,30 @@ def queue_preview(
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
     )
-    if _in_background(upload):
-        tx.on_commit(lambda: preview_in_thread(sync_run.pk))
+    if _preview_in_background(upload):
+        tx.on_commit(lambda: run_in_thread(preview_run, sync_run.pk))
     else:
         tx.on_commit(lambda: _send(preview_run, sync_run))
     return sync_run
 
 
-def _in_background(upload: IO[bytes] | None) -> bool:
-    """A big upload with an eager Celery: previewed in a thread, not in the request."""
+def in_background() -> bool:
+    """Whether the admin's runs go to a background thread of this process: Celery runs its
+    tasks eagerly (no broker: the in-process default) and ``BACKGROUND_THREADS`` allows
+    threads. A broker's workers are the background otherwise."""
     from djsync.tasks import preview_run
 
+    return bool(settings.BACKGROUND_THREADS) and bool(preview_run.app.conf.task_always_eager)
+
+
+def _preview_in_background(upload: IO[bytes] | None) -> bool:
+    """A preview in a thread: see :func:`in_background`; an upload of at most
+    ``BACKGROUND_PREVIEW_SIZE`` bytes (None: every one) is previewed in the request."""
     limit = settings.BACKGROUND_PREVIEW_SIZE
-    size = getattr(upload, "size", None)
-    if upload is None or limit is None or size is None or size <= limit:
+    if not in_background() or limit is None:
         return False
-    return bool(preview_run.app.conf.task_always_eager)
+    size = getattr(upload, "size", None)
+    return upload is None or size is None or size > limit
 
 
 def queue_run(
@@ -80,11 +88,16 @@ def queue_run(
     format: str | None = None,
     trigger: str = SyncRun.Trigger.COMMAND,
     user: Any = None,
+    background: bool = False,
     **options: Any,
 ) -> SyncRun:
     """Create a queued run (``runsync --async``) and send it to a worker once the surrounding
-    transaction commits; a ``file`` is copied to private upload storage for the worker."""
-    from djsync.tasks import execute_run
+    transaction commits; a ``file`` is copied to private upload storage for the worker.
+
+    ``background`` (the admin's "Run now"): with an eager Celery the run goes to a thread
+    of this long-lived process (:func:`in_background`) instead of running in the caller; a
+    command, whose process ends with it, never asks for that."""
+    from djsync.tasks import execute_run, run_in_thread
 
     job = get_job(job)
     upload = ""
@@ -104,7 +117,11 @@ def queue_run(
         source_name=str(file) if file is not None else "",
         upload=upload,
     )
-    transaction.on_commit(lambda: _send(execute_run, sync_run), using=router.db_for_write(SyncRun))
+    using = router.db_for_write(SyncRun)
+    if background and in_background():
+        transaction.on_commit(lambda: run_in_thread(execute_run, sync_run.pk), using=using)
+    else:
+        transaction.on_commit(lambda: _send(execute_run, sync_run), using=using)
     return sync_run
 
 

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from djsync import permissions
+from djsync.display import estimate_data
 from djsync.exceptions import DjsyncError
 from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncChange, SyncJob, SyncRun
@@ -115,6 +116,7 @@ def status_data(run: SyncRun, step: str, admin_site: AdminSite) -> dict[str, Any
         "rows_read": run.rows_read,
         "rows_applied": run.rows_applied,
         "counts": run.counts,
+        **estimate_data(run),
         "error": run.error,
         "done": done,
         "url": run_url(run, "change", admin_site),

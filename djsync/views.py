@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from djsync import permissions, queue
 from djsync.conf import settings
+from djsync.display import progress_text, run_estimate
 from djsync.exceptions import DjsyncError, QueueError
 from djsync.exports.files import neutralize
 from djsync.forms import UploadForm
@@ -42,6 +43,7 @@ from djsync.run_page import (
     run_url,
     status_data,
 )
+from djsync.runs.monitor import is_stale, mark_dead
 from djsync.runs.report import key_text
 from djsync.uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
 
@@ -180,13 +182,19 @@ def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
         "cancel_url": run_url(run, "cancel", admin_site),
         "can_cancel": may_cancel(request.user, run),
         "opts": SyncRun._meta,
+        "estimate": run_estimate(run),
+        "progress_text": progress_text(run_estimate(run)),
     }
     return TemplateResponse(request, "admin/djsync/progress.html", context)
 
 
 def status(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> JsonResponse:
-    """The run's state as JSON, for the progress page."""
+    """The run's state as JSON, for the progress page. A running run without a heartbeat
+    for STALE_AFTER seconds whose lock is free (its thread or worker died) is marked
+    failed here, so that the page never waits for ever."""
     require_view(request, run)
+    if is_stale(run):
+        mark_dead(run)
     return JsonResponse(status_data(run, _step(request), admin_site))
 
 
@@ -316,7 +324,9 @@ def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun 
 
 
 def queue_apply(run: SyncRun, user: Any) -> SyncRun:
-    from djsync.tasks import apply_run
+    """Send the apply to a worker, or to a thread of this process with an eager Celery
+    (:func:`djsync.queue.in_background`), once the request's transaction commits."""
+    from djsync.tasks import apply_run, run_in_thread
 
     # An earlier attempt refused because the job was busy left a note; this is a new try.
     # The worker's apply claims the preview (previewed → applying) under the job's lock.
@@ -328,12 +338,15 @@ def queue_apply(run: SyncRun, user: Any) -> SyncRun:
         except QueueError as exc:  # the preview stays, to apply once the broker answers
             SyncRun.objects.keep_preview(run, exc)
 
-    transaction.on_commit(send)
+    if queue.in_background():
+        transaction.on_commit(lambda: run_in_thread(apply_run, run.pk, user.pk))
+    else:
+        transaction.on_commit(send)
     return run
 
 
 def queue_job_run(job: SyncJob, user: Any) -> SyncRun:
-    return queue.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user)
+    return queue.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user, background=True)
 
 
 # -- permissions -------------------------------------------------------------------------

@@ -227,8 +227,7 @@ class SyncRunQuerySet(models.QuerySet[Any]):
             else "nothing was written to the target"
         )
         error = (
-            f"the worker running it stopped during {run.status} (last heartbeat: {when}); "
-            f"{written}"
+            f"the worker running it stopped during {run.status} (last heartbeat: {when}); {written}"
         )
         if not self._move(run, "mark_dead", FAILED, error=error, finished_at=timezone.now()):
             return False

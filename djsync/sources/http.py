@@ -22,6 +22,7 @@ import httpx
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
+from djsync.runs.progress import Extent
 from djsync.sources.base import Source
 from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
@@ -335,6 +336,10 @@ class HttpSource(Source):
         return headers, query, secrets
 
     # -- reading -------------------------------------------------------------------------
+    def extent(self) -> Extent | None:
+        """Pages fetched so far; how many there are is not known before the last."""
+        return Extent(done=self.pages_read, total=None, unit="pages") if self.pages_read else None
+
     def read(self) -> Iterator[dict[str, Any]]:
         bases = self._allowed_start()
         credentials = self._credentials()
