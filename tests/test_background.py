@@ -163,7 +163,11 @@ def test_a_run_whose_thread_died_is_failed_by_its_progress_page(make_job, client
     job = make_job("test_products", name="products")
     long_ago = timezone.now() - timedelta(seconds=600)
     run = SyncRun.objects.create(
-        job=job, trigger="admin", dry_run=True, status="reading", started_at=long_ago,
+        job=job,
+        trigger="admin",
+        dry_run=True,
+        status="reading",
+        started_at=long_ago,
         heartbeat_at=long_ago,
     )
     data = status(client, run)

@@ -402,7 +402,13 @@ def follow(
     queued_since = time.monotonic()
     while True:
         sync_run = SyncRun.objects.select_related("job").get(pk=run_id)
-        seen = (sync_run.status, sync_run.rows_read, sync_run.rows_applied, sync_run.error)
+        seen = (
+            sync_run.status,
+            sync_run.rows_read,
+            sync_run.rows_applied,
+            (sync_run.progress or {}).get("done"),
+            sync_run.error,
+        )
         if on_update and seen != last:
             on_update(sync_run)
             last = seen
