@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from djsync import permissions
-from djsync.display import estimate_data
+from djsync.display import duration, estimate_data, progress_text, run_estimate
 from djsync.exceptions import DjsyncError
 from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncChange, SyncJob, SyncRun
@@ -228,6 +228,12 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         "errors_pages": page_links(request, errors_page, "errors_page"),
         "errors_csv_url": run_url(run, "errors_csv", admin_site),
         "paths": report.paths(run),  # staged: postgresql, generic: <why> (djsync.backends)
+        "took": {
+            "run": duration(run.duration),
+            "preview": duration(run.preview_duration),
+            "apply": duration(run.apply_duration),
+        },
+        "progress_text": progress_text(run_estimate(run)),
         **decision_context(request, run, admin_site),
         **result_context(request, run, admin_site),
     }

@@ -67,6 +67,7 @@ def failure_mail(sync_run: SyncRun) -> tuple[str, str]:
     subject = f"[djsync] {sync_run.job.name}: run #{sync_run.pk} failed"
     lines = [
         report.summary_line(sync_run),
+        report.times_line(sync_run),
         "",
         f"Error: {sync_run.error or 'unknown'}",
         "",
@@ -87,6 +88,7 @@ def change_mail(sync_run: SyncRun) -> tuple[str, str]:
     )
     lines = [
         report.summary_line(sync_run),
+        report.times_line(sync_run),
         "",
         f"Job {sync_run.job.name!r} is set to warn on change; this run changed the target.",
     ]

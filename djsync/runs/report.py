@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
+from djsync.display import duration, when
 from djsync.engine.row_errors import group_errors
 from djsync.mapping.memberships import membership_label
 from djsync.models import SyncChange, SyncRun
@@ -88,7 +92,7 @@ def path_line(run: SyncRun) -> str | None:
 
 def summary_line(run: SyncRun) -> str:
     mode = " (dry run)" if run.dry_run and not wrote_nothing(run) else ""
-    took = f" in {run.duration:.2f} s" if run.duration is not None else ""
+    took = f" in {duration(run.duration)}" if run.duration is not None else ""
     exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
     if exported and not wrote_nothing(run):
         done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
@@ -104,6 +108,16 @@ def summary_line(run: SyncRun) -> str:
                 f"{counts['deleted']} removed"
             )
     return line
+
+
+def times_line(run: SyncRun) -> str:
+    """When the run was queued, started and finished, in the site's time zone and format."""
+    parts = [f"queued {when(run.created_at)}"]
+    if run.started_at:
+        parts.append(f"started {when(run.started_at)}")
+    if run.finished_at:
+        parts.append(f"finished {when(run.finished_at)}")
+    return ", ".join(parts)
 
 
 def key_text(key: list[Any]) -> str:
@@ -254,6 +268,10 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
         "per_model": run.stats,
         "paths": paths(run),
         "duration": run.duration,
+        # ISO 8601 in the site's time zone, its offset given: never UTC read as local.
+        "queued_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
         "error": run.error or None,
         "warnings": run.warnings,
         "error_groups": error_groups(run),
@@ -281,3 +299,7 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
             for c in run.changes.order_by("pk").iterator(chunk_size=2000)
         ]
     return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else timezone.localtime(value).isoformat()

@@ -321,6 +321,7 @@ class Command(BaseCommand):
             return
         style = self.style.SUCCESS if run.status != SyncRun.Status.FAILED else self.style.ERROR
         self.stdout.write(style(report.summary_line(run)))
+        self.stdout.write(f"  {report.times_line(run)}")
         if (path := report.path_line(run)) is not None:
             self.stdout.write(f"  {path}")
         for warning in run.warnings:
