@@ -117,7 +117,9 @@ class HttpSource(Source):
       "per_page", "size": 100}``; ``{"style": "offset", "offset_param": "offset",
       "limit_param": "limit", "limit": 100}``; ``{"style": "cursor", "param": "cursor",
       "path": "meta.next_cursor"}``; ``{"style": "next", "path": "links.next"}`` (or no
-      path: the ``Link: <…>; rel="next"`` header).
+      path: the ``Link: <…>; rel="next"`` header). Any style may add ``"total"``, the dotted
+      path to the number of records the API declares (``"count"``, ``"meta.total"``), or
+      ``"total_pages"``, to the number of pages: the run's progress then has a total.
     - ``timeout``, ``retries``, ``backoff``, ``max_pages``: defaults from the HTTP_* settings.
       Whatever they say, a read ends by ``HTTP_DEADLINE`` and each response by
       ``HTTP_RESPONSE_DEADLINE``; those, ``HTTP_MAX_BODY``, ``HTTP_MAX_REDIRECTS`` and
@@ -208,8 +210,18 @@ class HttpSource(Source):
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise ConfigurationError(f"{self.name}: transport must be an httpx transport")
         self.transport = transport
+        for option in ("total", "total_pages"):
+            value = self.pagination.get(option)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigurationError(
+                    f"{self.name}: pagination {option} is the dotted path to a number in "
+                    f"each response, not {value!r}"
+                )
         self.columns = None
         self.pages_read = 0
+        #: Records handed out so far, and the totals the API declares (for :meth:`extent`).
+        self.records_read = 0
+        self.declared: tuple[int, str] | None = None
         self.setup_incremental(incremental)
         for header, value in self.header_options.items():
             lowered = str(header).lower()
@@ -337,8 +349,28 @@ class HttpSource(Source):
 
     # -- reading -------------------------------------------------------------------------
     def extent(self) -> Extent | None:
-        """Pages fetched so far; how many there are is not known before the last."""
+        """Records read of the total the API declares, or pages of its page count (the
+        ``total`` and ``total_pages`` pagination options); else pages fetched so far, of a
+        number not known before the last."""
+        if self.declared is not None:
+            total, unit = self.declared
+            done = self.records_read if unit == "records" else self.pages_read
+            return Extent(done=min(done, total), total=total, unit=unit)
         return Extent(done=self.pages_read, total=None, unit="pages") if self.pages_read else None
+
+    def _declare(self, page: Page) -> None:
+        """Note the total the first page declares; a missing or odd one is no total."""
+        for option, unit in (("total", "records"), ("total_pages", "pages")):
+            path = self.pagination.get(option)
+            if not path:
+                continue
+            try:
+                value = dig(page.document, path)
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                self.declared = (value, unit)
+                return
 
     def read(self) -> Iterator[dict[str, Any]]:
         bases = self._allowed_start()
@@ -397,10 +429,14 @@ class HttpSource(Source):
                 if self.columns is None or len(columns) > len(self.columns):
                     self.columns = list(columns)
                 started = time.monotonic()
-                yield from batch
+                for record in batch:
+                    self.records_read += 1
+                    yield record
                 # The time the run spent on these records is not the server's.
                 fetcher.clock.extend(time.monotonic() - started)
             self.pages_read += 1
+            if self.pages_read == 1:
+                self._declare(page)
             records = page.records
             count = records.count if records is not None else 0
             url = self._next_url(style, page, count, seen_links, seen_cursors, fetcher)
