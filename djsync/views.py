@@ -305,9 +305,10 @@ def page_context(request: HttpRequest, admin_site: AdminSite) -> dict[str, Any]:
 def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun | None:
     """Run ``begin`` (which queues work on commit) and return its run.
 
-    With an eager Celery (the embedded default) the work runs right at commit and may
-    raise; the run has recorded the failure by then, so its page shows it. A failure
-    before any run exists becomes a message.
+    With an eager Celery (the embedded default) the work goes to a background thread at
+    commit (djsync.queue.in_background); with ``BACKGROUND_THREADS`` off it runs right at
+    commit and may raise: the run has recorded the failure by then, so its page shows it.
+    A failure before any run exists becomes a message.
     """
     expire_uploads()
     try:
