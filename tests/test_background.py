@@ -2,8 +2,8 @@
 default): the request returns at once and its progress page follows the run.
 
 These tests commit (``transaction=True``): a thread's own connection sees only what was
-committed. The run of ``test_products_gated`` waits at its first row until the test opens
-``GATE``; then the test waits for the thread (``wait_for_background_runs``)."""
+committed. The run of ``test_products_waiting`` waits at a row whose SKU is WAIT until the
+test opens ``GATE``; then the test waits for the thread (``wait_for_background_runs``)."""
 
 from __future__ import annotations
 
@@ -84,10 +84,14 @@ def status(client: Client, run: SyncRun, step: str = "preview") -> dict[str, Any
 
 
 def test_an_upload_lands_on_the_progress_page_before_its_preview_is_done(make_job, client):
-    job = make_job("test_products_gated", name="gated")
+    job = make_job("test_products_waiting", name="waiting")
     response = client.post(
         reverse("admin:djsync_syncjob_upload", args=[job.pk]),
-        {"file": upload([["C1", "Cup", "3", "1", "", "yes"]])},
+        {
+            "file": upload(
+                [["WAIT", "Wait", "1", "1", "", "yes"], ["C1", "Cup", "3", "1", "", "yes"]]
+            )
+        },
     )
     run = SyncRun.objects.get()
     assert response.status_code == 302  # the preview waits at the gate meanwhile
@@ -99,7 +103,7 @@ def test_an_upload_lands_on_the_progress_page_before_its_preview_is_done(make_jo
     assert tasks.wait_for_background_runs(timeout=30)
     done = status(client, run)
     assert done["done"] is True and done["status"] == "previewed", done["error"]
-    assert done["counts"]["created"] == 1
+    assert done["counts"]["created"] == 2
     assert not Product.objects.exists()  # a preview writes nothing
 
 
@@ -120,14 +124,15 @@ def test_an_apply_and_run_now_work_in_the_background_too(make_job, client, tmp_p
     assert status(client, run, "apply")["done"] is True
     assert Product.objects.get().name == "Cup"
 
-    rows = [["C1", "Cup", "3", "1", "", "yes"], ["C2", "Mug", "4", "2", "", "yes"]]
+    rows = [["WAIT", "Wait", "1", "1", "", "yes"], ["C1", "Cup", "3", "1", "", "yes"]]
+    rows.append(["C2", "Mug", "4", "2", "", "yes"])
     (tmp_path / "prices.csv").write_bytes(upload(rows).read())
-    gated = make_job("test_products_gated", name="gated", source={"path": "prices.csv"})
+    waiting = make_job("test_products_waiting", name="waiting", source={"path": "prices.csv"})
     response = client.post(
         reverse("admin:djsync_syncjob_changelist"),
-        {"action": "run_now", "_selected_action": [gated.pk]},
+        {"action": "run_now", "_selected_action": [waiting.pk]},
     )
-    started = SyncRun.objects.get(job=gated)
+    started = SyncRun.objects.get(job=waiting)
     assert response["Location"] == f"{run_url(started, 'progress')}?step=run"
     assert started.status in ("queued", "reading")  # waiting at the gate
     GATE.set()
@@ -138,7 +143,7 @@ def test_an_apply_and_run_now_work_in_the_background_too(make_job, client, tmp_p
 
 
 def test_a_crash_in_the_thread_fails_the_run_and_frees_the_job(make_job, client):
-    job = make_job("test_products_gated", name="gated")
+    job = make_job("test_products_waiting", name="waiting")
     GATE.set()
     client.post(
         reverse("admin:djsync_syncjob_upload", args=[job.pk]),

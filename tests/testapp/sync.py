@@ -114,8 +114,8 @@ def _comma_decimal(value):
     return Decimal(value.replace(",", "."))
 
 
-#: Opened by a test: a run of test_products_gated waits for it at its first row, so that a
-#: test sees the run in the middle of its work (tests/test_background.py).
+#: Opened by a test: a run of test_products_waiting waits for it at a row whose SKU is WAIT,
+#: so that a test sees the run in the middle of its work (tests/test_background.py).
 GATE = threading.Event()
 
 
@@ -124,12 +124,12 @@ class Crash(BaseException):
 
 
 @djsync.register
-class GatedProductImporter(ProductImporter):
+class WaitingProductImporter(ProductImporter):
     class Meta(ProductImporter.Meta):
-        name = "test_products_gated"
+        name = "test_products_waiting"
 
     def prepare_record(self, record):
-        if not GATE.wait(30):
+        if record["sku"] == "WAIT" and not GATE.wait(30):
             raise RuntimeError("the test never opened the gate")
         if record["sku"] == "CRASH":
             raise Crash("the process lost its footing")
