@@ -139,6 +139,13 @@ def fail_left_over(run_id: int, exc: BaseException) -> None:
         logger.exception("djsync: could not record the failure of run %s", run_id)
 
 
+def working_on(run_id: int) -> bool:
+    """Whether a thread of this process works on the run now (it is alive, whatever its
+    heartbeat says: on SQLite a long apply writes none until it commits)."""
+    name = f"djsync-run-{run_id}"
+    return any(thread.name == name and thread.is_alive() for thread in list(BACKGROUND_RUNS))
+
+
 def wait_for_background_runs(timeout: float | None = None) -> bool:
     """Wait until the runs this process started in threads (:func:`run_in_thread`) end;
     False if some still work after ``timeout`` seconds. For tests and a clean shutdown."""

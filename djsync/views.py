@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -46,6 +47,8 @@ from djsync.run_page import (
 from djsync.runs.monitor import is_stale, mark_dead
 from djsync.runs.report import key_text
 from djsync.uploads import LimitedUploadHandler, display_name, expire_uploads, release_upload
+
+logger = logging.getLogger("djsync")
 
 #: Bytes of an upload's body besides the file (boundaries, part headers, the CSRF token,
 #: the other fields): a Content-Length past MAX_UPLOAD_SIZE plus this is refused unread.
@@ -192,9 +195,14 @@ def status(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> JsonRes
     """The run's state as JSON, for the progress page. A running run without a heartbeat
     for STALE_AFTER seconds whose lock is free (its thread or worker died) is marked
     failed here, so that the page never waits for ever."""
+    from djsync.tasks import working_on
+
     require_view(request, run)
-    if is_stale(run):
-        mark_dead(run)
+    if is_stale(run) and not working_on(run.pk):
+        try:
+            mark_dead(run)
+        except DatabaseError:  # SQLite busy with a long apply: the next poll looks again
+            logger.info("djsync: could not mark run %s dead", run.pk, exc_info=True)
     return JsonResponse(status_data(run, _step(request), admin_site))
 
 

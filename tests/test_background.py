@@ -99,8 +99,10 @@ def test_an_upload_lands_on_the_progress_page_before_its_preview_is_done(make_jo
     assert client.get(response["Location"]).status_code == 200
     waiting = status(client, run)
     assert waiting["done"] is False and waiting["status"] in ("queued", "reading")
+    assert tasks.working_on(run.pk)  # its page never takes it for dead meanwhile
     GATE.set()
     assert tasks.wait_for_background_runs(timeout=30)
+    assert not tasks.working_on(run.pk)
     done = status(client, run)
     assert done["done"] is True and done["status"] == "previewed", done["error"]
     assert done["counts"]["created"] == 2
