@@ -68,7 +68,10 @@ class SyncExportMixin:
             return None
         cls = get_importer_class(name)
         if cls.model is not model:
-            raise ImproperlyConfigured(f"sync_export_importer {name!r} does not import {model}")
+            raise ImproperlyConfigured(
+                _("sync_export_importer %(name)r does not import %(model)s")
+                % {"name": name, "model": model}
+            )
         return cls(using=cls.database or router.db_for_read(model))
 
     # -- actions -------------------------------------------------------------------------
@@ -121,7 +124,7 @@ class SyncExportMixin:
         params = request.GET.copy()
         fmt = params.pop(FORMAT_VAR, ["csv"])[-1]
         if fmt not in self.sync_export_formats:
-            return HttpResponseBadRequest(f"cannot export to {fmt!r}")
+            return HttpResponseBadRequest(_("cannot export to %(fmt)r") % {"fmt": fmt})
         # The changelist reads its filters from here; the stubs allow only immutable ones.
         request.GET = params  # type: ignore[assignment]
         changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]

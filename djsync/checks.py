@@ -11,6 +11,7 @@ from typing import Any
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DatabaseError
+from django.utils.translation import gettext as _
 
 from djsync.exceptions import DjsyncError
 
@@ -26,14 +27,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     given = getattr(settings, "DJSYNC", None) or {}
     if not isinstance(given, dict):
-        return [checks.Error("DJSYNC must be a dict of settings", id="djsync.E002")]
+        return [checks.Error(_("DJSYNC must be a dict of settings"), id="djsync.E002")]
     messages: list[checks.CheckMessage] = []
     for key in sorted(set(given) - set(DEFAULTS), key=str):
         close = difflib.get_close_matches(str(key), sorted(DEFAULTS), n=1)
         messages.append(
             checks.Error(
-                f"DJSYNC has an unknown setting {str(key)[:80]!r}",
-                hint=f"Did you mean {close[0]!r}?" if close else "See docs/reference.md#settings.",
+                _("DJSYNC has an unknown setting %(key)r") % {"key": str(key)[:80]},
+                hint=_("Did you mean %(close)r?") % {"close": close[0]}
+                if close
+                else _("See docs/reference.md#settings."),
                 id="djsync.E002",
             )
         )
@@ -50,25 +53,28 @@ def importer_problems(cls: Any) -> list[str]:
     try:
         target = cls.target_class() if cls.target_class is not None else None
     except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
-        return [f"its target cannot be built: {type(exc).__name__}: {exc}"]
+        return [
+            _("its target cannot be built: %(name)s: %(exc)s")
+            % {"name": type(exc).__name__, "exc": exc}
+        ]
     model = getattr(cls, "model", None)
     if target is not None:
         owner, get_field = target.label, target.get_field
     elif model is not None:
         owner, get_field = model._meta.label, model._meta.get_field
     else:
-        return ["it names no model and no target"]
+        return [_("it names no model and no target")]
     names = list(cls.declared_fields)
     if cls.fields != "__all__":
         names += [n for n in cls.fields if n not in names]
     names += [k for k in cls.keys if k not in names]
     if not cls.keys:
-        problems.append("keys is empty: name the fields that identify a row")
+        problems.append(_("keys is empty: name the fields that identify a row"))
     for name in names:
         try:
             field = get_field(name)
         except (FieldDoesNotExist, LookupError):
-            problems.append(f"{owner} has no field {name!r}")
+            problems.append(_("%(owner)s has no field %(name)r") % {"owner": owner, "name": name})
             continue
         spec = cls.declared_fields.get(name)
         lookup = getattr(spec, "lookup", None)
@@ -77,7 +83,10 @@ def importer_problems(cls: Any) -> list[str]:
                 related_model(field)._meta.get_field(lookup)
             except FieldDoesNotExist:
                 related = related_model(field)._meta.label
-                problems.append(f"field {name!r}: {related} has no field {lookup!r} to look up by")
+                problems.append(
+                    _("field %(name)r: %(related)s has no field %(lookup)r to look up by")
+                    % {"name": name, "related": related, "lookup": lookup}
+                )
     if problems:
         return problems
     try:
@@ -106,9 +115,11 @@ def check_jobs(
                 # jobs) and every other command; the job itself fails with this message.
                 checks.Warning(
                     problem,
-                    hint="Edit the job: its importer must be registered, and its source and "
-                    'target must pick what DJSYNC["FILE_ROOTS"], DJSYNC["SQL_QUERIES"] and '
-                    "its importer declare (docs/security.md).",
+                    hint=_(
+                        "Edit the job: its importer must be registered, and its source and target "
+                        'must pick what DJSYNC["FILE_ROOTS"], DJSYNC["SQL_QUERIES"] and its '
+                        "importer declare (docs/security.md)."
+                    ),
                     obj=job,
                     id="djsync.W010",
                 )
@@ -125,10 +136,11 @@ def job_problem(job: Any) -> str | None:
     unknown = [name for name in split_names(job.importer) if name not in importer_names()]
     if unknown or not split_names(job.importer):
         known = ", ".join(importer_names()) or "none"
-        return (
-            f"job {job.name!r} names no registered importer {', '.join(map(repr, unknown))} "
-            f"(registered: {known})"
-        )
+        return _("job %(name)r names no registered importer %(map)s (registered: %(known)s)") % {
+            "name": job.name,
+            "map": ", ".join(map(repr, unknown)),
+            "known": known,
+        }
     try:
         if is_export(job):
             check_target(job, make_importer(job))
@@ -138,11 +150,10 @@ def job_problem(job: Any) -> str | None:
                     make_source(job, importer)
     except DjsyncError as exc:
         message = str(exc)
-        return (
-            message if message.startswith(f"job {job.name!r}") else f"job {job.name!r}: {message}"
-        )
+        prefix = _("job %(name)r: ") % {"name": job.name}
+        return message if message.startswith(prefix.rstrip(": ")) else prefix + message
     except Exception as exc:  # noqa: BLE001 - a check reports, it never breaks `check`
-        return f"job {job.name!r}: {type(exc).__name__}: {exc}"
+        return _("job %(name)r: ") % {"name": job.name} + f"{type(exc).__name__}: {exc}"
     return None
 
 
@@ -166,5 +177,5 @@ def source_problem(importer: str, source: Any, *, name: str = "") -> str | None:
             return str(exc)
         return None
     problem = job_problem(SyncJob(name=name, importer=importer, source=source))
-    prefix = f"job {name!r}: "
+    prefix = _("job %(name)r: ") % {"name": name}
     return problem[len(prefix) :] if problem and problem.startswith(prefix) else problem

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext
+
 
 class DjsyncError(Exception):
     """Base class of every djsync error."""
@@ -66,6 +69,43 @@ class RowErrorsFound(DjsyncError):
 
 class ConflictError(DjsyncError):
     """The target changed since the plan was previewed; nothing was written."""
+
+
+def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> ConflictError:
+    """The one error of a stale preview: the first conflicting keys, and how many more."""
+    shown = ", ".join(f"{key} ({why})" for key, why in conflicts)
+    more = (
+        _(" and %(count)s more") % {"count": total - len(conflicts)}
+        if total > len(conflicts)
+        else ""
+    )
+    return ConflictError(
+        _(
+            "%(model)s: the target changed since the preview: %(shown)s%(more)s. Nothing written; "
+            "preview again."
+        )
+        % {"model": model, "shown": shown, "more": more}
+    )
+
+
+def changed_while_planned(model: str, count: int, expected: int, what: str) -> ConflictError:
+    """A staged write touched ``count`` rows where the plan counted ``expected``: another
+    writer changed the target between planning and writing."""
+    verb = {
+        "created": pgettext("rows", "created"),
+        "updated": pgettext("rows", "updated"),
+        "deleted": pgettext("rows", "deleted"),
+    }.get(what, what)
+    return ConflictError(
+        ngettext(
+            "%(model)s: the target changed while the run was planned (%(count)s row "
+            "%(what)s instead of %(expected)s); nothing written, run again",
+            "%(model)s: the target changed while the run was planned (%(count)s rows "
+            "%(what)s instead of %(expected)s); nothing written, run again",
+            count,
+        )
+        % {"model": model, "count": count, "what": verb, "expected": expected}
+    )
 
 
 class RunLocked(DjsyncError):

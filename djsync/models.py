@@ -188,14 +188,21 @@ class SyncRun(models.Model):
         ADMIN = "admin", _("admin")
         SCHEDULE = "schedule", _("schedule")
 
-    job = models.ForeignKey(SyncJob, on_delete=models.CASCADE, related_name="runs")
+    job = models.ForeignKey(
+        SyncJob, on_delete=models.CASCADE, related_name="runs", verbose_name=_("job")
+    )
     trigger = models.CharField(_("trigger"), max_length=20, choices=Trigger.choices)
     dry_run = models.BooleanField(_("dry run"), default=False)
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("user"),
     )
     source_name = models.CharField(_("source"), max_length=500, blank=True)
     upload = models.CharField(
@@ -251,7 +258,7 @@ class SyncRun(models.Model):
         indexes = [models.Index(fields=["job", "status"], name="djsync_run_job_status")]
 
     def __str__(self) -> str:
-        return f"{self.job} #{self.pk} ({self.status})"
+        return f"{self.job} #{self.pk} ({self.get_status_display()})"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -310,6 +317,7 @@ class SyncChange(models.Model):
         related_name="changes",
         db_constraint=False,
         db_index=False,
+        verbose_name=_("run"),
     )
     model = models.CharField(_("model"), max_length=200)
     action = models.CharField(_("action"), max_length=10, choices=Action.choices)
@@ -336,7 +344,9 @@ class SyncChange(models.Model):
 class SyncRowError(models.Model):
     """A source row a run could not use: where it is, what is wrong, and the raw row."""
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="row_errors")
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="row_errors", verbose_name=_("run")
+    )
     model = models.CharField(_("model"), max_length=200)
     row = models.PositiveIntegerField(_("row"), null=True, blank=True)
     key = models.JSONField(_("key"), null=True, blank=True, encoder=DjangoJSONEncoder)
@@ -351,10 +361,10 @@ class SyncRowError(models.Model):
         verbose_name_plural = _("row errors")
 
     def __str__(self) -> str:
-        where = f"row {self.row}" if self.row is not None else "row ?"
+        where = _("row %(row)s") % {"row": "?" if self.row is None else self.row}
         if self.column:
-            where += f", column {self.column!r}"
-        return f"{where}: {self.message}"
+            where += _(", column %(column)r") % {"column": self.column}
+        return _("%(where)s: %(message)s") % {"where": where, "message": self.message}
 
 
 class SyncLock(models.Model):

@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.utils.translation import gettext as _
 
 from djsync.exceptions import DjsyncError
 from djsync.mapping.registry import get_importer_class
@@ -131,7 +132,7 @@ def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
 
     found = target_models(run.job)
     if found is None:
-        return [f"importer {run.job.importer!r} is not registered"]
+        return [_("importer %(importer)r is not registered") % {"importer": run.job.importer}]
     missing = [] if can_preview(user, run.job) else ["djsync.add_syncrun"]
     missing += [p for p in target_permissions(run.job) if not user.has_perm(p)]
     if len(found) == 1 and len(importer_names(run.job)) == 1:
@@ -148,7 +149,7 @@ def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
     from djsync.runs.steps import make_importers, resolve_switches
 
     if target_models(job) is None:
-        return [f"importer {job.importer!r} is not registered"]
+        return [_("importer %(importer)r is not registered") % {"importer": job.importer}]
     missing = [] if can_preview(user, job) else ["djsync.add_syncrun"]
     missing += [p for p in target_permissions(job) if not user.has_perm(p)]
     try:

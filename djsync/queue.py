@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.db import router, transaction
+from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.url import maybe_sanitize_url
 
@@ -106,7 +107,7 @@ def queue_run(
             with open(file, "rb") as handle:
                 upload = _store_upload(handle, Path(file).name, format)
         except FileNotFoundError:
-            raise ConfigurationError(f"{file}: file not found") from None
+            raise ConfigurationError(_("%(file)s: file not found") % {"file": file}) from None
     sync_run = new_run(
         job,
         trigger=trigger,
@@ -159,8 +160,11 @@ def publish(task: Any, *args: Any) -> str:
     except (KombuOperationalError, OSError) as exc:
         why = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
         raise QueueError(
-            f"the Celery broker{f' at {url}' if url else ''} did not answer within "
-            f"{timeout:g} s (the SEND_TIMEOUT setting): {why}"
+            _(
+                "the Celery broker%(value)s did not answer within %(timeout)s s (the SEND_TIMEOUT "
+                "setting): %(why)s"
+            )
+            % {"value": f" at {url}" if url else "", "timeout": format(timeout, "g"), "why": why}
         ) from None
     return result.id or ""
 
@@ -171,7 +175,10 @@ def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
     try:
         task_id = publish(task, sync_run.pk, *args)
     except QueueError as exc:
-        error = QueueError(f"{exc}; run #{sync_run.pk} was not queued; nothing was written")
+        error = QueueError(
+            _("%(exc)s; run #%(pk)s was not queued; nothing was written")
+            % {"exc": exc, "pk": sync_run.pk}
+        )
         SyncRun.objects.fail(sync_run, error)
         release_upload(sync_run)
         error.run = sync_run  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.engine.apply import batched
@@ -122,9 +123,16 @@ def save_row_errors(run: SyncRun, plan: Plan) -> None:
         room = max(0, int(cap) - run.row_errors.count()) if errors else 0
         if len(errors) > room:
             plan.warnings.append(
-                f"only {room:,} of the {len(errors):,} row error messages "
-                f"({plan.error_rows:,} rows) are stored (the MAX_ROW_ERRORS setting, "
-                f"{int(cap):,} per run); the counts are exact"
+                _(
+                    "only %(room)s of the %(errors)s row error messages (%(error_rows)s rows) are "
+                    "stored (the MAX_ROW_ERRORS setting, %(cap)s per run); the counts are exact"
+                )
+                % {
+                    "room": format(room, ","),
+                    "errors": format(len(errors), ","),
+                    "error_rows": format(plan.error_rows, ","),
+                    "cap": format(int(cap), ","),
+                }
             )
             errors = errors[:room]
     size = settings.BATCH_SIZE
@@ -179,10 +187,10 @@ def audit_note(plan: Plan, limit: int | None) -> str | None:
     ]
     if not cut:
         return None
-    return (
-        f"only the first {limit:,} changes per action are stored for audit "
-        f"(of {', '.join(cut)}; the AUDIT_CHANGES setting); the counts are exact"
-    )
+    return _(
+        "only the first %(limit)s changes per action are stored for audit (of %(cut)s; the "
+        "AUDIT_CHANGES setting); the counts are exact"
+    ) % {"limit": format(limit, ","), "cut": ", ".join(cut)}
 
 
 def _change(run: SyncRun, model: str, action: Action) -> SyncChange:
@@ -352,10 +360,15 @@ class Pruned:
     uploads: int = 0
 
     def __str__(self) -> str:
-        return (
-            f"{self.runs:,} runs, {self.changes:,} changes, {self.row_errors:,} row errors, "
-            f"{self.uploads:,} uploaded files"
-        )
+        return _(
+            "%(runs)s runs, %(changes)s changes, %(row_errors)s row errors, %(uploads)s uploaded "
+            "files"
+        ) % {
+            "runs": format(self.runs, ","),
+            "changes": format(self.changes, ","),
+            "row_errors": format(self.row_errors, ","),
+            "uploads": format(self.uploads, ","),
+        }
 
 
 def prunable_runs(older_than: timedelta, *, now: datetime | None = None) -> QuerySet[SyncRun]:

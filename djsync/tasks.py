@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from django import db
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import RunCancelled, TransientSourceError
@@ -80,8 +81,15 @@ class RunTask(Task):
             runs = SyncRun.objects.filter(task_id=self.request.id, status=SyncRun.Status.QUEUED)
             attempts = runs.values_list("attempts", flat=True).first()
             if attempts is not None:
-                error = f"attempt {attempts} of {self.max_retries + 1} failed: {exc}"
-                runs.update(error=f"{error}; retrying in {delay:g} s")
+                error = _("attempt %(attempts)s of %(max_retries)s failed: %(exc)s") % {
+                    "attempts": attempts,
+                    "max_retries": self.max_retries + 1,
+                    "exc": exc,
+                }
+                runs.update(
+                    error=_("%(error)s; retrying in %(delay)s s")
+                    % {"error": error, "delay": format(delay, "g")}
+                )
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
 

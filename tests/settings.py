@@ -4,6 +4,8 @@ import os
 
 SECRET_KEY = "tests"
 USE_TZ = True
+# Django's default, said out loud: tests/test_i18n.py runs djsync in French.
+USE_I18N = True
 TIME_ZONE = "Europe/Paris"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"

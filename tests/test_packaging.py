@@ -53,6 +53,7 @@ def test_wheel_carries_templates_migrations_and_py_typed(wheel):
     assert "djsync/py.typed" in names
     assert "djsync/migrations/0001_initial.py" in names
     assert any(n.startswith("djsync/templates/admin/djsync/") for n in names)
+    assert "djsync/locale/fr/LC_MESSAGES/django.mo" in names  # compiled: no gettext tool needed
     missing = sorted(data_files() - names)
     assert not missing, f"files of the package missing from the wheel: {missing}"
 

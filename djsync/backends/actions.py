@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from djsync.exceptions import TargetError
 
 
@@ -55,6 +57,9 @@ class StoredActions:
         limit = self.plan.stored_limit
         if limit is not None and needed > limit:
             raise TargetError(
-                f"only {limit} of the plan's {self.count} {self.attribute} were stored "
-                "(the AUDIT_CHANGES setting)"
+                _(
+                    "only %(limit)s of the plan's %(count)s %(attribute)s were stored "
+                    "(the AUDIT_CHANGES setting)"
+                )
+                % {"limit": limit, "count": self.count, "attribute": self.attribute}
             )

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, cast
 from django.db import connections, models, transaction
 from django.db.models.deletion import Collector
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.backends.actions import StoredActions
 from djsync.conf import settings
 from djsync.engine.diff import Plan, unkeyed_errors_note
 from djsync.engine.rows import Converted, RowConverter
-from djsync.exceptions import ConflictError, TargetError
+from djsync.exceptions import TargetError, changed_while_planned, stale_error
 from djsync.mapping.fields import concrete_field, related_model
 
 if TYPE_CHECKING:
@@ -304,7 +305,9 @@ class StagedSqlPlan(Plan):
             missing = [row[0] for row in cursor.fetchall()]
             if missing:
                 name = related_model(f.model_field)._meta.verbose_name
-                shown = [(str(v), f"no {name} with {f.lookup} {v!r}") for v in missing[:SHOWN]]
+                no = _("no %(name)s with %(lookup)s %(value)r")
+                found = {"name": name, "lookup": f.lookup}
+                shown = [(str(v), no % {**found, "value": v}) for v in missing[:SHOWN]]
                 raise stale_error(self.model, shown, len(missing))
 
     def _parent(self, i: int) -> str:
@@ -360,11 +363,7 @@ class StagedSqlPlan(Plan):
 
     def _check(self, count: int, expected: int, what: str) -> int:
         if count != expected:
-            raise ConflictError(
-                f"{self.model}: the target changed while the run was planned ({count} "
-                f"row{'' if count == 1 else 's'} {what} instead of {expected}); nothing "
-                "written, run again"
-            )
+            raise changed_while_planned(self.model, count, expected, what)
         return count
 
     def _update(self, cursor: Any) -> int:
@@ -466,7 +465,10 @@ class StagedSqlPlan(Plan):
             if how == "now":
                 value = now.date() if type(mf) is models.DateField else now
             elif how != "value":
-                raise TargetError(f"{self.model}: cannot fill field {mf.name!r}")
+                raise TargetError(
+                    _("%(model)s: cannot fill field %(name)r")
+                    % {"model": self.model, "name": mf.name}
+                )
             values.append("%s")
             params.append(mf.get_db_prep_save(value, self.connection))
         cursor.execute(
@@ -574,16 +576,6 @@ def reads_rows(source: Source) -> bool:
 # -- conflicts ---------------------------------------------------------------------------
 #: Conflicting keys named in the error of a stale preview.
 SHOWN = 10
-
-
-def stale_error(model: str, conflicts: list[tuple[str, str]], total: int) -> ConflictError:
-    """The one error of a stale preview: the first conflicting keys, and how many more."""
-    shown = ", ".join(f"{key} ({why})" for key, why in conflicts)
-    more = f" and {total - len(conflicts)} more" if total > len(conflicts) else ""
-    return ConflictError(
-        f"{model}: the target changed since the preview: {shown}{more}. "
-        "Nothing written; preview again."
-    )
 
 
 def _cols(alias: str, positions: list[int], prefix: str = "c") -> str:

@@ -13,6 +13,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from djsync.engine.diff import Plan, StagedPlan
 from djsync.exceptions import DeleteGuardError, LimitExceeded, RowErrorsFound
@@ -29,33 +31,53 @@ def check_limits(plan: Plan, switches: Switches) -> None:
     """Raise before anything is written if the plan breaks a limit or the delete guard."""
     if plan.errors and switches.on_row_error == "fail":
         first = "; ".join(str(e) for e in plan.errors[:3])
-        more = f" (and {len(plan.errors) - 3} more)" if len(plan.errors) > 3 else ""
-        where = f" in {plan.source}" if getattr(plan, "source", "") else ""
+        more = (
+            _(" (and %(errors)s more)") % {"errors": len(plan.errors) - 3}
+            if len(plan.errors) > 3
+            else ""
+        )
+        where = _(" in %(source)s") % {"source": plan.source} if getattr(plan, "source", "") else ""
         rows = plan.error_rows  # rows, not messages: a row with two bad cells is one
         raise RowErrorsFound(
-            f"{plan.model}: {rows} bad row{'s' if rows != 1 else ''}"
-            f"{where}, nothing written: {first}{more}"
+            ngettext(
+                "%(model)s: %(rows)s bad row%(where)s, nothing written: %(first)s%(more)s",
+                "%(model)s: %(rows)s bad rows%(where)s, nothing written: %(first)s%(more)s",
+                rows,
+            )
+            % {"model": plan.model, "rows": rows, "where": where, "first": first, "more": more}
         )
     counts = plan.counts
     for limit, count, what in (
-        (switches.max_create, counts["created"], "creates"),
-        (switches.max_update, counts["updated"], "updates"),
-        (switches.max_delete, counts["deleted"], "deletes"),
-        (switches.max_total, plan.total, "changes"),
+        (switches.max_create, counts["created"], _("creates")),
+        (switches.max_update, counts["updated"], _("updates")),
+        (switches.max_delete, counts["deleted"], _("deletes")),
+        (switches.max_total, plan.total, _("changes")),
     ):
         if limit is not None and count > limit:
             raise LimitExceeded(
-                f"{plan.model}: the plan has {count} {what}, more than the limit of {limit}; "
-                "nothing written"
+                _(
+                    "%(model)s: the plan has %(count)s %(what)s, more than the limit of "
+                    "%(limit)s; nothing written"
+                )
+                % {"model": plan.model, "count": count, "what": what, "limit": limit}
             )
     guard = switches.delete_guard
     if plan.deletes and guard is not None and not switches.force and plan.rows_in_scope:
         share = len(plan.deletes) / plan.rows_in_scope
         if share > guard:
             raise DeleteGuardError(
-                f"{plan.model}: the plan deletes {len(plan.deletes)} of {plan.rows_in_scope} "
-                f"rows in scope ({share:.0%}), more than the delete guard of {guard:.0%}. "
-                "Is the source empty or truncated? Nothing written; force the run to allow it."
+                _(
+                    "%(model)s: the plan deletes %(deletes)s of %(rows_in_scope)s rows in scope "
+                    "(%(share)s), more than the delete guard of %(guard)s. Is the source empty or "
+                    "truncated? Nothing written; force the run to allow it."
+                )
+                % {
+                    "model": plan.model,
+                    "deletes": len(plan.deletes),
+                    "rows_in_scope": plan.rows_in_scope,
+                    "share": format(share, ".0%"),
+                    "guard": format(guard, ".0%"),
+                }
             )
 
 

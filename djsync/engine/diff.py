@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from djsync.conf import settings
@@ -108,10 +109,10 @@ class RowError:
         object.__setattr__(self, name, value if clean is None else clean(value))
 
     def __str__(self) -> str:
-        where = [f"row {self.row}" if self.row is not None else "a row"]
+        where = [_("row %(row)s") % {"row": self.row} if self.row is not None else _("a row")]
         if self.column:
-            where.append(f"column {self.column!r}")
-        return f"{', '.join(where)}: {self.message}"
+            where.append(_("column %(column)r") % {"column": self.column})
+        return _("%(where)s: %(message)s") % {"where": ", ".join(where), "message": self.message}
 
 
 @runtime_checkable
@@ -303,7 +304,11 @@ def diff(
 
 def _duplicate_error(key: Key, row: int) -> RowError:
     shown = key[0] if len(key) == 1 else key
-    return RowError(row=row, message=f"duplicate key {shown!r}: it appears more than once", key=key)
+    return RowError(
+        row=row,
+        message=_("duplicate key %(shown)r: it appears more than once") % {"shown": shown},
+        key=key,
+    )
 
 
 # -- storable row errors ----------------------------------------------------------------------
@@ -371,7 +376,7 @@ def _storable_raw(raw: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for i, (name, cell) in enumerate(raw.items()):
         if i >= limit:
-            out["…"] = f"{len(raw) - limit:,} more cells"
+            out["…"] = _("%(raw)s more cells") % {"raw": format(len(raw) - limit, ",")}
             break
         out[_text(str(name), _COLUMN_SIZE)] = storable(cell)
     return out

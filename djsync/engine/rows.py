@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
+from django.utils.translation import gettext as _
 
 from djsync.engine.diff import RowError, SourceRow
 from djsync.mapping.converters import encodable
@@ -154,7 +155,7 @@ class RowConverter:
         for i in self.key_index:
             value = out[i]
             if value is None or value == "":
-                raise ValueError("the key is empty")
+                raise ValueError(_("the key is empty"))
         return tuple(out)
 
     def convert_record(self, record: dict[str, Any]) -> tuple[Any, ...]:

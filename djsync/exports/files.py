@@ -24,6 +24,7 @@ from typing import IO, Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, TargetError
@@ -49,8 +50,11 @@ def format_for(path: str | Path, format: str | None = None) -> str:
     fmt = _ALIASES.get(fmt, fmt)
     if fmt not in export_formats():
         raise ConfigurationError(
-            f"cannot export to {fmt or 'a file without extension'!r}: pass a format, one of "
-            f"{', '.join(export_formats())}"
+            _("cannot export to %(value)r: pass a format, one of %(export_formats)s")
+            % {
+                "value": fmt or "a file without extension",
+                "export_formats": ", ".join(export_formats()),
+            }
         )
     return fmt
 
@@ -75,8 +79,11 @@ def render_path(template: str | Path, *, job: str = "", now: dt.datetime | None 
             parts.append(format(values[name], spec or ""))
     except ValueError as exc:
         raise ConfigurationError(
-            f"export path {template[:200]!r}: bad placeholder ({str(exc)[:60]}); use {{date}}, "
-            "{date:%Y-%m-%d}, {datetime:%Y%m%d-%H%M} or {job}"
+            _(
+                "export path %(template)r: bad placeholder (%(exc)s); use {date}, "
+                "{date:%%Y-%%m-%%d}, {datetime:%%Y%%m%%d-%%H%%M} or {job}"
+            )
+            % {"template": template[:200], "exc": str(exc)[:60]}
         ) from None
     return Path("".join(parts)).expanduser()
 
@@ -211,7 +218,10 @@ def write_rows(
             mode="wb", dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False
         )
     except OSError as exc:
-        raise TargetError(f"{path}: cannot write the export there: {exc.strerror or exc}") from None
+        raise TargetError(
+            _("%(path)s: cannot write the export there: %(value)s")
+            % {"path": path, "value": exc.strerror or exc}
+        ) from None
     temp = Path(handle.name)
     try:
         with handle:
@@ -221,7 +231,10 @@ def write_rows(
         os.replace(temp, path)
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise TargetError(f"{path}: writing the export failed: {exc.strerror or exc}") from None
+        raise TargetError(
+            _("%(path)s: writing the export failed: %(value)s")
+            % {"path": path, "value": exc.strerror or exc}
+        ) from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from djsync.exceptions import ConfigurationError
 from djsync.exports.files import Columns, ExportResult, export_formats, export_queryset, render_path
@@ -134,15 +135,23 @@ def check_target(
     unknown = set(options) - TARGET_OPTIONS
     if unknown:
         raise ConfigurationError(
-            f"job {job.name!r}: unknown target options {', '.join(sorted(unknown))} "
-            f"(a target may set: {', '.join(sorted(TARGET_OPTIONS))})"
+            gettext(
+                "job %(name)r: unknown target options %(sorted)s (a target may set: %(sorted2)s)"
+            )
+            % {
+                "name": job.name,
+                "sorted": ", ".join(sorted(unknown)),
+                "sorted2": ", ".join(sorted(TARGET_OPTIONS)),
+            }
         )
     if path is not None:
         destination: str | Path = path  # from code or the command line: trusted
     elif options.get("path"):
         destination = job_target_path(options.get("path"), options.get("root"), job=job.name)
     else:
-        raise ConfigurationError(f"job {job.name!r}: give the export a path")
+        raise ConfigurationError(
+            gettext("job %(name)r: give the export a path") % {"name": job.name}
+        )
     filter = options.get("filter")
     return destination, check_filter(filter, importer, job=job.name) if filter else {}
 
@@ -155,9 +164,11 @@ def job_target_path(template: Any, root: Any = None, *, job: str) -> str:
 
     context = JobContext(job=job)
     if not isinstance(template, str) or "\x00" in template or template.startswith("~"):
-        resolve_path(template, root, context=context, what="export path")  # refuses these
+        resolve_path(
+            template, root, context=context, what=gettext_noop("export path")
+        )  # refuses these
     real = resolve_path(
-        str(render_path(template, job=job)), root, context=context, what="export path"
+        str(render_path(template, job=job)), root, context=context, what=gettext_noop("export path")
     )
     return real.replace("{", "{{").replace("}", "}}")  # export_queryset fills placeholders again
 
@@ -166,7 +177,8 @@ def check_filter(value: Any, importer: Any, *, job: str) -> dict[str, Any]:
     """An export target's ``filter``: plain lookups on the importer's mapped fields only."""
     if not isinstance(value, dict):
         raise ConfigurationError(
-            f'job {job!r}: the target filter is an object, e.g. {{"active": true}}'
+            gettext('job %(job)r: the target filter is an object, e.g. {"active": true}')
+            % {"job": job}
         )
     fields = set(importer.bound_fields)
     scalar = (str, int, float, bool, type(None))
@@ -174,11 +186,17 @@ def check_filter(value: Any, importer: Any, *, job: str) -> dict[str, Any]:
         name, _, lookup = str(key).partition("__")
         if name not in fields or (lookup and lookup not in FILTER_LOOKUPS):
             raise ConfigurationError(
-                f"job {job!r}: the target filter cannot use {key!r}: a filter names one of "
-                f"the importer's fields ({', '.join(sorted(fields))}), optionally with a "
-                "lookup such as __gte, never a relation path"
+                gettext(
+                    "job %(job)r: the target filter cannot use %(key)r: a filter names one of the "
+                    "importer's fields (%(sorted)s), optionally with a lookup such as __gte, "
+                    "never a relation path"
+                )
+                % {"job": job, "key": key, "sorted": ", ".join(sorted(fields))}
             )
         items = item if isinstance(item, list) else [item]
         if not all(isinstance(v, scalar) for v in items):
-            raise ConfigurationError(f"job {job!r}: the target filter {key!r} takes plain values")
+            raise ConfigurationError(
+                gettext("job %(job)r: the target filter %(key)r takes plain values")
+                % {"job": job, "key": key}
+            )
     return dict(value)

@@ -22,6 +22,8 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime, parse_time
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from djsync.conf import settings
 
@@ -52,8 +54,14 @@ def shown(value: Any) -> str:
     """A value as an error message quotes it: its repr, cut short when it is long."""
     text = _repr.repr(value)
     if isinstance(value, str | bytes) and len(value) > _repr.maxstring:
-        text += f" ({len(value):,} characters)"
+        text += _(" (%(count)s characters)") % {"count": format(len(value), ",")}
     return text
+
+
+def bad(message: str, value: Any) -> ConversionError:
+    """The error for ``value``: ``message`` (translated) with the value quoted as
+    :func:`shown` quotes it."""
+    return ConversionError(message % {"value": shown(value)})
 
 
 #: Values that are no single cell: a JSON object or array, or bytes.
@@ -64,10 +72,16 @@ def _scalar(value: Any, expected: str) -> None:
     """Refuse a JSON object or array (or bytes) where one value is expected: its Python
     repr is never what the source meant."""
     if isinstance(value, NESTED):
-        what = "a JSON object" if isinstance(value, dict) else "a list"
-        raise ConversionError(f"expected {expected}, got {what} {shown(value)}")
+        what = _("a JSON object") if isinstance(value, dict) else _("a list")
+        raise ConversionError(
+            _("expected %(expected)s, got %(what)s %(value)s")
+            % {"expected": _(expected), "what": what, "value": shown(value)}
+        )
     if isinstance(value, bytes | bytearray | memoryview):
-        raise ConversionError(f"expected {expected}, got bytes {shown(bytes(value))}")
+        raise ConversionError(
+            _("expected %(expected)s, got bytes %(bytes)s")
+            % {"expected": _(expected), "bytes": shown(bytes(value))}
+        )
 
 
 def is_empty(value: Any) -> bool:
@@ -77,7 +91,7 @@ def is_empty(value: Any) -> bool:
 def to_str(value: Any) -> str:
     if type(value) is str:
         return value.strip()
-    _scalar(value, "text")
+    _scalar(value, gettext_noop("text"))
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # spreadsheets hand "12" back as 12.0
     return str(value).strip()
@@ -90,14 +104,14 @@ _MAX_DIGITS = 40
 
 def to_int(value: Any) -> int:
     if isinstance(value, bool):
-        raise ConversionError(f"expected a whole number, got {value!r}")
+        raise ConversionError(_("expected a whole number, got %(value)r") % {"value": value})
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
-        raise ConversionError(f"expected a whole number, got {shown(value)}")
-    _scalar(value, "a whole number")
+        raise bad(_("expected a whole number, got %(value)s"), value)
+    _scalar(value, gettext_noop("a whole number"))
     text = str(value).strip().replace("_", "")
     if len(text) <= _MAX_DIGITS:
         try:
@@ -107,14 +121,16 @@ def to_int(value: Any) -> int:
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise ConversionError(f"expected a whole number, got {shown(value)}") from None
+        raise bad(_("expected a whole number, got %(value)s"), value) from None
     if not number.is_finite():
-        raise ConversionError(f"expected a whole number, got {shown(value)}")
+        raise bad(_("expected a whole number, got %(value)s"), value)
     if number.adjusted() >= _MAX_DIGITS:
-        raise OutOfRange(f"{shown(value)} is out of range of every integer column")
+        raise OutOfRange(
+            _("%(value)s is out of range of every integer column") % {"value": shown(value)}
+        )
     if number == number.to_integral_value():
         return int(number)
-    raise ConversionError(f"expected a whole number, got {shown(value)}")
+    raise bad(_("expected a whole number, got %(value)s"), value)
 
 
 def int_converter(low: int, high: int, what: str) -> Converter:
@@ -137,22 +153,30 @@ def int_converter(low: int, high: int, what: str) -> Converter:
                 number = None
         if number is not None and low <= number <= high:
             return number
-        raise ConversionError(f"{shown(value)} is out of range: {what} holds {low:,} to {high:,}")
+        raise ConversionError(
+            _("%(value)s is out of range: %(what)s holds %(low)s to %(high)s")
+            % {
+                "value": shown(value),
+                "what": what,
+                "low": format(low, ","),
+                "high": format(high, ","),
+            }
+        )
 
     return to_bounded_int
 
 
 def to_float(value: Any) -> float:
     if isinstance(value, bool):
-        raise ConversionError(f"expected a number, got {value!r}")
+        raise ConversionError(_("expected a number, got %(value)r") % {"value": value})
     if type(value) is not str:
-        _scalar(value, "a number")
+        _scalar(value, gettext_noop("a number"))
     try:
         number = float(value if not isinstance(value, str) else value.strip())
     except (TypeError, ValueError, OverflowError):
-        raise ConversionError(f"expected a number, got {shown(value)}") from None
+        raise bad(_("expected a number, got %(value)s"), value) from None
     if not math.isfinite(number):  # "NaN", "inf", 1e400: no database compares them sanely
-        raise ConversionError(f"expected a finite number, got {shown(value)}")
+        raise bad(_("expected a finite number, got %(value)s"), value)
     return number
 
 
@@ -160,7 +184,7 @@ def to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if type(value) is not str:
-        _scalar(value, "yes/no")
+        _scalar(value, gettext_noop("yes/no"))
     if isinstance(value, int | float) and value in (0, 1):
         return bool(value)
     word = str(value).strip().lower()
@@ -168,7 +192,7 @@ def to_bool(value: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ConversionError(f"expected yes/no, true/false or 1/0, got {shown(value)}")
+    raise bad(_("expected yes/no, true/false or 1/0, got %(value)s"), value)
 
 
 def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Converter:
@@ -183,9 +207,9 @@ def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Con
         if type(value) is str:  # the common case, first: a text cell
             text = value.strip()
         elif isinstance(value, bool):
-            raise ConversionError(f"expected a decimal number, got {value!r}")
+            raise ConversionError(_("expected a decimal number, got %(value)r") % {"value": value})
         elif isinstance(value, (*NESTED, bytes, bytearray, memoryview)):
-            _scalar(value, "a decimal number")
+            _scalar(value, gettext_noop("a decimal number"))
         elif isinstance(value, float):
             text = repr(value)  # 1.1 stays 1.1, not 1.100000000000000088817841970012523
         else:
@@ -193,25 +217,33 @@ def decimal_converter(max_digits: int | None, decimal_places: int | None) -> Con
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise ConversionError(f"expected a decimal number, got {shown(value)}") from None
+            raise bad(_("expected a decimal number, got %(value)s"), value) from None
         if not number.is_finite():
-            raise ConversionError(f"expected a finite decimal number, got {shown(value)}")
+            raise bad(_("expected a finite decimal number, got %(value)s"), value)
         if step is not None:
             # 5 → 5.00; trailing zeros beyond the field's precision are not a loss of data.
             try:
                 quantized = number.quantize(step)
             except InvalidOperation:
                 raise ConversionError(
-                    f"{shown(value)} is too large for {max_digits} digits"
+                    _("%(value)s is too large for %(max_digits)s digits")
+                    % {"value": shown(value), "max_digits": max_digits}
                 ) from None
             if quantized != number:
                 places = -int(number.as_tuple().exponent)
                 raise ConversionError(
-                    f"{shown(value)} has {places} decimal places; the field allows {decimal_places}"
+                    _(
+                        "%(value)s has %(places)s decimal places; the field allows "
+                        "%(decimal_places)s"
+                    )
+                    % {"value": shown(value), "places": places, "decimal_places": decimal_places}
                 )
             number = quantized
         if room is not None and number and number.adjusted() + 1 > room:
-            raise ConversionError(f"{shown(value)} is too large for {max_digits} digits")
+            raise ConversionError(
+                _("%(value)s is too large for %(max_digits)s digits")
+                % {"value": shown(value), "max_digits": max_digits}
+            )
         return number
 
     return to_decimal
@@ -232,8 +264,11 @@ def _by_formats(text: str, formats: Sequence[str], what: str) -> dt.datetime | N
         except ValueError:
             continue
     if len(found) > 1:
-        readings = " or ".join(f"{value} ({fmt})" for value, fmt in found.items())
-        raise ConversionError(f"ambiguous {what} {shown(text)}: it reads as {readings}")
+        readings = _(" or ").join(f"{value} ({fmt})" for value, fmt in found.items())
+        raise ConversionError(
+            _("ambiguous %(what)s %(text)s: it reads as %(readings)s")
+            % {"what": _(what), "text": shown(text), "readings": readings}
+        )
     return next(iter(found), None)
 
 
@@ -244,7 +279,7 @@ def date_converter(formats: Sequence[str] | None = None) -> Converter:
         if isinstance(value, dt.date):
             return value
         if type(value) is not str:
-            _scalar(value, "a date")
+            _scalar(value, gettext_noop("a date"))
         text = str(value).strip()
         try:
             parsed = parse_date(text)
@@ -252,10 +287,10 @@ def date_converter(formats: Sequence[str] | None = None) -> Converter:
             parsed = None
         if parsed is not None:
             return parsed
-        found = _by_formats(text, formats or settings.DATE_FORMATS, "date")
+        found = _by_formats(text, formats or settings.DATE_FORMATS, gettext_noop("date"))
         if found is not None:
             return found.date()
-        raise ConversionError(f"expected a date (e.g. 2024-01-31), got {shown(value)}")
+        raise bad(_("expected a date (e.g. 2024-01-31), got %(value)s"), value)
 
     return to_date
 
@@ -271,17 +306,19 @@ def datetime_converter(
             parsed = dt.datetime.combine(value, dt.time())
         else:
             if type(value) is not str:
-                _scalar(value, "a date and time")
+                _scalar(value, gettext_noop("a date and time"))
             text = str(value).strip()
             try:
                 parsed = parse_datetime(text)
             except ValueError:
                 parsed = None
             if parsed is None:
-                parsed = _by_formats(text, formats or settings.DATETIME_FORMATS, "date and time")
+                parsed = _by_formats(
+                    text, formats or settings.DATETIME_FORMATS, gettext_noop("date and time")
+                )
             if parsed is None:
-                raise ConversionError(
-                    f"expected a date and time (e.g. 2024-01-31 13:45:00), got {shown(value)}"
+                raise bad(
+                    _("expected a date and time (e.g. 2024-01-31 13:45:00), got %(value)s"), value
                 )
         try:
             if django_settings.USE_TZ:
@@ -292,8 +329,8 @@ def datetime_converter(
             if timezone.is_aware(parsed):
                 return timezone.make_naive(parsed, _source_zone())
         except OverflowError:  # 9999-12-31T23:59-14:00 is past year 9999 in UTC
-            raise ConversionError(
-                f"{shown(value)} is out of range: in UTC it falls before year 1 or after 9999"
+            raise bad(
+                _("%(value)s is out of range: in UTC it falls before year 1 or after 9999"), value
             ) from None
         return parsed
 
@@ -306,13 +343,13 @@ def to_time(value: Any) -> dt.time:
     if isinstance(value, dt.datetime):
         return value.time()
     if type(value) is not str:
-        _scalar(value, "a time")
+        _scalar(value, gettext_noop("a time"))
     try:
         parsed = parse_time(str(value).strip())
     except ValueError:
         parsed = None
     if parsed is None:
-        raise ConversionError(f"expected a time (e.g. 13:45), got {shown(value)}")
+        raise bad(_("expected a time (e.g. 13:45), got %(value)s"), value)
     return parsed
 
 
@@ -320,11 +357,11 @@ def to_uuid(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     if type(value) is not str:
-        _scalar(value, "a UUID")
+        _scalar(value, gettext_noop("a UUID"))
     try:
         return uuid.UUID(str(value).strip())
     except ValueError:
-        raise ConversionError(f"expected a UUID, got {shown(value)}") from None
+        raise bad(_("expected a UUID, got %(value)s"), value) from None
 
 
 def to_json(value: Any) -> Any:
@@ -332,9 +369,9 @@ def to_json(value: Any) -> Any:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ConversionError(f"expected JSON: {exc}") from None
+            raise ConversionError(_("expected JSON: %(exc)s") % {"exc": exc}) from None
         except RecursionError:
-            raise ConversionError("expected JSON: it is nested too deeply") from None
+            raise ConversionError(_("expected JSON: it is nested too deeply")) from None
     _check_json(value)
     return value
 
@@ -347,19 +384,27 @@ def _check_json(value: Any) -> None:
         item = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise ConversionError(f"{shown(item)} is not a JSON number (NaN or infinite)")
+                raise ConversionError(
+                    _("%(item)s is not a JSON number (NaN or infinite)") % {"item": shown(item)}
+                )
         elif isinstance(item, str):
             if "\x00" in item:
-                raise ConversionError(f"{shown(item)} contains a NUL character (\\x00)")
+                raise ConversionError(
+                    _("%(item)s contains a NUL character (\\x00)") % {"item": shown(item)}
+                )
             if not (item.isascii() or encodable(item)):
-                raise ConversionError(f"{shown(item)} is not valid Unicode (a lone surrogate)")
+                raise ConversionError(
+                    _("%(item)s is not valid Unicode (a lone surrogate)") % {"item": shown(item)}
+                )
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
         elif isinstance(item, Decimal) and not item.is_finite():
-            raise ConversionError(f"{shown(item)} is not a JSON number (NaN or infinite)")
+            raise ConversionError(
+                _("%(item)s is not a JSON number (NaN or infinite)") % {"item": shown(item)}
+            )
 
 
 def _identity(value: Any) -> Any:
@@ -384,7 +429,10 @@ def choices_converter(field: models.Field, inner: Converter) -> Converter:
         if converted in by_value.values():
             return converted
         allowed = ", ".join(str(v) for v in by_value.values())
-        raise ConversionError(f"{shown(value)} is not one of the choices ({allowed})")
+        raise ConversionError(
+            _("%(value)s is not one of the choices (%(allowed)s)")
+            % {"value": shown(value), "allowed": allowed}
+        )
 
     return to_choice
 
@@ -393,13 +441,16 @@ def string_converter(max_length: int | None) -> Converter:
     def to_text(value: Any) -> str:
         text = to_str(value)
         if max_length is not None and len(text) > max_length:
-            raise ConversionError(f"{len(text)} characters; the field allows at most {max_length}")
+            raise ConversionError(
+                _("%(text)s characters; the field allows at most %(max_length)s")
+                % {"text": len(text), "max_length": max_length}
+            )
         if "\x00" in text:
             # PostgreSQL refuses NUL in text; SQLite would store it, but one source must give
             # the same result on both databases (and Django's forms refuse it too).
-            raise ConversionError(f"{shown(value)} contains a NUL character (\\x00)")
+            raise bad(_("%(value)s contains a NUL character (\\x00)"), value)
         if not (text.isascii() or encodable(text)):
-            raise ConversionError(f"{shown(value)} is not valid Unicode (a lone surrogate)")
+            raise bad(_("%(value)s is not valid Unicode (a lone surrogate)"), value)
         return text
 
     return to_text
@@ -490,9 +541,12 @@ def guarded(custom: Converter, field: models.Field, builtin: Converter) -> Conve
             if not isinstance(value, str):
                 return value if not isinstance(value, NESTED) else to_str(value)
             if limit is not None and len(value) > limit:
-                raise ConversionError(f"{len(value)} characters; the field allows at most {limit}")
+                raise ConversionError(
+                    _("%(value)s characters; the field allows at most %(limit)s")
+                    % {"value": len(value), "limit": limit}
+                )
             if "\x00" in value:
-                raise ConversionError(f"{shown(value)} contains a NUL character (\\x00)")
+                raise bad(_("%(value)s contains a NUL character (\\x00)"), value)
             return value
     else:
         return custom

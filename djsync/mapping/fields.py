@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models, router
+from django.utils.translation import gettext as _
 
 from djsync.mapping.converters import (
     NOT_PROVIDED,
@@ -191,13 +192,13 @@ class BoundField:
             return self.model_field.get_default()
         if self.empty_string_ok and self.model_field.blank:
             return ""
-        raise ConversionError("a value is required")
+        raise ConversionError(_("a value is required"))
 
     def convert(self, value: Any) -> Any:
         if is_empty(value):
             return self.empty_value()
         if value is MISSING:
-            raise ConversionError("the row has no cell for this column")
+            raise ConversionError(_("the row has no cell for this column"))
         if self.null_tokens and type(value) is str and value.strip() in self.null_tokens:
             return self.empty_value()
         return self.converter(value)

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from djsync.conf import settings
 from djsync.engine.diff import Key, Plan, RowError, SourceRow, StagedPlan, TargetRow, diff
@@ -226,10 +228,14 @@ class BaseImporter:
                 f.source_column = None
                 active.append(f)
         if missing:
-            have = ", ".join(repr(c) for c in columns) or "none"
+            have = ", ".join(repr(c) for c in columns) or _("none")
             raise MappingError(
-                f"{source}: missing column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(m) for m in missing)} (the file has: {have})"
+                ngettext(
+                    "%(source)s: missing column %(missing)s (the file has: %(have)s)",
+                    "%(source)s: missing columns %(missing)s (the file has: %(have)s)",
+                    len(missing),
+                )
+                % {"source": source, "missing": ", ".join(repr(m) for m in missing), "have": have}
             )
         tokens = null_token_set([*self.null_tokens, *(getattr(source, "null_tokens", ()) or ())])
         for f in active:
@@ -285,7 +291,8 @@ class BaseImporter:
                 errors.append(
                     RowError(
                         row=row,
-                        message=f"no {related} with {f.lookup} {value!r}",
+                        message=_("no %(related)s with %(lookup)s %(value)r")
+                        % {"related": related, "lookup": f.lookup, "value": value},
                         column=column,
                         value=raw,
                     )
@@ -297,7 +304,7 @@ class BaseImporter:
             key = self.key_of(values)
             if any(v is None or v == "" for v in key):
                 errors.append(
-                    RowError(row=row, message="the key is empty", column=self._key_column())
+                    RowError(row=row, message=_("the key is empty"), column=self._key_column())
                 )
                 key = None
         if not errors:
@@ -363,8 +370,14 @@ def _short_row(record: dict[str, Any], row: int, column: str) -> RowError:
     return RowError(
         row=row,
         message=(
-            f"the row has {have} cell{'s' if have != 1 else ''}, the header has "
-            f"{len(record)}: column {column!r} is missing"
+            ngettext(
+                "the row has %(have)s cell, the header has %(header)s: column %(column)r is "
+                "missing",
+                "the row has %(have)s cells, the header has %(header)s: column %(column)r is "
+                "missing",
+                have,
+            )
+            % {"have": have, "header": len(record), "column": column}
         ),
         column=column,
         value=None,

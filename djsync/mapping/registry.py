@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter
@@ -120,7 +121,9 @@ def dependency_order(importers: Sequence[BaseImporter]) -> list[BaseImporter]:
         ready = [i for i in importers if i.label not in done and needs[i.label] <= done]
         if not ready:
             cycle = ", ".join(i.label for i in importers if i.label not in done)
-            raise ConfigurationError(f"the importers' models depend on each other: {cycle}")
+            raise ConfigurationError(
+                _("the importers' models depend on each other: %(cycle)s") % {"cycle": cycle}
+            )
         ordered.append(ready[0])
         done.add(ready[0].label)
     return ordered
@@ -137,12 +140,18 @@ def importers_of(text: str | None, *, job: str, using: str | None = None) -> lis
     importers = [bind(get_importer_class(name), using) for name in names]
     labels = [i.label for i in importers]
     if len(set(labels)) != len(labels):
-        raise ConfigurationError(f"job {job!r} names one model twice: {', '.join(labels)}")
+        raise ConfigurationError(
+            _("job %(job)r names one model twice: %(labels)s")
+            % {"job": job, "labels": ", ".join(labels)}
+        )
     aliases = {i.using for i in importers}
     if len(aliases) > 1:
         raise ConfigurationError(
-            f"job {job!r}: its importers write to several databases "
-            f"({', '.join(sorted(aliases))}); one transaction needs one"
+            _(
+                "job %(job)r: its importers write to several databases (%(sorted)s); one "
+                "transaction needs one"
+            )
+            % {"job": job, "sorted": ", ".join(sorted(aliases))}
         )
     return dependency_order(importers)
 
@@ -164,9 +173,11 @@ def job_database(target: Any, names: Sequence[str], *, job: str) -> str | None:
     kind = options.get("kind", "model")
     if unknown or kind != "model":
         raise ConfigurationError(
-            f"job {job!r}: the target is {{}} (the importer's model), "
-            '{"database": "<alias>"} or an export {"kind": "file", …}; '
-            f"not {', '.join(sorted(map(str, unknown))) or repr(kind)}"
+            _(
+                'job %(job)r: the target is {} (the importer\'s model), {"database": "<alias>"} '
+                'or an export {"kind": "file", …}; not %(value)s'
+            )
+            % {"job": job, "value": ", ".join(sorted(map(str, unknown))) or repr(kind)}
         )
     alias = options.get("database")
     if alias is None:
@@ -176,7 +187,10 @@ def job_database(target: Any, names: Sequence[str], *, job: str) -> str | None:
         if alias not in cls.databases:
             allowed = ", ".join(cls.databases) or "none"
             raise ConfigurationError(
-                f"job {job!r}: importer {name} may not write to database {str(alias)[:40]!r} "
-                f"(its Meta.databases: {allowed})"
+                _(
+                    "job %(job)r: importer %(name)s may not write to database %(alias)r (its "
+                    "Meta.databases: %(allowed)s)"
+                )
+                % {"job": job, "name": name, "alias": str(alias)[:40], "allowed": allowed}
             )
     return str(alias)

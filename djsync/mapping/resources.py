@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.utils.translation import gettext as _
 
 from djsync.exceptions import ConfigurationError
 from djsync.mapping.converters import NOT_PROVIDED, ConversionError, converter_for, is_empty, to_str
@@ -86,7 +87,7 @@ class WidgetField(BoundField):
                 value = self.parse(value, row=row)
             except Exception as exc:  # noqa: BLE001 - any widget failure is a row error
                 if isinstance(exc, ArithmeticError):  # decimal.InvalidOperation says nothing
-                    message = "not a number"
+                    message = _("not a number")
                 else:
                     message = str(exc).strip() or type(exc).__name__
                 raise ConversionError(
@@ -338,7 +339,10 @@ def _checker(mf: models.Field) -> Any:
         def check_text(value: Any) -> Any:
             text = value if isinstance(value, str) else to_str(value)
             if limit is not None and len(text) > limit:
-                raise ConversionError(f"{len(text)} characters; the field allows at most {limit}")
+                raise ConversionError(
+                    _("%(text)s characters; the field allows at most %(limit)s")
+                    % {"text": len(text), "limit": limit}
+                )
             return text
 
         return check_text

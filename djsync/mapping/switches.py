@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.utils.translation import gettext_lazy
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 OnRowError = Literal["fail", "skip"]
 
@@ -53,7 +58,7 @@ class Switch:
     job_field: str | None
     #: The ``runsync`` option that overrides it for one run.
     flag: str
-    help: str
+    help: StrOrPromise
     kind: SwitchKind
     #: ``action`` switches: the plan count they allow (``"created"``), and the permission
     #: on the target model writing it needs (``"add"``: ``app.add_model``).
@@ -75,7 +80,7 @@ SWITCHES: tuple[Switch, ...] = (
         "create",
         job_field="allow_create",
         flag="--create",
-        help="Create rows the target lacks.",
+        help=gettext_lazy("Create rows the target lacks."),
         kind="action",
         action="created",
         permission="add",
@@ -84,7 +89,7 @@ SWITCHES: tuple[Switch, ...] = (
         "update",
         job_field="allow_update",
         flag="--update",
-        help="Update rows whose values differ.",
+        help=gettext_lazy("Update rows whose values differ."),
         kind="action",
         action="updated",
         permission="change",
@@ -93,7 +98,7 @@ SWITCHES: tuple[Switch, ...] = (
         "delete",
         job_field="allow_delete",
         flag="--delete",
-        help="Delete rows in scope that the source no longer has.",
+        help=gettext_lazy("Delete rows in scope that the source no longer has."),
         kind="action",
         action="deleted",
         permission="delete",
@@ -102,42 +107,44 @@ SWITCHES: tuple[Switch, ...] = (
         "max_create",
         job_field="max_create",
         flag="--max-create",
-        help="Fail if the plan has more creates.",
+        help=gettext_lazy("Fail if the plan has more creates."),
         kind="limit",
     ),
     Switch(
         "max_update",
         job_field="max_update",
         flag="--max-update",
-        help="Fail if the plan has more updates.",
+        help=gettext_lazy("Fail if the plan has more updates."),
         kind="limit",
     ),
     Switch(
         "max_delete",
         job_field="max_delete",
         flag="--max-delete",
-        help="Fail if the plan has more deletes.",
+        help=gettext_lazy("Fail if the plan has more deletes."),
         kind="limit",
     ),
     Switch(
         "max_total",
         job_field="max_total",
         flag="--max-total",
-        help="Fail if the plan has more changes in all.",
+        help=gettext_lazy("Fail if the plan has more changes in all."),
         kind="limit",
     ),
     Switch(
         "delete_guard",
         job_field="delete_guard",
         flag="--delete-guard",
-        help="Largest share (0-1) of the rows in scope a run may delete without force.",
+        help=gettext_lazy(
+            "Largest share (0-1) of the rows in scope a run may delete without force."
+        ),
         kind="share",
     ),
     Switch(
         "on_row_error",
         job_field="on_row_error",
         flag="--skip-errors",
-        help="Apply the good rows and report the bad ones, instead of failing.",
+        help=gettext_lazy("Apply the good rows and report the bad ones, instead of failing."),
         kind="flag",
         value="skip",
     ),
@@ -145,7 +152,7 @@ SWITCHES: tuple[Switch, ...] = (
         "force",
         job_field=None,
         flag="--force",
-        help="Pass the delete guard (limits still apply).",
+        help=gettext_lazy("Pass the delete guard (limits still apply)."),
         kind="flag",
         value=True,
         importer_option=False,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 _INTERVAL = re.compile(
     r"^every\s+(?:(?P<every>\d+)\s+)?(?P<unit>second|minute|hour|day)s?$", re.IGNORECASE
 )
@@ -22,13 +24,16 @@ def parse_schedule(text: str) -> tuple[str, dict[str, Any]]:
     if match:
         every = int(match["every"] or 1)
         if every < 1:
-            raise ValueError("an interval must be at least 1")
+            raise ValueError(_("an interval must be at least 1"))
         return "interval", {"every": every, "period": match["unit"].lower() + "s"}
     parts = text.split(" ")
     if len(parts) != len(_CRON_FIELDS):
         raise ValueError(
-            f"{text!r} is neither a crontab (5 fields: minute hour day month weekday, "
-            'e.g. "*/15 * * * *") nor an interval (e.g. "every 10 minutes")'
+            _(
+                "%(text)r is neither a crontab (5 fields: minute hour day month weekday, e.g. "
+                '"*/15 * * * *") nor an interval (e.g. "every 10 minutes")'
+            )
+            % {"text": text}
         )
     fields = dict(zip(_CRON_FIELDS, parts, strict=True))
     from celery.schedules import ParseException, crontab
@@ -36,7 +41,7 @@ def parse_schedule(text: str) -> tuple[str, dict[str, Any]]:
     try:
         crontab(**fields)
     except (ParseException, ValueError) as exc:
-        raise ValueError(f"{text!r}: bad crontab: {exc}") from None
+        raise ValueError(_("%(text)r: bad crontab: %(exc)s") % {"text": text, "exc": exc}) from None
     return "crontab", fields
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.translation import gettext as _
 
 from djsync.engine.diff import Delete, Plan, RowError
 
@@ -43,8 +44,11 @@ def finish_plan(
         return
     if not switches.delete:
         plan.warnings.append(
-            f"{len(source.deleted_records)} records are marked deleted, but the job does not "
-            "delete: left in place"
+            _(
+                "%(deleted_records)s records are marked deleted, but the job does not delete: "
+                "left in place"
+            )
+            % {"deleted_records": len(source.deleted_records)}
         )
         return
     target = importer.read_target()
@@ -57,7 +61,12 @@ def finish_plan(
                 values[name] = field.convert(record.get(field.source_column or field.column))
         except ValueError as exc:
             plan.errors.append(
-                RowError(row=None, message=f"deleted record {number}: {exc}", raw=record)
+                RowError(
+                    row=None,
+                    message=_("deleted record %(number)s: %(exc)s")
+                    % {"number": number, "exc": exc},
+                    raw=record,
+                )
             )
             continue
         key = importer.key_of(values)

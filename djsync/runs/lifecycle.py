@@ -30,6 +30,8 @@ from django.db.models import F, Q
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from djsync.exceptions import DjsyncError, RunCancelled, RunStateError, TransientSourceError
 
@@ -108,11 +110,11 @@ ALLOWED: dict[str, frozenset[str]] = {
 
 #: What a refused transition needs, said after "run #N is <status>; ".
 RULES = {
-    "claim": "only a queued run can be started",
-    "claim_preview": "only a previewed run can be applied",
-    "cancel": "only a queued or running run can be cancelled",
-    "discard": "only a previewed run can be discarded",
-    "mark_dead": "only a running run can be marked dead",
+    "claim": gettext_lazy("only a queued run can be started"),
+    "claim_preview": gettext_lazy("only a previewed run can be applied"),
+    "cancel": gettext_lazy("only a queued or running run can be cancelled"),
+    "discard": gettext_lazy("only a previewed run can be discarded"),
+    "mark_dead": gettext_lazy("only a running run can be marked dead"),
 }
 
 #: The transition that ends a run in each status :func:`end_status` gives.
@@ -131,8 +133,11 @@ MAX_CAUSE = 2000
 
 def refusal(run: SyncRun, transition: str, to: str | None = None) -> RunStateError:
     """The one-line error of a transition that ``run``'s status does not allow."""
-    rule = RULES.get(transition) or f"it cannot go to {to}"
-    return RunStateError(f"run #{run.pk} is {run.status}; {rule}")
+    rule = RULES.get(transition) or _("it cannot go to %(to)s") % {"to": to}
+    return RunStateError(
+        _("run #%(pk)s is %(status)s; %(rule)s")
+        % {"pk": run.pk, "status": run.status, "rule": rule}
+    )
 
 
 def end_status(sync_run: SyncRun, exc: BaseException) -> str:
@@ -224,13 +229,14 @@ class SyncRunQuerySet(models.QuerySet[Any]):
         # In the site's time zone and format, as every time a run shows (djsync.display).
         when = date_format(timezone.localtime(last), "DATETIME_FORMAT") if last else "never"
         written = (
-            "what an API target took before stays; a new run picks up from there"
+            _("what an API target took before stays; a new run picks up from there")
             if run.status == APPLYING and _untransacted(run)
-            else "nothing was written to the target"
+            else _("nothing was written to the target")
         )
-        error = (
-            f"the worker running it stopped during {run.status} (last heartbeat: {when}); {written}"
-        )
+        error = _(
+            "the worker running it stopped during %(status)s (last heartbeat: %(when)s); "
+            "%(written)s"
+        ) % {"status": run.status, "when": when, "written": written}
         if not self._move(run, "mark_dead", FAILED, error=error, finished_at=timezone.now()):
             return False
         logger.warning("djsync run %s: %s", run.pk, error)
@@ -255,7 +261,7 @@ class SyncRunQuerySet(models.QuerySet[Any]):
             expected=QUEUED,
             cancel_requested=True,
             finished_at=timezone.now(),
-            error="cancelled before it started",
+            error=_("cancelled before it started"),
         ):
             return True
         if self.filter(pk=run.pk, status__in=RUNNING).update(cancel_requested=True):
@@ -290,7 +296,10 @@ class SyncRunQuerySet(models.QuerySet[Any]):
     @staticmethod
     def _check(transition: str, old: str, new: str) -> None:
         if (old, new) not in TRANSITIONS[transition]:
-            raise RunStateError(f"a run that is {old} cannot go to {new} ({transition})")
+            raise RunStateError(
+                _("a run that is %(old)s cannot go to %(new)s (%(transition)s)")
+                % {"old": old, "new": new, "transition": transition}
+            )
 
     def _move(
         self,

@@ -28,6 +28,7 @@ from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, RunLocked
@@ -348,7 +349,10 @@ def acquire_run(
     lock = parts[0] if len(parts) == 1 else LockSet(parts, owner)
     wait = float(settings.LOCK_WAIT if wait is None else wait)
     if not lock.acquire(wait):
-        refused = f"this run #{run_id} was refused{f' after waiting {wait:g} s' if wait else ''}"
+        refused = _("this run #%(run_id)s was refused%(value)s") % {
+            "run_id": run_id,
+            "value": f" after waiting {wait:g} s" if wait else "",
+        }
         blocker = lock.blocker() if isinstance(lock, LockSet) else lock
         lock.release()
         raise RunLocked(_locked_message(blocker or parts[0], refused))
@@ -358,12 +362,25 @@ def acquire_run(
 def _locked_message(lock: JobLock, refused: str) -> str:
     other = run_of(lock.holder())
     if MODEL_PREFIX not in lock.name:
-        who = f"run #{other}" if other else "another run"
-        return f"{who} of this job is active; one run per job at a time ({refused})"
+        who = f"run #{other}" if other else _("another run")
+        return _("%(who)s of this job is active; one run per job at a time (%(refused)s)") % {
+            "who": who,
+            "refused": refused,
+        }
     label = lock.name.rsplit(":", 1)[-1]
     job = _job_name(other)
-    who = f"job {job!r} (run #{other})" if job else f"run #{other}" if other else "another run"
-    return f"{who} is writing model {label}; one run per model at a time ({refused})"
+    who = (
+        _("job %(job)r (run #%(other)s)") % {"job": job, "other": other}
+        if job
+        else f"run #{other}"
+        if other
+        else _("another run")
+    )
+    return _("%(who)s is writing model %(label)s; one run per model at a time (%(refused)s)") % {
+        "who": who,
+        "label": label,
+        "refused": refused,
+    }
 
 
 def _job_name(run_id: int | None) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.db import connections, router
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import QueueError, RunCancelled, RunLocked
@@ -218,12 +219,17 @@ class RunMonitor:
         self._last_check = time.monotonic()
         if self.lost_lock:
             raise RunLocked(
-                f"run #{self.run.pk} lost its job's lock (no heartbeat for {settings.LOCK_TTL} s); "
-                "stopped so that two runs never write at once"
+                _(
+                    "run #%(pk)s lost its job's lock (no heartbeat for %(lock_ttl)s s); stopped "
+                    "so that two runs never write at once"
+                )
+                % {"pk": self.run.pk, "lock_ttl": settings.LOCK_TTL}
             )
         if cancel_requested(self.run.pk):
             self.run.cancel_requested = True
-            raise RunCancelled(f"run #{self.run.pk} was cancelled; nothing was written")
+            raise RunCancelled(
+                _("run #%(pk)s was cancelled; nothing was written") % {"pk": self.run.pk}
+            )
 
     def _report(self, *, force: bool = False) -> None:
         """Celery task state ``PROGRESS`` with the counts, for ``AsyncResult(id).info``."""
@@ -264,7 +270,7 @@ def guard(sync_run: SyncRun, progress: Progress | None = None) -> Iterator[Progr
     """
     progress = progress or Progress()
     if cancel_requested(sync_run.pk):
-        raise RunCancelled(f"run #{sync_run.pk} was cancelled before it started")
+        raise RunCancelled(_("run #%(pk)s was cancelled before it started") % {"pk": sync_run.pk})
     lock = locks.acquire_run(sync_run.job_id, sync_run.pk, models=written_models(sync_run.job))
     monitor = RunMonitor(sync_run, lock, task=current_task.get())
     try:
@@ -442,9 +448,12 @@ def fail_unclaimed(sync_run: SyncRun, *, waited: float) -> SyncRun:
     from djsync.uploads import release_upload
 
     error = QueueError(
-        f"no Celery worker took run #{sync_run.pk} in {waited:.0f} s and none answers "
-        f"(the WAIT_NO_WORKER setting); it is marked failed and will not run, nothing was "
-        "written. Start a worker (celery -A <project> worker) and run the job again"
+        _(
+            "no Celery worker took run #%(pk)s in %(waited)s s and none answers (the "
+            "WAIT_NO_WORKER setting); it is marked failed and will not run, nothing was written. "
+            "Start a worker (celery -A <project> worker) and run the job again"
+        )
+        % {"pk": sync_run.pk, "waited": format(waited, ".0f")}
     )
     if not SyncRun.objects.fail(sync_run, error):  # queued → failed, unless taken meanwhile
         return SyncRun.objects.select_related("job").get(pk=sync_run.pk)

@@ -12,6 +12,8 @@ import logging
 
 from django.conf import settings as django_settings
 from django.core.mail import send_mail
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from djsync.conf import settings
 from djsync.models import SyncRun
@@ -64,33 +66,46 @@ def compose(sync_run: SyncRun) -> tuple[str, str] | None:
 
 
 def failure_mail(sync_run: SyncRun) -> tuple[str, str]:
-    subject = f"[djsync] {sync_run.job.name}: run #{sync_run.pk} failed"
+    subject = _("[djsync] %(name)s: run #%(pk)s failed") % {
+        "name": sync_run.job.name,
+        "pk": sync_run.pk,
+    }
     lines = [
         report.summary_line(sync_run),
         report.times_line(sync_run),
         "",
-        f"Error: {sync_run.error or 'unknown'}",
+        _("Error: %(error)s") % {"error": sync_run.error or _("unknown")},
         "",
-        f"Trigger: {sync_run.trigger}; source: {sync_run.source_name or 'the job source'}.",
+        _("Trigger: %(trigger)s; source: %(value)s.")
+        % {
+            "trigger": sync_run.get_trigger_display(),
+            "value": sync_run.source_name or _("the job source"),
+        },
     ]
     errors = list(report.error_lines(sync_run, limit=settings.SAMPLE_CHANGES))
     if errors:
-        lines += ["", f"Row errors ({sync_run.errors}):", *(f"  {e}" for e in errors)]
+        lines += [
+            "",
+            _("Row errors (%(errors)s):") % {"errors": sync_run.errors},
+            *(f"  {e}" for e in errors),
+        ]
     return subject, "\n".join(lines) + "\n"
 
 
 def change_mail(sync_run: SyncRun) -> tuple[str, str]:
     """The diff of a run of a job expected to change nothing: counts, then samples per model."""
     changed = sync_run.created + sync_run.updated + sync_run.deleted
-    subject = (
-        f"[djsync] {sync_run.job.name}: run #{sync_run.pk} changed "
-        f"{changed} row{'s' if changed != 1 else ''}"
-    )
+    subject = ngettext(
+        "[djsync] %(job)s: run #%(run)s changed %(changed)s row",
+        "[djsync] %(job)s: run #%(run)s changed %(changed)s rows",
+        changed,
+    ) % {"job": sync_run.job.name, "run": sync_run.pk, "changed": changed}
     lines = [
         report.summary_line(sync_run),
         report.times_line(sync_run),
         "",
-        f"Job {sync_run.job.name!r} is set to warn on change; this run changed the target.",
+        _("Job %(name)r is set to warn on change; this run changed the target.")
+        % {"name": sync_run.job.name},
     ]
     limit = int(settings.SAMPLE_CHANGES)
     models = sync_run.stats or {}
@@ -101,7 +116,7 @@ def change_mail(sync_run: SyncRun) -> tuple[str, str]:
         changes = sync_run.changes.filter(model=model).order_by("pk")[:limit]
         lines += [f"  {report.change_text(change)}" for change in changes]
         if total > limit:
-            lines.append(f"  … and {total - limit} more")
+            lines.append(_("  … and %(total)s more") % {"total": total - limit})
     return subject, "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.engine.apply import check_limits
 from djsync.exceptions import ConfigurationError, RunLocked, RunStateError, TargetError
@@ -58,7 +59,9 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     options = {k: v for k, v in options.items() if v is not None}
     unknown = set(options) - set(SWITCH_NAMES)
     if unknown:
-        raise ConfigurationError(f"unknown run options: {', '.join(sorted(unknown))}")
+        raise ConfigurationError(
+            _("unknown run options: %(sorted)s") % {"sorted": ", ".join(sorted(unknown))}
+        )
     for name, value in options.items():
         if name in ("create", "update", "delete", "force"):
             ok = isinstance(value, bool)
@@ -69,7 +72,9 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
         else:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         if not ok:
-            raise ConfigurationError(f"run option {name}={value!r} is not valid")
+            raise ConfigurationError(
+                _("run option %(name)s=%(value)r is not valid") % {"name": name, "value": value}
+            )
     return options
 
 
@@ -223,7 +228,7 @@ def execute(
         if sync_run.dry_run:
             problems = steps.limit_problems(todo)
             if problems:
-                sync_run.error = "a real run would fail: " + "; ".join(problems)
+                sync_run.error = _("a real run would fail: ") + "; ".join(problems)
             runs.finish(sync_run, SyncRun.Status.PREVIEWED, progress=progress)
             return sync_run
         _apply(sync_run, todo, progress)
@@ -247,7 +252,10 @@ def _apply(
         sync_run, SyncRun.Status.APPLYING, progress=progress, dry_run=False
     ):  # ended meanwhile (the reaper found no heartbeat): write nothing
         current = SyncRun.objects.filter(pk=sync_run.pk).values_list("status", flat=True).first()
-        raise RunStateError(f"run #{sync_run.pk} is {current}; it was not applied")
+        raise RunStateError(
+            _("run #%(pk)s is %(current)s; it was not applied")
+            % {"pk": sync_run.pk, "current": current}
+        )
     total = sum(plan.total for plan in steps.plans(todo))
     try:
         with steps.write_transaction(todo):
@@ -264,8 +272,11 @@ def _apply(
             raise
         sync_run.rows_applied = kept
         raise TargetError(
-            f"{exc} ({kept:,} of {total:,} changes were written before it stopped and stay "
-            "written: the target is not transactional; a new run picks up from there)"
+            _(
+                "%(exc)s (%(kept)s of %(total)s changes were written before it stopped and stay "
+                "written: the target is not transactional; a new run picks up from there)"
+            )
+            % {"exc": exc, "kept": format(kept, ","), "total": format(total, ",")}
         ) from exc
     refused = steps.record_refusals(sync_run, todo)
     incremental.save_cursor(sync_run.job, sync_run)
@@ -293,7 +304,8 @@ def apply_previewed(
     runs = SyncRun.objects
     if sync_run.status != SyncRun.Status.PREVIEWED:
         raise RunStateError(
-            f"run #{sync_run.pk} is {sync_run.status}; only a previewed run can be applied"
+            _("run #%(pk)s is %(status)s; only a previewed run can be applied")
+            % {"pk": sync_run.pk, "status": sync_run.status}
         )
     held = ExitStack()
     try:
@@ -303,7 +315,8 @@ def apply_previewed(
         if not runs.claim_preview(sync_run):
             current = runs.filter(pk=sync_run.pk).values_list("status", flat=True).first()
             raise RunStateError(
-                f"run #{sync_run.pk} is {current}; only a previewed run can be applied"
+                _("run #%(pk)s is %(current)s; only a previewed run can be applied")
+                % {"pk": sync_run.pk, "current": current}
             )
         if user is not None and getattr(user, "pk", None):
             sync_run.user = user

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from djsync.display import duration, when
 from djsync.engine.row_errors import group_errors
@@ -20,11 +22,13 @@ MEMBERSHIP_VERB = {"create": "add", "update": "update", "delete": "remove"}
 
 
 def counts_text(counts: dict[str, int]) -> str:
-    return (
-        f"{counts['created']} created, {counts['updated']} updated, {counts['deleted']} deleted, "
-        f"{counts['unchanged']} unchanged, {counts['errors']} row error"
-        f"{'' if counts['errors'] == 1 else 's'}"
-    )
+    return ngettext(
+        "%(created)s created, %(updated)s updated, %(deleted)s deleted, %(unchanged)s unchanged, "
+        "%(errors)s row error",
+        "%(created)s created, %(updated)s updated, %(deleted)s deleted, %(unchanged)s unchanged, "
+        "%(errors)s row errors",
+        counts["errors"],
+    ) % {k: counts[k] for k in ("created", "updated", "deleted", "unchanged", "errors")}
 
 
 #: Statuses of a run that wrote nothing to its target: its counts are what it would have done.
@@ -41,11 +45,13 @@ def wrote_nothing(run: SyncRun) -> bool:
 def would_text(counts: dict[str, int]) -> str:
     """The counts of a plan that was not applied, worded as such."""
     errors = counts["errors"]
-    return (
-        f"the plan would have created {counts['created']}, updated {counts['updated']}, "
-        f"deleted {counts['deleted']} ({counts['unchanged']} unchanged, {errors} row error"
-        f"{'' if errors == 1 else 's'})"
-    )
+    return ngettext(
+        "the plan would have created %(created)s, updated %(updated)s, deleted %(deleted)s "
+        "(%(unchanged)s unchanged, %(errors)s row error)",
+        "the plan would have created %(created)s, updated %(updated)s, deleted %(deleted)s "
+        "(%(unchanged)s unchanged, %(errors)s row errors)",
+        errors,
+    ) % {k: counts[k] for k in ("created", "updated", "deleted", "unchanged", "errors")}
 
 
 def outcome_text(run: SyncRun) -> str:
@@ -54,15 +60,14 @@ def outcome_text(run: SyncRun) -> str:
     The admin's run list and page use it too."""
     if run.status in WROTE_NOTHING and run.rows_applied:  # an API target kept what it took
         total = run.created + run.updated + run.deleted
-        return (
-            f"{run.rows_applied} of {total} changes written before it stopped; "
-            f"{would_text(run.counts)}"
-        )
+        return _(
+            "%(rows_applied)s of %(total)s changes written before it stopped; %(would_text)s"
+        ) % {"rows_applied": run.rows_applied, "total": total, "would_text": would_text(run.counts)}
     if not wrote_nothing(run):
         return counts_text(run.counts)
     if not _has_plan(run):
-        return "nothing written"
-    return f"nothing written; {would_text(run.counts)}"
+        return _("nothing written")
+    return _("nothing written; %(would_text)s") % {"would_text": would_text(run.counts)}
 
 
 def _has_plan(run: SyncRun) -> bool:
@@ -86,37 +91,50 @@ def path_line(run: SyncRun) -> str | None:
     if not found:
         return None
     if len(found) == 1:
-        return f"path: {next(iter(found.values()))}"
-    return "paths: " + "; ".join(f"{model}: {path}" for model, path in found.items())
+        return _("path: %(path)s") % {"path": next(iter(found.values()))}
+    return _("paths: ") + "; ".join(f"{model}: {path}" for model, path in found.items())
 
 
 def summary_line(run: SyncRun) -> str:
-    mode = " (dry run)" if run.dry_run and not wrote_nothing(run) else ""
-    took = f" in {duration(run.duration)}" if run.duration is not None else ""
+    mode = _(" (dry run)") if run.dry_run and not wrote_nothing(run) else ""
+    took = (
+        _(" in %(duration)s") % {"duration": duration(run.duration)}
+        if run.duration is not None
+        else ""
+    )
     exported = [s for s in (run.stats or {}).values() if isinstance(s, dict) and "exported" in s]
     if exported and not wrote_nothing(run):
-        done = "; ".join(f"exported {s['exported']} rows to {s['path']}" for s in exported)
-        return f"{run.job.name}: {run.status}{took} — {done}"
-    line = f"{run.job.name}: {run.status}{mode}{took} — {outcome_text(run)}"
+        done = "; ".join(
+            ngettext(
+                "exported %(exported)s row to %(path)s",
+                "exported %(exported)s rows to %(path)s",
+                s["exported"],
+            )
+            % {"exported": s["exported"], "path": s["path"]}
+            for s in exported
+        )
+        return f"{run.job.name}: {run.get_status_display()}{took} — {done}"
+    line = f"{run.job.name}: {run.get_status_display()}{mode}{took} — {outcome_text(run)}"
     if wrote_nothing(run):
         return line
     for model, counts in (run.stats or {}).items():
         membership = membership_label(model) if isinstance(counts, dict) else None
         if membership is not None and "created" in counts:
-            line += (
-                f"; memberships of {membership}: {counts['created']} added, "
-                f"{counts['deleted']} removed"
-            )
+            line += _("; memberships of %(membership)s: %(created)s added, %(deleted)s removed") % {
+                "membership": membership,
+                "created": counts["created"],
+                "deleted": counts["deleted"],
+            }
     return line
 
 
 def times_line(run: SyncRun) -> str:
     """When the run was queued, started and finished, in the site's time zone and format."""
-    parts = [f"queued {when(run.created_at)}"]
+    parts = [_("queued %(when)s") % {"when": when(run.created_at)}]
     if run.started_at:
-        parts.append(f"started {when(run.started_at)}")
+        parts.append(_("started %(when)s") % {"when": when(run.started_at)})
     if run.finished_at:
-        parts.append(f"finished {when(run.finished_at)}")
+        parts.append(_("finished %(when)s") % {"when": when(run.finished_at)})
     return ", ".join(parts)
 
 
@@ -150,7 +168,7 @@ def change_text(
     if target is not None:
         line += f" → {target.describe(change.action, tuple(change.key), change.object_pk)}"
     if change.error:
-        line += f" ✗ refused: {change.error}"
+        line += _(" ✗ refused: %(error)s") % {"error": change.error}
     return line
 
 
@@ -198,7 +216,7 @@ def error_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
     if limit is not None:
         qs = qs[:limit]
     for error in qs:
-        yield f"! {run.source_name or 'source'}, {error}"
+        yield f"! {run.source_name or _('source')}, {error}"
 
 
 def error_groups(run: SyncRun) -> list[dict[str, Any]]:
@@ -232,7 +250,7 @@ def group_text(group: dict[str, Any], *, model: str | None = None) -> str:
     """``721 rows, column 'tailnum': no plane with tailnum … ('N123', 'N456', …) — first
     at row 5``."""
     rows = group["rows"]
-    where = f", column {group['column']!r}" if group.get("column") else ""
+    where = _(", column %(column)r") % {"column": group["column"]} if group.get("column") else ""
     on = f" ({model})" if model else ""
     samples = ", ".join(repr(v) for v in group["samples"])
     if samples and rows > len(group["samples"]):
@@ -240,8 +258,14 @@ def group_text(group: dict[str, Any], *, model: str | None = None) -> str:
     tail = f" ({samples})" if samples else ""
     first = group.get("first_row")
     if first is not None:
-        tail += f" — {'first at' if rows > 1 else 'at'} row {first}"
-    return f"{rows} row{'' if rows == 1 else 's'}{on}{where}: {group['message']}{tail}"
+        tail += (_(" — first at row %(row)s") if rows > 1 else _(" — at row %(row)s")) % {
+            "row": first
+        }
+    return ngettext(
+        "%(rows)s row%(on)s%(where)s: %(message)s%(tail)s",
+        "%(rows)s rows%(on)s%(where)s: %(message)s%(tail)s",
+        rows,
+    ) % {"rows": rows, "on": on, "where": where, "message": group["message"], "tail": tail}
 
 
 def error_group_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
@@ -251,7 +275,7 @@ def error_group_lines(run: SyncRun, limit: int | None = None) -> Iterator[str]:
     for group in groups if limit is None else groups[:limit]:
         yield "! " + group_text(group, model=group["model"] if several else None)
     if limit is not None and len(groups) > limit:
-        yield f"! … and {len(groups) - limit} more kinds of row error"
+        yield _("! … and %(groups)s more kinds of row error") % {"groups": len(groups) - limit}
 
 
 def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) -> dict[str, Any]:

@@ -19,12 +19,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from djsync import backends
-from djsync.backends.staged import stale_error
 from djsync.engine.apply import apply_plan, check_limits
 from djsync.engine.diff import Create, Delete, Plan, StagedPlan, Update, same
-from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound
+from djsync.exceptions import ConfigurationError, DjsyncError, RowErrorsFound, stale_error
 from djsync.mapping.fields import related_model
 from djsync.mapping.registry import (
     bind,
@@ -66,7 +66,9 @@ def get_job(job: str | SyncJob) -> SyncJob:
         return SyncJob.objects.get(name=job)
     except SyncJob.DoesNotExist:
         known = ", ".join(SyncJob.objects.values_list("name", flat=True)) or "none"
-        raise ConfigurationError(f"no sync job named {job!r} (jobs: {known})") from None
+        raise ConfigurationError(
+            _("no sync job named %(job)r (jobs: %(known)s)") % {"job": job, "known": known}
+        ) from None
 
 
 def importer_names(job: SyncJob) -> list[str]:
@@ -111,7 +113,9 @@ def resolve_switches(importer: BaseImporter, job: SyncJob, options: dict[str, An
     switches = importer.default_switches().with_overrides(**job_switches(job))
     unknown = set(options) - set(SWITCH_NAMES)
     if unknown:
-        raise ConfigurationError(f"unknown run options: {', '.join(sorted(unknown))}")
+        raise ConfigurationError(
+            _("unknown run options: %(sorted)s") % {"sorted": ", ".join(sorted(unknown))}
+        )
     return switches.with_overrides(**options)
 
 
@@ -141,7 +145,9 @@ def make_source(
     job_options = dict(job.source or {}) if isinstance(job.source, dict) else job.source
     if file is None:
         if not base and not job_options:
-            raise ConfigurationError(f"job {job.name!r} has no source; give it a file")
+            raise ConfigurationError(
+                _("job %(name)r has no source; give it a file") % {"name": job.name}
+            )
         if source_options and isinstance(job_options, dict):
             extra = {k: v for k, v in source_options.items() if v is not None}
             job_options = {**job_options, **extra}  # plain format options, checked as a job's
@@ -169,18 +175,33 @@ def source_options(
     shared = dict(job.source or {}) if isinstance(job.source, dict) else {}
     own = shared.pop("sources", {}) or {}
     if not isinstance(own, dict):
-        raise ConfigurationError(f"job {job.name!r}: source 'sources' must map importer names")
+        raise ConfigurationError(
+            _("job %(name)r: source 'sources' must map importer names") % {"name": job.name}
+        )
     names = importer_names(job)
     unknown = [str(name)[:60] for name in own if name not in names]
     if unknown:
-        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        more = (
+            _(" and %(unknown)s more") % {"unknown": len(unknown) - 3} if len(unknown) > 3 else ""
+        )
         raise ConfigurationError(
-            f"job {job.name!r}: sources names {', '.join(map(repr, unknown[:3]))}{more}, not "
-            f"an importer of this job ({', '.join(names)})"
+            _(
+                "job %(name)r: sources names %(map)s%(more)s, not an importer of this job "
+                "(%(names)s)"
+            )
+            % {
+                "name": job.name,
+                "map": ", ".join(map(repr, unknown[:3])),
+                "more": more,
+                "names": ", ".join(names),
+            }
         )
     mine = own.get(importer.name) or {}
     if not isinstance(mine, dict):
-        raise ConfigurationError(f"job {job.name!r}: sources[{importer.name!r}] is not an object")
+        raise ConfigurationError(
+            _("job %(name)r: sources[%(name2)r] is not an object")
+            % {"name": job.name, "name2": importer.name}
+        )
     if mine.get("kind", shared.get("kind", "file")) != shared.get("kind", "file"):
         return dict(importer.source or {}), dict(mine)  # another kind: shared ones do not apply
     return dict(importer.source or {}), {**shared, **mine}
@@ -189,18 +210,27 @@ def source_options(
 def _step_source(job: SyncJob, importer: BaseImporter, file: Any = None) -> Source:
     if file is not None:
         raise ConfigurationError(
-            f"job {job.name!r} has several importers; give each its source in the job's "
-            'source options ("sources": {"<importer>": {...}}), not one file for the run'
+            _(
+                "job %(name)r has several importers; give each its source in the job's source "
+                'options ("sources": {"<importer>": {...}}), not one file for the run'
+            )
+            % {"name": job.name}
         )
     base, options = source_options(job, importer)
     if not base and not options:
-        raise ConfigurationError(f"job {job.name!r}: importer {importer.name} has no source")
+        raise ConfigurationError(
+            _("job %(name)r: importer %(name2)s has no source")
+            % {"name": job.name, "name2": importer.name}
+        )
 
     def sibling(name: str) -> tuple[dict[str, Any], Any, Any]:
         if name not in importer_names(job):
             raise ConfigurationError(
-                f"job {job.name!r}: {importer.name} derives from {name!r}, "
-                "which is not an importer of this job"
+                _(
+                    "job %(name)r: %(name2)s derives from %(name3)r, which is not an importer of "
+                    "this job"
+                )
+                % {"name": job.name, "name2": importer.name, "name3": name}
             )
         cls = get_importer_class(name)
         return (*source_options(job, cls), cls)
@@ -389,13 +419,29 @@ def refusal_message(steps: Sequence[Step], total: int) -> str:
         refused = step.result.refused or []
         if refused and step.plan is not None:
             first = "; ".join(f"{_key(r.action.key)}: {r.message}" for r in refused[:3])
-            more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+            more = (
+                _(" (and %(refused)s more)") % {"refused": len(refused) - 3}
+                if len(refused) > 3
+                else ""
+            )
             parts.append(
-                f"{step.plan.model}: the target refused {len(refused):,} of "
-                f"{step.plan.total:,} changes ({first}{more})"
+                _(
+                    "%(model)s: the target refused %(refused)s of %(total)s changes "
+                    "(%(first)s%(more)s)"
+                )
+                % {
+                    "model": step.plan.model,
+                    "refused": format(len(refused), ","),
+                    "total": format(step.plan.total, ","),
+                    "first": first,
+                    "more": more,
+                }
             )
     written = sum(step.result.written for step in steps)
-    return "; ".join(parts) + f"; {written:,} of {total:,} changes written"
+    return "; ".join(parts) + _("; %(written)s of %(total)s changes written") % {
+        "written": format(written, ","),
+        "total": format(total, ","),
+    }
 
 
 #: The kinds of action, in the order they are written.
@@ -425,8 +471,11 @@ def stored_steps(sync_run: SyncRun) -> list[Step]:
         for step in steps:
             if sync_run.errors and step.switches.on_row_error == "fail":
                 raise RowErrorsFound(
-                    f"the preview has {sync_run.errors} row errors and the job fails on them; "
-                    "fix the source and preview again"
+                    _(
+                        "the preview has %(errors)s row errors and the job fails on them; fix the "
+                        "source and preview again"
+                    )
+                    % {"errors": sync_run.errors}
                 )
             step.importer.pending_plans = plans(steps)
             step.plan = backends.stored_plan(sync_run, step.importer, step.switches)
@@ -446,7 +495,7 @@ def check_stale(plan: Plan, importer: BaseImporter) -> None:
     conflicts: list[tuple[str, str]] = []
     for created in plan.creates:
         if created.key in current:
-            conflicts.append((_key(created.key), "created by someone else"))
+            conflicts.append((_key(created.key), _("created by someone else")))
     existing: list[Update | Delete] = [*plan.updates, *plan.deletes]
     for action in existing:
         row = current.get(action.key)
@@ -462,7 +511,13 @@ def check_stale(plan: Plan, importer: BaseImporter) -> None:
             value = values.get(f.name)
             if value is not None and value not in importer.lookups.get(f.name, {}):
                 name = related_model(f.model_field)._meta.verbose_name
-                conflicts.append((str(value), f"no {name} with {f.lookup} {value!r}"))
+                conflicts.append(
+                    (
+                        str(value),
+                        _("no %(name)s with %(lookup)s %(value)r")
+                        % {"name": name, "lookup": f.lookup, "value": value},
+                    )
+                )
     if conflicts:
         raise stale_error(plan.model, conflicts[:10], len(conflicts))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from djsync.exceptions import ConfigurationError
 from djsync.sources import policy
 from djsync.sources.base import Source
@@ -55,14 +57,17 @@ def get_source(
         cls = _kinds[kind]
     except (KeyError, TypeError):
         raise ConfigurationError(
-            f"unknown source kind {kind!r} (known: {', '.join(sorted(_kinds))})"
+            _("unknown source kind %(kind)r (known: %(sorted)s)")
+            % {"kind": kind, "sorted": ", ".join(sorted(_kinds))}
         ) from None
     if isinstance(options.get("from"), dict):  # a derived source's own source, from code
         options["from"] = get_source(options["from"], trusted=True)
     try:
         source = cls(**options)
     except TypeError as exc:
-        raise ConfigurationError(f"bad options for a {kind} source: {exc}") from None
+        raise ConfigurationError(
+            _("bad options for a %(kind)s source: %(exc)s") % {"kind": kind, "exc": exc}
+        ) from None
     if tokens:
         source.null_tokens = tokens  # cells that count as empty (BaseImporter.null_tokens)
     return source

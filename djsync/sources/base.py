@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from djsync.exceptions import ConfigurationError
 from djsync.runs.progress import Extent
 
@@ -139,7 +141,8 @@ class Source:
             return
         if not isinstance(incremental, dict) or not incremental.get("column"):
             raise ConfigurationError(
-                f'{self.name}: incremental needs a cursor column, e.g. {{"column": "updated_at"}}'
+                _('%(name)s: incremental needs a cursor column, e.g. {"column": "updated_at"}')
+                % {"name": self.name}
             )
         self.incremental = dict(incremental)
         self.may_be_empty = True

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import IO, Any
 from xml.parsers import expat
 
+from django.utils.translation import gettext as _
+
 from djsync.conf import settings
 
 #: Bytes a text reader asks for at a time (TextIOWrapper's chunk): checks run once per chunk.
@@ -93,21 +95,25 @@ def open_regular(path: str | os.PathLike[str], fail: Fail, *, follow: bool = Tru
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise fail("file not found") from None
+        raise fail(_("file not found")) from None
     except IsADirectoryError:
-        raise fail("is a directory, not a file") from None
+        raise fail(_("is a directory, not a file")) from None
     except OSError as exc:
         if not follow and exc.errno == errno.ELOOP:
-            raise fail("became a symlink after its path was checked; not followed") from None
-        raise fail(f"cannot open the file: {exc.strerror}") from None
+            raise fail(_("became a symlink after its path was checked; not followed")) from None
+        raise fail(_("cannot open the file: %(strerror)s") % {"strerror": exc.strerror}) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise fail(
-                f"is {_kind(info.st_mode)}, not a regular file: djsync reads regular files only"
+                _("is %(kind)s, not a regular file: djsync reads regular files only")
+                % {"kind": _kind(info.st_mode)}
             )
         if info.st_size > settings.MAX_FILE_SIZE:
-            raise fail(f"the file has {size(info.st_size)}, more than {limit('MAX_FILE_SIZE')}")
+            raise fail(
+                _("the file has %(st_size)s, more than %(limit)s")
+                % {"st_size": size(info.st_size), "limit": limit("MAX_FILE_SIZE")}
+            )
         if hasattr(os, "O_NONBLOCK"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -123,21 +129,24 @@ def check_open_file(handle: Any, fail: Fail) -> None:
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return  # an in-memory upload
     if not stat.S_ISREG(mode):
-        raise fail(f"is {_kind(mode)}, not a regular file: djsync reads regular files only")
+        raise fail(
+            _("is %(kind)s, not a regular file: djsync reads regular files only")
+            % {"kind": _kind(mode)}
+        )
 
 
 def _kind(mode: int) -> str:
     if stat.S_ISCHR(mode):
-        return "a character device"
+        return _("a character device")
     if stat.S_ISBLK(mode):
-        return "a block device"
+        return _("a block device")
     if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
+        return _("a FIFO (named pipe)")
     if stat.S_ISSOCK(mode):
-        return "a socket"
+        return _("a socket")
     if stat.S_ISDIR(mode):
-        return "a directory"
-    return "not a regular file"
+        return _("a directory")
+    return _("not a regular file")
 
 
 def seekable_copy(handle: IO[bytes], fail: Fail) -> IO[bytes]:
@@ -151,7 +160,7 @@ def seekable_copy(handle: IO[bytes], fail: Fail) -> IO[bytes]:
         total += len(chunk)
         if total > settings.MAX_FILE_SIZE:
             copy.close()
-            raise fail(f"the file is larger than {limit('MAX_FILE_SIZE')}")
+            raise fail(_("the file is larger than %(limit)s") % {"limit": limit("MAX_FILE_SIZE")})
         copy.write(chunk)
     copy.seek(0)
     return copy
@@ -163,8 +172,11 @@ def read_whole(handle: IO[bytes], fail: Fail, *, fmt: str) -> bytes:
     data = handle.read(cap + 1)
     if len(data) > cap:
         raise fail(
-            f"{fmt} files are parsed whole in memory and this one is larger than "
-            f"{limit('MAX_IN_MEMORY_FILE_SIZE')}; convert it to CSV or XLSX, which stream"
+            _(
+                "%(fmt)s files are parsed whole in memory and this one is larger than %(limit)s; "
+                "convert it to CSV or XLSX, which stream"
+            )
+            % {"fmt": fmt, "limit": limit("MAX_IN_MEMORY_FILE_SIZE")}
         )
     return data
 
@@ -231,7 +243,9 @@ class CountedReader(io.BufferedIOBase):
         before = self.count
         self.count += len(data)
         if self.count > self.max_size:
-            raise self.fail(f"the file is larger than {limit('MAX_FILE_SIZE')}")
+            raise self.fail(
+                _("the file is larger than %(limit)s") % {"limit": limit("MAX_FILE_SIZE")}
+            )
         if self.progress is not None:
             now = self.progress()
             if now != self._seen:
@@ -239,8 +253,11 @@ class CountedReader(io.BufferedIOBase):
             elif self.count - self._mark > self.line_limit + 2 * CHUNK:  # type: ignore[operator]
                 row = _next_row(now)
                 raise self.fail(
-                    f"one row runs over more than {limit('MAX_LINE_SIZE')} (a line without "
-                    "an end, or a quote left open)",
+                    _(
+                        "one row runs over more than %(limit)s (a line without an end, or a quote "
+                        "left open)"
+                    )
+                    % {"limit": limit("MAX_LINE_SIZE")},
                     row=row,
                 )
         if not self.quoted and data:
@@ -248,7 +265,7 @@ class CountedReader(io.BufferedIOBase):
                 self.quoted = True
             self._quote_tail = data.endswith(b"'")
         if self.refuse_nul and b"\x00" in data:
-            raise self.on_nul() if self.on_nul else self.fail("the file holds a NUL byte")
+            raise self.on_nul() if self.on_nul else self.fail(_("the file holds a NUL byte"))
 
 
 def _next_row(progress: Any) -> int | None:
@@ -279,8 +296,12 @@ def check_zip(handle: IO[bytes], fail: Fail, *, kind: str, whole_limit: str | No
         entries, directory_size = end
         if entries > members or directory_size > members * DIRECTORY_BYTES_PER_MEMBER:
             raise fail(
-                f"the {kind} container lists {entries:,} members, more than "
-                f"{limit('MAX_WORKBOOK_MEMBERS')}"
+                _("the %(kind)s container lists %(entries)s members, more than %(limit)s")
+                % {
+                    "kind": kind,
+                    "entries": format(entries, ","),
+                    "limit": limit("MAX_WORKBOOK_MEMBERS"),
+                }
             )
     try:
         archive = zipfile.ZipFile(handle)
@@ -290,8 +311,12 @@ def check_zip(handle: IO[bytes], fail: Fail, *, kind: str, whole_limit: str | No
         infos = archive.infolist()
         if len(infos) > members:
             raise fail(
-                f"the {kind} container has {len(infos):,} members, more than "
-                f"{limit('MAX_WORKBOOK_MEMBERS')}"
+                _("the %(kind)s container has %(infos)s members, more than %(limit)s")
+                % {
+                    "kind": kind,
+                    "infos": format(len(infos), ","),
+                    "limit": limit("MAX_WORKBOOK_MEMBERS"),
+                }
             )
         _check_directory(infos, fail, kind=kind, whole_limit=whole_limit)
         for info in infos:
@@ -307,39 +332,73 @@ def _check_directory(
     packed = sum(i.compress_size for i in infos)
     for info in infos:
         if info.flag_bits & 0x1:
-            raise fail(f"the {kind} member {info.filename!r} is encrypted")
+            raise fail(
+                _("the %(kind)s member %(filename)r is encrypted")
+                % {"kind": kind, "filename": info.filename}
+            )
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise fail(
-                f"the {kind} member {info.filename!r} uses compression method "
-                f"{info.compress_type}, not one a workbook uses"
+                _(
+                    "the %(kind)s member %(filename)r uses compression method %(compress_type)s, "
+                    "not one a workbook uses"
+                )
+                % {"kind": kind, "filename": info.filename, "compress_type": info.compress_type}
             )
         if info.file_size > RATIO_GRACE and info.file_size > ratio * max(info.compress_size, 1):
             raise fail(
-                f"the {kind} member {info.filename!r} inflates {size(info.compress_size)} "
-                f"to {size(info.file_size)}, a ratio above {limit('MAX_COMPRESSION_RATIO')} "
-                "(a zip bomb?)"
+                _(
+                    "the %(kind)s member %(filename)r inflates %(compress_size)s to "
+                    "%(file_size)s, a ratio above %(limit)s (a zip bomb?)"
+                )
+                % {
+                    "kind": kind,
+                    "filename": info.filename,
+                    "compress_size": size(info.compress_size),
+                    "file_size": size(info.file_size),
+                    "limit": limit("MAX_COMPRESSION_RATIO"),
+                }
             )
         if whole_limit is None and not _streamed_part(info.filename):
             part_limit = settings.MAX_WORKBOOK_PART_SIZE
             if info.file_size > part_limit:
                 raise fail(
-                    f"the {kind} part {info.filename!r} is loaded whole and inflates to "
-                    f"{size(info.file_size)}, more than {limit('MAX_WORKBOOK_PART_SIZE')}"
+                    _(
+                        "the %(kind)s part %(filename)r is loaded whole and inflates to "
+                        "%(file_size)s, more than %(limit)s"
+                    )
+                    % {
+                        "kind": kind,
+                        "filename": info.filename,
+                        "file_size": size(info.file_size),
+                        "limit": limit("MAX_WORKBOOK_PART_SIZE"),
+                    }
                 )
     if total > RATIO_GRACE and total > ratio * max(packed, 1):
         raise fail(
-            f"the {kind} workbook inflates {size(packed)} to {size(total)}, a ratio above "
-            f"{limit('MAX_COMPRESSION_RATIO')} (a zip bomb?)"
+            _(
+                "the %(kind)s workbook inflates %(packed)s to %(total)s, a ratio above %(limit)s "
+                "(a zip bomb?)"
+            )
+            % {
+                "kind": kind,
+                "packed": size(packed),
+                "total": size(total),
+                "limit": limit("MAX_COMPRESSION_RATIO"),
+            }
         )
 
     if total > settings.MAX_WORKBOOK_SIZE:
         raise fail(
-            f"the {kind} workbook inflates to {size(total)}, more than {limit('MAX_WORKBOOK_SIZE')}"
+            _("the %(kind)s workbook inflates to %(total)s, more than %(limit)s")
+            % {"kind": kind, "total": size(total), "limit": limit("MAX_WORKBOOK_SIZE")}
         )
     if whole_limit and total > getattr(settings, whole_limit):
         raise fail(
-            f"{kind} workbooks are parsed whole in memory and this one inflates to "
-            f"{size(total)}, more than {limit(whole_limit)}; convert it to XLSX or CSV"
+            _(
+                "%(kind)s workbooks are parsed whole in memory and this one inflates to "
+                "%(total)s, more than %(limit)s; convert it to XLSX or CSV"
+            )
+            % {"kind": kind, "total": size(total), "limit": limit(whole_limit)}
         )
 
 
@@ -368,7 +427,10 @@ def _inflate_member(handle: IO[bytes], info: zipfile.ZipInfo, fail: Fail, *, kin
     handle.seek(info.header_offset)
     header = handle.read(_LOCAL_HEADER.size)
     if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
-        raise fail(f"{_unreadable(kind)} (bad local header of {info.filename!r})")
+        raise fail(
+            _("%(unreadable)s (bad local header of %(filename)r)")
+            % {"unreadable": _unreadable(kind), "filename": info.filename}
+        )
     fields = _LOCAL_HEADER.unpack(header)
     handle.seek(fields[10] + fields[11], io.SEEK_CUR)  # name and extra field
     deflated = info.compress_type == zipfile.ZIP_DEFLATED
@@ -378,10 +440,10 @@ def _inflate_member(handle: IO[bytes], info: zipfile.ZipInfo, fail: Fail, *, kin
     crc = 0
     scan: XmlScan | None = None
     first = True
-    lied = (
-        f"the zip directory of this {kind} workbook lies: member {info.filename!r} "
-        f"inflates to more than the {size(info.file_size)} it declares"
-    )
+    lied = _(
+        "the zip directory of this %(kind)s workbook lies: member %(filename)r inflates to more "
+        "than the %(file_size)s it declares"
+    ) % {"kind": kind, "filename": info.filename, "file_size": size(info.file_size)}
     while True:
         try:
             if inflater is not None and inflater.unconsumed_tail:
@@ -389,17 +451,26 @@ def _inflate_member(handle: IO[bytes], info: zipfile.ZipInfo, fail: Fail, *, kin
             elif left > 0:
                 raw = handle.read(min(CHUNK, left))
                 if not raw:
-                    raise fail(f"{_unreadable(kind)} (member {info.filename!r} is cut)")
+                    raise fail(
+                        _("%(unreadable)s (member %(filename)r is cut)")
+                        % {"unreadable": _unreadable(kind), "filename": info.filename}
+                    )
                 left -= len(raw)
                 data = inflater.decompress(raw, CHUNK) if inflater is not None else raw
             elif inflater is not None and not inflater.eof:
                 data = inflater.flush()
                 if not data:
-                    raise fail(f"{_unreadable(kind)} (member {info.filename!r} is cut)")
+                    raise fail(
+                        _("%(unreadable)s (member %(filename)r is cut)")
+                        % {"unreadable": _unreadable(kind), "filename": info.filename}
+                    )
             else:
                 break
         except zlib.error:  # a flipped bit in the deflated data
-            raise fail(f"{_unreadable(kind)} (member {info.filename!r} is corrupt)") from None
+            raise fail(
+                _("%(unreadable)s (member %(filename)r is corrupt)")
+                % {"unreadable": _unreadable(kind), "filename": info.filename}
+            ) from None
         if not data:
             continue
         produced += len(data)
@@ -413,14 +484,20 @@ def _inflate_member(handle: IO[bytes], info: zipfile.ZipInfo, fail: Fail, *, kin
         if scan is not None:
             scan.feed(data)
     if produced != info.file_size or crc != info.CRC:
-        raise fail(f"{_unreadable(kind)} (member {info.filename!r} is corrupt)")
+        raise fail(
+            _("%(unreadable)s (member %(filename)r is corrupt)")
+            % {"unreadable": _unreadable(kind), "filename": info.filename}
+        )
     if scan is not None:
         scan.close()
 
 
 def _unreadable(kind: str) -> str:
     """The words the file source has always used for a broken workbook of this kind."""
-    return f"not a readable {kind} {'workbook' if kind == 'XLSX' else 'file'}"
+    return _("not a readable %(kind)s %(value)s") % {
+        "kind": kind,
+        "value": "workbook" if kind == "XLSX" else "file",
+    }
 
 
 class XmlScan:
@@ -457,8 +534,8 @@ class XmlScan:
 
     def _too_long(self) -> Exception:
         return self.fail(
-            f"the {self.kind} part {self.member!r} holds a value longer than "
-            f"{limit('MAX_CELL_SIZE')}"
+            _("the %(kind)s part %(member)r holds a value longer than %(limit)s")
+            % {"kind": self.kind, "member": self.member, "limit": limit("MAX_CELL_SIZE")}
         )
 
     def _data(self, text: str) -> None:
@@ -481,8 +558,11 @@ class XmlScan:
 
     def _doctype(self, *args: Any) -> None:
         raise self.fail(
-            f"the {self.kind} part {self.member!r} declares a DTD: XML entities and DTDs are "
-            "refused (an XML entity bomb?)"
+            _(
+                "the %(kind)s part %(member)r declares a DTD: XML entities and DTDs are refused "
+                "(an XML entity bomb?)"
+            )
+            % {"kind": self.kind, "member": self.member}
         )
 
     def feed(self, data: bytes) -> None:
@@ -506,5 +586,6 @@ class XmlScan:
             self.parser.Parse(data, final)
         except expat.ExpatError as exc:
             raise self.fail(
-                f"{_unreadable(self.kind)} (malformed XML in {self.member!r}: {exc})"
+                _("%(unreadable)s (malformed XML in %(member)r: %(exc)s)")
+                % {"unreadable": _unreadable(self.kind), "member": self.member, "exc": exc}
             ) from None

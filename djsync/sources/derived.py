@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from djsync.exceptions import ConfigurationError, SourceError
 from djsync.sources.base import Source
 
@@ -32,13 +34,15 @@ class DerivedSource(Source):
     ) -> None:
         inner = options.pop("from", None)
         if options:
-            raise TypeError(f"unexpected options {', '.join(sorted(options))}")
+            raise TypeError(
+                _("unexpected options %(sorted)s") % {"sorted": ", ".join(sorted(options))}
+            )
         if isinstance(inner, Source):  # built by get_source (a job's through from_job)
             self.inner = inner
         else:
-            raise ConfigurationError('a derived source needs "from": the source it derives from')
+            raise ConfigurationError(_('a derived source needs "from": the source it derives from'))
         if not columns:
-            raise ConfigurationError("a derived source needs the columns to derive")
+            raise ConfigurationError(_("a derived source needs the columns to derive"))
         self.mapping = dict(columns) if isinstance(columns, dict) else {c: c for c in columns}
         self.distinct = distinct
         self.skip_empty = skip_empty
@@ -54,8 +58,11 @@ class DerivedSource(Source):
         missing = [c for c in self.mapping.values() if c not in have]
         if first is not None and missing:
             raise SourceError(
-                f"no column {', '.join(map(repr, missing))} to derive from "
-                f"(it has: {', '.join(map(repr, self.inner.columns or []))})",
+                _("no column %(map)s to derive from (it has: %(map2)s)")
+                % {
+                    "map": ", ".join(map(repr, missing)),
+                    "map2": ", ".join(map(repr, self.inner.columns or [])),
+                },
                 source=self.name,
             )
         self.columns = list(self.mapping)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from django.utils.translation import gettext
+
 from djsync.conf import settings
 from djsync.exceptions import SourceError
 from djsync.exports.files import unneutralize_cells
@@ -68,7 +70,7 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         sheet: str | int | None = None,
     ) -> None:
         if (path is None) == (file is None):
-            raise SourceError("give a file source either a path or an open file")
+            raise SourceError(gettext("give a file source either a path or an open file"))
         self.path = Path(path) if path is not None else None
         self.file = file
         self.name = name or (str(path) if path is not None else getattr(file, "name", "upload"))
@@ -76,8 +78,10 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         fmt = _ALIASES.get(fmt, fmt) if fmt is not None else None
         if fmt not in FORMATS:
             raise SourceError(
-                f"cannot tell the file format from the name; pass format= one of "
-                f"{', '.join(FORMATS)}",
+                gettext(
+                    "cannot tell the file format from the name; pass format= one of %(formats)s"
+                )
+                % {"formats": ", ".join(FORMATS)},
                 source=self.name,
             )
         self.format = fmt
@@ -85,7 +89,10 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         try:
             codecs.lookup(self.encoding)
         except LookupError:
-            raise SourceError(f"unknown encoding {self.encoding!r}", source=self.name) from None
+            raise SourceError(
+                gettext("unknown encoding %(encoding)r") % {"encoding": self.encoding},
+                source=self.name,
+            ) from None
         self.delimiter = delimiter or ("\t" if fmt == "tsv" else ",")
         self.sheet = sheet
         self.first_row = 1 if fmt in ("json", "jsonl", "yaml") else 2
@@ -167,23 +174,36 @@ class FileSource(StructuredReading, WorkbookReading, Source):
             line_no += 1
             total += len(raw)
             if total > file_limit:
-                raise self._error(f"the file is larger than {limit('MAX_FILE_SIZE')}")
+                raise self._error(
+                    gettext("the file is larger than %(limit)s") % {"limit": limit("MAX_FILE_SIZE")}
+                )
             if len(raw) > line_limit:
-                raise self._error(f"line longer than {limit('MAX_LINE_SIZE')}", row=line_no)
+                raise self._error(
+                    gettext("line longer than %(limit)s") % {"limit": limit("MAX_LINE_SIZE")},
+                    row=line_no,
+                )
             try:
                 yield decoder.decode(raw)
             except UnicodeDecodeError as exc:
                 raise self._error(
-                    f"line {line_no} is not valid {self.encoding} "
-                    f"(byte {exc.object[exc.start : exc.end]!r}); "
-                    f'set the source\'s encoding option (e.g. "latin-1" or "cp1252")',
+                    gettext(
+                        "line %(line_no)s is not valid %(encoding)s (byte %(object)r); set the "
+                        'source\'s encoding option (e.g. "latin-1" or "cp1252")'
+                    )
+                    % {
+                        "line_no": line_no,
+                        "encoding": self.encoding,
+                        "object": exc.object[exc.start : exc.end],
+                    },
                     row=line_no,
                 ) from None
         try:
             tail = decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise self._error(
-                f"the file ends inside a {self.encoding} character", row=line_no
+                gettext("the file ends inside a %(encoding)s character")
+                % {"encoding": self.encoding},
+                row=line_no,
             ) from None
         if tail:
             yield tail
@@ -191,21 +211,26 @@ class FileSource(StructuredReading, WorkbookReading, Source):
     def _header(self, cells: Sequence[Any], row: int = 1) -> list[str]:
         if len(cells) > settings.MAX_COLUMNS:
             raise self._error(
-                f"the header has {len(cells):,} columns, more than {limit('MAX_COLUMNS')}",
+                gettext("the header has %(cells)s columns, more than %(limit)s")
+                % {"cells": format(len(cells), ","), "limit": limit("MAX_COLUMNS")},
                 row=row,
             )
         header = ["" if c is None else str(c).strip() for c in cells]
         while header and header[-1] == "":
             header.pop()
         if not header:
-            raise self._error("the file is empty: no header row", row=row)
+            raise self._error(gettext("the file is empty: no header row"), row=row)
         for i, name in enumerate(header):
             if not name:
-                raise self._error(f"the header's cell {i + 1} is empty", row=row)
+                raise self._error(
+                    gettext("the header's cell %(i)s is empty") % {"i": i + 1}, row=row
+                )
         seen: set[str] = set()
         for name in header:
             if name in seen:
-                raise self._error(f"the header names column {name!r} twice", row=row)
+                raise self._error(
+                    gettext("the header names column %(name)r twice") % {"name": name}, row=row
+                )
             seen.add(name)
         return header
 
@@ -272,7 +297,9 @@ class FileSource(StructuredReading, WorkbookReading, Source):
                     pass
         except SourceError as exc:
             return exc
-        return self._error(f"the file is not valid {self.encoding}")
+        return self._error(
+            gettext("the file is not valid %(encoding)s") % {"encoding": self.encoding}
+        )
 
     def _nul_error(self) -> SourceError:
         """The error naming the first line with a NUL byte: a binary file, not text."""
@@ -288,9 +315,15 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         except (OSError, SourceError):
             line = None
         return self._error(
-            f"{'line ' + str(line) if line else 'the file'} holds a NUL byte: not a "
-            f"{self.format.upper()} text file (a binary file, or UTF-16 read as "
-            f"{self.encoding}? then set the source's encoding option)",
+            gettext(
+                "%(value)s holds a NUL byte: not a %(upper)s text file (a binary file, or UTF-16 "
+                "read as %(encoding)s? then set the source's encoding option)"
+            )
+            % {
+                "value": "line " + str(line) if line else "the file",
+                "upper": self.format.upper(),
+                "encoding": self.encoding,
+            },
             row=line,
         )
 
@@ -309,7 +342,7 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         try:
             first_cells = next(reader, None)
             if first_cells is None:
-                raise self._error("the file is empty: no header row", row=1)
+                raise self._error(gettext("the file is empty: no header row"), row=1)
             self.columns = header = self._header(first_cells)
             width = len(header)
             for cells in reader:
@@ -322,8 +355,11 @@ class FileSource(StructuredReading, WorkbookReading, Source):
                         extra = [c for c in cells[width:] if c.strip()]
                         if extra:
                             raise self._error(
-                                f"{len(cells)} cells but the header has {width} columns "
-                                f"(is the delimiter {delimiter!r} right, or a quote unclosed?)",
+                                gettext(
+                                    "%(cells)s cells but the header has %(width)s columns (is the "
+                                    "delimiter %(delimiter)r right, or a quote unclosed?)"
+                                )
+                                % {"cells": len(cells), "width": width, "delimiter": delimiter},
                                 row=row,
                             )
                         del cells[width:]
@@ -335,9 +371,12 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise self._error(
-                    f"a cell is longer than {limit('MAX_CELL_SIZE')}", row=row + 1
+                    gettext("a cell is longer than %(limit)s") % {"limit": limit("MAX_CELL_SIZE")},
+                    row=row + 1,
                 ) from None
-            raise self._error(f"malformed CSV: {exc}", row=row + 1) from None
+            raise self._error(
+                gettext("malformed CSV: %(exc)s") % {"exc": exc}, row=row + 1
+            ) from None
 
     # -- JSON lines ----------------------------------------------------------------------
 

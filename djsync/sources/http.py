@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
@@ -28,8 +29,8 @@ from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
     Clock,
     DeadlineTransport,
-    StreamedList,
 )
+from djsync.sources.http_pages import check_pagination, declared_total, dig
 from djsync.sources.http_trust import (
     BaseUrl,
     Credential,
@@ -42,9 +43,6 @@ from djsync.sources.http_trust import (
 
 __all__ = ["HttpSource", "dig", "get_credential"]
 
-PAGINATION_STYLES = ("page", "offset", "cursor", "next")
-#: Pagination options that are whole numbers.
-PAGINATION_NUMBERS = ("start", "size", "limit")
 #: Headers djsync sets itself: a job setting them could reroute the request (Host), smuggle
 #: a second one (framing headers) or ask for an encoding that is not inflated in bounds.
 RESERVED_HEADERS = frozenset(
@@ -73,29 +71,6 @@ def _too_long(value: Any, most: int) -> bool:
         return len(_json.dumps(value, default=str)) > most
     except (ValueError, RecursionError):
         return True
-
-
-def dig(data: Any, path: str | None) -> Any:
-    """``dig({"a": {"b": [1]}}, "a.b")`` → ``[1]``; a missing step raises KeyError."""
-    if not path:
-        return data
-    for step in path.split("."):
-        if isinstance(data, StreamedList):
-            # The records of a page were handed out as they came: first and last are kept.
-            index = int(step) if step.lstrip("-").isdigit() else None
-            if index in (0, -data.count) and data.count:
-                data = data.first
-            elif index in (-1, data.count - 1) and data.count:
-                data = data.last
-            else:
-                raise KeyError(step)
-        elif isinstance(data, dict):
-            data = data[step]
-        elif isinstance(data, list) and step.lstrip("-").isdigit():
-            data = data[int(step)]
-        else:
-            raise KeyError(step)
-    return data
 
 
 class HttpSource(Source):
@@ -150,11 +125,15 @@ class HttpSource(Source):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-            raise ConfigurationError(f"an HTTP source needs an http(s) URL, not {shown(url)!r}")
+            raise ConfigurationError(
+                gettext("an HTTP source needs an http(s) URL, not %(url)r") % {"url": shown(url)}
+            )
         self.url = url
         self.name = name or shown(url)
         if not isinstance(method, str) or method.upper() not in ("GET", "POST"):
-            raise ConfigurationError(f"{self.name}: method must be GET or POST")
+            raise ConfigurationError(
+                gettext("%(name)s: method must be GET or POST") % {"name": self.name}
+            )
         self.method = method.upper()
         for option, value in (
             ("params", params),
@@ -163,60 +142,64 @@ class HttpSource(Source):
             ("pagination", pagination),
         ):
             if value is not None and not isinstance(value, dict):
-                raise ConfigurationError(f"{self.name}: {option} must be an object")
+                raise ConfigurationError(
+                    gettext("%(name)s: %(option)s must be an object")
+                    % {"name": self.name, "option": option}
+                )
         for option, value in (("params", params), ("headers", headers)):
             if value is not None and len(value) > settings.HTTP_MAX_OPTION_ITEMS:
                 raise ConfigurationError(
-                    f"{self.name}: {option} has {len(value):,} entries, more than "
-                    f"{settings.HTTP_MAX_OPTION_ITEMS} "
-                    '(DJSYNC["HTTP_MAX_OPTION_ITEMS"])'
+                    gettext(
+                        "%(name)s: %(option)s has %(value)s entries, more than "
+                        '%(http_max_option_items)s (DJSYNC["HTTP_MAX_OPTION_ITEMS"])'
+                    )
+                    % {
+                        "name": self.name,
+                        "option": option,
+                        "value": format(len(value), ","),
+                        "http_max_option_items": settings.HTTP_MAX_OPTION_ITEMS,
+                    }
                 )
         if json is not None and _too_long(json, settings.HTTP_MAX_JSON_BODY):
             raise ConfigurationError(
-                f"{self.name}: the json body is longer than "
-                f"{settings.HTTP_MAX_JSON_BODY:,} characters "
-                '(DJSYNC["HTTP_MAX_JSON_BODY"])'
+                gettext(
+                    "%(name)s: the json body is longer than %(http_max_json_body)s characters "
+                    '(DJSYNC["HTTP_MAX_JSON_BODY"])'
+                )
+                % {
+                    "name": self.name,
+                    "http_max_json_body": format(settings.HTTP_MAX_JSON_BODY, ","),
+                }
             )
         self.params = dict(params or {})
         self.body = json
         self.header_options = dict(headers or {})
         self.auth_options = dict(auth or {})
         if records is not None and not isinstance(records, str):
-            raise ConfigurationError(f"{self.name}: records is a dotted path such as data.items")
+            raise ConfigurationError(
+                gettext("%(name)s: records is a dotted path such as data.items")
+                % {"name": self.name}
+            )
         if records and any(not s or s.startswith("-") for s in records.split(".")):
             raise ConfigurationError(
-                f"{self.name}: records path {records!r}: its steps are keys, or list "
-                "positions from 0"
+                gettext(
+                    "%(name)s: records path %(records)r: its steps are keys, or list positions "
+                    "from 0"
+                )
+                % {"name": self.name, "records": records}
             )
         self.records_path = records
         self.pagination = dict(pagination or {})
-        style = self.pagination.get("style")
-        if self.pagination and style not in PAGINATION_STYLES:
-            raise ConfigurationError(
-                f"{self.name}: pagination style must be one of {', '.join(PAGINATION_STYLES)}"
-            )
-        for option in PAGINATION_NUMBERS:
-            value = self.pagination.get(option)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise ConfigurationError(
-                    f"{self.name}: pagination {option} must be a whole number ≥ 0, not {value!r}"
-                )
+        check_pagination(self.name, self.pagination)
         self.timeout = self._number("timeout", timeout, settings.HTTP_TIMEOUT)
         self.retries = int(self._number("retries", retries, settings.HTTP_RETRIES))
         self.backoff = self._number("backoff", backoff, settings.HTTP_BACKOFF)
         self.max_pages = int(self._number("max_pages", max_pages, settings.HTTP_MAX_PAGES))
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
-            raise ConfigurationError(f"{self.name}: transport must be an httpx transport")
+            raise ConfigurationError(
+                gettext("%(name)s: transport must be an httpx transport") % {"name": self.name}
+            )
         self.transport = transport
-        for option in ("total", "total_pages"):
-            value = self.pagination.get(option)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigurationError(
-                    f"{self.name}: pagination {option} is the dotted path to a number in "
-                    f"each response, not {value!r}"
-                )
         self.columns = None
         self.pages_read = 0
         #: Records handed out so far, and the totals the API declares (for :meth:`extent`).
@@ -227,25 +210,38 @@ class HttpSource(Source):
             lowered = str(header).lower()
             if lowered in RESERVED_HEADERS or lowered.startswith("proxy-"):
                 raise ConfigurationError(
-                    f"{self.name}: header {str(header)[:60]!r} is set by djsync, not by a source"
+                    gettext("%(name)s: header %(header)r is set by djsync, not by a source")
+                    % {"name": self.name, "header": str(header)[:60]}
                 )
             if not isinstance(value, str | dict) or any(
                 c in str(header) + (value if isinstance(value, str) else "") for c in "\r\n\0"
             ):
                 raise ConfigurationError(
-                    f"{self.name}: header {str(header)[:60]!r} must be a one-line text or "
-                    '{"credential": "NAME"}'
+                    gettext(
+                        '%(name)s: header %(header)r must be a one-line text or {"credential": '
+                        '"NAME"}'
+                    )
+                    % {"name": self.name, "header": str(header)[:60]}
                 )
             if isinstance(value, str) and len(value) > settings.HTTP_MAX_HEADER_VALUE:
                 raise ConfigurationError(
-                    f"{self.name}: header {str(header)[:60]!r} is longer than "
-                    f"{settings.HTTP_MAX_HEADER_VALUE:,} characters "
-                    '(DJSYNC["HTTP_MAX_HEADER_VALUE"])'
+                    gettext(
+                        "%(name)s: header %(header)r is longer than %(http_max_header_value)s "
+                        'characters (DJSYNC["HTTP_MAX_HEADER_VALUE"])'
+                    )
+                    % {
+                        "name": self.name,
+                        "header": str(header)[:60],
+                        "http_max_header_value": format(settings.HTTP_MAX_HEADER_VALUE, ","),
+                    }
                 )
             if isinstance(value, str) and any(w in lowered for w in SECRET_HEADER_WORDS):
                 raise ConfigurationError(
-                    f"{self.name}: header {header!r} holds a secret; give "
-                    f'{{"credential": "NAME"}} and put the value in DJSYNC["CREDENTIALS"]'
+                    gettext(
+                        '%(name)s: header %(header)r holds a secret; give {"credential": "NAME"} '
+                        'and put the value in DJSYNC["CREDENTIALS"]'
+                    )
+                    % {"name": self.name, "header": header}
                 )
         # Refuse early (a job saved in the admin, get_source()): the URL and the credential
         # names. Both are checked again when the source runs, on what is actually sent.
@@ -259,7 +255,10 @@ class HttpSource(Source):
         value = default if value is None else value
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or not 0 <= value < math.inf:
-            raise ConfigurationError(f"{self.name}: {option} must be a number ≥ 0, not {value!r}")
+            raise ConfigurationError(
+                gettext("%(name)s: %(option)s must be a number ≥ 0, not %(value)r")
+                % {"name": self.name, "option": option, "value": value}
+            )
         return float(value)
 
     # -- what the source may reach ---------------------------------------------------------
@@ -268,16 +267,23 @@ class HttpSource(Source):
         bases = base_urls()
         if not bases:
             raise ConfigurationError(
-                f'{self.name}: HTTP sources are off until DJSYNC["HTTP_BASE_URLS"] lists the '
-                'URL prefixes they may fetch, e.g. ["https://api.example.com/v1/"]'
+                gettext(
+                    '%(name)s: HTTP sources are off until DJSYNC["HTTP_BASE_URLS"] lists the URL '
+                    'prefixes they may fetch, e.g. ["https://api.example.com/v1/"]'
+                )
+                % {"name": self.name}
             )
         try:
             url = httpx.URL(self.url)
         except httpx.InvalidURL as exc:
-            raise ConfigurationError(f"{self.name}: not a URL ({exc})") from None
+            raise ConfigurationError(
+                gettext("%(name)s: not a URL (%(exc)s)") % {"name": self.name, "exc": exc}
+            ) from None
         problem = check_url(url, bases)
         if problem:
-            raise ConfigurationError(f"{self.name}: the URL {problem}")
+            raise ConfigurationError(
+                gettext("%(name)s: the URL %(problem)s") % {"name": self.name, "problem": problem}
+            )
         return bases
 
     def _credentials(self) -> list[tuple[str, Credential]]:
@@ -287,7 +293,8 @@ class HttpSource(Source):
             if isinstance(value, dict):
                 if set(value) != {"credential"}:
                     raise ConfigurationError(
-                        f'{self.name}: header {header!r} is a text or {{"credential": "NAME"}}'
+                        gettext('%(name)s: header %(header)r is a text or {"credential": "NAME"}')
+                        % {"name": self.name, "header": header}
                     )
                 item = credential(value["credential"], source=self.name)
                 found.append((f"header:{header}", item))
@@ -302,19 +309,23 @@ class HttpSource(Source):
             }.get(kind)
             if secrets is None:
                 raise ConfigurationError(
-                    f"{self.name}: auth type must be bearer, basic, header or query, not "
-                    f"{str(kind)[:40]!r}"
+                    gettext(
+                        "%(name)s: auth type must be bearer, basic, header or query, not %(kind)r"
+                    )
+                    % {"name": self.name, "kind": str(kind)[:40]}
                 )
             scheme = options.get("scheme", "Bearer")
             if not isinstance(scheme, str) or not scheme.isalnum() or len(scheme) > 30:
                 raise ConfigurationError(
-                    f"{self.name}: auth scheme is one word such as Bearer or Token"
+                    gettext("%(name)s: auth scheme is one word such as Bearer or Token")
+                    % {"name": self.name}
                 )
             for option in secrets:
                 name = options.get(option)
                 if not name:
                     raise ConfigurationError(
-                        f"{self.name}: auth needs {option!r}: a credential name"
+                        gettext("%(name)s: auth needs %(option)r: a credential name")
+                        % {"name": self.name, "option": option}
                     )
                 found.append((f"auth:{option}", credential(name, source=self.name)))
         return found
@@ -358,20 +369,6 @@ class HttpSource(Source):
             return Extent(done=min(done, total), total=total, unit=unit)
         return Extent(done=self.pages_read, total=None, unit="pages") if self.pages_read else None
 
-    def _declare(self, page: Page) -> None:
-        """Note the total the first page declares; a missing or odd one is no total."""
-        for option, unit in (("total", "records"), ("total_pages", "pages")):
-            path = self.pagination.get(option)
-            if not path:
-                continue
-            try:
-                value = dig(page.document, path)
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                self.declared = (value, unit)
-                return
-
     def read(self) -> Iterator[dict[str, Any]]:
         bases = self._allowed_start()
         credentials = self._credentials()
@@ -405,8 +402,11 @@ class HttpSource(Source):
         while url is not None:
             if self.pages_read >= self.max_pages:
                 raise SourceError(
-                    f"stopped after {self.max_pages:.0f} pages (max_pages, "
-                    'DJSYNC["HTTP_MAX_PAGES"]); is the pagination set up right?',
+                    gettext(
+                        'stopped after %(max_pages)s pages (max_pages, DJSYNC["HTTP_MAX_PAGES"]); '
+                        "is the pagination set up right?"
+                    )
+                    % {"max_pages": format(self.max_pages, ".0f")},
                     source=self.name,
                 )
             page_params = dict(params) if url == self.url else {}
@@ -436,7 +436,7 @@ class HttpSource(Source):
                 fetcher.clock.extend(time.monotonic() - started)
             self.pages_read += 1
             if self.pages_read == 1:
-                self._declare(page)
+                self.declared = declared_total(self.pagination, page.document)
             records = page.records
             count = records.count if records is not None else 0
             url = self._next_url(style, page, count, seen_links, seen_cursors, fetcher)
@@ -445,8 +445,11 @@ class HttpSource(Source):
                 earlier = seen_pages.get(page.digest)
                 if earlier is not None:
                     raise SourceError(
-                        f"page {self.pages_read} is the same as page {earlier} (identical "
-                        "content): the API ignores the pagination; stopped",
+                        gettext(
+                            "page %(pages_read)s is the same as page %(earlier)s (identical "
+                            "content): the API ignores the pagination; stopped"
+                        )
+                        % {"pages_read": self.pages_read, "earlier": earlier},
                         source=self.name,
                     )
                 seen_pages[page.digest] = self.pages_read
@@ -455,8 +458,11 @@ class HttpSource(Source):
                 )
                 if current is not None and current == previous:
                     raise SourceError(
-                        f"page {self.pages_read} repeats the records of page "
-                        f"{self.pages_read - 1}: the API ignores the pagination; stopped",
+                        gettext(
+                            "page %(pages_read)s repeats the records of page %(pages_read2)s: the "
+                            "API ignores the pagination; stopped"
+                        )
+                        % {"pages_read": self.pages_read, "pages_read2": self.pages_read - 1},
                         source=self.name,
                     )
                 previous = current
@@ -499,14 +505,15 @@ class HttpSource(Source):
                 return None
             if isinstance(value, dict | list):
                 raise SourceError(
-                    f"page {self.pages_read}: the next cursor is a {type(value).__name__}, "
-                    "not a value",
+                    gettext("page %(pages_read)s: the next cursor is a %(name)s, not a value")
+                    % {"pages_read": self.pages_read, "name": type(value).__name__},
                     source=self.name,
                 )
             marker = hashlib.sha256(repr(value).encode()).hexdigest()
             if marker in seen_cursors:
                 raise SourceError(
-                    f"page {self.pages_read}: the next cursor repeats: a pagination loop",
+                    gettext("page %(pages_read)s: the next cursor repeats: a pagination loop")
+                    % {"pages_read": self.pages_read},
                     source=self.name,
                 )
             seen_cursors.add(marker)
@@ -524,23 +531,30 @@ class HttpSource(Source):
             return None
         if not isinstance(link, str):
             raise SourceError(
-                f"page {self.pages_read}: the next link is a {type(link).__name__}, not a URL",
+                gettext("page %(pages_read)s: the next link is a %(name)s, not a URL")
+                % {"pages_read": self.pages_read, "name": type(link).__name__},
                 source=self.name,
             )
         try:
             target = page.url.join(link)
         except httpx.InvalidURL:
             raise SourceError(
-                f"page {self.pages_read}: the next link {shown(link)!r} is not a URL",
+                gettext("page %(pages_read)s: the next link %(link)r is not a URL")
+                % {"pages_read": self.pages_read, "link": shown(link)},
                 source=self.name,
             ) from None
         problem = fetcher.refusal(target)
         if problem:
-            raise fetcher.error(f"page {self.pages_read}'s next link: {problem}")
+            raise fetcher.error(
+                gettext("page %(pages_read)s's next link: %(problem)s")
+                % {"pages_read": self.pages_read, "problem": problem}
+            )
         text = str(target)
         if text in seen:
             raise SourceError(
-                f"the next link {shown(target)} repeats: a pagination loop", source=self.name
+                gettext("the next link %(target)s repeats: a pagination loop")
+                % {"target": shown(target)},
+                source=self.name,
             )
         seen.add(text)
         return text

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError, TransientSourceError
@@ -146,26 +148,36 @@ class Fetcher:
             except DeadlineExceeded as exc:
                 if exc.setting == "HTTP_DEADLINE":
                     raise self.error(
-                        f"stopped at page {number}: reading took longer than "
-                        f'DJSYNC["HTTP_DEADLINE"] ({exc.seconds:g} s)'
+                        _(
+                            "stopped at page %(number)s: reading took longer than "
+                            'DJSYNC["HTTP_DEADLINE"] (%(seconds)s s)'
+                        )
+                        % {"number": number, "seconds": format(exc.seconds, "g")}
                     ) from None
-                retry = _Retry(f"no complete answer within {exc}")
+                retry = _Retry(_("no complete answer within %(exc)s") % {"exc": exc})
             except httpx.TimeoutException:
-                retry = _Retry(f"no answer within {source.timeout:g} s (timeout)")
+                retry = _Retry(
+                    _("no answer within %(timeout)s s (timeout)")
+                    % {"timeout": format(source.timeout, "g")}
+                )
             except httpx.TransportError as exc:
-                what = "cannot connect" if response is None else "the answer broke off"
+                what = _("cannot connect") if response is None else _("the answer broke off")
                 retry = _Retry(f"{what}: {_one_line(exc)}")
             except _Retry as exc:
                 retry = exc
             if handed_out:
                 raise self.error(
-                    f"{retry.problem} (page {number}, after some of its records: not retried)",
+                    _("%(problem)s (page %(number)s, after some of its records: not retried)")
+                    % {"problem": retry.problem, "number": number},
                     TransientSourceError,
                 )
             if attempt >= source.retries:
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                tries = ngettext("%(attempts)s attempt", "%(attempts)s attempts", attempt + 1) % {
+                    "attempts": attempt + 1
+                }
                 raise self.error(
-                    f"{retry.problem} (page {number}, gave up after {tries})",
+                    _("%(problem)s (page %(number)s, gave up after %(tries)s)")
+                    % {"problem": retry.problem, "number": number, "tries": tries},
                     TransientSourceError,
                 )
             pause = source.backoff * (2 ** min(attempt, 30))  # no float overflow
@@ -174,8 +186,16 @@ class Fetcher:
             pause = min(pause, float(settings.HTTP_MAX_BACKOFF))
             if pause >= self.clock.run_left():
                 raise self.error(
-                    f"{retry.problem} (page {number}); another attempt in {pause:g} s would "
-                    f'pass DJSYNC["HTTP_DEADLINE"] ({self.clock.total:g} s)',
+                    _(
+                        "%(problem)s (page %(number)s); another attempt in %(pause)s s would pass "
+                        'DJSYNC["HTTP_DEADLINE"] (%(total)s s)'
+                    )
+                    % {
+                        "problem": retry.problem,
+                        "number": number,
+                        "pause": format(pause, "g"),
+                        "total": format(self.clock.total, "g"),
+                    },
                     TransientSourceError,
                 )
             time.sleep(pause)
@@ -195,9 +215,12 @@ class Fetcher:
                     window = tail + chunk
                     if any(secret in window for secret in self.echo):
                         raise self.error(
-                            f"page {number} contains a credential that was sent with the "
-                            "request; refused so that it is not stored (does the API echo "
-                            "its requests?)"
+                            _(
+                                "page %(number)s contains a credential that was sent with the "
+                                "request; refused so that it is not stored (does the API echo its "
+                                "requests?)"
+                            )
+                            % {"number": number}
                         )
                     tail = window[-(longest - 1) :] if longest > 1 else b""
                 digest.update(chunk)
@@ -209,17 +232,23 @@ class Fetcher:
                 yield batch
         except BodyTooLarge as exc:
             raise self.error(
-                f'page {number} is larger than DJSYNC["HTTP_MAX_BODY"] '
-                f"({self.max_body:,} bytes): {exc}"
+                _(
+                    'page %(number)s is larger than DJSYNC["HTTP_MAX_BODY"] (%(max_body)s bytes): '
+                    "%(exc)s"
+                )
+                % {"number": number, "max_body": format(self.max_body, ","), "exc": exc}
             ) from None
         except BadEncoding as exc:
-            raise self.error(f"page {number} cannot be read: {exc}") from None
+            raise self.error(
+                _("page %(number)s cannot be read: %(exc)s") % {"number": number, "exc": exc}
+            ) from None
         except PageProblem as exc:
             raise self.error(str(exc)) from None
         except NotJSON as exc:
-            kind = response.headers.get("content-type", "no content type")
+            kind = response.headers.get("content-type", _("no content type"))
             raise self.error(
-                f"page {number} is not valid JSON ({exc}) ({kind[:80]}){_snippet(head)}"
+                _("page %(number)s is not valid JSON (%(exc)s) (%(kind)s)%(snippet)s")
+                % {"number": number, "exc": exc, "kind": kind[:80], "snippet": _snippet(head)}
             ) from None
 
     # -- one request, its redirects followed ---------------------------------------------
@@ -236,7 +265,11 @@ class Fetcher:
             )
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise ConfigurationError(
-                redact(f"{source.name}: cannot build the request: {_one_line(exc)}", self.secrets)
+                redact(
+                    _("%(name)s: cannot build the request: %(one_line)s")
+                    % {"name": source.name, "one_line": _one_line(exc)},
+                    self.secrets,
+                )
             ) from None
         hops = [request.url]
         while True:
@@ -246,7 +279,10 @@ class Fetcher:
                 # is sent: its query parameters added).
                 raise ConfigurationError(redact(f"{source.name}: {problem}", self.secrets))
             if problem:
-                raise self.error(f"page {number} redirects: {problem}")
+                raise self.error(
+                    _("page %(number)s redirects: %(problem)s")
+                    % {"number": number, "problem": problem}
+                )
             self.clock.begin_response()
             response = self.client.send(request, stream=True)
             status = response.status_code
@@ -280,15 +316,27 @@ class Fetcher:
             target = response.url.join(location)
         except httpx.InvalidURL:
             raise self.error(
-                f"page {number} redirects to {shown(location)!r}, which is not a URL"
+                _("page %(number)s redirects to %(location)r, which is not a URL")
+                % {"number": number, "location": shown(location)}
             ) from None
         if any(str(target) == str(hop) for hop in hops):
             chain = " → ".join(shown(u) for u in [*hops, target])
-            raise self.error(f"page {number}: a redirect loop ({chain})")
+            raise self.error(
+                _("page %(number)s: a redirect loop (%(chain)s)")
+                % {"number": number, "chain": chain}
+            )
         if len(hops) > self.max_redirects:
             raise self.error(
-                f'page {number}: more than DJSYNC["HTTP_MAX_REDIRECTS"] '
-                f"({self.max_redirects}) redirects ({shown(hops[0])} → … → {shown(target)})"
+                _(
+                    'page %(number)s: more than DJSYNC["HTTP_MAX_REDIRECTS"] (%(max_redirects)s) '
+                    "redirects (%(hops)s → … → %(target)s)"
+                )
+                % {
+                    "number": number,
+                    "max_redirects": self.max_redirects,
+                    "hops": shown(hops[0]),
+                    "target": shown(target),
+                }
             )
         hops.append(target)
         keep_body = response.status_code in (307, 308)

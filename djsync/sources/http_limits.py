@@ -25,6 +25,7 @@ from typing import Any
 import httpcore
 import httpx
 import ijson
+from django.utils.translation import gettext
 
 #: Bytes one inflate step may produce: a bomb is read a piece at a time, never whole.
 PIECE = 64 * 1024
@@ -184,7 +185,9 @@ def body_chunks(
     snippet of an error page). Content-Length is checked before anything is read."""
     length = response.headers.get("content-length", "").strip()
     if not truncate and length.isdigit() and int(length) > limit:
-        raise BodyTooLarge(f"its Content-Length is {int(length):,}")
+        raise BodyTooLarge(
+            gettext("its Content-Length is %(length)s") % {"length": format(int(length), ",")}
+        )
     encodings = [
         e.strip().lower()
         for e in response.headers.get("content-encoding", "").split(",")
@@ -192,9 +195,14 @@ def body_chunks(
     ]
     for encoding in encodings:
         if encoding not in ENCODINGS:
-            raise BadEncoding(f"it is encoded with {encoding[:40]!r}; djsync reads gzip or deflate")
+            raise BadEncoding(
+                gettext("it is encoded with %(encoding)r; djsync reads gzip or deflate")
+                % {"encoding": encoding[:40]}
+            )
     if len(encodings) > MAX_ENCODINGS:
-        raise BadEncoding(f"it stacks {len(encodings)} content encodings")
+        raise BadEncoding(
+            gettext("it stacks %(encodings)s content encodings") % {"encodings": len(encodings)}
+        )
     stream: Iterator[bytes] = _raw(response, limit=limit, clock=clock, truncate=truncate)
     for encoding in reversed(encodings):
         stream = _inflate(stream, encoding)
@@ -205,7 +213,9 @@ def body_chunks(
             if truncate:
                 yield piece[: limit - total]
                 return
-            raise BodyTooLarge(f"once decompressed ({', '.join(encodings)})")
+            raise BodyTooLarge(
+                gettext("once decompressed (%(encodings)s)") % {"encodings": ", ".join(encodings)}
+            )
         if clock is not None:
             clock.check()
         yield piece
@@ -221,7 +231,7 @@ def _raw(
             if truncate:
                 yield chunk[: limit - total]
                 return
-            raise BodyTooLarge("as sent")
+            raise BodyTooLarge(gettext("as sent"))
         if clock is not None:
             clock.check()
         if chunk:
@@ -254,7 +264,10 @@ def _inflate(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
                     data = decompressor.unused_data  # the next gzip member, if any
                     decompressor = None
     except zlib.error as exc:
-        raise BadEncoding(f"its {encoding} bytes are corrupt ({exc})") from None
+        raise BadEncoding(
+            gettext("its %(encoding)s bytes are corrupt (%(exc)s)")
+            % {"encoding": encoding, "exc": exc}
+        ) from None
 
 
 class NotJSON(ValueError):
@@ -399,8 +412,11 @@ class PageDecoder:
     def _open(self, is_list: bool) -> None:
         if len(self.stack) >= self.max_depth:
             raise PageProblem(
-                f'page {self.page} nests deeper than DJSYNC["JSON_MAX_DEPTH"] '
-                f"({self.max_depth} levels)"
+                gettext(
+                    'page %(page)s nests deeper than DJSYNC["JSON_MAX_DEPTH"] (%(max_depth)s '
+                    "levels)"
+                )
+                % {"page": self.page, "max_depth": self.max_depth}
             )
         mode, key = self._place(is_list, None if is_list else _CONTAINER)
         if mode == _RECORDS:
@@ -420,8 +436,8 @@ class PageDecoder:
             records.count += 1
             if not isinstance(value, dict):
                 raise PageProblem(
-                    f"page {self.page}, record {records.count}: expected an object, got "
-                    f"{type(value).__name__}"
+                    gettext("page %(page)s, record %(count)s: expected an object, got %(name)s")
+                    % {"page": self.page, "count": records.count, "name": type(value).__name__}
                 )
             if records.first is None:
                 records.first = value
@@ -438,19 +454,31 @@ class PageDecoder:
             if self.records is not None or self.found == ("NoneType",):
                 return
             if self.found:
-                raise PageProblem(f"page {page}: expected a list of objects, got {self.found[0]}")
-            raise PageProblem(f"page {page} has no {'.'.join(self.steps)!r} (the records path)")
+                raise PageProblem(
+                    gettext("page %(page)s: expected a list of objects, got %(found)s")
+                    % {"page": page, "found": self.found[0]}
+                )
+            raise PageProblem(
+                gettext("page %(page)s has no %(steps)r (the records path)")
+                % {"page": page, "steps": ".".join(self.steps)}
+            )
         if doc is None or isinstance(doc, StreamedList):
             return
         if isinstance(doc, dict):
             lists = [v for v in doc.values() if isinstance(v, list)]
             if len(lists) != 1:
                 raise PageProblem(
-                    f"page {page}: expected a list of objects; set the source's records "
-                    f"path (keys here: {', '.join(map(str, doc)) or 'none'})"
+                    gettext(
+                        "page %(page)s: expected a list of objects; set the source's records path "
+                        "(keys here: %(value)s)"
+                    )
+                    % {"page": page, "value": ", ".join(map(str, doc)) or "none"}
                 )
             return
-        raise PageProblem(f"page {page}: expected a list of objects, got {type(doc).__name__}")
+        raise PageProblem(
+            gettext("page %(page)s: expected a list of objects, got %(name)s")
+            % {"page": page, "name": type(doc).__name__}
+        )
 
 
 #: Stands for "a container" in :meth:`PageDecoder._place` (its type name is dict or list).

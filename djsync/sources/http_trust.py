@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import httpx
+from django.utils.translation import gettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError
@@ -58,18 +59,18 @@ def url_parts(url: httpx.URL) -> tuple[str, str, int, str, str]:
     :class:`Refused` saying why no base URL can cover it."""
     scheme = url.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise Refused("is not an http(s) URL")
+        raise Refused(gettext("is not an http(s) URL"))
     if url.userinfo:
-        raise Refused("has a user name or password in it (give credentials with auth)")
+        raise Refused(gettext("has a user name or password in it (give credentials with auth)"))
     host = url.raw_host.decode("ascii", "replace").lower()
     if not host or not _HOST.match(host):
-        raise Refused("has no host, or an unusual one")
+        raise Refused(gettext("has no host, or an unusual one"))
     raw = url.raw_path.decode("ascii", "replace").split("?", 1)[0] or "/"
     decoded = unquote_to_bytes(raw).decode("utf-8", "replace")
     if "\\" in decoded or "\x00" in decoded:
-        raise Refused("has a backslash or a NUL character in its path")
+        raise Refused(gettext("has a backslash or a NUL character in its path"))
     if any(segment.split(";", 1)[0] in (".", "..") for segment in decoded.split("/")):
-        raise Refused("has . or .. in its path (also percent-encoded)")
+        raise Refused(gettext("has . or .. in its path (also percent-encoded)"))
     return scheme, host, url.port or DEFAULT_PORTS[scheme], raw, decoded
 
 
@@ -84,18 +85,20 @@ def parse_base(text: Any, *, setting: str) -> BaseUrl:
     """A base URL from the settings; a malformed one is a ConfigurationError naming it."""
     problem = None
     if not isinstance(text, str):
-        problem = "is not a text"
+        problem = gettext("is not a text")
     else:
         try:
             url = httpx.URL(text)
             scheme, host, port, raw, _ = url_parts(url)
         except (httpx.InvalidURL, Refused) as exc:
-            problem = str(exc) or "is not a URL"
+            problem = str(exc) or gettext("is not a URL")
         else:
             if url.query or url.fragment:
-                problem = "has a query string or fragment (give scheme, host, port and path)"
+                problem = gettext(
+                    "has a query string or fragment (give scheme, host, port and path)"
+                )
             elif "%" in raw:
-                problem = "has percent-encoding in its path (write the path plainly)"
+                problem = gettext("has percent-encoding in its path (write the path plainly)")
     if problem:
         raise ConfigurationError(f"{setting}: {text!r:.100} {problem}")
     return BaseUrl(scheme, host, port, raw.rstrip("/") + "/", text)
@@ -106,8 +109,9 @@ def base_urls() -> list[BaseUrl]:
     values = settings.HTTP_BASE_URLS or []
     if isinstance(values, str) or not isinstance(values, Iterable):
         raise ConfigurationError(
-            'DJSYNC["HTTP_BASE_URLS"] is a list of URL prefixes, e.g. '
-            '["https://api.example.com/v1/"]'
+            gettext(
+                'DJSYNC["HTTP_BASE_URLS"] is a list of URL prefixes, e.g. ["https://api.example.com/v1/"]'
+            )
         )
     return [parse_base(v, setting='DJSYNC["HTTP_BASE_URLS"]') for v in values]
 
@@ -115,7 +119,9 @@ def base_urls() -> list[BaseUrl]:
 def listed(bases: Iterable[BaseUrl], most: int = 5) -> str:
     bases = list(bases)
     text = ", ".join(b.text for b in bases[:most])
-    return text + (f" and {len(bases) - most} more" if len(bases) > most else "")
+    return text + (
+        gettext(" and %(bases)s more") % {"bases": len(bases) - most} if len(bases) > most else ""
+    )
 
 
 def check_url(url: httpx.URL, bases: list[BaseUrl]) -> str | None:
@@ -126,7 +132,10 @@ def check_url(url: httpx.URL, bases: list[BaseUrl]) -> str | None:
         return f"{shown(url)} {exc}"
     if any(base.covers(url) for base in bases):
         return None
-    return f'{shown(url)} is not under DJSYNC["HTTP_BASE_URLS"] (allowed: {listed(bases)})'
+    return gettext('%(url)s is not under DJSYNC["HTTP_BASE_URLS"] (allowed: %(listed)s)') % {
+        "url": shown(url),
+        "listed": listed(bases),
+    }
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,10 @@ class Credential:
         """Why this credential may not go to ``url``, or None."""
         if self.base_urls is None or any(b.covers(url) for b in self.base_urls):
             return None
-        return (
-            f"credential {self.name!r} may not be sent to {shown(url)} (its base_urls in "
-            f'DJSYNC["CREDENTIALS"]: {listed(self.base_urls)})'
-        )
+        return gettext(
+            "credential %(name)r may not be sent to %(url)s (its base_urls in "
+            'DJSYNC["CREDENTIALS"]: %(listed)s)'
+        ) % {"name": self.name, "url": shown(url), "listed": listed(self.base_urls)}
 
 
 def credential(name: Any, *, source: str = "") -> Credential:
@@ -156,14 +165,19 @@ def credential(name: Any, *, source: str = "") -> Credential:
     is not there is refused, whatever the environment holds."""
     where = f"{source}: " if source else ""
     if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"{where}a credential is given by name (a string)")
+        raise ConfigurationError(
+            gettext("%(where)sa credential is given by name (a string)") % {"where": where}
+        )
     credentials = settings.CREDENTIALS or {}
     if not isinstance(credentials, dict):
-        raise ConfigurationError('DJSYNC["CREDENTIALS"] maps names to secrets')
+        raise ConfigurationError(gettext('DJSYNC["CREDENTIALS"] maps names to secrets'))
     if name not in credentials:
         raise ConfigurationError(
-            f'{where}credential {name[:100]!r} is not in DJSYNC["CREDENTIALS"]; a job may '
-            "only name the credentials the site's settings declare"
+            gettext(
+                '%(where)scredential %(name)r is not in DJSYNC["CREDENTIALS"]; a job may only '
+                "name the credentials the site's settings declare"
+            )
+            % {"where": where, "name": name[:100]}
         )
     entry = credentials[name]
     setting = f'DJSYNC["CREDENTIALS"][{name!r}]'
@@ -172,22 +186,31 @@ def credential(name: Any, *, source: str = "") -> Credential:
         unknown = set(entry) - {"value", "base_urls"}
         if unknown:
             raise ConfigurationError(
-                f"{setting}: unknown keys {', '.join(sorted(map(str, unknown)))} "
-                '(it takes "value" and "base_urls")'
+                gettext('%(setting)s: unknown keys %(sorted)s (it takes "value" and "base_urls")')
+                % {"setting": setting, "sorted": ", ".join(sorted(map(str, unknown)))}
             )
         if "base_urls" in entry:
             urls = entry["base_urls"]
             if isinstance(urls, str) or not isinstance(urls, list | tuple) or not urls:
-                raise ConfigurationError(f'{setting}["base_urls"] is a non-empty list of URLs')
+                raise ConfigurationError(
+                    gettext('%(setting)s["base_urls"] is a non-empty list of URLs')
+                    % {"setting": setting}
+                )
             bases = tuple(parse_base(u, setting=f'{setting}["base_urls"]') for u in urls)
         entry = entry.get("value")
     if entry is None or entry == "":
         raise ConfigurationError(
-            f'{where}credential {name!r} is declared in DJSYNC["CREDENTIALS"] but empty '
-            "(is the environment variable your settings read it from set?)"
+            gettext(
+                '%(where)scredential %(name)r is declared in DJSYNC["CREDENTIALS"] but empty (is '
+                "the environment variable your settings read it from set?)"
+            )
+            % {"where": where, "name": name}
         )
     if not isinstance(entry, str):
-        raise ConfigurationError(f"{setting} is a text (or {{'value': text, 'base_urls': [...]}})")
+        raise ConfigurationError(
+            gettext("%(setting)s is a text (or {'value': text, 'base_urls': [...]})")
+            % {"setting": setting}
+        )
     return Credential(name, entry, bases)
 
 

@@ -20,6 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError
 from djsync.sources.base import JOB_RULES, JobContext, Source, refuse
@@ -51,11 +54,15 @@ def build(
     importer's ``source`` attribute). A ``kind`` the job gives that differs from the base's
     leaves the base out: its options belong to another kind of source."""
     if not isinstance(options, dict):
-        raise refuse(context, 'source options are a JSON object, e.g. {"path": "x.csv"}')
+        raise refuse(context, _('source options are a JSON object, e.g. {"path": "x.csv"}'))
     base = dict(base or {})
     kind = options.get("kind", base.get("kind", "file"))
     if not isinstance(kind, str) or kind not in kinds:
-        raise refuse(context, f"unknown source kind {kind!r} (known: {', '.join(sorted(kinds))})")
+        raise refuse(
+            context,
+            _("unknown source kind %(kind)r (known: %(sorted)s)")
+            % {"kind": kind, "sorted": ", ".join(sorted(kinds))},
+        )
     if base.get("kind", "file") != kind:
         base = {}
     base.pop("kind", None)
@@ -65,7 +72,9 @@ def build(
     try:
         source = kinds[kind].from_job(job_options, base=base, context=context)
     except TypeError as exc:
-        raise refuse(context, f"bad options for a {kind} source: {exc}") from None
+        raise refuse(
+            context, _("bad options for a %(kind)s source: %(exc)s") % {"kind": kind, "exc": exc}
+        ) from None
     if tokens:
         source.null_tokens = tokens
     return source
@@ -82,12 +91,15 @@ def check_null_tokens(value: Any, context: JobContext) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_NULL_TOKENS:
         raise refuse(
             context,
-            f'null_tokens is a list of at most {MAX_NULL_TOKENS} texts, e.g. ["NA", "\\\\N"], '
-            f"not {value!r:.60}",
+            _(
+                'null_tokens is a list of at most %(max_null_tokens)s texts, e.g. ["NA", '
+                '"\\\\N"], not %(value)s'
+            )
+            % {"max_null_tokens": MAX_NULL_TOKENS, "value": format(repr(value), ".60")},
         )
     if any(token is None for token in value):
-        raise refuse(context, "a null token must be a short text, not None")
-    return [check_text(token, "a null token", context=context, longest=20) for token in value]
+        raise refuse(context, _("a null token must be a short text, not None"))
+    return [check_text(token, _("a null token"), context=context, longest=20) for token in value]
 
 
 def check_keys(
@@ -103,11 +115,11 @@ def check_keys(
     unknown = sorted(str(k) for k in options if k not in allowed)
     if unknown:
         shown = sorted(allowed) if what else sorted(allowed | {"kind"})
-        subject = what or f"a job's {kind} source"
+        subject = what or _("a job's %(kind)s source") % {"kind": kind}
         raise refuse(
             context,
-            f"{subject} cannot set {', '.join(map(repr, unknown))} "
-            f"(it may set: {', '.join(shown)})",
+            _("%(subject)s cannot set %(map)s (it may set: %(shown)s)")
+            % {"subject": subject, "map": ", ".join(map(repr, unknown)), "shown": ", ".join(shown)},
         )
 
 
@@ -119,7 +131,7 @@ def check_incremental(
     if value in (None, {}, False):
         return None
     if not isinstance(value, dict):
-        raise refuse(context, 'incremental is an object, e.g. {"column": "updated_at"}')
+        raise refuse(context, _('incremental is an object, e.g. {"column": "updated_at"}'))
     check_keys(
         value, INCREMENTAL_OPTIONS | set(extra), kind="", context=context, what="incremental"
     )
@@ -128,12 +140,19 @@ def check_incremental(
         if item is None:
             continue
         if not isinstance(item, str) or len(item) > 100 or "\x00" in item:
-            raise refuse(context, f"incremental {name} must be a short text, not {item!r:.60}")
+            raise refuse(
+                context,
+                _("incremental %(name)s must be a short text, not %(item)s")
+                % {"name": name, "item": format(repr(item), ".60")},
+            )
         if plain and name != "param" and (not _COLUMN.match(item) or "__" in item):
             raise refuse(
                 context,
-                f"incremental {name} {item!r} is not a plain column name "
-                "(letters, digits and _, no relation path)",
+                _(
+                    "incremental %(name)s %(item)r is not a plain column name (letters, digits "
+                    "and _, no relation path)"
+                )
+                % {"name": name, "item": item},
             )
     return dict(value)
 
@@ -142,7 +161,11 @@ def check_chunk_size(value: Any, *, context: JobContext) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-        raise refuse(context, f"chunk_size must be a whole number from 1 to 100000, not {value!r}")
+        raise refuse(
+            context,
+            _("chunk_size must be a whole number from 1 to 100000, not %(value)r")
+            % {"value": value},
+        )
     return value
 
 
@@ -150,7 +173,11 @@ def check_text(value: Any, name: str, *, context: JobContext, longest: int = 100
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > longest or "\x00" in value:
-        raise refuse(context, f"{name} must be a short text, not {value!r:.60}")
+        raise refuse(
+            context,
+            _("%(name)s must be a short text, not %(value)s")
+            % {"name": name, "value": format(repr(value), ".60")},
+        )
     return value
 
 
@@ -162,12 +189,12 @@ FILE_JOB_OPTIONS = frozenset({"root", "path", "format", "encoding", "delimiter",
 def file_roots() -> dict[str, str]:
     roots = settings.FILE_ROOTS or {}
     if not isinstance(roots, dict):
-        raise ConfigurationError('DJSYNC["FILE_ROOTS"] maps names to folders: {"data": "/srv"}')
+        raise ConfigurationError(_('DJSYNC["FILE_ROOTS"] maps names to folders: {"data": "/srv"}'))
     return {str(name): str(folder) for name, folder in roots.items()}
 
 
 def resolve_path(
-    path: Any, root: Any = None, *, context: JobContext, what: str = "source path"
+    path: Any, root: Any = None, *, context: JobContext, what: str = gettext_noop("source path")
 ) -> str:
     """The real path of a job's ``path`` under one of ``DJSYNC["FILE_ROOTS"]``.
 
@@ -178,40 +205,60 @@ def resolve_path(
     """
     roots = file_roots()
     if not isinstance(path, str) or not path.strip():
-        raise refuse(context, f"{what} must be a file name, not {path!r:.60}")
+        raise refuse(
+            context,
+            _("%(what)s must be a file name, not %(path)s")
+            % {"what": _(what), "path": format(repr(path), ".60")},
+        )
     shown = repr(path[:200])
     if not roots:
         raise refuse(
             context,
-            f'{what} {shown}: jobs cannot name files until DJSYNC["FILE_ROOTS"] declares '
-            'a folder for them, e.g. {"data": "/srv/data"}',
+            _(
+                '%(what)s %(shown)s: jobs cannot name files until DJSYNC["FILE_ROOTS"] declares a '
+                'folder for them, e.g. {"data": "/srv/data"}'
+            )
+            % {"what": _(what), "shown": shown},
         )
     if "\x00" in path:
-        raise refuse(context, f"{what} {shown} contains a NUL character")
+        raise refuse(
+            context,
+            _("%(what)s %(shown)s contains a NUL character") % {"what": _(what), "shown": shown},
+        )
     if root is None:
         if len(roots) > 1:
             raise refuse(
                 context,
-                f'{what} {shown}: say which root ("root": one of '
-                f'{", ".join(map(repr, sorted(roots)))}, from DJSYNC["FILE_ROOTS"])',
+                _(
+                    '%(what)s %(shown)s: say which root ("root": one of %(map)s, from '
+                    'DJSYNC["FILE_ROOTS"])'
+                )
+                % {"what": _(what), "shown": shown, "map": ", ".join(map(repr, sorted(roots)))},
             )
         root = next(iter(roots))
     if not isinstance(root, str) or root not in roots:
         raise refuse(
             context,
-            f'no file root {root!r:.60} in DJSYNC["FILE_ROOTS"] '
-            f"(roots: {', '.join(map(repr, sorted(roots)))})",
+            _('no file root %(root)s in DJSYNC["FILE_ROOTS"] (roots: %(map)s)')
+            % {"root": format(repr(root), ".60"), "map": ", ".join(map(repr, sorted(roots)))},
         )
     if os.path.isabs(path) or path.startswith(("~", "\\")) or re.match(r"^[A-Za-z]:", path):
         raise refuse(
             context,
-            f"{what} {shown} is absolute; give a path relative to the root {root!r} "
-            '(DJSYNC["FILE_ROOTS"])',
+            _(
+                "%(what)s %(shown)s is absolute; give a path relative to the root %(root)r "
+                '(DJSYNC["FILE_ROOTS"])'
+            )
+            % {"what": _(what), "shown": shown, "root": root},
         )
     folder = os.path.realpath(roots[root])
     real = os.path.realpath(os.path.join(folder, path))
     if os.path.commonpath([folder, real]) != folder:
-        raise refuse(context, f'{what} {shown} leaves its root {root!r} (DJSYNC["FILE_ROOTS"])')
+        raise refuse(
+            context,
+            _('%(what)s %(shown)s leaves its root %(root)r (DJSYNC["FILE_ROOTS"])')
+            % {"what": _(what), "shown": shown, "root": root},
+        )
     try:
         mode = os.stat(real).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -219,7 +266,10 @@ def resolve_path(
     except OSError as exc:
         raise refuse(context, f"{what} {shown}: {exc.strerror}") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise refuse(context, f"{what} {shown} is not a regular file")
+        raise refuse(
+            context,
+            _("%(what)s %(shown)s is not a regular file") % {"what": _(what), "shown": shown},
+        )
     return real
 
 
@@ -246,20 +296,25 @@ def file_from_job(
         kwargs.pop("file", None)
         kwargs.setdefault("name", options["path"])
     elif "root" in options:
-        raise refuse(context, 'a file source with "root" needs a "path" inside it')
+        raise refuse(context, _('a file source with "root" needs a "path" inside it'))
     elif "path" not in kwargs and "file" not in kwargs:
-        raise refuse(context, 'a file source needs a "path" (under DJSYNC["FILE_ROOTS"])')
+        raise refuse(context, _('a file source needs a "path" (under DJSYNC["FILE_ROOTS"])'))
     for name in ("format", "encoding", "delimiter"):
         if name in options:
             kwargs[name] = check_text(options[name], name, context=context, longest=40)
     if kwargs.get("encoding") and not is_text_encoding(kwargs["encoding"]):
         raise refuse(
             context,
-            f"encoding {kwargs['encoding']!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)",
+            _("encoding %(encoding)r is not a text encoding (e.g. utf-8, latin-1, cp1252)")
+            % {"encoding": kwargs["encoding"]},
         )
     delimiter = kwargs.get("delimiter")
     if delimiter and delimiter != "auto" and len(delimiter) != 1:
-        raise refuse(context, f'delimiter must be one character or "auto", not {delimiter!r}')
+        raise refuse(
+            context,
+            _('delimiter must be one character or "auto", not %(delimiter)r')
+            % {"delimiter": delimiter},
+        )
     if "sheet" in options:
         sheet = options["sheet"]
         if not isinstance(sheet, int) or isinstance(sheet, bool):
@@ -324,17 +379,22 @@ def declared_query(name: Any, *, context: JobContext) -> tuple[str, str]:
     """``(query, using)`` of the query named ``name`` in ``DJSYNC["SQL_QUERIES"]``."""
     queries = settings.SQL_QUERIES or {}
     if not isinstance(name, str) or name not in queries:
-        known = (
-            ", ".join(map(repr, sorted(queries))) or 'none: declare them in DJSYNC["SQL_QUERIES"]'
+        known = ", ".join(map(repr, sorted(queries))) or _(
+            'none: declare them in DJSYNC["SQL_QUERIES"]'
         )
         if isinstance(name, str) and _FIRST_WORD.match(name) and " " in name.strip():
             raise refuse(
                 context,
-                f'a job cannot run its own SQL; name a query of DJSYNC["SQL_QUERIES"] '
-                f"(declared: {known})",
+                _(
+                    'a job cannot run its own SQL; name a query of DJSYNC["SQL_QUERIES"] '
+                    "(declared: %(known)s)"
+                )
+                % {"known": known},
             )
         raise refuse(
-            context, f'no SQL query {name!r:.60} in DJSYNC["SQL_QUERIES"] (declared: {known})'
+            context,
+            _('no SQL query %(name)s in DJSYNC["SQL_QUERIES"] (declared: %(known)s)')
+            % {"name": format(repr(name), ".60"), "known": known},
         )
     spec = queries[name]
     if isinstance(spec, str):
@@ -349,13 +409,13 @@ def declared_query(name: Any, *, context: JobContext) -> tuple[str, str]:
 def query_problem(query: Any) -> str | None:
     """Why a declared query is not one SELECT (or WITH … SELECT) statement, or None."""
     if not isinstance(query, str) or not query.strip():
-        return "the query is empty"
+        return _("the query is empty")
     text = query.strip().rstrip(";").strip()
     if ";" in text:
-        return "one statement only (no ; inside the query)"
+        return _("one statement only (no ; inside the query)")
     match = _FIRST_WORD.match(text)
     if not match or match.group(1).upper() not in ("SELECT", "WITH"):
-        return "the query must be a SELECT (or WITH … SELECT)"
+        return _("the query must be a SELECT (or WITH … SELECT)")
     return None
 
 
@@ -368,12 +428,12 @@ def sql_from_job(
         kwargs["query"], kwargs["using"] = declared_query(options["query"], context=context)
         kwargs.setdefault("name", f"query {options['query']!r}")
     elif "query" not in kwargs:
-        raise refuse(context, 'a sql source needs "query": the name of a DJSYNC["SQL_QUERIES"]')
+        raise refuse(context, _('a sql source needs "query": the name of a DJSYNC["SQL_QUERIES"]'))
     if "params" in options:
         params = options["params"]
         scalar = (str, int, float, bool, type(None))
         if not isinstance(params, list) or not all(isinstance(p, scalar) for p in params):
-            raise refuse(context, "params must be a list of plain values (text, numbers, null)")
+            raise refuse(context, _("params must be a list of plain values (text, numbers, null)"))
         kwargs["params"] = params
     if "chunk_size" in options:
         kwargs["chunk_size"] = check_chunk_size(options["chunk_size"], context=context)
@@ -392,12 +452,13 @@ def declared_queryset(name: Any, *, context: JobContext) -> dict[str, Any]:
     from django.db.models import QuerySet
 
     declared = dict(getattr(context.importer, "querysets", None) or {})
-    owner = getattr(context.importer, "name", None) or "the importer"
+    owner = getattr(context.importer, "name", None) or _("the importer")
     if not isinstance(name, str) or name not in declared:
         known = ", ".join(map(repr, sorted(declared))) or "none"
         raise refuse(
             context,
-            f"no queryset {name!r:.60} declared on importer {owner} (querysets: {known})",
+            _("no queryset %(name)s declared on importer %(owner)s (querysets: %(known)s)")
+            % {"name": format(repr(name), ".60"), "owner": owner, "known": known},
         )
     spec = declared[name]
     if isinstance(spec, dict):
@@ -407,7 +468,11 @@ def declared_queryset(name: Any, *, context: JobContext) -> dict[str, Any]:
         return spec
     value = spec() if callable(spec) and not isinstance(spec, QuerySet) else spec
     if not isinstance(value, QuerySet):
-        raise refuse(context, f"importer {owner}: querysets[{name!r}] did not give a queryset")
+        raise refuse(
+            context,
+            _("importer %(owner)s: querysets[%(name)r] did not give a queryset")
+            % {"owner": owner, "name": name},
+        )
     return {"queryset": value.all()}
 
 
@@ -422,7 +487,7 @@ def queryset_from_job(
     elif "model" not in kwargs and "queryset" not in kwargs:
         raise refuse(
             context,
-            'a queryset source needs "queryset": a name from its importer\'s querysets',
+            _('a queryset source needs "queryset": a name from its importer\'s querysets'),
         )
     if "chunk_size" in options:
         kwargs["chunk_size"] = check_chunk_size(options["chunk_size"], context=context)
@@ -444,7 +509,8 @@ def derived_from_job(
     if context.depth >= limit:
         raise refuse(
             context,
-            f'derived sources nest deeper than DJSYNC["MAX_SOURCE_NESTING"] ({limit})',
+            _('derived sources nest deeper than DJSYNC["MAX_SOURCE_NESTING"] (%(limit)s)')
+            % {"limit": limit},
         )
     kwargs = dict(base)
     inner = options.get("from", kwargs.get("from"))
@@ -452,7 +518,11 @@ def derived_from_job(
         if context.sibling is None:
             raise refuse(
                 context,
-                f"a derived source takes {inner!r} from another importer only in a multi-model job",
+                _(
+                    "a derived source takes %(inner)r from another importer only in a multi-model "
+                    "job"
+                )
+                % {"inner": inner},
             )
         inner_base, inner_options, owner = context.sibling(inner)
         # Checked as that importer's source: its declared querysets, not this one's.
@@ -472,12 +542,12 @@ def derived_from_job(
             and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())
         )
         if not ok:
-            raise refuse(context, "derived columns are a list of names or {new: source column}")
+            raise refuse(context, _("derived columns are a list of names or {new: source column}"))
         kwargs["columns"] = columns
     for name in ("distinct", "skip_empty"):
         if name in options:
             if not isinstance(options[name], bool):
-                raise refuse(context, f"{name} must be true or false")
+                raise refuse(context, _("%(name)s must be true or false") % {"name": name})
             kwargs[name] = options[name]
     return cls(**kwargs)
 

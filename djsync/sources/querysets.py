@@ -13,6 +13,7 @@ from django.apps import apps
 from django.core.exceptions import FieldError
 from django.db import models
 from django.db.models import F
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
@@ -50,7 +51,7 @@ class QuerySetSource(Source):
         name: str | None = None,
     ) -> None:
         if (model is None) == (queryset is None):
-            raise ConfigurationError("a queryset source needs either a model or a queryset")
+            raise ConfigurationError(_("a queryset source needs either a model or a queryset"))
         if queryset is None:
             assert model is not None  # one of the two, checked above
             if isinstance(model, str):
@@ -58,11 +59,12 @@ class QuerySetSource(Source):
                     model = apps.get_model(model)
                 except (LookupError, ValueError):
                     raise ConfigurationError(
-                        f"queryset source: no model {model!r} (use app_label.ModelName)"
+                        _("queryset source: no model %(model)r (use app_label.ModelName)")
+                        % {"model": model}
                     ) from None
             queryset = model._default_manager.all()
         if using is not None:
-            check_alias(using, "queryset source")
+            check_alias(using, _("queryset source"))
             queryset = queryset.using(using)
         self.queryset = queryset
         self.database = queryset.db
@@ -71,7 +73,10 @@ class QuerySetSource(Source):
         self.fields = fields
         self.order_by = list(order_by or [])
         self.chunk_size = int(chunk_size or settings.BATCH_SIZE)
-        self.name = name or f"{queryset.model._meta.label} on database {queryset.db!r}"
+        self.name = name or _("%(label)s on database %(db)r") % {
+            "label": queryset.model._meta.label,
+            "db": queryset.db,
+        }
         self.columns = None
         self.setup_incremental(incremental)
 
@@ -109,7 +114,9 @@ class QuerySetSource(Source):
             qs, columns = self._values(self.get_queryset())
             qs.query.get_compiler(qs.db).as_sql()  # a bad field path fails here, not mid-run
         except (FieldError, ValueError) as exc:  # an unknown path, a column named as a field
-            raise SourceError(f"bad field in the queryset: {exc}", source=self.name) from None
+            raise SourceError(
+                _("bad field in the queryset: %(exc)s") % {"exc": exc}, source=self.name
+            ) from None
         self.columns = columns
         for row in qs.iterator(chunk_size=self.chunk_size):
             yield {c: row[c] for c in columns}

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
@@ -23,7 +24,8 @@ def check_alias(using: str, what: str) -> None:
     if using not in connections.settings:
         known = ", ".join(connections.settings) or "none"
         raise ConfigurationError(
-            f"{what}: no database {using!r} in DATABASES (configured: {known})"
+            _("%(what)s: no database %(using)r in DATABASES (configured: %(known)s)")
+            % {"what": what, "using": using, "known": known}
         )
 
 
@@ -51,10 +53,10 @@ class SqlSource(Source):
         name: str | None = None,
     ) -> None:
         if not isinstance(query, str) or not query.strip():
-            raise ConfigurationError("a SQL source needs a query")
+            raise ConfigurationError(_("a SQL source needs a query"))
         self.query = query.strip().rstrip(";")
         self.using = self.database = using
-        self.name = name or f"query on database {using!r}"
+        self.name = name or _("query on database %(using)r") % {"using": using}
         check_alias(using, self.name)
         self.params = list(params or [])
         self.chunk_size = int(chunk_size or settings.BATCH_SIZE)
@@ -82,7 +84,8 @@ class SqlSource(Source):
             yield from self._rows_sqlite(connection, sql, params)
         else:
             raise SourceError(
-                f"SQL sources run read-only on PostgreSQL and SQLite only, not {connection.vendor}",
+                _("SQL sources run read-only on PostgreSQL and SQLite only, not %(vendor)s")
+                % {"vendor": connection.vendor},
                 source=self.name,
             )
 
@@ -110,7 +113,9 @@ class SqlSource(Source):
                     yield from self._dicts(rows)
                 cursor.execute(f"CLOSE {name}")
         except DatabaseError as exc:
-            raise SourceError(f"the query failed: {_line(exc)}", source=self.name) from None
+            raise SourceError(
+                _("the query failed: %(line)s") % {"line": _line(exc)}, source=self.name
+            ) from None
 
     def _rows_sqlite(self, connection: Any, sql: str, params: list[Any]) -> Iterator[dict]:
         """Stream with ``PRAGMA query_only`` on while SQLite steps the query, restored after
@@ -118,7 +123,9 @@ class SqlSource(Source):
         try:
             cursor = connection.chunked_cursor()
         except DatabaseError as exc:
-            raise SourceError(f"cannot connect: {_line(exc)}", source=self.name) from None
+            raise SourceError(
+                _("cannot connect: %(line)s") % {"line": _line(exc)}, source=self.name
+            ) from None
         try:
             with _query_only(connection):
                 self._execute(cursor, sql, params)
@@ -136,7 +143,9 @@ class SqlSource(Source):
         try:
             cursor.execute(sql, params)
         except DatabaseError as exc:
-            raise SourceError(f"the query failed: {_line(exc)}", source=self.name) from None
+            raise SourceError(
+                _("the query failed: %(line)s") % {"line": _line(exc)}, source=self.name
+            ) from None
 
     def _fetch(self, cursor: Any, fetch: str | None) -> list[Any]:
         try:
@@ -145,16 +154,19 @@ class SqlSource(Source):
             cursor.execute(fetch)
             return cursor.fetchall()
         except DatabaseError as exc:
-            raise SourceError(f"reading the rows failed: {_line(exc)}", source=self.name) from None
+            raise SourceError(
+                _("reading the rows failed: %(line)s") % {"line": _line(exc)}, source=self.name
+            ) from None
 
     def _set_columns(self, description: Any) -> None:
         if description is None:
-            raise SourceError("the query returns no rows (is it a SELECT?)", source=self.name)
+            raise SourceError(_("the query returns no rows (is it a SELECT?)"), source=self.name)
         self.columns = columns = [col[0] for col in description]
         if len(set(columns)) != len(columns):
             twice = sorted({c for c in columns if columns.count(c) > 1})
             raise SourceError(
-                f"the query names column {', '.join(map(repr, twice))} twice; use AS",
+                _("the query names column %(map)s twice; use AS")
+                % {"map": ", ".join(map(repr, twice))},
                 source=self.name,
             )
 

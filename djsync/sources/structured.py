@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from django.utils.translation import gettext
+
 from djsync.conf import settings
 from djsync.exceptions import SourceError
 from djsync.sources.base import Source
@@ -49,12 +51,14 @@ class StructuredReading(Source):
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise self._error(
-                    f"malformed JSON: {exc.msg} at character {exc.colno}", row=row
+                    gettext("malformed JSON: %(msg)s at character %(colno)s")
+                    % {"msg": exc.msg, "colno": exc.colno},
+                    row=row,
                 ) from None
             except RecursionError:
                 raise self._too_deep(row) from None
             if not isinstance(record, dict):
-                raise self._error("each line must hold a JSON object", row=row)
+                raise self._error(gettext("each line must hold a JSON object"), row=row)
             self._check_record(record, row)
             for key in record:
                 if key not in columns:
@@ -65,7 +69,7 @@ class StructuredReading(Source):
             self.row = row
             yield record
         if empty:
-            raise self._error("the file is empty")
+            raise self._error(gettext("the file is empty"))
 
     def _check_record(self, record: dict[str, Any], row: int) -> None:
         """A parsed record (JSON lines, YAML): cell sizes and nesting within their limits."""
@@ -95,16 +99,23 @@ class StructuredReading(Source):
                     raise self._cell_too_long(row, column)
 
     def _too_deep(self, row: int | None = None) -> SourceError:
-        return self._error(f"values nest deeper than {limit('JSON_MAX_DEPTH')}", row=row)
+        return self._error(
+            gettext("values nest deeper than %(limit)s") % {"limit": limit("JSON_MAX_DEPTH")},
+            row=row,
+        )
 
     def _cell_too_long(self, row: int | None, column: str | None) -> SourceError:
         return self._error(
-            f"a value is longer than {limit('MAX_CELL_SIZE')}", row=row, column=column
+            gettext("a value is longer than %(limit)s") % {"limit": limit("MAX_CELL_SIZE")},
+            row=row,
+            column=column,
         )
 
     def _too_many_keys(self, row: int | None) -> SourceError:
         return self._error(
-            f"the records have more than {limit('MAX_COLUMNS')} distinct keys", row=row
+            gettext("the records have more than %(limit)s distinct keys")
+            % {"limit": limit("MAX_COLUMNS")},
+            row=row,
         )
 
     def _read_json(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -141,14 +152,20 @@ class StructuredReading(Source):
                 chunk = handle.read(CHUNK)
                 total += len(chunk)
                 if total > max_file:
-                    raise self._error(f"the file is larger than {limit('MAX_FILE_SIZE')}")
+                    raise self._error(
+                        gettext("the file is larger than %(limit)s")
+                        % {"limit": limit("MAX_FILE_SIZE")}
+                    )
                 if first and decoder is None:
                     if chunk.startswith(codecs.BOM_UTF8):
                         chunk = chunk[3:]
                     elif chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                         raise self._error(
-                            f"the file starts with a UTF-16 or UTF-32 byte order mark, not "
-                            f"{self.encoding}: set the source's encoding option (e.g. utf-16)"
+                            gettext(
+                                "the file starts with a UTF-16 or UTF-32 byte order mark, not "
+                                "%(encoding)s: set the source's encoding option (e.g. utf-16)"
+                            )
+                            % {"encoding": self.encoding}
                         )
                 first = False
                 if decoder is not None:
@@ -179,12 +196,15 @@ class StructuredReading(Source):
                     return
         except (ijson.JSONError, ValueError) as exc:
             if blank:
-                raise self._error("the file is empty") from None
+                raise self._error(gettext("the file is empty")) from None
             raise self._json_error(handle, exc) from None
         except UnicodeDecodeError as exc:
             raise self._error(
-                f"the file is not valid {self.encoding} ({exc.reason}); set the source's "
-                "encoding option"
+                gettext(
+                    "the file is not valid %(encoding)s (%(reason)s); set the source's encoding "
+                    "option"
+                )
+                % {"encoding": self.encoding, "reason": exc.reason}
             ) from None
 
     def _json_error(self, handle: IO[bytes], exc: Exception) -> SourceError:
@@ -196,11 +216,12 @@ class StructuredReading(Source):
             json.loads(data.decode(self.encoding).lstrip("\ufeff"))
         except json.JSONDecodeError as precise:
             return self._error(
-                f"malformed JSON: {precise.msg} at line {precise.lineno}, character {precise.colno}"
+                gettext("malformed JSON: %(msg)s at line %(lineno)s, character %(colno)s")
+                % {"msg": precise.msg, "lineno": precise.lineno, "colno": precise.colno}
             )
         except (SourceError, RecursionError, UnicodeError, OSError, ValueError):
             pass
-        return self._error(f"malformed JSON: {first}")
+        return self._error(gettext("malformed JSON: %(first)s") % {"first": first})
 
     def _json_walk(
         self,
@@ -216,7 +237,7 @@ class StructuredReading(Source):
         scanning = columns is not None
         event, value = next(events, ("", None))
         if not event:
-            raise self._error("the file is empty")
+            raise self._error(gettext("the file is empty"))
         if event == "start_array":
             if scanning:
                 for _ in self._json_items(events, columns):
@@ -225,8 +246,10 @@ class StructuredReading(Source):
             return self._json_items(events, None)
         if event != "start_map":
             raise self._error(
-                "expected a list of objects (or an object holding one list), got "
-                f"{_json_type(event, value)}"
+                gettext(
+                    "expected a list of objects (or an object holding one list), got %(json_type)s"
+                )
+                % {"json_type": _json_type(event, value)}
             )
         index = -1
         lists: list[int] = []
@@ -246,7 +269,7 @@ class StructuredReading(Source):
             elif event == "start_map":
                 _skip(events)
         if len(lists) != 1:
-            raise self._error("expected a list of objects (or an object holding one list)")
+            raise self._error(gettext("expected a list of objects (or an object holding one list)"))
         return lists[0]
 
     def _json_items(
@@ -261,7 +284,11 @@ class StructuredReading(Source):
                 return
             row += 1
             if event != "start_map":
-                raise self._error(f"expected an object, got {_json_type(event, value)}", row=row)
+                raise self._error(
+                    gettext("expected an object, got %(json_type)s")
+                    % {"json_type": _json_type(event, value)},
+                    row=row,
+                )
             if columns is None:
                 self.row = row
                 yield _build_object(events)
@@ -290,9 +317,11 @@ class StructuredReading(Source):
             raise self._decoding_error() from None
         if len(data) > settings.MAX_YAML_SIZE:
             raise self._error(
-                f"YAML files are parsed slowly (about a second per 100 KiB) and this one has "
-                f"{size(len(data))}, more than {limit('MAX_YAML_SIZE')}; convert it to "
-                "JSON lines or CSV, which stream"
+                gettext(
+                    "YAML files are parsed slowly (about a second per 100 KiB) and this one has "
+                    "%(data)s, more than %(limit)s; convert it to JSON lines or CSV, which stream"
+                )
+                % {"data": size(len(data)), "limit": limit("MAX_YAML_SIZE")}
             )
         fast = getattr(yaml, "CSafeLoader", None)
         try:
@@ -316,17 +345,19 @@ class StructuredReading(Source):
                 raise self._too_deep() from None
             raise self._error(_yaml_problem(exc)) from None
         if parsed is None:
-            raise self._error("the file is empty")
+            raise self._error(gettext("the file is empty"))
         yield from self._records(parsed)
 
     def _records(self, data: Any) -> Iterator[dict[str, Any]]:
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != 1:
-                raise self._error("expected a list of objects (or an object holding one list)")
+                raise self._error(
+                    gettext("expected a list of objects (or an object holding one list)")
+                )
             data = lists[0]
         if not isinstance(data, list):
-            raise self._error("expected a list of objects")
+            raise self._error(gettext("expected a list of objects"))
         columns: dict[str, None] = {}
         for row, record in enumerate(data, start=1):
             if isinstance(record, dict):
@@ -337,7 +368,10 @@ class StructuredReading(Source):
         self.columns = [str(c) for c in columns]
         for row, record in enumerate(data, start=1):
             if not isinstance(record, dict):
-                raise self._error(f"expected an object, got {type(record).__name__}", row=row)
+                raise self._error(
+                    gettext("expected an object, got %(name)s") % {"name": type(record).__name__},
+                    row=row,
+                )
             self.row = row
             yield record
 
@@ -405,15 +439,20 @@ def _yaml_prescan(events: Iterable[Any]) -> None:
         if isinstance(event, starts):
             depth += 1
             if depth > max_depth:
-                raise _YamlRefused(f"values nest deeper than {limit('JSON_MAX_DEPTH')}")
+                raise _YamlRefused(
+                    gettext("values nest deeper than %(limit)s")
+                    % {"limit": limit("JSON_MAX_DEPTH")}
+                )
         elif isinstance(event, ends):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):
             line = event.start_mark.line + 1 if event.start_mark else "?"
             raise _YamlRefused(
-                f"line {line}: YAML aliases (*name) are refused: a "
-                "document that repeats a value by alias can expand without bound (billion "
-                "laughs)"
+                gettext(
+                    "line %(line)s: YAML aliases (*name) are refused: a document that repeats a "
+                    "value by alias can expand without bound (billion laughs)"
+                )
+                % {"line": line}
             )
 
 
@@ -429,12 +468,18 @@ def _yaml_loader() -> type:
             if self.check_event(yaml.AliasEvent):
                 mark = self.peek_event().start_mark
                 raise _YamlRefused(
-                    f"line {mark.line + 1}: YAML aliases (*name) are refused: a document "
-                    "that repeats a value by alias can expand without bound (billion laughs)"
+                    gettext(
+                        "line %(line)s: YAML aliases (*name) are refused: a document that repeats "
+                        "a value by alias can expand without bound (billion laughs)"
+                    )
+                    % {"line": mark.line + 1}
                 )
             self.depth += 1
             if self.depth > settings.JSON_MAX_DEPTH:
-                raise _YamlRefused(f"values nest deeper than {limit('JSON_MAX_DEPTH')}")
+                raise _YamlRefused(
+                    gettext("values nest deeper than %(limit)s")
+                    % {"limit": limit("JSON_MAX_DEPTH")}
+                )
             try:
                 return super().compose_node(parent, index)
             finally:
@@ -449,11 +494,19 @@ def _yaml_problem(exc: Exception) -> str:
     problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if not problem:
-        return f"malformed YAML: {_one_line(exc)}"
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return gettext("malformed YAML: %(one_line)s") % {"one_line": _one_line(exc)}
+    where = (
+        gettext("line %(line)s, column %(column)s: ")
+        % {"line": mark.line + 1, "column": mark.column + 1}
+        if mark is not None
+        else ""
+    )
     if "constructor for the tag" in problem:
-        problem += " (only plain YAML is read: no tags naming Python objects)"
-    return f"malformed YAML: {where}{_one_line(Exception(problem))}"
+        problem += gettext(" (only plain YAML is read: no tags naming Python objects)")
+    return gettext("malformed YAML: %(where)s%(one_line)s") % {
+        "where": where,
+        "one_line": _one_line(Exception(problem)),
+    }
 
 
 def _one_line(exc: BaseException) -> str:

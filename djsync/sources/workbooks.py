@@ -7,6 +7,8 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from django.utils.translation import gettext
+
 from djsync.conf import settings
 from djsync.exceptions import SourceError
 from djsync.exports.files import unneutralize_cells
@@ -42,7 +44,10 @@ class WorkbookReading(Source):
         try:
             reader = ExcelReader(handle, read_only=True, data_only=True)
         except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a bad file
-            raise self._error(f"not a readable XLSX workbook ({_one_line(exc)})") from None
+            raise self._error(
+                gettext("not a readable XLSX workbook (%(one_line)s)")
+                % {"one_line": _one_line(exc)}
+            ) from None
         with reader.archive:
             try:
                 reader.read_manifest()
@@ -55,9 +60,12 @@ class WorkbookReading(Source):
                     if rel.target in reader.valid_files and "chartsheet" not in rel.Type
                 }
             except Exception as exc:  # noqa: BLE001 - openpyxl raises anything on a bad file
-                raise self._error(f"not a readable XLSX workbook ({_one_line(exc)})") from None
+                raise self._error(
+                    gettext("not a readable XLSX workbook (%(one_line)s)")
+                    % {"one_line": _one_line(exc)}
+                ) from None
             if not paths:
-                raise self._error("the workbook has no sheet")
+                raise self._error(gettext("the workbook has no sheet"))
             path = self._pick_sheet(list(paths), paths)
             yield from self._sheet_rows(self._xlsx_rows(reader, path))
 
@@ -103,15 +111,17 @@ class WorkbookReading(Source):
                         del data[:]
                     if number > max_rows:
                         raise self._error(
-                            f"the sheet goes on past {limit('MAX_SHEET_ROWS')}", row=number
+                            gettext("the sheet goes on past %(limit)s")
+                            % {"limit": limit("MAX_SHEET_ROWS")},
+                            row=number,
                         )
                     if not cells:
                         continue  # blank
                     width = max(c["column"] for c in cells)
                     if width > max_columns:
                         raise self._error(
-                            f"the sheet has a cell in column {width:,}, past "
-                            f"{limit('MAX_COLUMNS')}",
+                            gettext("the sheet has a cell in column %(width)s, past %(limit)s")
+                            % {"width": format(width, ","), "limit": limit("MAX_COLUMNS")},
                             row=number,
                         )
                     values: list[Any] = [None] * width
@@ -122,7 +132,9 @@ class WorkbookReading(Source):
                 raise
             except Exception as exc:  # noqa: BLE001 - a bad cell in a bad file
                 raise self._error(
-                    f"not a readable XLSX workbook ({_one_line(exc)})", row=number + 1
+                    gettext("not a readable XLSX workbook (%(one_line)s)")
+                    % {"one_line": _one_line(exc)},
+                    row=number + 1,
                 ) from None
 
     def _pick_sheet(self, names: list[str], book: Any) -> Any:
@@ -130,10 +142,16 @@ class WorkbookReading(Source):
             return book[names[0]]
         if isinstance(self.sheet, int):
             if not 0 <= self.sheet < len(names):
-                raise self._error(f"no sheet number {self.sheet} (the workbook has {len(names)})")
+                raise self._error(
+                    gettext("no sheet number %(sheet)s (the workbook has %(names)s)")
+                    % {"sheet": self.sheet, "names": len(names)}
+                )
             return book[names[self.sheet]]
         if self.sheet not in names:
-            raise self._error(f"no sheet {self.sheet!r} (sheets: {', '.join(names)})")
+            raise self._error(
+                gettext("no sheet %(sheet)r (sheets: %(names)s)")
+                % {"sheet": self.sheet, "names": ", ".join(names)}
+            )
         return book[self.sheet]
 
     def _sheet_rows(self, rows: Iterable[tuple[int, Sequence[Any]]]) -> Iterator[dict[str, Any]]:
@@ -147,15 +165,20 @@ class WorkbookReading(Source):
         rows = iter(rows)
         first = next(rows, None)
         if first is None:
-            raise self._error("the sheet is empty: no header row", row=1)
+            raise self._error(gettext("the sheet is empty: no header row"), row=1)
         self.columns = header = self._header(first[1], row=first[0])
         width = len(header)
         for row, cells in rows:
             if row > max_rows:
-                raise self._error(f"the sheet goes on past {limit('MAX_SHEET_ROWS')}", row=row)
+                raise self._error(
+                    gettext("the sheet goes on past %(limit)s")
+                    % {"limit": limit("MAX_SHEET_ROWS")},
+                    row=row,
+                )
             if len(cells) > max_columns:
                 raise self._error(
-                    f"the row has {len(cells):,} cells, more than {limit('MAX_COLUMNS')}",
+                    gettext("the row has %(cells)s cells, more than %(limit)s")
+                    % {"cells": format(len(cells), ","), "limit": limit("MAX_COLUMNS")},
                     row=row,
                 )
             blank = True
@@ -171,7 +194,9 @@ class WorkbookReading(Source):
             if blank:
                 continue
             if any(c not in (None, "") for c in cells[width:]):
-                raise self._error("a value stands right of the last header column", row=row)
+                raise self._error(
+                    gettext("a value stands right of the last header column"), row=row
+                )
             record = dict(zip(header, unneutralize_cells(list(cells)), strict=False))
             for name in header[len(cells) :]:
                 record[name] = None
@@ -192,9 +217,11 @@ class WorkbookReading(Source):
                 s for s in opendocument.load(handle).spreadsheet.childNodes if s.qname[1] == "table"
             ]
         except Exception as exc:  # noqa: BLE001 - odfpy raises anything on a bad file
-            raise self._error(f"not a readable ODS file ({_one_line(exc)})") from None
+            raise self._error(
+                gettext("not a readable ODS file (%(one_line)s)") % {"one_line": _one_line(exc)}
+            ) from None
         if not sheets:
-            raise self._error("the workbook has no sheet")
+            raise self._error(gettext("the workbook has no sheet"))
         names = [s.getAttribute("name") for s in sheets]
         sheet = self._pick_sheet(names, dict(zip(names, sheets, strict=False)))
         yield from self._sheet_rows(self._ods_rows(sheet))
@@ -228,8 +255,11 @@ class WorkbookReading(Source):
                         continue
                     if len(cells) + blanks + repeat > max_columns:
                         raise self._error(
-                            f"the sheet has a cell in column {len(cells) + blanks + repeat:,}, "
-                            f"past {limit('MAX_COLUMNS')}",
+                            gettext("the sheet has a cell in column %(cells)s, past %(limit)s")
+                            % {
+                                "cells": format(len(cells) + blanks + repeat, ","),
+                                "limit": limit("MAX_COLUMNS"),
+                            },
                             row=number + 1,
                         )
                     cells.extend([""] * blanks + [value] * repeat)
@@ -238,14 +268,18 @@ class WorkbookReading(Source):
                 raise
             except Exception as exc:  # noqa: BLE001 - a bad cell in a bad file
                 raise self._error(
-                    f"not a readable ODS file ({_one_line(exc)})", row=number + 1
+                    gettext("not a readable ODS file (%(one_line)s)")
+                    % {"one_line": _one_line(exc)},
+                    row=number + 1,
                 ) from None
             if not cells:
                 number += times
                 continue
             if number + times > max_rows:
                 raise self._error(
-                    f"the sheet goes on past {limit('MAX_SHEET_ROWS')}", row=max_rows + 1
+                    gettext("the sheet goes on past %(limit)s")
+                    % {"limit": limit("MAX_SHEET_ROWS")},
+                    row=max_rows + 1,
                 )
             for _ in range(times):
                 number += 1
@@ -257,10 +291,13 @@ class WorkbookReading(Source):
         try:
             book = tablib.Databook().load(handle, format=fmt)
         except Exception as exc:  # noqa: BLE001 - tablib's readers raise anything
-            raise self._error(f"not a readable {fmt.upper()} file ({_one_line(exc)})") from None
+            raise self._error(
+                gettext("not a readable %(upper)s file (%(one_line)s)")
+                % {"upper": fmt.upper(), "one_line": _one_line(exc)}
+            ) from None
         sheets = book.sheets()
         if not sheets:
-            raise self._error("the workbook has no sheet")
+            raise self._error(gettext("the workbook has no sheet"))
         names = [s.title for s in sheets]
         sheet = self._pick_sheet(names, {s.title: s for s in sheets})
         header = sheet.headers or []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from django.db import models
+from django.utils.translation import gettext as _
 
 from djsync.engine.diff import Create, Delete, Key, Plan, TargetRow, Update
 from djsync.exceptions import TargetError
@@ -142,9 +143,11 @@ class Target:
             return field.convert(raw)
         except (ValueError, TypeError) as exc:
             raise TargetError(
-                f"{self}: record {pk!r}, field {field.name!r}: {str(raw)[:80]!r} cannot be "
-                f"compared with the source's values ({exc}); fix the record or the field's "
-                "declaration"
+                _(
+                    "%(self)s: record %(pk)r, field %(name)r: %(raw)r cannot be compared with the "
+                    "source's values (%(exc)s); fix the record or the field's declaration"
+                )
+                % {"self": self, "pk": pk, "name": field.name, "raw": str(raw)[:80], "exc": exc}
             ) from exc
 
     # -- writing -------------------------------------------------------------------------

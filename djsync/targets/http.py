@@ -27,6 +27,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 import httpx
+from django.utils.translation import gettext, ngettext
 
 from djsync.conf import settings
 from djsync.engine.diff import Create, Delete, Key, Update
@@ -99,13 +100,18 @@ class HttpApiTarget(Target):
     def __init__(self) -> None:
         super().__init__()
         if self.update_method not in ("PATCH", "PUT"):
-            raise ConfigurationError(f"{self}: update_method is PATCH or PUT")
+            raise ConfigurationError(
+                gettext("%(self)s: update_method is PATCH or PUT") % {"self": self}
+            )
         if "{url}{id}" in self.item_url and not self.get_url().endswith("/"):
             # "…/things" + "1/" would name "…/things1/": a 404 that reads "already gone".
             raise ConfigurationError(
-                f"{self}: the url {shown(self.get_url())!r} does not end with '/', so the "
-                f"item_url {self.item_url!r} cannot name a record; end the url with '/' or "
-                'set item_url = "{url}/{id}"'
+                gettext(
+                    "%(self)s: the url %(get_url)r does not end with '/', so the item_url "
+                    "%(item_url)r cannot name a record; end the url with '/' or set item_url = "
+                    '"{url}/{id}"'
+                )
+                % {"self": self, "get_url": shown(self.get_url()), "item_url": self.item_url}
             )
         self._client: httpx.Client | None = None
         self._last_request = 0.0
@@ -166,12 +172,15 @@ class HttpApiTarget(Target):
             for number, record in enumerate(self._source().read(), start=1):
                 if not isinstance(record, dict) or self.id_field not in record:
                     raise TargetError(
-                        f"{self}: listed record {number} has no {self.id_field!r} "
-                        "(the id_field that identifies a record)"
+                        gettext(
+                            "%(self)s: listed record %(number)s has no %(id_field)r (the id_field "
+                            "that identifies a record)"
+                        )
+                        % {"self": self, "number": number, "id_field": self.id_field}
                     )
                 yield record[self.id_field], record
         except SourceError as exc:
-            raise TargetError(f"reading the target failed: {exc}") from exc
+            raise TargetError(gettext("reading the target failed: %(exc)s") % {"exc": exc}) from exc
 
     # -- writing ---------------------------------------------------------------------------
     def to_remote(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -262,13 +271,17 @@ class HttpApiTarget(Target):
         results = answer.get(action) if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(batch):
             raise TargetError(
-                f"{self}: the batch answer has no list of {len(batch)} {action!r} results"
+                gettext("%(self)s: the batch answer has no list of %(batch)s %(action)r results")
+                % {"self": self, "batch": len(batch), "action": action}
             )
         refused = []
         for item, result in zip(batch, results, strict=True):
             status = result.get("status") if isinstance(result, dict) else None
             if not isinstance(status, int):
-                raise TargetError(f"{self}: a batch result has no status: {_quote(result)}")
+                raise TargetError(
+                    gettext("%(self)s: a batch result has no status: %(result)s")
+                    % {"self": self, "result": _quote(result)}
+                )
             if status >= 400 and not (action == "delete" and status == 404):
                 refused.append(self._refusal(item, status, result))
         return refused
@@ -315,9 +328,18 @@ class HttpApiTarget(Target):
         if status in (401, 403, 405) or (status == 404 and method == "POST"):
             raise TargetError(
                 self._clean(
-                    f"{self}: {method} {shown(httpx.URL(url))} answered {status}: "
-                    f"{_quote(answer if answer is not None else '')}; stopped (this answer "
-                    "is about the target or its credentials, not about one record)"
+                    gettext(
+                        "%(self)s: %(method)s %(url)s answered %(status)s: %(value)s; stopped "
+                        "(this answer is about the target or its credentials, not about one "
+                        "record)"
+                    )
+                    % {
+                        "self": self,
+                        "method": method,
+                        "url": shown(httpx.URL(url)),
+                        "status": status,
+                        "value": _quote(answer if answer is not None else ""),
+                    }
                 )
             )
 
@@ -370,7 +392,12 @@ class HttpApiTarget(Target):
         target = httpx.URL(url)
         problem = check_url(target, self._bases)
         if problem:
-            raise TargetError(self._clean(f"{self}: {method} {shown(target)}: the URL {problem}"))
+            raise TargetError(
+                self._clean(
+                    gettext("%(self)s: %(method)s %(target)s: the URL %(problem)s")
+                    % {"self": self, "method": method, "target": shown(target), "problem": problem}
+                )
+            )
         content = None if body is None else json.dumps(body, default=str).encode()
         attempt = 0
         while True:
@@ -399,8 +426,11 @@ class HttpApiTarget(Target):
                         None,
                         None,
                         self._clean(
-                            f"{method} got no answer ({_one_line(exc)}); a new run finds the "
-                            "record by its key if it was made"
+                            gettext(
+                                "%(method)s got no answer (%(one_line)s); a new run finds the "
+                                "record by its key if it was made"
+                            )
+                            % {"method": method, "one_line": _one_line(exc)}
                         ),
                     )
                 raise self._gave_up(method, target, exc, attempt) from exc
@@ -412,14 +442,30 @@ class HttpApiTarget(Target):
                 continue
             if 300 <= status < 400:
                 raise TargetError(
-                    f"{self}: {method} {shown(target)} answered {status} (a redirect); a "
-                    "target's URLs must name the API itself, redirects are not followed"
+                    gettext(
+                        "%(self)s: %(method)s %(target)s answered %(status)s (a redirect); a "
+                        "target's URLs must name the API itself, redirects are not followed"
+                    )
+                    % {"self": self, "method": method, "target": shown(target), "status": status}
                 )
             if status >= 500 or status in RETRY_ANY:
                 raise TargetError(
                     self._clean(
-                        f"{self}: {method} {shown(target)} answered {status} after "
-                        f"{attempt + 1} attempt{'s' if attempt else ''}: {_quote(_text(data))}"
+                        ngettext(
+                            "%(self)s: %(method)s %(target)s answered %(status)s after "
+                            "%(attempts)s attempt: %(answer)s",
+                            "%(self)s: %(method)s %(target)s answered %(status)s after "
+                            "%(attempts)s attempts: %(answer)s",
+                            attempt + 1,
+                        )
+                        % {
+                            "self": self,
+                            "method": method,
+                            "target": shown(target),
+                            "status": status,
+                            "attempts": attempt + 1,
+                            "answer": _quote(_text(data)),
+                        }
                     )
                 )
             return response, _decoded(data), None
@@ -427,8 +473,20 @@ class HttpApiTarget(Target):
     def _gave_up(self, method: str, url: httpx.URL, exc: Exception, attempt: int) -> TargetError:
         return TargetError(
             self._clean(
-                f"{self}: {method} {shown(url)}: {_one_line(exc)} (gave up after "
-                f"{attempt + 1} attempt{'s' if attempt else ''})"
+                ngettext(
+                    "%(self)s: %(method)s %(url)s: %(problem)s (gave up after %(attempts)s "
+                    "attempt)",
+                    "%(self)s: %(method)s %(url)s: %(problem)s (gave up after %(attempts)s "
+                    "attempts)",
+                    attempt + 1,
+                )
+                % {
+                    "self": self,
+                    "method": method,
+                    "url": shown(url),
+                    "problem": _one_line(exc),
+                    "attempts": attempt + 1,
+                }
             )
         )
 
@@ -466,8 +524,11 @@ class HttpApiTarget(Target):
         if spent + delay > limit:
             after = f" (last: {method} {url}: {why})" if method else ""
             raise TargetError(
-                f"{self}: the write passed its deadline of {limit:.0f} s "
-                f'(deadline, DJSYNC["HTTP_DEADLINE"]){after}'
+                gettext(
+                    "%(self)s: the write passed its deadline of %(limit)s s (deadline, "
+                    'DJSYNC["HTTP_DEADLINE"])%(after)s'
+                )
+                % {"self": self, "limit": format(limit, ".0f"), "after": after}
             )
 
     def _clean(self, text: str) -> str:
@@ -499,7 +560,10 @@ def _read_capped(response: httpx.Response) -> bytes:
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > MAX_ANSWER:
-            raise ValueError(f"the answer is larger than {MAX_ANSWER // (1024 * 1024)} MB")
+            raise ValueError(
+                gettext("the answer is larger than %(max_answer)s MB")
+                % {"max_answer": MAX_ANSWER // (1024 * 1024)}
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

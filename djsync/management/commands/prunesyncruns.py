@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.store import prune_runs
@@ -23,16 +24,16 @@ class Command(BaseCommand):
             "--older-than",
             type=float,
             metavar="DAYS",
-            help="Age in days of the runs to delete (default: the KEEP_RUNS_DAYS setting).",
+            help=_("Age in days of the runs to delete (default: the KEEP_RUNS_DAYS setting)."),
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+            "--dry-run", action="store_true", help=_("Count what would be deleted; delete nothing.")
         )
         parser.add_argument(
             "--batch-size",
             type=int,
             metavar="N",
-            help="Rows deleted per statement (default: the PRUNE_BATCH_SIZE setting).",
+            help=_("Rows deleted per statement (default: the PRUNE_BATCH_SIZE setting)."),
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -41,15 +42,18 @@ class Command(BaseCommand):
             days = settings.KEEP_RUNS_DAYS
         if days is None:
             raise CommandError(
-                'give --older-than DAYS (DJSYNC["KEEP_RUNS_DAYS"] is None: keep every run)'
+                _('give --older-than DAYS (DJSYNC["KEEP_RUNS_DAYS"] is None: keep every run)')
             )
         if days < 0:
-            raise CommandError("--older-than must be 0 or more days")
+            raise CommandError(_("--older-than must be 0 or more days"))
         if opts["batch_size"] is not None and opts["batch_size"] < 1:
-            raise CommandError("--batch-size must be 1 or more")
+            raise CommandError(_("--batch-size must be 1 or more"))
         pruned = prune_runs(
             timedelta(days=days), batch_size=opts["batch_size"], dry_run=opts["dry_run"]
         )
         if opts["verbosity"] > 0:
-            verb = "would delete" if opts["dry_run"] else "deleted"
-            self.stdout.write(f"{verb} {pruned} older than {days:g} days")
+            verb = _("would delete") if opts["dry_run"] else "deleted"
+            self.stdout.write(
+                _("%(verb)s %(pruned)s older than %(days)s days")
+                % {"verb": verb, "pruned": pruned, "days": format(days, "g")}
+            )

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext as _
 
 from djsync import queue
 from djsync.conf import settings
@@ -31,57 +32,63 @@ class Command(BaseCommand):
     help = "Run sync jobs: read the source, diff against the target, apply (or --dry-run)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("jobs", nargs="*", metavar="JOB", help="Names of the jobs to run.")
-        parser.add_argument("--list", action="store_true", help="List the jobs, one a line.")
+        parser.add_argument("jobs", nargs="*", metavar="JOB", help=_("Names of the jobs to run."))
+        parser.add_argument("--list", action="store_true", help=_("List the jobs, one a line."))
         parser.add_argument(
-            "--dry-run", action="store_true", help="Compute and record the plan; write nothing."
+            "--dry-run", action="store_true", help=_("Compute and record the plan; write nothing.")
         )
-        parser.add_argument("--file", help="Read this file instead of the job's source.")
-        parser.add_argument("--encoding", help="Encoding of --file (default: the job's).")
+        parser.add_argument("--file", help=_("Read this file instead of the job's source."))
+        parser.add_argument("--encoding", help=_("Encoding of --file (default: the job's)."))
         parser.add_argument(
-            "--file-format", help="Format of --file when its name does not say (csv, xlsx…)."
+            "--file-format", help=_("Format of --file when its name does not say (csv, xlsx…).")
         )
         for switch in SWITCHES:
             add_switch(parser, switch)
-        parser.add_argument("--diff", action="store_true", help="Print field-level changes.")
+        parser.add_argument("--diff", action="store_true", help=_("Print field-level changes."))
         parser.add_argument(
             "--format",
             dest="output",
             choices=["text", "json"],
             default="text",
-            help="Summary format (json: machine-readable, on stdout).",
+            help=_("Summary format (json: machine-readable, on stdout)."),
         )
-        parser.add_argument("--no-progress", action="store_true", help="Never show a progress bar.")
+        parser.add_argument(
+            "--no-progress", action="store_true", help=_("Never show a progress bar.")
+        )
         parser.add_argument(
             "--async",
             dest="queue",
             action="store_true",
-            help="Queue the run for a Celery worker and print its run id.",
+            help=_("Queue the run for a Celery worker and print its run id."),
         )
         parser.add_argument(
             "--wait",
             action="store_true",
-            help="Queue the run, follow its progress to the end, exit with its result.",
+            help=_("Queue the run, follow its progress to the end, exit with its result."),
         )
         parser.add_argument(
             "--cancel",
             type=int,
             metavar="RUN",
-            help="Cancel a queued or running run (by id): it ends cancelled, writing nothing.",
+            help=_("Cancel a queued or running run (by id): it ends cancelled, writing nothing."),
         )
         parser.add_argument(
             "--export",
             metavar="PATH",
-            help="Write the job's model rows to this file instead of syncing "
-            "({date} and {job} are filled; format from the extension).",
+            help=_(
+                "Write the job's model rows to this file instead of syncing ({date} and {job} are "
+                "filled; format from the extension)."
+            ),
         )
-        parser.add_argument("--export-format", help="Format of --export (csv, xlsx, jsonl…).")
+        parser.add_argument("--export-format", help=_("Format of --export (csv, xlsx, jsonl…)."))
         parser.add_argument(
             "--apply",
             type=int,
             metavar="RUN",
-            help="Apply a stored preview (a run made with --dry-run, by id) if the target "
-            "has not changed since; with the preview's options.",
+            help=_(
+                "Apply a stored preview (a run made with --dry-run, by id) if the target has not "
+                "changed since; with the preview's options."
+            ),
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -105,13 +112,13 @@ class Command(BaseCommand):
             return self._apply(opts["apply"], opts)
         if opts["list"]:
             for job in SyncJob.objects.all():
-                state = "" if job.enabled else " (disabled)"
+                state = "" if job.enabled else _(" (disabled)")
                 self.stdout.write(f"{job.name}\t{job.importer}{state}\t{job.description}")
             return
         if not opts["jobs"]:
-            raise CommandError("name at least one job (see --list)")
+            raise CommandError(_("name at least one job (see --list)"))
         if opts["file"] and len(opts["jobs"]) > 1:
-            raise CommandError("--file goes with a single job")
+            raise CommandError(_("--file goes with a single job"))
         jobs = [self._job(name) for name in opts["jobs"]]
         if opts.get("queue") or opts.get("wait"):
             return self._queue(jobs, opts)
@@ -141,20 +148,22 @@ class Command(BaseCommand):
 
         run = SyncRun.objects.filter(pk=run_id).first()
         if run is None:
-            raise CommandError(f"no run #{run_id}")
+            raise CommandError(_("no run #%(run_id)s") % {"run_id": run_id})
         try:
             run = cancel(run)
         except DjsyncError as exc:
             raise CommandError(str(exc)) from None
-        done = "cancelled" if run.status == SyncRun.Status.CANCELLED else "asked to cancel"
+        done = _("cancelled") if run.status == SyncRun.Status.CANCELLED else _("asked to cancel")
         self.stdout.write(f"{run.job.name}: run {run.pk} {done}")
 
     def _apply(self, run_id: int, opts: dict[str, Any]) -> None:
         """--apply RUN: write a previewed run's stored plan, as the admin's apply does."""
         if opts["jobs"]:
             raise CommandError(
-                "--apply takes a run id, not a job: runsync --apply RUN "
-                "(a job's previews: the admin, or runsync JOB --dry-run prints the run id)"
+                _(
+                    "--apply takes a run id, not a job: runsync --apply RUN (a job's previews: "
+                    "the admin, or runsync JOB --dry-run prints the run id)"
+                )
             )
         given = [flag for flag in _APPLY_CONFLICTS if opts.get(flag.lstrip("-").replace("-", "_"))]
         given += [
@@ -162,16 +171,22 @@ class Command(BaseCommand):
         ]
         if given:
             raise CommandError(
-                f"--apply does not go with {', '.join(given)}: it applies the preview "
-                "as it was made, with its options"
+                _(
+                    "--apply does not go with %(given)s: it applies the preview as it was made, "
+                    "with its options"
+                )
+                % {"given": ", ".join(given)}
             )
         run = SyncRun.objects.select_related("job").filter(pk=run_id).first()
         if run is None:
-            raise CommandError(f"no run #{run_id}")
+            raise CommandError(_("no run #%(run_id)s") % {"run_id": run_id})
         if run.status != SyncRun.Status.PREVIEWED:
             raise CommandError(
-                f"{run.job.name}: run {run.pk} is {run.status}; only a previewed run "
-                "(runsync JOB --dry-run) can be applied"
+                _(
+                    "%(name)s: run %(pk)s is %(status)s; only a previewed run (runsync JOB "
+                    "--dry-run) can be applied"
+                )
+                % {"name": run.job.name, "pk": run.pk, "status": run.status}
             )
         bar = _ProgressBar(run.job.name, enabled=self._show_progress(opts))
         try:
@@ -197,7 +212,7 @@ class Command(BaseCommand):
     def _queue(self, jobs: list[SyncJob], opts: dict[str, Any]) -> None:
         """--async: queue each job and print the run ids; --wait: then follow them to the end."""
         if opts["encoding"]:
-            raise CommandError("--encoding does not go with --async/--wait; set it on the job")
+            raise CommandError(_("--encoding does not go with --async/--wait; set it on the job"))
         runs = []
         for job in jobs:
             try:
@@ -218,7 +233,11 @@ class Command(BaseCommand):
             runs.append(run)
             if not opts["wait"] and opts["output"] == "text":
                 verbose = opts["verbosity"] > 0
-                self.stdout.write(f"{job.name}: queued run {run.pk}" if verbose else str(run.pk))
+                self.stdout.write(
+                    _("%(name)s: queued run %(pk)s") % {"name": job.name, "pk": run.pk}
+                    if verbose
+                    else str(run.pk)
+                )
         if not opts["wait"]:
             if opts["output"] == "json":
                 queued = [{"job": r.job.name, "run": r.pk, "status": r.status} for r in runs]
@@ -256,15 +275,25 @@ class Command(BaseCommand):
                 bar._apply(current.rows_applied, changes)
             if lines:
                 self.stderr.write(
-                    f"{current.job.name}: run {current.pk} {current.status} "
-                    f"({current.rows_read} read, {current.rows_applied} applied)"
+                    _(
+                        "%(name)s: run %(pk)s %(status)s (%(rows_read)s read, %(rows_applied)s "
+                        "applied)"
+                    )
+                    % {
+                        "name": current.job.name,
+                        "pk": current.pk,
+                        "status": current.status,
+                        "rows_read": current.rows_read,
+                        "rows_applied": current.rows_applied,
+                    }
                 )
 
         try:
             return follow(run.pk, on_update=show, no_worker_after=settings.WAIT_NO_WORKER)
         except KeyboardInterrupt:
             raise CommandError(
-                f"stopped following run {run.pk}; it goes on (runsync --cancel {run.pk} cancels it)"
+                _("stopped following run %(pk)s; it goes on (runsync --cancel %(pk)s cancels it)")
+                % {"pk": run.pk}
             ) from None
         finally:
             bar.close()
@@ -325,7 +354,7 @@ class Command(BaseCommand):
         if (path := report.path_line(run)) is not None:
             self.stdout.write(f"  {path}")
         for warning in run.warnings:
-            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+            self.stdout.write(self.style.WARNING(_("warning: %(warning)s") % {"warning": warning}))
         if opts["diff"]:
             for line in report.change_lines(run):
                 self.stdout.write(f"  {line}")
@@ -335,7 +364,10 @@ class Command(BaseCommand):
             for line in sample:
                 self.stdout.write(f"  {line}")
             if total > len(sample):
-                self.stdout.write(f"  … and {total - len(sample)} more (use --diff for all)")
+                self.stdout.write(
+                    _("  … and %(total)s more (use --diff for all)")
+                    % {"total": total - len(sample)}
+                )
         if run.errors:
             self._print_row_errors(run, verbosity)
         if run.error and run.status != SyncRun.Status.FAILED:
@@ -349,7 +381,7 @@ class Command(BaseCommand):
             for line in report.error_lines(run):
                 self.stdout.write(self.style.WARNING(f"  {line}"))
         else:
-            self.stdout.write("  (-v 2 lists every row error)")
+            self.stdout.write(_("  (-v 2 lists every row error)"))
 
 
 @contextmanager
@@ -384,7 +416,7 @@ _APPLY_CONFLICTS = (
 
 def add_switch(parser: CommandParser, switch: Switch) -> None:
     """The flag that overrides one switch for this run (djsync/mapping/switches.py)."""
-    where = "" if switch.kind == "flag" else " (default: the job's setting)"
+    where = "" if switch.kind == "flag" else _(" (default: the job's setting)")
     text = f"{switch.help.rstrip('.')}{where}."
     if switch.kind == "action":
         parser.add_argument(
@@ -406,14 +438,14 @@ def _switches(opts: dict[str, Any]) -> dict[str, Any]:
 def _share(value: str) -> float:
     share = float(value)
     if not 0 <= share <= 1:
-        raise argparse.ArgumentTypeError("a share between 0 and 1")
+        raise argparse.ArgumentTypeError(_("a share between 0 and 1"))
     return share
 
 
 def _count(value: str) -> int:
     number = int(value)
     if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+        raise argparse.ArgumentTypeError(_("must be 0 or more"))
     return number
 
 

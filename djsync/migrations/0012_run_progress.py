@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('djsync', '0010_run_phase_times'),
+        ('djsync', '0011_translations'),
     ]
 
     operations = [
