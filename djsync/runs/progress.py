@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: The units an extent is counted in: a file's bytes, an API's pages, the records an API
-#: declares, a plan's changes.
-UNITS = ("bytes", "pages", "records", "changes")
+#: The units progress is counted in: a file's bytes, an API's pages, the records an API
+#: declares, a plan's changes; rows when the source cannot say how far it is.
+UNITS = ("bytes", "pages", "records", "changes", "rows")
 
 
 @dataclass(frozen=True)
