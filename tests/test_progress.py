@@ -39,8 +39,12 @@ def big_csv(write_csv) -> Path:
 
 @pytest.fixture
 def generic(settings) -> None:
-    """The generic path tells its progress every 1,000 rows (a staged one per batch)."""
-    settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH": False}
+    """The generic path tells its progress every 1,000 rows (a staged one per batch).
+
+    No heartbeat while the test's run works: its lock row is in the test's transaction,
+    which the heartbeat thread's own connection cannot see (its renewal would find no lock
+    and stop a run that a loaded machine keeps past HEARTBEAT_INTERVAL)."""
+    settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH": False, "HEARTBEAT_INTERVAL": 3600}
 
 
 def status(client: Any, step: str = "preview") -> dict[str, Any]:
