@@ -97,17 +97,19 @@ def _code(i: int, letters: int) -> str:
     return out
 
 
-def generate_flights(children: int, directory: Path, seed: int = 42) -> Path:
-    """Write airlines, airports, planes and ``children`` flights as CSV files in a folder of
-    their own (reused if present); the parents are nycflights13's sizes."""
-    folder = directory / f"flights-{children}-{seed}"
+def generate_flights(children: int, directory: Path, seed: int = 42, planes: int = PLANES) -> Path:
+    """Write airlines, airports, ``planes`` planes and ``children`` flights as CSV files in
+    a folder of their own (reused if present); the parents are nycflights13's sizes unless
+    ``planes`` says otherwise (the ``fk`` case: a parent table of 100,000+ rows)."""
+    more = "" if planes == PLANES else f"-{planes}-planes"
+    folder = directory / f"flights-{children}-{seed}{more}"
     if (folder / "flights.csv").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     carriers = [_code(i * 7 + 3, 2) for i in range(AIRLINES)]
     airports = [_code(i * 11 + 5, 3) for i in range(AIRPORTS)]
-    tailnums = [f"N{100 + i}{_code(i, 2)}" for i in range(PLANES)]
+    tailnums = [f"N{100 + i}{_code(i, 2)}" for i in range(planes)]
     with open(folder / "airlines.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["carrier", "name"])

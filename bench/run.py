@@ -13,6 +13,9 @@ vacuumed and analyzed (not timed). Groups of cases (``--case``, default all):
   the 1% change, next to the direct run of the same case.
 - ``multimodel``: four nycflights13-like models (airlines, airports, planes, flights) as
   one multi-model job and as four separate runs, initial load then no change.
+- ``fk``: the flights alone (initial load, then no change), their foreign keys found by
+  natural key among parents already in the tables, ``--parents`` planes (200,000); with
+  ``--before REV`` the same runs with djsync as of git revision REV, taking turns.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ CASES = [  # (case, file, dry run)
     ("dry run of 1% change", "change", True),
     ("1% change", "change", False),
 ]
-GROUPS = ("direct", "unsorted", "preview-apply", "multimodel")
+GROUPS = ("direct", "unsorted", "preview-apply", "multimodel", "fk")
 LABELS = {
     "djsync": "djsync",
     "djsync-generic": "djsync, generic path (FAST_PATH off)",
+    "djsync-pycsv": "djsync, CSV read in Python (FAST_PATH_RAW_CSV off)",
     "import-export": "django-import-export, bulk + cached + skip_unchanged",
     "import-export-skip-diff": "django-import-export, bulk + cached + skip_diff",
     "copy": "COPY floor (by hand)",
@@ -124,13 +128,17 @@ class BackendMemory:
         return {"pg_hwm_mb": self.hwm_kib / 1024, "pg_anon_mb": self.anon_kib / 1024}
 
 
-def measure(tool: str, case: str, path: Path, dry_run: bool = False) -> dict:
+def measure(
+    tool: str, case: str, path: Path, dry_run: bool = False, code: Path | None = None
+) -> dict:
     """Run one case in a child process: its sync seconds, counts, peak RSS, and its server
-    backend's peak memory."""
+    backend's peak memory. ``code``: a folder whose ``djsync`` the case runs instead."""
     command = [sys.executable, "-m", "bench.one", tool, case, str(path)]
     if dry_run:
         command.append("--dry-run")
-    process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE)
+    # ``python -m`` puts its working directory first on sys.path: ``code``'s djsync then
+    # comes before this checkout's (bench itself from PYTHONPATH).
+    process = subprocess.Popen(command, cwd=code or ROOT, env=_env(), stdout=subprocess.PIPE)
     assert process.stdout is not None
     backend = None
     lines = []
@@ -235,6 +243,10 @@ def direct_table(rows: int, results: dict[str, dict[str, dict]], repeat: int = 1
     if "djsync" in results and "copy" in results:
         cells = [_ratio(results["djsync"][c], results["copy"][c]) for c in names]
         lines.append("| *djsync / COPY floor* | " + " | ".join(cells) + " | | |")
+    if "djsync-pycsv" in results and "copy" in results:
+        cells = [_ratio(results["djsync-pycsv"][c], results["copy"][c]) for c in names]
+        label = "*djsync, CSV read in Python / COPY floor*"
+        lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
     measured = [t for t in IMPORT_EXPORT if t in results]
     if "djsync" in results and measured:
         cells = []
@@ -303,6 +315,10 @@ def unsorted(rows: int, tools: list[str], files: dict[str, Path]) -> str:
     if "djsync" in results and "copy" in results:
         cells = [_ratio(results["djsync"][c], results["copy"][c]) for c in names]
         lines.append("| *djsync / COPY floor* | " + " | ".join(cells) + " | | |")
+    if "djsync-pycsv" in results and "copy" in results:
+        cells = [_ratio(results["djsync-pycsv"][c], results["copy"][c]) for c in names]
+        label = "*djsync, CSV read in Python / COPY floor*"
+        lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
     return "\n".join(lines)
 
 
@@ -369,6 +385,48 @@ def multimodel(children: int, seed: int, generic: bool) -> str:
     return "\n".join(lines)
 
 
+def checkout(revision: str) -> Path:
+    """djsync as of git ``revision``, extracted into a folder of its own (bench/out)."""
+    folder = HERE / "out" / f"djsync-{revision.replace('/', '-')}"
+    if not (folder / "djsync").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", revision, "djsync"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def fk(children: int, parents: int, seed: int, before: str | None) -> str:
+    from bench.data import generate_flights
+
+    folder = generate_flights(children, HERE / "data", seed, planes=parents)
+    empty(FLIGHT_TABLES)
+    measure("fk-parents", "parents (setup)", folder)
+    versions: list[tuple[str, Path | None]] = [("this checkout", None)]
+    if before:
+        versions.insert(0, (before, checkout(before)))
+    results: dict[tuple[str, str], dict] = {}
+    for case in ("initial load", "no change"):
+        for name, code in versions:  # taking turns, each from the same table
+            if case == "initial load":
+                sql("TRUNCATE benchapp_flight RESTART IDENTITY")
+            _vacuum(FLIGHT_TABLES)
+            results[case, name] = measure("fk-children", case, folder, code=code)
+    lines = [
+        f"### foreign keys: {children:,} flights, parents already stored ({parents:,} planes)",
+        "",
+        "| case | djsync | sync | peak RSS | PostgreSQL backend peak RSS / private |",
+        "|---|---|---|---|---|",
+    ]
+    for (case, name), result in results.items():
+        lines.append(
+            f"| {case} | {name} | {result['seconds']:.2f} s | {result['peak_rss_mb']:.0f} MB "
+            f"| {_peak({1: result})} |"
+        )
+    return "\n".join(lines)
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
@@ -394,10 +452,13 @@ def bench(rows: int, groups: list[str], tools: list[str], args: argparse.Namespa
             tables.append(multimodel(children, args.seed, False))
             if generic:
                 tables.append(multimodel(children, args.seed, True))
+        elif group == "fk":
+            children = args.children or rows * 3 // 10
+            tables.append(fk(children, args.parents, args.seed, args.before))
     return tables
 
 
-SYNCING = ("djsync", "djsync-generic", "copy")
+SYNCING = ("djsync", "djsync-pycsv", "djsync-generic", "copy")
 
 
 def main() -> None:
@@ -423,6 +484,14 @@ def main() -> None:
         default=0,
         help="flights in the multi-model case (default: 0.3 × --rows, so 300,000 at 1,000,000)",
     )
+    parser.add_argument(
+        "--parents", type=int, default=200_000, help="planes in the fk case (default 200,000)"
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="fk case: also run djsync as of this git revision (before/after, taking turns)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--repeat",
@@ -433,6 +502,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--generic", action="store_true", help="also measure djsync's generic path (FAST_PATH off)"
+    )
+    parser.add_argument(
+        "--python-csv",
+        action="store_true",
+        help="also measure djsync with the CSV file read in Python (FAST_PATH_RAW_CSV off), "
+        "side by side",
     )
     parser.add_argument(
         "--ie-all",
@@ -452,9 +527,11 @@ def main() -> None:
         small = ["djsync", "copy"]
     if args.generic:
         small.append("djsync-generic")
-    plans = (
-        [(args.rows, small)] if args.rows else [(100_000, small), (1_000_000, ["djsync", "copy"])]
-    )
+    large = ["djsync", "copy"]
+    if args.python_csv:
+        small.insert(1, "djsync-pycsv")
+        large.insert(1, "djsync-pycsv")
+    plans = [(args.rows, small)] if args.rows else [(100_000, small), (1_000_000, large)]
     ensure_database()
     subprocess.run(
         [sys.executable, "-m", "django", "migrate", "-v0"], check=True, cwd=ROOT, env=_env()

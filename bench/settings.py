@@ -25,6 +25,7 @@ DATABASES = {
 }
 DJSYNC = {
     "FAST_PATH": os.environ.get("DJSYNC_FAST_PATH", "1") == "1",
+    "FAST_PATH_RAW_CSV": os.environ.get("DJSYNC_FAST_PATH_RAW_CSV", "1") == "1",
     # The multi-model case's jobs name their files under bench/data.
     "FILE_ROOTS": {"bench": str(Path(__file__).resolve().parent / "data")},
 }

@@ -19,6 +19,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    # The HTTP API (the djsync[api] extra): its tokens (docs/api.md).
+    "rest_framework",
+    "rest_framework.authtoken",
     "djsync",
     "demo_project.demo",
     "demo_project.directory",

@@ -6,5 +6,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The HTTP API (the djsync[api] extra; docs/api.md).
+    path("api/sync/", include("djsync.api.urls")),
     path("directory/", include("demo_project.directory.urls")),
 ]

@@ -74,7 +74,9 @@ def counts_html(created: int, updated: int, deleted: int, errors: int) -> str:
 
 def next_run_at(schedule: str, last_run_at: datetime | None) -> datetime | None:
     """When beat will next run a schedule (None if it cannot be read)."""
-    from celery.schedules import crontab
+    from djsync.extras import require
+
+    crontab = require("celery.schedules", "a job's schedule").crontab
 
     from djsync.runs.cron import parse_schedule
 

@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "FAST_PATH": True,
     # PostgreSQL work_mem of the run's session while the fast path joins and sorts.
     "FAST_PATH_WORK_MEM": "256MB",
+    # On PostgreSQL, a CSV file whose fields PostgreSQL can read exactly is parsed by
+    # PostgreSQL itself (COPY of its bytes, backends/rawcsv.py); off: read in Python.
+    "FAST_PATH_RAW_CSV": True,
     # Changes stored per action (create, update, delete) and model for a run that applies
     # at once: the first ones by source row (deletes: by primary key). Counts stay exact
     # and the run's warnings say what was left out. Dry runs and previews always store
@@ -169,6 +172,11 @@ DEFAULTS: dict[str, Any] = {
     # default, and rows deleted per statement while pruning.
     "KEEP_RUNS_DAYS": 90,
     "PRUNE_BATCH_SIZE": 5000,
+    # -- The HTTP API (docs/api.md) ----------------------------------------------------------
+    # Items per page of its lists (jobs, changes, row errors), and the most ``?page_size=``
+    # may ask for (more is a 400).
+    "API_PAGE_SIZE": 100,
+    "API_MAX_PAGE_SIZE": 1000,
 }
 
 

@@ -144,8 +144,11 @@ def missing_apply_permissions(user: Any, run: SyncRun) -> list[str]:
     return missing
 
 
-def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
-    """What ``user`` lacks to run a job straight through: every action its switches allow."""
+def missing_run_permissions(
+    user: Any, job: SyncJob, options: dict[str, Any] | None = None
+) -> list[str]:
+    """What ``user`` lacks to run a job straight through: every action its switches (with
+    the run's ``options``) allow."""
     from djsync.runs.steps import make_importers, resolve_switches
 
     if target_models(job) is None:
@@ -157,9 +160,41 @@ def missing_run_permissions(user: Any, job: SyncJob) -> list[str]:
         for importer in importers:
             if not importer.writes_model:
                 continue
-            switches = resolve_switches(importer, job, {})
+            switches = resolve_switches(importer, job, options or {})
             counts = {k: int(v) for k, v in switches.allowed_actions().items()}
             missing += missing_for_counts(user, importer.model, counts)
     except (DjsyncError, ImproperlyConfigured) as exc:
         return [str(exc)]
     return missing
+
+
+#: Run options that raise a limit the job (or its importer) sets.
+LIMIT_OPTIONS = ("max_create", "max_update", "max_delete", "max_total", "delete_guard")
+
+
+def missing_option_permissions(user: Any, job: SyncJob, options: dict[str, Any]) -> list[str]:
+    """What ``user`` lacks to start a run (or a preview, applied later with its options)
+    with ``options`` that get past what stops an apply: skipping row errors needs
+    SKIP_ERRORS, like the admin's apply; ``force``, or a limit raised above the job's (a
+    higher ``max_*`` or ``delete_guard``), needs FORCE_GUARD."""
+    from djsync.runs.steps import make_importers, resolve_switches
+
+    needed = set()
+    if options.get("on_row_error") == "skip":
+        needed.add(SKIP_ERRORS)
+    if options.get("force"):
+        needed.add(FORCE_GUARD)
+    raised = {name: options[name] for name in LIMIT_OPTIONS if options.get(name) is not None}
+    if raised:
+        try:
+            importers = make_importers(job)
+        except (DjsyncError, ImproperlyConfigured) as exc:
+            return [str(exc)]
+        for importer in importers:
+            before = resolve_switches(importer, job, {})
+            after = resolve_switches(importer, job, raised)
+            for name in raised:
+                old, new = getattr(before, name), getattr(after, name)
+                if old is not None and (new is None or new > old):
+                    needed.add(FORCE_GUARD)
+    return sorted(perm for perm in needed if not user.has_perm(perm))

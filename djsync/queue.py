@@ -13,8 +13,6 @@ from typing import IO, Any
 
 from django.db import router, transaction
 from django.utils.translation import gettext as _
-from kombu.exceptions import OperationalError as KombuOperationalError
-from kombu.utils.url import maybe_sanitize_url
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, QueueError
@@ -22,7 +20,7 @@ from djsync.models import SyncJob, SyncRun
 from djsync.runs.orchestrator import get_job, new_run
 from djsync.uploads import release_upload
 
-__all__ = ["in_background", "publish", "queue_preview", "queue_run"]
+__all__ = ["in_background", "publish", "queue_apply", "queue_preview", "queue_run"]
 
 
 def queue_preview(
@@ -87,13 +85,16 @@ def queue_run(
     dry_run: bool = False,
     file: str | Path | None = None,
     format: str | None = None,
+    upload: IO[bytes] | None = None,
+    upload_name: str | None = None,
     trigger: str = SyncRun.Trigger.COMMAND,
     user: Any = None,
     background: bool = False,
     **options: Any,
 ) -> SyncRun:
-    """Create a queued run (``runsync --async``) and send it to a worker once the surrounding
-    transaction commits; a ``file`` is copied to private upload storage for the worker.
+    """Create a queued run (``runsync --async``, the HTTP API) and send it to a worker once
+    the surrounding transaction commits; a ``file`` (a path) or an ``upload`` (an uploaded
+    file, shown as ``upload_name``) is copied to private upload storage for the worker.
 
     ``background`` (the admin's "Run now"): with an eager Celery the run goes to a thread
     of this long-lived process (:func:`in_background`) instead of running in the caller; a
@@ -101,11 +102,13 @@ def queue_run(
     from djsync.tasks import execute_run, run_in_thread
 
     job = get_job(job)
-    upload = ""
-    if file is not None:
+    stored = ""
+    if upload is not None:
+        stored = _store_upload(upload, upload_name, format)
+    elif file is not None:
         try:
             with open(file, "rb") as handle:
-                upload = _store_upload(handle, Path(file).name, format)
+                stored = _store_upload(handle, Path(file).name, format)
         except FileNotFoundError:
             raise ConfigurationError(_("%(file)s: file not found") % {"file": file}) from None
     sync_run = new_run(
@@ -115,8 +118,8 @@ def queue_run(
         user=user,
         options=options,
         status=SyncRun.Status.QUEUED,
-        source_name=str(file) if file is not None else "",
-        upload=upload,
+        source_name=upload_name or (str(file) if file is not None else ""),
+        upload=stored,
     )
     using = router.db_for_write(SyncRun)
     if background and in_background():
@@ -124,6 +127,37 @@ def queue_run(
     else:
         transaction.on_commit(lambda: _send(execute_run, sync_run), using=using)
     return sync_run
+
+
+def queue_apply(
+    run: SyncRun, user: Any, *, options: dict[str, Any] | None = None, background: bool = False
+) -> SyncRun:
+    """Send the apply of a previewed run to a worker once the surrounding transaction
+    commits; the worker's apply claims the preview (previewed → applying) under the job's
+    lock and checks it is not stale. ``options`` (what this apply was allowed to do: skip
+    row errors, pass the delete guard) are kept on the run first. A broker that does not
+    answer leaves the preview, with a note, to apply later. ``background`` (the admin): with
+    an eager Celery, in a thread of this process (:func:`in_background`)."""
+    from djsync.tasks import apply_run, run_in_thread
+
+    if options is not None and options != run.options:
+        run.options = options
+        SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(options=options)
+    # An earlier attempt refused because the job was busy left a note; this is a new try.
+    SyncRun.objects.clear_preview_note(run)
+
+    def send() -> None:
+        try:
+            publish(apply_run, run.pk, getattr(user, "pk", None))
+        except QueueError as exc:  # the preview stays, to apply once the broker answers
+            SyncRun.objects.keep_preview(run, exc)
+
+    if background and in_background():
+        user_pk = getattr(user, "pk", None)
+        transaction.on_commit(lambda: run_in_thread(apply_run, run.pk, user_pk))
+    else:
+        transaction.on_commit(send)
+    return run
 
 
 def _store_upload(upload: IO[bytes], name: str | None, format: str | None) -> str:
@@ -140,6 +174,9 @@ def publish(task: Any, *args: Any) -> str:
     app = task.app
     if app.conf.task_always_eager:
         return task.apply_async(args).id or ""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from kombu.utils.url import maybe_sanitize_url
+
     timeout = float(settings.SEND_TIMEOUT)
     url = maybe_sanitize_url(str(app.conf.broker_write_url or app.conf.broker_url or ""))
     try:

@@ -69,13 +69,16 @@ def owner_name(run: SyncRun) -> str:
     return str(run.user) if run.user_id else _("nobody (a command or a schedule)")
 
 
-def blocked_by(run: SyncRun) -> tuple[bool, list[dict[str, Any]]]:
-    """What stops a preview's apply as it is: row errors its job fails on, and the models
-    whose deletes break the delete guard (each with its counts)."""
+def blocked_by(
+    run: SyncRun, options: dict[str, Any] | None = None
+) -> tuple[bool, list[dict[str, Any]]]:
+    """What stops a preview's apply as it is (or with ``options`` instead of its own): row
+    errors its job fails on, and the models whose deletes break the delete guard (each
+    with its counts)."""
     from djsync.runs.steps import make_steps
 
     try:
-        todo = make_steps(run.job, run.options or {})
+        todo = make_steps(run.job, (run.options or {}) if options is None else options)
     except (DjsyncError, ImproperlyConfigured):
         return False, []
     errors = bool(run.errors) and any(s.switches.on_row_error == "fail" for s in todo)
@@ -297,17 +300,15 @@ def page_links(request: HttpRequest, page: Page, param: str) -> dict[str, str | 
     }
 
 
-def decision_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
-    """Whether Apply and Discard are offered, and why not."""
+def decision(user: Any, run: SyncRun) -> dict[str, Any]:
+    """Whether ``user`` may apply and discard ``run``, and what stops an apply: the admin's
+    buttons and the HTTP API's answers come from here."""
     previewed = run.status == SyncRun.Status.PREVIEWED
-    decide = permissions.may_decide(request.user, run)
-    missing = permissions.missing_apply_permissions(request.user, run) if previewed else []
+    decide = permissions.may_decide(user, run)
+    missing = permissions.missing_apply_permissions(user, run) if previewed else []
     errors, breaches = blocked_by(run) if previewed else (False, [])
     allowed = previewed and decide and not missing
-    user = request.user
     return {
-        "owner": owner_name(run),
-        "is_owner": permissions.owns_run(request.user, run),
         "not_yours": previewed and not decide,
         "can_apply": allowed,
         "blocked_by_errors": errors,
@@ -316,10 +317,19 @@ def decision_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) 
         "can_skip_errors": allowed and errors and user.has_perm(permissions.SKIP_ERRORS),
         "can_force": allowed and bool(breaches) and user.has_perm(permissions.FORCE_GUARD),
         "missing_permissions": missing if decide else [],
-        "can_discard": previewed and decide and permissions.can_preview(request.user, run.job),
+        "can_discard": previewed and decide and permissions.can_preview(user, run.job),
+        "can_cancel": run.status in SyncRun.ACTIVE and may_cancel(user, run),
+    }
+
+
+def decision_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
+    """Whether Apply and Discard are offered, and why not."""
+    return {
+        **decision(request.user, run),
+        "owner": owner_name(run),
+        "is_owner": permissions.owns_run(request.user, run),
         "apply_url": run_url(run, "apply", admin_site),
         "discard_url": run_url(run, "discard", admin_site),
-        "can_cancel": run.status in SyncRun.ACTIVE and may_cancel(request.user, run),
         "cancel_url": run_url(run, "cancel", admin_site),
         "progress_url": progress_url(run, "preview" if run.dry_run else "run", admin_site),
     }

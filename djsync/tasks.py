@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import Task, shared_task
+try:
+    from celery import Task, shared_task
+except ImportError:  # the djsync[celery] extra: say so
+    from djsync.extras import require
+
+    require("celery", "a queued run (runsync --async, the admin's Run now and upload, a schedule)")
+    raise
 from django import db
 from django.utils.translation import gettext as _
 

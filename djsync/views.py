@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from djsync import permissions, queue
 from djsync.conf import settings
 from djsync.display import progress_text, run_estimate
-from djsync.exceptions import DjsyncError, QueueError
+from djsync.exceptions import DjsyncError
 from djsync.exports.files import neutralize
 from djsync.forms import UploadForm
 from djsync.models import SyncJob, SyncRun
@@ -128,14 +128,9 @@ def receive_upload(request: HttpRequest) -> Refusal | HttpResponse | None:
     :class:`~djsync.uploads.LimitedUploadHandler` counts the file's bytes as they stream
     in and stops past the limit. Returns a refusal, the CSRF failure page, or None.
     """
-    limit = settings.MAX_UPLOAD_SIZE
-    length = _content_length(request)
-    if length is None:
-        return Refusal(411, _("An upload needs a Content-Length header; nothing was stored."))
-    if length > limit + FORM_OVERHEAD:
-        return Refusal(413, too_large(length))
-    handler = LimitedUploadHandler(request, limit)
-    request.upload_handlers.insert(0, handler)  # type: ignore[union-attr]  # a list until read
+    handler = bound_upload(request)
+    if isinstance(handler, Refusal):
+        return handler
     middleware = CsrfViewMiddleware(lambda request: HttpResponse())
     middleware.process_request(request)
     failure = middleware.process_view(request, lambda request: HttpResponse(), (), {})
@@ -148,6 +143,21 @@ def receive_upload(request: HttpRequest) -> Refusal | HttpResponse | None:
     if handler.exceeded:
         return Refusal(413, too_large(None))
     return None
+
+
+def bound_upload(request: HttpRequest) -> Refusal | LimitedUploadHandler:
+    """Before an upload's body is read: refuse it when its Content-Length is missing or past
+    DJSYNC["MAX_UPLOAD_SIZE"] (plus the form's overhead), else install the handler that
+    stops it past the limit while it streams in (check its ``exceeded`` once parsed)."""
+    limit = settings.MAX_UPLOAD_SIZE
+    length = content_length(request)
+    if length is None:
+        return Refusal(411, _("An upload needs a Content-Length header; nothing was stored."))
+    if length > limit + FORM_OVERHEAD:
+        return Refusal(413, too_large(length))
+    handler = LimitedUploadHandler(request, limit)
+    request.upload_handlers.insert(0, handler)  # type: ignore[union-attr]  # a list until read
+    return handler
 
 
 def too_large(size: int | None) -> str:
@@ -163,7 +173,7 @@ def too_large(size: int | None) -> str:
     ) % {"size": filesizeformat(size), "limit": limit}
 
 
-def _content_length(request: HttpRequest) -> int | None:
+def content_length(request: HttpRequest) -> int | None:
     try:
         length = int(request.META.get("CONTENT_LENGTH") or "")
     except ValueError:
@@ -230,34 +240,47 @@ def apply(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResp
     options = apply_overrides(request, run)
     if options is None:
         return redirect(run_url(run, "change", admin_site))
-    if options != run.options:  # what this apply was allowed to do, kept on the run
-        run.options = options
-        SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(options=options)
-    start(request, lambda: queue_apply(run, request.user))
+    start(request, lambda: queue.queue_apply(run, request.user, options=options, background=True))
     return redirect(progress_url(run, "apply", admin_site))
 
 
 def apply_overrides(request: HttpRequest, run: SyncRun) -> dict[str, Any] | None:
-    """The run's options for this apply: as previewed, or past what stops it — its row
-    errors (``skip_errors``: the good rows only) or the delete guard (``force``, confirmed
-    by typing how many rows go), each with its own permission. None: refused, with a
+    """The run's options for this apply (:func:`apply_options`); None: refused, with a
     message."""
+    options = apply_options(
+        request.user,
+        run,
+        skip_errors=bool(request.POST.get("skip_errors")),
+        force=bool(request.POST.get("force")),
+        confirm=request.POST.get("confirm", ""),
+    )
+    if isinstance(options, str):
+        messages.error(request, options)
+        return None
+    return options
+
+
+def apply_options(
+    user: Any, run: SyncRun, *, skip_errors: bool, force: bool, confirm: str | int | None
+) -> dict[str, Any] | str:
+    """The run's options for an apply: as previewed, or past what stops it — its row
+    errors (``skip_errors``: the good rows only) or the delete guard (``force``, confirmed
+    by giving how many rows go), each with its own permission (PermissionDenied without
+    it). A string: why the apply is refused."""
     options = dict(run.options or {})
-    if request.POST.get("skip_errors"):
-        if not request.user.has_perm(permissions.SKIP_ERRORS):
-            raise PermissionDenied
+    if skip_errors:
+        if not user.has_perm(permissions.SKIP_ERRORS):
+            raise PermissionDenied(_("Skipping row errors needs %s.") % permissions.SKIP_ERRORS)
         options["on_row_error"] = "skip"
-    if request.POST.get("force"):
-        if not request.user.has_perm(permissions.FORCE_GUARD):
-            raise PermissionDenied
+    if force:
+        if not user.has_perm(permissions.FORCE_GUARD):
+            why = _("Passing the delete guard needs %s.") % permissions.FORCE_GUARD
+            raise PermissionDenied(why)
         going = sum(b["deleted"] for b in guard_breaches(run))
-        if request.POST.get("confirm", "").strip() != str(going):
-            messages.error(
-                request,
-                _("Type %(n)s, the number of rows this apply deletes, to confirm it.")
-                % {"n": going},
-            )
-            return None
+        if str(confirm if confirm is not None else "").strip() != str(going):
+            return _("Type %(n)s, the number of rows this apply deletes, to confirm it.") % {
+                "n": going
+            }
         options["force"] = True
     return options
 
@@ -286,13 +309,21 @@ def discard(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpRe
     require_owner(request, run)
     if not permissions.can_preview(request.user, run.job):
         raise PermissionDenied
-    # One statement decides between this discard and an apply (another tab) or a second one.
-    if run.status == SyncRun.Status.PREVIEWED and SyncRun.objects.discard(run):
-        release_upload(run)
+    if discard_preview(run):
         messages.success(request, _("Run #%s discarded; nothing was written.") % run.pk)
     else:
         messages.error(request, _("Only a previewed run can be discarded."))
     return redirect(run_url(run, "change", admin_site))
+
+
+def discard_preview(run: SyncRun) -> bool:
+    """Discard a preview and delete its uploaded file; False if it was no preview (any
+    more). One statement decides between this discard and an apply (another tab, another
+    door) or a second one."""
+    if run.status == SyncRun.Status.PREVIEWED and SyncRun.objects.discard(run):
+        release_upload(run)
+        return True
+    return False
 
 
 def errors_csv(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> StreamingHttpResponse:
@@ -330,28 +361,6 @@ def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun 
             messages.error(request, str(exc))
             return None
         raise
-
-
-def queue_apply(run: SyncRun, user: Any) -> SyncRun:
-    """Send the apply to a worker, or to a thread of this process with an eager Celery
-    (:func:`djsync.queue.in_background`), once the request's transaction commits."""
-    from djsync.tasks import apply_run, run_in_thread
-
-    # An earlier attempt refused because the job was busy left a note; this is a new try.
-    # The worker's apply claims the preview (previewed → applying) under the job's lock.
-    SyncRun.objects.clear_preview_note(run)
-
-    def send() -> None:
-        try:
-            queue.publish(apply_run, run.pk, user.pk)
-        except QueueError as exc:  # the preview stays, to apply once the broker answers
-            SyncRun.objects.keep_preview(run, exc)
-
-    if queue.in_background():
-        transaction.on_commit(lambda: run_in_thread(apply_run, run.pk, user.pk))
-    else:
-        transaction.on_commit(send)
-    return run
 
 
 def queue_job_run(job: SyncJob, user: Any) -> SyncRun:

@@ -18,6 +18,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    # The HTTP API (the djsync[api] extra): its tokens (docs/api.md).
+    "rest_framework",
+    "rest_framework.authtoken",
+    "simple_history",
     "djsync",
     "tests.testapp",
     "demo_project.directory",

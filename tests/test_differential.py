@@ -27,7 +27,7 @@ from djsync.backends.staged import StagedSqlPlan as PostgresPlan
 from djsync.exceptions import DeleteGuardError, LimitExceeded, MappingError, RowErrorsFound
 from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncJob, SyncRun
-from tests.testapp.models import Category, Employee, Member, Product, Team
+from tests.testapp.models import Category, Employee, Member, Product, Shelf, Team
 
 if connection.vendor == "postgresql":
     from djsync.backends.postgresql import unsupported
@@ -453,6 +453,186 @@ def test_a_missing_foreign_key_is_a_row_error_naming_row_column_and_value(sync, 
     error = run.row_errors.get()
     assert (error.row, error.column, error.value, error.key) == (3, "category_code", "NOPE", ["A2"])
     assert error.raw["category_code"] == "NOPE"
+
+
+def full_errors(run: SyncRun) -> list[tuple]:
+    """The run's stored row errors whole: (row, column, message, key, value, raw)."""
+    return [
+        (e.row, e.column, e.message, e.key, e.value, e.raw)
+        for e in run.row_errors.order_by("row", "pk")
+    ]
+
+
+NO_CATEGORY = "no category with code {!r}"
+
+
+@pytest.mark.parametrize("keep", [50_000, 1])
+def test_foreign_keys_across_chunks_of_the_source(
+    sync, job, write_csv, settings, monkeypatch, keep
+):
+    """The staged path looks parents up a chunk of records at a time (BATCH_SIZE), keeping
+    those found up to KEEP: found, missing, blank and padded natural keys in every chunk, a
+    row with two errors, a missing parent in a row without a key. Row errors are whole
+    (value and raw record as read)."""
+    from djsync.backends import parents
+
+    monkeypatch.setattr(parents, "KEEP", keep)
+    settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 3}
+    Category.objects.bulk_create([Category(code=c, name=c) for c in ("TOY", "BOOK")])
+    seed("A06", "A07", category=Category.objects.get(code="BOOK"))
+    rows = [
+        product("A01", category_code="TOY"),
+        product("A02"),
+        product("A03", category_code="NOPE"),
+        product("A04", category_code=" BOOK "),
+        product("A05", price="x", category_code="nope"),
+        product("A06", category_code="TOY"),
+        product("A07", category_code="NOPE"),  # keeps its target row (and its category)
+        product("", category_code="GONE"),
+        product("A09", category_code="TOY"),
+        product("A10", category_code="BOOK"),
+    ]
+    run = sync(job, file=write_csv(rows), on_row_error="skip")
+    assert run.status == "succeeded", run.error
+    assert run.counts == counts(created=5, updated=1, errors=4)
+    raw = {r["sku"] or "": r for r in rows}
+    assert full_errors(run) == [
+        (4, "category_code", NO_CATEGORY.format("NOPE"), ["A03"], "NOPE", raw["A03"]),
+        (6, "price", "expected a decimal number, got 'x'", ["A05"], "x", raw["A05"]),
+        (6, "category_code", NO_CATEGORY.format("nope"), ["A05"], "nope", raw["A05"]),
+        (8, "category_code", NO_CATEGORY.format("NOPE"), ["A07"], "NOPE", raw["A07"]),
+        (9, "sku", "a value is required", None, "", raw[""]),
+        (9, "category_code", NO_CATEGORY.format("GONE"), None, "GONE", raw[""]),
+    ]
+    assert dict(Product.objects.values_list("sku", "category__code")) == {
+        "A01": "TOY",
+        "A02": None,
+        "A04": "BOOK",
+        "A06": "TOY",
+        "A07": "BOOK",
+        "A09": "TOY",
+        "A10": "BOOK",
+    }
+
+
+@pytest.mark.parametrize(
+    ("importer", "fmt"), [("test_products", "json"), ("test_products_prepared", "csv")]
+)
+def test_foreign_keys_of_records_and_of_prepared_records_across_chunks(
+    sync, make_job, write_csv, write_json, settings, importer, fmt
+):
+    """Records as dicts (a JSON file; PostgreSQL's COPY of Python rows) and records through
+    the importer's ``prepare_record`` and ``normalize_source_row``: each chunk's parents are
+    the ones the converted (prepared) cells name."""
+    settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 2}
+    job = make_job(importer)
+    Category.objects.bulk_create([Category(code=c, name=c) for c in ("TOY", "BOOK")])
+    codes = ["TOY", "nope", "", "BOOK", "NOPE", "TOY", "BOOK"]
+    rows = [product(f"J{i}", category_code=c) for i, c in enumerate(codes)]
+    rows.insert(2, product("#J", category_code="NOPE"))  # a comment row when prepared
+    prepared = importer == "test_products_prepared"
+    if not prepared:
+        rows = [r for r in rows if r["sku"] != "#J"]
+    path = write_json(rows) if fmt == "json" else write_csv(rows)
+    run = sync(job, file=path, on_row_error="skip")
+    assert run.status == "succeeded", run.error
+    first = 1 if fmt == "json" else 2
+    later = first + (5 if prepared else 4)  # the comment row counts as a row
+    missing = [(first + 1, "NOPE" if prepared else "nope"), (later, "NOPE")]
+    assert row_errors(run) == [(n, "category_code", NO_CATEGORY.format(v)) for n, v in missing]
+    assert dict(Product.objects.values_list("sku", "category__code")) == {
+        "J0": "TOY",
+        "J2": None,
+        "J3": "BOOK",
+        "J5": "TOY",
+        "J6": "BOOK",
+    }
+
+
+def test_missing_parents_past_the_row_error_cap(sync, job, write_csv, settings):
+    """Many rows with missing parents: every one counted, the first MAX_ROW_ERRORS kept
+    whole, the good rows between them written."""
+    settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 4, "MAX_ROW_ERRORS": 5}
+    Category.objects.create(code="TOY", name="Toys")
+    rows = [
+        product(f"M{i:03d}", category_code="TOY" if i % 10 == 0 else f"X{i % 7}") for i in range(60)
+    ]
+    run = sync(job, file=write_csv(rows), on_row_error="skip")
+    assert run.status == "succeeded", run.error
+    assert run.counts == counts(created=6, errors=54)
+    assert [(e[0], e[3], e[4]) for e in full_errors(run)] == [
+        (3, ["M001"], "X1"),
+        (4, ["M002"], "X2"),
+        (5, ["M003"], "X3"),
+        (6, ["M004"], "X4"),
+        (7, ["M005"], "X5"),
+    ]
+    assert skus() == [f"M{i:03d}" for i in range(0, 60, 10)]
+
+
+def test_a_foreign_key_that_stores_a_to_field(sync, make_job, write_csv):
+    """``ForeignKey(to_field="code")``: the child stores the parent's code, not its id."""
+    job = make_job("test_shelves")
+    Category.objects.bulk_create([Category(code=c, name=c) for c in ("TOY", "BOOK")])
+    Shelf.objects.create(code="S0", category_id="BOOK")
+    shelves = [
+        {"code": "S0", "category_code": "TOY"},
+        {"code": "S1", "category_code": "BOOK"},
+        {"code": "S2", "category_code": ""},
+        {"code": "S3", "category_code": "NOPE"},
+    ]
+    run = sync(job, file=write_csv(shelves), on_row_error="skip")
+    assert run.status == "succeeded", run.error
+    assert run.counts == counts(created=2, updated=1, errors=1)
+    assert row_errors(run) == [(5, "category_code", NO_CATEGORY.format("NOPE"))]
+    assert dict(Shelf.objects.values_list("code", "category_id")) == {
+        "S0": "TOY",
+        "S1": "BOOK",
+        "S2": None,
+    }
+    assert sorted(c[:2] + c[3:5] for c in changes(run)) == [
+        ("create", ["S1"], None, {"code": "S1", "category": "BOOK"}),
+        ("create", ["S2"], None, {"code": "S2", "category": None}),
+        ("update", ["S0"], {"category": "BOOK"}, {"category": "TOY"}),
+    ]
+
+
+def test_parents_a_multi_model_run_creates_and_deletes(sync_path, make_job, write_csv, settings):
+    """Children name parents that the same run creates (found), deletes (missing) or
+    leaves alone, across chunks of the children's source; each run's staged steps say so."""
+    settings.DJSYNC = {**settings.DJSYNC, "BATCH_SIZE": 2}
+    Category.objects.bulk_create([Category(code=c, name=c) for c in ("KEEP", "OLD")])
+    cats = write_csv([{"code": c, "name": c} for c in ("KEEP", "NEW")], name="cats.csv")
+    rows = [product(f"C{i}", category_code=c) for i, c in enumerate(["NEW", "OLD", "KEEP", "NEW"])]
+    rows.append(product("C4", category_code="NONE"))
+    sources = {
+        "test_categories": {"path": cats.name},
+        "test_products": {"path": write_csv(rows, name="products.csv").name},
+    }
+    job = make_job(
+        "test_categories, test_products",
+        name="catalogue",
+        source={"sources": sources},
+        delete=True,
+        on_row_error="skip",
+    )
+    run = djsync.run(job, force=True)
+    assert run.status == "succeeded", run.error
+    assert {p.split(":")[0] for p in recorded_paths(run)} == {sync_path}
+    assert (run.stats["testapp.Category"]["created"], run.stats["testapp.Category"]["deleted"]) == (
+        1,
+        1,
+    )
+    assert row_errors(run) == [
+        (3, "category_code", NO_CATEGORY.format("OLD")),
+        (6, "category_code", NO_CATEGORY.format("NONE")),
+    ]
+    assert dict(Product.objects.values_list("sku", "category__code")) == {
+        "C0": "NEW",
+        "C2": "KEEP",
+        "C3": "NEW",
+    }
+    assert sorted(Category.objects.values_list("code", flat=True)) == ["KEEP", "NEW"]
 
 
 # -- scope and cascades ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from djsync.exceptions import TargetError
+from djsync.targets.notify import Notifier
 
 
 class StoredActions:
@@ -63,3 +64,32 @@ class StoredActions:
                 )
                 % {"limit": limit, "count": self.count, "attribute": self.attribute}
             )
+
+
+def tell(plan: Any, told: Notifier, action: str) -> None:
+    """Tell ``told``'s receivers the primary keys of the rows the staged plan just created or
+    updated (``action``), one batch at a time; nothing is read when nobody listens. The
+    created rows are found by their keys and copied into a table of their own first, so
+    that receivers may write to the target while the keys are read."""
+    if not told:
+        return
+    if action == "update":
+        told.stream("updated", f"SELECT _pk FROM {plan.act} WHERE act = 'u'")
+        return
+    model = plan.importer.model
+    qn = plan.qn
+    on = " AND ".join(
+        f"x.{qn(plan.fields[i].model_field.column)} = {plan._value(i)}"
+        for i in plan.key_positions()
+    )
+    new = f"{plan.src}_new"
+    with plan.connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE {new} AS SELECT x.{qn(model._meta.pk.column)} AS _pk "
+            f"FROM {plan._created()} JOIN {qn(model._meta.db_table)} x ON {on}"
+        )
+    try:
+        told.stream("created", f"SELECT _pk FROM {new}")
+    finally:
+        with plan.connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {new}")

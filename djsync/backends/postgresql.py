@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
 from django.db import models
 
-from djsync.backends import staged
+from djsync.backends import rawcsv, staged
 from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
 from djsync.backends.staged import (
     _LOWEST,
@@ -137,6 +137,9 @@ class PostgresPlan(StagedSqlPlan):
     skipped = 0
     #: (good rows staged so far, the row number they end at), as staging went.
     marks: tuple[Sequence[int], Sequence[int]] = ((), ())
+    #: How a CSV file was read: "staged" (its bytes parsed by PostgreSQL,
+    #: djsync.backends.rawcsv), "refused: <why>" (then read in Python), or "" (not tried).
+    raw_csv = ""
 
     def create_src(self, cursor: Any, row_type: str = "integer") -> None:
         """Create the staging table (dropping what an interrupted run left on this session)."""
@@ -181,13 +184,18 @@ class PostgresPlan(StagedSqlPlan):
             # then the duplicate check in SQL is skipped.
             ordered, last, key_of = self._orderable(), _LOWEST, itemgetter(*keys)
             copy_sql = f"COPY {self.src} FROM STDIN"
+            ahead = self.read_ahead
             more = True
             while more:
                 more = False
+                batch: Iterable[Converted | RowError] = items
+                if ahead is not None:  # foreign keys: the parents load before COPY starts
+                    batch = ahead.take(items)  # one chunk's items: its parents are loaded
+                    more = bool(batch)
                 with raw.copy(copy_sql) as copy:
                     write = copy.write_row
                     n = 0
-                    for item in items:
+                    for item in batch:
                         if type(item) is tuple:
                             number, values = item
                             if ordered:
@@ -215,7 +223,7 @@ class PostgresPlan(StagedSqlPlan):
                             else:
                                 self.error_without_key = True
                         n += 1
-                        if n >= COPY_CHUNK:
+                        if n >= COPY_CHUNK and ahead is None:
                             more = True
                             break
                 if progress is not None:
@@ -250,7 +258,17 @@ class PostgresPlan(StagedSqlPlan):
         progress: Progress | None,
     ) -> None:
         """Rows of text cells go to COPY as text written by one compiled function
-        (djsync.backends.copytext); anything else through :meth:`stage`."""
+        (djsync.backends.copytext); anything else through :meth:`stage`. A CSV file
+        whose rows PostgreSQL reads as written is COPY'd as it is (djsync.backends.rawcsv)."""
+        if cells and rawcsv.applies(source, self, converter):
+            copied = rawcsv.copy_file(self, source)
+            self.raw_csv = copied if isinstance(copied, str) else "staged"
+            if not isinstance(copied, str):
+                with self.connection.cursor() as cursor:  # keys unseen: duplicates in SQL
+                    self._staged(cursor, copied, False, 0)
+                staged._tick(progress, self.importer.rows_read)
+                return
+            records = source.read_rows() or iter(())  # read again, in Python
         if cells and not (converter.hooked or converter.prepared) and renderable(self.fields):
             self._stage_text(records, source, converter, progress)
         else:
@@ -281,13 +299,20 @@ class PostgresPlan(StagedSqlPlan):
             row, read, chunk_end, warm = source.first_row, importer.rows_read, COPY_CHUNK, False
             copy_sql = f"COPY {self.src} FROM STDIN"
             refused: Any = None
+            ahead = self.read_ahead  # foreign keys: parents load between two COPYs
             while refused is not DONE:
+                if ahead is not None:
+                    ahead.ensure()
                 with raw.copy(copy_sql) as copy:
                     out: list[str] = []
                     while refused is not DONE and seen < chunk_end:
+                        if ahead is not None and ahead.must_load():
+                            break
                         stop = min(seen + TEXT_BATCH, chunk_end)
                         if not warm:
                             stop = min(stop, WARMUP)
+                        if ahead is not None and ahead.left:
+                            stop = min(stop, seen + ahead.left)
                         before = seen
                         refused, number, row, seen, ordered, last = stage(
                             rows, source, row, seen, stop, out.append, ordered, last

@@ -13,7 +13,7 @@ each backend subclasses it with its SQL for staging, classifying and storing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,7 +22,8 @@ from django.db.models.deletion import Collector
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from djsync.backends.actions import StoredActions
+from djsync.backends.actions import Notifier, StoredActions, tell
+from djsync.backends.parents import ChunkParents
 from djsync.conf import settings
 from djsync.engine.diff import Plan, unkeyed_errors_note
 from djsync.engine.rows import Converted, RowConverter
@@ -166,6 +167,8 @@ class StagedSqlPlan(Plan):
     skip_type = "boolean"
     #: SQL of a random UUID, for ``uuid.uuid4`` defaults (each backend says its own).
     uuid4_sql = ""
+    #: The source read a chunk ahead, when foreign keys load each chunk's parents.
+    read_ahead: ChunkParents | None = None
 
     def __init__(self, importer: BaseImporter, switches: Switches) -> None:
         super().__init__(model=importer.label)
@@ -235,22 +238,23 @@ class StagedSqlPlan(Plan):
         self.deletes = StoredActions(self, "deletes", deletes)  # type: ignore[assignment]
 
     # -- applying -------------------------------------------------------------------------
-    def values_of(self, action: str, name: str) -> Iterator[Any]:
-        """The values of field ``name`` in the rows this plan creates (``"create"``) or
-        deletes (``"delete"``), read from staging in batches: a later step of the same job
-        looks its foreign keys up among them."""
-        if name not in self.names:
+    def values_of(self, action: str, name: str, among: Collection | None = None) -> Iterator:
+        """The values of field ``name`` (only those ``among`` some, if given) in the rows this
+        plan creates or deletes (``action``), in batches: a later step's foreign keys' parents."""
+        if name not in self.names or not (self.creates if action == "create" else self.deletes):
             return
         i = self.names.index(name)
         if action == "create":
-            sql = f"SELECT s.c{i} FROM {self._created()}"
+            column, sql = f"s.c{i}", f"SELECT s.c{i} FROM {self._created()} WHERE 1 = 1"
         else:
-            sql = f"SELECT a.o{i} FROM {self.act} a WHERE a.act = 'd'"
-        if not (self.creates if action == "create" else self.deletes):
-            return
-        python = self.value_field(self.fields[i]).to_python  # SQLite's stored forms too
+            column, sql = f"a.o{i}", f"SELECT a.o{i} FROM {self.act} a WHERE a.act = 'd'"
+        field = self.value_field(self.fields[i])
+        params = [field.get_db_prep_save(v, self.connection) for v in among or ()]
+        if among is not None:  # never empty (an empty IN list is no SQL)
+            sql += f" AND {column} IN ({', '.join(['%s'] * len(params))})"
+        python = field.to_python  # SQLite's stored forms too
         with self.connection.cursor() as cursor:
-            cursor.execute(sql)
+            cursor.execute(sql, params)
             while rows := cursor.fetchmany(settings.BATCH_SIZE):
                 for (value,) in rows:
                     yield None if value is None else python(value)
@@ -341,18 +345,21 @@ class StagedSqlPlan(Plan):
         their deletes last); the staging tables go once the deletes are written. Returns
         ``done`` plus the rows written, for progress across several calls."""
         last = "delete" in actions
+        told = Notifier(self.importer)  # receivers of batch_applied: told after each write
         try:
             with self.connection.cursor() as cursor:
                 if self.parents and ("create" in actions or "update" in actions):
                     self.resolve_parents(cursor)
                 if self.creates and "create" in actions:
                     done += self._check(self._insert(cursor), len(self.creates), "created")
+                    tell(self, told, "create")
                     _tick(progress, done)
                 if self.updates and "update" in actions:
                     done += self._check(self._update(cursor), len(self.updates), "updated")
+                    tell(self, told, "update")
                     _tick(progress, done)
                 if self.deletes and last:
-                    done += self._check(self._delete(cursor), len(self.deletes), "deleted")
+                    done += self._check(self._delete(cursor, told), len(self.deletes), "deleted")
                     _tick(progress, done)
         except BaseException:
             self.close()
@@ -415,9 +422,11 @@ class StagedSqlPlan(Plan):
         """The field names of one stored ``changed`` value."""
         return list(changed)
 
-    def _delete(self, cursor: Any) -> int:
-        """One DELETE when Django would fast-delete too; else the ORM, in batches, so that
-        cascades, ``on_delete`` rules and delete signals hold as on the generic path."""
+    def _delete(self, cursor: Any, told: Notifier) -> int:
+        """One DELETE when Django would fast-delete too and nobody listens to ``told``; else
+        the ORM, in batches, so that cascades, ``on_delete`` rules and signals hold."""
+        if told:
+            return told.delete(f"SELECT _pk FROM {self.act} WHERE act = 'd' ORDER BY _pk")
         model = self.importer.model
         manager = model._base_manager.db_manager(self.importer.using)
         if Collector(using=self.importer.using, origin=None).can_fast_delete(manager.all()):
@@ -542,12 +551,14 @@ def build_plan(
     try:
         first = next(records, None)  # reads the header
         importer.match_columns(source.columns or [], source)
-        importer.load_lookups()
     except BaseException:
         close()
         raise
     plan = plan_class(importer, switches)
-    stream = chain([first], records) if first is not None else iter(())
+    stream: Iterator[Any] = chain([first], records) if first is not None else iter(())
+    ahead = ChunkParents.over(importer, stream, source, rows and source.columns)
+    if ahead is not None:
+        stream, source, plan.read_ahead = ahead, ahead.view, ahead
     converter = RowConverter(importer)
     try:
         # A savepoint: a source error in the middle of COPY must not leave the caller's

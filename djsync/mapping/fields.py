@@ -182,6 +182,11 @@ class BoundField:
             raise TypeError(f"{self.name} is not a foreign key")
         return concrete_field(related_model(self.model_field), self.lookup)
 
+    def target_attname(self) -> str:
+        """The related model's field this foreign key stores: its primary key, or the
+        ``to_field`` of the ForeignKey."""
+        return cast("models.ForeignKey[Any, Any]", self.model_field).target_field.attname
+
     def empty_value(self) -> Any:
         """What an empty cell becomes: the default, else None or "" as the field allows."""
         if self.default is not NOT_PROVIDED:

@@ -73,6 +73,9 @@ class BaseImporter:
     #: steps and incremental reads set it on their instance: their plans are amended
     #: (pending parent keys, deletes of marked records) after they are computed.
     fast_path: bool = True
+    #: True writes django-simple-history records of the rows this importer creates, updates
+    #: and deletes (the model must be registered with ``HistoricalRecords``; djsync.history).
+    history: ClassVar[bool] = False
 
     #: Behaviour switches and limits (a job or a run may override each).
     create: ClassVar[bool] = True
@@ -113,6 +116,9 @@ class BaseImporter:
         self.pending_plans: list[Plan] = []
         self.active_fields: list[BoundField] = list(self.bound_fields.values())
         self.rows_read = 0
+        #: The run being applied (set by the orchestrator before it writes): receivers of
+        #: djsync.signals.batch_applied get it.
+        self.run: Any = None
 
     # -- declarations --------------------------------------------------------------------
     @classmethod
@@ -200,7 +206,8 @@ class BaseImporter:
         for f in self.active_fields:
             if f.is_relation and f.lookup is not None:
                 related = related_model(f.model_field)
-                qs = related._base_manager.using(self.using).values_list(f.lookup, "pk")
+                manager = related._base_manager.using(self.using)
+                qs = manager.values_list(f.lookup, f.target_attname())
                 self.lookups[f.name] = dict(qs.iterator(chunk_size=settings.BATCH_SIZE))
                 for plan in self.pending_plans:
                     if plan.model == related._meta.label:

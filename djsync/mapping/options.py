@@ -42,6 +42,7 @@ class ImporterOptions:
         "database": None,
         "databases": (),
         "fast_path": True,
+        "history": False,
         **{name: getattr(Switches(), name) for name in IMPORTER_SWITCHES},
         "date_formats": None,
         "datetime_formats": None,
@@ -59,6 +60,7 @@ class ImporterOptions:
     database: str | None
     databases: Sequence[str]
     fast_path: bool
+    history: bool
     create: bool
     update: bool
     delete: bool

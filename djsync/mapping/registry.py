@@ -33,6 +33,10 @@ def register(
                 f"djsync: importer name {key!r} is taken by {existing.__module__}."
                 f"{existing.__qualname__}; cannot register {cls.__module__}.{cls.__qualname__}"
             )
+        if getattr(cls, "history", False):
+            from djsync.history import connect
+
+            connect(cls)
         cls.name = key
         _importers[key] = cls
         return cls

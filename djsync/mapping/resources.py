@@ -31,6 +31,7 @@ from django.db import models
 from django.utils.translation import gettext as _
 
 from djsync.exceptions import ConfigurationError
+from djsync.extras import require
 from djsync.mapping.converters import NOT_PROVIDED, ConversionError, converter_for, is_empty, to_str
 from djsync.mapping.fields import BoundField, Field, concrete_field, related_model
 from djsync.mapping.importers import Importer, ImporterOptions
@@ -138,6 +139,7 @@ class ResourceImporter(Importer):
         resource_class = cls.get_resource_class()
         if resource_class is None:
             return
+        require("import_export", "ResourceImporter")
         resource = resource_class()
         model = getattr(resource._meta, "model", None)
         if model is None:

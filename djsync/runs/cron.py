@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
 _INTERVAL = re.compile(
@@ -36,7 +37,10 @@ def parse_schedule(text: str) -> tuple[str, dict[str, Any]]:
             % {"text": text}
         )
     fields = dict(zip(_CRON_FIELDS, parts, strict=True))
-    from celery.schedules import ParseException, crontab
+    from djsync.extras import require
+
+    schedules = require("celery.schedules", "a job's schedule")
+    ParseException, crontab = schedules.ParseException, schedules.crontab
 
     try:
         crontab(**fields)
@@ -51,6 +55,6 @@ def validate_schedule(text: str) -> str | None:
         return None
     try:
         parse_schedule(text)
-    except ValueError as exc:
-        return str(exc)
+    except (ValueError, ImproperlyConfigured) as exc:  # or no Celery to run it (an extra)
+        return str(exc).removeprefix("djsync: ")
     return None

@@ -145,8 +145,9 @@ class RedisLock(JobLock):
 def redis_client(url: str) -> Any:
     """One redis-py client (and connection pool) per URL in a process; redis-py gives a
     forked worker process its own connections."""
-    import redis
+    from djsync.extras import require
 
+    redis = require("redis", "the Redis lock backend (the LOCK_BACKEND setting)")
     return redis.Redis.from_url(url, socket_timeout=10)
 
 
@@ -214,8 +215,10 @@ def backend() -> str:
 def _redis_url() -> str | None:
     if settings.LOCK_REDIS_URL:
         return settings.LOCK_REDIS_URL
-    from celery import current_app
-
+    try:
+        from celery import current_app
+    except ImportError:  # no Celery (the djsync[celery] extra): no broker to lock on
+        return None
     url = str(current_app.conf.broker_url or "")
     return url if url.startswith(("redis://", "rediss://", "unix://")) else None
 

@@ -433,8 +433,10 @@ def follow(
 
 def workers_alive(timeout: float = 1.0) -> bool:
     """Whether any Celery worker answers a ping within ``timeout`` seconds."""
-    from celery import current_app
-
+    try:
+        from celery import current_app
+    except ImportError:  # no Celery (the djsync[celery] extra): no worker either
+        return False
     try:
         return bool(current_app.control.ping(timeout=timeout))
     except Exception:  # noqa: BLE001 - a broker that does not answer: no worker either

@@ -348,6 +348,8 @@ def apply_steps(
         if progress is not None:
             progress(written + done)
 
+    for step in steps:
+        step.importer.run = sync_run  # told to receivers of djsync.signals.batch_applied
     with write_transaction(steps):
         if len(steps) == 1:
             plan = steps[0].plan

@@ -16,19 +16,19 @@ import json as _json
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from django.utils.translation import gettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
+from djsync.extras import lazy
 from djsync.runs.progress import Extent
 from djsync.sources.base import Source
 from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
     Clock,
-    DeadlineTransport,
+    deadline_transport,
 )
 from djsync.sources.http_pages import check_pagination, declared_total, dig
 from djsync.sources.http_trust import (
@@ -40,6 +40,11 @@ from djsync.sources.http_trust import (
     get_credential,
     shown,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source")
 
 __all__ = ["HttpSource", "dig", "get_credential"]
 
@@ -380,7 +385,7 @@ class HttpSource(Source):
         with httpx.Client(
             headers=headers,
             timeout=self.timeout,
-            transport=self.transport or DeadlineTransport(clock),
+            transport=self.transport or deadline_transport(clock),
             follow_redirects=False,
             trust_env=False,
         ) as client:
@@ -558,3 +563,4 @@ class HttpSource(Source):
             )
         seen.add(text)
         return text
+

@@ -8,14 +8,14 @@ import hashlib
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError, TransientSourceError
+from djsync.extras import lazy
 from djsync.sources.http_limits import (
     BadEncoding,
     BodyTooLarge,
@@ -28,6 +28,11 @@ from djsync.sources.http_limits import (
     body_chunks,
 )
 from djsync.sources.http_trust import BaseUrl, Credential, check_url, redact, shown
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source")
 
 
 class Request(Protocol):

@@ -1,9 +1,10 @@
 """What one read of an HTTP source may cost: deadlines, body size, decompression, JSON nesting.
 
 - :class:`Clock` holds the two deadlines (``HTTP_DEADLINE`` for the whole read,
-  ``HTTP_RESPONSE_DEADLINE`` for one response) and :class:`DeadlineTransport` makes every
-  socket operation wait at most until the nearer one, so a server that sends one byte every
-  few seconds (headers or body) is stopped on time, not after the per-read timeout.
+  ``HTTP_RESPONSE_DEADLINE`` for one response), which
+  :class:`djsync.sources.http_transport.DeadlineTransport` makes every socket operation
+  wait for at most, so a server that sends one byte every few seconds (headers or body) is
+  stopped on time, not after the per-read timeout.
 - :func:`body_chunks` streams a body: Content-Length checked first, then raw and decoded
   bytes counted against ``HTTP_MAX_BODY``, gzip/deflate inflated in bounded pieces (a gzip
   bomb, nested encodings included, never inflates past the limit).
@@ -14,18 +15,22 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import ssl
 import time
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
 import ijson
 from django.utils.translation import gettext
+
+from djsync.extras import lazy, require
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source or target")
 
 #: Bytes one inflate step may produce: a bomb is read a piece at a time, never whole.
 PIECE = 64 * 1024
@@ -82,90 +87,20 @@ class Clock:
         return left if timeout is None else max(0.0, min(timeout, left))
 
 
-class _Stream(httpcore.NetworkStream):
-    """A socket stream whose every wait ends by the clock's nearer deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream, clock: Clock) -> None:
-        self._inner = inner
-        self._clock = clock
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            return self._inner.read(max_bytes, self._clock.cap(timeout))
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        try:
-            self._inner.write(buffer, self._clock.cap(timeout))
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        try:
-            inner = self._inner.start_tls(ssl_context, server_hostname, self._clock.cap(timeout))
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-        return _Stream(inner, self._clock)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _Backend(httpcore.NetworkBackend):
-    def __init__(self, clock: Clock) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._clock = clock
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        try:
-            stream = self._inner.connect_tcp(
-                host, port, self._clock.cap(timeout), local_address, socket_options
-            )
-        except httpcore.TimeoutException:
-            self._clock.check()
-            raise
-        return _Stream(stream, self._clock)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-@functools.cache
 def ssl_context() -> ssl.SSLContext:
-    """One TLS context (the system's trusted roots) for every request this process makes:
-    building one costs ~15 ms, and a run makes several clients."""
-    return httpx.create_ssl_context(trust_env=False)
+    """The process's one TLS context (djsync.sources.http_transport, imported with httpx)."""
+    require("httpx", "an HTTP source or target")
+    from djsync.sources.http_transport import ssl_context as context
+
+    return context()
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's own transport on sockets that never wait past the clock's deadlines.
+def deadline_transport(clock: Clock) -> httpx.BaseTransport:
+    """httpx's transport bound to ``clock``'s deadlines (djsync.sources.http_transport)."""
+    require("httpx", "an HTTP source")
+    from djsync.sources.http_transport import DeadlineTransport
 
-    httpx takes no network backend, so the connection pool is rebuilt with one; no
-    environment proxy or ``.netrc`` is read (``trust_env=False``)."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(verify=ssl_context(), trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context(),
-            max_connections=10,
-            network_backend=_Backend(clock),
-        )
+    return DeadlineTransport(clock)
 
 
 class BodyTooLarge(ValueError):

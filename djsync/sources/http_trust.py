@@ -11,14 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-import httpx
 from django.utils.translation import gettext
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError
+from djsync.extras import lazy
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP source or target")
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: A host as httpx hands it over (IDNA-encoded, lowercased): names, IPv4 or IPv6 only.

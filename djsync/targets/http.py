@@ -22,21 +22,26 @@ from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
 from itertools import islice
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 from uuid import UUID
 
-import httpx
 from django.utils.translation import gettext, ngettext
 
 from djsync.conf import settings
 from djsync.engine.diff import Create, Delete, Key, Update
 from djsync.exceptions import ConfigurationError, SourceError, TargetError
+from djsync.extras import lazy
 from djsync.sources.http import HttpSource
 from djsync.sources.http_fetch import _retry_after
 from djsync.sources.http_limits import ssl_context
 from djsync.sources.http_trust import check_url, redact, shown
 from djsync.targets.base import Refused, Target, WriteResult
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy("httpx", "an HTTP target")
 
 __all__ = ["HttpApiTarget"]
 
@@ -589,3 +594,4 @@ def _quote(value: Any) -> str:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
+

@@ -19,6 +19,7 @@ from djsync.conf import settings
 from djsync.engine.apply import batched
 from djsync.engine.diff import Key, Plan, TargetRow, Update
 from djsync.targets.base import Mapper, Target, WriteResult
+from djsync.targets.notify import Notifier
 
 Progress = Callable[[int], None]
 
@@ -105,26 +106,38 @@ class ModelTarget(Target):
 
 
 def apply_generic(plan: Plan, importer: ModelMapper, *, progress: Progress | None = None) -> None:
-    """The portable path: works on every database Django supports."""
+    """The portable path: works on every database Django supports. Receivers of
+    ``batch_applied`` hear of each batch (djsync.targets.notify)."""
     done = 0
     size = settings.BATCH_SIZE
     model = importer.model
     manager = model._base_manager.db_manager(importer.using)
+    told = Notifier(importer)
     for batch in batched(plan.creates, size):
-        manager.bulk_create(
-            [model(**importer.to_model_values(a.values)) for a in batch], batch_size=size
+        told.created(
+            manager.bulk_create(
+                [model(**importer.to_model_values(a.values)) for a in batch], batch_size=size
+            )
         )
         done += len(batch)
         _tick(progress, done)
-    done = write_updates(plan.updates, importer, progress=progress, done=done)
+    done = write_updates(plan.updates, importer, progress=progress, done=done, told=told)
     for gone in batched(plan.deletes, size):
-        manager.filter(pk__in=[a.pk for a in gone]).delete()
+        pks = [a.pk for a in gone]
+        told.deleting(pks)
+        manager.filter(pk__in=pks).delete()
+        told.applied(deleted=pks)
         done += len(gone)
         _tick(progress, done)
 
 
 def write_updates(
-    updates: Sequence[Update], importer: ModelMapper, *, progress: Progress | None, done: int
+    updates: Sequence[Update],
+    importer: ModelMapper,
+    *,
+    progress: Progress | None,
+    done: int,
+    told: Notifier | None = None,
 ) -> int:
     """``UPDATE … SET changed fields WHERE pk = %s``, one executemany per set of fields."""
     if not updates:
@@ -150,6 +163,8 @@ def write_updates(
                         + [pk_field.get_db_prep_value(action.pk, connection)]
                     )
                 cursor.executemany(sql, params)
+                if told:
+                    told.applied(updated=[action.pk for action in batch])
                 done += len(batch)
                 _tick(progress, done)
     return done

@@ -1,6 +1,7 @@
 """Models the tests sync into: one per kind of field and key the engine must handle."""
 
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 
 class Category(models.Model):
@@ -87,3 +88,25 @@ class Gauge(models.Model):
     even = models.IntegerField(null=True, blank=True, validators=[validate_even])
     active = models.BooleanField(default=False)
     data = models.JSONField(null=True, blank=True)
+
+
+class Shelf(models.Model):
+    """A foreign key to another field than the primary key (``to_field``)."""
+
+    code = models.CharField(max_length=20, unique=True)
+    category = models.ForeignKey(
+        Category,
+        to_field="code",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="shelves",
+    )
+
+class Book(models.Model):
+    """A model with django-simple-history's records (tests/test_batch_signals.py)."""
+
+    code = models.CharField(max_length=20, unique=True)
+    title = models.CharField(max_length=100)
+    copies = models.IntegerField(default=0)
+    history = HistoricalRecords()

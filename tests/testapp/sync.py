@@ -4,7 +4,7 @@ import threading
 
 import djsync
 
-from .models import Category, Member, Product
+from .models import Book, Category, Member, Product, Shelf
 
 
 @djsync.register
@@ -57,6 +57,18 @@ class MemberImporter(djsync.Importer):
 
 
 @djsync.register
+class PlainProductImporter(djsync.Importer):
+    """Only fields whose cells PostgreSQL may read as written (tests/test_rawcsv.py)."""
+
+    class Meta:
+        name = "test_products_plain"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "updated"]
+        delete = True
+
+
+@djsync.register
 class EuProductImporter(ProductImporter):
     """Only the EU slice of the catalogue: deletes stay inside the scope."""
 
@@ -100,6 +112,23 @@ class HookedProductImporter(ProductImporter):
         # The target keeps names in any case; compare them as the source writes them.
         values["name"] = values["name"].title()
         return values
+
+
+@djsync.register
+class PreparedProductImporter(ProductImporter):
+    """Hooks the staged path serves: records prepared (comment rows skipped, category codes
+    upper-cased) and rows normalized, foreign keys found after ``prepare_record``."""
+
+    class Meta(ProductImporter.Meta):
+        name = "test_products_prepared"
+
+    def prepare_record(self, record):
+        if record["sku"].startswith("#"):
+            return None
+        return {**record, "category_code": record["category_code"].upper()}
+
+    def normalize_source_row(self, values):
+        return {**values, "name": values["name"].title()}
 
 
 def _dotted_date(value):
@@ -214,3 +243,30 @@ class TeamMembersImporter(MembershipImporter):
         group_lookup = "code"
         member_column = "employee"
         member_lookup = "number"
+
+
+@djsync.register
+class ShelfImporter(djsync.Importer):
+    """A foreign key by natural key that stores the parent's ``to_field``, not its pk."""
+
+    category = djsync.Field("category_code", lookup="code", required=False)
+
+    class Meta:
+        name = "test_shelves"
+        model = Shelf
+        keys = ["code"]
+        fields = ["code"]
+        delete = True
+
+
+@djsync.register
+class BookImporter(djsync.Importer):
+    """Writes django-simple-history records of what it syncs (tests/test_batch_signals.py)."""
+
+    class Meta:
+        name = "test_books"
+        model = Book
+        keys = ["code"]
+        fields = ["code", "title", "copies"]
+        delete = True
+        history = True

@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.util import find_spec
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -337,12 +338,18 @@ class Command(BaseCommand):
             bar.close()
 
     def _show_progress(self, opts: dict[str, Any]) -> bool:
-        return (
+        shown = (
             not opts["no_progress"]
             and opts["verbosity"] > 0
             and opts["output"] == "text"
             and sys.stderr.isatty()
         )
+        if shown and find_spec("tqdm") is None:  # a bar is a nicety: say how to get one
+            if not getattr(self, "_told_tqdm", False):
+                self.stderr.write('(no progress bar without tqdm: pip install "djsync[progress]")')
+                self._told_tqdm = True
+            return False
+        return shown
 
     def _print_run(self, run: SyncRun, opts: dict[str, Any]) -> None:
         verbosity = opts["verbosity"]
