@@ -24,13 +24,13 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
 from djsync import permissions, queue, views
 from djsync.admin_export import SyncExportMixin
+from djsync.display import duration, when
 from djsync.forms import ModelUploadForm, SyncJobForm, UploadForm
 from djsync.mapping.registry import get_importer_class, importer_names
 from djsync.mapping.switches import job_fieldset_rows
@@ -177,10 +177,10 @@ class SyncJobAdmin(admin.ModelAdmin):
     def schedule_text(self, job: JobWithLastRun) -> str:
         if not job.schedule:
             return "—"
-        when = next_run_at(job.schedule, job.last_created_at) if job.enabled else None
-        if when is None:
+        next_at = next_run_at(job.schedule, job.last_created_at) if job.enabled else None
+        if next_at is None:
             return job.schedule
-        return format_html("{} ({})", job.schedule, date_format(when, "SHORT_DATETIME_FORMAT"))
+        return format_html("{} ({})", job.schedule, when(next_at, "SHORT_DATETIME_FORMAT"))
 
     @admin.display(description=_("last run"), ordering="last_created_at")
     def last_run(self, job: JobWithLastRun) -> str:
@@ -191,7 +191,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             reverse(f"{self.admin_site.name}:djsync_syncrun_change", args=[job.last_pk]),
             job.last_status,
             SyncRun.Status(job.last_status).label,
-            job.last_created_at.strftime("%Y-%m-%d %H:%M"),
+            when(job.last_created_at, "SHORT_DATETIME_FORMAT"),
             counts_html(job.last_created, job.last_updated, job.last_deleted, job.last_errors),
         )
 
@@ -316,7 +316,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("took"))
     def took(self, run: SyncRun) -> str:
-        return "—" if run.duration is None else f"{run.duration:.1f} s"
+        return duration(run.duration)
 
     def get_urls(self) -> list[URLPattern]:
         def page(view: Callable[..., HttpResponseBase], suffix: str, name: str) -> URLPattern:

@@ -153,10 +153,14 @@ DEFAULTS: dict[str, Any] = {
     # -- Admin and uploads (docs/security.md) -----------------------------------------------
     # Most addresses one job notifies (notify_on_failure): a failure is not a mailing list.
     "MAX_NOTIFY_ADDRESSES": 50,
-    # With an eager Celery (no broker), an upload larger than this many bytes is previewed
-    # in a background thread, so the upload page returns at once and shows progress;
-    # smaller ones inside the request. None: always inside the request.
-    "BACKGROUND_PREVIEW_SIZE": 1024 * 1024,
+    # With an eager Celery (no broker: the in-process default), the admin's runs — an
+    # upload's preview, an apply, "Run now" — work in a background thread of the web
+    # process, started when the request's transaction commits, so the browser lands on the
+    # run's progress page at once. False: inside the request (a server without threads).
+    "BACKGROUND_THREADS": True,
+    # With BACKGROUND_THREADS, an upload of at most this many bytes is previewed inside the
+    # request instead. 0: every upload in the background; None: none.
+    "BACKGROUND_PREVIEW_SIZE": 0,
     # -- Run history and failures (docs/security.md) ----------------------------------------
     # Row errors stored per run (messages, the first ones found); the run's counts stay
     # exact and a warning says how many were not stored. None stores every one.

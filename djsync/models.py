@@ -230,6 +230,9 @@ class SyncRun(models.Model):
     stats = models.JSONField(_("counts per model"), default=dict, blank=True)
     rows_read = models.PositiveIntegerField(_("rows read"), default=0)
     rows_applied = models.PositiveIntegerField(_("rows applied"), default=0)
+    #: How far the current phase has got, for the estimate every door shows
+    #: (djsync.runs.progress.snapshot): {"phase", "since", "at", "done", "total", "unit", "rows"}.
+    progress = models.JSONField(_("progress"), default=dict, blank=True)
     error = models.TextField(_("error"), blank=True)
     warnings = models.JSONField(_("warnings"), default=list, blank=True)
     task_id = models.CharField(_("task id"), max_length=255, blank=True)

@@ -20,7 +20,7 @@ from djsync.models import SyncJob, SyncRun
 from djsync.runs.orchestrator import get_job, new_run
 from djsync.uploads import release_upload
 
-__all__ = ["publish", "queue_apply", "queue_preview", "queue_run"]
+__all__ = ["in_background", "publish", "queue_apply", "queue_preview", "queue_run"]
 
 
 def queue_preview(
@@ -37,11 +37,11 @@ def queue_preview(
     to a worker once the surrounding transaction commits. ``format`` overrides the upload's
     extension; the stored file's extension is the format its preview reads it in.
 
-    With an eager Celery (no broker), an upload larger than ``BACKGROUND_PREVIEW_SIZE`` is
-    previewed in a background thread instead of inside the caller (the web request)."""
+    With an eager Celery (no broker), the preview runs in a background thread of this
+    process instead of inside the caller (the web request): see :func:`in_background`."""
     from django.db import transaction as tx
 
-    from djsync.tasks import preview_in_thread, preview_run  # the door this module serves
+    from djsync.tasks import preview_run, run_in_thread  # the door this module serves
 
     sync_run = new_run(
         job,
@@ -53,22 +53,30 @@ def queue_preview(
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
     )
-    if _in_background(upload):
-        tx.on_commit(lambda: preview_in_thread(sync_run.pk))
+    if _preview_in_background(upload):
+        tx.on_commit(lambda: run_in_thread(preview_run, sync_run.pk))
     else:
         tx.on_commit(lambda: _send(preview_run, sync_run))
     return sync_run
 
 
-def _in_background(upload: IO[bytes] | None) -> bool:
-    """A big upload with an eager Celery: previewed in a thread, not in the request."""
+def in_background() -> bool:
+    """Whether the admin's runs go to a background thread of this process: Celery runs its
+    tasks eagerly (no broker: the in-process default) and ``BACKGROUND_THREADS`` allows
+    threads. A broker's workers are the background otherwise."""
     from djsync.tasks import preview_run
 
+    return bool(settings.BACKGROUND_THREADS) and bool(preview_run.app.conf.task_always_eager)
+
+
+def _preview_in_background(upload: IO[bytes] | None) -> bool:
+    """A preview in a thread: see :func:`in_background`; an upload of at most
+    ``BACKGROUND_PREVIEW_SIZE`` bytes (None: every one) is previewed in the request."""
     limit = settings.BACKGROUND_PREVIEW_SIZE
-    size = getattr(upload, "size", None)
-    if upload is None or limit is None or size is None or size <= limit:
+    if not in_background() or limit is None:
         return False
-    return bool(preview_run.app.conf.task_always_eager)
+    size = getattr(upload, "size", None)
+    return upload is None or size is None or size > limit
 
 
 def queue_run(
@@ -81,12 +89,17 @@ def queue_run(
     upload_name: str | None = None,
     trigger: str = SyncRun.Trigger.COMMAND,
     user: Any = None,
+    background: bool = False,
     **options: Any,
 ) -> SyncRun:
     """Create a queued run (``runsync --async``, the HTTP API) and send it to a worker once
     the surrounding transaction commits; a ``file`` (a path) or an ``upload`` (an uploaded
-    file, shown as ``upload_name``) is copied to private upload storage for the worker."""
-    from djsync.tasks import execute_run
+    file, shown as ``upload_name``) is copied to private upload storage for the worker.
+
+    ``background`` (the admin's "Run now"): with an eager Celery the run goes to a thread
+    of this long-lived process (:func:`in_background`) instead of running in the caller; a
+    command, whose process ends with it, never asks for that."""
+    from djsync.tasks import execute_run, run_in_thread
 
     job = get_job(job)
     stored = ""
@@ -108,17 +121,24 @@ def queue_run(
         source_name=upload_name or (str(file) if file is not None else ""),
         upload=stored,
     )
-    transaction.on_commit(lambda: _send(execute_run, sync_run), using=router.db_for_write(SyncRun))
+    using = router.db_for_write(SyncRun)
+    if background and in_background():
+        transaction.on_commit(lambda: run_in_thread(execute_run, sync_run.pk), using=using)
+    else:
+        transaction.on_commit(lambda: _send(execute_run, sync_run), using=using)
     return sync_run
 
 
-def queue_apply(run: SyncRun, user: Any, *, options: dict[str, Any] | None = None) -> SyncRun:
+def queue_apply(
+    run: SyncRun, user: Any, *, options: dict[str, Any] | None = None, background: bool = False
+) -> SyncRun:
     """Send the apply of a previewed run to a worker once the surrounding transaction
     commits; the worker's apply claims the preview (previewed → applying) under the job's
     lock and checks it is not stale. ``options`` (what this apply was allowed to do: skip
     row errors, pass the delete guard) are kept on the run first. A broker that does not
-    answer leaves the preview, with a note, to apply later."""
-    from djsync.tasks import apply_run
+    answer leaves the preview, with a note, to apply later. ``background`` (the admin): with
+    an eager Celery, in a thread of this process (:func:`in_background`)."""
+    from djsync.tasks import apply_run, run_in_thread
 
     if options is not None and options != run.options:
         run.options = options
@@ -132,7 +152,11 @@ def queue_apply(run: SyncRun, user: Any, *, options: dict[str, Any] | None = Non
         except QueueError as exc:  # the preview stays, to apply once the broker answers
             SyncRun.objects.keep_preview(run, exc)
 
-    transaction.on_commit(send)
+    if background and in_background():
+        user_pk = getattr(user, "pk", None)
+        transaction.on_commit(lambda: run_in_thread(apply_run, run.pk, user_pk))
+    else:
+        transaction.on_commit(send)
     return run
 
 

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from djsync import permissions
+from djsync.display import duration, estimate_data, progress_text, run_estimate
 from djsync.exceptions import DjsyncError
 from djsync.mapping.registry import get_importer_class
 from djsync.models import SyncChange, SyncJob, SyncRun
@@ -118,6 +119,7 @@ def status_data(run: SyncRun, step: str, admin_site: AdminSite) -> dict[str, Any
         "rows_read": run.rows_read,
         "rows_applied": run.rows_applied,
         "counts": run.counts,
+        **estimate_data(run),
         "error": run.error,
         "done": done,
         "url": run_url(run, "change", admin_site),
@@ -229,6 +231,12 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         "errors_pages": page_links(request, errors_page, "errors_page"),
         "errors_csv_url": run_url(run, "errors_csv", admin_site),
         "paths": report.paths(run),  # staged: postgresql, generic: <why> (djsync.backends)
+        "took": {
+            "run": duration(run.duration),
+            "preview": duration(run.preview_duration),
+            "apply": duration(run.apply_duration),
+        },
+        "progress_text": progress_text(run_estimate(run)),
         **decision_context(request, run, admin_site),
         **result_context(request, run, admin_site),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +29,7 @@ from djsync.exceptions import RunCancelled, TransientSourceError
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import monitor
 from djsync.runs import orchestrator as services
+from djsync.runs.lifecycle import RUNNING
 
 logger = logging.getLogger("djsync")
 
@@ -110,30 +111,68 @@ def preview_run(self: RunTask, run_id: int) -> dict[str, Any]:
     return _work(self, run_id, services.execute_queued)
 
 
-def preview_in_thread(run_id: int) -> threading.Thread:
-    """Run :func:`preview_run` in a background thread of this process: what an eager Celery
-    (no broker) does with a big upload, so the upload page returns at once and its progress
-    page follows the run. The run records its own failure; the thread closes its database
-    connections when done."""
+def run_in_thread(task: Task, run_id: int, *args: Any) -> threading.Thread:
+    """Run ``task`` for a run in a background thread of this process, through the same task
+    and run lifecycle as on a worker: what an eager Celery (no broker, the in-process
+    default) does with the admin's work (djsync.queue.in_background), so that the request
+    returns at once and its progress page follows the run.
+
+    Called once the request's transaction has committed (the thread's own connection must
+    see the run). The run records its own failure; anything that escapes it (an error
+    before the run could record one) fails the run here, so that none is left queued or
+    running. The thread closes its database connections when done.
+    """
 
     def work() -> None:
         try:
-            result = preview_run.apply(args=(run_id,), throw=False)
+            result = task.apply(args=(run_id, *args), throw=False)
             if result.failed():
-                logger.warning("djsync preview of run %s failed: %s", run_id, result.result)
-        except Exception:  # never let a thread die with a traceback on stderr
-            logger.exception("djsync preview of run %s failed", run_id)
+                logger.warning("djsync: run %s in a thread failed: %s", run_id, result.result)
+                fail_left_over(run_id, result.result)
+        except BaseException as exc:  # never let a thread die with a traceback on stderr
+            logger.exception("djsync: run %s in a thread failed", run_id)
+            fail_left_over(run_id, exc)
         finally:
             db.connections.close_all()
+            BACKGROUND_RUNS.discard(threading.current_thread())
 
-    thread = threading.Thread(target=work, name=f"djsync-preview-{run_id}", daemon=True)
-    BACKGROUND_PREVIEWS.add(thread)
+    thread = threading.Thread(target=work, name=f"djsync-run-{run_id}", daemon=True)
+    BACKGROUND_RUNS.add(thread)
     thread.start()
     return thread
 
 
-#: Previews running in background threads of this process (see preview_in_thread).
-BACKGROUND_PREVIEWS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+def fail_left_over(run_id: int, exc: BaseException) -> None:
+    """After its thread ended: a run still queued or running has nobody working on it any
+    more; it ends failed with ``exc`` as its cause (the lifecycle's fail transition)."""
+    try:
+        sync_run = SyncRun.objects.select_related("job").filter(pk=run_id).first()
+        if sync_run is not None and sync_run.status in (SyncRun.Status.QUEUED, *RUNNING):
+            SyncRun.objects.fail(sync_run, exc)
+    except Exception:  # the database itself is gone: the stale-run reaper ends it later
+        logger.exception("djsync: could not record the failure of run %s", run_id)
+
+
+def working_on(run_id: int) -> bool:
+    """Whether a thread of this process works on the run now (it is alive, whatever its
+    heartbeat says: on SQLite a long apply writes none until it commits)."""
+    name = f"djsync-run-{run_id}"
+    return any(thread.name == name and thread.is_alive() for thread in list(BACKGROUND_RUNS))
+
+
+def wait_for_background_runs(timeout: float | None = None) -> bool:
+    """Wait until the runs this process started in threads (:func:`run_in_thread`) end;
+    False if some still work after ``timeout`` seconds. For tests and a clean shutdown."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in list(BACKGROUND_RUNS):
+        left = None if deadline is None else max(deadline - time.monotonic(), 0)
+        thread.join(left)
+    return not any(thread.is_alive() for thread in list(BACKGROUND_RUNS))
+
+
+#: Runs working in background threads of this process (see run_in_thread); a thread leaves
+#: it when done.
+BACKGROUND_RUNS: set[threading.Thread] = set()
 
 
 @shared_task(bind=True, name="djsync.apply_run")

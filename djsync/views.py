@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -29,6 +30,7 @@ from django.utils.translation import gettext as _
 from djsync import admin_columns as columns
 from djsync import permissions, queue
 from djsync.conf import settings
+from djsync.display import progress_text, run_estimate
 from djsync.exceptions import DjsyncError
 from djsync.exports.files import neutralize
 from djsync.forms import UploadForm
@@ -43,6 +45,7 @@ from djsync.run_page import (
     run_url,
     status_data,
 )
+from djsync.runs.monitor import is_stale, mark_dead
 from djsync.runs.report import key_text
 from djsync.uploads import (
     LimitedUploadHandler,
@@ -52,6 +55,8 @@ from djsync.uploads import (
     open_upload,
     release_upload,
 )
+
+logger = logging.getLogger("djsync")
 
 #: Bytes of an upload's body besides the file (boundaries, part headers, the CSRF token,
 #: the other fields): a Content-Length past MAX_UPLOAD_SIZE plus this is refused unread.
@@ -270,13 +275,24 @@ def progress(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpR
         "cancel_url": run_url(run, "cancel", admin_site),
         "can_cancel": may_cancel(request.user, run),
         "opts": SyncRun._meta,
+        "estimate": run_estimate(run),
+        "progress_text": progress_text(run_estimate(run)),
     }
     return TemplateResponse(request, "admin/djsync/progress.html", context)
 
 
 def status(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> JsonResponse:
-    """The run's state as JSON, for the progress page."""
+    """The run's state as JSON, for the progress page. A running run without a heartbeat
+    for STALE_AFTER seconds whose lock is free (its thread or worker died) is marked
+    failed here, so that the page never waits for ever."""
+    from djsync.tasks import working_on
+
     require_view(request, run)
+    if is_stale(run) and not working_on(run.pk):
+        try:
+            mark_dead(run)
+        except DatabaseError:  # SQLite busy with a long apply: the next poll looks again
+            logger.info("djsync: could not mark run %s dead", run.pk, exc_info=True)
     return JsonResponse(status_data(run, _step(request), admin_site))
 
 
@@ -304,7 +320,7 @@ def apply(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> HttpResp
     options = apply_overrides(request, run)
     if options is None:
         return redirect(run_url(run, "change", admin_site))
-    start(request, lambda: queue.queue_apply(run, request.user, options=options))
+    start(request, lambda: queue.queue_apply(run, request.user, options=options, background=True))
     return redirect(progress_url(run, "apply", admin_site))
 
 
@@ -408,9 +424,10 @@ def page_context(request: HttpRequest, admin_site: AdminSite) -> dict[str, Any]:
 def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun | None:
     """Run ``begin`` (which queues work on commit) and return its run.
 
-    With an eager Celery (the embedded default) the work runs right at commit and may
-    raise; the run has recorded the failure by then, so its page shows it. A failure
-    before any run exists becomes a message.
+    With an eager Celery (the embedded default) the work goes to a background thread at
+    commit (djsync.queue.in_background); with ``BACKGROUND_THREADS`` off it runs right at
+    commit and may raise: the run has recorded the failure by then, so its page shows it.
+    A failure before any run exists becomes a message.
     """
     expire_uploads()
     try:
@@ -427,7 +444,7 @@ def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun 
 
 
 def queue_job_run(job: SyncJob, user: Any) -> SyncRun:
-    return queue.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user)
+    return queue.queue_run(job, trigger=SyncRun.Trigger.ADMIN, user=user, background=True)
 
 
 # -- permissions -------------------------------------------------------------------------

@@ -92,6 +92,10 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # What jobs may reach (docs/security.md). tests/conftest.py points the "tests" file root at
 # each test's tmp_path, so a job names a file written there by its name.
 DJSYNC = {
+    # The admin's runs work inside the request: a test's transaction is invisible to a
+    # thread's own connection. tests/test_background.py turns threads on, in tests that
+    # commit (django_db(transaction=True)) and wait for the threads.
+    "BACKGROUND_THREADS": False,
     "FILE_ROOTS": {"tests": os.path.join(os.path.dirname(__file__), "artifacts")},
     "SQL_QUERIES": {
         "legacy_items": {

@@ -245,3 +245,44 @@ def test_search_skip_bad_rows_and_force_in_chromium(live_server, browser, seeded
     wait_for_run_page(page)
     assert page.inner_text("#djsync-status") == "succeeded"
     assert list(Product.objects.values_list("sku", flat=True)) == ["A1"]
+
+
+def test_the_progress_page_fills_its_bar_while_a_background_preview_reads(
+    live_server, browser, seeded, settings, tmp_path
+):
+    """Without a broker the preview works in a thread: the browser lands on the progress
+    page at once, whose bar and line show the bytes read of the file's size and the rows."""
+    from djsync import tasks
+    from tests.testapp.sync import GATE
+
+    settings.DJSYNC = {**settings.DJSYNC, "BACKGROUND_THREADS": True, "FAST_PATH": False}
+    job = SyncJob.objects.create(name="waiting", importer="test_products_waiting")
+    lines = [f"S{i:04},Product {i},1.50,{i},2026-01-02,yes" for i in range(3000)]
+    lines[1500] = "WAIT,Wait,1.00,1,2026-01-02,yes"  # the run waits here for GATE
+    path = tmp_path / "big.csv"
+    path.write_text("sku,name,price,qty,updated,active\n" + "\n".join(lines) + "\n")
+    GATE.clear()
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "pw")
+        page.click("input[type=submit]")
+        page.wait_for_url(re.compile(r"/admin/$"))
+        page.goto(f"{live_server.url}/admin/djsync/syncjob/{job.pk}/upload/")
+        page.set_input_files("input[name=file]", str(path))
+        page.click("#djsync-upload")
+        page.wait_for_url(re.compile(r"/progress/\?step=preview$"))
+        text = page.locator("#djsync-progress-text")
+        text.filter(has_text="1,000 rows").wait_for()
+        assert " of " in text.inner_text() and "%" in text.inner_text()
+        value = float(page.get_attribute("#djsync-progress-bar", "value") or 0)
+        assert 0 < value < 100
+        GATE.set()
+        page.wait_for_url(re.compile(r"/admin/djsync/syncrun/\d+/change/$"))
+        assert page.inner_text("#djsync-status") == "previewed"
+    finally:
+        GATE.set()
+        assert tasks.wait_for_background_runs(timeout=30)
+        GATE.clear()

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import stat
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -734,41 +733,3 @@ def test_the_default_upload_folder_is_inside_the_project(settings, tmp_path):
     settings.BASE_DIR = tmp_path / "project"
     assert Path(storage().location) == tmp_path / "project" / "djsync-uploads"
     assert not str(storage().location).startswith("/tmp/djsync-uploads")
-
-
-# -- big uploads are previewed off the request ---------------------------------------------
-@pytest.mark.django_db(transaction=True)
-def test_a_big_upload_is_previewed_in_the_background(
-    make_job, make_user, settings, upload_root, monkeypatch
-):
-    from djsync import tasks
-
-    settings.DJSYNC = {**settings.DJSYNC, "BACKGROUND_PREVIEW_SIZE": 10}
-    job = make_job("test_products", name="products")
-    go = threading.Event()
-    real = tasks.preview_run.apply
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        # The whole preview waits, its first query included: on SQLite the test database
-        # is shared-cache memory, where a write beside this thread's read fails at once.
-        assert go.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tasks.preview_run, "apply", slow)
-    client = Client()
-    client.force_login(make_user(*PREVIEW))
-    response = client.post(
-        upload_url(job), {"file": csv_upload([["C1", "Cup", "3", "1", "", "yes"]])}
-    )
-    run = SyncRun.objects.get()
-    assert response.status_code == 302  # returned while the preview waits
-    assert run.status in ("queued", "reading")
-    status = client.get(run_url(run, "status")).json()
-    assert status["done"] is False
-    go.set()
-    for thread in list(tasks.BACKGROUND_PREVIEWS):
-        thread.join(20)
-    run.refresh_from_db()
-    assert run.status == "previewed" and run.created == 1, run.error
-    assert client.get(run_url(run, "status")).json()["done"] is True
-    assert not Product.objects.exists()

@@ -10,6 +10,7 @@ import pytest
 
 import djsync
 from djsync.exceptions import ConfigurationError, SourceError, TransientSourceError
+from djsync.runs.progress import Extent
 from djsync.sources import HttpSource, get_source
 from tests.httpserver import ApiServer, Reply, Request, allow, serve
 from tests.testapp.models import Product
@@ -103,6 +104,33 @@ def test_page_number_without_size_stops_at_an_empty_page(api):
     source = HttpSource(api.url("/paged"), records="results", pagination={"style": "page"})
     assert len(list(source.read())) == 7
     assert [r.query["page"] for r in api.hits("/paged")] == ["1", "2", "3", "4"]
+
+
+def test_a_declared_total_gives_the_read_its_extent(api):
+    """DRF's ``count`` (records) or a page count: the run's progress has a total."""
+
+    def counted(request: Request) -> Reply:
+        reply = paged(request)
+        return Reply(body={"count": len(CATALOGUE), "pages": 3, **reply.body})
+
+    api.route("/counted", counted)
+    options = {"style": "page", "size_param": "per_page", "size": 3}
+    source = HttpSource(api.url("/counted"), records="results", pagination=options)
+    seen = [source.extent() for _ in source.read()]
+    assert seen[0] is None and seen[-1] == Extent(done=2, total=None, unit="pages")
+    by_records = HttpSource(
+        api.url("/counted"), records="results", pagination={**options, "total": "count"}
+    )
+    seen = [by_records.extent() for _ in by_records.read()]
+    assert seen[3] == Extent(done=4, total=7, unit="records")  # known once page 1 is in
+    assert by_records.extent() == Extent(done=7, total=7, unit="records")
+    by_pages = HttpSource(
+        api.url("/counted"), records="results", pagination={**options, "total_pages": "pages"}
+    )
+    list(by_pages.read())
+    assert by_pages.extent() == Extent(done=3, total=3, unit="pages")
+    with pytest.raises(ConfigurationError, match="pagination total is the dotted path"):
+        HttpSource(api.url("/counted"), pagination={**options, "total": 7})
 
 
 def test_offset_limit_pagination(api):

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
-from django.conf import settings as django_settings
 from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from djsync.backends import rawcsv, staged
 from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
+from djsync.backends.pgjson import json_sql
 from djsync.backends.staged import (
     _LOWEST,
     LIVE,
@@ -83,47 +83,6 @@ def _psycopg3(importer: BaseImporter) -> str | None:
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     return None if is_psycopg3 else "the fast path needs psycopg 3"
-
-
-_DATETIME_TAIL = (
-    " || CASE WHEN mod(date_part('microseconds', {0})::bigint, 1000000) <> 0"
-    " THEN '.' || lpad((mod(date_part('microseconds', {0})::bigint, 1000000) / 1000)::text,"
-    " 3, '0') ELSE '' END"
-)
-
-
-def json_sql(field: models.Field) -> str | None:
-    """SQL turning a column of ``field``'s type into the JSON ``DjangoJSONEncoder`` writes
-    for the Python value (so stored changes match the generic path), or None."""
-    if isinstance(field, models.DecimalField):
-        # str(Decimal) switches to exponent notation below 1e-6; numeric::text never does.
-        return "to_jsonb(({0})::text)" if (field.decimal_places or 0) <= 6 else None
-    if isinstance(field, models.DateTimeField):
-        zone = " || 'Z'" if django_settings.USE_TZ else ""
-        return (
-            "to_jsonb(to_char(({0})::timestamp, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-            + _DATETIME_TAIL
-            + zone
-            + ")"
-        )
-    if isinstance(field, models.DateField):
-        return "to_jsonb(to_char({0}, 'YYYY-MM-DD'))"
-    if isinstance(field, models.TimeField):
-        return "to_jsonb(to_char(date '2000-01-01' + {0}, 'HH24:MI:SS')" + _DATETIME_TAIL + ")"
-    if isinstance(field, models.UUIDField):
-        return "to_jsonb(({0})::text)"
-    if isinstance(field, models.JSONField):
-        return "{0}" if field.decoder is None else None
-    if isinstance(
-        field,
-        models.CharField
-        | models.TextField
-        | models.BooleanField
-        | models.IntegerField
-        | models.FloatField,
-    ):
-        return "to_jsonb({0})"
-    return None
 
 
 # -- the plan -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.expressions import Combinable
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -225,7 +226,8 @@ class SyncRunQuerySet(models.QuerySet[Any]):
         """Record a running run whose worker died as failed (its transaction rolled back:
         nothing written); then its mail. False if it moved on meanwhile."""
         last = run.heartbeat_at or run.started_at
-        when = timezone.localtime(last).strftime("%Y-%m-%d %H:%M:%S") if last else "never"
+        # In the site's time zone and format, as every time a run shows (djsync.display).
+        when = date_format(timezone.localtime(last), "DATETIME_FORMAT") if last else "never"
         written = (
             _("what an API target took before stays; a new run picks up from there")
             if run.status == APPLYING and _untransacted(run)

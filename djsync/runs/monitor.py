@@ -28,12 +28,12 @@ from djsync.conf import settings
 from djsync.exceptions import QueueError, RunCancelled, RunLocked
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import locks
-from djsync.runs.lifecycle import RUNNING
+from djsync.runs.lifecycle import READING, RUNNING
 from djsync.runs.lifecycle import (
     end_status as end_status,  # re-exported: services imports it from here
 )
 from djsync.runs.lifecycle import retry_pending as retry_pending  # re-exported: tasks sets it here
-from djsync.runs.progress import Progress
+from djsync.runs.progress import Extent, Progress, snapshot
 
 logger = logging.getLogger("djsync")
 
@@ -85,6 +85,11 @@ class RunMonitor:
         self.rows_read = 0
         self.rows_applied = 0
         self.total = 0
+        #: The current phase's progress as recorded on the run (progress.snapshot); the
+        #: extent its source last told, and when the phase began (epoch seconds).
+        self.recorded: dict[str, Any] = {}
+        self.extent: Extent | None = None
+        self.since = time.time()
         self.lost_lock = False
         #: A lease in SQLite: one writer at a time, so while the run's own connection holds a
         #: write transaction another connection cannot renew it (it would wait, then fail).
@@ -126,14 +131,33 @@ class RunMonitor:
             heartbeat_at=timezone.now(),
             rows_read=self.rows_read,
             rows_applied=self.rows_applied,
+            **({"progress": self.recorded} if self.recorded else {}),
         )
 
     # callbacks
     def progress(self, outer: Progress) -> Progress:
         """A Progress that feeds this monitor, then the caller's own callbacks."""
 
+        def on_extent(extent: Extent) -> None:
+            self.extent = extent
+            if outer.on_extent:
+                outer.on_extent(extent)
+
         def on_read(rows: int) -> None:
             self.rows_read = rows
+            extent = self.extent or Extent(done=rows, total=None, unit="rows")
+            self.recorded = snapshot(
+                "reading",
+                self.since,
+                done=extent.done,
+                total=extent.total,
+                unit=extent.unit,
+                rows=rows,
+            )
+            # On the run's own connection: no transaction is open while a source is read.
+            SyncRun.objects.filter(pk=self.run.pk).update(
+                rows_read=rows, heartbeat_at=timezone.now(), progress=self.recorded
+            )
             self.check(every=self.write_every)
             self._report()
             if outer.on_read:
@@ -141,6 +165,14 @@ class RunMonitor:
 
         def on_apply(done: int, total: int) -> None:
             self.rows_applied, self.total = done, total
+            self.recorded = snapshot(
+                "applying",
+                self.since,
+                done=done,
+                total=total,
+                unit="changes",
+                rows=self.rows_read,
+            )
             self.check(every=0 if done >= total else self.write_every)  # always before commit
             if time.monotonic() - self._last_write >= self.write_every:
                 self._last_write = time.monotonic()
@@ -150,6 +182,8 @@ class RunMonitor:
                 outer.on_apply(done, total)
 
         def on_status(status: str) -> None:
+            if status != self.status or status == READING:  # a phase (or a source) begins
+                self.since, self.extent, self.recorded = time.time(), None, {}
             self.status = status
             if status in RUNNING:
                 self.check()
@@ -157,7 +191,13 @@ class RunMonitor:
             if outer.on_status:
                 outer.on_status(status)
 
-        return Progress(on_read=on_read, on_apply=on_apply, on_status=on_status, extra=outer.extra)
+        return Progress(
+            on_read=on_read,
+            on_apply=on_apply,
+            on_status=on_status,
+            on_extent=on_extent,
+            extra=outer.extra,
+        )
 
     def renew(self) -> None:
         self._last_renew = time.monotonic()
@@ -216,6 +256,7 @@ class RunMonitor:
             "rows_read": self.rows_read,
             "rows_applied": self.rows_applied,
             "total": self.total,
+            "progress": self.recorded,
             "pid": os.getpid(),
         }
 
@@ -367,7 +408,13 @@ def follow(
     queued_since = time.monotonic()
     while True:
         sync_run = SyncRun.objects.select_related("job").get(pk=run_id)
-        seen = (sync_run.status, sync_run.rows_read, sync_run.rows_applied, sync_run.error)
+        seen = (
+            sync_run.status,
+            sync_run.rows_read,
+            sync_run.rows_applied,
+            (sync_run.progress or {}).get("done"),
+            sync_run.error,
+        )
         if on_update and seen != last:
             on_update(sync_run)
             last = seen

@@ -72,6 +72,7 @@ def failure_mail(sync_run: SyncRun) -> tuple[str, str]:
     }
     lines = [
         report.summary_line(sync_run),
+        report.times_line(sync_run),
         "",
         _("Error: %(error)s") % {"error": sync_run.error or _("unknown")},
         "",
@@ -101,6 +102,7 @@ def change_mail(sync_run: SyncRun) -> tuple[str, str]:
     ) % {"job": sync_run.job.name, "run": sync_run.pk, "changed": changed}
     lines = [
         report.summary_line(sync_run),
+        report.times_line(sync_run),
         "",
         _("Job %(name)r is set to warn on change; this run changed the target.")
         % {"name": sync_run.job.name},

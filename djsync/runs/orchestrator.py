@@ -201,12 +201,18 @@ def execute(
         todo = steps.make_steps(job, sync_run.options, export=export)
         held.callback(steps.close, todo)  # staging tables go when the run ends
 
+        reading: list[Source] = []  # the source being read, for its extent
+
         def source_of(step: steps.Step) -> Source:
             if step.source is not None:  # an export: the model's rows in scope
                 return step.source
             if source is not None and not steps.is_multi(job):
-                return source
-            return make_source(job, step.importer, file=file, source_options=source_options)
+                reading[:] = [source]
+            else:
+                reading[:] = [
+                    make_source(job, step.importer, file=file, source_options=source_options)
+                ]
+            return reading[0]
 
         steps.plan_steps(
             sync_run,
@@ -215,7 +221,7 @@ def execute(
             on_source=lambda names: runs.advance(
                 sync_run, SyncRun.Status.READING, progress=progress, source_name=names
             ),
-            progress=_read_progress(sync_run, progress),
+            progress=_read_progress(progress, reading),
         )
         runs.advance(sync_run, SyncRun.Status.DIFFING, progress=progress)
         steps.record_plans(sync_run, todo)
@@ -349,9 +355,14 @@ def fail(sync_run: SyncRun, exc: BaseException, progress: Progress | None = None
     SyncRun.objects.fail(sync_run, exc, progress=progress)
 
 
-def _read_progress(sync_run: SyncRun, progress: Progress) -> Callable[[int], None]:
+def _read_progress(progress: Progress, reading: list[Source]) -> Callable[[int], None]:
+    """Rows read so far, told with how far through its source the read is (its extent);
+    the run's monitor records both (djsync.runs.monitor)."""
+
     def report(rows: int) -> None:
-        SyncRun.objects.filter(pk=sync_run.pk).update(rows_read=rows, heartbeat_at=timezone.now())
+        extent = reading[0].extent() if reading else None
+        if extent is not None and progress.on_extent:
+            progress.on_extent(extent)
         if progress.on_read:
             progress.on_read(rows)
 

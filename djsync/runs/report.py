@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from djsync.display import duration, when
 from djsync.engine.row_errors import group_errors
 from djsync.mapping.memberships import membership_label
 from djsync.models import SyncChange, SyncRun
@@ -95,7 +98,7 @@ def path_line(run: SyncRun) -> str | None:
 def summary_line(run: SyncRun) -> str:
     mode = _(" (dry run)") if run.dry_run and not wrote_nothing(run) else ""
     took = (
-        _(" in %(duration)s s") % {"duration": format(run.duration, ".2f")}
+        _(" in %(duration)s") % {"duration": duration(run.duration)}
         if run.duration is not None
         else ""
     )
@@ -137,6 +140,16 @@ def _export_text(stats: dict[str, Any]) -> str:
     elif "created" in stats:
         line += f" ({counts_text({'errors': 0, **stats})})"
     return line
+
+
+def times_line(run: SyncRun) -> str:
+    """When the run was queued, started and finished, in the site's time zone and format."""
+    parts = [_("queued %(when)s") % {"when": when(run.created_at)}]
+    if run.started_at:
+        parts.append(_("started %(when)s") % {"when": when(run.started_at)})
+    if run.finished_at:
+        parts.append(_("finished %(when)s") % {"when": when(run.finished_at)})
+    return ", ".join(parts)
 
 
 def key_text(key: list[Any]) -> str:
@@ -299,6 +312,10 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
         "per_model": run.stats,
         "paths": paths(run),
         "duration": run.duration,
+        # ISO 8601 in the site's time zone, its offset given: never UTC read as local.
+        "queued_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
         "error": run.error or None,
         "warnings": run.warnings,
         "error_groups": error_groups(run),
@@ -326,3 +343,7 @@ def run_as_dict(run: SyncRun, *, changes: bool = False, error_limit: int = 100) 
             for c in run.changes.order_by("pk").iterator(chunk_size=2000)
         ]
     return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else timezone.localtime(value).isoformat()

@@ -9,6 +9,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from djsync.exceptions import ConfigurationError
+from djsync.runs.progress import Extent
 
 #: A cell that a row does not have at all (a CSV row shorter than its header), as opposed to
 #: an empty one: the importer reports it as a row error, never fills it with a default.
@@ -115,6 +116,12 @@ class Source:
                 "which job options are safe (it needs a from_job() classmethod)",
             )
         return rule(cls, options, base=base, context=context)
+
+    def extent(self) -> Extent | None:
+        """Optional: how far :meth:`read` has got, for the run's progress and its estimate
+        (a file: bytes read of its size; an API: pages). Called between batches of rows
+        while the read goes on; None (the default) when the source cannot tell cheaply."""
+        return None
 
     def read_rows(self) -> Iterator[list[Any]] | None:
         """Optional, for speed: the records as lists of cells in :attr:`columns` order (the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from django.utils.translation import gettext
 from djsync.conf import settings
 from djsync.exceptions import SourceError
 from djsync.exports.files import unneutralize_cells
+from djsync.runs.progress import Extent
 from djsync.sources.base import MISSING, Source
 from djsync.sources.bounds import (
     CHUNK,
@@ -32,6 +34,9 @@ from djsync.sources.structured import StructuredReading
 from djsync.sources.workbooks import WorkbookReading
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "xlsx", "xls", "ods", "yaml")
+#: Formats read from the start of the file to its end as their rows come: how far through
+#: the file the read is tells how far through the rows it is.
+STREAMED_FORMATS = ("csv", "tsv", "jsonl", "json")
 _ALIASES = {"ndjson": "jsonl", "yml": "yaml", "txt": "csv"}
 
 
@@ -95,6 +100,8 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         self.row: int | None = None
         #: Row number of the last blank line skipped: progress the length check sees.
         self._blank: int | None = None
+        #: The file being read and its size in bytes, for :meth:`extent`.
+        self._reading: tuple[IO[bytes], int] | None = None
 
     # -- opening -------------------------------------------------------------------------
     @contextmanager
@@ -102,13 +109,38 @@ class FileSource(StructuredReading, WorkbookReading, Source):
         if self.path is not None:
             follow = not getattr(self, "checked_path", False)
             with open_regular(self.path, self._error, follow=follow) as handle:
-                yield handle
+                with self._measured(handle):
+                    yield handle
         else:
             assert self.file is not None
             check_open_file(self.file, self._error)
             if hasattr(self.file, "seek"):
                 self.file.seek(0)
-            yield self.file
+            with self._measured(self.file):
+                yield self.file
+
+    @contextmanager
+    def _measured(self, handle: IO[bytes]) -> Iterator[None]:
+        """Keep the handle and its size while it is read, for :meth:`extent`: formats read
+        front to back only (a workbook's zip directory is at its end; xls, yaml and ods are
+        parsed whole before their first row)."""
+        size = _size(handle) if self.format in STREAMED_FORMATS else None
+        self._reading = (handle, size) if size else None
+        try:
+            yield
+        finally:
+            self._reading = None
+
+    def extent(self) -> Extent | None:
+        """Bytes read of the file's size (what was read ahead of the rows counts as read)."""
+        if self._reading is None:
+            return None
+        handle, size = self._reading
+        try:
+            done = handle.tell()
+        except (OSError, ValueError, AttributeError):
+            return None
+        return Extent(done=min(done, size), total=size, unit="bytes")
 
     def _error(
         self, message: str, row: int | None = None, column: str | None = None
@@ -353,6 +385,25 @@ class FileSource(StructuredReading, WorkbookReading, Source):
     # -- YAML ----------------------------------------------------------------------------
 
     # -- workbooks -----------------------------------------------------------------------
+
+
+def _size(handle: IO[bytes]) -> int | None:
+    """A file's size in bytes without reading it: from its descriptor, an upload's ``size``,
+    or a seek to its end and back; None when none of these can tell."""
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    size = getattr(handle, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        here = handle.tell()
+        end = handle.seek(0, io.SEEK_END)
+        handle.seek(here)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return end
 
 
 def _chain(first: Iterable[Any], rest: Iterable[Any]) -> Iterator[Any]:

@@ -23,13 +23,14 @@ from django.utils.translation import gettext
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
 from djsync.extras import lazy
+from djsync.runs.progress import Extent
 from djsync.sources.base import Source
 from djsync.sources.http_fetch import Fetcher, Page
 from djsync.sources.http_limits import (
     Clock,
-    StreamedList,
     deadline_transport,
 )
+from djsync.sources.http_pages import check_pagination, declared_total, dig
 from djsync.sources.http_trust import (
     BaseUrl,
     Credential,
@@ -47,9 +48,6 @@ else:
 
 __all__ = ["HttpSource", "dig", "get_credential"]
 
-PAGINATION_STYLES = ("page", "offset", "cursor", "next")
-#: Pagination options that are whole numbers.
-PAGINATION_NUMBERS = ("start", "size", "limit")
 #: Headers djsync sets itself: a job setting them could reroute the request (Host), smuggle
 #: a second one (framing headers) or ask for an encoding that is not inflated in bounds.
 RESERVED_HEADERS = frozenset(
@@ -80,29 +78,6 @@ def _too_long(value: Any, most: int) -> bool:
         return True
 
 
-def dig(data: Any, path: str | None) -> Any:
-    """``dig({"a": {"b": [1]}}, "a.b")`` → ``[1]``; a missing step raises KeyError."""
-    if not path:
-        return data
-    for step in path.split("."):
-        if isinstance(data, StreamedList):
-            # The records of a page were handed out as they came: first and last are kept.
-            index = int(step) if step.lstrip("-").isdigit() else None
-            if index in (0, -data.count) and data.count:
-                data = data.first
-            elif index in (-1, data.count - 1) and data.count:
-                data = data.last
-            else:
-                raise KeyError(step)
-        elif isinstance(data, dict):
-            data = data[step]
-        elif isinstance(data, list) and step.lstrip("-").isdigit():
-            data = data[int(step)]
-        else:
-            raise KeyError(step)
-    return data
-
-
 class HttpSource(Source):
     """Reads JSON records from an HTTP API.
 
@@ -122,7 +97,9 @@ class HttpSource(Source):
       "per_page", "size": 100}``; ``{"style": "offset", "offset_param": "offset",
       "limit_param": "limit", "limit": 100}``; ``{"style": "cursor", "param": "cursor",
       "path": "meta.next_cursor"}``; ``{"style": "next", "path": "links.next"}`` (or no
-      path: the ``Link: <…>; rel="next"`` header).
+      path: the ``Link: <…>; rel="next"`` header). Any style may add ``"total"``, the dotted
+      path to the number of records the API declares (``"count"``, ``"meta.total"``), or
+      ``"total_pages"``, to the number of pages: the run's progress then has a total.
     - ``timeout``, ``retries``, ``backoff``, ``max_pages``: defaults from the HTTP_* settings.
       Whatever they say, a read ends by ``HTTP_DEADLINE`` and each response by
       ``HTTP_RESPONSE_DEADLINE``; those, ``HTTP_MAX_BODY``, ``HTTP_MAX_REDIRECTS`` and
@@ -218,23 +195,7 @@ class HttpSource(Source):
             )
         self.records_path = records
         self.pagination = dict(pagination or {})
-        style = self.pagination.get("style")
-        if self.pagination and style not in PAGINATION_STYLES:
-            raise ConfigurationError(
-                gettext("%(name)s: pagination style must be one of %(pagination_styles)s")
-                % {"name": self.name, "pagination_styles": ", ".join(PAGINATION_STYLES)}
-            )
-        for option in PAGINATION_NUMBERS:
-            value = self.pagination.get(option)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise ConfigurationError(
-                    gettext(
-                        "%(name)s: pagination %(option)s must be a whole number ≥ 0, not %(value)r"
-                    )
-                    % {"name": self.name, "option": option, "value": value}
-                )
+        check_pagination(self.name, self.pagination)
         self.timeout = self._number("timeout", timeout, settings.HTTP_TIMEOUT)
         self.retries = int(self._number("retries", retries, settings.HTTP_RETRIES))
         self.backoff = self._number("backoff", backoff, settings.HTTP_BACKOFF)
@@ -246,6 +207,9 @@ class HttpSource(Source):
         self.transport = transport
         self.columns = None
         self.pages_read = 0
+        #: Records handed out so far, and the totals the API declares (for :meth:`extent`).
+        self.records_read = 0
+        self.declared: tuple[int, str] | None = None
         self.setup_incremental(incremental)
         for header, value in self.header_options.items():
             lowered = str(header).lower()
@@ -400,6 +364,16 @@ class HttpSource(Source):
         return headers, query, secrets
 
     # -- reading -------------------------------------------------------------------------
+    def extent(self) -> Extent | None:
+        """Records read of the total the API declares, or pages of its page count (the
+        ``total`` and ``total_pages`` pagination options); else pages fetched so far, of a
+        number not known before the last."""
+        if self.declared is not None:
+            total, unit = self.declared
+            done = self.records_read if unit == "records" else self.pages_read
+            return Extent(done=min(done, total), total=total, unit=unit)
+        return Extent(done=self.pages_read, total=None, unit="pages") if self.pages_read else None
+
     def read(self) -> Iterator[dict[str, Any]]:
         bases = self._allowed_start()
         credentials = self._credentials()
@@ -460,10 +434,14 @@ class HttpSource(Source):
                 if self.columns is None or len(columns) > len(self.columns):
                     self.columns = list(columns)
                 started = time.monotonic()
-                yield from batch
+                for record in batch:
+                    self.records_read += 1
+                    yield record
                 # The time the run spent on these records is not the server's.
                 fetcher.clock.extend(time.monotonic() - started)
             self.pages_read += 1
+            if self.pages_read == 1:
+                self.declared = declared_total(self.pagination, page.document)
             records = page.records
             count = records.count if records is not None else 0
             url = self._next_url(style, page, count, seen_links, seen_cursors, fetcher)

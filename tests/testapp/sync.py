@@ -1,5 +1,7 @@
 """Importers the tests use, registered under test_* names."""
 
+import threading
+
 import djsync
 
 from .models import Book, Category, Member, Product, Shelf
@@ -139,6 +141,28 @@ def _comma_decimal(value):
     from decimal import Decimal
 
     return Decimal(value.replace(",", "."))
+
+
+#: Opened by a test: a run of test_products_waiting waits for it at a row whose SKU is WAIT,
+#: so that a test sees the run in the middle of its work (tests/test_background.py).
+GATE = threading.Event()
+
+
+class Crash(BaseException):
+    """Not an Exception: nothing on the way catches it, the run's own failure included."""
+
+
+@djsync.register
+class WaitingProductImporter(ProductImporter):
+    class Meta(ProductImporter.Meta):
+        name = "test_products_waiting"
+
+    def prepare_record(self, record):
+        if record["sku"] == "WAIT" and not GATE.wait(30):
+            raise RuntimeError("the test never opened the gate")
+        if record["sku"] == "CRASH":
+            raise Crash("the process lost its footing")
+        return record
 
 
 @djsync.register

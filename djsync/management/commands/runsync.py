@@ -23,6 +23,7 @@ from djsync.mapping.switches import SWITCHES, Switch, flag_options
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import orchestrator as services
 from djsync.runs import report
+from djsync.runs.progress import Extent
 
 #: Kinds of row error the summary lists at verbosity 1 (every stored one at 2).
 ERROR_GROUPS_SHOWN = 10
@@ -265,7 +266,10 @@ class Command(BaseCommand):
         lines = opts["verbosity"] >= 2 and not bar.enabled
 
         def show(current: SyncRun) -> None:
+            recorded = current.progress or {}
             if bar.enabled and current.status == SyncRun.Status.READING:
+                if recorded.get("phase") == "reading" and recorded.get("total"):
+                    bar._extent(Extent(recorded["done"], recorded["total"], recorded["unit"]))
                 bar._read(current.rows_read)
             elif bar.enabled and current.status == SyncRun.Status.APPLYING:
                 changes = current.created + current.updated + current.deleted
@@ -354,6 +358,7 @@ class Command(BaseCommand):
             return
         style = self.style.SUCCESS if run.status != SyncRun.Status.FAILED else self.style.ERROR
         self.stdout.write(style(report.summary_line(run)))
+        self.stdout.write(f"  {report.times_line(run)}")
         if (path := report.path_line(run)) is not None:
             self.stdout.write(f"  {path}")
         for warning in run.warnings:
@@ -453,35 +458,60 @@ def _count(value: str) -> int:
 
 
 class _ProgressBar:
-    """A tqdm bar on stderr while the run reads and applies; nothing when not a terminal."""
+    """A tqdm bar on stderr while the run reads and applies; nothing when not a terminal.
 
-    def __init__(self, label: str, *, enabled: bool) -> None:
+    While a file is read the bar counts its bytes against its size (a total known for
+    free), with the rows read beside them; a source that cannot say how far it is (a
+    query, an API without a total) shows rows and their rate. The apply counts changes
+    against the plan's. tqdm gives the rate and the time left."""
+
+    def __init__(self, label: str, *, enabled: bool, file: Any = None) -> None:
         self.label = label
         self.enabled = enabled
+        self.file = file
         self.bar: Any = None
+        self.extent: Extent | None = None
 
     def progress(self) -> services.Progress:
         if not self.enabled:
             return services.Progress()
-        return services.Progress(on_read=self._read, on_apply=self._apply)
+        return services.Progress(on_read=self._read, on_apply=self._apply, on_extent=self._extent)
+
+    def _extent(self, extent: Extent) -> None:
+        self.extent = extent
 
     def _read(self, rows: int) -> None:
-        self._ensure(f"{self.label}: reading", None)
-        self.bar.n = rows
+        extent = self.extent
+        if extent is not None and extent.total:
+            self._ensure(f"{self.label}: reading", extent.total, extent.unit)
+            self.bar.n = extent.done
+            self.bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+        else:
+            self._ensure(f"{self.label}: reading", None, "rows")
+            self.bar.n = rows
         self.bar.refresh()
 
     def _apply(self, done: int, total: int) -> None:
-        self._ensure(f"{self.label}: applying", total)
+        self._ensure(f"{self.label}: applying", total, "changes")
         self.bar.n = done
         self.bar.refresh()
 
-    def _ensure(self, desc: str, total: int | None) -> None:
+    def _ensure(self, desc: str, total: int | None, unit: str) -> None:
         from tqdm import tqdm
 
-        if self.bar is not None and self.bar.desc.startswith(desc):
+        if self.bar is not None and self.bar.desc.startswith(desc) and self.bar.total == total:
             return
         self.close()
-        self.bar = tqdm(total=total, desc=desc, unit=" rows", file=sys.stderr, leave=False)
+        in_bytes = unit == "bytes"
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="B" if in_bytes else f" {unit}",
+            unit_scale=in_bytes,
+            unit_divisor=1024 if in_bytes else 1000,
+            file=self.file or sys.stderr,
+            leave=False,
+        )
 
     def close(self) -> None:
         if self.bar is not None:

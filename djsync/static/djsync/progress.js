@@ -21,10 +21,19 @@
     var delay = 700;
 
     function show(data) {
-      ["label", "rows_read", "rows_applied"].forEach(function (name) {
+      ["label", "rows_read", "rows_applied", "progress_text"].forEach(function (name) {
         var el = box.querySelector('[data-field="' + name + '"]');
         if (el) { el.textContent = data[name]; }
       });
+      // A known total fills the bar; otherwise it stays indeterminate (no value).
+      var bar = box.querySelector("progress");
+      var percent = data.progress && data.progress.percent;
+      if (bar && typeof percent === "number") {
+        bar.max = 100;
+        bar.value = percent;
+      } else if (bar) {
+        bar.removeAttribute("value");
+      }
     }
 
     function tick() {
