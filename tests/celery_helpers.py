@@ -1,4 +1,5 @@
-"""What the real-worker tests need inside the worker: a flaky source and a gated importer.
+"""What the real-worker tests need inside the worker: a flaky source, a gated importer and
+an importer writing to an HTTP API.
 
 Imported by the worker through ``CELERY_IMPORTS`` (tests/celery_worker_settings.py) and by
 the tests themselves. The gate lets a test stop a worker in the middle of an apply, without
@@ -14,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from django.db import models
+
 import djsync
 from djsync.exceptions import TransientSourceError
 from djsync.sources import FileSource, register_source
 from djsync.sources.policy import JobContext, check_keys, resolve_path
+from djsync.targets import HttpApiTarget
 from tests.testapp.sync import ProductImporter
 
 
@@ -73,3 +77,30 @@ class GatedProductImporter(ProductImporter):
                 while hold.exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
         return super().to_model_values(values)
+
+
+class WorkerThings(HttpApiTarget):
+    """tests/httpserver.py's Collection, served by the test process: its address comes from
+    ``DJSYNC_TEST_API_URL``, which the test sets before it starts the worker."""
+
+    label = "remote.things"
+    records = "results"
+    auth = {"type": "bearer", "token": "things"}
+    fields = {
+        "code": models.CharField(max_length=10),
+        "name": models.CharField(max_length=50),
+    }
+    backoff = 0.01
+
+    def get_url(self) -> str:
+        return os.environ.get("DJSYNC_TEST_API_URL", "http://127.0.0.1:9/api/things/")
+
+
+@djsync.register
+class WorkerThingImporter(djsync.Importer):
+    class Meta:
+        name = "worker-things"
+        target = WorkerThings
+        keys = ["code"]
+        fields = ["code", "name"]
+        delete = True

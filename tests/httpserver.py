@@ -133,6 +133,53 @@ class ApiServer:
         self.httpd.server_close()
 
 
+class Collection:
+    """A REST collection on the test server: GET lists, POST creates, PATCH/DELETE by id;
+    a POST whose name is "refuse me" is answered 400."""
+
+    def __init__(self, server: ApiServer) -> None:
+        self.items: dict[int, dict[str, Any]] = {}
+        self.next_id = 1
+        self.server = server
+        server.route("/api/things/", self.collection)
+
+    def collection(self, request: Request) -> Reply:
+        if request.method == "GET":
+            return Reply(200, {"results": list(self.items.values())})
+        body = json.loads(request.body)
+        if body.get("name") == "refuse me":
+            return Reply(400, {"name": ["this name is refused"]})
+        item = {"id": self.next_id, **body}
+        self.items[self.next_id] = item
+        self.next_id += 1
+        return Reply(201, item)
+
+    def add(self, **fields: Any) -> int:
+        """An item already there, with its route: its id."""
+        pk = self.next_id
+        self.items[pk] = {"id": pk, **fields}
+        self.next_id += 1
+        self.item(pk)
+        return pk
+
+    def item(self, pk: int) -> None:
+        def handle(request: Request) -> Reply:
+            if pk not in self.items:
+                return Reply(404, {"detail": "Not found."})
+            if request.method == "DELETE":
+                del self.items[pk]
+                return Reply(204, b"")
+            if request.method == "GET":
+                return Reply(200, self.items[pk])
+            if request.method == "PUT":
+                self.items[pk] = {"id": pk, **json.loads(request.body)}
+                return Reply(200, self.items[pk])
+            self.items[pk].update(json.loads(request.body))
+            return Reply(200, self.items[pk])
+
+        self.server.route(f"/api/things/{pk}/", handle)
+
+
 def serve() -> Iterator[ApiServer]:
     with ApiServer() as server:
         yield server

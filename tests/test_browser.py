@@ -286,3 +286,121 @@ def test_the_progress_page_fills_its_bar_while_a_background_preview_reads(
         GATE.set()
         assert tasks.wait_for_background_runs(timeout=30)
         GATE.clear()
+
+
+@pytest.fixture
+def api_importer(settings):
+    """An importer writing to a REST collection on tests/httpserver.py's server (a thread
+    of this process, like the live server)."""
+    from django.db import models
+
+    import djsync
+    from djsync.mapping.registry import register, unregister
+    from djsync.targets import HttpApiTarget
+    from tests.httpserver import ApiServer, Collection
+
+    with ApiServer() as api:
+        settings.DJSYNC = {
+            **settings.DJSYNC,
+            "HTTP_BASE_URLS": [api.url("/api/")],
+            "CREDENTIALS": {"things": "browser-token"},
+        }
+        target = type(
+            "Things",
+            (HttpApiTarget,),
+            {
+                "label": "remote.things",
+                "url": api.url("/api/things/"),
+                "records": "results",
+                "auth": {"type": "bearer", "token": "things"},
+                "fields": {
+                    "code": models.CharField(max_length=10),
+                    "name": models.CharField(max_length=50),
+                },
+                "backoff": 0.01,
+            },
+        )
+        meta = type(
+            "Meta",
+            (),
+            {
+                "name": "remote-things",
+                "target": target,
+                "keys": ["code"],
+                "fields": ["code", "name"],
+            },
+        )
+        importer = type("ThingImporter", (djsync.Importer,), {"Meta": meta, "__module__": __name__})
+        register(importer)
+        try:
+            yield api, Collection(api)
+        finally:
+            unregister("remote-things")
+
+
+def test_upload_preview_apply_into_an_http_api_in_chromium(
+    live_server, browser, seeded, api_importer, tmp_path
+):
+    """The admin's preview of a job writing to a JSON API says which request each change
+    sends; after Apply the API holds the file's items, and the one it refused is a row
+    error with its answer."""
+    api, collection = api_importer
+    apple = collection.add(code="A", name="Apple")
+    collection.add(code="D", name="Date")
+    zebra = collection.add(code="Z", name="Zebra")
+    job = SyncJob.objects.create(
+        name="things", importer="remote-things", on_row_error="skip", allow_delete=True
+    )
+    path = tmp_path / "things.csv"
+    path.write_text("code,name\nA,Apricot\nB,Banana\nC,refuse me\nD,Date\n")
+    page = log_in(browser, live_server, "/admin/djsync/syncjob/")
+    upload_to_job(page, job, path)
+    wait_for_run_page(page)
+
+    counts = {
+        name: page.inner_text(f'[data-count="{name}"]')
+        for name in ("created", "updated", "deleted", "unchanged", "errors")
+    }
+    assert counts == {
+        "created": "2",
+        "updated": "1",
+        "deleted": "1",
+        "unchanged": "1",
+        "errors": "0",
+    }
+    things = api.url("/api/things/")
+    apricot = page.locator("tr.djsync-change-update", has_text="A")
+    assert apricot.locator(".djsync-request").inner_text() == f"PATCH {things}{apple}/"
+    assert apricot.locator('[data-field="name"] del.djsync-old').inner_text() == "Apple"
+    assert apricot.locator('[data-field="name"] ins.djsync-new').inner_text() == "Apricot"
+    banana = page.locator("tr.djsync-change-create", has_text="Banana")
+    assert banana.locator(".djsync-request").inner_text() == f"POST {things}"
+    gone = page.locator("tr.djsync-change-delete", has_text="Zebra")
+    assert gone.locator(".djsync-request").inner_text() == f"DELETE {things}{zebra}/"
+    assert [r.method for r in api.requests] == ["GET"]  # a preview only reads the API
+
+    page.click("#djsync-apply")
+    page.wait_for_url(re.compile(r"/progress/\?step=apply$"))
+    wait_for_run_page(page)
+    assert page.inner_text("#djsync-status") == "succeeded"
+    assert sorted((item["code"], item["name"]) for item in collection.items.values()) == [
+        ("A", "Apricot"),
+        ("B", "Banana"),
+        ("D", "Date"),
+    ]
+    assert page.inner_text('[data-count="errors"]') == "1"
+    refused = page.locator("tr.djsync-change-create", has_text="refuse me")
+    assert (
+        "answered 400: name: this name is refused"
+        in refused.locator(".djsync-refused").inner_text()
+    )
+    errors = page.inner_text("#djsync-row-errors")
+    assert "C" in errors and "this name is refused" in errors
+    run = SyncRun.objects.get(job=job)
+    assert (run.status, run.created, run.updated, run.deleted, run.errors) == (
+        "succeeded",
+        1,
+        1,
+        1,
+        1,
+    )

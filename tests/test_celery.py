@@ -33,10 +33,12 @@ from djsync.conf import settings as djsync_settings
 from djsync.models import SyncRun
 from djsync.runs.monitor import cancel, follow
 from djsync.runs.schedules import periodic_task
+from tests.httpserver import ApiServer, Collection
 from tests.testapp.models import Product
 
 REDIS_URL = os.environ.get("DJSYNC_TEST_REDIS", "redis://127.0.0.1:6379/5")
 ROOT = Path(__file__).resolve().parent.parent
+API_TOKEN = "worker-api-token"
 
 pytestmark = [
     pytest.mark.celery,
@@ -100,6 +102,9 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
 
     base = tmp_path_factory.mktemp("celery")
     queue = f"djsync-test-{uuid.uuid4().hex[:10]}"
+    # An API the worker writes to: a thread of this process, on a port known only now.
+    api = ApiServer().__enter__()
+    os.environ["DJSYNC_TEST_API_URL"] = api.url("/api/things/")
     djsync_settings = {
         "LOCK_TTL": 2,
         "HEARTBEAT_INTERVAL": 0.4,
@@ -111,6 +116,8 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         "UPLOAD_ROOT": str(base / "uploads"),
         # the worker and the tests share one file root: every test's tmp_path is under it
         "FILE_ROOTS": {"tests": str(tmp_path_factory.getbasetemp())},
+        "HTTP_BASE_URLS": [api.url("/api/")],
+        "CREDENTIALS": {"things": API_TOKEN},
     }
     (base / "gates").mkdir()
     os.environ["DJSYNC_TEST_GATE_DIR"] = str(base / "gates")
@@ -123,6 +130,7 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         "DJSYNC_WORKER_QUEUE": queue,
         "DJSYNC_WORKER_DJSYNC": json.dumps(djsync_settings),
         "DJSYNC_TEST_GATE_DIR": str(base / "gates"),
+        "DJSYNC_TEST_API_URL": api.url("/api/things/"),
     }
     saved = {
         key: app.conf[key]
@@ -165,6 +173,7 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
             "gates": base / "gates",
             "settings": djsync_settings,
             "worker": worker,
+            "api": api,
         }
     finally:
         for hold in (base / "gates").glob("*.hold"):
@@ -172,6 +181,8 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         worker.stop()
         _reconnect(app, **saved)
         redis.Redis.from_url(REDIS_URL).delete(queue)
+        api.__exit__(None, None, None)
+        os.environ.pop("DJSYNC_TEST_API_URL", None)
 
 
 def _reconnect(app: Any, **conf: Any) -> None:
@@ -435,3 +446,40 @@ def test_runsync_async_and_wait(stack, make_job, write_csv):
     with pytest.raises(CommandError, match="file not found"):
         call_command("runsync", missing.name, "--wait", stdout=StringIO())
     assert missing.runs.get().status == "failed"
+
+
+# -- an HTTP API target --------------------------------------------------------------------
+def test_a_worker_syncs_a_csv_into_an_http_api(stack, make_job, write_csv):
+    """The worker process sends the requests to an API in this process: creates, an update,
+    a delete; the item the API refuses is a row error with its answer."""
+    import tests.celery_helpers  # noqa: F401 - registers "worker-things" here too
+
+    api, collection = stack["api"], Collection(stack["api"])
+    apple = collection.add(code="A", name="Apple")
+    collection.add(code="D", name="Date")
+    collection.add(code="Z", name="Zebra")
+    rows = [
+        {"code": "A", "name": "Apricot"},
+        {"code": "B", "name": "Banana"},
+        {"code": "C", "name": "refuse me"},
+        {"code": "D", "name": "Date"},
+    ]
+    job = make_job("worker-things", source={"path": rel(write_csv(rows))}, on_row_error="skip")
+    out = StringIO()
+    call_command("runsync", job.name, "--async", stdout=out)
+    run_id = int(re.fullmatch(r"worker-things: queued run (\d+)\n", out.getvalue())[1])
+    run = follow(run_id)
+    assert run.status == "succeeded", run.error
+    assert (run.created, run.updated, run.deleted, run.unchanged, run.errors) == (1, 1, 1, 1, 1)
+    stack["worker"].wait_for_log(f"[{run.task_id}] succeeded")  # the worker ran it
+    assert sorted((item["code"], item["name"]) for item in collection.items.values()) == [
+        ("A", "Apricot"),
+        ("B", "Banana"),
+        ("D", "Date"),
+    ]
+    patch = next(r for r in api.requests if r.method == "PATCH")
+    assert patch.path == f"/api/things/{apple}/"
+    assert patch.headers["authorization"] == f"Bearer {API_TOKEN}"
+    error = run.row_errors.get()
+    assert error.key == ["C"] and error.column == "name"
+    assert "answered 400: name: this name is refused" in error.message

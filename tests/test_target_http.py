@@ -21,49 +21,11 @@ from djsync.mapping.registry import register, unregister
 from djsync.models import SyncRowError
 from djsync.runs import report
 from djsync.targets import HttpApiTarget
-from tests.httpserver import ApiServer, Reply, Request, allow, serve
+from tests.httpserver import ApiServer, Collection, Reply, Request, allow, serve
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = "s3cret-token-value"
-
-
-class Collection:
-    """A REST collection on the test server: GET lists, POST creates, PATCH/DELETE by id."""
-
-    def __init__(self, server: ApiServer) -> None:
-        self.items: dict[int, dict[str, Any]] = {}
-        self.next_id = 1
-        self.server = server
-        server.route("/api/things/", self.collection)
-
-    def collection(self, request: Request) -> Reply:
-        if request.method == "GET":
-            return Reply(200, {"results": list(self.items.values())})
-        body = json.loads(request.body)
-        if body.get("name") == "refuse me":
-            return Reply(400, {"name": ["this name is refused"]})
-        item = {"id": self.next_id, **body}
-        self.items[self.next_id] = item
-        self.next_id += 1
-        return Reply(201, item)
-
-    def item(self, pk: int) -> None:
-        def handle(request: Request) -> Reply:
-            if pk not in self.items:
-                return Reply(404, {"detail": "Not found."})
-            if request.method == "DELETE":
-                del self.items[pk]
-                return Reply(204, b"")
-            if request.method == "GET":
-                return Reply(200, self.items[pk])
-            if request.method == "PUT":
-                self.items[pk] = {"id": pk, **json.loads(request.body)}
-                return Reply(200, self.items[pk])
-            self.items[pk].update(json.loads(request.body))
-            return Reply(200, self.items[pk])
-
-        self.server.route(f"/api/things/{pk}/", handle)
 
 
 @pytest.fixture
