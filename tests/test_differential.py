@@ -1010,7 +1010,7 @@ def test_repeats_of_a_stored_key_and_of_a_new_key_in_a_dry_run(make_job, sync, w
     rows = [product("SAME"), product("NEW", price="2"), product("B", price="5")]
     rows += [product("SAME"), product("A"), product("NEW")]
     run = sync(job, file=write_csv(rows), dry_run=True)
-    assert run.status == "succeeded", run.error
+    assert run.status == "previewed", run.error
     assert run.counts == counts(created=1, updated=1, deleted=int(delete), errors=4)
     assert row_errors(run) == [
         (2, "", DUP.format("SAME")),
