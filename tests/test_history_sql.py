@@ -198,3 +198,31 @@ def test_sql_records_roll_back_with_a_failed_run(
     assert run.status == "failed" and "refused" in run.error
     assert in_sql(queries, Edition) and written == [3]  # written, then undone
     assert not Edition.objects.exists() and not Edition.history.exists()
+
+
+@pytest.mark.parametrize("writer", ["sql", "bulk"])
+def test_without_a_run_user_the_request_user_signs(
+    sync: Any,  # noqa: F811
+    make_job: Callable[..., SyncJob],
+    write_csv: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    rf: Any,
+    writer: str,
+) -> None:
+    """A run without a user, inside a request (simple-history's middleware): its user, as
+    simple-history's ``get_user`` says, whichever writes the records."""
+    from simple_history.models import HistoricalRecords
+
+    if writer == "bulk":
+        without_sql(monkeypatch)
+    request = rf.get("/")
+    request.user = get_user_model().objects.create(username="cy")
+    HistoricalRecords.context.request = request
+    try:
+        run = sync(
+            make_job("test_books"), file=write_csv([{"code": "B1", "title": "t", "copies": "1"}])
+        )
+    finally:
+        del HistoricalRecords.context.request
+    assert run.status == "succeeded" and run.user is None, run.error
+    assert [h.history_user for h in Book.history.all()] == [request.user]
