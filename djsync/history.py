@@ -96,7 +96,8 @@ def record_batch(
     **kwargs: Any,
 ) -> None:
     """Receiver of ``batch_applied``: ``+`` records of the created rows, ``~`` of the updated
-    ones, read back as they are now (one query per batch)."""
+    ones, as they are now: copied in one statement per batch (djsync.history_sql), or read
+    back for ``bulk_history_create`` where SQL cannot fill the history model."""
     from simple_history.utils import get_history_manager_for_model
 
     if deleted:
