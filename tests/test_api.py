@@ -485,3 +485,68 @@ def test_without_the_extra_the_api_says_what_to_install():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ImproperlyConfigured"), done.stdout
     assert 'pip install "djsync[api]"' in done.stdout
+
+
+# -- languages ----------------------------------------------------------------------------------
+def test_the_api_answers_in_the_requests_language(connect, django_user_model, clerk, products_job):
+    """With LocaleMiddleware, Accept-Language picks the messages' language; the JSON keys,
+    field names, codes and status codes stay as they are."""
+    french = {"Accept-Language": "fr"}
+    bare = connect(make_user(django_user_model, "bare", []))
+    refused = bare.get("jobs/", headers=french)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "detail": "Lister les tâches demande djsync.view_syncjob.",
+        "missing_permissions": ["djsync.view_syncjob"],
+    }
+    assert bare.get("jobs/").json()["detail"] == "Listing jobs needs djsync.view_syncjob."
+    assert connect(None).get("jobs/", headers=french).json()["detail"] == (
+        "Informations d'authentification non fournies."  # Django REST framework's own
+    )
+
+    api = connect(clerk)
+    misspelt = api.post("jobs/products/runs/", json={"max_crate": 5}, headers=french)
+    assert misspelt.status_code == 400
+    assert misspelt.json()["max_crate"][0].startswith("Champ inconnu ; champs connus : dry_run")
+    missing = api.get("runs/abc/", headers=french)
+    assert missing.status_code == 404 and missing.json() == {"detail": "Aucune exécution n° abc."}
+    assert not SyncRun.objects.exists()
+
+    sent = api.post("jobs/products/runs/", files={"file": ("day2.csv", GOOD)}, headers=french)
+    assert sent.status_code == 202, sent.text
+    run = wait(api, sent.headers["Location"], until="finished")
+    assert run["status"] == "succeeded", run["error"]  # codes, not words
+    again = api.post(run["links"]["self"] + "apply/", json={}, headers=french)
+    assert again.status_code == 409
+    assert again.json() == {
+        "detail": "Seule une exécution en aperçu peut être appliquée ; celle-ci est réussie."
+    }
+    changes = api.get(run["links"]["changes"], params={"page_size": 0}, headers=french)
+    assert changes.status_code == 400
+    assert changes.json()["page_size"][0].startswith("Un nombre entier de 1 à 1000")
+    described = api.get(run["links"]["self"], headers=french).json()
+    assert set(described) == set(api.get(run["links"]["self"]).json())
+    assert described["summary"].startswith("products: réussie")
+
+
+def test_a_french_site_answers_in_french_unless_asked_otherwise(
+    connect, django_user_model, settings, products_job
+):
+    settings.LANGUAGE_CODE = "fr"
+    bare = connect(make_user(django_user_model, "bare", []))
+    assert bare.get("jobs/").json()["detail"] == "Lister les tâches demande djsync.view_syncjob."
+    english = bare.get("jobs/", headers={"Accept-Language": "en"}).json()["detail"]
+    assert english == "Listing jobs needs djsync.view_syncjob."
+
+
+def test_the_schema_in_french(connect, base):
+    english = httpx.get(base + "schema/", params={"format": "json"}).json()
+    french = httpx.get(
+        base + "schema/", params={"format": "json"}, headers={"Accept-Language": "fr"}
+    ).json()
+    assert french["paths"].keys() == english["paths"].keys()
+    apply = next(p["post"] for name, p in french["paths"].items() if name.endswith("/apply/"))
+    assert apply["summary"] == "Appliquer un aperçu"
+    assert french["info"]["description"].startswith("Tâches, exécutions, aperçus")
+    by_lang = httpx.get(base + "schema/", params={"format": "json", "lang": "fr"}).json()
+    assert by_lang["info"]["description"] == french["info"]["description"]
