@@ -20,6 +20,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from djsync.models import SyncJob, SyncRun
+from djsync.runs.progress import snapshot
 from djsync.uploads import upload_root
 from tests.testapp.models import Product
 
@@ -276,6 +277,43 @@ def test_a_queued_run_is_cancelled_once(connect, clerk, products_job):
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
     again = api.post(f"runs/{run.pk}/cancel/")
     assert again.status_code == 409 and again.json()["detail"]
+
+
+def test_a_working_run_has_an_estimate_and_a_finished_one_none(connect, clerk, products_job):
+    """A pipeline polling a run reads how far it is and about how long is left, as the
+    admin's progress shows it; the estimate goes when the run stops working."""
+    now = time.time()
+    recorded = {
+        **snapshot("reading", now - 10, done=250_000, total=1_000_000, unit="bytes", rows=5000),
+        "at": round(now, 3),  # 10 s after it began
+    }
+    run = SyncRun.objects.create(
+        job=products_job, trigger="api", user=clerk, status="reading", progress=recorded
+    )
+    api = connect(clerk)
+    estimate = api.get(f"runs/{run.pk}/").json()["estimate"]
+    assert estimate["phase"] == "reading" and estimate["unit"] == "bytes"
+    assert (estimate["done"], estimate["total"], estimate["percent"]) == (250_000, 1_000_000, 25.0)
+    assert estimate["rows"] == 5000 and estimate["rate"] == 500.0  # rows a second
+    # A quarter read in 10 s: about 30 s left, less the time since the record.
+    assert 0 < estimate["remaining"] <= 30
+    assert "(25.0%), 5,000 rows, 500 rows/s, about" in estimate["text"]
+    french = api.get(f"runs/{run.pk}/", headers={"Accept-Language": "fr"}).json()["estimate"]
+    assert "(25,0%)" in french["text"] and "environ" in french["text"]
+    assert french["percent"] == 25.0  # numbers stay numbers
+
+    # An apply that recorded nothing yet: its total is the plan's changes, no time left yet.
+    SyncRun.objects.filter(pk=run.pk).update(
+        status="applying", progress={}, created=3, updated=1, rows_applied=0
+    )
+    applying = api.get(f"runs/{run.pk}/").json()["estimate"]
+    assert (applying["done"], applying["total"], applying["unit"]) == (0, 4, "changes")
+    assert applying["remaining"] is None
+
+    SyncRun.objects.filter(pk=run.pk).update(status="succeeded", progress=recorded)
+    assert api.get(f"runs/{run.pk}/").json()["estimate"] is None
+    queued = SyncRun.objects.create(job=products_job, trigger="api", user=clerk)
+    assert api.get(f"runs/{queued.pk}/").json()["estimate"] is None
 
 
 # -- who may do what -------------------------------------------------------------------------

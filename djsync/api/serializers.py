@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from djsync.display import progress_text, run_estimate
 from djsync.mapping.switches import SWITCHES, job_switches
 from djsync.models import SyncChange, SyncJob, SyncRowError, SyncRun
 from djsync.run_page import decision, owner_name
@@ -34,6 +35,32 @@ COUNTS_SCHEMA = {
         name: {"type": "integer"} for name in ("created", "updated", "deleted", "unchanged")
     }
     | {"errors": {"type": "integer", "description": gettext_lazy("Rows the run could not use.")}},
+}
+
+
+#: The schema of a working run's estimate (djsync.runs.progress.Estimate, and its line).
+ESTIMATE_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "phase": {"type": "string", "enum": ["reading", "applying"]},
+        "done": {"type": "integer"},
+        "total": {"type": "integer", "nullable": True},
+        "unit": {
+            "type": "string",
+            "description": gettext_lazy("What done and total count: bytes, rows, changes…"),
+        },
+        "percent": {"type": "number", "nullable": True},
+        "rate": {"type": "number", "nullable": True},
+        "rate_unit": {"type": "string", "enum": ["rows", "changes"]},
+        "remaining": {
+            "type": "number",
+            "nullable": True,
+            "description": gettext_lazy("Seconds left; null when not known yet."),
+        },
+        "rows": {"type": "integer"},
+        "text": {"type": "string"},
+    },
 }
 
 
@@ -95,6 +122,12 @@ class RunSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
     per_model = serializers.JSONField(source="stats", read_only=True)
     progress = serializers.SerializerMethodField()
+    estimate = serializers.SerializerMethodField(
+        help_text=gettext_lazy(
+            "While it reads or applies: done of total, the share done, the rate and the seconds "
+            "left (null when not known yet), as the admin's progress shows them; null otherwise."
+        )
+    )
     paths = serializers.SerializerMethodField(
         help_text=gettext_lazy("The path each model took (staged: postgresql, generic: <why>).")
     )
@@ -137,6 +170,7 @@ class RunSerializer(serializers.ModelSerializer):
             "source",
             "options",
             "progress",
+            "estimate",
             "counts",
             "per_model",
             "paths",
@@ -176,6 +210,13 @@ class RunSerializer(serializers.ModelSerializer):
             "changes": run.created + run.updated + run.deleted,
             "attempts": run.attempts,
         }
+
+    @extend_schema_field(ESTIMATE_SCHEMA)
+    def get_estimate(self, run: SyncRun) -> dict[str, Any] | None:
+        found = run_estimate(run)
+        if found is None:
+            return None
+        return {**found.as_dict(), "text": progress_text(found)}
 
     @extend_schema_field(COUNTS_SCHEMA)
     def get_counts(self, run: SyncRun) -> dict[str, int]:
