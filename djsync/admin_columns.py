@@ -5,7 +5,8 @@ a person picks the header of each column, and the mapping is saved on the job.
 that stream) and says whether the step is needed; the upload is then kept in private
 storage and named in a signed token (:func:`stash`) that the step's form posts back.
 Only a user who may change the job saves a mapping (it applies to every later run of the
-job, ``runsync`` and Celery included); others see the proposal and are told whom to ask.
+job, ``runsync`` and Celery included); anyone who may preview can confirm a mapping for
+this upload only, kept on its run (``SyncRun.column_mapping``), not on the job.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from djsync.uploads import save_upload
 
 #: The field a mapping step's form posts its token in (a token marks the POST as a step).
 TOKEN_FIELD = "djsync_columns"
+#: The submit button that maps this upload only (the job's saved mappings unchanged).
+ONCE_FIELD = "djsync_columns_once"
 _SALT = "djsync.admin_columns"
 #: Formats whose first record is read without parsing the whole file: their headers are
 #: checked in the request whatever the size; the others only up to BACKGROUND_PREVIEW_SIZE.
@@ -213,6 +216,11 @@ def save_mapping(job: SyncJob, check: HeaderCheck, columns: dict[str, str]) -> N
         job.column_mapping = saved
 
 
+def for_this_upload(check: HeaderCheck, columns: dict[str, str]) -> dict[str, Any]:
+    """``columns`` as a run's own column mapping: the job's shape, for one header set."""
+    return {check.importer_name: remember(None, check.headers, columns)}
+
+
 def may_save(user: Any, job: SyncJob) -> bool:
     """Whether ``user`` may save a mapping on ``job``: who may change the job."""
     opts = SyncJob._meta
@@ -226,6 +234,7 @@ def step_context(check: HeaderCheck, form: ColumnMappingForm, token: str) -> dic
         "form": form,
         "token": token,
         "token_field": TOKEN_FIELD,
+        "once_field": ONCE_FIELD,
         "unmatched": unmatched[:LISTED_HEADERS],
         "unmatched_more": max(0, len(unmatched) - LISTED_HEADERS),
         "too_long": sum(1 for h in check.headers if len(h) > MAX_HEADER_LENGTH),

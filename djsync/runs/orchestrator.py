@@ -199,6 +199,7 @@ def execute(
     try:
         progress = held.enter_context(guard(sync_run, progress))
         todo = steps.make_steps(job, sync_run.options, export=export)
+        steps.add_run_mapping(todo, sync_run.column_mapping)
         held.callback(steps.close, todo)  # staging tables go when the run ends
 
         reading: list[Source] = []  # the source being read, for its extent
