@@ -40,9 +40,10 @@ TOKEN_FIELD = "djsync_columns"
 #: The submit button that maps this upload only (the job's saved mappings unchanged).
 ONCE_FIELD = "djsync_columns_once"
 _SALT = "djsync.admin_columns"
-#: Formats whose first record is read without parsing the whole file: their headers are
-#: checked in the request whatever the size; the others only up to BACKGROUND_PREVIEW_SIZE.
-STREAMED = frozenset({"csv", "tsv", "jsonl", "xlsx"})
+#: Formats whose header is read without parsing the whole file (an ODS sheet is parsed up
+#: to its header row): checked in the request whatever the size. YAML is checked up to
+#: MAX_YAML_SIZE (a larger file fails its run), the others up to BACKGROUND_PREVIEW_SIZE.
+STREAMED = frozenset({"csv", "tsv", "jsonl", "xlsx", "ods"})
 #: Unmatched headers listed on the step's page (the rest are counted).
 LISTED_HEADERS = 100
 
@@ -83,8 +84,7 @@ def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> HeaderChe
 
     if is_export(job) or is_multi(job):
         return None
-    size, limit = getattr(file, "size", None), settings.BACKGROUND_PREVIEW_SIZE
-    if format not in STREAMED and size is not None and limit is not None and size > limit:
+    if not _checked_whole(format, getattr(file, "size", None)):
         return None
     try:
         importer = make_importer(job)
@@ -105,12 +105,25 @@ def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> HeaderChe
     return HeaderCheck(importer.name, headers, proposals)
 
 
+def _checked_whole(format: str | None, size: int | None) -> bool:
+    """Whether an upload's header is read in the request: always for a format whose header
+    is read alone, else when the file is small enough to parse whole there."""
+    if format in STREAMED or size is None:
+        return True
+    limit = settings.MAX_YAML_SIZE if format == "yaml" else settings.BACKGROUND_PREVIEW_SIZE
+    return limit is None or size <= limit
+
+
 def read_headers(job: SyncJob, importer: Any, file: IO[bytes], format: str | None) -> list[str]:
     """The file's headers as the job's run reads them (its encoding, delimiter, sheet): its
-    first record is read, nothing more for a format that streams."""
+    first record is read, nothing more for a format that streams; a workbook's sheet is
+    read up to its header row (``header_only``)."""
     from djsync.runs.steps import make_source
+    from djsync.sources.workbooks import WorkbookReading
 
     source = make_source(job, importer, file=file, source_options={"format": format})
+    if isinstance(source, WorkbookReading):
+        source.header_only = True
     records = source.read()
     try:
         next(records, None)

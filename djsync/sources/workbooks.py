@@ -24,6 +24,11 @@ from djsync.sources.bounds import (
 class WorkbookReading(Source):
     """The XLSX, XLS and ODS readers of :class:`djsync.sources.files.FileSource`."""
 
+    #: Read the chosen sheet no further than its header row (the admin's header check,
+    #: djsync.admin_columns): an ODS workbook, parsed whole for a run, is then parsed only
+    #: up to that row, whatever the size of the sheet.
+    header_only = False
+
     if TYPE_CHECKING:  # given by FileSource and StructuredReading, mixed in with this
         sheet: str | int | None
 
@@ -213,9 +218,11 @@ class WorkbookReading(Source):
         from odf import opendocument
 
         try:
-            sheets = [
-                s for s in opendocument.load(handle).spreadsheet.childNodes if s.qname[1] == "table"
-            ]
+            if self.header_only:
+                sheets = _ods_head(handle, self.sheet)
+            else:
+                spreadsheet = opendocument.load(handle).spreadsheet
+                sheets = [s for s in spreadsheet.childNodes if s.qname[1] == "table"]
         except Exception as exc:  # noqa: BLE001 - odfpy raises anything on a bad file
             raise self._error(
                 gettext("not a readable ODS file (%(one_line)s)") % {"one_line": _one_line(exc)}
@@ -303,6 +310,88 @@ class WorkbookReading(Source):
         header = sheet.headers or []
         rows = _chain([tuple(header)], (tuple(r) for r in sheet))
         yield from self._sheet_rows(enumerate(rows, start=1))
+
+
+#: Rows the header check of an ODS sheet passes over (blank, or in another sheet) before it
+#: gives up: it only advises, the run reads on.
+HEAD_ROWS = 10_000
+
+
+class _Enough(Exception):
+    """The header row is in (or the header check gave up)."""
+
+
+def _ods_head(handle: IO[bytes], wanted: str | int | None) -> list[Any]:
+    """The sheets of an ODS workbook (odfpy's nodes, as :func:`odf.opendocument.load`
+    makes them) with ``wanted``'s rows up to the first that holds a cell (``wanted``: a
+    sheet name, an index, None for the first). content.xml is parsed as it is inflated
+    and the parse stops there; rows of other sheets and blank rows are dropped as they
+    end, and a row past MAX_COLUMNS cells, or HEAD_ROWS rows without a header, give up —
+    so the memory is a header row's whatever the sheet's size."""
+    import zipfile
+    from xml.sax import handler
+
+    from defusedxml.sax import make_parser
+    from odf.load import LoadParser
+    from odf.namespaces import TABLENS
+    from odf.opendocument import OpenDocument
+    from tablib.formats._ods import ODSFormat
+
+    table, row_tag, cell_tags = (
+        (TABLENS, "table"),
+        (TABLENS, "table-row"),
+        {
+            (TABLENS, "table-cell"),
+            (TABLENS, "covered-table-cell"),
+        },
+    )
+    doc = OpenDocument("application/vnd.oasis.opendocument.spreadsheet", add_generator=False)
+    doc._parsing = "content.xml"
+    tables: list[Any] = []
+    passed = cells = 0
+
+    def is_wanted(index: int, name: str) -> bool:
+        return index == (wanted or 0) if not isinstance(wanted, str) else name == wanted
+
+    class Head(LoadParser):
+        def startElementNS(self, tag: Any, qname: Any, attrs: Any) -> None:
+            nonlocal cells
+            super().startElementNS(tag, qname, attrs)
+            if tag == table and self.parse:
+                tables.append(self.curr)
+            elif tag in cell_tags:
+                cells += 1
+                if cells > settings.MAX_COLUMNS:
+                    raise _Enough
+            elif tag == row_tag:
+                cells = 0
+
+        def endElementNS(self, tag: Any, qname: Any) -> None:
+            nonlocal passed
+            row = self.curr if tag == row_tag and self.parse else None
+            super().endElementNS(tag, qname)
+            if row is None:
+                return
+            direct = bool(tables) and row.parentNode is tables[-1]  # as the run reads rows
+            if direct and is_wanted(len(tables) - 1, tables[-1].getAttribute("name")):
+                cells_of = (c for c in row.childNodes if getattr(c, "qname", None) in cell_tags)
+                if any(ODSFormat.read_cell(c) not in (None, "") for c in cells_of):
+                    raise _Enough
+            row.parentNode.removeChild(row)
+            passed += 1
+            if passed > HEAD_ROWS:
+                raise _Enough
+
+    parser = make_parser()
+    parser.setFeature(handler.feature_namespaces, 1)
+    parser.setFeature(handler.feature_external_ges, 0)
+    parser.setContentHandler(Head(doc))
+    with zipfile.ZipFile(handle) as archive, archive.open("content.xml") as content:
+        try:
+            parser.parse(content)
+        except _Enough:
+            pass
+    return tables
 
 
 def _repeat(text: str | None) -> int:
