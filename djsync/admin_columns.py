@@ -40,10 +40,11 @@ TOKEN_FIELD = "djsync_columns"
 #: The submit button that maps this upload only (the job's saved mappings unchanged).
 ONCE_FIELD = "djsync_columns_once"
 _SALT = "djsync.admin_columns"
-#: Formats whose header is read without parsing the whole file (an ODS sheet is parsed up
-#: to its header row): checked in the request whatever the size. YAML is checked up to
-#: MAX_YAML_SIZE (a larger file fails its run), the others up to BACKGROUND_PREVIEW_SIZE.
-STREAMED = frozenset({"csv", "tsv", "jsonl", "xlsx", "ods"})
+#: Formats whose header is read without parsing the whole file (a workbook's sheet is read
+#: up to its header row): checked in the request whatever the size. YAML is checked up to
+#: MAX_YAML_SIZE (a larger file fails its run), JSON up to BACKGROUND_PREVIEW_SIZE (its
+#: columns are every record's keys).
+HEADER_ALONE = frozenset({"csv", "tsv", "jsonl", "xlsx", "xls", "ods"})
 #: Unmatched headers listed on the step's page (the rest are counted).
 LISTED_HEADERS = 100
 
@@ -108,7 +109,7 @@ def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> HeaderChe
 def _checked_whole(format: str | None, size: int | None) -> bool:
     """Whether an upload's header is read in the request: always for a format whose header
     is read alone, else when the file is small enough to parse whole there."""
-    if format in STREAMED or size is None:
+    if format in HEADER_ALONE or size is None:
         return True
     limit = settings.MAX_YAML_SIZE if format == "yaml" else settings.BACKGROUND_PREVIEW_SIZE
     return limit is None or size <= limit

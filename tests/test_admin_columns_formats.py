@@ -1,6 +1,6 @@
-"""The mapping step for the formats parsed whole by a run (ODS, YAML): their headers are
-checked before the preview is queued, whatever the upload's size — an ODS sheet read only
-up to its header row, in bounded memory even for a huge sheet."""
+"""The mapping step for the formats parsed whole by a run (ODS, XLS, YAML): their headers
+are checked before the preview is queued, whatever the upload's size — a workbook's sheet
+read only up to its header row, in bounded memory even for a huge sheet."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def upload(client, job: SyncJob, name: str, data: bytes, capture):
         return client.post(upload_url(job), {"file": SimpleUploadedFile(name, data)})
 
 
-@pytest.mark.parametrize("fmt", ["ods", "yaml"])
+@pytest.mark.parametrize("fmt", ["ods", "xls", "yaml"])
 def test_a_whole_parsed_format_gets_the_step_then_previews_through_it(
     fmt, admin_client, job, settings, django_capture_on_commit_callbacks
 ):
@@ -93,4 +93,27 @@ def test_a_huge_ods_sheet_is_read_only_up_to_its_header(tmp_path, admin_client, 
 
     with path.open("rb") as handle:
         check = check_upload(job, handle, "ods")
+    assert check is not None and check.headers == HEADERS
+
+
+def test_a_full_xls_sheet_is_read_only_up_to_its_header(tmp_path, job):
+    """65,000 rows (an XLS sheet holds 65,536): the header check reads the workbook's
+    globals and the sheet's records up to the second row, keeping none of them."""
+    rows = [[f"K{i}", "Kite", 9.5, i] for i in range(65_000)]
+    path = tmp_path / "full.xls"
+    path.write_bytes(tablib.Dataset(*rows, headers=HEADERS).export("xls"))
+    code = f"""
+        from djsync.sources import FileSource
+        source = FileSource({str(path)!r})
+        source.header_only = True
+        rows = list(source.read())
+        print(source.columns, len(rows))
+    """
+    out = run_isolated(code, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == f"{HEADERS!r} 0"
+    assert out.peak_mb < 200, out.peak_mb
+
+    with path.open("rb") as handle:
+        check = check_upload(job, handle, "xls")
     assert check is not None and check.headers == HEADERS

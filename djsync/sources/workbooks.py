@@ -210,7 +210,57 @@ class WorkbookReading(Source):
 
     def _read_xls(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         data = read_whole(handle, self._error, fmt="XLS")
+        if self.header_only:
+            yield from self._sheet_rows(self._xls_head(data))
+            return
         yield from self._read_tablib(io.BytesIO(data), "xls")
+
+    def _xls_head(self, data: bytes) -> Iterator[tuple[int, Sequence[Any]]]:
+        """The chosen sheet's first row as tablib reads it (``row_values(0)``: raw values,
+        "" for a missing cell), and nothing more: xlrd loads the workbook's globals (sheet
+        names, shared strings) and the sheet's records are read until a cell of the second
+        row comes (cells come by row), none of them kept but the first row's."""
+        import xlrd
+        from xlrd.biffh import XL_WORKSHEET
+        from xlrd.sheet import Sheet
+
+        try:
+            book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
+        except Exception as exc:  # noqa: BLE001 - xlrd raises anything on a bad file
+            raise self._error(
+                gettext("not a readable %(upper)s file (%(one_line)s)")
+                % {"upper": "XLS", "one_line": _one_line(exc)}
+            ) from None
+        first: dict[int, Any] = {}
+
+        def put_cell(rowx: int, colx: int, ctype: Any, value: Any, xf_index: Any) -> None:
+            if rowx > 0 or colx >= settings.MAX_COLUMNS:
+                raise _Enough
+            first[colx] = value
+
+        try:
+            names = book.sheet_names()
+            if not names:
+                raise self._error(gettext("the workbook has no sheet"))
+            index = self._pick_sheet(names, {name: i for i, name in enumerate(names)})
+            book._position = book._sh_abs_posn[index]
+            book.getbof(XL_WORKSHEET)
+            sheet = Sheet(book, book._position, names[index], index)
+            sheet.put_cell = put_cell  # stops the read at the second row
+            sheet.read(book)
+        except _Enough:
+            pass  # the first row is in
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - xlrd raises anything on a bad file
+            raise self._error(
+                gettext("not a readable %(upper)s file (%(one_line)s)")
+                % {"upper": "XLS", "one_line": _one_line(exc)}
+            ) from None
+        finally:
+            book.release_resources()
+        width = max(first, default=-1) + 1
+        yield 1, [first.get(i, "") for i in range(width)]
 
     def _read_ods(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         handle = seekable_copy(handle, self._error)
