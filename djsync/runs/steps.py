@@ -108,17 +108,6 @@ def _with_mappings(job: SyncJob, importers: list[BaseImporter]) -> list[BaseImpo
     return importers
 
 
-def add_run_mapping(todo: list[Step], mapping: Any) -> None:
-    """Each step's importer also reads a run's own column mapping (``SyncRun.column_mapping``,
-    an upload mapped for itself only), after the job's: it wins for its header set."""
-    if not isinstance(mapping, dict):
-        return
-    for step in todo:
-        entries = mapping.get(step.importer.name)
-        if isinstance(entries, list):
-            step.importer.column_mappings = [*step.importer.column_mappings, *entries]
-
-
 @contextmanager
 def _named(job: SyncJob) -> Iterator[None]:
     """An importer that is not registered (or cannot be built) is the job's configuration
