@@ -148,6 +148,7 @@ def test_a_pipeline_previews_an_upload_reviews_it_and_applies_it(connect, clerk,
     run = preview(api)
     assert run["status"] == "previewed" and run["dry_run"] and run["trigger"] == "api"
     assert run["user"] == "clerk" and run["source"] == "products.csv"
+    assert run["column_mapping"] == {}  # read by the importer's columns, no one-off mapping
     assert run["counts"] == {"created": 1, "updated": 1, "deleted": 0, "unchanged": 2, "errors": 0}
     assert run["progress"]["rows_read"] == 4 and run["paths"]
     assert run["previewed_at"] and run["decision"]["can_apply"] is True

@@ -169,6 +169,7 @@ class RunSerializer(serializers.ModelSerializer):
             "user",
             "source",
             "options",
+            "column_mapping",
             "progress",
             "estimate",
             "counts",
