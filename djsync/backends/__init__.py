@@ -79,8 +79,15 @@ def build_plan(
         whole.compared = [f.name for f in importer.active_fields]
         return whole
     path = choose(importer, source)
+    from djsync.backends import partitioned
+
+    if isinstance(source, partitioned.LoadedSource):  # staged by the run's partitions
+        plan: Plan = partitioned.build_plan(importer, source, switches, progress=progress)
+        plan.path = f"{path}, {source.parts} partitions"
+        plan.compared = [f.name for f in importer.active_fields]
+        return plan
     if path.backend is not None:
-        plan: Plan = path.backend.build_plan(importer, source, switches, progress=progress)
+        plan = path.backend.build_plan(importer, source, switches, progress=progress)
     else:
         plan = importer.build_plan(source, switches, progress=progress)
     plan.path = str(path)
