@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.utils.translation import gettext as _
 
+from djsync.backends import StagedSource
 from djsync.backends.parents import ChunkParents
 from djsync.backends.postgresql import PostgresPlan
 from djsync.backends.staged import LIVE, Progress
@@ -32,10 +33,10 @@ from djsync.engine.diff import RowError
 from djsync.engine.row_errors import _INF, _UNSEEN, MAX_GROUPS, OTHER_GROUP, RowErrors, _keep_sample
 from djsync.engine.rows import RowConverter
 from djsync.exceptions import TargetError
-from djsync.sources.base import Source
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
+    from djsync.sources.base import Source
 
 logger = logging.getLogger("djsync")
 
@@ -57,7 +58,7 @@ class PartitionPlan(PostgresPlan):
         self.good, self.skipped = good, bad
 
 
-class LoadedSource(Source):
+class LoadedSource(StagedSource):
     """The source of a partitioned run once every partition is staged: nothing left to
     read; it names the file and its columns for the run's record."""
 
@@ -66,9 +67,19 @@ class LoadedSource(Source):
         self.name = name
         self.columns = columns
         self.parts = parts
+        self.detail = f"{parts} partitions"
 
     def read(self) -> Iterator[dict[str, Any]]:
         return iter(())
+
+    def build_plan(
+        self,
+        importer: BaseImporter,
+        switches: Switches,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> PostgresPlan:
+        return build_plan(importer, self, switches, progress=progress)
 
 
 # -- the tables ----------------------------------------------------------------------------
