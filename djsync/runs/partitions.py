@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -192,32 +196,8 @@ def load_partition(run_id: int, spec: dict[str, Any], *, last_attempt: bool = Tr
     step = steps.make_steps(job, sync_run.options)[0]
     using = step.importer.using
     try:
-        source = _source(sync_run, step.importer)
-        ranged = copy.copy(source)
-        assert isinstance(ranged, FileSource)
-        ranged.path = None
-        ranged.file = window(spec["path"], spec["header"], cut, ranged.delimiter)
-        ranged.first_row = cut.first_row
-        try:
-            partitioned.load(
-                run_id,
-                cut.part,
-                step.importer,
-                ranged,
-                step.switches,
-                progress=_partition_progress(sync_run, cut, ranged, spec["parts"]),
-            )
-        except SourceError as exc:  # read again as one process, which reports it exactly
-            partitioned.load(
-                run_id,
-                cut.part,
-                step.importer,
-                ranged,
-                step.switches,
-                refused=str(exc) or type(exc).__name__,
-            )
-        finally:
-            ranged.file.close()
+        with _heartbeat(run_id):
+            _load(sync_run, step, cut, spec)
     except RunCancelled as exc:
         _end(sync_run, exc, using)
         return "cancelled"
@@ -226,6 +206,49 @@ def load_partition(run_id: int, spec: dict[str, Any], *, last_attempt: bool = Tr
             _end(sync_run, _failed(exc, cut, spec["parts"]), using)
         raise
     return "loaded"
+
+
+def _load(sync_run: SyncRun, step: steps.Step, cut: Range, spec: dict[str, Any]) -> None:
+    """Stage the range ``cut``: the run's source as one process builds it, reading the
+    range instead of the whole file, its rows numbered as in the whole file."""
+    source = _source(sync_run, step.importer)
+    ranged = copy.copy(source)
+    assert isinstance(ranged, FileSource)
+    ranged.path = None
+    ranged.file = window(spec["path"], spec["header"], cut, ranged.delimiter)
+    ranged.first_row = cut.first_row
+    load = partial(partitioned.load, sync_run.pk, cut.part, step.importer, ranged, step.switches)
+    try:
+        load(progress=_partition_progress(sync_run, cut, ranged, spec["parts"]))
+    except SourceError as exc:  # read again as one process, which reports it exactly
+        load(refused=str(exc) or type(exc).__name__)
+    finally:
+        ranged.file.close()
+
+
+@contextmanager
+def _heartbeat(run_id: int) -> Iterator[None]:
+    """The run's heartbeat while a partition works, from a thread: a split run holds no
+    lock until its last step, so its heartbeat alone tells it is alive
+    (djsync.runs.monitor.is_stale)."""
+    stop = threading.Event()
+    alias = progress_using()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(float(settings.HEARTBEAT_INTERVAL)):
+                write_progress(run_id, alias, heartbeat_at=timezone.now())
+        finally:
+            connections.close_all()
+
+    write_progress(run_id, alias, heartbeat_at=timezone.now())
+    thread = threading.Thread(target=beat, name=f"djsync-partition-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def _failed(exc: BaseException, cut: Range, parts: int) -> PartitionError:
