@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+import tests.celery_helpers  # noqa: F401 - the gated importer, registered here too
 from djsync import queue
 from djsync.models import SyncJob, SyncRun
 from djsync.runs.monitor import follow
-import tests.celery_helpers  # noqa: F401 - the gated importer, registered here too
 from tests.test_celery import rel, same_settings, stack, wait_for  # noqa: F401 - fixtures
 from tests.test_partitions import result, rows_for, write
 from tests.testapp.models import Product
@@ -51,7 +51,8 @@ def both(job: SyncJob, parts: int, **options: Any) -> tuple[dict, dict]:
     return single, on_worker(job, parts, **options)
 
 
-def test_split_on_workers_same_as_one_process(stack: dict, make_job: Any, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("stack")
+def test_split_on_workers_same_as_one_process(make_job: Any, tmp_path: Path) -> None:
     n = 3000
     path = write(tmp_path / "data.csv", rows_for(n))
     job = make_job("test_products", source={"path": rel(path)})
@@ -71,7 +72,11 @@ def test_split_on_workers_same_as_one_process(stack: dict, make_job: Any, tmp_pa
     assert {12, 5, 3001, 1000, 1502} <= {error[0] for error in single["errors"]}
 
 
-def test_a_worker_killed_during_its_partition(stack: dict, make_job: Any, tmp_path: Path) -> None:
+def test_a_worker_killed_during_its_partition(
+    stack: dict,  # noqa: F811 - the fixture of tests/test_celery.py
+    make_job: Any,
+    tmp_path: Path,
+) -> None:
     path = write(tmp_path / "kill.csv", rows_for(3000))
     job = make_job("test_products_partition_gated", source={"path": rel(path)})
     single = on_worker(job, 1)
