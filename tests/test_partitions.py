@@ -102,7 +102,7 @@ def both(job: SyncJob, path: Path, parts: int, **options: Any) -> tuple[dict, di
     split_run = queued(job, path, parts, **options)
     split_result = result(split_run)
     split_run.refresh_from_db()
-    assert split_run.partitions == parts, split_run.warnings
+    assert split_run.partitions == parts, (split_run.warnings, split_run.error)
     assert "partitions" in split_run.stats["testapp.Product"]["path"]
     return single, split_result
 

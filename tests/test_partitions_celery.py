@@ -95,3 +95,34 @@ def test_a_worker_killed_during_its_partition(
     done = follow(run.pk)
     assert done.status == SyncRun.Status.SUCCEEDED, done.error
     assert result(done) == single
+
+
+def test_progress_per_partition_and_cancel_stops_them_all(
+    stack: dict,  # noqa: F811 - the fixture of tests/test_celery.py
+    make_job: Any,
+    tmp_path: Path,
+) -> None:
+    from djsync.backends import partitioned
+    from djsync.display import progress_text, run_estimate
+    from djsync.runs.monitor import cancel
+
+    path = write(tmp_path / "cancel.csv", rows_for(3000))
+    job = make_job("test_products_partition_gated", source={"path": rel(path)})
+    hold = stack["gates"] / "S002600.hold"
+    hold.touch()  # the second partition stops at this row; the first one finishes
+    run = queue.queue_run(job, partitions=2)
+
+    def first_done() -> SyncRun | None:
+        current = SyncRun.objects.get(pk=run.pk)
+        each = (current.progress or {}).get("partitions") or []
+        return current if any(p["finished"] for p in each) else None
+
+    current = wait_for(first_done, "the first partition to finish")
+    text = progress_text(run_estimate(current))
+    assert "partitions: #1 done" in text and "(1 of 2 done)" in text, text
+    cancel(current)
+    hold.unlink()
+    done = follow(run.pk)
+    assert done.status == SyncRun.Status.CANCELLED, done.error
+    assert Product.objects.count() == 0
+    assert run.pk not in partitioned.leftovers("default")  # its staging is gone

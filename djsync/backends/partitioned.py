@@ -83,9 +83,9 @@ class LoadedSource(StagedSource):
 
 
 # -- the tables ----------------------------------------------------------------------------
-def create(run_id: int, plan: PostgresPlan) -> None:
+def create(run_id: int, plan: PostgresPlan, sizes: list[int]) -> None:
     """Create the run's tables (dropped first: a run starts from nothing), with the staging
-    columns of ``plan``'s fields."""
+    columns of ``plan``'s fields and a row per partition (``sizes``: bytes of its range)."""
     src, err, part = tables(run_id)
     columns = ", ".join(plan.src_columns())
     with plan.connection.cursor() as cursor:
@@ -96,6 +96,10 @@ def create(run_id: int, plan: PostgresPlan) -> None:
             f"CREATE UNLOGGED TABLE {part} (_part integer PRIMARY KEY, rows_read bigint, "
             "good bigint, bad bigint, keyless boolean, refused text, done bigint, "
             "total bigint, errors jsonb)"
+        )
+        cursor.executemany(
+            f"INSERT INTO {part} (_part, rows_read, done, total) VALUES (%s, 0, 0, %s)",
+            list(enumerate(sizes)),
         )
 
 
@@ -117,22 +121,21 @@ def leftovers(using: str) -> list[int]:
     return [int(n[len(PREFIX) : -len("_part")]) for n in names if n[len(PREFIX) : -5].isdigit()]
 
 
-def report(run_id: int, using: str, part: int, *, done: int, total: int, rows: int) -> None:
+def report(run_id: int, using: str, part: int, *, done: int, rows: int) -> None:
     """One partition's progress, committed at once (outside any transaction of its own); a
     failure is logged, never raised: progress must not break a run."""
     try:
-        _report(run_id, using, part, done=done, total=total, rows=rows)
+        _report(run_id, using, part, done=done, rows=rows)
     except Exception:  # noqa: BLE001
         logger.debug("djsync: could not write the progress of run %s", run_id, exc_info=True)
 
 
-def _report(run_id: int, using: str, part: int, *, done: int, total: int, rows: int) -> None:
+def _report(run_id: int, using: str, part: int, *, done: int, rows: int) -> None:
     with connections[using].cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {tables(run_id)[2]} (_part, rows_read, done, total) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (_part) DO UPDATE SET rows_read = "
-            "excluded.rows_read, done = excluded.done, total = excluded.total",
-            [part, rows, done, total],
+            f"UPDATE {tables(run_id)[2]} SET rows_read = %s, done = LEAST(%s, total) "
+            "WHERE _part = %s",
+            [rows, done, part],
         )
 
 
@@ -198,6 +201,7 @@ def load(
                 f"INSERT INTO {meta} (_part, rows_read, good, bad, keyless, refused, errors) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (_part) DO UPDATE SET "
                 "rows_read = excluded.rows_read, good = excluded.good, bad = excluded.bad, "
+                f"done = {meta}.total, "
                 "keyless = excluded.keyless, refused = excluded.refused, "
                 "errors = excluded.errors",
                 [part, importer.rows_read, good, bad, keyless, refused or None, counted],

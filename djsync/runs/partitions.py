@@ -157,7 +157,7 @@ def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
     importer.match_columns(columns, source)
     plan = PostgresPlan(importer, switches)  # its columns only: never staged itself
     LIVE.difference_update((plan.src, plan.act))
-    partitioned.create(sync_run.pk, plan)
+    partitioned.create(sync_run.pk, plan, [cut.end - cut.start for cut in cuts])
     header = header_size(path)
     SyncRun.objects.filter(pk=sync_run.pk).update(
         partitions=len(cuts), source_name=str(source)[:500]
@@ -198,6 +198,7 @@ def load_partition(run_id: int, spec: dict[str, Any], *, last_attempt: bool = Tr
     try:
         with _heartbeat(run_id):
             _load(sync_run, step, cut, spec)
+            record_run_progress(run_id, progress_using())
     except RunCancelled as exc:
         _end(sync_run, exc, using)
         return "cancelled"
@@ -219,7 +220,7 @@ def _load(sync_run: SyncRun, step: steps.Step, cut: Range, spec: dict[str, Any])
     ranged.first_row = cut.first_row
     load = partial(partitioned.load, sync_run.pk, cut.part, step.importer, ranged, step.switches)
     try:
-        load(progress=_partition_progress(sync_run, cut, ranged, spec["parts"]))
+        load(progress=_partition_progress(sync_run, cut, ranged))
     except SourceError as exc:  # read again as one process, which reports it exactly
         load(refused=str(exc) or type(exc).__name__)
     finally:
@@ -269,11 +270,10 @@ def _end(sync_run: SyncRun, exc: BaseException, using: str) -> None:
         logger.warning("djsync: could not drop the staging of run %s", sync_run.pk)
 
 
-def _partition_progress(sync_run: SyncRun, cut: Range, source: Source, parts: int) -> Any:
+def _partition_progress(sync_run: SyncRun, cut: Range, source: Source) -> Any:
     """Progress of one partition, and of the run (summed over its partitions), written on
     the progress connection at most twice a second; a cancel stops the partition here."""
     alias = progress_using()
-    since = time.time()
     last = [0.0]
     run_id = sync_run.pk
 
@@ -283,25 +283,34 @@ def _partition_progress(sync_run: SyncRun, cut: Range, source: Source, parts: in
             return
         last[0] = now
         extent = source.extent()
-        done, total = (extent.done, extent.total or 0) if extent else (0, 0)
-        partitioned.report(run_id, alias, cut.part, done=done, total=total, rows=rows)
-        record_run_progress(run_id, alias, since, parts)
+        partitioned.report(run_id, alias, cut.part, done=extent.done if extent else 0, rows=rows)
+        record_run_progress(run_id, alias)
         if cancel_requested(run_id):
             raise RunCancelled(_("run #%(pk)s was cancelled; nothing was written") % {"pk": run_id})
 
     return report
 
 
-def record_run_progress(run_id: int, alias: str, since: float, parts: int) -> None:
+def record_run_progress(run_id: int, alias: str) -> None:
     """The run's progress from its partitions': bytes read of the file, rows, and each
-    partition's own figures under ``partitions``."""
+    partition's own figures under ``partitions``; the reading began when the run's
+    first partition said so. A failure is logged: progress must never break a run."""
+    try:
+        _record_run_progress(run_id, alias)
+    except Exception:  # noqa: BLE001
+        logger.debug("djsync: could not record the progress of run %s", run_id, exc_info=True)
+
+
+def _record_run_progress(run_id: int, alias: str) -> None:
     each = partitioned.progress_of(run_id, alias)
+    before = SyncRun.objects.using(alias).filter(pk=run_id).values_list("progress", flat=True)
+    since = float((before.first() or {}).get("since") or time.time())
     rows = sum(p["rows"] for p in each)
     recorded = snapshot(
         "reading",
         since,
         done=sum(p["done"] for p in each),
-        total=sum(p["total"] for p in each) if len(each) == parts else None,
+        total=sum(p["total"] for p in each),
         unit="bytes",
         rows=rows,
     )
