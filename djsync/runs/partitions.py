@@ -147,6 +147,7 @@ def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
             % {"n": asked, "why": reason},
         )
         return None
+    _drop_leftovers(importer.using)
     rows = source.read_rows()
     assert rows is not None  # a CSV file
     try:
@@ -165,6 +166,14 @@ def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
     sync_run.partitions = len(cuts)
     base = {"path": path, "header": header, "name": str(source), "columns": columns}
     return [{**base, "range": asdict(cut), "parts": len(cuts)} for cut in cuts]
+
+
+def _drop_leftovers(using: str) -> None:
+    """Drop the staging tables of split runs that ended without their last step (every
+    worker of a partition died, say): each run drops its own otherwise."""
+    for run_id in partitioned.leftovers(using):
+        if not SyncRun.objects.filter(pk=run_id, status__in=RUNNING).exists():
+            partitioned.drop(run_id, using)
 
 
 def _note(sync_run: SyncRun, message: str) -> None:
