@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, QueueError
 from djsync.models import SyncJob, SyncRun
-from djsync.runs.orchestrator import get_job, new_run
+from djsync.runs.orchestrator import get_job, make_importer, new_run
 from djsync.uploads import release_upload
 
 __all__ = ["in_background", "publish", "queue_apply", "queue_preview", "queue_run"]
@@ -31,11 +31,13 @@ def queue_preview(
     trigger: str = SyncRun.Trigger.ADMIN,
     user: Any = None,
     format: str | None = None,
+    column_mapping: dict[str, Any] | None = None,
     **options: Any,
 ) -> SyncRun:
     """Create a queued dry run (from an uploaded file, or the job's own source) and send it
     to a worker once the surrounding transaction commits. ``format`` overrides the upload's
     extension; the stored file's extension is the format its preview reads it in.
+    ``column_mapping`` maps this upload's columns for this run only (the job's shape).
 
     With an eager Celery (no broker), the preview runs in a background thread of this
     process instead of inside the caller (the web request): see :func:`in_background`."""
@@ -52,6 +54,7 @@ def queue_preview(
         status=SyncRun.Status.QUEUED,
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
+        column_mapping=column_mapping or {},
     )
     if _preview_in_background(upload):
         tx.on_commit(lambda: run_in_thread(preview_run, sync_run.pk))
@@ -90,6 +93,7 @@ def queue_run(
     trigger: str = SyncRun.Trigger.COMMAND,
     user: Any = None,
     background: bool = False,
+    partitions: int | None = None,
     **options: Any,
 ) -> SyncRun:
     """Create a queued run (``runsync --async``, the HTTP API) and send it to a worker once
@@ -98,10 +102,13 @@ def queue_run(
 
     ``background`` (the admin's "Run now"): with an eager Celery the run goes to a thread
     of this long-lived process (:func:`in_background`) instead of running in the caller; a
-    command, whose process ends with it, never asks for that."""
+    command, whose process ends with it, never asks for that. ``partitions`` splits the
+    run's file across that many workers (djsync.runs.partitions; None: as the job says)."""
     from djsync.tasks import execute_run, run_in_thread
 
     job = get_job(job)
+    if partitions is not None:
+        check_partitions(job, partitions)
     stored = ""
     if upload is not None:
         stored = _store_upload(upload, upload_name, format)
@@ -120,6 +127,7 @@ def queue_run(
         status=SyncRun.Status.QUEUED,
         source_name=upload_name or (str(file) if file is not None else ""),
         upload=stored,
+        partitions=partitions,
     )
     using = router.db_for_write(SyncRun)
     if background and in_background():
@@ -127,6 +135,22 @@ def queue_run(
     else:
         transaction.on_commit(lambda: _send(execute_run, sync_run), using=using)
     return sync_run
+
+
+def check_partitions(job: SyncJob, partitions: int) -> None:
+    """Refuse a number of partitions out of range, or more than one for a job whose target
+    is not PostgreSQL (a job's own setting falls back to one process with a warning)."""
+    from djsync.runs import partitions as split
+
+    split.check(partitions)
+    if partitions > 1:
+        using = make_importer(job).using
+        vendor = connections[using].vendor
+        if vendor != "postgresql":
+            raise ConfigurationError(
+                _("%(job)s: partitions need PostgreSQL (the target database is %(vendor)s)")
+                % {"job": job.name, "vendor": vendor}
+            )
 
 
 def queue_apply(
