@@ -1000,6 +1000,28 @@ def test_a_duplicate_key_with_skip_leaves_that_key_alone(sync, job, write_csv):
     assert Product.objects.get(sku="DUP").price == Decimal("1.00")
 
 
+@pytest.mark.parametrize("delete", [True, False])
+def test_repeats_of_a_stored_key_and_of_a_new_key_in_a_dry_run(make_job, sync, write_csv, delete):
+    """Keys out of order, a stored key given twice unchanged and a new key given twice:
+    every occurrence is a row error and the other rows' changes are stored, whether the
+    staged path checks the keys before classifying or from the classified actions."""
+    job = make_job("test_products", delete=delete, on_row_error="skip")
+    seed("B", "SAME", "GONE")
+    rows = [product("SAME"), product("NEW", price="2"), product("B", price="5")]
+    rows += [product("SAME"), product("A"), product("NEW")]
+    run = sync(job, file=write_csv(rows), dry_run=True)
+    assert run.status == "previewed", run.error
+    assert run.counts == counts(created=1, updated=1, deleted=int(delete), errors=4)
+    assert row_errors(run) == [
+        (2, "", DUP.format("SAME")),
+        (3, "", DUP.format("NEW")),
+        (5, "", DUP.format("SAME")),
+        (7, "", DUP.format("NEW")),
+    ]
+    gone = [("delete", ["GONE"])] if delete else []
+    assert [(c[0], c[1]) for c in changes(run)] == [("create", ["A"]), *gone, ("update", ["B"])]
+
+
 def test_a_bad_row_and_a_good_row_under_one_key_leave_that_key_alone(sync, job, write_csv):
     seed("OLD")
     rows = [

@@ -121,6 +121,11 @@ def test_a_well_formed_file_is_parsed_by_postgresql_with_the_same_result(job, tm
             HEADER + b"B1,a,1,1,2024-01-01\r\nB2,b,1,1,2024-01-01\r\nB1,c,2,2,2024-01-02\r\n",
             id="duplicate keys",
         ),
+        pytest.param(
+            HEADER + b"A5,plain,1.00,1,2024-03-01\r\nA1,b,1,1,2024-01-01\r\n"
+            b"A5,plain,1.00,1,2024-03-01\r\n",
+            id="a stored key twice",
+        ),
     ],
 )
 def test_files_postgresql_parses(job, tmp_path, settings, data):

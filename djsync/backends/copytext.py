@@ -98,20 +98,28 @@ def renderable(fields: list[BoundField]) -> bool:
     return True
 
 
-def verbatim(f: BoundField, using: str) -> Callable[[str], Any] | None:
-    """A test that a stripped cell is one the field's built-in converter takes as written
-    and that PostgreSQL reads to the same value (digits in the column's range, no sign
-    but ``-``, no exponent, no more decimal places than the field's), or None."""
+def as_written(f: BoundField) -> bool:
+    """Whether field ``f`` may take a cell as written: its value is the built-in
+    converter's alone (no relation, custom converter, validators, null tokens or choices)
+    and it reads a source column. The COPY text here and a CSV file's own bytes
+    (djsync.backends.rawcsv) both ask it first."""
     mf = f.model_field
-    if (
+    return not (
         f.is_relation
         or f.spec.converter is not None
         or f.validators
         or f.null_tokens
         or mf.choices
         or f.source_column is None
-    ):
-        return None
+    )
+
+
+def number_pattern(f: BoundField, using: str) -> str | None:
+    """The regular expression of a number the field's converter takes as written and that
+    PostgreSQL reads to the same value (digits in the column's range, no sign but ``-``,
+    no exponent, no more decimal places than the field's), or None (not a number field,
+    or no such form)."""
+    mf = f.model_field
     if isinstance(mf, models.DecimalField):
         places, digits = mf.decimal_places, mf.max_digits
         if places is None or digits is None or digits - places < 1:
@@ -119,15 +127,21 @@ def verbatim(f: BoundField, using: str) -> Callable[[str], Any] | None:
         if digits > getcontext().prec:  # Python's quantize() refuses what PostgreSQL takes
             return None
         tail = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
-        return re.compile(rf"-?[0-9]{{1,{digits - places}}}{tail}").fullmatch
+        return rf"-?[0-9]{{1,{digits - places}}}{tail}"
     if isinstance(mf, models.IntegerField) and not isinstance(mf, models.AutoField):
         low, high = integer_range(mf, using)
         width = len(str(min(high, -low if low < 0 else high))) - 1
         if width < 1:
             return None
-        sign = "-?" if low < 0 else ""
-        return re.compile(rf"{sign}[0-9]{{1,{width}}}").fullmatch
+        return ("-?" if low < 0 else "") + rf"[0-9]{{1,{width}}}"
     return None
+
+
+def verbatim(f: BoundField, using: str) -> Callable[[str], Any] | None:
+    """A test that a stripped cell is a number the field takes as written
+    (:func:`number_pattern`), or None."""
+    pattern = number_pattern(f, using) if as_written(f) else None
+    return None if pattern is None else re.compile(pattern).fullmatch
 
 
 class TextRows:

@@ -96,6 +96,8 @@ class PostgresPlan(StagedSqlPlan):
     skipped = 0
     #: (good rows staged so far, the row number they end at), as staging went.
     marks: tuple[Sequence[int], Sequence[int]] = ((), ())
+    #: Whether the duplicate check of the staged keys waits for the classifying join.
+    unchecked = False
     #: How a CSV file was read: "staged" (its bytes parsed by PostgreSQL,
     #: djsync.backends.rawcsv), "refused: <why>" (then read in Python), or "" (not tried).
     raw_csv = ""
@@ -201,9 +203,18 @@ class PostgresPlan(StagedSqlPlan):
                 [settings.FAST_PATH_WORK_MEM],
             )
             self.work_mem = cursor.fetchone()[0]
-        marked = 0 if ordered else self._mark_duplicates(cursor)
-        self.good = good - marked
-        self.skipped = bad + marked
+        self.good, self.skipped = good, bad
+        # Every row good and the run deleting: the classifying join says whether a key
+        # may repeat, without hashing every staged key here (:meth:`_repeats`).
+        self.unchecked = not ordered and not bad and self.switches.delete
+        if not ordered and not self.unchecked:
+            self._skip_duplicates(cursor)
+
+    def _skip_duplicates(self, cursor: Any) -> None:
+        """Mark the rows of keys staged twice as skipped, as row errors."""
+        marked = self._mark_duplicates(cursor)
+        self.good -= marked
+        self.skipped += marked
         if marked:
             self.marks = ((), ())  # some good rows became skipped: the marks no longer hold
 
@@ -358,16 +369,42 @@ class PostgresPlan(StagedSqlPlan):
         for number, *key in marked:
             self.errors.append(_duplicate_error(tuple(key), number))
         self.errors.sort(key=lambda e: (e.row is None, e.row or 0))
-        rows = len(marked)
-        return rows
+        return len(marked)
 
     # -- classifying ----------------------------------------------------------------------
     def classify(self) -> None:
         """One join of staging and target rows in scope → the table of actions; counts."""
+        target, params = self.target_sql()
+        with self.connection.cursor() as cursor:
+            # An empty target in scope (an initial load): every staged row is new, and
+            # the creates are read from staging itself (``_created``), so the table of
+            # actions stays empty instead of holding a row per source row.
+            cursor.execute(f"SELECT EXISTS (SELECT FROM {target})", params)
+            empty = not cursor.fetchone()[0]
+            if empty and self.unchecked:  # no join to tell: the check over staging
+                self.unchecked = False
+                self._skip_duplicates(cursor)
+            found = self._act(cursor, target, params, empty)
+            if self.unchecked:
+                self.unchecked = False
+                if self._repeats(cursor, found):  # rare: check, mark, classify again
+                    cursor.execute(f"DROP TABLE {self.act}")
+                    self._skip_duplicates(cursor)
+                    found = self._act(cursor, target, params, empty)
+        if empty:
+            found["c"] = self.good  # the staged rows not skipped
+        self.rows_in_scope = found.get("scope", self.good - found.get("c", 0) + found.get("d", 0))
+        # An action finds its staged row by the row's address: a TID lookup per action,
+        # not a scan of the whole staging table (nothing moves staged rows after this).
+        self._source_of_action = "s.ctid = a._tid"
+        self.count_actions(found)
+
+    def _act(self, cursor: Any, target: str, params: list[Any], empty: bool) -> dict[str, int]:
+        """Create the table of actions; the count of each action (and ``scope``, the
+        target rows in scope, unless the actions tell it)."""
         switches = self.switches
         keys = self.key_positions()
         others = [i for i in range(len(self.fields)) if i not in keys]
-        target, params = self.target_sql()
         on = " AND ".join(f"s.c{i} = t.c{i}" for i in keys)
         distinct = " OR ".join(f"s.c{i} IS DISTINCT FROM t.c{i}" for i in others) or "false"
         changed = ", ".join(
@@ -377,39 +414,39 @@ class PostgresPlan(StagedSqlPlan):
         old = "".join(f", t.c{i} AS o{i}" for i in range(len(self.fields)))
         join = "FULL JOIN" if switches.delete else "LEFT JOIN"
         gone = "s._row IS NULL OR " if switches.delete else ""
-        with self.connection.cursor() as cursor:
-            # An empty target in scope (an initial load): every staged row is new, and
-            # the creates are read from staging itself (``_created``), so the table of
-            # actions stays empty instead of holding a row per source row.
-            cursor.execute(f"SELECT EXISTS (SELECT FROM {target})", params)
-            empty = not cursor.fetchone()[0]
-            where = "false" if empty else f"{gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))"
-            cursor.execute(
-                f"CREATE TEMP TABLE {self.act} AS SELECT s._row, s.ctid AS _tid, t._pk, "
-                "CASE WHEN s._row IS NULL THEN 'd' WHEN t._pk IS NULL THEN 'c' ELSE 'u' END "
-                f"AS act{old}, CASE WHEN s._row IS NOT NULL AND t._pk IS NOT NULL "
-                f"THEN {changed_sql} END AS changed "
-                f"FROM {self.src} s {join} {target} ON {on} WHERE {where}",
-                params,
-            )
-            # Without skipped rows each target row in scope either matches one staged row
-            # or is missing from the source: no second read of the target to count them.
-            counted = empty or (switches.delete and not self.skipped)
-            scope = "" if counted else f" UNION ALL SELECT 'scope', count(*) FROM {target}"
-            cursor.execute(
-                f"SELECT act, count(*) FROM {self.act} GROUP BY act{scope}",
-                [] if counted else params,
-            )
-            found = dict(cursor.fetchall())
-        if empty:
-            found["c"] = self.good  # the staged rows not skipped
-        self.rows_in_scope = (
-            self.good - found.get("c", 0) + found.get("d", 0) if counted else found["scope"]
+        where = "false" if empty else f"{gone}(NOT s._skip AND (t._pk IS NULL OR {distinct}))"
+        cursor.execute(
+            f"CREATE TEMP TABLE {self.act} AS SELECT s._row, s.ctid AS _tid, t._pk, "
+            "CASE WHEN s._row IS NULL THEN 'd' WHEN t._pk IS NULL THEN 'c' ELSE 'u' END "
+            f"AS act{old}, CASE WHEN s._row IS NOT NULL AND t._pk IS NOT NULL "
+            f"THEN {changed_sql} END AS changed "
+            f"FROM {self.src} s {join} {target} ON {on} WHERE {where}",
+            params,
         )
-        # An action finds its staged row by the row's address: a TID lookup per action,
-        # not a scan of the whole staging table (nothing moves staged rows after this).
-        self._source_of_action = "s.ctid = a._tid"
-        self.count_actions(found)
+        # Without skipped rows each target row in scope either matches one staged row
+        # or is missing from the source: no second read of the target to count them
+        # (unless the keys' duplicate check waits for these counts).
+        counted = empty or (switches.delete and not self.skipped and not self.unchecked)
+        scope = "" if counted else f" UNION ALL SELECT 'scope', count(*) FROM {target}"
+        cursor.execute(
+            f"SELECT act, count(*) FROM {self.act} GROUP BY act{scope}",
+            [] if counted else params,
+        )
+        return dict(cursor.fetchall())
+
+    def _repeats(self, cursor: Any, found: dict[str, int]) -> bool:
+        """Whether a key may be staged twice (False: none is), from the actions of a run
+        that deletes and stages no bad row: a key matching one target row more than once
+        (more staged rows match than target rows are matched) or a new key staged twice."""
+        new = found.get("c", 0)
+        if self.good - new != found["scope"] - found.get("d", 0):
+            return True
+        keys = ", ".join(f"s.c{i}" for i in self.key_positions())
+        cursor.execute(
+            f"SELECT FROM {self.act} a JOIN {self.src} s ON s.ctid = a._tid WHERE a.act = 'c' "
+            f"GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
+        )
+        return cursor.fetchone() is not None
 
     # -- storing the changes ----------------------------------------------------------------
     def _json(self, i: int, column: str) -> str:
