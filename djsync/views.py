@@ -45,6 +45,7 @@ from djsync.run_page import (
     run_url,
     status_data,
 )
+from djsync.runs.background import working_on
 from djsync.runs.monitor import is_stale, mark_dead
 from djsync.runs.report import key_text
 from djsync.uploads import (
@@ -285,8 +286,6 @@ def status(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> JsonRes
     """The run's state as JSON, for the progress page. A running run without a heartbeat
     for STALE_AFTER seconds whose lock is free (its thread or worker died) is marked
     failed here, so that the page never waits for ever."""
-    from djsync.tasks import working_on
-
     require_view(request, run)
     if is_stale(run) and not working_on(run.pk):
         try:
@@ -424,10 +423,10 @@ def page_context(request: HttpRequest, admin_site: AdminSite) -> dict[str, Any]:
 def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun | None:
     """Run ``begin`` (which queues work on commit) and return its run.
 
-    With an eager Celery (the embedded default) the work goes to a background thread at
-    commit (djsync.queue.in_background); with ``BACKGROUND_THREADS`` off it runs right at
-    commit and may raise: the run has recorded the failure by then, so its page shows it.
-    A failure before any run exists becomes a message.
+    Without Celery or with an eager one (the embedded default) the work goes to a
+    background thread at commit (djsync.queue.in_background); with ``BACKGROUND_THREADS``
+    off it runs right at commit and may raise: the run has recorded the failure by then,
+    so its page shows it. A failure before any run exists becomes a message.
     """
     expire_uploads()
     try:
