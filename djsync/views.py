@@ -110,12 +110,12 @@ def upload(
     if not permissions.can_preview(request.user, job):
         raise PermissionDenied
     data = form.cleaned_data
-    check = columns.check_upload(job, data["file"], data["format"])
-    if check is not None:
+    checks = columns.check_upload(job, data["file"], data["format"])
+    if checks:
         name = display_name(data["file"].name)
         token = columns.stash(job, request.user, data["file"], data["format"], name)
-        step = columns.ColumnMappingForm(check=check)
-        return columns_page(request, admin_site, job, step, token, title=title, back_url=back_url)
+        steps = columns.step_forms(checks)
+        return columns_page(request, admin_site, job, steps, token, title=title, back_url=back_url)
     run = start(
         request,
         lambda: queue.queue_preview(
@@ -144,17 +144,15 @@ def map_columns(
         raise PermissionDenied(_("Saving a column mapping needs the permission to change the job."))
     try:
         with open_upload(kept.upload) as handle:
-            check = columns.check_upload(job, handle, kept.format)
+            checks = columns.check_upload(job, handle, kept.format)
     except FileNotFoundError:
         raise PermissionDenied(_("This mapping step has expired; upload the file again.")) from None
-    if check is not None:
-        step = columns.ColumnMappingForm(request.POST, check=check)
-        if check.problem or not step.is_valid():
-            token = request.POST[columns.TOKEN_FIELD]
-            return columns_page(
-                request, admin_site, job, step, token, title=title, back_url=back_url
-            )
-        columns.save_mapping(job, check, step.columns())
+    steps = columns.step_forms(checks, request.POST)
+    if not all(step.is_valid() and not step.check.problem for step in steps):
+        token = request.POST[columns.TOKEN_FIELD]
+        return columns_page(request, admin_site, job, steps, token, title=title, back_url=back_url)
+    for step in steps:  # each importer's mapping, as a single-model job's is saved
+        columns.save_mapping(job, step.check, step.columns())
     with open_upload(kept.upload) as handle:
         run = start(
             request,
@@ -175,16 +173,17 @@ def columns_page(
     request: HttpRequest,
     admin_site: AdminSite,
     job: SyncJob,
-    step: columns.ColumnMappingForm,
+    steps: list[columns.ColumnMappingForm],
     token: str,
     *,
     title: str,
     back_url: str,
 ) -> HttpResponse:
-    """The mapping step: a header per column of the importer, proposed and correctable."""
+    """The mapping step: a header per column of each importer whose headers do not fit,
+    proposed and correctable (a section per importer of a multi-model job)."""
     context = {
         **page_context(request, admin_site),
-        **columns.step_context(step.check, step, token),
+        **columns.step_context(steps, token),
         "title": title,
         "job": job,
         "may_save": columns.may_save(request.user, job),
