@@ -142,8 +142,8 @@ def queue_run(
     the surrounding transaction commits; a ``file`` (a path) or an ``upload`` (an uploaded
     file, shown as ``upload_name``) is copied to private upload storage for the worker.
 
-    ``background`` (the admin's "Run now"): with an eager Celery the run goes to a thread
-    of this long-lived process (:func:`in_background`) instead of running in the caller; a
+    ``background`` (the admin's "Run now"): without Celery or with an eager one the run
+    goes to a thread of this long-lived process (:func:`in_background`) instead of running in the caller; a
     command, whose process ends with it, never asks for that."""
     job = get_job(job)
     stored = ""
