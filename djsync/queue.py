@@ -143,8 +143,8 @@ def queue_run(
     file, shown as ``upload_name``) is copied to private upload storage for the worker.
 
     ``background`` (the admin's "Run now"): without Celery or with an eager one the run
-    goes to a thread of this long-lived process (:func:`in_background`) instead of running in the caller; a
-    command, whose process ends with it, never asks for that."""
+    goes to a thread of this long-lived process (:func:`in_background`) instead of running
+    in the caller; a command, whose process ends with it, never asks for that."""
     job = get_job(job)
     stored = ""
     if upload is not None:

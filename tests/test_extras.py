@@ -228,6 +228,14 @@ SyncJob.objects.filter(pk=job.pk).update(schedule="*/5 * * * *")
 out["job_list"] = client.get("/admin/djsync/syncjob/").content.decode()
 page = client.get(f"/admin/djsync/syncjob/{job.pk}/change/")
 out["change_page"] = page.status_code
+form = {"name": "groups", "importer": "groups", "source": '{"path": "groups.csv"}',
+        "target": "{}", "enabled": "on", "notify_on_failure": "", "schedule": "*/5 * * * *",
+        "allow_create": "unknown", "allow_update": "unknown", "allow_delete": "unknown",
+        "on_row_error": "", "column_mapping": "{}"}
+page = client.post(f"/admin/djsync/syncjob/{job.pk}/change/", form)
+out["schedule_saved"] = page.status_code, page.content.decode()
+form["schedule"] = ""
+out["unscheduled_saved"] = client.post(f"/admin/djsync/syncjob/{job.pk}/change/", form).status_code
 print("@@" + json.dumps(out))
 """
 
@@ -259,3 +267,7 @@ def test_the_admin_previews_applies_and_runs_without_celery() -> None:
     assert "*/5 * * * *" in out["job_list"]
     assert "not run: needs djsync[celery]" in out["job_list"]
     assert out["change_page"] == 200
+    status, page = out["schedule_saved"]
+    assert status == 200 and 'a job&#x27;s schedule needs celery' in page, page[-3000:]
+    assert 'pip install &quot;djsync[celery]&quot;' in page
+    assert out["unscheduled_saved"] == 302  # the same form saves without a schedule
