@@ -56,8 +56,8 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[checks.
             continue
         if str(database.get("NAME", "")) in ("", ":memory:"):
             continue  # one process's own database: nobody else writes to it
-        options: Any = database.get("OPTIONS") or {}
-        mode = options.get("transaction_mode")
+        options = database.get("OPTIONS") or {}
+        mode = options.get("transaction_mode") if isinstance(options, dict) else None
         if str(mode or "").upper() != "IMMEDIATE":
             messages.append(
                 checks.Warning(
@@ -196,8 +196,7 @@ def job_problem(job: Any) -> str | None:
     """Why ``job`` would be refused before reading anything, or None."""
     from djsync.exports.step import check_target, is_export
     from djsync.mapping.registry import importer_names, split_names
-    from djsync.runs.job_sources import make_source
-    from djsync.runs.steps import make_importer, make_importers
+    from djsync.runs.steps import make_importer, make_importers, make_source
 
     unknown = [name for name in split_names(job.importer) if name not in importer_names()]
     if unknown or not split_names(job.importer):

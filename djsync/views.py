@@ -133,15 +133,16 @@ def upload(
 def map_columns(
     request: HttpRequest, admin_site: AdminSite, *, title: str, back_url: str
 ) -> HttpResponse:
-    """The mapping step's answer: save the mapping on the job (who may change it), then
-    preview the kept upload through it — the run reads the job's saved mapping, as
-    ``runsync`` and Celery runs of the job will."""
+    """The mapping step's answer: save the mapping on the job (who may change it, unless
+    they ask for this upload only), then preview the kept upload through it — the run
+    reads the job's saved mapping, as ``runsync`` and Celery runs of the job will. A
+    mapping for this upload only is kept on the run instead, the job left as it was."""
     kept = columns.pending(request.POST.get(columns.TOKEN_FIELD, ""), request.user)
     job = SyncJob.objects.filter(pk=kept.job).first()
     if job is None or not permissions.can_preview(request.user, job):
         raise PermissionDenied
-    if not columns.may_save(request.user, job):
-        raise PermissionDenied(_("Saving a column mapping needs the permission to change the job."))
+    saving = columns.may_save(request.user, job) and columns.ONCE_FIELD not in request.POST
+    mapping: dict[str, Any] = {}
     try:
         with open_upload(kept.upload) as handle:
             checks = columns.check_upload(job, handle, kept.format)
@@ -151,8 +152,11 @@ def map_columns(
     if not all(step.is_valid() and not step.check.problem for step in steps):
         token = request.POST[columns.TOKEN_FIELD]
         return columns_page(request, admin_site, job, steps, token, title=title, back_url=back_url)
-    for step in steps:  # each importer's mapping, as a single-model job's is saved
-        columns.save_mapping(job, step.check, step.columns())
+    for step in steps:  # each importer's mapping, as a single-model job's
+        if saving:
+            columns.save_mapping(job, step.check, step.columns())
+        else:
+            mapping.update(columns.for_this_upload(step.check, step.columns()))
     with open_upload(kept.upload) as handle:
         run = start(
             request,
@@ -163,6 +167,7 @@ def map_columns(
                 format=kept.format,
                 user=request.user,
                 trigger=SyncRun.Trigger.ADMIN,
+                column_mapping=mapping,
             ),
         )
     delete_upload(kept.upload)
