@@ -110,7 +110,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         ),
         (
             _("Schedule and notifications"),
-            {"fields": ["schedule", "notify_on_failure", "warn_on_change"]},
+            {"fields": ["schedule", "notify_on_failure", "warn_on_change", "partitions"]},
         ),
         (
             _("Column mapping"),

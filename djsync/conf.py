@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # On PostgreSQL, a CSV file whose fields PostgreSQL can read exactly is parsed by
     # PostgreSQL itself (COPY of its bytes, backends/rawcsv.py); off: read in Python.
     "FAST_PATH_RAW_CSV": True,
+    # A run split across workers (djsync.runs.partitions): the smallest range of a file
+    # worth a partition of its own, in bytes (a smaller file gets fewer partitions).
+    "PARTITION_MIN_SIZE": 1024 * 1024,
     # Changes stored per action (create, update, delete) and model for a run that applies
     # at once: the first ones by source row (deletes: by primary key). Counts stay exact
     # and the run's warnings say what was left out. Dry runs and previews always store

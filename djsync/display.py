@@ -108,7 +108,33 @@ def progress_text(found: Estimate | None) -> str:
         parts.append(f"{number_format(round(found.rate), force_grouping=True)} {rate_unit}")
     if found.remaining is not None:
         parts.append(_("about %(time)s left") % {"time": duration(found.remaining)})
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    if found.partitions:
+        text += "; " + partitions_text(found.partitions)
+    return text
+
+
+#: Partitions named one by one in a progress line; the others are counted.
+SHOWN_PARTITIONS = 8
+
+
+def partitions_text(partitions: tuple[dict[str, Any], ...]) -> str:
+    """``partitions: #1 done, #2 45%, #3 12% (4 of 4 reading)``: each partition's share of
+    its range read, for a run split across workers."""
+    shown = []
+    for p in partitions[:SHOWN_PARTITIONS]:
+        if p.get("finished"):
+            shown.append(_("#%(n)s done") % {"n": int(p.get("part", 0)) + 1})
+        else:
+            total = int(p.get("total") or 0)
+            share = f"{number_format(100 * min(int(p.get('done') or 0) / total, 1), 0)}%"
+            shown.append(f"#{int(p.get('part', 0)) + 1} {share if total else '…'}")
+    done = sum(1 for p in partitions if p.get("finished"))
+    return _("partitions: %(shown)s (%(done)s of %(n)s done)") % {
+        "shown": ", ".join(shown),
+        "done": done,
+        "n": len(partitions),
+    }
 
 
 def estimate_data(run: SyncRun) -> dict[str, Any]:

@@ -124,3 +124,8 @@ class RunStateError(ConfigurationError):
 class QueueError(DjsyncError):
     """A run could not be handed to a worker (the broker did not answer, or no worker took
     it); the run is marked failed and nothing was written."""
+
+
+class PartitionError(DjsyncError):
+    """A partition of a run split across workers failed after its retries
+    (djsync.runs.partitions): the run ends failed, nothing written."""

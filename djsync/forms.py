@@ -172,6 +172,7 @@ class SyncJobForm(forms.ModelForm):
             "schedule",
             "notify_on_failure",
             "warn_on_change",
+            "partitions",
             "column_mapping",
         ]
 
@@ -188,6 +189,12 @@ class SyncJobForm(forms.ModelForm):
                     ("true", _("Yes")),
                     ("false", _("No")),
                 ]
+        if "partitions" in self.fields:  # empty: one process, as a job without the setting
+            self.fields["partitions"].required = False
+
+    def clean_partitions(self) -> int:
+        value = self.cleaned_data.get("partitions")
+        return 1 if value is None else int(value)
 
     def clean_source(self) -> dict[str, Any]:
         options = self.cleaned_data.get("source") or {}

@@ -3,8 +3,10 @@
 
 Bulk creates and set-based updates send no ``post_save``, so simple-history's own receivers
 never see them. djsync writes those records from :data:`djsync.signals.batch_applied`
-instead: each batch of created or updated rows is read back and recorded with the
-history manager's ``bulk_history_create`` (``+`` and ``~``), in the run's transaction.
+instead: each batch of created or updated rows is copied into the history table by one
+``INSERT … SELECT`` (``+`` and ``~``, djsync.history_sql) in the run's transaction, or, for a
+history model SQL cannot fill or another database, read back and recorded with the history
+manager's ``bulk_history_create``.
 Deletes go through Django's ``delete()``, whose ``post_delete`` simple-history records
 itself row by row (``-``); djsync only signs those records. Every record names the run's
 user as ``history_user`` (when the run has one) and the run in its change reason.
@@ -15,10 +17,12 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, NamedTuple
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import connections, models
 
 from djsync.conf import settings
+from djsync.history_sql import SqlHistory, sql_history
 from djsync.signals import batch_applied, batch_deleting
 
 __all__ = ["change_reason", "connect"]
@@ -92,7 +96,8 @@ def record_batch(
     **kwargs: Any,
 ) -> None:
     """Receiver of ``batch_applied``: ``+`` records of the created rows, ``~`` of the updated
-    ones, read back as they are now (one query per batch)."""
+    ones, as they are now: copied in one statement per batch (djsync.history_sql), or read
+    back for ``bulk_history_create`` where SQL cannot fill the history model."""
     from simple_history.utils import get_history_manager_for_model
 
     if deleted:
@@ -100,16 +105,27 @@ def record_batch(
     if not getattr(importer, "history", False):
         return
     manager = get_history_manager_for_model(sender)
+    if not getattr(django_settings, "SIMPLE_HISTORY_ENABLED", True):
+        return  # as bulk_history_create does
+    writer = sql_history(sender, connections[using].vendor)
+    user, reason = _user(run), change_reason(run)
+    if user is None and isinstance(writer, SqlHistory):
+        # what bulk_history_create would ask: simple-history's get_user (the request's user)
+        user = manager.model.get_default_history_user(sender())
     rows = sender._base_manager.db_manager(using)
     for pks, update in ((created, False), (updated, True)):
-        if pks:
-            manager.bulk_history_create(
-                list(rows.filter(pk__in=pks)),
-                update=update,
-                default_user=_user(run),
-                default_change_reason=change_reason(run),
-                batch_size=settings.BATCH_SIZE,
-            )
+        if not pks:
+            continue
+        kind = "~" if update else "+"
+        if isinstance(writer, SqlHistory) and writer.write(using, pks, kind, user, reason):
+            continue
+        manager.bulk_history_create(
+            list(rows.filter(pk__in=pks)),
+            update=update,
+            default_user=user,
+            default_change_reason=reason,
+            batch_size=settings.BATCH_SIZE,
+        )
 
 
 def sign_deletes(

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrPromise
 
 
+#: The most partitions a run may be split into (djsync.runs.partitions).
+MAX_PARTITIONS = 64
+
+
 class SyncJobQuerySet(models.QuerySet):
     def enabled(self) -> SyncJobQuerySet:
         return self.filter(enabled=True)
@@ -102,6 +106,16 @@ class SyncJob(models.Model):
             "for each set of headers. Empty it to forget them."
         ),
     )
+    #: A run split across Celery workers (djsync.runs.partitions): how many ranges of its
+    #: CSV file are read at once, each by a worker; 1 reads it in one process.
+    partitions = models.PositiveSmallIntegerField(
+        _("partitions"),
+        default=1,
+        help_text=_(
+            "Split the job's CSV file into this many ranges, each read by a Celery worker, "
+            "and apply the whole run once (PostgreSQL; 1 to 64). 1: one process."
+        ),
+    )
     #: Free state kept between runs, e.g. an incremental sync's cursor.
     state = models.JSONField(_("state"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -123,6 +137,10 @@ class SyncJob(models.Model):
                 | Q(delete_guard__gte=0, delete_guard__lte=1),
                 name="djsync_job_delete_guard_share",
             ),
+            models.CheckConstraint(
+                condition=Q(partitions__gte=1, partitions__lte=MAX_PARTITIONS),
+                name="djsync_job_partitions_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,6 +155,8 @@ class SyncJob(models.Model):
             errors["importer"] = problem
         if self.delete_guard is not None and not 0 <= self.delete_guard <= 1:
             errors["delete_guard"] = _("A share between 0 and 1.")
+        if self.partitions is not None and not 1 <= self.partitions <= MAX_PARTITIONS:
+            errors["partitions"] = _("A number from 1 to %(max)s.") % {"max": MAX_PARTITIONS}
         if not isinstance(self.source, dict):
             errors["source"] = _("Source options must be a JSON object.")
         if not errors.get("importer"):
@@ -252,6 +272,8 @@ class SyncRun(models.Model):
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
     #: Set by ``djsync.runs.monitor.cancel``; a running run checks it between phases and batches.
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    #: Partitions asked for this run (None: as its job says), then how many it was read in.
+    partitions = models.PositiveSmallIntegerField(_("partitions"), null=True, blank=True)
     #: How many times a worker started this run (more than 1 after transient source errors).
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     #: Incremental sync: the cursor this run read up to, saved on the job once it is applied.

@@ -18,14 +18,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, QueueError
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import background as local  # `background` is a flag of queue_apply
-from djsync.runs.orchestrator import get_job, new_run
+from djsync.runs.orchestrator import get_job, make_importer, new_run
 from djsync.uploads import release_upload
 
 __all__ = [
@@ -139,6 +139,7 @@ def queue_run(
     trigger: str = SyncRun.Trigger.COMMAND,
     user: Any = None,
     background: bool = False,
+    partitions: int | None = None,
     **options: Any,
 ) -> SyncRun:
     """Create a queued run (``runsync --async``, the HTTP API) and send it to a worker once
@@ -147,8 +148,12 @@ def queue_run(
 
     ``background`` (the admin's "Run now"): without Celery or with an eager one the run
     goes to a thread of this long-lived process (:func:`in_background`) instead of running
-    in the caller; a command, whose process ends with it, never asks for that."""
+    in the caller; a command, whose process ends with it, never asks for that.
+    ``partitions`` splits the run's file across that many workers (djsync.runs.partitions;
+    None: as the job says)."""
     job = get_job(job)
+    if partitions is not None:
+        check_partitions(job, partitions)
     stored = ""
     if upload is not None:
         stored = _store_upload(upload, upload_name, format)
@@ -167,6 +172,7 @@ def queue_run(
         status=SyncRun.Status.QUEUED,
         source_name=upload_name or (str(file) if file is not None else ""),
         upload=stored,
+        partitions=partitions,
     )
     using = router.db_for_write(SyncRun)
     if background and in_background():
@@ -174,6 +180,22 @@ def queue_run(
     else:
         transaction.on_commit(lambda: _send("execute_run", sync_run), using=using)
     return sync_run
+
+
+def check_partitions(job: SyncJob, partitions: int) -> None:
+    """Refuse a number of partitions out of range, or more than one for a job whose target
+    is not PostgreSQL (a job's own setting falls back to one process with a warning)."""
+    from djsync.runs import partitions as split
+
+    split.check(partitions)
+    if partitions > 1:
+        using = make_importer(job).using
+        vendor = connections[using].vendor
+        if vendor != "postgresql":
+            raise ConfigurationError(
+                _("%(job)s: partitions need PostgreSQL (the target database is %(vendor)s)")
+                % {"job": job.name, "vendor": vendor}
+            )
 
 
 def queue_apply(

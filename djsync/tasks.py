@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -24,7 +25,8 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.exceptions import TransientSourceError
 from djsync.models import SyncJob, SyncRun
-from djsync.runs import background, monitor
+from djsync.runs import background, monitor, partitions
+from djsync.runs import orchestrator as services
 from djsync.runs.background import (  # re-exported: the threads are this module's too
     BACKGROUND_RUNS as BACKGROUND_RUNS,
 )
@@ -103,13 +105,68 @@ class RunTask(Task):
 @shared_task(bind=True, base=RunTask, name="djsync.execute_run")
 def execute_run(self: RunTask, run_id: int) -> dict[str, Any]:
     """Work on a queued run: read and diff, then apply unless it is a dry run."""
-    return _work(self, run_id)
+    return _work(self, run_id, _execute)
 
 
 @shared_task(bind=True, base=RunTask, name="djsync.preview_run")
 def preview_run(self: RunTask, run_id: int) -> dict[str, Any]:
     """Read and diff a queued dry run and store its plan (status: previewed)."""
-    return _work(self, run_id)
+    return _work(self, run_id, _execute)
+
+
+def _execute(sync_run: SyncRun) -> SyncRun:
+    """Carry out a claimed run: in this task, or split into partitions (a chord of
+    :func:`load_partition` tasks, then :func:`finish_partitions`) when it asks for more
+    than one and can be split (djsync.runs.partitions)."""
+    from celery import chord, current_app
+
+    try:
+        specs = partitions.prepare(sync_run)
+    except Exception as exc:
+        services.fail(sync_run, exc)
+        exc.run = sync_run  # type: ignore[attr-defined]
+        raise
+    if specs is None:
+        try:
+            return services.execute_queued(sync_run)
+        finally:
+            partitions.add_note(sync_run)
+    if current_app.conf.task_always_eager:  # no worker: the partitions in sequence, here
+        return partitions.run_in_process(sync_run, specs) or sync_run
+    header = [load_partition.si(sync_run.pk, spec) for spec in specs]
+    chord(header)(finish_partitions.si(sync_run.pk, specs[0]))
+    return sync_run
+
+
+class PartitionTask(RunTask):
+    """A partition: acknowledged once done, so that one whose worker died (killed, out of
+    memory) is delivered again and replaces its own rows; retried on transient errors."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+
+
+@shared_task(bind=True, base=PartitionTask, name="djsync.load_partition")
+def load_partition(self: PartitionTask, run_id: int, spec: dict[str, Any]) -> str:
+    """Read one range of a split run's file into the run's staging."""
+    return partitions.load_partition(run_id, spec, last_attempt=not self.will_retry())
+
+
+@shared_task(bind=True, name="djsync.finish_partitions")
+def finish_partitions(self: Task, run_id: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The chord's callback: classify and apply a split run once, every partition in."""
+    token = monitor.current_task.set(self)
+    try:
+        sync_run = partitions.finish(run_id, spec)
+    except Exception as exc:
+        sync_run = getattr(exc, "run", None)
+        if sync_run is None:
+            raise
+    finally:
+        monitor.current_task.reset(token)
+    if sync_run is None:
+        return {"run": run_id, "status": None}
+    return _result(sync_run)
 
 
 def run_in_thread(task: Task, run_id: int, *args: Any) -> threading.Thread:
@@ -164,7 +221,7 @@ def run_job(
             status=SyncRun.Status.QUEUED,
             task_id=self.request.id or "",
         ).pk
-    return _work(self, run_id)
+    return _work(self, run_id, _execute)
 
 
 @shared_task(name="djsync.reap_stale_runs")
@@ -189,12 +246,12 @@ def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
     return asdict(prune_runs(timedelta(days=float(days))))
 
 
-def _work(task: RunTask, run_id: int) -> dict[str, Any]:
+def _work(task: RunTask, run_id: int, service: Callable[[SyncRun], SyncRun]) -> dict[str, Any]:
     """Claim the run and carry it out; a TransientSourceError goes on to Celery's
     autoretry (:class:`RunTask`), after the run recorded itself "queued" again — or "failed"
     on the last attempt, or when the task was called as a function (no retry then)."""
     sync_run = background.work_on(
-        run_id, task.request.id or "", task=task, retry_pending=task.will_retry()
+        run_id, task.request.id or "", task=task, retry_pending=task.will_retry(), service=service
     )
     if sync_run is None:  # cancelled while queued, or already taken
         status = SyncRun.objects.filter(pk=run_id).values_list("status", flat=True).first()

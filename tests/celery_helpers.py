@@ -104,3 +104,23 @@ class WorkerThingImporter(djsync.Importer):
         keys = ["code"]
         fields = ["code", "name"]
         delete = True
+
+
+@djsync.register
+class PartitionGatedImporter(ProductImporter):
+    """test_products, but reading a source row waits at a sku whose ``<sku>.hold`` exists
+    (each process that reaches it appends its id to ``<sku>.reached``): a partition held
+    while it stages, on the staged path (a ``normalize_source_row`` hook keeps it)."""
+
+    class Meta(ProductImporter.Meta):
+        name = "test_products_partition_gated"
+
+    def normalize_source_row(self, values: dict[str, Any]) -> dict[str, Any]:
+        hold = gate_dir() / f"{values.get('sku')}.hold"
+        if hold.exists():
+            with (gate_dir() / f"{values.get('sku')}.reached").open("a") as reached:
+                reached.write(f"{os.getpid()}\n")
+            deadline = time.monotonic() + 60
+            while hold.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return super().normalize_source_row(values)

@@ -90,8 +90,11 @@ class Process:
 
 
 @pytest.fixture(scope="module")
-def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Redis checked, the test process's Celery app pointed at it, and a worker running."""
+def stack(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[dict]:
+    """Redis checked, the test process's Celery app pointed at it, and a worker running
+    (with the DJSYNC settings of the module's ``WORKER_DJSYNC`` too, if it has one)."""
     import redis
 
     try:
@@ -118,6 +121,7 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         "FILE_ROOTS": {"tests": str(tmp_path_factory.getbasetemp())},
         "HTTP_BASE_URLS": [api.url("/api/")],
         "CREDENTIALS": {"things": API_TOKEN},
+        **getattr(request.module, "WORKER_DJSYNC", {}),
     }
     (base / "gates").mkdir()
     os.environ["DJSYNC_TEST_GATE_DIR"] = str(base / "gates")

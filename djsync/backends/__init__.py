@@ -21,11 +21,11 @@ from django.db import connections, router
 
 from djsync.backends.stored import restage, stored_fields
 from djsync.engine.diff import Plan
+from djsync.sources.base import Source
 
 if TYPE_CHECKING:
     from djsync.mapping.importers import BaseImporter, Switches
     from djsync.models import SyncRun
-    from djsync.sources.base import Source
 
 #: Staged backends by ``connection.vendor``: the module that plans and applies in SQL.
 BACKENDS: dict[str, str] = {
@@ -44,6 +44,23 @@ class Path:
 
     def __str__(self) -> str:
         return f"{'staged' if self.staged else 'generic'}: {self.detail}"
+
+
+class StagedSource(Source):
+    """A source whose rows are staged already, by others (the partitions of a split run,
+    djsync.backends.partitioned): its plan is built from that staging, not by reading."""
+
+    #: What the run's path adds (``4 partitions``).
+    detail = ""
+
+    def build_plan(
+        self,
+        importer: BaseImporter,
+        switches: Switches,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> Plan:
+        raise NotImplementedError
 
 
 def choose(importer: BaseImporter, source: Source | None = None) -> Path:
@@ -79,8 +96,13 @@ def build_plan(
         whole.compared = [f.name for f in importer.active_fields]
         return whole
     path = choose(importer, source)
+    if isinstance(source, StagedSource):  # staged already (by a split run's partitions)
+        plan: Plan = source.build_plan(importer, switches, progress=progress)
+        plan.path = f"{path}, {source.detail}"
+        plan.compared = [f.name for f in importer.active_fields]
+        return plan
     if path.backend is not None:
-        plan: Plan = path.backend.build_plan(importer, source, switches, progress=progress)
+        plan = path.backend.build_plan(importer, source, switches, progress=progress)
     else:
         plan = importer.build_plan(source, switches, progress=progress)
     plan.path = str(path)

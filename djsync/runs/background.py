@@ -41,18 +41,24 @@ BACKGROUND_RUNS: set[threading.Thread] = set()
 
 
 def work_on(
-    run_id: int, task_id: str = "", *, task: Any = None, retry_pending: bool = False
+    run_id: int,
+    task_id: str = "",
+    *,
+    task: Any = None,
+    retry_pending: bool = False,
+    service: Callable[[SyncRun], SyncRun] = services.execute_queued,
 ) -> SyncRun | None:
     """Claim a queued run (queued → reading) and carry it out: read and diff, then apply
     unless it is a dry run. None when it is not queued any more (cancelled, or taken by
     another delivery of the same task). ``task``: the Celery task doing it, if any (its
-    state shows the progress); ``retry_pending``: Celery will retry a transient failure."""
+    state shows the progress); ``retry_pending``: Celery will retry a transient failure;
+    ``service``: what carries it out (a Celery task may split it into partitions)."""
     sync_run = monitor.claim(run_id, task_id)
     if sync_run is None:
         return None
     tokens = (monitor.current_task.set(task), monitor.retry_pending.set(retry_pending))
     try:
-        services.execute_queued(sync_run)
+        service(sync_run)
     except RunCancelled:
         pass
     finally:

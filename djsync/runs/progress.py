@@ -75,6 +75,9 @@ class Estimate:
     rate_unit: str
     remaining: float | None
     rows: int
+    #: A run split across workers (djsync.runs.partitions): each partition's figures —
+    #: ``part``, ``rows``, ``done`` and ``total`` bytes, ``finished``.
+    partitions: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,4 +113,5 @@ def estimate(recorded: dict[str, Any] | None, *, now: float | None = None) -> Es
         rate_unit="changes" if unit == "changes" else "rows",
         remaining=None if remaining is None else round(remaining, 1),
         rows=rows,
+        partitions=tuple(p for p in recorded.get("partitions") or () if isinstance(p, dict)),
     )

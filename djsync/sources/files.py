@@ -338,7 +338,7 @@ class FileSource(StructuredReading, WorkbookReading, Source):
                 delimiter = ","
             source = _chain([first], lines)
         reader = csv.reader(source, delimiter=delimiter, strict=True)
-        row = 1
+        row = self.first_row - 1  # the header's (a range of a file: its first row's, less 1)
         try:
             first_cells = next(reader, None)
             if first_cells is None:

@@ -1,5 +1,7 @@
 """Models the tests sync into: one per kind of field and key the engine must handle."""
 
+import uuid
+
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -103,6 +105,7 @@ class Shelf(models.Model):
         related_name="shelves",
     )
 
+
 class Book(models.Model):
     """A model with django-simple-history's records (tests/test_batch_signals.py)."""
 
@@ -110,3 +113,41 @@ class Book(models.Model):
     title = models.CharField(max_length=100)
     copies = models.IntegerField(default=0)
     history = HistoricalRecords()
+
+
+class Edition(models.Model):
+    """Every django-simple-history option djsync writes in SQL (tests/test_history_sql.py):
+    a foreign key, an excluded field, a UUID history_id, a user id field, a relation."""
+
+    isbn = models.CharField(max_length=20, unique=True)
+    book = models.ForeignKey(Book, null=True, blank=True, on_delete=models.PROTECT)
+    title = models.CharField(max_length=100)
+    price = models.DecimalField(max_digits=8, decimal_places=2)
+    printed = models.DateField(null=True, blank=True)
+    sold = models.DateTimeField(null=True, blank=True)
+    signed = models.BooleanField(default=False)
+    notes = models.TextField(blank=True)
+    history = HistoricalRecords(
+        excluded_fields=["notes"],
+        history_id_field=models.UUIDField(default=uuid.uuid4),
+        history_user_id_field=models.IntegerField(null=True, blank=True),
+        history_change_reason_field=models.TextField(null=True),
+        related_name="snapshots",
+    )
+
+
+class Provenance(models.Model):
+    """A history base class with a field of its own, filled by a Python default."""
+
+    origin = models.CharField(max_length=20, default="python")
+
+    class Meta:
+        abstract = True
+
+
+class Pamphlet(models.Model):
+    """A history model djsync cannot fill in SQL: bulk_history_create writes it."""
+
+    code = models.CharField(max_length=20, unique=True)
+    title = models.CharField(max_length=100)
+    history = HistoricalRecords(bases=[Provenance])

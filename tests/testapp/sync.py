@@ -4,7 +4,7 @@ import threading
 
 import djsync
 
-from .models import Book, Category, Member, Product, Shelf
+from .models import Book, Category, Edition, Member, Pamphlet, Product, Shelf
 
 
 @djsync.register
@@ -269,6 +269,33 @@ class BookImporter(djsync.Importer):
         keys = ["code"]
         fields = ["code", "title", "copies"]
         delete = True
+        history = True
+
+
+@djsync.register
+class EditionImporter(djsync.Importer):
+    """History written in SQL with every option (tests/test_history_sql.py)."""
+
+    book = djsync.Field("book_code", lookup="code", required=False)
+
+    class Meta:
+        name = "test_editions"
+        model = Edition
+        keys = ["isbn"]
+        fields = ["isbn", "title", "price", "printed", "sold", "signed", "notes"]
+        delete = True
+        history = True
+
+
+@djsync.register
+class PamphletImporter(djsync.Importer):
+    """History SQL cannot write: bulk_history_create does (tests/test_history_sql.py)."""
+
+    class Meta:
+        name = "test_pamphlets"
+        model = Pamphlet
+        keys = ["code"]
+        fields = ["code", "title"]
         history = True
 
 

@@ -70,6 +70,15 @@ class Command(BaseCommand):
             help=_("Queue the run, follow its progress to the end, exit with its result."),
         )
         parser.add_argument(
+            "--partitions",
+            type=int,
+            metavar="N",
+            help=_(
+                "Split the job's CSV file into N ranges read by Celery workers, then apply the "
+                "run once (PostgreSQL); queues the run and follows it, as --wait."
+            ),
+        )
+        parser.add_argument(
             "--cancel",
             type=int,
             metavar="RUN",
@@ -123,6 +132,8 @@ class Command(BaseCommand):
         if opts["file"] and len(opts["jobs"]) > 1:
             raise CommandError(_("--file goes with a single job"))
         jobs = [self._job(name) for name in opts["jobs"]]
+        if opts.get("partitions") is not None and not opts.get("queue"):
+            opts["wait"] = True  # a split run is a chord of tasks: queued, then followed
         if opts.get("queue") or opts.get("wait"):
             return self._queue(jobs, opts)
         failures: list[str] = []
@@ -229,6 +240,7 @@ class Command(BaseCommand):
                     file=opts["file"],
                     format=opts["file_format"],
                     trigger=SyncRun.Trigger.COMMAND,
+                    partitions=opts.get("partitions"),
                     **_switches(opts),
                 )
             except DjsyncError as exc:  # e.g. the broker did not answer: the run failed

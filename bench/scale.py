@@ -1,0 +1,226 @@
+"""``python -m bench.scale``: one run on one worker against the same run split across workers.
+
+The same file — ``--rows`` products (bench/data.py) — is synced three times in a row
+(initial load into an empty table, no change, then the 1% change file) by a run queued on
+Celery workers started here (``celery worker --pool solo``, one process each, on a Redis
+queue of their own):
+
+- ``1 worker``: one worker, the run in one partition (what a single process does);
+- ``N workers × P partitions``: N workers, the run split into P partitions.
+
+Each case is timed from queueing to the run's end (``runsync --wait`` sees the same). The
+workers' peak RSS comes from ``wait4`` when they stop; the PostgreSQL backends of the
+bench database are sampled meanwhile (largest private memory of one backend, RssAnon, and
+of all of them together). ``uptime`` is printed before and after: other work on the
+machine shows there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bench.data import generate
+from bench.run import DATABASE, ROOT, _env, _vacuum, connect, empty, ensure_database
+
+HERE = Path(__file__).resolve().parent
+CASES = [("initial load", "base"), ("no change", "base"), ("1% change", "change")]
+
+
+class ServerMemory:
+    """Samples every backend of the bench database (/proc status) while a case runs."""
+
+    def __init__(self) -> None:
+        self.one_kib = self.all_kib = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def pids(self) -> list[int]:
+        with connect() as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", [DATABASE]
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def sample(self) -> None:
+        while not self.done.is_set():
+            total = 0
+            for pid in self.pids():
+                try:
+                    text = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    if line.startswith("RssAnon:"):
+                        kib = int(line.split()[1])
+                        total += kib
+                        self.one_kib = max(self.one_kib, kib)
+            self.all_kib = max(self.all_kib, total)
+            self.done.wait(0.2)
+
+    def stop(self) -> tuple[float, float]:
+        self.done.set()
+        self.thread.join()
+        return self.one_kib / 1024, self.all_kib / 1024
+
+
+def start_workers(count: int, queue: str, log: Path) -> list[subprocess.Popen]:
+    env = {**_env(), "DJSYNC_BENCH_QUEUE": queue}
+    workers = []
+    for i in range(count):
+        handle = open(log.with_suffix(f".{i}.log"), "wb")  # noqa: SIM115 - closed with the run
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench.celery_app",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "-Q",
+                    queue,
+                    "-n",
+                    f"w{i}-{queue}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "--prefetch-multiplier",
+                    "1",
+                    "-l",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    time.sleep(4)  # the workers connect to the broker
+    return workers
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> list[float]:
+    """Stop the workers; each one's peak RSS in MB (wait4)."""
+    peaks = []
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        _, _, usage = os.wait4(worker.pid, 0)
+        peaks.append(usage.ru_maxrss / 1024)
+    return peaks
+
+
+def run_config(workers: int, partitions: int, files: dict[str, Path], log: Path) -> dict:
+    import django
+
+    django.setup()
+    import bench.celery_app  # noqa: F401 - the app the queue sends with
+    from djsync import queue
+    from djsync.models import SyncJob
+    from djsync.runs.monitor import follow
+
+    empty()
+    queue_name = f"djsync-bench-scale-{uuid.uuid4().hex[:8]}"
+    os.environ["DJSYNC_BENCH_QUEUE"] = queue_name
+    bench.celery_app.app.conf.task_default_queue = queue_name
+    procs = start_workers(workers, queue_name, log)
+    results = {}
+    try:
+        for case, which in CASES:
+            path = files[which]
+            job, _ = SyncJob.objects.update_or_create(
+                name="scale",
+                defaults={
+                    "importer": "bench_products",
+                    "allow_delete": True,
+                    "source": {"path": os.path.relpath(path, HERE / "data")},
+                },
+            )
+            memory = ServerMemory()
+            started = time.perf_counter()
+            run = follow(queue.queue_run(job, partitions=partitions).pk, poll=0.1)
+            seconds = time.perf_counter() - started
+            one, every = memory.stop()
+            if run.status != "succeeded":
+                raise SystemExit(f"{case}: {run.status} {run.error}")
+            results[case] = {
+                "seconds": seconds,
+                "counts": run.counts,
+                "pg_one_mb": one,
+                "pg_all_mb": every,
+                "partitions": run.partitions,
+            }
+            print(
+                f"  {case}: {seconds:.1f} s {run.counts} (PostgreSQL: one backend "
+                f"{one:.0f} MB, all {every:.0f} MB)",
+                flush=True,
+            )
+            _vacuum()
+    finally:
+        results["peaks"] = stop_workers(procs)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    sys.path.insert(0, str(ROOT))
+    ensure_database()
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v0"], check=True, cwd=ROOT, env=_env()
+    )
+    base, change = generate(args.rows, HERE / "data")
+    files = {"base": base, "change": change}
+    print(
+        "uptime before:",
+        subprocess.run(["uptime"], capture_output=True, text=True).stdout,
+        flush=True,
+    )
+    log = HERE / "data" / "scale-worker.log"
+    configs = [(1, 1), (args.workers, args.partitions)]
+    table = {}
+    for workers, partitions in configs:
+        label = f"{workers} worker{'s' if workers > 1 else ''} × {partitions} partition" + (
+            "s" if partitions > 1 else ""
+        )
+        print(label, flush=True)
+        table[label] = run_config(workers, partitions, files, log)
+    print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout)
+    labels = list(table)
+    print(
+        f"\n| {args.rows:,} rows | "
+        + " | ".join(c for c, _ in CASES)
+        + " | peak RSS per worker | PostgreSQL: one backend / all (max) |"
+    )
+    print("|---|" + "---|" * (len(CASES) + 2))
+    for label in labels:
+        r = table[label]
+        cells = [f"{r[c]['seconds']:.1f} s" for c, _ in CASES]
+        peaks = ", ".join(f"{p:.0f} MB" for p in r["peaks"])
+        pg = max(r[c]["pg_one_mb"] for c, _ in CASES), max(r[c]["pg_all_mb"] for c, _ in CASES)
+        print(f"| {label} | " + " | ".join(cells) + f" | {peaks} | {pg[0]:.0f} / {pg[1]:.0f} MB |")
+    one, split = table[labels[0]], table[labels[1]]
+    print(
+        "| ratio | "
+        + " | ".join(f"{split[c]['seconds'] / one[c]['seconds']:.2f}×" for c, _ in CASES)
+        + " | | |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""A run split into partitions gives what one process gives (eager Celery: in sequence).
+
+Each scenario syncs the same file twice, into two copies of the same target state: once in
+one process, once split into partitions, and compares the target rows, the counts, the
+recorded changes and the row errors, row for row. The real-worker version, with a worker
+killed during a partition, is tests/test_partitions_celery.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from djsync import queue
+from djsync.models import SyncJob, SyncRun
+from djsync.sources.splits import Grammar, split, window
+from tests.testapp.models import Product
+
+POSTGRES = pytest.mark.skipif(
+    __import__("os").environ.get("DJSYNC_TEST_DB") == "sqlite",
+    reason="partitions need PostgreSQL; on SQLite they are refused (test below)",
+)
+
+
+def rows_for(
+    n: int,
+    *,
+    changed: set[int] = frozenset(),
+    gone: set[int] = frozenset(),
+    odd: dict[int, dict[str, str]] | None = None,
+) -> list[dict[str, str]]:
+    out = []
+    for i in range(n):
+        if i in gone:
+            continue
+        name = f"Product {i}" + (" v2" if i in changed else "")
+        if i % 7 == 0:
+            name += '\n"quoted" line, break'  # a line break inside quotes near anywhere
+        row = {
+            "sku": f"S{i:06d}",
+            "name": name,
+            "price": f"{i % 100}.50",
+            "qty": str(i % 9),
+            "updated": "2024-01-02",
+            "active": "1",
+        }
+        row.update((odd or {}).get(i, {}))
+        out.append(row)
+    return out
+
+
+def write(path: Path, rows: list[dict[str, str]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+def result(run: SyncRun) -> dict[str, Any]:
+    run.refresh_from_db()
+    changes = sorted(
+        (c.action, str(c.key), c.row or 0, repr(c.before), repr(c.after), c.changed_fields)
+        for c in run.changes.all()
+    )
+    errors = [
+        (e.row, repr(e.key), e.column, e.message, e.value, repr(e.raw))
+        for e in run.row_errors.order_by("row", "pk")
+    ]
+    return {
+        "status": run.status,
+        "error": run.error,
+        "counts": (run.created, run.updated, run.deleted, run.unchanged, run.errors),
+        "rows_read": run.rows_read,
+        "changes": changes,
+        "errors": errors,
+        "target": sorted(Product.objects.values_list("sku", "name", "price", "qty", "updated")),
+    }
+
+
+def queued(job: SyncJob, path: Path, parts: int, **options: Any) -> SyncRun:
+    """Queue a run (eager Celery: carried out at once) and return it, failed or not."""
+    try:
+        queue.queue_run(job, file=str(path), partitions=parts, **options)
+    except Exception:  # noqa: BLE001 - eager Celery propagates a failed run's error
+        pass
+    return SyncRun.objects.filter(job=job).latest("pk")
+
+
+def both(job: SyncJob, path: Path, parts: int, **options: Any) -> tuple[dict, dict]:
+    """The same file synced in one process and in ``parts`` partitions, from the same target."""
+    before = list(Product.objects.values())
+    single = result(queued(job, path, 1, **options))
+    Product.objects.all().delete()
+    Product.objects.bulk_create([Product(**values) for values in before])
+    split_run = queued(job, path, parts, **options)
+    split_result = result(split_run)
+    split_run.refresh_from_db()
+    assert split_run.partitions == parts, (split_run.warnings, split_run.error)
+    assert "partitions" in split_run.stats["testapp.Product"]["path"]
+    return single, split_result
+
+
+@pytest.fixture
+def small_ranges(settings: Any) -> None:
+    settings.DJSYNC = {**settings.DJSYNC, "PARTITION_MIN_SIZE": 1}
+
+
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("small_ranges")
+@pytest.mark.parametrize("importer", ["test_products", "test_products_plain"])
+def test_same_result_as_one_process(make_job: Any, tmp_path: Path, importer: str) -> None:
+    job = make_job(importer, partitions=1)
+    n = 3000
+    path = write(tmp_path / "day1.csv", rows_for(n))
+    single, split_result = both(job, path, 4)  # initial load
+    assert single == split_result
+    assert single["counts"][0] == n
+    single, split_result = both(job, path, 4)  # no change
+    assert single == split_result
+    assert single["counts"][3] == n
+    changed = set(range(0, n, 97))
+    gone = set(range(5, n, 101))
+    rows = rows_for(n + 30, changed=changed, gone=gone)  # 1%: creates, updates, deletes
+    path = write(tmp_path / "day2.csv", rows)
+    single, split_result = both(job, path, 3)
+    assert single == split_result
+    assert single["counts"][:3] == (30, len(changed - gone), len(gone))
+
+
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("small_ranges")
+def test_row_errors_and_duplicates_across_partitions(make_job: Any, tmp_path: Path) -> None:
+    job = make_job("test_products", partitions=1)
+    n = 2000
+    odd = {
+        10: {"price": "not a price"},
+        1500: {"qty": "many"},
+        1999: {"sku": "S000003"},  # the key of row 5, in the last partition
+        1000: {"sku": "S000998"},  # a duplicate key in the middle
+    }
+    path = write(tmp_path / "bad.csv", rows_for(n, odd=odd))
+    single, split_result = both(job, path, 4, on_row_error="skip")
+    assert single == split_result
+    rows = {error[0] for error in single["errors"]}
+    assert {12, 1502, 2001, 5, 1002, 1000} <= rows  # file rows: the header is row 1
+    single, split_result = both(job, path, 4)  # fails on them: nothing written either way
+    assert single == split_result
+    assert single["status"] == SyncRun.Status.FAILED
+
+
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("small_ranges")
+def test_unsafe_quoting_falls_back_to_one_partition(make_job: Any, tmp_path: Path) -> None:
+    job = make_job("test_products", partitions=1)
+    rows = rows_for(500)
+    path = write(tmp_path / "stray.csv", rows)
+    text = path.read_text().replace("Product 250", 'Product 2"50 inch')  # a stray quote
+    path.write_text(text)
+    one = result(queued(job, path, 1))
+    Product.objects.all().delete()
+    run = queued(job, path, 4)
+    assert result(run) == one
+    run.refresh_from_db()
+    assert run.partitions == 1
+    assert any("one process" in w for w in run.warnings)
+
+
+def test_split_points_keep_quoted_line_breaks(tmp_path: Path) -> None:
+    rows = rows_for(4000)
+    path = write(tmp_path / "q.csv", rows)
+    cuts = split(path, 9, min_size=1)
+    assert len(cuts) == 9
+    header = cuts[1].start and len(path.read_bytes().split(b"\n", 1)[0]) + 1
+    seen = []
+    for cut in cuts:
+        handle = window(path, header, cut, ",")
+        records = list(csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline="")))
+        assert records[0] == list(rows[0])
+        assert records[1][0] == rows[cut.first_row - 2]["sku"]  # row numbers of the file
+        assert handle.raw.grammar.finish() == ""
+        seen += [r[0] for r in records[1:]]
+    assert seen == [r["sku"] for r in rows]
+
+
+def test_grammar_refuses_a_stray_quote() -> None:
+    grammar = Grammar(",", last=True, carry_limit=1000)
+    grammar.feed(b'a,b\n1,2"3\n')
+    assert grammar.finish()
+    grammar = Grammar(",", last=True, carry_limit=1000)
+    grammar.feed(b'a,"b\n""c"""\r\n1,2')
+    assert grammar.finish() == ""
+
+
+@pytest.mark.django_db
+def test_partitions_are_checked(make_job: Any, tmp_path: Path) -> None:
+    job = make_job("test_products")
+    path = write(tmp_path / "x.csv", rows_for(3))
+    with pytest.raises(CommandError, match="from 1 to 64"):
+        call_command("runsync", job.name, "--file", str(path), "--partitions", "65")
+    job.partitions = 0
+    with pytest.raises(Exception, match="1 to 64"):
+        job.full_clean()
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("DJSYNC_TEST_DB") != "sqlite", reason="the SQLite refusal"
+)
+@pytest.mark.django_db
+def test_sqlite_refuses_partitions(
+    make_job: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    job = make_job("test_products")
+    path = write(tmp_path / "x.csv", rows_for(3))
+    with pytest.raises(CommandError, match="partitions need PostgreSQL"):
+        call_command("runsync", job.name, "--file", str(path), "--partitions", "2")
+    job.partitions = 4  # the job's own setting: one process, and a warning that says why
+    job.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        run = queue.queue_run(job, file=str(path))
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.created == 3
+    assert any("partitions need PostgreSQL" in w for w in run.warnings)
