@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
@@ -177,7 +177,10 @@ class SyncJobAdmin(admin.ModelAdmin):
     def schedule_text(self, job: JobWithLastRun) -> str:
         if not job.schedule:
             return "—"
-        next_at = next_run_at(job.schedule, job.last_created_at) if job.enabled else None
+        try:
+            next_at = next_run_at(job.schedule, job.last_created_at) if job.enabled else None
+        except ImproperlyConfigured:  # no Celery beat to run it: say so, as the form does
+            return format_html("{} ({})", job.schedule, _("not run: needs djsync[celery]"))
         if next_at is None:
             return job.schedule
         return format_html("{} ({})", job.schedule, when(next_at, "SHORT_DATETIME_FORMAT"))

@@ -76,22 +76,46 @@ class HeaderCheck:
         return ""
 
 
-def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> HeaderCheck | None:
-    """The mapping step ``file`` needs for ``job``, or None: its headers fit (a run reads
-    them by itself), they cannot be read (the run reports why), or the job is not one
-    importer reading one file (an export, a multi-model job)."""
+def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> list[HeaderCheck]:
+    """The mapping step ``file`` needs for ``job``: a section per importer that reads the
+    file (every importer of a multi-model job that reads the job's shared file, not those
+    whose rows derive from it) and whose headers do not fit. Empty: they all fit (a run
+    reads them by itself), they cannot be read (the run reports why), or the job is an
+    export."""
     from djsync.exports.jobs import is_export
-    from djsync.runs.steps import is_multi, make_importer
 
-    if is_export(job) or is_multi(job):
-        return None
+    if is_export(job):
+        return []
     if not _checked_whole(format, getattr(file, "size", None)):
-        return None
+        return []
+    checks = []
+    for importer in readers(job):
+        try:
+            headers = read_headers(job, importer, file, format)
+        except Exception:  # noqa: BLE001 - the check only advises: the run reports what is wrong
+            continue
+        check = check_headers(importer, headers)
+        if check is not None:
+            checks.append(check)
+    return checks
+
+
+def readers(job: SyncJob) -> list[Any]:
+    """The job's importers that read an uploaded file themselves (none when the job's
+    importers cannot be built: the run reports why)."""
+    from djsync.runs.job_sources import reads_job_file
+    from djsync.runs.steps import is_multi, make_importer, make_importers
+
     try:
-        importer = make_importer(job)
-        headers = read_headers(job, importer, file, format)
+        if not is_multi(job):
+            return [make_importer(job)]
+        return [i for i in make_importers(job) if reads_job_file(job, i)]
     except Exception:  # noqa: BLE001 - the check only advises: the run reports what is wrong
-        return None
+        return []
+
+
+def check_headers(importer: Any, headers: list[str]) -> HeaderCheck | None:
+    """The mapping step's section for one importer, or None: its headers fit."""
     if not headers:
         return None
     fields = list(importer.bound_fields.values())
@@ -119,7 +143,7 @@ def read_headers(job: SyncJob, importer: Any, file: IO[bytes], format: str | Non
     """The file's headers as the job's run reads them (its encoding, delimiter, sheet): its
     first record is read, nothing more for a format that streams; a workbook's sheet is
     read up to its header row (``header_only``)."""
-    from djsync.runs.steps import make_source
+    from djsync.runs.job_sources import make_source
     from djsync.sources.workbooks import WorkbookReading
 
     source = make_source(job, importer, file=file, source_options={"format": format})
@@ -170,9 +194,12 @@ def pending(token: str, user: Any) -> Pending:
 # -- the form --------------------------------------------------------------------------------
 class ColumnMappingForm(forms.Form):
     """One select per column of the importer, offering the file's headers; the required
-    ones must be picked and a header feeds one column at most."""
+    ones must be picked and a header feeds one column at most. In a multi-model job each
+    importer's section is a form of its own, prefixed with the importer's name."""
 
-    def __init__(self, *args: Any, check: HeaderCheck, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, check: HeaderCheck, several: bool = False, **kwargs: Any):
+        if several:
+            kwargs["prefix"] = check.importer_name
         super().__init__(*args, **kwargs)
         self.check = check
         offered = [h for h in check.headers if len(h) <= MAX_HEADER_LENGTH]
@@ -188,6 +215,19 @@ class ColumnMappingForm(forms.Form):
     @staticmethod
     def name_of(p: Proposal) -> str:
         return f"column-{p.field}"
+
+    @property
+    def section(self) -> dict[str, Any]:
+        """What the step's page shows of this importer's section."""
+        check = self.check
+        unmatched = check.unmatched
+        return {
+            "check": check,
+            "form": self,
+            "unmatched": unmatched[:LISTED_HEADERS],
+            "unmatched_more": max(0, len(unmatched) - LISTED_HEADERS),
+            "too_long": sum(1 for h in check.headers if len(h) > MAX_HEADER_LENGTH),
+        }
 
     def rows(self) -> list[tuple[Proposal, forms.BoundField]]:
         return [(p, self[self.name_of(p)]) for p in self.check.proposals]
@@ -241,17 +281,20 @@ def may_save(user: Any, job: SyncJob) -> bool:
     return bool(user.has_perm(f"{opts.app_label}.change_{opts.model_name}"))
 
 
-def step_context(check: HeaderCheck, form: ColumnMappingForm, token: str) -> dict[str, Any]:
-    unmatched = check.unmatched
+def step_forms(checks: list[HeaderCheck], data: Any = None) -> list[ColumnMappingForm]:
+    """The step's forms, one per section (prefixed when there are several)."""
+    several = len(checks) > 1
+    return [ColumnMappingForm(data, check=check, several=several) for check in checks]
+
+
+def step_context(steps: list[ColumnMappingForm], token: str) -> dict[str, Any]:
     return {
-        "check": check,
-        "form": form,
+        "sections": [form.section for form in steps],
+        "several": len(steps) > 1,
+        "problem": any(form.check.problem for form in steps),
         "token": token,
         "token_field": TOKEN_FIELD,
         "once_field": ONCE_FIELD,
-        "unmatched": unmatched[:LISTED_HEADERS],
-        "unmatched_more": max(0, len(unmatched) - LISTED_HEADERS),
-        "too_long": sum(1 for h in check.headers if len(h) > MAX_HEADER_LENGTH),
         "max_header_length": MAX_HEADER_LENGTH,
     }
 

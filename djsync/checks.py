@@ -196,7 +196,8 @@ def job_problem(job: Any) -> str | None:
     """Why ``job`` would be refused before reading anything, or None."""
     from djsync.exports.step import check_target, is_export
     from djsync.mapping.registry import importer_names, split_names
-    from djsync.runs.steps import make_importer, make_importers, make_source
+    from djsync.runs.job_sources import make_source
+    from djsync.runs.steps import make_importer, make_importers
 
     unknown = [name for name in split_names(job.importer) if name not in importer_names()]
     if unknown or not split_names(job.importer):

@@ -4,11 +4,18 @@ The doors that do not wait for a run (``runsync --async``, the admin's upload an
 now", an API) queue it here; a worker claims it (djsync.tasks) and carries it out through
 the orchestrator (djsync.runs.orchestrator). A broker that does not answer fails the run with a
 one-line error instead of hanging the request.
+
+Without Celery (the core install) or with an eager one (no broker), the work is done in
+this process instead (djsync.runs.background): in a thread started on commit, or at commit
+inside the caller, through the same claim and run lifecycle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
 from django.db import connections, router, transaction
@@ -17,10 +24,19 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, QueueError
 from djsync.models import SyncJob, SyncRun
+from djsync.runs import background as local  # `background` is a flag of queue_apply
 from djsync.runs.orchestrator import get_job, make_importer, new_run
 from djsync.uploads import release_upload
 
-__all__ = ["in_background", "publish", "queue_apply", "queue_preview", "queue_run"]
+__all__ = [
+    "celery_tasks",
+    "in_background",
+    "in_process",
+    "publish",
+    "queue_apply",
+    "queue_preview",
+    "queue_run",
+]
 
 
 def queue_preview(
@@ -39,12 +55,9 @@ def queue_preview(
     extension; the stored file's extension is the format its preview reads it in.
     ``column_mapping`` maps this upload's columns for this run only (the job's shape).
 
-    With an eager Celery (no broker), the preview runs in a background thread of this
-    process instead of inside the caller (the web request): see :func:`in_background`."""
-    from django.db import transaction as tx
-
-    from djsync.tasks import preview_run, run_in_thread  # the door this module serves
-
+    Without Celery or with an eager one (no broker), the preview runs in a background
+    thread of this process instead of inside the caller (the web request): see
+    :func:`in_background`."""
     sync_run = new_run(
         job,
         trigger=trigger,
@@ -57,19 +70,52 @@ def queue_preview(
         column_mapping=column_mapping or {},
     )
     if _preview_in_background(upload):
-        tx.on_commit(lambda: run_in_thread(preview_run, sync_run.pk))
+        transaction.on_commit(lambda: _in_thread("preview_run", sync_run.pk))
     else:
-        tx.on_commit(lambda: _send(preview_run, sync_run))
+        transaction.on_commit(lambda: _send("preview_run", sync_run))
     return sync_run
 
 
-def in_background() -> bool:
-    """Whether the admin's runs go to a background thread of this process: Celery runs its
-    tasks eagerly (no broker: the in-process default) and ``BACKGROUND_THREADS`` allows
-    threads. A broker's workers are the background otherwise."""
-    from djsync.tasks import preview_run
+def celery_tasks() -> ModuleType | None:
+    """djsync.tasks, or None without Celery (the core install, no ``djsync[celery]``)."""
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        return None
+    from djsync import tasks
 
-    return bool(settings.BACKGROUND_THREADS) and bool(preview_run.app.conf.task_always_eager)
+    return tasks
+
+
+def in_process() -> bool:
+    """Whether queued work is done in this process: no Celery (the core install), or a
+    Celery that runs its tasks eagerly (no broker: the in-process default)."""
+    tasks = celery_tasks()
+    return tasks is None or bool(tasks.preview_run.app.conf.task_always_eager)
+
+
+def in_background() -> bool:
+    """Whether the admin's runs go to a background thread of this process: the work is done
+    in process (:func:`in_process`) and ``BACKGROUND_THREADS`` allows threads. A broker's
+    workers are the background otherwise."""
+    return bool(settings.BACKGROUND_THREADS) and in_process()
+
+
+#: What each task does, called here when there is no Celery (djsync.tasks wraps them).
+LOCAL_WORK: dict[str, Callable[..., object]] = {
+    "preview_run": local.work_on,
+    "execute_run": local.work_on,
+    "apply_run": local.apply_stored,
+}
+
+
+def _in_thread(task: str, run_id: int, *args: Any) -> None:
+    """Do ``task``'s work for a run in a background thread of this process."""
+    tasks = celery_tasks()
+    if tasks is None:
+        local.run_in_thread(run_id, partial(LOCAL_WORK[task], run_id, *args))
+    else:
+        tasks.run_in_thread(getattr(tasks, task), run_id, *args)
 
 
 def _preview_in_background(upload: IO[bytes] | None) -> bool:
@@ -100,12 +146,11 @@ def queue_run(
     the surrounding transaction commits; a ``file`` (a path) or an ``upload`` (an uploaded
     file, shown as ``upload_name``) is copied to private upload storage for the worker.
 
-    ``background`` (the admin's "Run now"): with an eager Celery the run goes to a thread
-    of this long-lived process (:func:`in_background`) instead of running in the caller; a
-    command, whose process ends with it, never asks for that. ``partitions`` splits the
-    run's file across that many workers (djsync.runs.partitions; None: as the job says)."""
-    from djsync.tasks import execute_run, run_in_thread
-
+    ``background`` (the admin's "Run now"): without Celery or with an eager one the run
+    goes to a thread of this long-lived process (:func:`in_background`) instead of running
+    in the caller; a command, whose process ends with it, never asks for that.
+    ``partitions`` splits the run's file across that many workers (djsync.runs.partitions;
+    None: as the job says)."""
     job = get_job(job)
     if partitions is not None:
         check_partitions(job, partitions)
@@ -131,9 +176,9 @@ def queue_run(
     )
     using = router.db_for_write(SyncRun)
     if background and in_background():
-        transaction.on_commit(lambda: run_in_thread(execute_run, sync_run.pk), using=using)
+        transaction.on_commit(lambda: _in_thread("execute_run", sync_run.pk), using=using)
     else:
-        transaction.on_commit(lambda: _send(execute_run, sync_run), using=using)
+        transaction.on_commit(lambda: _send("execute_run", sync_run), using=using)
     return sync_run
 
 
@@ -161,24 +206,27 @@ def queue_apply(
     lock and checks it is not stale. ``options`` (what this apply was allowed to do: skip
     row errors, pass the delete guard) are kept on the run first. A broker that does not
     answer leaves the preview, with a note, to apply later. ``background`` (the admin): with
-    an eager Celery, in a thread of this process (:func:`in_background`)."""
-    from djsync.tasks import apply_run, run_in_thread
-
+    an eager Celery or none, in a thread of this process (:func:`in_background`)."""
     if options is not None and options != run.options:
         run.options = options
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PREVIEWED).update(options=options)
     # An earlier attempt refused because the job was busy left a note; this is a new try.
     SyncRun.objects.clear_preview_note(run)
 
+    user_pk = getattr(user, "pk", None)
+
     def send() -> None:
+        tasks = celery_tasks()
+        if tasks is None:  # no Celery: here and now, as an eager Celery does
+            local.apply_stored(run.pk, user_pk)
+            return
         try:
-            publish(apply_run, run.pk, getattr(user, "pk", None))
+            publish(tasks.apply_run, run.pk, user_pk)
         except QueueError as exc:  # the preview stays, to apply once the broker answers
             SyncRun.objects.keep_preview(run, exc)
 
     if background and in_background():
-        user_pk = getattr(user, "pk", None)
-        transaction.on_commit(lambda: run_in_thread(apply_run, run.pk, user_pk))
+        transaction.on_commit(lambda: _in_thread("apply_run", run.pk, user_pk))
     else:
         transaction.on_commit(send)
     return run
@@ -230,11 +278,16 @@ def publish(task: Any, *args: Any) -> str:
     return result.id or ""
 
 
-def _send(task: Any, sync_run: SyncRun, *args: Any) -> None:
+def _send(task: str, sync_run: SyncRun, *args: Any) -> None:
     """Publish ``task`` for a new run; a broker that does not answer fails the run, removes
-    its upload and raises :class:`QueueError` (with the run as ``exc.run``)."""
+    its upload and raises :class:`QueueError` (with the run as ``exc.run``). Without
+    Celery, the task's work is done here and now, as an eager Celery does."""
+    tasks = celery_tasks()
+    if tasks is None:
+        LOCAL_WORK[task](sync_run.pk, *args)
+        return
     try:
-        task_id = publish(task, sync_run.pk, *args)
+        task_id = publish(getattr(tasks, task), sync_run.pk, *args)
     except QueueError as exc:
         error = QueueError(
             _("%(exc)s; run #%(pk)s was not queued; nothing was written")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,17 +18,21 @@ try:
 except ImportError:  # the djsync[celery] extra: say so
     from djsync.extras import require
 
-    require("celery", "a queued run (runsync --async, the admin's Run now and upload, a schedule)")
+    require("celery", "a queued run (runsync --async, a schedule)")
     raise
-from django import db
 from django.utils.translation import gettext as _
 
 from djsync.conf import settings
-from djsync.exceptions import RunCancelled, TransientSourceError
+from djsync.exceptions import TransientSourceError
 from djsync.models import SyncJob, SyncRun
-from djsync.runs import monitor, partitions
+from djsync.runs import background, monitor, partitions
 from djsync.runs import orchestrator as services
-from djsync.runs.lifecycle import RUNNING
+from djsync.runs.background import (  # re-exported: the threads are this module's too
+    BACKGROUND_RUNS as BACKGROUND_RUNS,
+)
+from djsync.runs.background import fail_left_over as fail_left_over
+from djsync.runs.background import wait_for_background_runs as wait_for_background_runs
+from djsync.runs.background import working_on as working_on
 
 logger = logging.getLogger("djsync")
 
@@ -170,78 +173,22 @@ def run_in_thread(task: Task, run_id: int, *args: Any) -> threading.Thread:
     """Run ``task`` for a run in a background thread of this process, through the same task
     and run lifecycle as on a worker: what an eager Celery (no broker, the in-process
     default) does with the admin's work (djsync.queue.in_background), so that the request
-    returns at once and its progress page follows the run.
-
-    Called once the request's transaction has committed (the thread's own connection must
-    see the run). The run records its own failure; anything that escapes it (an error
-    before the run could record one) fails the run here, so that none is left queued or
-    running. The thread closes its database connections when done.
-    """
+    returns at once and its progress page follows the run. See
+    :func:`djsync.runs.background.run_in_thread`."""
 
     def work() -> None:
-        try:
-            result = task.apply(args=(run_id, *args), throw=False)
-            if result.failed():
-                logger.warning("djsync: run %s in a thread failed: %s", run_id, result.result)
-                fail_left_over(run_id, result.result)
-        except BaseException as exc:  # never let a thread die with a traceback on stderr
-            logger.exception("djsync: run %s in a thread failed", run_id)
-            fail_left_over(run_id, exc)
-        finally:
-            db.connections.close_all()
-            BACKGROUND_RUNS.discard(threading.current_thread())
+        result = task.apply(args=(run_id, *args), throw=False)
+        if result.failed():
+            logger.warning("djsync: run %s in a thread failed: %s", run_id, result.result)
+            fail_left_over(run_id, result.result)
 
-    thread = threading.Thread(target=work, name=f"djsync-run-{run_id}", daemon=True)
-    BACKGROUND_RUNS.add(thread)
-    thread.start()
-    return thread
-
-
-def fail_left_over(run_id: int, exc: BaseException) -> None:
-    """After its thread ended: a run still queued or running has nobody working on it any
-    more; it ends failed with ``exc`` as its cause (the lifecycle's fail transition)."""
-    try:
-        sync_run = SyncRun.objects.select_related("job").filter(pk=run_id).first()
-        if sync_run is not None and sync_run.status in (SyncRun.Status.QUEUED, *RUNNING):
-            SyncRun.objects.fail(sync_run, exc)
-    except Exception:  # the database itself is gone: the stale-run reaper ends it later
-        logger.exception("djsync: could not record the failure of run %s", run_id)
-
-
-def working_on(run_id: int) -> bool:
-    """Whether a thread of this process works on the run now (it is alive, whatever its
-    heartbeat says: on SQLite a long apply writes none until it commits)."""
-    name = f"djsync-run-{run_id}"
-    return any(thread.name == name and thread.is_alive() for thread in list(BACKGROUND_RUNS))
-
-
-def wait_for_background_runs(timeout: float | None = None) -> bool:
-    """Wait until the runs this process started in threads (:func:`run_in_thread`) end;
-    False if some still work after ``timeout`` seconds. For tests and a clean shutdown."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for thread in list(BACKGROUND_RUNS):
-        left = None if deadline is None else max(deadline - time.monotonic(), 0)
-        thread.join(left)
-    return not any(thread.is_alive() for thread in list(BACKGROUND_RUNS))
-
-
-#: Runs working in background threads of this process (see run_in_thread); a thread leaves
-#: it when done.
-BACKGROUND_RUNS: set[threading.Thread] = set()
+    return background.run_in_thread(run_id, work)
 
 
 @shared_task(bind=True, name="djsync.apply_run")
 def apply_run(self: Task, run_id: int, user_id: int | None = None) -> dict[str, Any]:
     """Apply the plan stored on a previewed run (if the target has not moved since)."""
-    sync_run = SyncRun.objects.select_related("job").get(pk=run_id)
-    token = monitor.current_task.set(self)
-    try:
-        services.apply_previewed(sync_run, user=_user(user_id))
-    except RunCancelled:
-        pass
-    finally:
-        monitor.current_task.reset(token)
-    return _result(sync_run)
+    return _result(background.apply_stored(run_id, user_id, task=self))
 
 
 @shared_task(bind=True, base=RunTask, name="djsync.run_job")
@@ -300,21 +247,15 @@ def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
 
 
 def _work(task: RunTask, run_id: int, service: Callable[[SyncRun], SyncRun]) -> dict[str, Any]:
-    """Claim the run and call the service; a TransientSourceError goes on to Celery's
+    """Claim the run and carry it out; a TransientSourceError goes on to Celery's
     autoretry (:class:`RunTask`), after the run recorded itself "queued" again — or "failed"
     on the last attempt, or when the task was called as a function (no retry then)."""
-    sync_run = monitor.claim(run_id, task.request.id or "")
+    sync_run = background.work_on(
+        run_id, task.request.id or "", task=task, retry_pending=task.will_retry(), service=service
+    )
     if sync_run is None:  # cancelled while queued, or already taken
         status = SyncRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
         return {"run": run_id, "status": status, "skipped": True}
-    tokens = (monitor.current_task.set(task), monitor.retry_pending.set(task.will_retry()))
-    try:
-        service(sync_run)
-    except RunCancelled:
-        pass
-    finally:
-        monitor.current_task.reset(tokens[0])
-        monitor.retry_pending.reset(tokens[1])
     return _result(sync_run)
 
 
@@ -326,11 +267,3 @@ def _result(sync_run: SyncRun) -> dict[str, Any]:
         "counts": sync_run.counts,
         "error": sync_run.error or None,
     }
-
-
-def _user(user_id: int | None) -> Any:
-    if user_id is None:
-        return None
-    from django.contrib.auth import get_user_model
-
-    return get_user_model()._default_manager.filter(pk=user_id).first()

@@ -45,6 +45,7 @@ from djsync.run_page import (
     run_url,
     status_data,
 )
+from djsync.runs.background import working_on
 from djsync.runs.monitor import is_stale, mark_dead
 from djsync.runs.report import key_text
 from djsync.uploads import (
@@ -109,12 +110,12 @@ def upload(
     if not permissions.can_preview(request.user, job):
         raise PermissionDenied
     data = form.cleaned_data
-    check = columns.check_upload(job, data["file"], data["format"])
-    if check is not None:
+    checks = columns.check_upload(job, data["file"], data["format"])
+    if checks:
         name = display_name(data["file"].name)
         token = columns.stash(job, request.user, data["file"], data["format"], name)
-        step = columns.ColumnMappingForm(check=check)
-        return columns_page(request, admin_site, job, step, token, title=title, back_url=back_url)
+        steps = columns.step_forms(checks)
+        return columns_page(request, admin_site, job, steps, token, title=title, back_url=back_url)
     run = start(
         request,
         lambda: queue.queue_preview(
@@ -144,20 +145,18 @@ def map_columns(
     mapping: dict[str, Any] = {}
     try:
         with open_upload(kept.upload) as handle:
-            check = columns.check_upload(job, handle, kept.format)
+            checks = columns.check_upload(job, handle, kept.format)
     except FileNotFoundError:
         raise PermissionDenied(_("This mapping step has expired; upload the file again.")) from None
-    if check is not None:
-        step = columns.ColumnMappingForm(request.POST, check=check)
-        if check.problem or not step.is_valid():
-            token = request.POST[columns.TOKEN_FIELD]
-            return columns_page(
-                request, admin_site, job, step, token, title=title, back_url=back_url
-            )
+    steps = columns.step_forms(checks, request.POST)
+    if not all(step.is_valid() and not step.check.problem for step in steps):
+        token = request.POST[columns.TOKEN_FIELD]
+        return columns_page(request, admin_site, job, steps, token, title=title, back_url=back_url)
+    for step in steps:  # each importer's mapping, as a single-model job's
         if saving:
-            columns.save_mapping(job, check, step.columns())
+            columns.save_mapping(job, step.check, step.columns())
         else:
-            mapping = columns.for_this_upload(check, step.columns())
+            mapping.update(columns.for_this_upload(step.check, step.columns()))
     with open_upload(kept.upload) as handle:
         run = start(
             request,
@@ -179,16 +178,17 @@ def columns_page(
     request: HttpRequest,
     admin_site: AdminSite,
     job: SyncJob,
-    step: columns.ColumnMappingForm,
+    steps: list[columns.ColumnMappingForm],
     token: str,
     *,
     title: str,
     back_url: str,
 ) -> HttpResponse:
-    """The mapping step: a header per column of the importer, proposed and correctable."""
+    """The mapping step: a header per column of each importer whose headers do not fit,
+    proposed and correctable (a section per importer of a multi-model job)."""
     context = {
         **page_context(request, admin_site),
-        **columns.step_context(step.check, step, token),
+        **columns.step_context(steps, token),
         "title": title,
         "job": job,
         "may_save": columns.may_save(request.user, job),
@@ -290,8 +290,6 @@ def status(request: HttpRequest, admin_site: AdminSite, run: SyncRun) -> JsonRes
     """The run's state as JSON, for the progress page. A running run without a heartbeat
     for STALE_AFTER seconds whose lock is free (its thread or worker died) is marked
     failed here, so that the page never waits for ever."""
-    from djsync.tasks import working_on
-
     require_view(request, run)
     if is_stale(run) and not working_on(run.pk):
         try:
@@ -429,10 +427,10 @@ def page_context(request: HttpRequest, admin_site: AdminSite) -> dict[str, Any]:
 def start(request: HttpRequest, begin: Callable[[], SyncRun | None]) -> SyncRun | None:
     """Run ``begin`` (which queues work on commit) and return its run.
 
-    With an eager Celery (the embedded default) the work goes to a background thread at
-    commit (djsync.queue.in_background); with ``BACKGROUND_THREADS`` off it runs right at
-    commit and may raise: the run has recorded the failure by then, so its page shows it.
-    A failure before any run exists becomes a message.
+    Without Celery or with an eager one (the embedded default) the work goes to a
+    background thread at commit (djsync.queue.in_background); with ``BACKGROUND_THREADS``
+    off it runs right at commit and may raise: the run has recorded the failure by then,
+    so its page shows it. A failure before any run exists becomes a message.
     """
     expire_uploads()
     try:

@@ -304,15 +304,20 @@ def test_the_job_form_checks_an_edited_mapping(admin_client, job):
 
 
 # -- hostile headers ---------------------------------------------------------------------
+@pytest.mark.parametrize(("which", "sections"), [("job", 1), ("catalogue", 2)])
 def test_ten_thousand_columns_are_refused_by_the_step_with_a_bounded_page(
-    admin_client, job, django_capture_on_commit_callbacks
+    admin_client, which, sections, request, django_capture_on_commit_callbacks
 ):
+    """Per section: a multi-model job's two importers each say so, the page still small."""
+    job = request.getfixturevalue(which)
     headers = [f"c{n}" for n in range(10_000)]
     text = ",".join(headers) + "\n" + ",".join("1" for _ in headers) + "\n"
     response = post_file(admin_client, job, text, django_capture_on_commit_callbacks)
     page = response.content.decode()
     assert response.status_code == 200
-    assert "The file has 10,000 columns; the mapping step offers at most 500." in page
+    refused = "The file has 10,000 columns; the mapping step offers at most 500."
+    assert page.count(refused) == sections
+    assert 'id="djsync-columns-confirm"' not in page
     assert "<select" not in page and "and 9900 more" in page
     assert len(page) < 200_000
 
@@ -374,3 +379,122 @@ def test_the_step_in_french(admin_client, job, settings, django_capture_on_commi
     assert "l'alias « Item no », écrit autrement" in text
     assert "— absente du fichier —" in text
     assert "Enregistrer la correspondance et prévisualiser" in text
+
+
+# -- multi-model jobs --------------------------------------------------------------------
+#: Products (test_products) and their categories (test_categories) in one file: the
+#: categories' columns are right, the products' key is "Ref" (nothing proposes it).
+CATALOGUE = "Ref,name,price,qty,updated,active,code,cat\nA,Saw,1,1,,yes,tools,Tools\n"
+#: The products' columns that CATALOGUE names as the importer does.
+SAME_NAMES = {f: f for f in ("name", "price", "qty", "updated", "active")}
+
+
+@pytest.fixture
+def catalogue(make_job) -> SyncJob:
+    """Two importers reading one uploaded file, each its own columns of it."""
+    return make_job(
+        "test_categories, test_products",
+        name="catalogue",
+        source={"sources": {"test_categories": {"format": "csv"}}},
+    )
+
+
+def test_a_multi_model_job_gets_a_section_per_importer_whose_headers_do_not_fit(
+    admin_client, catalogue, django_capture_on_commit_callbacks
+):
+    from tests.testapp.models import Category
+
+    response = post_file(admin_client, catalogue, CATALOGUE, django_capture_on_commit_callbacks)
+    page = response.content.decode()
+    assert response.status_code == 200 and not SyncRun.objects.exists()
+    # Only the products' section: the categories' headers (code, name) fit.
+    assert 'data-importer="test_products"' in page
+    assert 'data-importer="test_categories"' not in page
+    assert '<select name="column-sku"' in page  # one section: no prefix
+
+    response = confirm(
+        admin_client,
+        catalogue,
+        token_of(page),
+        django_capture_on_commit_callbacks,
+        sku="Ref",
+        **SAME_NAMES,
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    run = SyncRun.objects.get()
+    assert run.status == "previewed", run.error
+    assert run.stats["testapp.Category"]["created"] == 1
+    assert run.stats["testapp.Product"]["created"] == 1
+    catalogue.refresh_from_db()
+    assert list(catalogue.column_mapping) == ["test_products"]
+    assert catalogue.column_mapping["test_products"][0]["columns"]["sku"] == "Ref"
+
+    # The next file with these headers: straight to preview, both importers.
+    again = CATALOGUE.replace("A,Saw", "B,Axe")
+    response = post_file(admin_client, catalogue, again, django_capture_on_commit_callbacks)
+    assert response.status_code == 302
+    second = SyncRun.objects.latest("pk")
+    assert second.status == "previewed" and second.created == 2, second.error
+    assert not Category.objects.exists()  # previews write nothing
+
+
+def test_two_sections_are_prefixed_with_their_importer_and_both_saved(
+    admin_client, catalogue, django_capture_on_commit_callbacks
+):
+    text = "Ref,name,price,qty,updated,active,Category code,cat\nA,Saw,1,1,,yes,tools,T\n"
+    page = post_file(admin_client, catalogue, text, django_capture_on_commit_callbacks)
+    page = page.content.decode()
+    assert 'data-importer="test_products"' in page and 'data-importer="test_categories"' in page
+    assert '<select name="test_categories-column-code"' in page
+    assert '<select name="test_products-column-sku"' in page
+    data = {
+        TOKEN_FIELD: token_of(page),
+        "test_categories-column-code": "Category code",
+        "test_categories-column-name": "cat",
+        **{f"test_products-column-{f}": f for f in SAME_NAMES},
+    }
+    # A section left wrong refuses the whole step: nothing saved, nothing run.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(upload_url(catalogue), data)
+    assert response.status_code == 200 and "This field is required." in response.content.decode()
+    catalogue.refresh_from_db()
+    assert catalogue.column_mapping == {} and not SyncRun.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            upload_url(catalogue), {**data, "test_products-column-sku": "Ref"}
+        )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    run = SyncRun.objects.get()
+    assert run.status == "previewed" and run.created == 2, run.error
+    catalogue.refresh_from_db()
+    assert sorted(catalogue.column_mapping) == ["test_categories", "test_products"]
+    saved = catalogue.column_mapping["test_categories"][0]["columns"]
+    assert saved == {"code": "Category code", "name": "cat"}
+
+
+def test_an_importer_whose_rows_derive_from_the_file_has_no_section(
+    admin_client, make_job, django_capture_on_commit_callbacks
+):
+    derived = {"kind": "derived", "from": "test_products", "columns": {"code": "c", "name": "n"}}
+    job = make_job(
+        "test_categories, test_products",
+        name="derived",
+        source={"sources": {"test_categories": derived}},
+    )
+    text = "Ref,name,price,qty,updated,active,c,n\nA,Saw,1,1,,yes,tools,Tools\n"
+    page = post_file(admin_client, job, text, django_capture_on_commit_callbacks).content.decode()
+    assert 'data-importer="test_products"' in page
+    assert 'data-importer="test_categories"' not in page
+    response = confirm(
+        admin_client,
+        job,
+        token_of(page),
+        django_capture_on_commit_callbacks,
+        **SAME_NAMES,
+        sku="Ref",
+    )
+    assert response.status_code == 302
+    run = SyncRun.objects.get()
+    assert run.status == "previewed", run.error
+    assert run.stats["testapp.Category"]["created"] == 1  # derived from the uploaded file

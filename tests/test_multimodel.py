@@ -162,11 +162,35 @@ def test_derived_values_that_disagree_are_duplicate_keys(make_job, write_csv):
     assert not Category.objects.exists()
 
 
+def test_one_file_for_the_run_is_read_by_each_importer_reading_the_jobs_file(
+    make_job, write_csv
+):
+    job = make_job(
+        "test_categories, test_products",
+        name="catalogue",
+        source={
+            "sources": {
+                "test_categories": {
+                    "kind": "derived",
+                    "from": "test_products",
+                    "columns": {"code": "category_code", "name": "category_name"},
+                }
+            }
+        },
+    )
+    run = djsync.run(job, file=write_csv(products(("A", "Saw", "tools")), "upload.csv"))
+    assert run.status == "succeeded", run.error
+    assert Product.objects.get(sku="A").category.name == "Tools"
+
+
 def test_bad_multi_model_setups(make_job, write_csv):
     job = make_job("test_categories, test_products", name="catalogue", source={})
     with pytest.raises(ConfigurationError, match="importer test_categories has no source"):
         djsync.run(job)
-    with pytest.raises(ConfigurationError, match="several importers"):
+    own = {"sources": {"test_categories": {"path": "c.csv"}, "test_products": {"path": "p.csv"}}}
+    job.source = own
+    job.save()
+    with pytest.raises(ConfigurationError, match="gives each importer a file of its own"):
         djsync.run(job, file=write_csv([{"code": "x", "name": "y"}]))
     twice = make_job("test_categories, test_categories", name="twice", source={"path": "x.csv"})
     with pytest.raises(ConfigurationError, match="names one model twice"):

@@ -331,7 +331,10 @@ def cancel(sync_run: SyncRun) -> SyncRun:
 def _revoke(task_id: str) -> None:
     if not task_id:
         return
-    from celery import current_app
+    try:
+        from celery import current_app
+    except ImportError:  # no Celery (the djsync[celery] extra): the run was in process
+        return
 
     if current_app.conf.task_always_eager:
         return

@@ -26,10 +26,11 @@ from djsync.mapping.columns import add_run_mapping
 from djsync.mapping.switches import JOB_FIELDS, SWITCH_NAMES
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import incremental, steps
+from djsync.runs.job_sources import make_source
 from djsync.runs.lifecycle import cause
 from djsync.runs.monitor import guard
 from djsync.runs.progress import Progress
-from djsync.runs.steps import get_job, make_importer, make_source, resolve_switches
+from djsync.runs.steps import get_job, make_importer, resolve_switches
 from djsync.sources import Source
 from djsync.uploads import release_upload
 
@@ -158,6 +159,14 @@ def execute_queued(sync_run: SyncRun, *, progress: Progress | None = None) -> Sy
     """Carry out a run a worker claimed (djsync.tasks): from its uploaded file if it has one."""
     from djsync.uploads import open_upload
 
+    if sync_run.upload and steps.is_multi(sync_run.job):  # each step reads it (job_sources)
+        with open_upload(sync_run.upload) as handle:
+            return execute(
+                sync_run,
+                file=_named(handle, sync_run),
+                source_options={"format": Path(sync_run.upload).suffix.lstrip(".") or None},
+                progress=progress,
+            )
     if sync_run.upload:
         with open_upload(sync_run.upload) as handle:
             return execute(

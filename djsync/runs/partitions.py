@@ -41,7 +41,7 @@ from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, PartitionError, RunCancelled, SourceError
 from djsync.exports.step import is_export
 from djsync.models import MAX_PARTITIONS, SyncJob, SyncRun
-from djsync.runs import orchestrator, steps
+from djsync.runs import job_sources, orchestrator, steps
 from djsync.runs.lifecycle import RUNNING
 from djsync.runs.monitor import cancel_requested, progress_using, write_progress
 from djsync.runs.progress import snapshot
@@ -110,12 +110,12 @@ def _source(sync_run: SyncRun, importer: Any) -> Source:
             path = None
         fmt = Path(sync_run.upload).suffix.lstrip(".") or None
         if path is None:
-            return steps.make_source(job, importer, source_options={"format": fmt})
-        source = steps.make_source(job, importer, file=path, source_options={"format": fmt})
+            return job_sources.make_source(job, importer, source_options={"format": fmt})
+        source = job_sources.make_source(job, importer, file=path, source_options={"format": fmt})
         if isinstance(source, FileSource):
             source.name = sync_run.source_name or source.name
         return source
-    return steps.make_source(job, importer)
+    return job_sources.make_source(job, importer)
 
 
 # -- 1. cutting the file ---------------------------------------------------------------------

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -37,7 +36,7 @@ from djsync.mapping.registry import (
 from djsync.mapping.switches import SWITCH_NAMES, Switches, job_switches
 from djsync.models import SyncJob
 from djsync.runs import incremental
-from djsync.sources import FileSource, Source, get_source
+from djsync.sources import Source
 from djsync.store import error_stats, save_plan
 from djsync.targets.base import WriteResult
 
@@ -147,121 +146,6 @@ def make_steps(
     importer = make_importer(job)
     _, source = exports.export_step(job, importer, export)
     return [Step(importer, exports.export_switches(job, options), source=source)]
-
-
-# -- sources -------------------------------------------------------------------------------
-def make_source(
-    job: SyncJob,
-    importer: BaseImporter,
-    *,
-    file: str | Path | IO[bytes] | None = None,
-    source_options: dict[str, Any] | None = None,
-) -> Source:
-    """The source of one step: the job's (for a multi-model job, its entry for this
-    importer), or a file given for this run (path or open file) read with the job's
-    format options.
-
-    The job's ``source`` is data: it only picks among what the importer and settings
-    declare (djsync.sources.policy). The importer's ``source``, ``file`` and
-    ``source_options`` (``runsync --encoding/--format``) come from code and are trusted.
-    """
-    if is_multi(job):
-        return _step_source(job, importer, file=file)
-    base = dict(importer.source or {})
-    job_options = dict(job.source or {}) if isinstance(job.source, dict) else job.source
-    if file is None:
-        if not base and not job_options:
-            raise ConfigurationError(
-                _("job %(name)r has no source; give it a file") % {"name": job.name}
-            )
-        if source_options and isinstance(job_options, dict):
-            extra = {k: v for k, v in source_options.items() if v is not None}
-            job_options = {**job_options, **extra}  # plain format options, checked as a job's
-        return get_source(job_options or {}, base=base, importer=importer, job=job.name)
-    options = {**base, **(job_options if isinstance(job_options, dict) else {})}
-    options.update(source_options or {})
-    keep = {
-        k: options[k]
-        for k in ("encoding", "delimiter", "sheet")
-        if isinstance(options.get(k), str | int) and not isinstance(options.get(k), bool)
-    }
-    if source_options and "format" in source_options:
-        keep["format"] = source_options["format"]
-    if isinstance(file, str | Path):
-        return FileSource(file, **keep)
-    return FileSource(file=file, name=getattr(file, "name", None), **keep)
-
-
-def source_options(
-    job: SyncJob, importer: BaseImporter | type[BaseImporter]
-) -> tuple[dict[str, Any], Any]:
-    """Options of one importer's source in a multi-model job: its own defaults (code,
-    trusted), and the job's (data, checked by djsync.sources.policy): the shared options
-    and the job's ``"sources": {"<importer name>": {...}}`` entry for it."""
-    shared = dict(job.source or {}) if isinstance(job.source, dict) else {}
-    own = shared.pop("sources", {}) or {}
-    if not isinstance(own, dict):
-        raise ConfigurationError(
-            _("job %(name)r: source 'sources' must map importer names") % {"name": job.name}
-        )
-    names = importer_names(job)
-    unknown = [str(name)[:60] for name in own if name not in names]
-    if unknown:
-        more = (
-            _(" and %(unknown)s more") % {"unknown": len(unknown) - 3} if len(unknown) > 3 else ""
-        )
-        raise ConfigurationError(
-            _(
-                "job %(name)r: sources names %(map)s%(more)s, not an importer of this job "
-                "(%(names)s)"
-            )
-            % {
-                "name": job.name,
-                "map": ", ".join(map(repr, unknown[:3])),
-                "more": more,
-                "names": ", ".join(names),
-            }
-        )
-    mine = own.get(importer.name) or {}
-    if not isinstance(mine, dict):
-        raise ConfigurationError(
-            _("job %(name)r: sources[%(name2)r] is not an object")
-            % {"name": job.name, "name2": importer.name}
-        )
-    if mine.get("kind", shared.get("kind", "file")) != shared.get("kind", "file"):
-        return dict(importer.source or {}), dict(mine)  # another kind: shared ones do not apply
-    return dict(importer.source or {}), {**shared, **mine}
-
-
-def _step_source(job: SyncJob, importer: BaseImporter, file: Any = None) -> Source:
-    if file is not None:
-        raise ConfigurationError(
-            _(
-                "job %(name)r has several importers; give each its source in the job's source "
-                'options ("sources": {"<importer>": {...}}), not one file for the run'
-            )
-            % {"name": job.name}
-        )
-    base, options = source_options(job, importer)
-    if not base and not options:
-        raise ConfigurationError(
-            _("job %(name)r: importer %(name2)s has no source")
-            % {"name": job.name, "name2": importer.name}
-        )
-
-    def sibling(name: str) -> tuple[dict[str, Any], Any, Any]:
-        if name not in importer_names(job):
-            raise ConfigurationError(
-                _(
-                    "job %(name)r: %(name2)s derives from %(name3)r, which is not an importer of "
-                    "this job"
-                )
-                % {"name": job.name, "name2": importer.name, "name3": name}
-            )
-        cls = get_importer_class(name)
-        return (*source_options(job, cls), cls)
-
-    return get_source(options, base=base, importer=importer, job=job.name, sibling=sibling)
 
 
 # -- planning ------------------------------------------------------------------------------

@@ -524,14 +524,17 @@ def derived_from_job(
                 )
                 % {"inner": inner},
             )
-        inner_base, inner_options, owner = context.sibling(inner)
-        # Checked as that importer's source: its declared querysets, not this one's.
-        kwargs["from"] = build(
-            source_kinds(),
-            inner_options,
-            base=inner_base,
-            context=replace(context.deeper(), importer=owner),
-        )
+        found = context.sibling(inner)
+        if isinstance(found, Source):  # the run's own file for that importer (an upload)
+            kwargs["from"] = found
+        else:  # checked as that importer's source: its declared querysets, not this one's
+            inner_base, inner_options, owner = found
+            kwargs["from"] = build(
+                source_kinds(),
+                inner_options,
+                base=inner_base,
+                context=replace(context.deeper(), importer=owner),
+            )
     elif "from" in options:
         kwargs["from"] = build(source_kinds(), inner, context=context.deeper())
     columns = options.get("columns", kwargs.get("columns"))

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from importlib.util import find_spec
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
@@ -19,6 +20,7 @@ from djsync import queue
 from djsync.conf import settings
 from djsync.exceptions import DjsyncError
 from djsync.exports import jobs as exports
+from djsync.extras import require
 from djsync.mapping.switches import SWITCHES, Switch, flag_options
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import orchestrator as services
@@ -225,6 +227,10 @@ class Command(BaseCommand):
         """--async: queue each job and print the run ids; --wait: then follow them to the end."""
         if opts["encoding"]:
             raise CommandError(_("--encoding does not go with --async/--wait; set it on the job"))
+        try:  # a worker runs it: in process, the run would end with this command
+            require("celery", "a queued run (runsync --async, --wait)")
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         runs = []
         for job in jobs:
             try:
