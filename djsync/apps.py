@@ -27,6 +27,7 @@ class DjsyncConfig(AppConfig):
         from djsync.signals import run_finished
 
         run_finished.connect(on_run_finished, dispatch_uid="djsync.runs.notifications")
+        connect_realtime(self)
         from django.apps import apps
 
         if apps.is_installed("django_celery_beat"):
@@ -47,3 +48,21 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         for name, cls in sorted(_importers.items())
         for problem in importer_problems(cls)
     ]
+
+
+def connect_realtime(app: AppConfig) -> None:
+    """Real-time capture (djsync.realtime.capture): every model's saves and deletes (a real-
+    time job's source is captured by a signal on SQLite, woken up after on PostgreSQL), a
+    job's switch installing or removing its trigger, and the triggers set after migrate."""
+    from django.db.models.signals import post_delete, post_migrate, post_save
+
+    from djsync.models import SyncJob
+    from djsync.realtime import receivers as capture
+
+    post_save.connect(capture.on_save, dispatch_uid="djsync.realtime.save")
+    post_delete.connect(capture.on_delete, dispatch_uid="djsync.realtime.delete")
+    post_save.connect(capture.on_job_saved, sender=SyncJob, dispatch_uid="djsync.realtime.job")
+    post_delete.connect(
+        capture.on_job_deleted, sender=SyncJob, dispatch_uid="djsync.realtime.job_deleted"
+    )
+    post_migrate.connect(capture.after_migrate, sender=app, dispatch_uid="djsync.realtime.migrate")

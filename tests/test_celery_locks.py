@@ -152,9 +152,7 @@ def test_a_runs_heartbeat_keeps_its_redis_locks_past_their_ttl(make_job, setting
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_database_lease_outlives_its_ttl_without_renewal_warnings(
-    make_job, settings, caplog
-):
+def test_a_database_lease_outlives_its_ttl_without_renewal_warnings(make_job, settings, caplog):
     """A run longer than LOCK_TTL keeps its lease. In SQLite the run's own thread renews it
     between batches (another connection would wait on the run's write transaction, then
     fail with a traceback); elsewhere the heartbeat thread does."""

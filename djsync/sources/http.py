@@ -563,4 +563,3 @@ class HttpSource(Source):
             )
         seen.add(text)
         return text
-

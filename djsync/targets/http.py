@@ -594,4 +594,3 @@ def _quote(value: Any) -> str:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
-

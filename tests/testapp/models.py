@@ -103,6 +103,7 @@ class Shelf(models.Model):
         related_name="shelves",
     )
 
+
 class Book(models.Model):
     """A model with django-simple-history's records (tests/test_batch_signals.py)."""
 
@@ -110,3 +111,13 @@ class Book(models.Model):
     title = models.CharField(max_length=100)
     copies = models.IntegerField(default=0)
     history = HistoricalRecords()
+
+
+class Listing(models.Model):
+    """A shop's listing: the source model of the real-time tests (tests/test_realtime.py)."""
+
+    sku = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    qty = models.IntegerField(default=0)
+    active = models.BooleanField(default=True)

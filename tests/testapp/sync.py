@@ -4,7 +4,7 @@ import threading
 
 import djsync
 
-from .models import Book, Category, Member, Product, Shelf
+from .models import Book, Category, Listing, Member, Product, Shelf
 
 
 @djsync.register
@@ -285,3 +285,17 @@ class AliasedProductImporter(djsync.Importer):
         name = "test_products_aliased"
         model = Product
         keys = ["sku"]
+
+
+@djsync.register
+class RealtimeProductImporter(djsync.Importer):
+    """Listings (the source model) into products, kept in step as they change (real time)."""
+
+    class Meta:
+        name = "test_realtime_products"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "active"]
+        delete = True
+        source = {"kind": "queryset", "model": "testapp.Listing"}
+        querysets = {"active": lambda: Listing.objects.filter(active=True)}
