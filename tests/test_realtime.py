@@ -8,7 +8,14 @@ consumer, which applies at once. The real-worker tests are in tests/test_realtim
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,3 +239,53 @@ def test_a_transaction_rolled_back_leaves_no_change(job):
         listing("R")
         raise RuntimeError("rolled back")
     assert not PendingChange.objects.exists()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="a second process shares the database: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_runsync_follow_consumes_in_the_foreground_and_stops_on_ctrl_c(tmp_path: Path):
+    job = SyncJob.objects.create(name="followed", importer="test_realtime_products", realtime=True)
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "DJANGO_SETTINGS_MODULE": "tests.celery_worker_settings",
+        "DJSYNC_WORKER_DB": connection.settings_dict["NAME"],
+        "DJSYNC_WORKER_BROKER": "memory://",
+        "DJSYNC_WORKER_QUEUE": "unused",
+        "DJSYNC_WORKER_DJSYNC": json.dumps({"REALTIME_POLL": 0.2}),
+    }
+    log_path = tmp_path / "follow.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runsync", job.name, "--follow"],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait(lambda: "Following job" in log_path.read_text(), log_path)
+            with connection.cursor() as cursor:  # raw SQL: nothing in this process wakes up
+                cursor.execute(
+                    "INSERT INTO testapp_listing (sku, name, price, qty, active) "
+                    "VALUES ('F1', 'followed', 2.50, 3, true)"
+                )
+            _wait(lambda: Product.objects.filter(sku="F1").exists(), log_path)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0, log_path.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = log_path.read_text()
+    assert "1 changes: run #" in output and "1 created" in output and "Stopped." in output
+    assert target() == {"F1": ("followed", Decimal("2.50"), 3, True)}
+
+
+def _wait(check: Any, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting; the command said:\n{log.read_text()}")
