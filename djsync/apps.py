@@ -54,15 +54,20 @@ def connect_realtime(app: AppConfig) -> None:
     """Real-time capture (djsync.realtime.capture): every model's saves and deletes (a real-
     time job's source is captured by a signal on SQLite, woken up after on PostgreSQL), a
     job's switch installing or removing its trigger, and the triggers set after migrate."""
+    from django.db.backends.signals import connection_created
     from django.db.models.signals import post_delete, post_migrate, post_save
 
     from djsync.models import SyncJob
-    from djsync.realtime import receivers as capture
+    from djsync.realtime import receivers
 
-    post_save.connect(capture.on_save, dispatch_uid="djsync.realtime.save")
-    post_delete.connect(capture.on_delete, dispatch_uid="djsync.realtime.delete")
-    post_save.connect(capture.on_job_saved, sender=SyncJob, dispatch_uid="djsync.realtime.job")
+    # Every model's saves (a dictionary look-up); deletes only of the captured models
+    # (receivers.routes), since a delete receiver turns off Django's fast deletes.
+    post_save.connect(receivers.on_save, dispatch_uid="djsync.realtime.save")
+    connection_created.connect(receivers.on_connect, dispatch_uid="djsync.realtime.connect")
+    post_save.connect(receivers.on_job_saved, sender=SyncJob, dispatch_uid="djsync.realtime.job")
     post_delete.connect(
-        capture.on_job_deleted, sender=SyncJob, dispatch_uid="djsync.realtime.job_deleted"
+        receivers.on_job_deleted, sender=SyncJob, dispatch_uid="djsync.realtime.job_deleted"
     )
-    post_migrate.connect(capture.after_migrate, sender=app, dispatch_uid="djsync.realtime.migrate")
+    post_migrate.connect(
+        receivers.after_migrate, sender=app, dispatch_uid="djsync.realtime.migrate"
+    )

@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from djsync.models import PendingChange, SyncChange, SyncJob, SyncRun
-from djsync.realtime import capture, consumer, queue
+from djsync.realtime import capture, consumer, queue, receivers
 from tests.testapp.models import Listing, Product
 
 POSTGRES = connection.vendor == "postgresql"
@@ -33,7 +33,7 @@ POSTGRES = connection.vendor == "postgresql"
 def job(make_job: Any, django_capture_on_commit_callbacks: Any) -> SyncJob:
     with django_capture_on_commit_callbacks(execute=True):
         made = make_job("test_realtime_products", name="listings", realtime=True)
-    capture.forget_routes()
+    receivers.forget_routes()
     return made
 
 
@@ -127,7 +127,7 @@ def test_a_row_leaving_the_queryset_is_deleted_from_the_target(make_job, commit)
         job = make_job("test_realtime_products", name="active", realtime=True)
     job.source = {"kind": "queryset", "queryset": "active"}
     job.save()
-    capture.forget_routes()
+    receivers.forget_routes()
     with commit():
         listing("A")
         listing("B")

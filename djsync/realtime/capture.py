@@ -16,7 +16,6 @@ target row to the next full run).
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, models, router, transaction
@@ -35,8 +34,6 @@ logger = logging.getLogger("djsync")
 CHANNEL = "djsync_realtime"
 #: Name of a job's trigger (and of its function) on the source table: prefix + job id.
 TRIGGER_PREFIX = "djsync_rt_"
-#: Seconds a process trusts its list of real-time jobs before reading it again.
-ROUTES_TTL = 10.0
 
 
 # -- which model a job captures ------------------------------------------------------------
@@ -146,7 +143,6 @@ def install(job: SyncJob) -> bool:
     model = source_model(job)
     using = router.db_for_write(PendingChange)
     if not uses_triggers(using):
-        forget_routes()
         return False
     trigger = trigger_for(job.pk, model)
     status, _enabled = trigger.get_installation_status(model, database=using)
@@ -159,7 +155,6 @@ def uninstall(job_id: int, using: str | None = None) -> None:
     """Remove job ``job_id``'s capture trigger and its function, wherever it is."""
     using = using or router.db_for_write(PendingChange)
     if not uses_triggers(using):
-        forget_routes()
         return
     table = installed_triggers(using).get(job_id)
     name = f"{TRIGGER_PREFIX}{int(job_id)}"
@@ -176,7 +171,6 @@ def sync_capture(using: str | None = None) -> dict[str, list[str]]:
     using = using or router.db_for_write(PendingChange)
     report: dict[str, list[str]] = {"installed": [], "removed": [], "errors": []}
     if not uses_triggers(using):
-        forget_routes()
         return report
     wanted = set()
     for job in SyncJob.objects.using(using).filter(realtime=True):
@@ -194,21 +188,9 @@ def sync_capture(using: str | None = None) -> dict[str, list[str]]:
 
 
 # -- every database: signals (SQLite captures with them; PostgreSQL only wakes up) ----------
-_routes: dict[str, list[int]] | None = None
-_routes_at = 0.0
-
-
-def forget_routes() -> None:
-    """Read the real-time jobs again at the next save (a job changed in this process)."""
-    global _routes
-    _routes = None
-
-
-def routes() -> dict[str, list[int]]:
-    """Model label → ids of the real-time jobs that capture it, cached for ROUTES_TTL s."""
-    global _routes, _routes_at
-    if _routes is not None and time.monotonic() - _routes_at < ROUTES_TTL:
-        return _routes
+def jobs_by_model() -> dict[str, list[int]]:
+    """Model label → ids of the real-time jobs that capture it (read from the database; a
+    job whose source cannot be built is left out: its consumer reports why)."""
     found: dict[str, list[int]] = {}
     try:  # in a savepoint: a database without djsync's tables yet breaks no transaction
         with transaction.atomic(using=router.db_for_read(SyncJob)):
@@ -220,15 +202,7 @@ def routes() -> dict[str, list[int]]:
             found.setdefault(source_model(job)._meta.label, []).append(job.pk)
         except Exception:  # noqa: BLE001 - the job's consumer reports its configuration
             continue
-    _routes, _routes_at = found, time.monotonic()
     return found
-
-
-def jobs_of(sender: type[models.Model]) -> list[int]:
-    """Ids of the real-time jobs whose source is ``sender``'s table."""
-    if sender._meta.app_label == "djsync":
-        return []
-    return routes().get(sender._meta.concrete_model._meta.label, [])  # type: ignore[union-attr]
 
 
 def capture(jobs: list[int], instance: models.Model, operation: str, using: str, old: Any) -> None:

@@ -14,10 +14,12 @@ those of every run. A batch that changed nothing leaves no run behind.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import select
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +31,11 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.engine.diff import Key, RowError, SourceRow
 from djsync.exceptions import RunLocked
+from djsync.mapping.registry import get_importer_class
 from djsync.models import PendingChange, SyncJob, SyncRun
 from djsync.realtime import capture, queue
 from djsync.runs import locks, orchestrator
+from djsync.signals import batch_applied
 from djsync.sources.querysets import QuerySetSource
 
 logger = logging.getLogger("djsync")
@@ -121,9 +125,10 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
         return Outcome("busy", len(batch))
     try:
         source = ChangedRows(capture.source_of(job), batch)
-        run = orchestrator.run(
-            job, source=source, trigger=SyncRun.Trigger.REALTIME, delete_guard=1.0
-        )
+        with _acknowledged(job, batch):
+            run = orchestrator.run(
+                job, source=source, trigger=SyncRun.Trigger.REALTIME, delete_guard=1.0
+            )
     except RunLocked as exc:  # lost the race for the lock: no attempt counted
         queue.release(batch, delay=1)
         _forget(getattr(exc, "run", None))
@@ -140,6 +145,44 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
         _forget(run)  # nothing changed: no run in the history for it
         return Outcome("applied", len(batch))
     return Outcome("applied", len(batch), run)
+
+
+#: The batch being applied in this thread, for :func:`_ack`.
+_applying: contextvars.ContextVar[queue.Batch | None] = contextvars.ContextVar(
+    "djsync_realtime_batch", default=None
+)
+
+
+@contextmanager
+def _acknowledged(job: SyncJob, batch: queue.Batch) -> Iterator[None]:
+    """While ``batch`` is applied to a model on djsync's own database, its changes are
+    deleted inside the apply's transaction, at its first written batch of rows
+    (``batch_applied``): they go if and only if the apply commits. Elsewhere (another
+    database, an API) they are deleted after the run succeeds; a consumer that dies in
+    between leaves them to be applied again, which changes nothing (the diff)."""
+    importer = get_importer_class(job.importer)
+    model = getattr(importer, "model", None)
+    if model is None or importer.target_class is not None:
+        yield
+        return
+    uid = f"djsync.realtime.ack.{model._meta.label}"
+    batch_applied.connect(_ack, sender=model, dispatch_uid=uid)
+    token = _applying.set(batch)
+    try:
+        yield
+    finally:
+        _applying.reset(token)
+        batch_applied.disconnect(sender=model, dispatch_uid=uid)
+
+
+def _ack(sender: Any, run: Any = None, using: str | None = None, **kwargs: Any) -> None:
+    batch = _applying.get()
+    if batch is None or batch.acknowledged or run is None:
+        return
+    if run.trigger != SyncRun.Trigger.REALTIME or using != router.db_for_write(PendingChange):
+        return
+    queue.done(batch)
+    batch.acknowledged = True
 
 
 def _forget(run: SyncRun | None) -> None:

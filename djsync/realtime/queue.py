@@ -42,6 +42,8 @@ class Batch:
     first_at: datetime | None = None
     #: True when the batch retries changes that failed before (one key).
     retrying: bool = False
+    #: True once its changes were deleted inside the apply's transaction.
+    acknowledged: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)
