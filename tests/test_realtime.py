@@ -289,3 +289,54 @@ def _wait(check: Any, log: Path, timeout: float = 30) -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"gave up waiting; the command said:\n{log.read_text()}")
+
+
+# -- the admin ----------------------------------------------------------------------------
+def test_the_admin_shows_the_lag_and_retries_or_discards_parked_changes(job, admin_client):
+    row = listing("A")
+    PendingChange.objects.filter(key=str(row.pk)).update(
+        parked_at="2026-01-01T00:00Z", attempts=5, error="the warehouse said no"
+    )
+    listing("B")
+    page = admin_client.get(f"/admin/djsync/syncjob/{job.pk}/change/").content.decode()
+    assert "1 pending, oldest" in page and "1 parked" in page
+    changes = admin_client.get("/admin/djsync/pendingchange/?parked=yes").content.decode()
+    assert "the warehouse said no" in changes and "parked" in changes
+    parked = PendingChange.objects.get(parked_at__isnull=False)
+    admin_client.post(
+        "/admin/djsync/pendingchange/",
+        {"action": "retry", "_selected_action": [parked.pk]},
+    )
+    parked.refresh_from_db()
+    assert parked.parked_at is None and parked.attempts == 0 and queue.lag(job).pending == 2
+    admin_client.post(
+        "/admin/djsync/pendingchange/",
+        {"action": "discard", "_selected_action": [parked.pk]},
+    )
+    assert queue.lag(job).pending == 1
+
+
+def test_the_admin_pauses_and_resumes_a_job(job, admin_client):
+    admin_client.post(
+        "/admin/djsync/syncjob/", {"action": "pause_realtime", "_selected_action": [job.pk]}
+    )
+    job.refresh_from_db()
+    assert job.realtime_paused
+    listing("P")
+    assert consumer.drain(job.pk)[0].state == "paused"
+    admin_client.post(
+        "/admin/djsync/syncjob/", {"action": "resume_realtime", "_selected_action": [job.pk]}
+    )
+    job.refresh_from_db()
+    assert not job.realtime_paused
+
+
+def test_the_admin_refuses_real_time_for_a_job_without_a_queryset_source(make_job, admin_client):
+    job = make_job("test_products", name="csv-job", source={"path": "x.csv"})
+    page = admin_client.get(f"/admin/djsync/syncjob/{job.pk}/change/")
+    form = page.context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None}
+    data.update(realtime="on", importer="test_products", source='{"path": "x.csv"}')
+    data.update(target="{}", notify_on_failure="", column_mapping="{}")
+    response = admin_client.post(f"/admin/djsync/syncjob/{job.pk}/change/", data)
+    assert "real-time sync needs a queryset source" in response.content.decode()
