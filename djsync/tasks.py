@@ -270,7 +270,7 @@ def wake(job_id: int) -> None:
     from djsync.realtime.queue import wake_key
 
     try:
-        if not cache.add(wake_key(job_id), 1, timeout=max(float(settings.REALTIME_POLL), 1)):
+        if not cache.add(wake_key(job_id), 1, timeout=1):
             return
         drain_changes.delay(job_id)
     except Exception:  # noqa: BLE001 - after the commit: the user's write stands
