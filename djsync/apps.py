@@ -19,10 +19,11 @@ class DjsyncConfig(AppConfig):
     def ready(self) -> None:
         autodiscover_modules("sync")
         checks.register(check_importers)
-        from djsync.checks import check_jobs, check_settings
+        from djsync.checks import check_jobs, check_settings, check_sqlite_locking
 
         checks.register(check_settings)
         checks.register(check_jobs)
+        checks.register(check_sqlite_locking)
         from djsync.runs.notifications import on_run_finished
         from djsync.signals import run_finished
 

@@ -1,7 +1,8 @@
 """System checks: every problem of every importer (djsync.E001), unknown ``DJSYNC`` keys
-(djsync.E002), and stored jobs that name no registered importer or whose source or target
-no longer passes the trust policy (docs/security.md; djsync.W010), so that ``manage.py
-check`` says at once what to fix, not one problem per run."""
+(djsync.E002), stored jobs that name no registered importer or whose source or target
+no longer passes the trust policy (docs/security.md; djsync.W010), and SQLite databases
+that would fail runs on a busy lock (djsync.W020), so that ``manage.py check`` says at once
+what to fix, not one problem per run."""
 
 from __future__ import annotations
 
@@ -40,6 +41,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="djsync.E002",
             )
         )
+    return messages
+
+
+def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A SQLite database opened with deferred transactions (Django's default) fails a run
+    with ``database is locked`` when a web request or a worker writes at the same moment;
+    ``transaction_mode: IMMEDIATE`` makes writers queue for the lock (djsync.W020)."""
+    from django.conf import settings
+
+    messages: list[checks.CheckMessage] = []
+    for alias, database in settings.DATABASES.items():
+        if not str(database.get("ENGINE", "")).endswith("sqlite3"):
+            continue
+        if str(database.get("NAME", "")) in ("", ":memory:"):
+            continue  # one process's own database: nobody else writes to it
+        mode = (database.get("OPTIONS") or {}).get("transaction_mode")
+        if str(mode or "").upper() != "IMMEDIATE":
+            messages.append(
+                checks.Warning(
+                    _(
+                        "SQLite database %(alias)r uses deferred transactions: a sync run "
+                        "beside web requests or workers can fail with 'database is locked'"
+                    )
+                    % {"alias": alias},
+                    hint=_(
+                        'Add "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20} '
+                        "to DATABASES[%(alias)r] (docs/admin.md)."
+                    )
+                    % {"alias": alias},
+                    id="djsync.W020",
+                )
+            )
     return messages
 
 

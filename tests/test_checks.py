@@ -88,3 +88,17 @@ def test_a_job_naming_an_unregistered_importer_is_reported() -> None:
         m.startswith("job 'ghost' names no registered importer 'no-such-importer'") for m in found
     )
     assert any(m.startswith("job 'half' names no registered importer 'gone'") for m in found)
+
+
+def test_a_sqlite_file_with_deferred_transactions_is_warned_about(settings):
+    """Django's default for SQLite fails a run on a busy lock; the check names the fix."""
+    from djsync.checks import check_sqlite_locking
+
+    file = {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/site.sqlite3"}
+    settings.DATABASES = {"default": file, "memory": {**file, "NAME": ":memory:"}}
+    (warning,) = check_sqlite_locking()
+    assert warning.id == "djsync.W020" and "'default'" in warning.msg
+    assert '"transaction_mode": "IMMEDIATE"' in warning.hint
+
+    file["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}
+    assert check_sqlite_locking() == []

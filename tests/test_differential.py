@@ -1518,10 +1518,14 @@ def test_a_source_larger_than_one_staging_chunk(sync, job, write_csv, small_chun
     assert skus() == [f"K{i:02d}" for i in (0, 1, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13)]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_cells_after_thousands_of_distinct_values_convert_as_before(sync, job, write_csv):
     """Past the first few thousand rows a column of mostly distinct values is no longer
     remembered: PostgreSQL's staging then sends a plain cell as written. Every odd cell
-    after that point ends as on the generic path (values, row errors, changes)."""
+    after that point ends as on the generic path (values, row errors, changes).
+
+    It commits: on a loaded machine its generic run outlasts the lock's lease, whose
+    heartbeat renews it on its own connection, which must see the lock row."""
     seed("W00010", "X00", "Y00", "Z00")
     rows = [
         product(f"W{i:05d}", name=f"lamp {i}", price=f"{i}.{i % 100:02d}", qty=str(i))
