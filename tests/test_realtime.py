@@ -340,3 +340,9 @@ def test_the_admin_refuses_real_time_for_a_job_without_a_queryset_source(make_jo
     data.update(target="{}", notify_on_failure="", column_mapping="{}")
     response = admin_client.post(f"/admin/djsync/syncjob/{job.pk}/change/", data)
     assert "real-time sync needs a queryset source" in response.content.decode()
+
+
+def test_the_poll_names_each_job_with_work_once(job):
+    for sku in ("Q1", "Q2", "Q3"):
+        listing(sku)
+    assert queue.jobs_with_work() == [job.pk]

@@ -14,6 +14,7 @@ parked, for a person to retry or discard in the admin.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,38 +65,64 @@ def pending(job: SyncJob | int) -> QuerySet[PendingChange]:
 
 
 def claim(job: SyncJob | int, *, limit: int | None = None) -> Batch | None:
-    """Take the next batch of ``job``'s available changes (None: nothing to do). A change
-    due for a retry comes first, alone with its key; otherwise up to ``limit`` changes in
-    order, leaving out the keys that wait for a retry."""
+    """Take the next batch of ``job``'s available changes (None: nothing to do): up to
+    ``limit`` changes in order, leaving out the keys that wait for a retry; else a change
+    due for its retry, alone with its key."""
     limit = int(limit or settings.REALTIME_BATCH)
     job_id = job if isinstance(job, int) else job.pk
-    using = _db()
     now = timezone.now()
+    lease = now + timedelta(seconds=float(settings.REALTIME_CLAIM_TTL))
     available = pending(job_id).filter(Q(available_at__isnull=True) | Q(available_at__lte=now))
-    with transaction.atomic(using=using):
-        due = _locked(available.filter(attempts__gt=0)).values_list("key", flat=True).first()
-        if due is not None:
-            rows = available.filter(key=due)
-        else:
-            waiting = pending(job_id).filter(attempts__gt=0).values("key")
-            rows = available.filter(attempts=0).exclude(key__in=waiting)
-        columns = ("id", "key", "old", "created_at")
-        found = list(_locked(rows.order_by("id")).values_list(*columns)[:limit])
+    waiting = pending(job_id).filter(attempts__gt=0).values("key")
+    found = _take(available.filter(attempts=0).exclude(key__in=waiting), limit, lease)
+    retrying = False
+    if not found:
+        due = available.filter(attempts__gt=0).order_by("id").values_list("key", flat=True)
+        key = due.first()
+        if key is None:
+            return None
+        found, retrying = _take(available.filter(key=key), limit, lease), True
         if not found:
             return None
-        ids = [row[0] for row in found]
-        lease = now + timedelta(seconds=float(settings.REALTIME_CLAIM_TTL))
-        PendingChange.objects.using(using).filter(id__in=ids).update(available_at=lease)
-    keys = list(dict.fromkeys(row[1] for row in found))
-    olds = [row[2] for row in found if isinstance(row[2], dict)]
+    found.sort(key=lambda row: row[0])
+    olds = [json.loads(old) if isinstance(old, str) else old for _i, _k, old, _t in found]
     return Batch(
         job_id=job_id,
-        ids=ids,
-        keys=keys,
-        olds=olds,
+        ids=[row[0] for row in found],
+        keys=list(dict.fromkeys(row[1] for row in found)),
+        olds=[old for old in olds if isinstance(old, dict)],
         first_at=min(row[3] for row in found),
-        retrying=due is not None,
+        retrying=retrying,
     )
+
+
+def _take(rows: QuerySet[PendingChange], limit: int, lease: datetime) -> list[Any]:
+    """Lease the first ``limit`` of ``rows``: ``(id, key, old, created_at)`` of each. On
+    PostgreSQL one statement (``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+    RETURNING``); elsewhere a select and an update in a transaction."""
+    using = rows.db
+    connection = connections[using]
+    columns = ("id", "key", "old", "created_at")
+    if connection.vendor == "postgresql":
+        # One statement, atomic in itself: FOR UPDATE written here, since Django refuses
+        # it outside a transaction block.
+        chosen = rows.order_by("id").values("id")[:limit]
+        sql, params = chosen.query.get_compiler(using).as_sql()
+        table = connection.ops.quote_name(PendingChange._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET available_at = %s "
+                f"WHERE id IN ({sql} FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {', '.join(connection.ops.quote_name(c) for c in columns)}",
+                [lease, *params],
+            )
+            return list(cursor.fetchall())
+    with transaction.atomic(using=using):
+        found = list(_locked(rows.order_by("id")).values_list(*columns)[:limit])
+        if found:
+            ids = [row[0] for row in found]
+            PendingChange.objects.using(using).filter(id__in=ids).update(available_at=lease)
+    return found
 
 
 def _locked(queryset: QuerySet[PendingChange]) -> QuerySet[PendingChange]:
@@ -188,6 +215,7 @@ def jobs_with_work() -> list[int]:
         .filter(parked_at__isnull=True, job__realtime=True, job__realtime_paused=False)
         .filter(job__enabled=True)
         .filter(Q(available_at__isnull=True) | Q(available_at__lte=now))
+        .order_by()
         .values_list("job_id", flat=True)
         .distinct()
     )
