@@ -346,3 +346,21 @@ def test_the_poll_names_each_job_with_work_once(job):
     for sku in ("Q1", "Q2", "Q3"):
         listing(sku)
     assert queue.jobs_with_work() == [job.pk]
+
+
+@pytest.mark.skipif(not POSTGRES, reason="bulk writes are captured on PostgreSQL")
+def test_a_large_batch_takes_the_staged_path(job):
+    Product.objects.create(sku="OTHER", name="Not from the shop", price=1)
+    Listing.objects.bulk_create(
+        Listing(sku=f"B{i:03d}", name="bulk", price=Decimal("2.00"), qty=i) for i in range(300)
+    )
+    outcomes = consumer.drain(job.pk)
+    run = outcomes[0].run
+    assert run is not None and run.created == 300
+    assert run.stats["testapp.Product"]["path"].startswith("staged"), run.stats
+    Listing.objects.filter(qty__lt=250).update(name="renamed")
+    Listing.objects.filter(qty__gte=290).delete()
+    run = consumer.drain(job.pk)[0].run
+    assert run is not None and (run.updated, run.deleted) == (250, 10)
+    assert {k: v for k, v in target().items() if k != "OTHER"} == source()
+    assert "OTHER" in target() and not PendingChange.objects.exists()

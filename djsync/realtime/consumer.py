@@ -43,6 +43,11 @@ logger = logging.getLogger("djsync")
 __all__ = ["ChangedRows", "Outcome", "consume", "drain", "follow"]
 
 
+#: Changed rows from which a batch may take the staged path (set-based SQL): below, the
+#: generic path's few statements answer sooner.
+STAGED_FROM = 200
+
+
 class ChangedRows(QuerySetSource):
     """The job's queryset source narrowed to the rows that changed, and the keys they had
     (their rows before, for updates and deletes): the run is the truth for those keys only."""
@@ -65,17 +70,28 @@ class ChangedRows(QuerySetSource):
         )
         self.olds = batch.olds
         self.pks = pks
+        #: The changed rows as the source gives them, read once (by :meth:`scope_keys`).
+        self.records: list[dict[str, Any]] | None = None
+
+    def read(self) -> Iterator[dict[str, Any]]:
+        if self.records is None:
+            yield from super().read()
+            return
+        yield from self.records
 
     def scope_keys(self, importer: Any) -> set[Key]:
         """The keys of the changed rows now (in the source's queryset or out of it: a row
-        that left it is deleted from the target), and of the same rows before the change."""
-        rows = list(self._rows())
+        that left it is deleted from the target), and of the same rows before the change.
+        The rows are kept for the run's read; a large batch, held in memory, may then take
+        the staged path although the source is the target's database (no cursor is open)."""
+        self.records = list(self._rows())
         columns = self.columns or []
+        if len(self.records) >= STAGED_FROM:
+            self.database = None
         model = self.queryset.model
-        outside, _names = self._values(
-            model._base_manager.using(self.database).filter(pk__in=self.pks)
-        )
-        rows += [{c: row[c] for c in columns} for row in outside.iterator()]
+        left = model._base_manager.using(self.queryset.db).filter(pk__in=self.pks)
+        outside, _names = self._values(left.exclude(pk__in=self.get_queryset().values("pk")))
+        rows = [*self.records, *({c: row[c] for c in columns} for row in outside.iterator())]
         rows += [self._as_record(old, columns) for old in self.olds]
         keys: set[Key] = set()
         for item in importer.convert(iter(rows), self):
