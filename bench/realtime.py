@@ -84,6 +84,13 @@ def fresh_database() -> None:
     ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+    import redis
+
+    from bench.settings_realtime import REDIS
+
+    client = redis.Redis.from_url(REDIS)
+    for key in client.scan_iter("*djsync:*"):  # locks and wake-ups of an earlier run
+        client.delete(key)
 
 
 def seed() -> Any:
