@@ -31,4 +31,7 @@ DJSYNC = {
     "REALTIME_POLL": 0.5,
     "REALTIME_BATCH": int(os.environ.get("DJSYNC_BENCH_BATCH", "2000")),
     "REALTIME_CLAIM_TTL": 10,
+    # A killed worker's lock is free again this soon (the seed's full run renews it).
+    "LOCK_TTL": 15,
+    "HEARTBEAT_INTERVAL": 3,
 }
