@@ -183,15 +183,17 @@ class SyncJobForm(forms.ModelForm):
         """A real-time job needs a source that can be captured (djsync.realtime.capture)."""
         data = cast("dict[str, Any]", super().clean())
         if data.get("realtime") and not self.errors:
-            from djsync.realtime.capture import source_of
+            from django.core.exceptions import ImproperlyConfigured
+
+            from djsync.realtime.capture import check
 
             job = copy.copy(self.instance)
             for name in ("name", "importer", "source", "target"):
                 if name in data:
                     setattr(job, name, data[name])
             try:
-                source_of(job)
-            except DjsyncError as exc:
+                check(job)
+            except (DjsyncError, ImproperlyConfigured) as exc:
                 self.add_error("realtime", str(exc))
         return data
 

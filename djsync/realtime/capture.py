@@ -70,6 +70,14 @@ def source_of(job: SyncJob) -> QuerySetSource:
     return source
 
 
+def check(job: SyncJob) -> None:
+    """Raise ConfigurationError (or ImproperlyConfigured naming the extra) if ``job`` cannot
+    be real-time here: its source (:func:`source_of`), and django-pgtrigger on PostgreSQL."""
+    source_of(job)
+    if uses_triggers(router.db_for_write(PendingChange)):
+        require("pgtrigger", _("real-time capture on PostgreSQL"))
+
+
 def source_model(job: SyncJob) -> type[models.Model]:
     """The concrete model whose table a real-time job captures."""
     return source_of(job).queryset.model._meta.concrete_model  # type: ignore[return-value]
