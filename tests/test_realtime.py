@@ -364,3 +364,15 @@ def test_a_large_batch_takes_the_staged_path(job):
     assert run is not None and (run.updated, run.deleted) == (250, 10)
     assert {k: v for k, v in target().items() if k != "OTHER"} == source()
     assert "OTHER" in target() and not PendingChange.objects.exists()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="triggers: PostgreSQL")
+def test_a_trigger_left_behind_never_fails_a_write(job):
+    SyncJob.objects.filter(pk=job.pk).update(realtime=False)  # no signal: the trigger stays
+    assert job.pk in capture.installed_triggers("default")
+    listing("KEPT")
+    assert not PendingChange.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM djsync_syncjob WHERE id = %s", [job.pk])
+    listing("STILL")
+    assert Listing.objects.count() == 2 and not PendingChange.objects.exists()

@@ -90,11 +90,14 @@ def uses_triggers(using: str) -> bool:
 
 # -- PostgreSQL: one trigger per job -------------------------------------------------------
 def trigger_for(job_id: int, model: type[models.Model]) -> Any:
-    """The django-pgtrigger trigger that captures ``model``'s changes for job ``job_id``."""
+    """The django-pgtrigger trigger that captures ``model``'s changes for job ``job_id``:
+    only while the job exists and is real-time, so that a trigger left behind (a job
+    switched off by ``update()``, deleted in SQL) never fails nor burdens a write."""
     pgtrigger = require("pgtrigger", _("real-time capture on PostgreSQL"))
     table = connections[router.db_for_write(PendingChange)].ops.quote_name(
         PendingChange._meta.db_table
     )
+    jobs = connections[router.db_for_write(PendingChange)].ops.quote_name(SyncJob._meta.db_table)
     pk = connections[router.db_for_write(model)].ops.quote_name(model._meta.pk.column)
     label = model._meta.label.replace("'", "''")
     func = f"""
@@ -105,13 +108,15 @@ def trigger_for(job_id: int, model: type[models.Model]) -> Any:
             before := to_jsonb(OLD);
         END IF;
         INSERT INTO {table} (job_id, model, key, operation, old, created_at, attempts, error)
-        VALUES (
+        SELECT
             {int(job_id)}, '{label}',
             (CASE WHEN TG_OP = 'DELETE' THEN OLD.{pk} ELSE NEW.{pk} END)::text,
             CASE TG_OP WHEN 'INSERT' THEN 'create' WHEN 'UPDATE' THEN 'update' ELSE 'delete' END,
             before, clock_timestamp(), 0, ''
-        );
-        PERFORM pg_notify('{CHANNEL}', '{int(job_id)}');
+        WHERE EXISTS (SELECT 1 FROM {jobs} WHERE id = {int(job_id)} AND realtime);
+        IF FOUND THEN
+            PERFORM pg_notify('{CHANNEL}', '{int(job_id)}');
+        END IF;
         RETURN NULL;
     """
 
