@@ -5,7 +5,8 @@ a person picks the header of each column, and the mapping is saved on the job.
 that stream) and says whether the step is needed; the upload is then kept in private
 storage and named in a signed token (:func:`stash`) that the step's form posts back.
 Only a user who may change the job saves a mapping (it applies to every later run of the
-job, ``runsync`` and Celery included); others see the proposal and are told whom to ask.
+job, ``runsync`` and Celery included); anyone who may preview can confirm a mapping for
+this upload only, kept on its run (``SyncRun.column_mapping``), not on the job.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ from djsync.uploads import save_upload
 
 #: The field a mapping step's form posts its token in (a token marks the POST as a step).
 TOKEN_FIELD = "djsync_columns"
+#: The submit button that maps this upload only (the job's saved mappings unchanged).
+ONCE_FIELD = "djsync_columns_once"
 _SALT = "djsync.admin_columns"
-#: Formats whose first record is read without parsing the whole file: their headers are
-#: checked in the request whatever the size; the others only up to BACKGROUND_PREVIEW_SIZE.
-STREAMED = frozenset({"csv", "tsv", "jsonl", "xlsx"})
+#: Formats whose header is read without parsing the whole file (a workbook's sheet is read
+#: up to its header row): checked in the request whatever the size. YAML is checked up to
+#: MAX_YAML_SIZE (a larger file fails its run), JSON up to BACKGROUND_PREVIEW_SIZE (its
+#: columns are every record's keys).
+HEADER_ALONE = frozenset({"csv", "tsv", "jsonl", "xlsx", "xls", "ods"})
 #: Unmatched headers listed on the step's page (the rest are counted).
 LISTED_HEADERS = 100
 
@@ -80,8 +85,7 @@ def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> HeaderChe
 
     if is_export(job) or is_multi(job):
         return None
-    size, limit = getattr(file, "size", None), settings.BACKGROUND_PREVIEW_SIZE
-    if format not in STREAMED and size is not None and limit is not None and size > limit:
+    if not _checked_whole(format, getattr(file, "size", None)):
         return None
     try:
         importer = make_importer(job)
@@ -102,12 +106,25 @@ def check_upload(job: SyncJob, file: IO[bytes], format: str | None) -> HeaderChe
     return HeaderCheck(importer.name, headers, proposals)
 
 
+def _checked_whole(format: str | None, size: int | None) -> bool:
+    """Whether an upload's header is read in the request: always for a format whose header
+    is read alone, else when the file is small enough to parse whole there."""
+    if format in HEADER_ALONE or size is None:
+        return True
+    limit = settings.MAX_YAML_SIZE if format == "yaml" else settings.BACKGROUND_PREVIEW_SIZE
+    return limit is None or size <= limit
+
+
 def read_headers(job: SyncJob, importer: Any, file: IO[bytes], format: str | None) -> list[str]:
     """The file's headers as the job's run reads them (its encoding, delimiter, sheet): its
-    first record is read, nothing more for a format that streams."""
+    first record is read, nothing more for a format that streams; a workbook's sheet is
+    read up to its header row (``header_only``)."""
     from djsync.runs.steps import make_source
+    from djsync.sources.workbooks import WorkbookReading
 
     source = make_source(job, importer, file=file, source_options={"format": format})
+    if isinstance(source, WorkbookReading):
+        source.header_only = True
     records = source.read()
     try:
         next(records, None)
@@ -213,6 +230,11 @@ def save_mapping(job: SyncJob, check: HeaderCheck, columns: dict[str, str]) -> N
         job.column_mapping = saved
 
 
+def for_this_upload(check: HeaderCheck, columns: dict[str, str]) -> dict[str, Any]:
+    """``columns`` as a run's own column mapping: the job's shape, for one header set."""
+    return {check.importer_name: remember(None, check.headers, columns)}
+
+
 def may_save(user: Any, job: SyncJob) -> bool:
     """Whether ``user`` may save a mapping on ``job``: who may change the job."""
     opts = SyncJob._meta
@@ -226,6 +248,7 @@ def step_context(check: HeaderCheck, form: ColumnMappingForm, token: str) -> dic
         "form": form,
         "token": token,
         "token_field": TOKEN_FIELD,
+        "once_field": ONCE_FIELD,
         "unmatched": unmatched[:LISTED_HEADERS],
         "unmatched_more": max(0, len(unmatched) - LISTED_HEADERS),
         "too_long": sum(1 for h in check.headers if len(h) > MAX_HEADER_LENGTH),

@@ -56,7 +56,8 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[checks.
             continue
         if str(database.get("NAME", "")) in ("", ":memory:"):
             continue  # one process's own database: nobody else writes to it
-        mode = (database.get("OPTIONS") or {}).get("transaction_mode")
+        options = database.get("OPTIONS") or {}
+        mode = options.get("transaction_mode") if isinstance(options, dict) else None
         if str(mode or "").upper() != "IMMEDIATE":
             messages.append(
                 checks.Warning(

@@ -238,6 +238,12 @@ class SyncRun(models.Model):
     )
     #: Options this run was started with (overrides of the job's switches).
     options = models.JSONField(_("options"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+    #: A column mapping for this run's upload only, shaped like the job's (confirmed in the
+    #: upload's mapping step by someone who may not save one on the job): read after the
+    #: job's saved mappings, so it wins for its header set.
+    column_mapping = models.JSONField(
+        _("column mapping (this upload only)"), default=dict, blank=True
+    )
     created = models.PositiveIntegerField(_("created"), default=0)
     updated = models.PositiveIntegerField(_("updated"), default=0)
     deleted = models.PositiveIntegerField(_("deleted"), default=0)

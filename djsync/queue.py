@@ -31,11 +31,13 @@ def queue_preview(
     trigger: str = SyncRun.Trigger.ADMIN,
     user: Any = None,
     format: str | None = None,
+    column_mapping: dict[str, Any] | None = None,
     **options: Any,
 ) -> SyncRun:
     """Create a queued dry run (from an uploaded file, or the job's own source) and send it
     to a worker once the surrounding transaction commits. ``format`` overrides the upload's
     extension; the stored file's extension is the format its preview reads it in.
+    ``column_mapping`` maps this upload's columns for this run only (the job's shape).
 
     With an eager Celery (no broker), the preview runs in a background thread of this
     process instead of inside the caller (the web request): see :func:`in_background`."""
@@ -52,6 +54,7 @@ def queue_preview(
         status=SyncRun.Status.QUEUED,
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
+        column_mapping=column_mapping or {},
     )
     if _preview_in_background(upload):
         tx.on_commit(lambda: run_in_thread(preview_run, sync_run.pk))

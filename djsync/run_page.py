@@ -196,6 +196,20 @@ def page_link(request: HttpRequest, **params: Any) -> str:
     return f"?{query.urlencode()}" if query else "?"
 
 
+def run_columns(run: SyncRun) -> list[tuple[str, str]]:
+    """The mapping this run's upload was read through, for this upload only (field → header,
+    "" for "not in the file"), as the mapping step confirmed it."""
+    mapping = run.column_mapping if isinstance(run.column_mapping, dict) else {}
+    return [
+        (str(field), str(header))
+        for entries in mapping.values()
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("columns"), dict)
+        for field, header in entry["columns"].items()
+    ]
+
+
 def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> dict[str, Any]:
     """Everything the run page shows, computed page by page."""
     action = request.GET.get("action", "")
@@ -230,6 +244,7 @@ def run_context(request: HttpRequest, run: SyncRun, admin_site: AdminSite) -> di
         "errors_page": errors_page,
         "errors_pages": page_links(request, errors_page, "errors_page"),
         "errors_csv_url": run_url(run, "errors_csv", admin_site),
+        "run_columns": run_columns(run),
         "paths": report.paths(run),  # staged: postgresql, generic: <why> (djsync.backends)
         "took": {
             "run": duration(run.duration),

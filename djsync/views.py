@@ -132,15 +132,16 @@ def upload(
 def map_columns(
     request: HttpRequest, admin_site: AdminSite, *, title: str, back_url: str
 ) -> HttpResponse:
-    """The mapping step's answer: save the mapping on the job (who may change it), then
-    preview the kept upload through it — the run reads the job's saved mapping, as
-    ``runsync`` and Celery runs of the job will."""
+    """The mapping step's answer: save the mapping on the job (who may change it, unless
+    they ask for this upload only), then preview the kept upload through it — the run
+    reads the job's saved mapping, as ``runsync`` and Celery runs of the job will. A
+    mapping for this upload only is kept on the run instead, the job left as it was."""
     kept = columns.pending(request.POST.get(columns.TOKEN_FIELD, ""), request.user)
     job = SyncJob.objects.filter(pk=kept.job).first()
     if job is None or not permissions.can_preview(request.user, job):
         raise PermissionDenied
-    if not columns.may_save(request.user, job):
-        raise PermissionDenied(_("Saving a column mapping needs the permission to change the job."))
+    saving = columns.may_save(request.user, job) and columns.ONCE_FIELD not in request.POST
+    mapping: dict[str, Any] = {}
     try:
         with open_upload(kept.upload) as handle:
             check = columns.check_upload(job, handle, kept.format)
@@ -153,7 +154,10 @@ def map_columns(
             return columns_page(
                 request, admin_site, job, step, token, title=title, back_url=back_url
             )
-        columns.save_mapping(job, check, step.columns())
+        if saving:
+            columns.save_mapping(job, check, step.columns())
+        else:
+            mapping = columns.for_this_upload(check, step.columns())
     with open_upload(kept.upload) as handle:
         run = start(
             request,
@@ -164,6 +168,7 @@ def map_columns(
                 format=kept.format,
                 user=request.user,
                 trigger=SyncRun.Trigger.ADMIN,
+                column_mapping=mapping,
             ),
         )
     delete_upload(kept.upload)

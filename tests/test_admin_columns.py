@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from djsync.admin_columns import TOKEN_FIELD
+from djsync.admin_columns import ONCE_FIELD, TOKEN_FIELD
 from djsync.mapping.columns import signature
 from djsync.models import SyncJob, SyncRun
 from tests import test_admin
@@ -174,18 +174,61 @@ def previewer(django_user_model, job):
     return client
 
 
-def test_who_may_not_change_the_job_sees_the_proposal_but_cannot_save_it(
+def test_who_may_not_change_the_job_maps_this_upload_only(
     previewer, admin_client, job, django_capture_on_commit_callbacks
 ):
+    """A clerk who may preview but not change the job confirms a mapping for this upload:
+    its preview reads through it, the run keeps it, the job's saved mappings stay as they
+    were — so the next file with these headers comes back to the step."""
     response = post_file(previewer, job, FILE, django_capture_on_commit_callbacks)
     page = response.content.decode()
     assert response.status_code == 200 and 'id="djsync-columns-denied"' in page
-    assert "<select" not in page and 'id="djsync-columns-confirm"' not in page
-    assert "<code>Item_No</code>" in page  # what is proposed, for whoever saves it
-    response = confirm(previewer, job, token_of(page), django_capture_on_commit_callbacks, **PICKED)
-    assert response.status_code == 403
+    assert 'id="djsync-columns-confirm"' not in page  # no saving on the job
+    assert 'id="djsync-columns-once"' in page and selected(page, "sku") == "Item_No"
+    data = {TOKEN_FIELD: token_of(page), ONCE_FIELD: "1"}
+    data |= {f"column-{k}": v for k, v in PICKED.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = previewer.post(upload_url(job), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    run = SyncRun.objects.get()
+    assert run.status == "previewed" and (run.created, run.errors) == (2, 0), run.error
+    assert {c.after["price"] for c in run.changes.all()} == {"9.50", "1.75"}  # "Cost"
+    headers = ["Item_No", "designation", "Cost", "Qty.", "Notes"]
+    columns = {**PICKED, "qty": ""}  # left out: "not in the file"
+    assert run.column_mapping == {
+        "test_products_aliased": [{"signature": signature(headers), "columns": columns}]
+    }
     job.refresh_from_db()
-    assert job.column_mapping == {} and not SyncRun.objects.exists()
+    assert job.column_mapping == {}
+    shown = previewer.get(reverse("admin:djsync_syncrun_change", args=[run.pk])).content.decode()
+    assert "<code>Item_No</code> → sku" in shown and "qty: not in the file" in shown
+    again = post_file(previewer, job, FILE, django_capture_on_commit_callbacks)
+    assert again.status_code == 200 and 'id="djsync-column-mapping"' in again.content.decode()
+    assert SyncRun.objects.count() == 1
+
+    # Pressing "save" without the permission (a forged form) maps this upload only too.
+    forged = {TOKEN_FIELD: token_of(again.content.decode())}
+    forged |= {f"column-{k}": v for k, v in PICKED.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert previewer.post(upload_url(job), forged).status_code == 302
+    job.refresh_from_db()
+    assert job.column_mapping == {} and SyncRun.objects.latest("pk").column_mapping
+
+
+def test_who_may_change_the_job_may_map_this_upload_only(
+    admin_client, job, django_capture_on_commit_callbacks
+):
+    page = post_file(admin_client, job, FILE, django_capture_on_commit_callbacks)
+    text = page.content.decode()
+    assert 'id="djsync-columns-confirm"' in text and 'id="djsync-columns-once"' in text
+    data = {TOKEN_FIELD: token_of(text), ONCE_FIELD: "1"}
+    data |= {f"column-{k}": v for k, v in PICKED.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin_client.post(upload_url(job), data).status_code == 302
+    run = SyncRun.objects.get()
+    assert run.status == "previewed" and run.created == 2, run.error
+    job.refresh_from_db()
+    assert job.column_mapping == {} and run.column_mapping
 
 
 def test_a_token_is_bound_to_its_user_and_cannot_be_forged(

@@ -20,6 +20,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from djsync.models import SyncJob, SyncRun
+from djsync.runs.progress import snapshot
 from djsync.uploads import upload_root
 from tests.testapp.models import Product
 
@@ -147,6 +148,7 @@ def test_a_pipeline_previews_an_upload_reviews_it_and_applies_it(connect, clerk,
     run = preview(api)
     assert run["status"] == "previewed" and run["dry_run"] and run["trigger"] == "api"
     assert run["user"] == "clerk" and run["source"] == "products.csv"
+    assert run["column_mapping"] == {}  # read by the importer's columns, no one-off mapping
     assert run["counts"] == {"created": 1, "updated": 1, "deleted": 0, "unchanged": 2, "errors": 0}
     assert run["progress"]["rows_read"] == 4 and run["paths"]
     assert run["previewed_at"] and run["decision"]["can_apply"] is True
@@ -276,6 +278,43 @@ def test_a_queued_run_is_cancelled_once(connect, clerk, products_job):
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
     again = api.post(f"runs/{run.pk}/cancel/")
     assert again.status_code == 409 and again.json()["detail"]
+
+
+def test_a_working_run_has_an_estimate_and_a_finished_one_none(connect, clerk, products_job):
+    """A pipeline polling a run reads how far it is and about how long is left, as the
+    admin's progress shows it; the estimate goes when the run stops working."""
+    now = time.time()
+    recorded = {
+        **snapshot("reading", now - 10, done=250_000, total=1_000_000, unit="bytes", rows=5000),
+        "at": round(now, 3),  # 10 s after it began
+    }
+    run = SyncRun.objects.create(
+        job=products_job, trigger="api", user=clerk, status="reading", progress=recorded
+    )
+    api = connect(clerk)
+    estimate = api.get(f"runs/{run.pk}/").json()["estimate"]
+    assert estimate["phase"] == "reading" and estimate["unit"] == "bytes"
+    assert (estimate["done"], estimate["total"], estimate["percent"]) == (250_000, 1_000_000, 25.0)
+    assert estimate["rows"] == 5000 and estimate["rate"] == 500.0  # rows a second
+    # A quarter read in 10 s: about 30 s left, less the time since the record.
+    assert 0 < estimate["remaining"] <= 30
+    assert "(25.0%), 5,000 rows, 500 rows/s, about" in estimate["text"]
+    french = api.get(f"runs/{run.pk}/", headers={"Accept-Language": "fr"}).json()["estimate"]
+    assert "(25,0%)" in french["text"] and "environ" in french["text"]
+    assert french["percent"] == 25.0  # numbers stay numbers
+
+    # An apply that recorded nothing yet: its total is the plan's changes, no time left yet.
+    SyncRun.objects.filter(pk=run.pk).update(
+        status="applying", progress={}, created=3, updated=1, rows_applied=0
+    )
+    applying = api.get(f"runs/{run.pk}/").json()["estimate"]
+    assert (applying["done"], applying["total"], applying["unit"]) == (0, 4, "changes")
+    assert applying["remaining"] is None
+
+    SyncRun.objects.filter(pk=run.pk).update(status="succeeded", progress=recorded)
+    assert api.get(f"runs/{run.pk}/").json()["estimate"] is None
+    queued = SyncRun.objects.create(job=products_job, trigger="api", user=clerk)
+    assert api.get(f"runs/{queued.pk}/").json()["estimate"] is None
 
 
 # -- who may do what -------------------------------------------------------------------------
@@ -485,3 +524,68 @@ def test_without_the_extra_the_api_says_what_to_install():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ImproperlyConfigured"), done.stdout
     assert 'pip install "djsync[api]"' in done.stdout
+
+
+# -- languages ----------------------------------------------------------------------------------
+def test_the_api_answers_in_the_requests_language(connect, django_user_model, clerk, products_job):
+    """With LocaleMiddleware, Accept-Language picks the messages' language; the JSON keys,
+    field names, codes and status codes stay as they are."""
+    french = {"Accept-Language": "fr"}
+    bare = connect(make_user(django_user_model, "bare", []))
+    refused = bare.get("jobs/", headers=french)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "detail": "Lister les tâches demande djsync.view_syncjob.",
+        "missing_permissions": ["djsync.view_syncjob"],
+    }
+    assert bare.get("jobs/").json()["detail"] == "Listing jobs needs djsync.view_syncjob."
+    assert connect(None).get("jobs/", headers=french).json()["detail"] == (
+        "Informations d'authentification non fournies."  # Django REST framework's own
+    )
+
+    api = connect(clerk)
+    misspelt = api.post("jobs/products/runs/", json={"max_crate": 5}, headers=french)
+    assert misspelt.status_code == 400
+    assert misspelt.json()["max_crate"][0].startswith("Champ inconnu ; champs connus : dry_run")
+    missing = api.get("runs/abc/", headers=french)
+    assert missing.status_code == 404 and missing.json() == {"detail": "Aucune exécution n° abc."}
+    assert not SyncRun.objects.exists()
+
+    sent = api.post("jobs/products/runs/", files={"file": ("day2.csv", GOOD)}, headers=french)
+    assert sent.status_code == 202, sent.text
+    run = wait(api, sent.headers["Location"], until="finished")
+    assert run["status"] == "succeeded", run["error"]  # codes, not words
+    again = api.post(run["links"]["self"] + "apply/", json={}, headers=french)
+    assert again.status_code == 409
+    assert again.json() == {
+        "detail": "Seule une exécution en aperçu peut être appliquée ; celle-ci est réussie."
+    }
+    changes = api.get(run["links"]["changes"], params={"page_size": 0}, headers=french)
+    assert changes.status_code == 400
+    assert changes.json()["page_size"][0].startswith("Un nombre entier de 1 à 1000")
+    described = api.get(run["links"]["self"], headers=french).json()
+    assert set(described) == set(api.get(run["links"]["self"]).json())
+    assert described["summary"].startswith("products: réussie")
+
+
+def test_a_french_site_answers_in_french_unless_asked_otherwise(
+    connect, django_user_model, settings, products_job
+):
+    settings.LANGUAGE_CODE = "fr"
+    bare = connect(make_user(django_user_model, "bare", []))
+    assert bare.get("jobs/").json()["detail"] == "Lister les tâches demande djsync.view_syncjob."
+    english = bare.get("jobs/", headers={"Accept-Language": "en"}).json()["detail"]
+    assert english == "Listing jobs needs djsync.view_syncjob."
+
+
+def test_the_schema_in_french(connect, base):
+    english = httpx.get(base + "schema/", params={"format": "json"}).json()
+    french = httpx.get(
+        base + "schema/", params={"format": "json"}, headers={"Accept-Language": "fr"}
+    ).json()
+    assert french["paths"].keys() == english["paths"].keys()
+    apply = next(p["post"] for name, p in french["paths"].items() if name.endswith("/apply/"))
+    assert apply["summary"] == "Appliquer un aperçu"
+    assert french["info"]["description"].startswith("Tâches, exécutions, aperçus")
+    by_lang = httpx.get(base + "schema/", params={"format": "json", "lang": "fr"}).json()
+    assert by_lang["info"]["description"] == french["info"]["description"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -24,14 +25,10 @@ class Pages(CursorPagination):
         most = int(settings.API_MAX_PAGE_SIZE)
         size = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
         if not 1 <= size <= most:
-            raise ValidationError(
-                {
-                    "page_size": [
-                        f"A whole number from 1 to {most} "
-                        f'(DJSYNC["API_MAX_PAGE_SIZE"]), not {text[:20]!r}.'
-                    ]
-                }
-            )
+            message = _(
+                'A whole number from 1 to %(most)s (DJSYNC["API_MAX_PAGE_SIZE"]), not %(given)s.'
+            ) % {"most": most, "given": repr(text[:20])}
+            raise ValidationError({"page_size": [message]})
         return size
 
 

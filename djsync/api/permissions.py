@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -17,7 +19,7 @@ from djsync.run_page import may_cancel, owner_name
 class IsStaff(BasePermission):
     """An active staff user, as the admin asks of everyone who signs in."""
 
-    message = "djsync's API is for active staff users, like the admin."
+    message = gettext_lazy("djsync's API is for active staff users, like the admin.")
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return permissions.is_staff(request.user)
@@ -33,14 +35,20 @@ def refuse(message: str, missing: list[str] | None = None) -> NoReturn:
 
 def require_view_jobs(user: Any) -> None:
     if not (user.has_perm("djsync.view_syncjob") or user.has_perm("djsync.change_syncjob")):
-        refuse("Listing jobs needs djsync.view_syncjob.", ["djsync.view_syncjob"])
+        refuse(
+            _("Listing jobs needs %(permission)s.") % {"permission": "djsync.view_syncjob"},
+            ["djsync.view_syncjob"],
+        )
 
 
 def require_view_run(user: Any, run: SyncRun) -> None:
     if not permissions.can_view_run(user, run):
         refuse(
-            f"You may not see run #{run.pk}: it needs djsync.view_syncrun and the view "
-            "permission of every model its job writes."
+            _(
+                "You may not see run #%(run)s: it needs djsync.view_syncrun and the view "
+                "permission of every model its job writes."
+            )
+            % {"run": run.pk}
         )
 
 
@@ -48,8 +56,11 @@ def require_view_runs(user: Any, job: SyncJob) -> None:
     """See a job's runs: what seeing any one of them needs."""
     if not permissions.can_view_run(user, SyncRun(job=job)):
         refuse(
-            f"You may not see the runs of {job.name}: it needs djsync.view_syncrun and the "
-            "view permission of every model the job writes."
+            _(
+                "You may not see the runs of %(job)s: it needs djsync.view_syncrun and the "
+                "view permission of every model the job writes."
+            )
+            % {"job": job.name}
         )
 
 
@@ -59,23 +70,29 @@ def require_start(user: Any, job: SyncJob, *, dry_run: bool, options: dict[str, 
     if dry_run:
         if not permissions.can_preview(user, job):
             refuse(
-                f"You may not preview {job.name}: it needs djsync.add_syncrun, "
-                "djsync.view_syncrun and the view permission of every model it writes."
+                _(
+                    "You may not preview %(job)s: it needs djsync.add_syncrun, "
+                    "djsync.view_syncrun and the view permission of every model it writes."
+                )
+                % {"job": job.name}
             )
         missing = []
     else:
         missing = permissions.missing_run_permissions(user, job, options)
     missing += permissions.missing_option_permissions(user, job, options)
     if missing:
-        refuse(f"You may not run {job.name} with these options.", missing)
+        refuse(_("You may not run %(job)s with these options.") % {"job": job.name}, missing)
 
 
 def require_decide(user: Any, run: SyncRun) -> None:
     """Apply, discard or cancel: the run's owner, or a user with apply_any_preview."""
     if not permissions.may_decide(user, run):
         refuse(
-            f"Run #{run.pk} belongs to {owner_name(run)}; you may not apply, discard or "
-            f"cancel it (that needs {permissions.APPLY_ANY}).",
+            _(
+                "Run #%(run)s belongs to %(owner)s; you may not apply, discard or cancel it "
+                "(that needs %(permission)s)."
+            )
+            % {"run": run.pk, "owner": owner_name(run), "permission": permissions.APPLY_ANY},
             [permissions.APPLY_ANY],
         )
 
@@ -84,16 +101,22 @@ def require_apply(user: Any, run: SyncRun) -> None:
     require_decide(user, run)
     missing = permissions.missing_apply_permissions(user, run)
     if missing:
-        refuse(f"You may not apply run #{run.pk}.", missing)
+        refuse(_("You may not apply run #%(run)s.") % {"run": run.pk}, missing)
 
 
 def require_discard(user: Any, run: SyncRun) -> None:
     require_decide(user, run)
     if not permissions.can_preview(user, run.job):
-        refuse(f"You may not discard run #{run.pk}: it needs the permissions of a preview.")
+        refuse(
+            _("You may not discard run #%(run)s: it needs the permissions of a preview.")
+            % {"run": run.pk}
+        )
 
 
 def require_cancel(user: Any, run: SyncRun) -> None:
     require_decide(user, run)
     if not may_cancel(user, run):
-        refuse(f"You may not cancel run #{run.pk}: it needs the permissions of a preview.")
+        refuse(
+            _("You may not cancel run #%(run)s: it needs the permissions of a preview.")
+            % {"run": run.pk}
+        )

@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from djsync.display import progress_text, run_estimate
 from djsync.mapping.switches import SWITCHES, job_switches
 from djsync.models import SyncChange, SyncJob, SyncRowError, SyncRun
 from djsync.run_page import decision, owner_name
@@ -31,7 +34,33 @@ COUNTS_SCHEMA = {
     "properties": {
         name: {"type": "integer"} for name in ("created", "updated", "deleted", "unchanged")
     }
-    | {"errors": {"type": "integer", "description": "Rows the run could not use."}},
+    | {"errors": {"type": "integer", "description": gettext_lazy("Rows the run could not use.")}},
+}
+
+
+#: The schema of a working run's estimate (djsync.runs.progress.Estimate, and its line).
+ESTIMATE_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "phase": {"type": "string", "enum": ["reading", "applying"]},
+        "done": {"type": "integer"},
+        "total": {"type": "integer", "nullable": True},
+        "unit": {
+            "type": "string",
+            "description": gettext_lazy("What done and total count: bytes, rows, changes…"),
+        },
+        "percent": {"type": "number", "nullable": True},
+        "rate": {"type": "number", "nullable": True},
+        "rate_unit": {"type": "string", "enum": ["rows", "changes"]},
+        "remaining": {
+            "type": "number",
+            "nullable": True,
+            "description": gettext_lazy("Seconds left; null when not known yet."),
+        },
+        "rows": {"type": "integer"},
+        "text": {"type": "string"},
+    },
 }
 
 
@@ -39,10 +68,12 @@ class JobSerializer(serializers.ModelSerializer):
     """A job: what it reads and writes, its switches, its last run."""
 
     switches = serializers.SerializerMethodField(
-        help_text="The job's switches and limits; null: as the importer says."
+        help_text=gettext_lazy("The job's switches and limits; null: as the importer says.")
     )
     last_run = serializers.SerializerMethodField()
-    runs_url = serializers.SerializerMethodField(help_text="POST here to queue a run.")
+    runs_url = serializers.SerializerMethodField(
+        help_text=gettext_lazy("POST here to queue a run.")
+    )
 
     class Meta:
         model = SyncJob
@@ -84,27 +115,43 @@ class RunSerializer(serializers.ModelSerializer):
     """A run: where it is, what it counted, what it did, and what may be done with it."""
 
     job = serializers.CharField(source="job.name", read_only=True)
-    user = serializers.SerializerMethodField(help_text="Who started it (null: nobody).")
+    user = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Who started it (null: nobody).")
+    )
     source = serializers.CharField(source="source_name", read_only=True)  # type: ignore[assignment]
     counts = serializers.SerializerMethodField()
     per_model = serializers.JSONField(source="stats", read_only=True)
     progress = serializers.SerializerMethodField()
-    paths = serializers.SerializerMethodField(
-        help_text="The path each model took (staged: postgresql, generic: <why>)."
+    estimate = serializers.SerializerMethodField(
+        help_text=gettext_lazy(
+            "While it reads or applies: done of total, the share done, the rate and the seconds "
+            "left (null when not known yet), as the admin's progress shows them; null otherwise."
+        )
     )
-    active = serializers.SerializerMethodField(help_text="Queued, reading, diffing or applying.")
+    paths = serializers.SerializerMethodField(
+        help_text=gettext_lazy("The path each model took (staged: postgresql, generic: <why>).")
+    )
+    active = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Queued, reading, diffing or applying.")
+    )
     finished = serializers.SerializerMethodField(
-        help_text="Succeeded, failed, cancelled or discarded: nothing more will happen."
+        help_text=gettext_lazy(
+            "Succeeded, failed, cancelled or discarded: nothing more will happen."
+        )
     )
     apply_refused = serializers.SerializerMethodField(
-        help_text="An apply was refused (another run of the job was active); the preview "
-        "stays, to apply again."
+        help_text=gettext_lazy(
+            "An apply was refused (another run of the job was active); the preview "
+            "stays, to apply again."
+        )
     )
     summary = serializers.SerializerMethodField(
-        help_text="The run in one line, as runsync says it."
+        help_text=gettext_lazy("The run in one line, as runsync says it.")
     )
     decision = serializers.SerializerMethodField(
-        help_text="For a preview: whether you may apply or discard it, and what stops an apply."
+        help_text=gettext_lazy(
+            "For a preview: whether you may apply or discard it, and what stops an apply."
+        )
     )
     links = serializers.SerializerMethodField()
 
@@ -122,7 +169,9 @@ class RunSerializer(serializers.ModelSerializer):
             "user",
             "source",
             "options",
+            "column_mapping",
             "progress",
+            "estimate",
             "counts",
             "per_model",
             "paths",
@@ -162,6 +211,13 @@ class RunSerializer(serializers.ModelSerializer):
             "changes": run.created + run.updated + run.deleted,
             "attempts": run.attempts,
         }
+
+    @extend_schema_field(ESTIMATE_SCHEMA)
+    def get_estimate(self, run: SyncRun) -> dict[str, Any] | None:
+        found = run_estimate(run)
+        if found is None:
+            return None
+        return {**found.as_dict(), "text": progress_text(found)}
 
     @extend_schema_field(COUNTS_SCHEMA)
     def get_counts(self, run: SyncRun) -> dict[str, int]:
@@ -203,7 +259,9 @@ class ChangeSerializer(serializers.ModelSerializer):
     """One action of a run's plan: before and after (an update: only what changes)."""
 
     refused = serializers.CharField(
-        source="error", read_only=True, help_text="The target's answer when it refused it."
+        source="error",
+        read_only=True,
+        help_text=gettext_lazy("The target's answer when it refused it."),
     )
 
     class Meta:
@@ -228,8 +286,9 @@ class StrictSerializer(serializers.Serializer):
         given = set(getattr(self.initial_data, "keys", lambda: [])())
         unknown = sorted(given - set(self.fields))
         if unknown:
+            known = {"fields": ", ".join(self.fields)}
             raise serializers.ValidationError(
-                {name: ["Unknown field; known: " + ", ".join(self.fields)] for name in unknown}
+                {name: [_("Unknown field; known: %(fields)s") % known] for name in unknown}
             )
         return attrs
 
@@ -256,16 +315,18 @@ class RunRequestSerializer(StrictSerializer):
     the options ``runsync`` takes as flags."""
 
     dry_run = serializers.BooleanField(
-        default=False, help_text="Compute and store the plan (a preview); write nothing."
+        default=False,
+        help_text=gettext_lazy("Compute and store the plan (a preview); write nothing."),
     )
     file = serializers.FileField(
-        required=False, help_text="Read this file instead of the job's source (multipart)."
+        required=False,
+        help_text=gettext_lazy("Read this file instead of the job's source (multipart)."),
     )
     format = serializers.ChoiceField(
         choices=list(FORMATS),
         required=False,
         allow_blank=True,
-        help_text="The file's format when its extension does not say.",
+        help_text=gettext_lazy("The file's format when its extension does not say."),
     )
     on_row_error = serializers.ChoiceField(
         choices=["fail", "skip"], required=False, allow_null=True, help_text=HELP["on_row_error"]
@@ -291,16 +352,22 @@ class ApplyRequestSerializer(StrictSerializer):
 
     skip_errors = serializers.BooleanField(
         default=False,
-        help_text="Apply the good rows of a preview whose job fails on row errors "
-        "(needs djsync.apply_skipping_errors).",
+        help_text=gettext_lazy(
+            "Apply the good rows of a preview whose job fails on row errors "
+            "(needs djsync.apply_skipping_errors)."
+        ),
     )
     force = serializers.BooleanField(
         default=False,
-        help_text="Apply past the delete guard (needs djsync.force_delete_guard and confirm).",
+        help_text=gettext_lazy(
+            "Apply past the delete guard (needs djsync.force_delete_guard and confirm)."
+        ),
     )
     confirm = serializers.IntegerField(
         required=False,
         allow_null=True,
         min_value=0,
-        help_text="With force: how many rows the apply deletes (the run's decision says).",
+        help_text=gettext_lazy(
+            "With force: how many rows the apply deletes (the run's decision says)."
+        ),
     )

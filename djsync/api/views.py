@@ -16,6 +16,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.renderers import (
     OpenApiJsonRenderer,
@@ -121,12 +123,11 @@ class DjsyncAPIView(GenericAPIView):
             return
         length = admin_views.content_length(request._request) or 0
         if length > admin_views.FORM_OVERHEAD:
-            raise Refused(
-                413,
-                f"The body is {length} bytes; this endpoint takes at most "
-                f"{admin_views.FORM_OVERHEAD} (a file goes as multipart/form-data, to "
-                "POST jobs/NAME/runs/).",
-            )
+            message = _(
+                "The body is %(length)s bytes; this endpoint takes at most %(most)s (a file "
+                "goes as multipart/form-data, to POST jobs/NAME/runs/)."
+            ) % {"length": length, "most": admin_views.FORM_OVERHEAD}
+            raise Refused(413, message)
 
     def data(self, request: Request) -> Any:
         """The parsed body; an upload that grew past MAX_UPLOAD_SIZE is a 413."""
@@ -139,7 +140,7 @@ class DjsyncAPIView(GenericAPIView):
     def get_job(self, name: str) -> SyncJob:
         job = SyncJob.objects.filter(name=name[:100]).first()
         if job is None:
-            raise NotFound(f"No job named {name[:100]!r}.")
+            raise NotFound(_("No job named %(name)s.") % {"name": repr(name[:100])})
         return job
 
     def get_run(self, run_id: str) -> SyncRun:
@@ -151,7 +152,7 @@ class DjsyncAPIView(GenericAPIView):
         if pk is not None and pk <= MAX_ID:
             found = SyncRun.objects.select_related("job", "user").filter(pk=pk).first()
         if found is None:
-            raise NotFound(f"No run #{run_id[:30]}.")
+            raise NotFound(_("No run #%(run)s.") % {"run": run_id[:30]})
         api_permissions.require_view_run(self.request.user, found)
         return found
 
@@ -187,7 +188,7 @@ class JobList(DjsyncAPIView):
         latest = SyncRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-pk")
         return SyncJob.objects.annotate(last_pk=Subquery(latest.values("pk")[:1]))
 
-    @documented(summary="The jobs, by name", responses=JobSerializer(many=True))
+    @documented(summary=gettext_lazy("The jobs, by name"), responses=JobSerializer(many=True))
     def get(self, request: Request) -> Response:
         api_permissions.require_view_jobs(request.user)
         page = self.paginate_queryset(self.get_queryset()) or []
@@ -200,7 +201,7 @@ class JobList(DjsyncAPIView):
 class JobDetail(DjsyncAPIView):
     serializer_class = JobSerializer
 
-    @documented(summary="A job")
+    @documented(summary=gettext_lazy("A job"))
     def get(self, request: Request, name: str) -> Response:
         api_permissions.require_view_jobs(request.user)
         return Response(self.get_serializer(self.get_job(name)).data)
@@ -214,7 +215,7 @@ class JobRuns(DjsyncAPIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     takes_upload = True
 
-    @documented(summary="A job's runs, newest first")
+    @documented(summary=gettext_lazy("A job's runs, newest first"))
     def get(self, request: Request, name: str) -> Response:
         job = self.get_job(name)
         api_permissions.require_view_runs(request.user, job)
@@ -222,15 +223,20 @@ class JobRuns(DjsyncAPIView):
         return self.get_paginated_response(self.get_serializer(runs, many=True).data)
 
     @documented(
-        summary="Queue a run or a preview",
-        description="JSON, or multipart/form-data with a `file` read instead of the job's "
-        "source (at most MAX_UPLOAD_SIZE bytes). Poll the run's URL (`Location`) until "
-        "`active` is false.",
+        summary=gettext_lazy("Queue a run or a preview"),
+        description=gettext_lazy(
+            "JSON, or multipart/form-data with a `file` read instead of the job's source (at "
+            "most MAX_UPLOAD_SIZE bytes). Poll the run's URL (`Location`) until `active` is "
+            "false."
+        ),
         request={
             "application/json": RunRequestSerializer,
             "multipart/form-data": RunRequestSerializer,
         },
-        responses={202: RunSerializer, 400: OpenApiResponse(description="Bad options or file")},
+        responses={
+            202: RunSerializer,
+            400: OpenApiResponse(description=gettext_lazy("Bad options or file")),
+        },
     )
     def post(self, request: Request, name: str) -> Response:
         job = self.get_job(name)
@@ -263,7 +269,7 @@ class JobRuns(DjsyncAPIView):
         """The uploaded file and its format, checked by the admin's upload form."""
         if data.get("file") is None:
             if data.get("format"):
-                raise ValidationError({"format": ["A format goes with a file."]})
+                raise ValidationError({"format": [_("A format goes with a file.")]})
             return None, None
         files = MultiValueDict({"file": [data["file"]]})
         form = UploadForm({"format": data.get("format") or ""}, files)
@@ -277,7 +283,7 @@ class JobRuns(DjsyncAPIView):
 class RunDetail(DjsyncAPIView):
     serializer_class = RunSerializer
 
-    @documented(summary="A run: status, progress, counts, path, times, decision")
+    @documented(summary=gettext_lazy("A run: status, progress, counts, path, times, decision"))
     def get(self, request: Request, run_id: str) -> Response:
         return self.run_response(self.get_run(run_id))
 
@@ -287,11 +293,13 @@ class RunChanges(DjsyncAPIView):
     pagination_class = Pages
 
     @documented(
-        summary="A run's changes, a page at a time",
+        summary=gettext_lazy("A run's changes, a page at a time"),
         parameters=[
             OpenApiParameter("action", enum=list(SyncChange.Action.values)),
-            OpenApiParameter("field", description="Only changes that set this field."),
-            OpenApiParameter("search", description="Part of the key, any case."),
+            OpenApiParameter(
+                "field", description=gettext_lazy("Only changes that set this field.")
+            ),
+            OpenApiParameter("search", description=gettext_lazy("Part of the key, any case.")),
             OpenApiParameter("page_size", int),
         ],
     )
@@ -302,16 +310,20 @@ class RunChanges(DjsyncAPIView):
         action = params.get("action", "")
         if action:
             if action not in SyncChange.Action.values:
-                raise ValidationError({"action": ["One of create, update, delete."]})
+                raise ValidationError({"action": [_("One of create, update, delete.")]})
             changes = changes.filter(action=action)
         search = params.get("search", "").strip()
         if len(search) > MAX_SEARCH:
-            raise ValidationError({"search": [f"At most {MAX_SEARCH} characters."]})
+            message = ngettext(
+                "At most %(most)s character.", "At most %(most)s characters.", MAX_SEARCH
+            ) % {"most": MAX_SEARCH}
+            raise ValidationError({"search": [message]})
         changed = params.get("field", "")
         if changed:
             choices = changed_field_choices(run, field_order(run.job))
             if changed not in choices:
-                raise ValidationError({"field": ["One of " + ", ".join(choices) + "."]})
+                fields = {"fields": ", ".join(choices)}
+                raise ValidationError({"field": [_("One of %(fields)s.") % fields]})
         changes = filter_changes(changes, search=search, field=changed)
         page = self.paginate_queryset(changes) or []
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -321,7 +333,7 @@ class RunErrors(DjsyncAPIView):
     serializer_class = RowErrorSerializer
     pagination_class = Pages
 
-    @documented(summary="A run's row errors, a page at a time")
+    @documented(summary=gettext_lazy("A run's row errors, a page at a time"))
     def get(self, request: Request, run_id: str) -> Response:
         run = self.get_run(run_id)
         page = self.paginate_queryset(run.row_errors.all()) or []
@@ -332,13 +344,15 @@ class RunApply(DjsyncAPIView):
     serializer_class = RunSerializer
 
     @documented(
-        summary="Apply a preview",
-        description="Exactly the previewed plan, if the target has not moved since (else "
-        "409 and nothing is written). Poll the run until `finished`.",
+        summary=gettext_lazy("Apply a preview"),
+        description=gettext_lazy(
+            "Exactly the previewed plan, if the target has not moved since (else 409 and "
+            "nothing is written). Poll the run until `finished`."
+        ),
         request=ApplyRequestSerializer,
         responses={
             202: RunSerializer,
-            409: OpenApiResponse(description="Not a preview, blocked, stale or busy"),
+            409: OpenApiResponse(description=gettext_lazy("Not a preview, blocked, stale or busy")),
         },
     )
     def post(self, request: Request, run_id: str) -> Response:
@@ -348,7 +362,8 @@ class RunApply(DjsyncAPIView):
         user = request.user
         api_permissions.require_apply(user, run)
         if run.status != SyncRun.Status.PREVIEWED:
-            raise Refused(409, f"Only a previewed run can be applied; this one is {run.status}.")
+            message = _("Only a previewed run can be applied; this one is %(status)s.")
+            raise Refused(409, message % {"status": run.get_status_display()})
         given = body.validated_data
         options = admin_views.apply_options(
             user,
@@ -370,34 +385,44 @@ class RunApply(DjsyncAPIView):
         on, deletes past the guard."""
         errors, breaches = blocked_by(run, options)
         if errors:
-            raise Refused(
-                409,
-                f"Run #{run.pk} has {run.errors} row errors and its job fails on row errors; "
-                "apply with skip_errors to write the good rows only.",
-            )
+            message = ngettext(
+                "Run #%(run)s has %(errors)s row error and its job fails on row errors; apply "
+                "with skip_errors to write the good rows only.",
+                "Run #%(run)s has %(errors)s row errors and its job fails on row errors; apply "
+                "with skip_errors to write the good rows only.",
+                run.errors,
+            ) % {"run": run.pk, "errors": run.errors}
+            raise Refused(409, message)
         if breaches:
             going = sum(b["deleted"] for b in breaches)
-            raise Refused(
-                409,
-                f"Run #{run.pk} deletes {going} rows, past the delete guard; apply with "
-                f"force and confirm={going}.",
-            )
+            message = ngettext(
+                "Run #%(run)s deletes %(going)s row, past the delete guard; apply with force "
+                "and confirm=%(going)s.",
+                "Run #%(run)s deletes %(going)s rows, past the delete guard; apply with force "
+                "and confirm=%(going)s.",
+                going,
+            ) % {"run": run.pk, "going": going}
+            raise Refused(409, message)
 
 
 class RunDiscard(DjsyncAPIView):
     serializer_class = RunSerializer
 
     @documented(
-        summary="Discard a preview",
+        summary=gettext_lazy("Discard a preview"),
         request=None,
-        responses={200: RunSerializer, 409: OpenApiResponse(description="Not a preview")},
+        responses={
+            200: RunSerializer,
+            409: OpenApiResponse(description=gettext_lazy("Not a preview")),
+        },
     )
     def post(self, request: Request, run_id: str) -> Response:
         run = self.get_run(run_id)
         api_permissions.require_discard(request.user, run)
         if not admin_views.discard_preview(run):
             run.refresh_from_db()
-            raise Refused(409, f"Only a previewed run can be discarded; this one is {run.status}.")
+            message = _("Only a previewed run can be discarded; this one is %(status)s.")
+            raise Refused(409, message % {"status": run.get_status_display()})
         run.refresh_from_db()
         return self.run_response(run)
 
@@ -406,9 +431,12 @@ class RunCancel(DjsyncAPIView):
     serializer_class = RunSerializer
 
     @documented(
-        summary="Cancel a queued or running run (it writes nothing)",
+        summary=gettext_lazy("Cancel a queued or running run (it writes nothing)"),
         request=None,
-        responses={200: RunSerializer, 409: OpenApiResponse(description="Already finished")},
+        responses={
+            200: RunSerializer,
+            409: OpenApiResponse(description=gettext_lazy("Already finished")),
+        },
     )
     def post(self, request: Request, run_id: str) -> Response:
         from djsync.runs.monitor import cancel
@@ -441,7 +469,7 @@ class Schema(SpectacularAPIView):
 
     custom_settings = {
         "TITLE": "djsync API",
-        "DESCRIPTION": "Jobs, runs, previews and their changes (docs/api.md).",
+        "DESCRIPTION": gettext_lazy("Jobs, runs, previews and their changes (docs/api.md)."),
         "VERSION": djsync.__version__,
         "PREPROCESSING_HOOKS": ["djsync.api.views.only_djsync"],
     }

@@ -70,6 +70,15 @@ def saved_for(entries: Any, headers: Sequence[str]) -> dict[str, str] | None:
     return None
 
 
+def add_run_mapping(importers: Iterable[Any], mapping: Any) -> None:
+    """Each importer also reads a run's own column mapping (``SyncRun.column_mapping``, an
+    upload mapped for itself only), after the job's saved ones: it wins for its header set."""
+    for importer in importers:
+        entries = mapping.get(importer.name) if isinstance(mapping, dict) else None
+        if isinstance(entries, list):
+            importer.column_mappings = [*importer.column_mappings, *entries]
+
+
 def match(
     fields: Iterable[BoundField], headers: Sequence[str], saved: dict[str, str] | None = None
 ) -> dict[str, str]:

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from djsync.engine.apply import check_limits
 from djsync.exceptions import ConfigurationError, RunLocked, RunStateError, TargetError
 from djsync.exports.step import ExportTo
+from djsync.mapping.columns import add_run_mapping
 from djsync.mapping.switches import JOB_FIELDS, SWITCH_NAMES
 from djsync.models import SyncJob, SyncRun
 from djsync.runs import incremental, steps
@@ -199,6 +200,7 @@ def execute(
     try:
         progress = held.enter_context(guard(sync_run, progress))
         todo = steps.make_steps(job, sync_run.options, export=export)
+        add_run_mapping([step.importer for step in todo], sync_run.column_mapping)
         held.callback(steps.close, todo)  # staging tables go when the run ends
 
         reading: list[Source] = []  # the source being read, for its extent

@@ -24,6 +24,11 @@ from djsync.sources.bounds import (
 class WorkbookReading(Source):
     """The XLSX, XLS and ODS readers of :class:`djsync.sources.files.FileSource`."""
 
+    #: Read the chosen sheet no further than its header row (the admin's header check,
+    #: djsync.admin_columns): an ODS workbook, parsed whole for a run, is then parsed only
+    #: up to that row, whatever the size of the sheet.
+    header_only = False
+
     if TYPE_CHECKING:  # given by FileSource and StructuredReading, mixed in with this
         sheet: str | int | None
 
@@ -205,7 +210,57 @@ class WorkbookReading(Source):
 
     def _read_xls(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         data = read_whole(handle, self._error, fmt="XLS")
+        if self.header_only:
+            yield from self._sheet_rows(self._xls_head(data))
+            return
         yield from self._read_tablib(io.BytesIO(data), "xls")
+
+    def _xls_head(self, data: bytes) -> Iterator[tuple[int, Sequence[Any]]]:
+        """The chosen sheet's first row as tablib reads it (``row_values(0)``: raw values,
+        "" for a missing cell), and nothing more: xlrd loads the workbook's globals (sheet
+        names, shared strings) and the sheet's records are read until a cell of the second
+        row comes (cells come by row), none of them kept but the first row's."""
+        import xlrd
+        from xlrd.biffh import XL_WORKSHEET
+        from xlrd.sheet import Sheet
+
+        try:
+            book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
+        except Exception as exc:  # noqa: BLE001 - xlrd raises anything on a bad file
+            raise self._error(
+                gettext("not a readable %(upper)s file (%(one_line)s)")
+                % {"upper": "XLS", "one_line": _one_line(exc)}
+            ) from None
+        first: dict[int, Any] = {}
+
+        def put_cell(rowx: int, colx: int, ctype: Any, value: Any, xf_index: Any) -> None:
+            if rowx > 0 or colx >= settings.MAX_COLUMNS:
+                raise _Enough
+            first[colx] = value
+
+        try:
+            names = book.sheet_names()
+            if not names:
+                raise self._error(gettext("the workbook has no sheet"))
+            index = self._pick_sheet(names, {name: i for i, name in enumerate(names)})
+            book._position = book._sh_abs_posn[index]
+            book.getbof(XL_WORKSHEET)
+            sheet = Sheet(book, book._position, names[index], index)
+            sheet.put_cell = put_cell  # stops the read at the second row
+            sheet.read(book)
+        except _Enough:
+            pass  # the first row is in
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - xlrd raises anything on a bad file
+            raise self._error(
+                gettext("not a readable %(upper)s file (%(one_line)s)")
+                % {"upper": "XLS", "one_line": _one_line(exc)}
+            ) from None
+        finally:
+            book.release_resources()
+        width = max(first, default=-1) + 1
+        yield 1, [first.get(i, "") for i in range(width)]
 
     def _read_ods(self, handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         handle = seekable_copy(handle, self._error)
@@ -213,9 +268,11 @@ class WorkbookReading(Source):
         from odf import opendocument
 
         try:
-            sheets = [
-                s for s in opendocument.load(handle).spreadsheet.childNodes if s.qname[1] == "table"
-            ]
+            if self.header_only:
+                sheets = _ods_head(handle, self.sheet)
+            else:
+                spreadsheet = opendocument.load(handle).spreadsheet
+                sheets = [s for s in spreadsheet.childNodes if s.qname[1] == "table"]
         except Exception as exc:  # noqa: BLE001 - odfpy raises anything on a bad file
             raise self._error(
                 gettext("not a readable ODS file (%(one_line)s)") % {"one_line": _one_line(exc)}
@@ -303,6 +360,88 @@ class WorkbookReading(Source):
         header = sheet.headers or []
         rows = _chain([tuple(header)], (tuple(r) for r in sheet))
         yield from self._sheet_rows(enumerate(rows, start=1))
+
+
+#: Rows the header check of an ODS sheet passes over (blank, or in another sheet) before it
+#: gives up: it only advises, the run reads on.
+HEAD_ROWS = 10_000
+
+
+class _Enough(Exception):
+    """The header row is in (or the header check gave up)."""
+
+
+def _ods_head(handle: IO[bytes], wanted: str | int | None) -> list[Any]:
+    """The sheets of an ODS workbook (odfpy's nodes, as :func:`odf.opendocument.load`
+    makes them) with ``wanted``'s rows up to the first that holds a cell (``wanted``: a
+    sheet name, an index, None for the first). content.xml is parsed as it is inflated
+    and the parse stops there; rows of other sheets and blank rows are dropped as they
+    end, and a row past MAX_COLUMNS cells, or HEAD_ROWS rows without a header, give up —
+    so the memory is a header row's whatever the sheet's size."""
+    import zipfile
+    from xml.sax import handler
+
+    from defusedxml.sax import make_parser
+    from odf.load import LoadParser
+    from odf.namespaces import TABLENS
+    from odf.opendocument import OpenDocument
+    from tablib.formats._ods import ODSFormat
+
+    table, row_tag, cell_tags = (
+        (TABLENS, "table"),
+        (TABLENS, "table-row"),
+        {
+            (TABLENS, "table-cell"),
+            (TABLENS, "covered-table-cell"),
+        },
+    )
+    doc = OpenDocument("application/vnd.oasis.opendocument.spreadsheet", add_generator=False)
+    doc._parsing = "content.xml"
+    tables: list[Any] = []
+    passed = cells = 0
+
+    def is_wanted(index: int, name: str) -> bool:
+        return index == (wanted or 0) if not isinstance(wanted, str) else name == wanted
+
+    class Head(LoadParser):
+        def startElementNS(self, tag: Any, qname: Any, attrs: Any) -> None:
+            nonlocal cells
+            super().startElementNS(tag, qname, attrs)
+            if tag == table and self.parse:
+                tables.append(self.curr)
+            elif tag in cell_tags:
+                cells += 1
+                if cells > settings.MAX_COLUMNS:
+                    raise _Enough
+            elif tag == row_tag:
+                cells = 0
+
+        def endElementNS(self, tag: Any, qname: Any) -> None:
+            nonlocal passed
+            row = self.curr if tag == row_tag and self.parse else None
+            super().endElementNS(tag, qname)
+            if row is None:
+                return
+            direct = bool(tables) and row.parentNode is tables[-1]  # as the run reads rows
+            if direct and is_wanted(len(tables) - 1, tables[-1].getAttribute("name")):
+                cells_of = (c for c in row.childNodes if getattr(c, "qname", None) in cell_tags)
+                if any(ODSFormat.read_cell(c) not in (None, "") for c in cells_of):
+                    raise _Enough
+            row.parentNode.removeChild(row)
+            passed += 1
+            if passed > HEAD_ROWS:
+                raise _Enough
+
+    parser = make_parser()
+    parser.setFeature(handler.feature_namespaces, 1)
+    parser.setFeature(handler.feature_external_ges, 0)
+    parser.setContentHandler(Head(doc))
+    with zipfile.ZipFile(handle) as archive, archive.open("content.xml") as content:
+        try:
+            parser.parse(content)
+        except _Enough:
+            pass
+    return tables
 
 
 def _repeat(text: str | None) -> int:
