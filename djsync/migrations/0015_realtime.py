@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('djsync', '0013_run_progress'),
+        ('djsync', '0014_run_column_mapping'),
     ]
 
     operations = [
