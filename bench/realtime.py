@@ -139,6 +139,7 @@ def start_worker(queue: str) -> subprocess.Popen[bytes]:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: the worker stops its embedded beat too."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -261,8 +262,11 @@ def burst(*, kill: bool, worker: subprocess.Popen[bytes], queue: str) -> subproc
         left = PendingChange.objects.count()
         while PendingChange.objects.count() > left // 2 or not SyncRun.objects.running().exists():
             time.sleep(0.01)
+        children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
+        for child in children.stdout.split():  # its embedded beat, orphaned otherwise
+            os.kill(int(child), signal.SIGTERM)
         print(f"  worker SIGKILLed with {PendingChange.objects.count():,} changes pending")
         worker = start_worker(queue)
     drained = wait_drained()
