@@ -28,8 +28,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
-from djsync import permissions, queue, views
+from djsync import admin_realtime, permissions, queue, views
 from djsync.admin_export import SyncExportMixin
+from djsync.admin_realtime import pause_realtime, resume_realtime
 from djsync.display import duration, when
 from djsync.forms import ModelUploadForm, SyncJobForm, UploadForm
 from djsync.mapping.registry import get_importer_class, importer_names
@@ -98,7 +99,8 @@ class SyncJobAdmin(admin.ModelAdmin):
     list_display = ["name", "importer", "enabled", "schedule_text", "last_run", "upload_link"]
     list_filter = ["enabled", "importer"]
     search_fields = ["name", "description", "importer"]
-    actions = ["preview_now", "run_now"]
+    actions = ["preview_now", "run_now", pause_realtime, resume_realtime]
+    readonly_fields = ["realtime_lag"]
     fieldsets = [
         (None, {"fields": ["name", "description", "importer", "source", "target", "enabled"]}),
         (
@@ -112,6 +114,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             _("Schedule and notifications"),
             {"fields": ["schedule", "notify_on_failure", "warn_on_change", "partitions"]},
         ),
+        admin_realtime.FIELDSET,
         (
             _("Column mapping"),
             {
@@ -173,6 +176,10 @@ class SyncJobAdmin(admin.ModelAdmin):
         ]
 
     # -- list columns --------------------------------------------------------------------
+    @admin.display(description=_("lag"))
+    def realtime_lag(self, job: SyncJob) -> str:
+        return admin_realtime.realtime_lag(job)
+
     @admin.display(description=_("schedule (next run)"), ordering="schedule")
     def schedule_text(self, job: JobWithLastRun) -> str:
         if not job.schedule:

@@ -28,6 +28,7 @@ class DjsyncConfig(AppConfig):
         from djsync.signals import run_finished
 
         run_finished.connect(on_run_finished, dispatch_uid="djsync.runs.notifications")
+        connect_realtime(self)
         from django.apps import apps
 
         if apps.is_installed("django_celery_beat"):
@@ -48,3 +49,26 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         for name, cls in sorted(_importers.items())
         for problem in importer_problems(cls)
     ]
+
+
+def connect_realtime(app: AppConfig) -> None:
+    """Real-time capture (djsync.realtime.capture): every model's saves and deletes (a real-
+    time job's source is captured by a signal on SQLite, woken up after on PostgreSQL), a
+    job's switch installing or removing its trigger, and the triggers set after migrate."""
+    from django.db.backends.signals import connection_created
+    from django.db.models.signals import post_delete, post_migrate, post_save
+
+    from djsync.models import SyncJob
+    from djsync.realtime import receivers
+
+    # Every model's saves (a dictionary look-up); deletes only of the captured models
+    # (receivers.routes), since a delete receiver turns off Django's fast deletes.
+    post_save.connect(receivers.on_save, dispatch_uid="djsync.realtime.save")
+    connection_created.connect(receivers.on_connect, dispatch_uid="djsync.realtime.connect")
+    post_save.connect(receivers.on_job_saved, sender=SyncJob, dispatch_uid="djsync.realtime.job")
+    post_delete.connect(
+        receivers.on_job_deleted, sender=SyncJob, dispatch_uid="djsync.realtime.job_deleted"
+    )
+    post_migrate.connect(
+        receivers.after_migrate, sender=app, dispatch_uid="djsync.realtime.migrate"
+    )

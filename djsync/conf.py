@@ -72,6 +72,19 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RETRIES": 3,
     "RETRY_BACKOFF": 30,
     "RETRY_BACKOFF_MAX": 600,
+    # Real-time sync (docs/realtime.md): the most pending changes one consumer batch takes
+    # (one run), seconds between the beat's polls for jobs with pending changes, seconds a
+    # consumer drains before handing over to a new task, attempts before a failing change
+    # is parked, and the first pause after a failed attempt (doubled each time, capped).
+    "REALTIME_BATCH": 500,
+    "REALTIME_POLL": 5,
+    "REALTIME_DRAIN_SECONDS": 30,
+    "REALTIME_MAX_ATTEMPTS": 5,
+    "REALTIME_BACKOFF": 2,
+    "REALTIME_BACKOFF_MAX": 300,
+    # Seconds a consumer holds the changes it claimed: a consumer that dies leaves them to
+    # be claimed again this long after (make it longer than a batch takes).
+    "REALTIME_CLAIM_TTL": 120,
     # Database alias progress is written through during the apply transaction; None: a
     # second connection to the run's database (PostgreSQL), the same one on SQLite.
     "PROGRESS_DATABASE": None,

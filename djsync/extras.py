@@ -27,6 +27,7 @@ EXTRAS: dict[str, str] = {
     "import_export": "import-export",
     "tqdm": "progress",
     "simple_history": "history",
+    "pgtrigger": "realtime",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
 from djsync.conf import settings
+from djsync.exceptions import DjsyncError
 from djsync.mapping.registry import importer_choices, importer_names
 from djsync.mapping.switches import JOB_FIELD_NAMES, SWITCHES
 from djsync.models import SyncJob
@@ -173,8 +175,28 @@ class SyncJobForm(forms.ModelForm):
             "notify_on_failure",
             "warn_on_change",
             "partitions",
+            "realtime",
+            "realtime_paused",
             "column_mapping",
         ]
+
+    def clean(self) -> dict[str, Any]:
+        """A real-time job needs a source that can be captured (djsync.realtime.capture)."""
+        data = cast("dict[str, Any]", super().clean())
+        if data.get("realtime") and not self.errors:
+            from django.core.exceptions import ImproperlyConfigured
+
+            from djsync.realtime.capture import check
+
+            job = copy.copy(self.instance)
+            for name in ("name", "importer", "source", "target"):
+                if name in data:
+                    setattr(job, name, data[name])
+            try:
+                check(job)
+            except (DjsyncError, ImproperlyConfigured) as exc:
+                self.add_error("realtime", str(exc))
+        return data
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

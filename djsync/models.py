@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -116,6 +117,21 @@ class SyncJob(models.Model):
             "and apply the whole run once (PostgreSQL; 1 to 64). 1: one process."
         ),
     )
+    #: Real-time sync (djsync.realtime, docs/realtime.md): changes on the source model are
+    #: captured as they happen and applied by a consumer within seconds.
+    realtime = models.BooleanField(
+        _("real time"),
+        default=False,
+        help_text=_(
+            "Capture every change of the source model as it happens and apply it to the "
+            "target at once (the source must be a queryset source)."
+        ),
+    )
+    realtime_paused = models.BooleanField(
+        _("real time paused"),
+        default=False,
+        help_text=_("Changes are still captured, but not applied until consuming resumes."),
+    )
     #: Free state kept between runs, e.g. an incremental sync's cursor.
     state = models.JSONField(_("state"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -218,6 +234,7 @@ class SyncRun(models.Model):
         API = "api", _("Python API")
         ADMIN = "admin", _("admin")
         SCHEDULE = "schedule", _("schedule")
+        REALTIME = "realtime", _("real time")
 
     job = models.ForeignKey(
         SyncJob, on_delete=models.CASCADE, related_name="runs", verbose_name=_("job")
@@ -423,3 +440,45 @@ class SyncLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (until {self.expires_at:%H:%M:%S})"
+
+
+class PendingChange(models.Model):
+    """A change captured on a real-time job's source model, waiting for its consumer.
+
+    Written in the transaction of the change itself (a database trigger on PostgreSQL, a
+    signal elsewhere: djsync.realtime.capture), so it exists exactly when the change was
+    committed; deleted once the consumer applied it (djsync.realtime.queue). The sequence
+    (``id``) orders the changes of one key.
+    """
+
+    class Operation(models.TextChoices):
+        CREATE = "create", _("create")
+        UPDATE = "update", _("update")
+        DELETE = "delete", _("delete")
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(
+        SyncJob, on_delete=models.CASCADE, related_name="pending_changes", verbose_name=_("job")
+    )
+    model = models.CharField(_("model"), max_length=200)
+    #: The source row's primary key, as text.
+    key = models.CharField(_("key"), max_length=255)
+    operation = models.CharField(_("operation"), max_length=10, choices=Operation.choices)
+    #: The row before an update or a delete, by column: where its target row was.
+    old = models.JSONField(_("before"), null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(_("captured"), db_default=Now())
+    attempts = models.PositiveIntegerField(_("attempts"), db_default=0)
+    #: Not consumed before this time: a failed attempt's backoff, or another consumer's claim.
+    available_at = models.DateTimeField(_("available at"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, db_default="")
+    #: Set when the change failed too often: it waits for a person (retry or discard).
+    parked_at = models.DateTimeField(_("parked"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("pending change")
+        verbose_name_plural = _("pending changes")
+        indexes = [models.Index(fields=["job", "id"], name="djsync_pending_job_id")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.model} {self.key}"

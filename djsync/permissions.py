@@ -33,8 +33,9 @@ APPLY_ANY = "djsync.apply_any_preview"
 #: Apply the good rows of a preview whose job fails on row errors; apply past the guard.
 SKIP_ERRORS = "djsync.apply_skipping_errors"
 FORCE_GUARD = "djsync.force_delete_guard"
-#: The SyncJob fields that decide what a job reads and writes.
-SOURCE_FIELDS = ("importer", "source", "target")
+#: The SyncJob fields that decide what a job reads and writes (``realtime`` installs a
+#: trigger on its source's table).
+SOURCE_FIELDS = ("importer", "source", "target", "realtime")
 
 
 def target_models(job: SyncJob) -> list[type[models.Model]] | None:

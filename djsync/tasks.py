@@ -230,6 +230,56 @@ def reap_stale_runs() -> list[int]:
     return [run.pk for run in monitor.reap_stale_runs()]
 
 
+@shared_task(bind=True, name="djsync.drain_changes", max_retries=20)
+def drain_changes(self: Task, job_id: int) -> dict[str, Any]:
+    """Consume a real-time job's pending changes (djsync.realtime.consumer), one run per
+    batch, for at most REALTIME_DRAIN_SECONDS; then hand over to a new task if changes are
+    left, so that one job cannot hold a worker for ever. A job busy with another run is
+    tried again shortly."""
+    from djsync.realtime.consumer import drain
+
+    outcomes = drain(job_id)
+    last = outcomes[-1].state if outcomes else "idle"
+    if last == "busy":
+        raise self.retry(countdown=0.5)
+    if last not in ("idle", "paused"):
+        drain_changes.delay(job_id)
+    return {
+        "batches": sum(1 for o in outcomes if o.state in ("applied", "failed")),
+        "changes": sum(o.changes for o in outcomes if o.state in ("applied", "failed")),
+        "failed": sum(1 for o in outcomes if o.state == "failed"),
+    }
+
+
+@shared_task(name="djsync.poll_changes")
+def poll_changes() -> list[int]:
+    """For beat, every few seconds: wake the consumer of each real-time job with changes
+    available (the fallback when a wake-up was lost, and the retries after their backoff)."""
+    from djsync.realtime.queue import jobs_with_work
+
+    jobs = jobs_with_work()
+    for job_id in jobs:
+        wake(job_id)
+    return jobs
+
+
+def wake(job_id: int) -> None:
+    """Start a consumer of real-time job ``job_id`` unless one is on its way (once per job
+    until that consumer starts: djsync.realtime.consumer.drain clears the mark). Never
+    raises: with the broker down the change waits for the next poll or ``runsync --follow``."""
+    from django.core.cache import cache
+
+    from djsync.realtime.queue import wake_key
+
+    try:
+        if not cache.add(wake_key(job_id), 1, timeout=1):
+            return
+        drain_changes.delay(job_id)
+    except Exception:  # noqa: BLE001 - after the commit: the user's write stands
+        cache.delete(wake_key(job_id))
+        logger.warning("djsync: could not wake the consumer of job %s", job_id, exc_info=True)
+
+
 @shared_task(name="djsync.prune_sync_runs")
 def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
     """Delete runs older than ``older_than_days`` (default KEEP_RUNS_DAYS) with their

@@ -22,7 +22,7 @@ from djsync.exceptions import TransientSourceError
 from djsync.sources import FileSource, register_source
 from djsync.sources.policy import JobContext, check_keys, resolve_path
 from djsync.targets import HttpApiTarget
-from tests.testapp.sync import ProductImporter
+from tests.testapp.sync import ProductImporter, RealtimeProductImporter
 
 
 class FlakySource(FileSource):
@@ -68,15 +68,20 @@ class GatedProductImporter(ProductImporter):
         name = "test_products_gated"
 
     def to_model_values(self, values: dict[str, Any]) -> dict[str, Any]:
-        # Creates carry the sku; updates only their changed fields (a new name, say).
-        for gate in {values.get("sku"), values.get("name")} - {None}:
-            hold = gate_dir() / f"{gate}.hold"
-            if hold.exists():
-                (gate_dir() / f"{gate}.reached").write_text(str(os.getpid()))
-                deadline = time.monotonic() + 60
-                while hold.exists() and time.monotonic() < deadline:
-                    time.sleep(0.02)
+        wait_at_gate(values)
         return super().to_model_values(values)
+
+
+def wait_at_gate(values: dict[str, Any]) -> None:
+    """Wait while the gate of the row's sku or name is held (creates carry the sku; updates
+    only their changed fields, a new name say)."""
+    for gate in {values.get("sku"), values.get("name")} - {None}:
+        hold = gate_dir() / f"{gate}.hold"
+        if hold.exists():
+            (gate_dir() / f"{gate}.reached").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 60
+            while hold.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
 
 
 class WorkerThings(HttpApiTarget):
@@ -124,3 +129,14 @@ class PartitionGatedImporter(ProductImporter):
             while hold.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
         return super().normalize_source_row(values)
+
+
+class GatedRealtimeImporter(RealtimeProductImporter):
+    """test_realtime_products, but an apply waits at a listing whose ``<sku>.hold`` exists."""
+
+    class Meta(RealtimeProductImporter.Meta):
+        name = "test_realtime_gated"
+
+    def to_model_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        wait_at_gate(values)
+        return super().to_model_values(values)

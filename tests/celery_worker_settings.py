@@ -20,3 +20,11 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ["DJSYNC_WORKER_QUEUE"]
 CELERY_IMPORTS = ["tests.celery_helpers"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 DJSYNC = json.loads(os.environ.get("DJSYNC_WORKER_DJSYNC", "{}"))
+if os.environ.get("DJSYNC_WORKER_POLL"):  # real-time tests: beat polls for pending changes
+    CELERY_BEAT_SCHEDULER = "celery.beat:PersistentScheduler"
+    CELERY_BEAT_SCHEDULE = {
+        "djsync-realtime": {
+            "task": "djsync.poll_changes",
+            "schedule": float(os.environ["DJSYNC_WORKER_POLL"]),
+        }
+    }

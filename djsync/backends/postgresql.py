@@ -115,7 +115,7 @@ class PostgresPlan(StagedSqlPlan):
         """The importer's rows in scope, as Django would read them for the generic diff."""
         importer = self.importer
         paths = [f.target_path for f in self.fields]
-        qs = importer.get_scope(importer.get_queryset()).order_by().values_list("pk", *paths)
+        qs = importer.scoped_queryset().order_by().values_list("pk", *paths)
         aliases = ", ".join(["_pk", *(f"c{i}" for i in range(len(self.fields)))])
         try:
             sql, params = qs.query.get_compiler(using=importer.using).as_sql()

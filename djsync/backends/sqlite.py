@@ -153,7 +153,7 @@ class SqlitePlan(StagedSqlPlan):
         """``WITH t(_pk, c0, …) AS (…)``: the importer's rows in scope, as Django reads them."""
         importer = self.importer
         paths = [f.target_path for f in self.fields]
-        qs = importer.get_scope(importer.get_queryset()).order_by().values_list("pk", *paths)
+        qs = importer.scoped_queryset().order_by().values_list("pk", *paths)
         aliases = ", ".join(["_pk", *(f"c{i}" for i in range(len(self.fields)))])
         try:
             sql, params = qs.query.get_compiler(using=importer.using).as_sql()

@@ -123,6 +123,10 @@ class BaseImporter:
         #: The run being applied (set by the orchestrator before it writes): receivers of
         #: djsync.signals.batch_applied get it.
         self.run: Any = None
+        #: The keys this run is the truth for, inside the scope (None: the whole scope). A
+        #: source that holds only some rows says which (djsync.realtime: the changed rows),
+        #: so that the target rows of other keys are neither read nor deleted.
+        self.only_keys: set[Key] | None = None
 
     # -- declarations --------------------------------------------------------------------
     @classmethod
@@ -201,9 +205,26 @@ class BaseImporter:
     def key_of(self, values: dict[str, Any]) -> Key:
         return tuple(values[k] for k in self.keys)
 
+    def scoped_queryset(self) -> models.QuerySet:
+        """The target model's rows in scope (:meth:`get_scope`), narrowed to
+        :attr:`only_keys` when a source holds only some keys."""
+        queryset = self.get_scope(self.get_queryset())
+        if self.only_keys is None:
+            return queryset
+        paths = [self.bound_fields[k].target_path for k in self.keys]
+        if len(paths) == 1:
+            return queryset.filter(**{f"{paths[0]}__in": [key[0] for key in self.only_keys]})
+        match = models.Q(pk__in=[])
+        for key in self.only_keys:
+            match |= models.Q(**dict(zip(paths, key, strict=True)))
+        return queryset.filter(match)
+
     def read_target(self) -> dict[Key, TargetRow]:
         """The rows in scope, by key, holding only the fields this run compares."""
-        return self.target.read_rows(self)
+        rows = self.target.read_rows(self)
+        if self.only_keys is None:
+            return rows
+        return {key: row for key, row in rows.items() if key in self.only_keys}
 
     def load_lookups(self) -> None:
         """One query per foreign key: natural key value → primary key of the related row."""

@@ -164,6 +164,7 @@ def plan_steps(
     for step in steps:
         importer = step.importer
         source = sources(step)
+        importer.only_keys = source.scope_keys(importer)
         diff_switches = incremental.prepare(source, sync_run.job, step.switches, importer)
         names.append(str(source))
         on_source("; ".join(names)[:500])

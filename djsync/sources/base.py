@@ -118,6 +118,12 @@ class Source:
             )
         return rule(cls, options, base=base, context=context)
 
+    def scope_keys(self, importer: Any) -> set[tuple[Any, ...]] | None:
+        """The keys this source is the truth for, when it holds only some rows of the
+        scope (djsync.realtime: the rows that changed); None (the default): all of it.
+        The run then reads, updates and deletes only target rows under these keys."""
+        return None
+
     def extent(self) -> Extent | None:
         """Optional: how far :meth:`read` has got, for the run's progress and its estimate
         (a file: bytes read of its size; an API: pages). Called between batches of rows

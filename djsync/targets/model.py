@@ -35,6 +35,8 @@ class ModelMapper(Mapper, Protocol):
 
     def get_scope(self, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]: ...
 
+    def scoped_queryset(self) -> models.QuerySet[Any]: ...
+
     def to_model_values(self, values: dict[str, Any]) -> dict[str, Any]: ...
 
 
@@ -71,7 +73,7 @@ class ModelTarget(Target):
         importer = cast(ModelMapper, importer)
         fields = importer.active_fields
         paths = [f.target_path for f in fields]
-        qs = importer.get_scope(importer.get_queryset()).values_list("pk", *paths)
+        qs = importer.scoped_queryset().values_list("pk", *paths)
         rows: dict[Key, TargetRow] = {}
         for pk, *cells in qs.iterator(chunk_size=settings.BATCH_SIZE):
             values = importer.normalize_target_row(

@@ -151,3 +151,13 @@ class Pamphlet(models.Model):
     code = models.CharField(max_length=20, unique=True)
     title = models.CharField(max_length=100)
     history = HistoricalRecords(bases=[Provenance])
+
+
+class Listing(models.Model):
+    """A shop's listing: the source model of the real-time tests (tests/test_realtime.py)."""
+
+    sku = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    qty = models.IntegerField(default=0)
+    active = models.BooleanField(default=True)

@@ -4,7 +4,7 @@ import threading
 
 import djsync
 
-from .models import Book, Category, Edition, Member, Pamphlet, Product, Shelf
+from .models import Book, Category, Edition, Listing, Member, Pamphlet, Product, Shelf
 
 
 @djsync.register
@@ -312,3 +312,17 @@ class AliasedProductImporter(djsync.Importer):
         name = "test_products_aliased"
         model = Product
         keys = ["sku"]
+
+
+@djsync.register
+class RealtimeProductImporter(djsync.Importer):
+    """Listings (the source model) into products, kept in step as they change (real time)."""
+
+    class Meta:
+        name = "test_realtime_products"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "active"]
+        delete = True
+        source = {"kind": "queryset", "model": "testapp.Listing"}
+        querysets = {"active": lambda: Listing.objects.filter(active=True)}

@@ -79,6 +79,14 @@ class Command(BaseCommand):
             ),
         )
         parser.add_argument(
+            "--follow",
+            dest="consume",
+            action="store_true",
+            help=_(
+                "Consume a real-time job's changes in the foreground as they come, until Ctrl-C."
+            ),
+        )
+        parser.add_argument(
             "--cancel",
             type=int,
             metavar="RUN",
@@ -132,6 +140,8 @@ class Command(BaseCommand):
         if opts["file"] and len(opts["jobs"]) > 1:
             raise CommandError(_("--file goes with a single job"))
         jobs = [self._job(name) for name in opts["jobs"]]
+        if opts.get("consume"):
+            return self._consume(jobs)
         if opts.get("partitions") is not None and not opts.get("queue"):
             opts["wait"] = True  # a split run is a chord of tasks: queued, then followed
         if opts.get("queue") or opts.get("wait"):
@@ -154,6 +164,16 @@ class Command(BaseCommand):
     def _job(self, name: str) -> SyncJob:
         try:
             return services.get_job(name)
+        except DjsyncError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _consume(self, jobs: list[SyncJob]) -> None:
+        from djsync.realtime.foreground import follow
+
+        if len(jobs) != 1:
+            raise CommandError(_("--follow goes with a single job"))
+        try:
+            follow(jobs[0], self.stdout.write)
         except DjsyncError as exc:
             raise CommandError(str(exc)) from None
 
