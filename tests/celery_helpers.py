@@ -131,6 +131,7 @@ class PartitionGatedImporter(ProductImporter):
         return super().normalize_source_row(values)
 
 
+@djsync.register
 class GatedRealtimeImporter(RealtimeProductImporter):
     """test_realtime_products, but an apply waits at a listing whose ``<sku>.hold`` exists."""
 
