@@ -95,7 +95,8 @@ def test_a_huge_ods_sheet_is_read_only_up_to_its_header(tmp_path, admin_client, 
     assert out.returncode == 0, out.stderr[-2000:]
     columns, count, peak_mib = out.stdout.strip().rsplit(" ", 2)
     assert (columns, count) == (repr(HEADERS), "0")
-    assert int(peak_mib) < 16, peak_mib  # the zip check's buffers and a row's nodes
+    # About 16 MiB: the zip check's buffers and a row's nodes; the whole sheet takes ~800.
+    assert int(peak_mib) < 48, peak_mib
 
     with path.open("rb") as handle:
         checks = check_upload(job, handle, "ods")
