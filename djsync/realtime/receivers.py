@@ -76,7 +76,8 @@ def on_save(sender: type[models.Model], instance: models.Model, **kwargs: Any) -
     PostgreSQL, where the trigger did) and wake the job's consumer once it commits."""
     jobs = jobs_of(sender)
     if jobs:
-        operation = PendingChange.Operation.CREATE if kwargs.get("created") else "update"
+        Operation = PendingChange.Operation
+        operation = Operation.CREATE if kwargs.get("created") else Operation.UPDATE
         _changed(jobs, instance, operation, kwargs.get("using"), old=None)
 
 
