@@ -100,7 +100,7 @@ class SyncJobAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "importer"]
     search_fields = ["name", "description", "importer"]
     actions = ["preview_now", "run_now", pause_realtime, resume_realtime]
-    readonly_fields = ["realtime_lag"]
+    readonly_fields = ["realtime_lag", "realtime_throughput"]
     fieldsets = [
         (None, {"fields": ["name", "description", "importer", "source", "target", "enabled"]}),
         (
@@ -179,6 +179,10 @@ class SyncJobAdmin(admin.ModelAdmin):
     @admin.display(description=_("lag"))
     def realtime_lag(self, job: SyncJob) -> str:
         return admin_realtime.realtime_lag(job)
+
+    @admin.display(description=_("throughput"))
+    def realtime_throughput(self, job: SyncJob) -> str:
+        return admin_realtime.realtime_throughput(job)
 
     @admin.display(description=_("schedule (next run)"), ordering="schedule")
     def schedule_text(self, job: JobWithLastRun) -> str:

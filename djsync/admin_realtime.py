@@ -1,5 +1,6 @@
-"""The admin of real-time sync: each job's lag and parked changes, a pause switch, and the
-pending changes with their retry and discard actions (djsync.realtime)."""
+"""The admin of real-time sync: each job's lag, throughput and parked changes, a pause
+switch, and the pending changes with their retry and discard actions (djsync.realtime).
+A retry or a discard acts on whole keys: a key is applied, parked and retried as a whole."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
@@ -16,7 +18,10 @@ from django.utils.translation import ngettext
 
 from djsync.display import duration
 from djsync.models import PendingChange, SyncJob
-from djsync.realtime import queue
+from djsync.realtime import history, queue
+
+#: The spans, in minutes, the job's page gives the throughput over.
+THROUGHPUT_MINUTES = (1, 15)
 
 #: The fieldset the job's change page shows.
 FIELDSET: Any = (
@@ -26,7 +31,7 @@ FIELDSET: Any = (
             "Changes on the source model are captured as they happen and applied by a "
             "consumer within seconds (docs/realtime.md)."
         ),
-        "fields": ["realtime", "realtime_paused", "realtime_lag"],
+        "fields": ["realtime", "realtime_paused", "realtime_lag", "realtime_throughput"],
     },
 )
 
@@ -57,6 +62,26 @@ def realtime_lag(job: SyncJob) -> str:
         url + "&parked=yes",
         parked,
     )
+
+
+@admin.display(description=_("throughput"))
+def realtime_throughput(job: SyncJob) -> str:
+    """Changes applied per minute over the last minute and the last 15 (from the job's
+    per-minute counts: a few rows read, djsync.realtime.history)."""
+    if job is None or not job.pk or not job.realtime:
+        return "—"
+    parts = []
+    for minutes in THROUGHPUT_MINUTES:
+        figures = history.throughput(job, minutes)
+        parts.append(
+            ngettext(
+                "%(rate)s changes/min over the last minute",
+                "%(rate)s changes/min over the last %(minutes)s minutes",
+                minutes,
+            )
+            % {"rate": number_format(figures.changes_per_minute, 1), "minutes": minutes}
+        )
+    return "; ".join(parts)
 
 
 class ParkedFilter(admin.SimpleListFilter):
@@ -102,31 +127,47 @@ class PendingChangeAdmin(admin.ModelAdmin):
             return _("retrying: %(error)s") % {"error": change.error}
         return str(_("pending"))
 
-    @admin.action(description=_("Retry the selected changes now"), permissions=["delete"])
+    @admin.action(
+        description=_("Retry the selected changes now (with every change of their keys)"),
+        permissions=["delete"],
+    )
     def retry(self, request: HttpRequest, queryset: QuerySet[PendingChange]) -> None:
+        keys = _keys(queryset)
         count = queue.retry(queryset)
         self.message_user(
             request,
             ngettext(
-                "%(count)s change will be retried.", "%(count)s changes will be retried.", count
+                "%(count)s change will be retried (%(keys)s keys).",
+                "%(count)s changes will be retried (%(keys)s keys).",
+                count,
             )
-            % {"count": count},
+            % {"count": count, "keys": keys},
             messages.SUCCESS,
         )
 
-    @admin.action(description=_("Discard the selected changes"), permissions=["delete"])
+    @admin.action(
+        description=_("Discard the selected changes (with every change of their keys)"),
+        permissions=["delete"],
+    )
     def discard(self, request: HttpRequest, queryset: QuerySet[PendingChange]) -> None:
+        keys = _keys(queryset)
         count = queue.discard(queryset)
         self.message_user(
             request,
             ngettext(
-                "%(count)s change discarded: the next full run of its job makes up for it.",
-                "%(count)s changes discarded: the next full run of their job makes up for them.",
+                "%(count)s change of %(keys)s keys discarded: the next full run of its job "
+                "makes up for it.",
+                "%(count)s changes of %(keys)s keys discarded: the next full run of their job "
+                "makes up for them.",
                 count,
             )
-            % {"count": count},
+            % {"count": count, "keys": keys},
             messages.SUCCESS,
         )
+
+
+def _keys(queryset: QuerySet[PendingChange]) -> int:
+    return queryset.order_by().values_list("job_id", "key").distinct().count()
 
 
 def pause(modeladmin: Any, request: HttpRequest, queryset: QuerySet[SyncJob], paused: bool) -> None:

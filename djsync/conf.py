@@ -85,11 +85,22 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a consumer holds the changes it claimed: a consumer that dies leaves them to
     # be claimed again this long after (make it longer than a batch takes).
     "REALTIME_CLAIM_TTL": 120,
+    # The compact history of a real-time job: consecutive successful batches join one open
+    # run for this many seconds from its start (0: each batch its own run), up to this many
+    # changes (created, updated, deleted and row errors; keep it at most AUDIT_CHANGES so
+    # that every change is stored). A failed batch is always a run of its own.
+    "REALTIME_RUN_WINDOW": 60,
+    "REALTIME_RUN_CHANGES": 10_000,
+    # Least seconds between two mails about a job's parked changes.
+    "REALTIME_PARKED_MAIL_INTERVAL": 3600,
     # Database alias progress is written through during the apply transaction; None: a
     # second connection to the run's database (PostgreSQL), the same one on SQLite.
     "PROGRESS_DATABASE": None,
     # Sender of notification mails; None: DEFAULT_FROM_EMAIL.
     "NOTIFY_FROM": None,
+    # The site's address (e.g. "https://sync.example.com") put before admin paths in mails;
+    # None: the path alone.
+    "NOTIFY_BASE_URL": None,
     # HTTP sources: seconds to wait for a response, attempts after a 429/5xx/timeout, the
     # first pause between attempts (doubled each time, Retry-After honoured up to
     # HTTP_MAX_BACKOFF), and the most pages one run may fetch.

@@ -132,6 +132,11 @@ class SyncJob(models.Model):
         default=False,
         help_text=_("Changes are still captured, but not applied until consuming resumes."),
     )
+    #: When the job's parked changes were last mailed (djsync.realtime.parking): at most one
+    #: mail per REALTIME_PARKED_MAIL_INTERVAL.
+    realtime_mailed_at = models.DateTimeField(
+        _("parked changes mailed at"), null=True, blank=True, editable=False
+    )
     #: Free state kept between runs, e.g. an incremental sync's cursor.
     state = models.JSONField(_("state"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -482,3 +487,28 @@ class PendingChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.model} {self.key}"
+
+
+class ConsumedMinute(models.Model):
+    """What a real-time job's consumer applied in one minute: its throughput, read from a
+    few rows (djsync.realtime.history) rather than from the run history. Kept one day."""
+
+    job = models.ForeignKey(
+        SyncJob, on_delete=models.CASCADE, related_name="consumed_minutes", verbose_name=_("job")
+    )
+    minute = models.DateTimeField(_("minute"))
+    #: Captured changes consumed (each change, before coalescing per key).
+    changes = models.PositiveIntegerField(_("changes"), default=0)
+    #: Target rows created, updated or deleted.
+    rows = models.PositiveIntegerField(_("rows written"), default=0)
+
+    class Meta:
+        ordering = ["job", "minute"]
+        verbose_name = _("consumed minute")
+        verbose_name_plural = _("consumed minutes")
+        constraints = [
+            models.UniqueConstraint(fields=["job", "minute"], name="djsync_consumed_job_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.minute:%Y-%m-%d %H:%M}: {self.changes}"

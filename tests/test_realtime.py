@@ -69,8 +69,15 @@ def test_saves_and_deletes_show_on_the_target(job, commit):
         Listing.objects.get(sku="A").delete()
     assert target() == source() == {"B": ("Listing B", Decimal("9.50"), 1, True)}
     assert not PendingChange.objects.exists()
-    runs = SyncRun.objects.filter(job=job, trigger="realtime")
-    assert runs.count() == 2 and {r.status for r in runs} == {"succeeded"}
+    # Two batches, one run: the second joined the first (REALTIME_RUN_WINDOW).
+    run = SyncRun.objects.get(job=job, trigger="realtime")
+    assert run.status == "succeeded" and (run.created, run.updated, run.deleted) == (2, 1, 1)
+    assert sorted(run.changes.values_list("action", flat=True)) == [
+        "create",
+        "create",
+        "delete",
+        "update",
+    ]
 
 
 def test_a_change_outside_the_job_rows_leaves_other_target_rows_alone(job, commit):

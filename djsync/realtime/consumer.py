@@ -4,8 +4,10 @@ A batch is read back from the source as it is now (the changed rows, by primary 
 through the job's own queryset source) and diffed against the target rows under the same
 keys only: a row that was deleted, or left the source's queryset, is deleted on the target
 (when the job deletes); the others are created or updated. The run goes through the one
-orchestrator, so the limits, row errors, history, the job's lock and the failure mail are
-those of every run. A batch that changed nothing leaves no run behind.
+orchestrator, so the limits, row errors, history and the job's lock are those of every
+run. A successful batch then joins the job's open real-time run (djsync.realtime.history),
+and one that changed nothing leaves no run behind; a failed one stays a run of its own,
+mailed only once its changes are parked (djsync.realtime.parking).
 
 :func:`drain` consumes until nothing is left (``djsync.tasks.drain_changes``, started by
 ``djsync.tasks.wake`` after a commit); :func:`follow` consumes in the foreground
@@ -33,7 +35,7 @@ from djsync.engine.diff import Key, RowError, SourceRow
 from djsync.exceptions import RunLocked
 from djsync.mapping.registry import get_importer_class
 from djsync.models import PendingChange, SyncJob, SyncRun
-from djsync.realtime import capture, queue
+from djsync.realtime import capture, history, parking, queue
 from djsync.runs import locks, orchestrator
 from djsync.signals import batch_applied
 from djsync.sources.querysets import QuerySetSource
@@ -140,7 +142,8 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
         queue.release(batch, delay=1)
         return Outcome("busy", len(batch))
     try:
-        source = ChangedRows(capture.source_of(job), batch)
+        base = capture.source_of(job)
+        source = ChangedRows(base, batch)
         with _acknowledged(job, batch):
             run = orchestrator.run(
                 job, source=source, trigger=SyncRun.Trigger.REALTIME, delete_guard=1.0
@@ -153,14 +156,16 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
         failed: SyncRun | None = getattr(exc, "run", None)
         error = failed.error if failed is not None and failed.error else orchestrator.cause(exc)
         parked = queue.failed(batch, error)
-        if parked:
-            logger.warning("djsync: job %s parked %s changes: %s", job.name, parked, error)
-        return Outcome("failed", len(batch), failed, parked, error)
+        if parked.changes:
+            logger.warning("djsync: job %s parked %s changes: %s", job.name, parked.changes, error)
+            parking.parked(job, parked, error)
+        return Outcome("failed", len(batch), failed, parked.changes, error)
     queue.done(batch)
+    history.count(job, changes=len(batch), rows=run.created + run.updated + run.deleted)
     if not (run.created or run.updated or run.deleted or run.errors or run.warnings):
         _forget(run)  # nothing changed: no run in the history for it
         return Outcome("applied", len(batch))
-    return Outcome("applied", len(batch), run)
+    return Outcome("applied", len(batch), history.join(run, source=str(base)))
 
 
 #: The batch being applied in this thread, for :func:`_ack`.

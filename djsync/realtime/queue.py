@@ -9,7 +9,10 @@ source's current rows through the diff: what the target holds already is unchang
 
 A change that failed is retried alone with its key (so one bad row does not hold back the
 others), after a backoff that doubles each time; after ``REALTIME_MAX_ATTEMPTS`` it is
-parked, for a person to retry or discard in the admin.
+parked, for a person to retry or discard in the admin. Attempts, parking, retry and discard
+go by key, since a batch applies a key's current row whatever its changes were: a key's
+changes share their attempts, park together, and a change of a parked key that comes later
+waits parked with them (applied alone, it would skip the rows before of the parked ones).
 """
 
 from __future__ import annotations
@@ -22,11 +25,23 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from djsync.conf import settings
 from djsync.models import PendingChange, SyncJob
 
-__all__ = ["Batch", "claim", "discard", "done", "failed", "lag", "release", "retry"]
+__all__ = [
+    "Batch",
+    "Parked",
+    "claim",
+    "discard",
+    "done",
+    "failed",
+    "lag",
+    "release",
+    "retry",
+    "with_their_keys",
+]
 
 
 @dataclass
@@ -72,7 +87,10 @@ def claim(job: SyncJob | int, *, limit: int | None = None) -> Batch | None:
     job_id = job if isinstance(job, int) else job.pk
     now = timezone.now()
     lease = now + timedelta(seconds=float(settings.REALTIME_CLAIM_TTL))
+    parked_keys = _park_arrivals(job_id, now)
     available = pending(job_id).filter(Q(available_at__isnull=True) | Q(available_at__lte=now))
+    if parked_keys is not None:
+        available = available.exclude(key__in=parked_keys)
     waiting = pending(job_id).filter(attempts__gt=0).values("key")
     found = _take(available.filter(attempts=0).exclude(key__in=waiting), limit, lease)
     retrying = False
@@ -94,6 +112,19 @@ def claim(job: SyncJob | int, *, limit: int | None = None) -> Batch | None:
         first_at=min(row[3] for row in found),
         retrying=retrying,
     )
+
+
+def _park_arrivals(job_id: int, now: datetime) -> QuerySet[PendingChange, Any] | None:
+    """Park the changes that came for keys already parked (they wait with their key); the
+    parked keys, or None when the job has none (the usual case: one indexed look-up)."""
+    parked = PendingChange.objects.using(_db()).filter(job=job_id, parked_at__isnull=False)
+    if not parked.exists():
+        return None
+    keys = parked.values("key")
+    pending(job_id).filter(key__in=keys).update(
+        parked_at=now, error=_("waits with the parked changes of its key")
+    )
+    return keys
 
 
 def _take(rows: QuerySet[PendingChange], limit: int, lease: datetime) -> list[Any]:
@@ -150,35 +181,71 @@ def backoff(attempts: int) -> float:
     return min(first * 2 ** max(attempts - 1, 0), float(settings.REALTIME_BACKOFF_MAX))
 
 
-def failed(batch: Batch, error: str) -> int:
-    """The batch failed with ``error``: one attempt more for each change, a retry after the
-    backoff, parked after REALTIME_MAX_ATTEMPTS. Returns how many were parked now."""
+@dataclass
+class Parked:
+    """The changes a failed batch parked: how many, and their keys (source primary keys)."""
+
+    changes: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+def failed(batch: Batch, error: str) -> Parked:
+    """The batch failed with ``error``: one attempt more for each of its keys (a key's
+    changes share the count), a retry after the backoff, and every change of a key parked
+    after REALTIME_MAX_ATTEMPTS. Returns what was parked now."""
     using = _db()
     now = timezone.now()
     most = int(settings.REALTIME_MAX_ATTEMPTS)
-    parked = 0
+    error = error[:2000]
     with transaction.atomic(using=using):
-        rows = PendingChange.objects.using(using).filter(id__in=batch.ids)
-        for change_id, attempts in rows.values_list("id", "attempts"):
-            attempts += 1
-            fields: dict[str, Any] = {"attempts": attempts, "error": error[:2000]}
-            if attempts >= most:
-                fields["parked_at"] = now
-                parked += 1
-            else:
-                fields["available_at"] = now + timedelta(seconds=backoff(attempts))
-            PendingChange.objects.using(using).filter(id=change_id).update(**fields)
-    return parked
+        rows = PendingChange.objects.using(using).filter(id__in=batch.ids, parked_at__isnull=True)
+        found = list(rows.values_list("id", "key", "attempts"))
+        tries: dict[str, int] = {}
+        for _id, key, attempts in found:
+            tries[key] = max(tries.get(key, 0), attempts + 1)
+        parking = [key for key, attempts in tries.items() if attempts >= most]
+        by_attempts: dict[int, list[int]] = {}
+        for change_id, key, _attempts in found:
+            if tries[key] < most:
+                by_attempts.setdefault(tries[key], []).append(change_id)
+        for attempts, ids in by_attempts.items():
+            when = now + timedelta(seconds=backoff(attempts))
+            PendingChange.objects.using(using).filter(id__in=ids).update(
+                attempts=attempts, error=error, available_at=when
+            )
+        parked = 0
+        if parking:  # the key's every change, those outside this batch too
+            parked = (
+                pending(batch.job_id)
+                .filter(key__in=parking)
+                .update(attempts=most, error=error, parked_at=now)
+            )
+    return Parked(parked, parking)
+
+
+def with_their_keys(changes: QuerySet[PendingChange]) -> QuerySet[PendingChange]:
+    """``changes`` and every other change of their keys (in their jobs): what a retry or a
+    discard acts on, since a key is applied, parked and retried as a whole."""
+    pairs = changes.order_by().values_list("job_id", "key").distinct()
+    by_job: dict[int, set[str]] = {}
+    for job_id, key in pairs.iterator():
+        by_job.setdefault(job_id, set()).add(key)
+    where = Q(pk__in=[])
+    for job_id, keys in by_job.items():
+        where |= Q(job_id=job_id, key__in=sorted(keys))
+    return PendingChange.objects.using(changes.db).filter(where)
 
 
 def retry(changes: QuerySet[PendingChange]) -> int:
-    """Parked (or backed-off) changes, given a new start: consumed at the next batch."""
-    return changes.update(parked_at=None, attempts=0, available_at=None, error="")
+    """Parked (or backed-off) changes, with every change of their keys, given a new start:
+    consumed at the next batch. Returns how many."""
+    return with_their_keys(changes).update(parked_at=None, attempts=0, available_at=None, error="")
 
 
 def discard(changes: QuerySet[PendingChange]) -> int:
-    """Changes dropped without being applied (the next full run makes up for them)."""
-    deleted, _ = changes.delete()
+    """Changes dropped without being applied, with every change of their keys (the next
+    full run makes up for them). Returns how many."""
+    deleted, _ = with_their_keys(changes).delete()
     return deleted
 
 

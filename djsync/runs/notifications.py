@@ -1,6 +1,8 @@
 """Mails about runs: failures, and every change of a job that is expected to change nothing.
 
-A job lists its recipients in ``notify_on_failure``. A run that fails mails them the error;
+A job lists its recipients in ``notify_on_failure``. A run that fails mails them the error
+(but a real-time batch's: its changes are retried, and mailed once parked, by
+djsync.realtime.parking);
 with ``warn_on_change`` set, a run that changes anything mails them the diff — the counts
 and the first ``SAMPLE_CHANGES`` changes per model. Mail goes through Django's e-mail
 backend, and a mail that cannot be sent is logged: it never fails or rolls back a sync.
@@ -53,6 +55,8 @@ def compose(sync_run: SyncRun) -> tuple[str, str] | None:
     if not job.notify_on_failure:
         return None
     if sync_run.status == SyncRun.Status.FAILED:
+        if sync_run.trigger == SyncRun.Trigger.REALTIME:
+            return None  # retried; mailed once parked (djsync.realtime.parking)
         return failure_mail(sync_run)
     changed = sync_run.created + sync_run.updated + sync_run.deleted
     if (
