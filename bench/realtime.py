@@ -4,9 +4,13 @@ The test project's Listing (source) → Product (target) job with ``realtime = T
 PostgreSQL database of its own (created and dropped here), one Celery worker (``-P solo``,
 one process) with its beat polling every 0.5 s, Redis as broker and cache.
 
-- **latency**: single-row ``save()`` commits at 10, 100 and 1,000 changes/s, each on its
-  own row; the time from the commit (the producer's clock) to the row written on the target
-  (a trigger on the target table notes ``clock_timestamp()``): p50, p95, max.
+- **latency**: single-row ``save()`` commits at 10, 100 and 1,000 changes/s, each change its
+  own committed transaction on its own row, sent on schedule by producer processes (one per
+  ``--per-producer`` changes/s: one Python process cannot commit 1,000 ``save()`` a second
+  on a small machine); the time from the commit (the producer's clock) to the row written
+  on the target (a trigger on the target table notes ``clock_timestamp()``): p50, p95, max.
+  ``--producer sql`` commits raw ``UPDATE`` statements instead (psycopg, autocommit): writes
+  Django does not see, woken by the beat's poll rather than by the commit.
 - **throughput**: an ``UPDATE`` of 1,000 rows per transaction, rows drawn at random from
   20,000 (so some coalesce), as fast as the producer goes for 20 s: changes captured per
   second of the whole time until drained.
@@ -40,6 +44,10 @@ def main() -> None:
     )
     parser.add_argument("--rates", nargs="*", type=int, default=[10, 100, 1000])
     parser.add_argument("--seconds", type=float, default=10.0, help="per latency rate")
+    parser.add_argument(
+        "--per-producer", type=int, default=250, help="latency: changes/s per producer process"
+    )
+    parser.add_argument("--producer", choices=["save", "sql"], default="save")
     args = parser.parse_args()
     queue = f"djsync-bench-rt-{uuid.uuid4().hex[:8]}"
     os.environ["DJSYNC_BENCH_QUEUE"] = queue
@@ -56,7 +64,7 @@ def main() -> None:
     try:
         if "latency" in args.case:
             for rate in args.rates:
-                latency(rate, args.seconds)
+                latency(rate, args.seconds, per_producer=args.per_producer, how=args.producer)
         if "throughput" in args.case:
             throughput(20.0)
         if "burst" in args.case:
@@ -64,9 +72,16 @@ def main() -> None:
         if "kill" in args.case:
             worker = burst(kill=True, worker=worker, queue=queue)
         check_in_step()
+        from djsync.realtime.history import throughput as figures
+
         runs = job.runs.filter(trigger="realtime")
         failed = runs.filter(status="failed").count()
         print(f"realtime runs recorded: {runs.count():,} (failed: {failed})")
+        last = figures(job, 15)
+        print(
+            f"throughput over the last 15 min (admin): {last.changes:,} changes, "
+            f"{last.changes_per_minute:,.0f}/min"
+        )
     finally:
         stop(worker)
 
@@ -161,44 +176,52 @@ def wait_drained(timeout: float = 600) -> float:
 
 
 # -- cases ---------------------------------------------------------------------------------
-def latency(rate: int, seconds: float, threads: int = 3) -> None:
-    """``rate`` changes/s for ``seconds``: at most 100 commits/s (a commit carries
-    ``rate // 100`` rows above that), sent by ``threads`` producer threads on schedule."""
-    import threading
+def latency(rate: int, seconds: float, *, per_producer: int = 250, how: str = "save") -> None:
+    """``rate`` changes/s for ``seconds``, each change its own committed transaction, on
+    schedule, from ``ceil(rate / per_producer)`` producer processes (started, connected and
+    with their rows read before the clock starts)."""
+    import multiprocessing
 
-    from django.db import connection, connections, transaction
+    from django.db import connection, connections
 
     from tests.testapp.models import Listing
 
     count = int(rate * seconds)
-    per = max(1, rate // 100)
-    rows = list(Listing.objects.order_by("?")[:count])
-    commits = [rows[i : i + per] for i in range(0, count, per)]
-    every = per / rate
+    pks = list(Listing.objects.order_by("?").values_list("pk", flat=True)[:count])
+    every = 1 / rate
+    producers = max(1, -(-rate // per_producer))
+    connections.close_all()  # nothing shared with the producers
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Barrier(producers + 1), context.Barrier(producers + 1)
+    start_at = context.Value("d", 0.0)
+    results = context.Queue()
+    procs = [
+        context.Process(
+            target=produce,
+            args=(
+                how,
+                every,
+                # Change j is committed at start + j * every, by producer j % producers.
+                [(j, pks[j], f"v{rate}-{j}") for j in range(p, count, producers)],
+                (ready, go, start_at, results),
+            ),
+        )
+        for p in range(producers)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait(timeout=120)
+    start = start_at.value = time.time() + 0.2
+    go.wait(timeout=120)
     committed: dict[str, float] = {}
-    start = time.time() + 0.5
-
-    def produce(shard: int) -> None:
-        try:
-            for j in range(shard, len(commits), threads):
-                if (pause := start + j * every - time.time()) > 0:
-                    time.sleep(pause)
-                with transaction.atomic():
-                    for i, row in enumerate(commits[j]):
-                        row.name = f"v{rate}-{j}-{i}"
-                        row.save(update_fields=["name"])
-                now = time.time()
-                for row in commits[j]:
-                    committed[row.name] = now
-        finally:
-            connections.close_all()
-
-    producers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
-    for producer in producers:
-        producer.start()
-    for producer in producers:
-        producer.join()
-    achieved = count / (time.time() - start)
+    late = 0.0
+    for _proc in procs:
+        times, behind = results.get(timeout=seconds + 300)
+        committed.update(times)
+        late = max(late, behind)
+    for proc in procs:
+        proc.join()
+    achieved = count / (max(committed.values()) - start + every)
     wait_drained()
     deadline = time.monotonic() + 60
     with connection.cursor() as cursor:
@@ -211,10 +234,47 @@ def latency(rate: int, seconds: float, threads: int = 3) -> None:
     lags = sorted(applied[name] - at for name, at in committed.items() if name in applied)
     p95 = lags[int(len(lags) * 0.95) - 1]
     print(
-        f"latency at {rate:,}/s (achieved {achieved:,.0f}/s, {per} a commit, {count:,} "
+        f"latency at {rate:,}/s (achieved {achieved:,.0f} commits/s, {producers} producer "
+        f"processes ({how}), at most {late * 1000:,.0f} ms behind schedule, {count:,} "
         f"changes, {len(lags):,} applied): p50 {statistics.median(lags) * 1000:,.0f} ms, "
         f"p95 {p95 * 1000:,.0f} ms, max {lags[-1] * 1000:,.0f} ms"
     )
+
+
+def produce(how: str, every: float, changes: list[tuple[int, int, str]], sync: Any) -> None:
+    """One producer process: each change committed alone at its time; puts when each
+    committed, and how far behind its schedule the producer fell at most, on the queue."""
+    ready, go, start_at, results = sync
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from tests.testapp.models import Listing
+
+    rows = Listing.objects.in_bulk([pk for _j, pk, _name in changes])
+    connection.ensure_connection()
+    ready.wait()
+    go.wait()
+    start = start_at.value
+    committed: dict[str, float] = {}
+    behind = 0.0
+    for j, pk, name in changes:
+        if (pause := start + j * every - time.time()) > 0:
+            time.sleep(pause)
+        else:
+            behind = max(behind, -pause)
+        if how == "sql":  # Django's connection is in autocommit: one statement, one commit
+            with connection.connection.cursor() as cursor:
+                cursor.execute("UPDATE testapp_listing SET name = %s WHERE id = %s", [name, pk])
+        else:
+            row = rows[pk]
+            with transaction.atomic():
+                row.name = name
+                row.save(update_fields=["name"])
+        committed[name] = time.time()
+    connection.close()
+    results.put((committed, behind))
 
 
 def throughput(seconds: float) -> None:
