@@ -81,7 +81,7 @@ def compose(job: SyncJob, parking: queue.Parked, error: str) -> tuple[str, str]:
         _("Keys (source primary keys): %(keys)s") % {"keys": ", ".join(keys)},
     ]
     if len(parking.keys) > len(keys):
-        lines.append(_("  … and %(more)s more") % {"more": len(parking.keys) - len(keys)})
+        lines.append(_("  … and %(total)s more") % {"total": len(parking.keys) - len(keys)})
     lines += [
         "",
         _("Last error: %(error)s") % {"error": error or _("unknown")},
