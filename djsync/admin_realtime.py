@@ -73,14 +73,13 @@ def realtime_throughput(job: SyncJob) -> str:
     parts = []
     for minutes in THROUGHPUT_MINUTES:
         figures = history.throughput(job, minutes)
-        parts.append(
-            ngettext(
-                "%(rate)s changes/min over the last minute",
-                "%(rate)s changes/min over the last %(minutes)s minutes",
-                minutes,
-            )
-            % {"rate": number_format(figures.changes_per_minute, 1), "minutes": minutes}
+        text = (
+            _("%(rate)s changes/min over the last minute")
+            if minutes == 1
+            else _("%(rate)s changes/min over the last %(minutes)s minutes")
         )
+        rate = number_format(figures.changes_per_minute, 1)
+        parts.append(text % {"rate": rate, "minutes": minutes})
     return "; ".join(parts)
 
 

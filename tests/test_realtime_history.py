@@ -141,9 +141,7 @@ def test_parking_mails_once_with_the_keys_and_the_retries_mail_nothing(job, sett
     consumer.drain(job.pk)
     assert queue.lag(job).parked == 2 and len(mailoutbox) == 1
     # An hour later it would be mailed again.
-    SyncJob.objects.filter(pk=job.pk).update(
-        realtime_mailed_at=timezone.now() - timedelta(hours=2)
-    )
+    SyncJob.objects.filter(pk=job.pk).update(realtime_mailed_at=timezone.now() - timedelta(hours=2))
     queue.retry(PendingChange.objects.filter(job=job))
     consumer.drain(job.pk)
     assert len(mailoutbox) == 2
