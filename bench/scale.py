@@ -121,7 +121,13 @@ def stop_workers(workers: list[subprocess.Popen]) -> list[float]:
     return peaks
 
 
-def run_config(workers: int, partitions: int, files: dict[str, Path], log: Path) -> dict:
+def run_config(
+    workers: int,
+    partitions: int,
+    files: dict[str, Path],
+    log: Path,
+    importer: str = "bench_products",
+) -> dict:
     import django
 
     django.setup()
@@ -142,7 +148,7 @@ def run_config(workers: int, partitions: int, files: dict[str, Path], log: Path)
             job, _ = SyncJob.objects.update_or_create(
                 name="scale",
                 defaults={
-                    "importer": "bench_products",
+                    "importer": importer,
                     "allow_delete": True,
                     "source": {"path": os.path.relpath(path, HERE / "data")},
                 },
@@ -177,7 +183,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--importer",
+        default="bench_products",
+        help="bench_products_hooked: every row through a Python hook, far from the COPY floor",
+    )
+    parser.add_argument(
+        "--python-csv",
+        action="store_true",
+        help="read the file in Python (FAST_PATH_RAW_CSV off), not by PostgreSQL's CSV parser",
+    )
     args = parser.parse_args()
+    if args.python_csv:
+        os.environ["DJSYNC_FAST_PATH_RAW_CSV"] = "0"  # the workers inherit it
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     sys.path.insert(0, str(ROOT))
     ensure_database()
@@ -199,7 +217,8 @@ def main() -> None:
             "s" if partitions > 1 else ""
         )
         print(label, flush=True)
-        table[label] = run_config(workers, partitions, files, log)
+        table[label] = run_config(workers, partitions, files, log, args.importer)
+    print(f"importer {args.importer}, raw CSV {'off' if args.python_csv else 'on'}")
     print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout)
     labels = list(table)
     print(
