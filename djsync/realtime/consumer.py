@@ -33,6 +33,7 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.engine.diff import Key, RowError, SourceRow
 from djsync.exceptions import RunLocked
+from djsync.exports.step import is_export
 from djsync.mapping.registry import get_importer_class
 from djsync.models import PendingChange, SyncJob, SyncRun
 from djsync.realtime import capture, history, parking, queue
@@ -48,6 +49,10 @@ __all__ = ["ChangedRows", "Outcome", "consume", "drain", "follow"]
 #: Changed rows from which a batch may take the staged path (set-based SQL): below, the
 #: generic path's few statements answer sooner.
 STAGED_FROM = 200
+
+#: An export job's batch takes this many times REALTIME_BATCH changes: each batch
+#: rewrites the whole file, so fewer, larger batches.
+EXPORT_BATCHES = 20
 
 
 class ChangedRows(QuerySetSource):
@@ -135,6 +140,9 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
     job = job if isinstance(job, SyncJob) else SyncJob.objects.get(pk=job)
     if not job.realtime or job.realtime_paused or not job.enabled:
         return Outcome("paused")
+    export = is_export(job)
+    if export and limit is None:  # one run rewrites the file for all of them
+        limit = int(settings.REALTIME_BATCH) * EXPORT_BATCHES
     batch = queue.claim(job, limit=limit)
     if batch is None:
         return Outcome("idle")
@@ -142,8 +150,10 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
         queue.release(batch, delay=1)
         return Outcome("busy", len(batch))
     try:
-        base = capture.source_of(job)
-        source = ChangedRows(base, batch)
+        # An export writes its file whole: the run exports every row as it is now, which
+        # covers every change claimed (and any committed since: those find nothing to do).
+        base = None if export else capture.source_of(job)
+        source = None if base is None else ChangedRows(base, batch)
         with _acknowledged(job, batch):
             run = orchestrator.run(
                 job, source=source, trigger=SyncRun.Trigger.REALTIME, delete_guard=1.0
@@ -165,7 +175,8 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
     if not (run.created or run.updated or run.deleted or run.errors or run.warnings):
         _forget(run)  # nothing changed: no run in the history for it
         return Outcome("applied", len(batch))
-    return Outcome("applied", len(batch), history.join(run, source=str(base)))
+    named = None if base is None else str(base)
+    return Outcome("applied", len(batch), history.join(run, source=named))
 
 
 #: The batch being applied in this thread, for :func:`_ack`.

@@ -39,9 +39,10 @@ MOST_WARNINGS = 50
 KEEP_MINUTES = 24 * 60
 
 
-def join(run: SyncRun, *, source: str) -> SyncRun:
+def join(run: SyncRun, *, source: str | None) -> SyncRun:
     """Add the successful batch's ``run`` to its job's open real-time run, if there is one,
-    and delete it; the run that holds the batch now. ``source`` names the job's source."""
+    and delete it; the run that holds the batch now. ``source`` names the job's source
+    (None: the open run keeps its source's name, e.g. an export's)."""
     window = float(settings.REALTIME_RUN_WINDOW)
     if window <= 0 or run.status != SyncRun.Status.SUCCEEDED:
         return run
