@@ -10,13 +10,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from djsync.models import ConsumedMinute, PendingChange, SyncJob, SyncRun
-from djsync.realtime import consumer, history, queue, receivers
+from djsync.realtime import capture, consumer, history, queue, receivers
 from tests.testapp.models import Listing, Product
 
 OPS = "ops@example.com"
+POSTGRES = connection.vendor == "postgresql"
 
 
 @pytest.fixture
@@ -232,3 +234,26 @@ def test_throughput_counts_what_was_applied(job, admin_client):
     page = admin_client.get(f"/admin/djsync/syncjob/{job.pk}/change/").content.decode()
     assert "changes/min over the last minute" in page
     assert "changes/min over the last 15 minutes" in page
+
+
+# -- the NOTIFY: only while someone follows -----------------------------------------------------
+@pytest.mark.skipif(not POSTGRES, reason="triggers: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_the_trigger_notifies_only_while_a_consumer_follows(make_job):
+    """A NOTIFY serializes the commits of every writer: the trigger sends one only while
+    ``runsync --follow`` listens for the job."""
+    import psycopg
+
+    job = make_job("test_realtime_products", name="listings", realtime=True)
+    capture.install(job)
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "context"}
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {capture.CHANNEL}")
+        listing("QUIET")  # committed (autocommit): captured, no NOTIFY
+        assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
+        SyncJob.objects.filter(pk=job.pk).update(realtime_listeners=1)  # as follow() does
+        listing("HEARD")
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+        assert [note.payload for note in notes] == [str(job.pk)]
+    # Both captured (and applied: a save() wakes the consumer, eager here).
+    assert set(Product.objects.values_list("sku", flat=True)) == {"QUIET", "HEARD"}

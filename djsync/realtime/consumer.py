@@ -28,6 +28,7 @@ from typing import Any
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connections, router
+from django.db.models import F
 from django.utils.translation import gettext as _
 
 from djsync.conf import settings
@@ -256,8 +257,15 @@ def follow(
     """Consume ``job``'s changes in this process until ``stop()`` is true: after each
     NOTIFY of its trigger (PostgreSQL), and every REALTIME_POLL seconds in any case."""
     capture.install(job)
-    for _woken in _wakeups(stop):
-        drain(job.pk, seconds=float("inf"), on_batch=on_batch)
+    listeners = SyncJob.objects.filter(pk=job.pk)
+    listeners.update(realtime_listeners=F("realtime_listeners") + 1)  # its trigger NOTIFYs
+    try:
+        for _woken in _wakeups(stop):
+            drain(job.pk, seconds=float("inf"), on_batch=on_batch)
+    finally:
+        listeners.filter(realtime_listeners__gt=0).update(
+            realtime_listeners=F("realtime_listeners") - 1
+        )
 
 
 def _wakeups(stop: Callable[[], bool]) -> Iterator[None]:
