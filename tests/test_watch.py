@@ -411,11 +411,14 @@ def test_a_drop_job_run_without_a_file_says_how_it_runs(dropjob, inbox):
 
 def test_files_per_poll_are_bounded(dropjob, inbox, settings):
     settings.DJSYNC = {**settings.DJSYNC, "WATCH_FILES_PER_POLL": 2}
+    dropjob.allow_delete = False  # each file carries some rows, not the whole table
+    dropjob.save()
     for number in range(3):
         drop(inbox, f"f{number}.csv", HEADER + f"F{number},N,1,1,2026-01-01,1\n", age=60 - number)
-    assert len(poll(dropjob).runs) == 2
-    assert sorted(os.listdir(inbox / "done"))[0].endswith("-f0.csv")  # oldest first
+    assert [run.status for run in poll(dropjob).runs] == ["succeeded", "succeeded"]
+    assert sorted(name.split("-")[1] for name in os.listdir(inbox / "done")) == ["f0.csv", "f1.csv"]
     assert len(poll(dropjob).runs) == 1
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["F0", "F1", "F2"]
 
 
 # -- runsync --watch ------------------------------------------------------------------------
