@@ -13,21 +13,16 @@ from typing import Any
 import pytest
 
 from djsync.models import SyncRun
-from tests import celery_helpers  # noqa: F401 - the gated importer, as the worker has it
+from tests import (
+    celery_helpers,  # noqa: F401 - the gated importer, as the worker has it
+    test_celery,
+)
 from tests.httpserver import Reply, Request
 from tests.test_celery import Process, hold, reached, release, skus, wait_for
 from tests.test_celery import same_settings as same_settings  # noqa: F401 - autouse fixture
 from tests.test_celery import stack as stack  # noqa: F401 - the worker, module-scoped
 
-pytestmark = [
-    pytest.mark.celery,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        os.environ.get("DJSYNC_TEST_DB") == "sqlite",
-        reason="a worker process cannot share the in-memory SQLite test database; "
-        "the real-worker tests run on PostgreSQL (DJSYNC_TEST_DB=postgres)",
-    ),
-]
+pytestmark = test_celery.pytestmark  # a real worker: PostgreSQL, transactions committed
 
 INBOX = Path(tempfile.mkdtemp(prefix="djsync-watch-"))
 #: The worker's settings on top of tests/test_celery.py's (its ``stack`` reads them).

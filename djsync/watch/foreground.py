@@ -7,8 +7,6 @@ its lease to end).
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from djsync.exceptions import ConfigurationError
 from djsync.models import SyncJob
+from djsync.runs.stopping import stop_on_signal
 from djsync.watch.modes import interval, watch_mode
 from djsync.watch.poll import Outcome, poll
 
@@ -58,26 +57,15 @@ def watch(job: SyncJob, write: Callable[[str], Any]) -> None:
             )
             % {"name": job.name}
         )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if stopping.is_set():
-            raise KeyboardInterrupt
-        stopping.set()
-        write(_("Stopping after this poll (Ctrl-C again to stop at once)…"))
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     every = interval(job)
-    write(
-        _("Watching job %(name)s every %(every)s s; Ctrl-C stops.")
-        % {"name": job.name, "every": format(every, "g")}
-    )
-    try:
+    notice = _("Stopping after this poll (Ctrl-C again to stop at once)…")
+    with stop_on_signal(write, notice) as stopping:
+        write(
+            _("Watching job %(name)s every %(every)s s; Ctrl-C stops.")
+            % {"name": job.name, "every": format(every, "g")}
+        )
         while not stopping.is_set():
             for line in describe(poll(job)):
                 write(line)
             stopping.wait(every)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     write(_("Stopped."))

@@ -107,16 +107,7 @@ def _poll_folder(job: SyncJob) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - a folder gone or unreadable: a failed poll
         token = notifications.held.set(True)
         try:
-            run = orchestrator.new_run(
-                job,
-                trigger=Trigger.WATCH,
-                dry_run=False,
-                user=None,
-                options={},
-                status=SyncRun.Status.READING,
-                started_at=timezone.now(),
-            )
-            orchestrator.fail(run, exc)
+            run = _refused(job, exc)
         finally:
             notifications.held.reset(token)
         return _failed_poll(job, run, run.error)
@@ -163,18 +154,7 @@ def _run_file(job: SyncJob, folder: DropFolder, claim: Claim) -> SyncRun | None:
         try:
             handle = claim.open()
         except Exception as exc:  # noqa: BLE001 - refused (a symlink, too big): a failed run
-            run = orchestrator.new_run(
-                job,
-                trigger=Trigger.WATCH,
-                dry_run=False,
-                user=None,
-                options={},
-                status=SyncRun.Status.READING,
-                started_at=timezone.now(),
-                source_name=claim.original,
-            )
-            orchestrator.fail(run, exc)
-            return run
+            return _refused(job, exc, source_name=claim.original)
         with handle:
             return orchestrator.run(
                 job,
@@ -193,6 +173,22 @@ def _run_file(job: SyncJob, folder: DropFolder, claim: Claim) -> SyncRun | None:
         return failed
     finally:
         notifications.held.reset(token)
+
+
+def _refused(job: SyncJob, exc: BaseException, *, source_name: str = "") -> SyncRun:
+    """A failed run of ``job`` for what stopped it before its source could be read."""
+    run = orchestrator.new_run(
+        job,
+        trigger=Trigger.WATCH,
+        dry_run=False,
+        user=None,
+        options={},
+        status=SyncRun.Status.READING,
+        started_at=timezone.now(),
+        source_name=source_name,
+    )
+    orchestrator.fail(run, exc)
+    return run
 
 
 def _named(handle: IO[bytes], name: str) -> IO[bytes]:
