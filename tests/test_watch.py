@@ -95,6 +95,25 @@ def test_polls_read_from_the_cursor_and_an_empty_poll_leaves_no_run(watched, fee
     assert SyncRun.objects.filter(job=watched).count() == 2
 
 
+def test_a_bad_record_read_again_by_every_poll_is_recorded_once(watched, feed):
+    watched.on_row_error = "skip"
+    watched.save()
+    feed.items += [item("A", "2026-01-01"), {**item("B", "2026-01-02"), "price": "oops"}]
+    first = poll(watched)
+    (run,) = first.runs
+    assert run.created == 1 and run.errors == 1
+
+    def again() -> str:  # B read again, as from an API that answers "since" inclusively
+        SyncJob.objects.filter(pk=watched.pk).update(state={"cursor": "2026-01-01"})
+        return poll(watched).state
+
+    assert [again() for _ in range(3)] == ["idle"] * 3
+    assert SyncRun.objects.filter(job=watched).count() == 1
+    feed.items[1]["sku"] = "C"  # another bad record: news
+    assert again() == "applied"
+    assert SyncRun.objects.filter(job=watched).count() == 2
+
+
 def test_a_poll_while_a_run_of_the_job_is_under_way_is_skipped(watched, feed):
     feed.items.append(item("A", "2026-01-01"))
     running = SyncRun.objects.create(job=watched, trigger="admin", status="reading")

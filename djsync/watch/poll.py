@@ -4,7 +4,8 @@
 A poll is skipped while the job is disabled, while a run of it is queued or under way (the
 poll is not queued behind it) and while it backs off after failures. A **cursor** poll is
 a run of the job through the one orchestrator (trigger "watch") that reads from the saved
-cursor; a run that changed nothing is deleted, so an idle source leaves no history. A
+cursor; a run that changed nothing (and only repeats the row errors of the last one, if
+any) is deleted, so an idle source leaves no history. A
 **folder** poll runs each ready file of the drop folder (djsync.watch.folder), one run per
 file, kept in the history whatever it did: the run's id names the file in done/ or failed/.
 
@@ -92,11 +93,31 @@ def _poll_cursor(job: SyncJob) -> Outcome:
     finally:
         notifications.held.reset(token)
     _streak(job, failed=False)
-    if not (run.created or run.updated or run.deleted or run.errors or run.warnings):
+    if not (run.created or run.updated or run.deleted) and _nothing_new(run):
         _forget(run)  # nothing new: no run in the history for it
         return Outcome("idle")
     notifications.run_finished(run)  # warn_on_change
     return Outcome("applied", [run])
+
+
+def _nothing_new(run: SyncRun) -> bool:
+    """Whether a run that wrote nothing says nothing new either: no row error and no
+    warning, or the same ones as the job's last kept watch run (a bad record at the cursor
+    is read again by every poll: it is recorded once, not every few seconds)."""
+    if not (run.errors or run.warnings):
+        return True
+    last = (
+        SyncRun.objects.filter(job_id=run.job_id, trigger=Trigger.WATCH, status=run.status)
+        .exclude(pk=run.pk)
+        .order_by("-pk")
+        .first()
+    )
+    if last is None or (last.errors, last.warnings) != (run.errors, run.warnings):
+        return False
+    fields = ("model", "key", "column", "message", "value")  # not the row: reads differ
+    return list(last.row_errors.values_list(*fields)[:100]) == list(
+        run.row_errors.values_list(*fields)[:100]
+    )
 
 
 # -- drop folder ---------------------------------------------------------------------------
