@@ -32,6 +32,7 @@ from djsync.conf import settings
 from djsync.exceptions import SourceError
 from djsync.sources.bounds import open_regular
 from djsync.sources.drops import SUBFOLDERS, DropFolder
+from djsync.uploads import display_name
 
 logger = logging.getLogger("djsync")
 
@@ -58,7 +59,7 @@ class Claim:
         fd = self.drop.fds["processing"]
 
         def fail(message: str) -> SourceError:
-            return SourceError(message, source=self.original)
+            return SourceError(message, source=display_name(self.original))
 
         try:
             mode = os.stat(self.name, dir_fd=fd, follow_symlinks=False).st_mode

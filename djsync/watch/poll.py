@@ -35,6 +35,7 @@ from djsync.models import SyncJob, SyncRun
 from djsync.runs import locks, notifications, orchestrator
 from djsync.runs.steps import make_importers
 from djsync.sources.drops import DropFolder
+from djsync.uploads import display_name
 from djsync.watch.folder import Claim, Drop
 from djsync.watch.modes import FOLDER, interval, watch_mode
 
@@ -175,11 +176,11 @@ def _run_file(job: SyncJob, folder: DropFolder, claim: Claim) -> SyncRun | None:
         try:
             handle = claim.open()
         except Exception as exc:  # noqa: BLE001 - refused (a symlink, too big): a failed run
-            return _refused(job, exc, source_name=claim.original)
+            return _refused(job, exc, source_name=display_name(claim.original))
         with handle:
             return orchestrator.run(
                 job,
-                file=_named(handle, claim.original),
+                file=_named(handle, display_name(claim.original)),
                 trigger=Trigger.WATCH,
                 source_options={"format": folder.file_options.get("format") or suffix or None},
             )
