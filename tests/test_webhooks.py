@@ -21,7 +21,7 @@ from djsync.models import SyncChange, SyncRun, WebhookDelivery
 from djsync.realtime import webhooks
 from djsync.realtime.views import webhook
 from djsync.runs import locks
-from tests.testapp.models import Category, Product
+from tests.testapp.models import Category, Member, Product
 
 SECRET = "whsec-0123456789abcdef"
 URL = "/sync/webhooks/shop/"
@@ -29,8 +29,13 @@ URL = "/sync/webhooks/shop/"
 
 @pytest.fixture
 def hook(settings: Any, make_job: Any) -> Any:
+    return declare(settings, make_job, "test_products")
+
+
+def declare(settings: Any, make_job: Any, importer: str, **job: Any) -> Any:
+    """The job "shop" of ``importer``, with a webhook."""
     settings.DJSYNC = {**settings.DJSYNC, "WEBHOOKS": {"shop": {"secret": SECRET}}}
-    return make_job("test_products", name="shop")
+    return make_job(importer, name="shop", **job)
 
 
 def row(sku: str, **values: Any) -> dict[str, Any]:
@@ -96,13 +101,34 @@ def test_the_signature_is_the_documented_hmac(client, hook):
     assert response.status_code == 200 and set(products()) == {"A"}
 
 
-def test_deletes_only_and_composite_keys_by_object(client, settings, make_job):
-    settings.DJSYNC = {**settings.DJSYNC, "WEBHOOKS": {"shop": {"secret": SECRET}}}
-    make_job("test_products", name="shop")
+def test_a_delivery_of_deletes_only(client, hook):
     Product.objects.create(sku="X", name="x", price=1)
     response = post(client, {"deleted": [{"sku": "X"}, {"sku": "NOT-THERE"}]})
     assert response.status_code == 200, response.content
     assert response.json()["deleted"] == 1 and not Product.objects.exists()
+
+
+def test_a_composite_key_is_deleted_by_an_object_of_its_columns(client, settings, make_job):
+    declare(settings, make_job, "test_members")
+    Member.objects.create(team="red", number=1, name="One")
+    Member.objects.create(team="red", number=2, name="Two")
+    Member.objects.create(team="blue", number=1, name="Other team")
+    response = post(client, {"deleted": [{"team": "red", "number": "1"}]})
+    assert response.status_code == 200, response.content
+    left = set(Member.objects.values_list("team", "number"))
+    assert left == {("red", 2), ("blue", 1)}
+    bare = post(client, {"deleted": ["red"]})
+    assert bare.status_code == 422
+    assert "deleted[0]: the key has several columns (team, number)" in bare.json()["error"]
+
+
+def test_records_and_bare_deleted_keys_under_an_alias(client, settings, make_job):
+    declare(settings, make_job, "test_products_aliased", delete=True)
+    Product.objects.create(sku="OLD", name="Gone soon", price=1)
+    records = [{"Article": "A", "Désignation": "Alias", "Prix": "2.00"}]
+    response = post(client, {"records": records, "deleted": ["OLD"]})
+    assert response.status_code == 200, response.content
+    assert products() == {"A": ("Alias", Decimal("2.00"), 0)}
 
 
 def test_a_rotated_secret_list_takes_either_secret(client, settings, hook):
@@ -135,8 +161,7 @@ def test_a_failed_delivery_may_be_sent_again_and_then_applies(client, hook):
 
 
 def test_a_lenient_job_applies_the_good_records_and_names_the_bad(client, settings, make_job):
-    settings.DJSYNC = {**settings.DJSYNC, "WEBHOOKS": {"shop": {"secret": SECRET}}}
-    make_job("test_products", name="shop", on_row_error="skip")
+    declare(settings, make_job, "test_products", on_row_error="skip")
     Category.objects.create(code="toys", name="Toys")
     records = [row("A", category_code="toys"), row("B", category_code="nope")]
     response = post(client, {"records": records})
@@ -359,8 +384,7 @@ def test_get_is_405(client, hook):
 # -- over HTTP, as documented ---------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_the_documented_openssl_and_curl_sender(live_server, settings, make_job, tmp_path):
-    settings.DJSYNC = {**settings.DJSYNC, "WEBHOOKS": {"shop": {"secret": SECRET}}}
-    make_job("test_products", name="shop")
+    declare(settings, make_job, "test_products")
     (tmp_path / "delivery.json").write_text(json.dumps({"id": "evt-7", "records": [row("A")]}))
     script = f"""
 set -e
@@ -417,8 +441,7 @@ def test_a_large_delivery_takes_the_staged_path_and_stays_within_its_keys(client
 
 
 def test_a_failed_delivery_is_mailed_like_any_failed_run(client, settings, make_job, mailoutbox):
-    settings.DJSYNC = {**settings.DJSYNC, "WEBHOOKS": {"shop": {"secret": SECRET}}}
-    make_job("test_products", name="shop", notify_on_failure=["ops@example.com"])
+    declare(settings, make_job, "test_products", notify_on_failure=["ops@example.com"])
     assert post(client, {"records": [row("A", price="cheap")]}).status_code == 422
     [mail] = mailoutbox
     assert mail.to == ["ops@example.com"] and "shop" in mail.subject
@@ -466,3 +489,10 @@ def test_a_badly_declared_webhook_is_a_system_check_error(settings):
         0
     ][1]
     assert "unknown keys 'url'" in messages[1][1]
+
+
+def test_a_refusal_speaks_the_senders_language(client, hook):
+    response = client.post(
+        URL, b"{}", content_type="application/json", headers={"Accept-Language": "fr"}
+    )
+    assert response.json()["error"] == "la livraison n'a pas d'en-tête X-Djsync-Signature"

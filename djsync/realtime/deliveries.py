@@ -90,10 +90,25 @@ def parse(body: bytes) -> Delivery:
     if not count:
         raise Refused(400, _('the delivery has no "records" and no "deleted": nothing to apply'))
     delivery.columns = _check_records(delivery.records)
-    for index, entry in enumerate(delivery.deleted):
+    _check_deleted(delivery.deleted)
+    return delivery
+
+
+def _check_deleted(deleted: list[Any]) -> None:
+    """Each deleted entry an object (its cells within bounds, all of them together with at
+    most MAX_COLUMNS distinct columns) or one key's value."""
+    columns: set[str] = set()
+    for index, entry in enumerate(deleted):
         where = f"deleted[{index}]"
         if isinstance(entry, dict):
             _check_cells(entry, where)
+            columns.update(entry)
+            if len(columns) > settings.MAX_COLUMNS:
+                raise Refused(
+                    400,
+                    _("%(where)s: the deleted entries have more than %(limit)s distinct columns")
+                    % {"where": where, "limit": limit("MAX_COLUMNS")},
+                )
         elif not isinstance(entry, str | int) or isinstance(entry, bool):
             raise Refused(
                 400,
@@ -102,7 +117,6 @@ def parse(body: bytes) -> Delivery:
             )
         elif isinstance(entry, str) and len(entry) > settings.MAX_CELL_SIZE:
             raise _too_long(where, None)
-    return delivery
 
 
 def _id(value: Any) -> str | None:
@@ -231,26 +245,24 @@ class DeliveredRows(Source):
         return keys
 
     def _deleted_keys(self, importer: Any) -> set[Key]:
-        """Each deleted entry as a row (its columns; the importer's other required columns
-        empty), converted by the importer as any row: its key, or a MappingError naming
-        the entry and, where known, the column."""
+        """Each deleted entry as a row of the columns the importer maps (the required ones
+        it lacks empty), converted as any row: its key, or a MappingError naming the entry
+        and, where known, the column."""
         if not self.delivery.deleted:
             return set()
         fields = importer.bound_fields
-        key_columns = [fields[k].column for k in importer.keys]
-        columns = list(self.delivery.columns)
+        headers = dict.fromkeys(self.delivery.columns)
         for entry in self.delivery.deleted:
             if isinstance(entry, dict):
-                columns.extend(c for c in entry if c not in columns)
-        if not columns:  # deleted keys given as values alone
-            columns = list(key_columns)
-        found = match(fields.values(), columns)
-        columns += [
+                headers.update(dict.fromkeys(entry))
+        found = match(fields.values(), list(headers))
+        keys_at = [found.get(k, fields[k].column) for k in importer.keys]
+        lacking = [
             f.column for f in fields.values() if f.name not in found and importer.requires(f)
         ]
+        columns = list(dict.fromkeys([*found.values(), *keys_at, *lacking]))
         rows = [
-            self._deleted_row(i, e, key_columns, columns)
-            for i, e in enumerate(self.delivery.deleted)
+            self._deleted_row(i, e, keys_at, columns) for i, e in enumerate(self.delivery.deleted)
         ]
         keys: dict[int, Key] = {}
         problems: dict[int, RowError] = {}
@@ -259,7 +271,7 @@ class DeliveredRows(Source):
             if item.key is not None:
                 keys[row] = item.key
             elif isinstance(item, RowError) and (
-                row not in problems or item.column in key_columns  # the key's own error first
+                row not in problems or item.column in keys_at  # the key's own error first
             ):
                 problems[row] = item
         for index in range(len(rows)):
@@ -271,18 +283,19 @@ class DeliveredRows(Source):
         return set(keys.values())
 
     def _deleted_row(
-        self, index: int, entry: Any, key_columns: list[str], columns: list[str]
+        self, index: int, entry: Any, keys_at: list[str], columns: list[str]
     ) -> dict[str, Any]:
+        """A deleted entry as a row; a bare value is the key's, when the key is one column."""
         if not isinstance(entry, dict):
-            if len(key_columns) != 1:
+            if len(keys_at) != 1:
                 raise MappingError(
                     _(
                         "deleted[%(index)s]: the key has several columns (%(columns)s): give an "
                         "object of them"
                     )
-                    % {"index": index, "columns": ", ".join(key_columns)}
+                    % {"index": index, "columns": ", ".join(keys_at)}
                 )
-            entry = {key_columns[0]: entry}
+            entry = {keys_at[0]: entry}
         return {column: entry.get(column) for column in columns}
 
 
