@@ -9,12 +9,15 @@ import hmac
 import io
 import json
 import subprocess
+import threading
 import time
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from django.core.handlers.asgi import ASGIRequest
+from django.db import connection
 from django.test import Client
 from django.utils import translation
 
@@ -23,6 +26,7 @@ from djsync.realtime import webhooks
 from djsync.realtime.views import webhook
 from djsync.runs import locks
 from tests.testapp.models import Category, Member, Product
+from tests.testapp.sync import GATE
 
 SECRET = "whsec-0123456789abcdef"
 URL = "/sync/webhooks/shop/"
@@ -498,3 +502,47 @@ def test_a_refusal_speaks_the_senders_language(client, hook):
             URL, b"{}", content_type="application/json", headers={"Accept-Language": "fr"}
         )
     assert response.json()["error"] == "la livraison n'a pas d'en-tête X-Djsync-Signature"
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="two requests at once: the live server's threads share one SQLite connection",
+)
+@pytest.mark.django_db(transaction=True)
+def test_while_a_delivery_is_applied_its_copy_and_other_deliveries_wait(
+    live_server, settings, make_job
+):
+    """Over HTTP, two requests at once: the first delivery's run waits at the gate (a record
+    whose SKU is WAIT) holding the job's lock; its copy and another delivery get 503."""
+    declare(settings, make_job, "test_products_waiting")
+    url = f"{live_server.url}{URL}"
+
+    def send(body: dict[str, Any]) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        headers = {"X-Djsync-Signature": webhooks.sign(SECRET, raw)}
+        return httpx.post(url, content=raw, headers=headers, timeout=60)
+
+    GATE.clear()
+    answers: list[httpx.Response] = []
+    first = threading.Thread(
+        target=lambda: answers.append(send({"id": "evt-w", "records": [row("WAIT")]}))
+    )
+    first.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not SyncRun.objects.filter(status="reading").exists():
+            assert time.monotonic() < deadline, "the first delivery's run never started"
+            time.sleep(0.05)
+        copy = send({"id": "evt-w", "records": [row("WAIT")]})
+        assert copy.status_code == 503 and "being applied" in copy.json()["error"]
+        other = send({"id": "evt-x", "records": [row("B")]})
+        assert other.status_code == 503 and "another run" in other.json()["error"]
+        assert other.headers["Retry-After"] == "30"
+    finally:
+        GATE.set()
+        first.join(60)
+    assert answers[0].status_code == 200, answers[0].text
+    assert send({"id": "evt-w", "records": [row("WAIT")]}).status_code == 409
+    assert send({"id": "evt-x", "records": [row("B")]}).status_code == 200
+    assert set(products()) == {"WAIT", "B"}
+    assert SyncRun.objects.filter(status="succeeded").count() == 2
