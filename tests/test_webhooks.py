@@ -546,3 +546,10 @@ def test_while_a_delivery_is_applied_its_copy_and_other_deliveries_wait(
     assert send({"id": "evt-x", "records": [row("B")]}).status_code == 200
     assert set(products()) == {"WAIT", "B"}
     assert SyncRun.objects.filter(status="succeeded").count() == 2
+
+
+def test_a_delivery_that_changes_nothing_is_still_a_run_in_the_history(client, hook):
+    assert post(client, {"id": "evt-a", "records": [row("A")]}).status_code == 200
+    again = post(client, {"id": "evt-b", "records": [row("A")]})
+    assert again.status_code == 200 and again.json()["unchanged"] == 1
+    assert SyncRun.objects.filter(trigger="webhook", status="succeeded").count() == 2

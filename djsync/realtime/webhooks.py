@@ -15,7 +15,7 @@ import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -212,7 +212,9 @@ def claim(job: SyncJob, delivery: str, timestamp: int) -> WebhookDelivery:
     already (a replay), 503 while another request applies it. A claim whose run failed, or
     whose request died before its run began, is taken over."""
     prune()
-    expires = datetime.fromtimestamp(timestamp + int(settings.WEBHOOK_TOLERANCE) + 1, tz=UTC)
+    # As Django keeps times (aware or naive, per USE_TZ): now, plus what is left of the window.
+    left = timestamp + int(settings.WEBHOOK_TOLERANCE) + 1 - time.time()
+    expires = timezone.now() + timedelta(seconds=left)
     using = router.db_for_write(WebhookDelivery)
     try:
         with transaction.atomic(using=using):
