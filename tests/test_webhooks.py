@@ -326,6 +326,8 @@ def test_too_many_records_is_413(client, settings, hook):
         (b'{"records": []}', "nothing to apply"),
         (b'{"id": 3, "records": []}', '"id" must be a non-empty string'),
         (b"   ", "the delivery's body is empty"),
+        (b'{"records": [{"sku": ' + b"1" * 5000 + b"}]}", "malformed JSON: Exceeds the limit"),
+        (b'{"records": [{"sku": "\xff"}]}', "the delivery's body is not UTF-8 text"),
         (b'{"deleted": [true]}', "deleted[0] must be an object of key columns"),
         (
             json.dumps({"records": [row("A"), {"sku": "B"}]}).encode(),

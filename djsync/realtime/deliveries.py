@@ -64,6 +64,8 @@ def parse(body: bytes) -> Delivery:
         ) from None
     except RecursionError:
         raise _too_deep("") from None
+    except ValueError as exc:  # a number of more than 4,300 digits (Python's own bound)
+        raise Refused(400, _("malformed JSON: %(msg)s") % {"msg": exc}) from None
     if not isinstance(data, dict):
         raise Refused(400, _('a delivery is a JSON object: {"records": [...], "deleted": [...]}'))
     unknown = sorted(set(data) - set(KEYS))
