@@ -113,6 +113,14 @@ def test_a_delivery_of_deletes_only(client, hook):
     assert response.json()["deleted"] == 1 and not Product.objects.exists()
 
 
+def test_a_job_that_does_not_delete_leaves_deleted_rows_alone(client, settings, make_job):
+    declare(settings, make_job, "test_products", delete=False)
+    Product.objects.create(sku="X", name="x", price=1)
+    response = post(client, {"records": [row("A")], "deleted": ["X"]})
+    assert response.status_code == 200 and response.json()["deleted"] == 0
+    assert set(products()) == {"A", "X"}
+
+
 def test_a_composite_key_is_deleted_by_an_object_of_its_columns(client, settings, make_job):
     declare(settings, make_job, "test_members")
     Member.objects.create(team="red", number=1, name="One")
@@ -491,11 +499,11 @@ def test_a_badly_declared_webhook_is_a_system_check_error(settings):
         **settings.DJSYNC,
         "WEBHOOKS": {"a": {"secret": "short"}, "b": {"secret": SECRET, "url": "x"}},
     }
-    messages = [(m.id, m.msg) for m in check_settings()]
-    assert ("djsync.E003", messages[0][1]) == messages[0] and "at least 16 characters" in messages[
-        0
-    ][1]
-    assert "unknown keys 'url'" in messages[1][1]
+    (short, short_text), (unknown, unknown_text) = [(m.id, m.msg) for m in check_settings()]
+    assert short == unknown == "djsync.E003"
+    assert short_text.startswith('DJSYNC["WEBHOOKS"][\'a\']: every "secret" must be a string')
+    assert "at least 16 characters" in short_text
+    assert unknown_text == "DJSYNC[\"WEBHOOKS\"]['b']: unknown keys 'url' (it takes \"secret\")"
 
 
 def test_a_refusal_speaks_the_senders_language(client, hook):
