@@ -8,5 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The HTTP API (the djsync[api] extra; docs/api.md).
     path("api/sync/", include("djsync.api.urls")),
+    # Webhooks: jobs declared in DJSYNC["WEBHOOKS"] take signed deliveries (docs/realtime.md).
+    path("sync/", include("djsync.urls")),
     path("directory/", include("demo_project.directory.urls")),
 ]

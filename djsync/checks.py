@@ -1,6 +1,7 @@
 """System checks: every problem of every importer (djsync.E001), unknown ``DJSYNC`` keys
-(djsync.E002), stored jobs that name no registered importer or whose source or target
-no longer passes the trust policy (docs/security.md; djsync.W010), and SQLite databases
+(djsync.E002), badly declared webhooks (djsync.E003), stored jobs that name no registered
+importer or whose source or target no longer passes the trust policy (docs/security.md;
+djsync.W010), and SQLite databases
 that would fail runs on a busy lock (djsync.W020), so that ``manage.py check`` says at once
 what to fix, not one problem per run."""
 
@@ -41,7 +42,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="djsync.E002",
             )
         )
-    return messages
+    return messages + webhook_problems(given.get("WEBHOOKS"))
+
+
+def webhook_problems(hooks: Any) -> list[checks.CheckMessage]:
+    """Every badly declared webhook of ``DJSYNC["WEBHOOKS"]`` (djsync.E003): a short or
+    missing secret, an unknown key; a delivery to it would fail with the same message."""
+    from djsync.realtime.webhooks import declaration_problems
+
+    if hooks is None:
+        return []
+    if not isinstance(hooks, dict):
+        return [
+            checks.Error(_('DJSYNC["WEBHOOKS"] must be a dict of jobs by name'), id="djsync.E003")
+        ]
+    return [
+        checks.Error(problem, id="djsync.E003")
+        for name, entry in hooks.items()
+        for problem in declaration_problems(name, entry)
+    ]
 
 
 def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

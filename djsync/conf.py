@@ -93,6 +93,18 @@ DEFAULTS: dict[str, Any] = {
     "REALTIME_RUN_CHANGES": 10_000,
     # Least seconds between two mails about a job's parked changes.
     "REALTIME_PARKED_MAIL_INTERVAL": 3600,
+    # Webhooks (docs/realtime.md, "Webhooks"): the jobs that take signed deliveries, by job
+    # name: {"job": {"secret": "…"}}; "secret" may be a list (each one is accepted: rotate by
+    # adding the new one first). Secrets live in settings, never in a job (read an
+    # environment variable here yourself). A job not listed answers 404, as an unknown one.
+    "WEBHOOKS": {},
+    # Seconds a delivery's signed timestamp may be off from now, either way: older (or
+    # newer) ones are refused, and a delivery is remembered that long to refuse replays.
+    "WEBHOOK_TOLERANCE": 300,
+    # Bytes of one delivery's body (its Content-Length checked before it is read, then the
+    # bytes counted), and records in one delivery ("records" and "deleted" together).
+    "WEBHOOK_MAX_BODY": 1024 * 1024,
+    "WEBHOOK_MAX_RECORDS": 1000,
     # Database alias progress is written through during the apply transaction; None: a
     # second connection to the run's database (PostgreSQL), the same one on SQLite.
     "PROGRESS_DATABASE": None,

@@ -266,6 +266,7 @@ class SyncRun(models.Model):
         SCHEDULE = "schedule", _("schedule")
         REALTIME = "realtime", _("real time")
         WATCH = "watch", _("watch")
+        WEBHOOK = "webhook", _("webhook")
 
     job = models.ForeignKey(
         SyncJob, on_delete=models.CASCADE, related_name="runs", verbose_name=_("job")
@@ -538,3 +539,39 @@ class ConsumedMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.minute:%Y-%m-%d %H:%M}: {self.changes}"
+
+
+class WebhookDelivery(models.Model):
+    """A delivery a job's webhook took (djsync.realtime.webhooks), remembered while its
+    signed timestamp is within the tolerance: the same delivery sent again is a replay,
+    refused. A delivery whose run failed is forgotten, so that its sender may send it again.
+    """
+
+    job = models.ForeignKey(
+        SyncJob, on_delete=models.CASCADE, related_name="+", verbose_name=_("job")
+    )
+    #: The delivery's ``id`` (in its signed body), else a SHA-256 of its timestamp and body.
+    delivery = models.CharField(_("delivery"), max_length=200)
+    run = models.ForeignKey(
+        SyncRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("run"),
+    )
+    #: False while its run is under way.
+    applied = models.BooleanField(_("applied"), default=False)
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    #: When its timestamp leaves the tolerance: the delivery cannot be replayed after this.
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["job", "delivery"], name="djsync_webhook_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.delivery}"

@@ -77,6 +77,8 @@ def choose(importer: BaseImporter, source: Source | None = None) -> Path:
         # Staging holds the connection that the source's server-side cursor still reads
         # from: both would wait on each other for ever.
         reason = "the source reads the target's own database"
+    if reason is None and source is not None and source.few_rows:
+        reason = "a few rows: the generic path answers sooner"
     if reason is not None:
         return Path(False, reason)
     return Path(True, vendor, backend)

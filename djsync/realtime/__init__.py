@@ -8,6 +8,9 @@
   and deletes them once applied, or backs them off and parks them when they keep failing.
 - :mod:`djsync.realtime.consumer` applies a batch as one run of the job, through the same
   orchestrator, importer, limits and history as every other run.
+- Inbound, :mod:`djsync.realtime.views` takes a signed webhook delivery of changed records
+  (:mod:`djsync.realtime.webhooks`: declared webhooks, signatures, replays) and applies it
+  as one small run (:mod:`djsync.realtime.deliveries`).
 
 See docs/realtime.md for the guarantees and their limits.
 """

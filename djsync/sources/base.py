@@ -79,6 +79,9 @@ class Source:
     #: Database alias this source reads through (a SQL or queryset source), None for files
     #: and HTTP: a staged plan cannot write to the connection a source is still reading.
     database: str | None = None
+    #: True when the source knows it holds only a few rows (a webhook's delivery): the
+    #: generic path then answers sooner than a staged path's statements would.
+    few_rows: bool = False
 
     #: Incremental options: ``column`` (the cursor column, e.g. ``updated_at``), ``deleted``
     #: (a column whose true value marks a deleted record), and source-specific ones.

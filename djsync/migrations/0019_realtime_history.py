@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('djsync', '0017_watch'),
+        ('djsync', '0018_webhooks'),
     ]
 
     operations = [
