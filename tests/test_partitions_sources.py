@@ -251,6 +251,26 @@ def test_http_source_split_by_pages_with_a_page_retried(make_job: Any, api: Any)
     assert run.partitions == 3
 
 
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+def test_a_page_that_keeps_failing_fails_the_split_run_with_nothing_written(
+    make_job: Any, api: Any, settings: Any
+) -> None:
+    settings.DJSYNC = {**settings.DJSYNC, "HTTP_RETRIES": 0, "MAX_RETRIES": 0}
+    job = http_job(make_job, api)
+    api.hits_of_page_3["failing"] = 0  # the first ask for page 3 fails, and is not retried
+    single = result(queued(job, 1))
+    api.hits_of_page_3["failing"] = 0
+    run = queued(job, 3)
+    split = result(run)
+    assert single["status"] == split["status"] == SyncRun.Status.FAILED
+    assert "HTTP 503" in single["error"]
+    assert split["error"].startswith("partition 2 of 3 failed: ")
+    assert split["error"].endswith("; nothing was written")
+    assert "HTTP 503" in split["error"]
+    assert split["target"] == single["target"] == []
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_sources_that_cannot_be_split_say_why(make_job: Any, api: Any, feed: Any) -> None:
     feed(skewed(20))
@@ -259,6 +279,11 @@ def test_sources_that_cannot_be_split_say_why(make_job: Any, api: Any, feed: Any
             make_job, api, style="cursor", name="cursor", path="next"
         ),
         "its pagination declares no total": http_job(make_job, api, name="x", total=None),
+        "it declares more pages than max_pages": make_job(
+            "test_products",
+            name="long",
+            source={**http_job(make_job, api, name="y").source, "max_pages": 3},
+        ),
         "no partition column is declared": make_job(
             "test_products", name="sql", source={"kind": "sql", "query": "split_feed"}
         ),

@@ -69,6 +69,8 @@ def cut(source: HttpSource, parts: int) -> tuple[list[PageRange], list[str]] | s
         return _("its first page declares no total")
     total, unit = probe.declared
     pages = total if unit == "pages" else math.ceil(total / size)
+    if pages > source.max_pages:  # one process stops there, with its own message
+        return _("it declares more pages than max_pages")
     parts = min(parts, pages)
     if parts < 2:
         return _("it has one page only")

@@ -2,8 +2,9 @@
 
 A split run (djsync.runs.partitions) reads a SQL or queryset source in ranges of one
 column the code declares (``{"partition": "id"}``): a whole number, a date or a date and
-time. The cut reads the column once, in the source's database (``NTILE``: ranges of about
-equal row counts, however skewed the values), and each partition reads ``column >= low AND
+time (or text: SQLite keeps dates as text). The cut reads the column once, in the source's
+database (``NTILE``: ranges of about equal row counts; a value held by very many rows stays
+in one range), and each partition reads ``column >= low AND
 column < high``; the first range has no low bound, the last no high bound and also holds
 the rows whose column is NULL, so every row is in exactly one range, whatever was added
 since the cut. Bounds are query parameters, never text put into SQL; the column is a plain
@@ -46,8 +47,13 @@ def check_column(value: Any, prefix: str = "") -> str | None:
 
 
 def encode(value: Any) -> Any:
-    """A bound as JSON (a split run's specs go through Celery): tagged by its type."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    """A bound as JSON (a split run's specs go through Celery): dates and times tagged by
+    their type; text as is (SQLite keeps dates as text, compared as the database orders it)."""
+    if (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int) and not isinstance(value, bool))
+    ):
         return value
     if isinstance(value, datetime.datetime):
         return {"datetime": value.isoformat()}
@@ -137,7 +143,7 @@ def cut(
             raise ConfigurationError(
                 _(
                     "the partition column %(column)s holds %(type)s values, not whole "
-                    "numbers, dates or times"
+                    "numbers, dates, times or text"
                 )
                 % {"column": column, "type": type(low).__name__}
             ) from None
