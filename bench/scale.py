@@ -34,11 +34,24 @@ HERE = Path(__file__).resolve().parent
 CASES = [("initial load", "base"), ("no change", "base"), ("1% change", "change")]
 
 
-class ServerMemory:
-    """Samples every backend of the bench database (/proc status) while a case runs."""
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process so far (/proc/<pid>/stat), or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
+
+class ServerMemory:
+    """Samples every backend of the bench database (/proc status) while a case runs, and
+    the CPU the backends and the workers (``workers``: their pids) used meanwhile: how
+    many of the machine's cores the case kept busy."""
+
+    def __init__(self, workers: tuple[int, ...] = ()) -> None:
         self.one_kib = self.all_kib = 0
+        self.workers = {pid: cpu_seconds(pid) or 0.0 for pid in workers}
+        self.cpu: dict[int, tuple[float, float]] = {}  # backend pid: first, last seen
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
         self.thread.start()
@@ -63,6 +76,9 @@ class ServerMemory:
                         kib = int(line.split()[1])
                         total += kib
                         self.one_kib = max(self.one_kib, kib)
+                used = cpu_seconds(pid)
+                if used is not None:
+                    self.cpu[pid] = (self.cpu.get(pid, (used, used))[0], used)
             self.all_kib = max(self.all_kib, total)
             self.done.wait(0.2)
 
@@ -70,6 +86,11 @@ class ServerMemory:
         self.done.set()
         self.thread.join()
         return self.one_kib / 1024, self.all_kib / 1024
+
+    def cpu_used(self) -> tuple[float, float]:
+        """CPU seconds of the workers and of the PostgreSQL backends during the case."""
+        workers = sum((cpu_seconds(pid) or 0.0) - first for pid, first in self.workers.items())
+        return workers, sum(last - first for first, last in self.cpu.values())
 
 
 def start_workers(count: int, queue: str, log: Path) -> list[subprocess.Popen]:
@@ -121,7 +142,13 @@ def stop_workers(workers: list[subprocess.Popen]) -> list[float]:
     return peaks
 
 
-def run_config(workers: int, partitions: int, files: dict[str, Path], log: Path) -> dict:
+def run_config(
+    workers: int,
+    partitions: int,
+    files: dict[str, Path],
+    log: Path,
+    importer: str = "bench_products",
+) -> dict:
     import django
 
     django.setup()
@@ -142,16 +169,17 @@ def run_config(workers: int, partitions: int, files: dict[str, Path], log: Path)
             job, _ = SyncJob.objects.update_or_create(
                 name="scale",
                 defaults={
-                    "importer": "bench_products",
+                    "importer": importer,
                     "allow_delete": True,
                     "source": {"path": os.path.relpath(path, HERE / "data")},
                 },
             )
-            memory = ServerMemory()
+            memory = ServerMemory(tuple(proc.pid for proc in procs))
             started = time.perf_counter()
             run = follow(queue.queue_run(job, partitions=partitions).pk, poll=0.1)
             seconds = time.perf_counter() - started
             one, every = memory.stop()
+            worker_cpu, server_cpu = memory.cpu_used()
             if run.status != "succeeded":
                 raise SystemExit(f"{case}: {run.status} {run.error}")
             results[case] = {
@@ -160,10 +188,13 @@ def run_config(workers: int, partitions: int, files: dict[str, Path], log: Path)
                 "pg_one_mb": one,
                 "pg_all_mb": every,
                 "partitions": run.partitions,
+                "cores": (worker_cpu + server_cpu) / seconds,
             }
             print(
                 f"  {case}: {seconds:.1f} s {run.counts} (PostgreSQL: one backend "
-                f"{one:.0f} MB, all {every:.0f} MB)",
+                f"{one:.0f} MB, all {every:.0f} MB; CPU: workers {worker_cpu:.1f} s, "
+                f"PostgreSQL {server_cpu:.1f} s, {(worker_cpu + server_cpu) / seconds:.2f} "
+                "cores busy)",
                 flush=True,
             )
             _vacuum()
@@ -177,7 +208,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--importer",
+        default="bench_products",
+        help="bench_products_hooked: every row through a Python hook, far from the COPY floor",
+    )
+    parser.add_argument(
+        "--python-csv",
+        action="store_true",
+        help="read the file in Python (FAST_PATH_RAW_CSV off), not by PostgreSQL's CSV parser",
+    )
     args = parser.parse_args()
+    if args.python_csv:
+        os.environ["DJSYNC_FAST_PATH_RAW_CSV"] = "0"  # the workers inherit it
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     sys.path.insert(0, str(ROOT))
     ensure_database()
@@ -199,26 +242,32 @@ def main() -> None:
             "s" if partitions > 1 else ""
         )
         print(label, flush=True)
-        table[label] = run_config(workers, partitions, files, log)
+        table[label] = run_config(workers, partitions, files, log, args.importer)
+    print(f"importer {args.importer}, raw CSV {'off' if args.python_csv else 'on'}")
     print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout)
     labels = list(table)
     print(
         f"\n| {args.rows:,} rows | "
         + " | ".join(c for c, _ in CASES)
-        + " | peak RSS per worker | PostgreSQL: one backend / all (max) |"
+        + " | peak RSS per worker | PostgreSQL: one backend / all (max) | cores busy |"
     )
-    print("|---|" + "---|" * (len(CASES) + 2))
+    print("|---|" + "---|" * (len(CASES) + 3))
     for label in labels:
         r = table[label]
         cells = [f"{r[c]['seconds']:.1f} s" for c, _ in CASES]
         peaks = ", ".join(f"{p:.0f} MB" for p in r["peaks"])
         pg = max(r[c]["pg_one_mb"] for c, _ in CASES), max(r[c]["pg_all_mb"] for c, _ in CASES)
-        print(f"| {label} | " + " | ".join(cells) + f" | {peaks} | {pg[0]:.0f} / {pg[1]:.0f} MB |")
+        busy = " / ".join(f"{r[c]['cores']:.2f}" for c, _ in CASES)
+        print(
+            f"| {label} | "
+            + " | ".join(cells)
+            + f" | {peaks} | {pg[0]:.0f} / {pg[1]:.0f} MB | {busy} |"
+        )
     one, split = table[labels[0]], table[labels[1]]
     print(
         "| ratio | "
         + " | ".join(f"{split[c]['seconds'] / one[c]['seconds']:.2f}×" for c, _ in CASES)
-        + " | | |"
+        + " | | | |"
     )
 
 

@@ -138,6 +138,45 @@ def test_same_result_as_one_process(make_job: Any, tmp_path: Path, importer: str
 @POSTGRES
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("small_ranges")
+@pytest.mark.parametrize("importer", ["test_products", "test_products_plain"])
+def test_a_failed_and_a_redelivered_partition_count_once(
+    make_job: Any, tmp_path: Path, importer: str, monkeypatch: Any
+) -> None:
+    """A partition failing after its rows went into the run's staging leaves none of them
+    there (its retry stages them once), and one delivered again after it committed (a
+    worker that died before acknowledging it) finds its work done."""
+    from djsync.backends import partitioned
+    from djsync.runs import partitions
+
+    job = make_job(importer, partitions=1)
+    path = write(tmp_path / "day1.csv", rows_for(2000, odd={1500: {"qty": "many"}}))
+    real_load, real_save = partitions.load_partition, partitioned._save_errors
+    failed: list[int] = []
+
+    def save_once_failing(cursor: Any, table: str, part: int, errors: Any) -> None:
+        if part == 1 and not failed:
+            failed.append(part)
+            raise RuntimeError("the worker's connection dropped")
+        real_save(cursor, table, part, errors)
+
+    def delivered_like_a_flaky_broker(run_id: int, spec: dict[str, Any], **kw: Any) -> str:
+        if spec["range"]["part"] == 1:
+            with pytest.raises(RuntimeError, match="connection dropped"):
+                real_load(run_id, spec, last_attempt=False)
+        assert real_load(run_id, spec, **kw) == "loaded"
+        return real_load(run_id, spec, **kw)  # delivered again: nothing more
+
+    monkeypatch.setattr(partitioned, "_save_errors", save_once_failing)
+    monkeypatch.setattr(partitions, "load_partition", delivered_like_a_flaky_broker)
+    single, split_result = both(job, path, 4, on_row_error="skip")
+    assert failed == [1]
+    assert single == split_result
+    assert single["counts"][0] == 1999 and single["counts"][4] == 1
+
+
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("small_ranges")
 def test_row_errors_and_duplicates_across_partitions(make_job: Any, tmp_path: Path) -> None:
     job = make_job("test_products", partitions=1)
     n = 2000

@@ -14,6 +14,19 @@ class ProductImporter(djsync.Importer):
         fields = ["sku", "name", "price", "qty", "category", "updated"]
 
 
+@djsync.register
+class HookedProductImporter(ProductImporter):
+    """The same rows through a per-row hook, as many real importers have: each row is
+    converted in Python, one at a time (bench/scale.py --importer bench_products_hooked)."""
+
+    class Meta(ProductImporter.Meta):
+        name = "bench_products_hooked"
+
+    def normalize_source_row(self, values: dict) -> dict:
+        values["name"] = " ".join(values["name"].split())
+        return values
+
+
 # -- the multi-model case (bench/run.py --case multimodel): four nycflights13-like models ---
 
 

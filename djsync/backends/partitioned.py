@@ -1,15 +1,20 @@
 """A run's staging shared by its partitions: UNLOGGED tables in PostgreSQL, one per run.
 
-A partitioned run (djsync.runs.partitions) reads its file in ranges, each on a Celery
+A partitioned run (djsync.runs.partitions) reads its source in ranges, each on a Celery
 worker of its own. A partition stages its rows exactly as a single process stages a whole
-file (djsync.backends.postgresql: COPY of the file's bytes, or of each row's text, into a
-temporary table of its session), then moves them into the run's staging table in one
-``INSERT … SELECT`` tagged with its number (``_part``), in one transaction that first
-deletes what an earlier attempt of the same partition left: a retried partition replaces
-its own rows. Its row errors and counts go to two small tables beside it. No partition
-looks for duplicate keys: that, the classification against the target and the apply are
-done once, by the run's last step, on the whole staging table (:func:`build_plan`), with
-the same statements as a single-process run.
+file (djsync.backends.postgresql), and COPYs them straight into the run's staging table,
+which has the single process's columns: rows read and converted in Python, or their text,
+go there with no copy in between. Only a CSV range whose bytes PostgreSQL parses itself
+(djsync.backends.rawcsv) is COPY'd into a temporary table first, since that table numbers
+its rows with an identity of its own, and is moved with one ``INSERT … SELECT``.
+
+A partition's rows, row errors and counts (two small tables beside the staging) are
+written in one transaction, under a lock of that partition, which first checks whether an
+earlier attempt already committed it: a failed attempt leaves nothing, a retried one
+finds its work done or does it whole, never twice. No partition looks for duplicate keys:
+that, the classification against the target and the apply are done once, by the run's
+last step, on the whole staging table (:func:`build_plan`), with the same statements as a
+single-process run.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.utils.translation import gettext as _
 
-from djsync.backends import StagedSource
+from djsync.backends import StagedSource, rawcsv
 from djsync.backends.parents import ChunkParents
 from djsync.backends.postgresql import PostgresPlan
 from djsync.backends.staged import LIVE, Progress
@@ -51,11 +56,48 @@ def tables(run_id: int) -> tuple[str, str, str]:
 
 
 class PartitionPlan(PostgresPlan):
-    """Stages one partition's rows as a single process would, without the duplicate check
-    (done on the whole run) and without classifying."""
+    """Stages one partition's rows as a single process would, into the run's staging table
+    ``shared``, without the duplicate check (done on the whole run) and without classifying."""
+
+    def __init__(self, importer: BaseImporter, switches: Switches, shared: str) -> None:
+        super().__init__(importer, switches)
+        self.shared = shared
+        self.temp = self.src  # the temporary table's name, if one is needed
+        self.raw = False  # the file's bytes tried on PostgreSQL's own CSV parser
+
+    @property
+    def direct(self) -> bool:
+        """Whether the rows were COPY'd straight into the run's staging."""
+        return self.src == self.shared
+
+    def stage_source(
+        self,
+        records: Iterator[Any],
+        source: Source,
+        converter: RowConverter,
+        *,
+        cells: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.raw = cells and rawcsv.applies(source, self, converter)
+        super().stage_source(records, source, converter, cells=cells, progress=progress)
+
+    def create_src(self, cursor: Any, row_type: str = "integer") -> None:
+        """The run's staging table, created by the run's first step; a temporary table
+        while the file's bytes are tried on PostgreSQL's parser (numbered by an identity
+        of its own; ``raw_csv`` is set once that try ended)."""
+        if self.raw and not self.raw_csv:
+            super().create_src(cursor, row_type)
+        else:
+            self.src = self.shared
 
     def _staged(self, cursor: Any, good: int, ordered: bool, bad: int) -> None:
         self.good, self.skipped = good, bad
+
+    def close(self) -> None:
+        if self.direct:  # the run's staging outlives the partition
+            self.src = self.temp
+        super().close()
 
 
 class LoadedSource(StagedSource):
@@ -90,7 +132,7 @@ def create(run_id: int, plan: PostgresPlan, sizes: list[int]) -> None:
     columns = ", ".join(plan.src_columns())
     with plan.connection.cursor() as cursor:
         drop(run_id, plan.importer.using)
-        cursor.execute(f"CREATE UNLOGGED TABLE {src} ({columns}, _part integer NOT NULL)")
+        cursor.execute(f"CREATE UNLOGGED TABLE {src} ({columns})")
         cursor.execute(f"CREATE UNLOGGED TABLE {err} (_part integer NOT NULL, error jsonb)")
         cursor.execute(
             f"CREATE UNLOGGED TABLE {part} (_part integer PRIMARY KEY, rows_read bigint, "
@@ -171,32 +213,38 @@ def load(
     progress: Progress | None = None,
     refused: str = "",
 ) -> None:
-    """Stage partition ``part`` of the run from ``source`` (its range of the file) and put
-    its rows, row errors and counts in the run's tables, replacing an earlier attempt's.
-    With ``refused`` (its range cannot be read on its own), only that is recorded."""
+    """Stage partition ``part`` of the run from ``source`` (its range of the file) with its
+    row errors and counts, in one transaction; nothing when an earlier attempt did. With
+    ``refused`` (its range cannot be read on its own), only that is recorded."""
     src, err, meta = tables(run_id)
     plan: PartitionPlan | None = None
     close: Any = lambda: None  # noqa: E731
     try:
-        if not refused:
-            plan, close = _stage(importer, source, switches, progress)
-            refused = _refusal(source)
         with transaction.atomic(using=importer.using), connections[importer.using].cursor() as c:
-            c.execute(f"DELETE FROM {src} WHERE _part = %s", [part])
-            c.execute(f"DELETE FROM {err} WHERE _part = %s", [part])
+            # Two attempts of one partition (a task redelivered while the first still
+            # runs) wait for each other here; the second finds the first's work committed.
+            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{src}:{part}"])
+            c.execute(
+                f"SELECT good IS NOT NULL OR refused IS NOT NULL FROM {meta} WHERE _part = %s",
+                [part],
+            )
+            done = c.fetchone()
+            if done is not None and done[0]:
+                return
             good = bad = 0
             keyless = False
-            if plan is not None and not refused:
-                columns = ", ".join(column.split()[0] for column in plan.src_columns())
-                c.execute(
-                    f"INSERT INTO {src} ({columns}, _part) SELECT {columns}, %s FROM {plan.src}",
-                    [part],
-                )
+            counted = None
+            if not refused:
+                plan, close = _stage(importer, source, switches, progress, src)
+                if refused := _refusal(source):  # its rows must not stay
+                    raise _Refused(refused)
+            if plan is not None:
+                if not plan.direct:
+                    columns = ", ".join(column.split()[0] for column in plan.src_columns())
+                    c.execute(f"INSERT INTO {src} ({columns}) SELECT {columns} FROM {plan.src}")
                 _save_errors(c, err, part, plan.errors)
                 good, bad, keyless = plan.good, plan.skipped, plan.error_without_key
                 counted = json.dumps(error_counts(plan.errors))
-            else:
-                counted = None
             c.execute(
                 f"INSERT INTO {meta} (_part, rows_read, good, bad, keyless, refused, errors) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (_part) DO UPDATE SET "
@@ -206,23 +254,40 @@ def load(
                 "errors = excluded.errors",
                 [part, importer.rows_read, good, bad, keyless, refused or None, counted],
             )
+    except _Refused as exc:
+        if plan is not None:
+            plan.close()
+            plan = None
+        close()
+        close = lambda: None  # noqa: E731
+        load(run_id, part, importer, source, switches, refused=exc.why)
     finally:
         if plan is not None:
             plan.close()
         close()
 
 
+class _Refused(Exception):  # noqa: N818 - internal signal, never raised to a caller
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
 def _stage(
-    importer: BaseImporter, source: Source, switches: Switches, progress: Progress | None
+    importer: BaseImporter,
+    source: Source,
+    switches: Switches,
+    progress: Progress | None,
+    shared: str,
 ) -> tuple[PartitionPlan, Any]:
-    """A partition's rows in a temporary table of this session, as a single process stages
-    a file (djsync.backends.staged.build_plan without the classification)."""
+    """A partition's rows in the run's staging table ``shared`` (or a temporary table, for
+    PostgreSQL's CSV parser), as a single process stages a file
+    (djsync.backends.staged.build_plan without the classification)."""
     rows = source.read_rows()
     records: Iterator[Any] = rows if rows is not None else source.read()
     close = getattr(records, "close", lambda: None)
     first = next(records, None)
     importer.match_columns(source.columns or [], source)
-    plan = PartitionPlan(importer, switches)
+    plan = PartitionPlan(importer, switches, shared)
     stream: Iterator[Any] = chain([first], records) if first is not None else iter(())
     ahead = ChunkParents.over(importer, stream, source, rows and source.columns)
     view = source

@@ -39,18 +39,22 @@ TRIGGER_PREFIX = "djsync_rt_"
 # -- which model a job captures ------------------------------------------------------------
 def source_of(job: SyncJob) -> QuerySetSource:
     """The job's source, checked for real-time use: one importer, a queryset source, on the
-    database that holds djsync's tables (the change must be written in its transaction)."""
+    database that holds djsync's tables (the change must be written in its transaction).
+    An export's source is its importer's model, in scope: a change to it rewrites the file."""
     from djsync.exports.step import is_export
     from djsync.runs.job_sources import make_source
     from djsync.runs.steps import is_multi, make_importer
     from djsync.sources.querysets import QuerySetSource
 
-    if is_multi(job) or is_export(job):
+    if is_multi(job):
         raise ConfigurationError(
-            _("job %(name)r: real-time sync takes a job with one importer, not an export")
-            % {"name": job.name}
+            _("job %(name)r: real-time sync takes a job with one importer") % {"name": job.name}
         )
-    source = make_source(job, make_importer(job))
+    importer = make_importer(job)
+    if is_export(job):
+        source: Any = QuerySetSource(queryset=importer.get_scope(importer.get_queryset()))
+    else:
+        source = make_source(job, importer)
     if not isinstance(source, QuerySetSource):
         raise ConfigurationError(
             _(

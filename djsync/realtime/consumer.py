@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.engine.diff import Key, RowError, SourceRow
 from djsync.exceptions import RunLocked
+from djsync.exports.step import is_export
 from djsync.mapping.registry import get_importer_class
 from djsync.models import PendingChange, SyncJob, SyncRun
 from djsync.realtime import capture, queue
@@ -46,6 +47,10 @@ __all__ = ["ChangedRows", "Outcome", "consume", "drain", "follow"]
 #: Changed rows from which a batch may take the staged path (set-based SQL): below, the
 #: generic path's few statements answer sooner.
 STAGED_FROM = 200
+
+#: An export job's batch takes this many times REALTIME_BATCH changes: each batch
+#: rewrites the whole file, so fewer, larger batches.
+EXPORT_BATCHES = 20
 
 
 class ChangedRows(QuerySetSource):
@@ -133,6 +138,9 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
     job = job if isinstance(job, SyncJob) else SyncJob.objects.get(pk=job)
     if not job.realtime or job.realtime_paused or not job.enabled:
         return Outcome("paused")
+    export = is_export(job)
+    if export and limit is None:  # one run rewrites the file for all of them
+        limit = int(settings.REALTIME_BATCH) * EXPORT_BATCHES
     batch = queue.claim(job, limit=limit)
     if batch is None:
         return Outcome("idle")
@@ -140,7 +148,9 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
         queue.release(batch, delay=1)
         return Outcome("busy", len(batch))
     try:
-        source = ChangedRows(capture.source_of(job), batch)
+        # An export writes its file whole: the run exports every row as it is now, which
+        # covers every change claimed (and any committed since: those find nothing to do).
+        source = None if export else ChangedRows(capture.source_of(job), batch)
         with _acknowledged(job, batch):
             run = orchestrator.run(
                 job, source=source, trigger=SyncRun.Trigger.REALTIME, delete_guard=1.0
