@@ -271,6 +271,30 @@ def test_a_page_that_keeps_failing_fails_the_split_run_with_nothing_written(
     assert split["target"] == single["target"] == []
 
 
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+def test_a_source_that_fails_while_it_is_cut_is_read_in_one_process(
+    make_job: Any, api: Any, settings: Any
+) -> None:
+    settings.DJSYNC = {**settings.DJSYNC, "MAX_RETRIES": 0}
+    api.route("/gone", Reply(404, {"detail": "gone"}))
+    job = make_job(
+        "test_products",
+        source={
+            "kind": "http",
+            "url": api.url("/gone"),
+            "pagination": {"style": "page", "size": 40, "total": "count"},
+        },
+    )
+    single = result(queued(job, 1))
+    run = queued(job, 3)
+    assert result(run) == single  # failed, with one process's message, nothing written
+    assert single["status"] == SyncRun.Status.FAILED and "HTTP 404" in single["error"]
+    run.refresh_from_db()
+    assert run.partitions == 1
+    assert any("not in 3 partitions: it could not be cut (" in w for w in run.warnings)
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_sources_that_cannot_be_split_say_why(make_job: Any, api: Any, feed: Any) -> None:
     feed(skewed(20))

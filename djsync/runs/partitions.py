@@ -114,7 +114,7 @@ def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
     todo = steps.make_steps(job, sync_run.options)
     importer, switches = todo[0].importer, todo[0].switches
     source = _source(sync_run, importer)
-    found = unsupported(job, importer, source) or partition_specs.cut(source, asked)
+    found = unsupported(job, importer, source) or _cut(source, asked)
     if isinstance(found, str):
         _note(
             sync_run,
@@ -132,6 +132,15 @@ def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
     )
     sync_run.partitions = len(specs)
     return [{**spec, "name": str(source), "columns": columns} for spec in specs]
+
+
+def _cut(source: Source, asked: int) -> partition_specs.Cut | str:
+    """The source cut into specs; a source that fails while it is cut (an API down, a
+    query refused) is read in one process, which retries it and reports it as always."""
+    try:
+        return partition_specs.cut(source, asked)
+    except SourceError as exc:
+        return _("it could not be cut (%(exc)s)") % {"exc": orchestrator.cause(exc)}
 
 
 def _drop_leftovers(using: str) -> None:
