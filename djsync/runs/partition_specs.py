@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import connections
 from django.db.models import F
 from django.utils.translation import gettext as _
@@ -78,25 +79,47 @@ def cut(source: Source, parts: int) -> Cut | str:
     if isinstance(source, FileSource):
         return _cut_file(source, parts)
     if isinstance(source, HttpSource):
-        found = page_ranges.cut(source, parts)
-        if isinstance(found, str):
-            return found
-        pages, columns = found
-        specs = [
-            {"kind": "pages", "first": r.first, "pages": r.pages, "first_row": r.first_row}
-            | {"total": r.records, "unit": "records"}
-            for r in pages
-        ]
-        return _numbered(specs), columns
+        return _cut_pages(source, parts)
     assert isinstance(source, SqlSource | QuerySetSource)
+    return _cut_keys(source, parts)
+
+
+def _cut_pages(source: HttpSource, parts: int) -> Cut | str:
+    found = page_ranges.cut(source, parts)
+    if isinstance(found, str):
+        return found
+    pages, columns = found
+    specs: list[dict[str, Any]] = [
+        {
+            "kind": "pages",
+            "first": r.first,
+            "pages": r.pages,
+            "first_row": r.first_row,
+            "total": r.records,
+            "unit": "records",
+        }
+        for r in pages
+    ]
+    return _numbered(specs), columns
+
+
+def _cut_keys(source: SqlSource | QuerySetSource, parts: int) -> Cut | str:
     using, inner, params, columns = _keyed(source)
-    found_ranges = ranges.cut(using, inner, params, str(source.partition), parts)
-    if len(found_ranges) < 2:
+    found = ranges.cut(using, inner, params, str(source.partition), parts)
+    if len(found) < 2:
         return _("the partition column has fewer than 2 distinct values")
-    specs, row = [], 1
-    for key_range, rows in found_ranges:
-        specs.append({"kind": "keys", "range": key_range.as_json(), "first_row": row})
-        specs[-1] |= {"total": rows, "unit": "records"}
+    specs: list[dict[str, Any]] = []
+    row = 1
+    for key_range, rows in found:
+        specs.append(
+            {
+                "kind": "keys",
+                "range": key_range.as_json(),
+                "first_row": row,
+                "total": rows,
+                "unit": "records",
+            }
+        )
         row += rows
     return _numbered(specs), columns
 
@@ -124,8 +147,8 @@ def _keyed(source: SqlSource | QuerySetSource) -> tuple[str, str, list[Any], lis
         return source.using, inner, list(source.params), columns
     qs = source.get_queryset()
     try:
-        field = qs.model._meta.get_field(column)
-    except Exception:  # noqa: BLE001 - FieldDoesNotExist, said below
+        field = qs.model._meta.get_field(str(column))
+    except FieldDoesNotExist:  # said below
         field = None
     if not isinstance(field, ranges.FIELD_TYPES):
         raise ConfigurationError(
@@ -155,8 +178,15 @@ def _cut_file(source: FileSource, parts: int) -> Cut | str:
         getattr(rows, "close", lambda: None)()
     header = header_size(path)
     specs = [
-        {"kind": "bytes", "range": asdict(c), "path": path, "header": header}
-        | {"first_row": c.first_row, "total": c.end - c.start, "unit": "bytes"}
+        {
+            "kind": "bytes",
+            "range": asdict(c),
+            "path": path,
+            "header": header,
+            "first_row": c.first_row,
+            "total": c.end - c.start,
+            "unit": "bytes",
+        }
         for c in cuts
     ]
     return _numbered(specs), list(source.columns or [])
