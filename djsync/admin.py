@@ -112,7 +112,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         ),
         (
             _("Schedule and notifications"),
-            {"fields": ["schedule", "notify_on_failure", "warn_on_change", "partitions"]},
+            {"fields": ["schedule", "watch", "notify_on_failure", "warn_on_change", "partitions"]},
         ),
         admin_realtime.FIELDSET,
         (

@@ -114,6 +114,25 @@ DEFAULTS: dict[str, Any] = {
     "SQL_QUERIES": {},
     # How deep a job's derived sources may nest ("from" inside "from").
     "MAX_SOURCE_NESTING": 3,
+    # Drop folders (docs/realtime.md, "Watch modes"): folders, by name, under which a job's
+    # {"kind": "drop", "root": name, "folder": "orders"} source waits for files and moves
+    # them (into processing/, done/ and failed/). Empty: jobs watch no folders.
+    "DROP_ROOTS": {},
+    # -- Watch modes (docs/realtime.md) -----------------------------------------------------
+    # Shortest poll interval a job's watch setting may ask for, in seconds.
+    "WATCH_MIN_INTERVAL": 5,
+    # Longest pause after failed polls (the pause starts at the job's interval and doubles
+    # at each failure in a row).
+    "WATCH_BACKOFF_MAX": 3600,
+    # Seconds a dropped file must have stayed unchanged before it is taken (a file still
+    # being written is left for a later poll).
+    "WATCH_SETTLE": 10,
+    # Files one poll of a drop folder runs at most, and entries it looks at at most.
+    "WATCH_FILES_PER_POLL": 10,
+    "WATCH_MAX_LISTED": 10_000,
+    # Seconds a file claimed into processing/ belongs to its poller: after this, with no run
+    # of the job under way, it is taken again (its worker died).
+    "WATCH_LEASE": 300,
     # -- Limits: files (docs/security.md) ---------------------------------------------------
     # Bytes read from one file, counted while reading (a growing file stops) and checked
     # up front for a path. Devices, FIFOs and sockets are refused whatever their size.

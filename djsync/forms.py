@@ -172,6 +172,7 @@ class SyncJobForm(forms.ModelForm):
             "enabled",
             *JOB_FIELD_NAMES,  # the switches (djsync/mapping/switches.py)
             "schedule",
+            "watch",
             "notify_on_failure",
             "warn_on_change",
             "partitions",
@@ -181,8 +182,18 @@ class SyncJobForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        """A real-time job needs a source that can be captured (djsync.realtime.capture)."""
+        """A real-time job needs a source that can be captured (djsync.realtime.capture);
+        a watched one, a source to poll (djsync.watch.modes)."""
         data = cast("dict[str, Any]", super().clean())
+        if data.get("watch") is not None and not self.errors:
+            from djsync.watch.modes import watch_problem
+
+            job = copy.copy(self.instance)
+            for name in ("name", "importer", "source", "target", "watch"):
+                if name in data:
+                    setattr(job, name, data[name])
+            if problem := watch_problem(job):
+                self.add_error("watch", problem)
         if data.get("realtime") and not self.errors:
             from django.core.exceptions import ImproperlyConfigured
 

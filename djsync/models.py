@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -13,6 +13,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from djsync.conf import settings
 from djsync.exceptions import ConfigurationError
 from djsync.mapping.registry import importer_names, importers_of, job_database, split_names
 from djsync.runs.lifecycle import SyncRunQuerySet
@@ -133,6 +134,17 @@ class SyncJob(models.Model):
         default=False,
         help_text=_("Changes are still captured, but not applied until consuming resumes."),
     )
+    #: Watch mode (djsync.watch, docs/realtime.md): poll an incremental source with its
+    #: saved cursor, or a drop folder for new files, every this many seconds.
+    watch = models.PositiveIntegerField(
+        _("watch every (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Poll the source every this many seconds: an incremental source reads what "
+            "changed since its cursor, a drop folder runs each new file. Empty: off."
+        ),
+    )
     #: Free state kept between runs, e.g. an incremental sync's cursor.
     state = models.JSONField(_("state"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -157,6 +169,10 @@ class SyncJob(models.Model):
             models.CheckConstraint(
                 condition=Q(partitions__gte=1, partitions__lte=MAX_PARTITIONS),
                 name="djsync_job_partitions_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(watch__isnull=True) | Q(watch__gte=1),
+                name="djsync_job_watch_positive",
             ),
         ]
 
@@ -185,6 +201,10 @@ class SyncJob(models.Model):
 
         if problem := validate_schedule(self.schedule):
             errors["schedule"] = problem
+        if self.watch is not None and self.watch < settings.WATCH_MIN_INTERVAL:
+            errors["watch"] = _('At least %(least)s seconds (DJSYNC["WATCH_MIN_INTERVAL"]).') % {
+                "least": settings.WATCH_MIN_INTERVAL
+            }
         if errors:
             raise ValidationError(errors)
 
@@ -236,6 +256,7 @@ class SyncRun(models.Model):
         ADMIN = "admin", _("admin")
         SCHEDULE = "schedule", _("schedule")
         REALTIME = "realtime", _("real time")
+        WATCH = "watch", _("watch")
 
     job = models.ForeignKey(
         SyncJob, on_delete=models.CASCADE, related_name="runs", verbose_name=_("job")
@@ -246,7 +267,7 @@ class SyncRun(models.Model):
         _("status"), max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+        django_settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,

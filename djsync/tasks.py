@@ -280,6 +280,29 @@ def wake(job_id: int) -> None:
         logger.warning("djsync: could not wake the consumer of job %s", job_id, exc_info=True)
 
 
+@shared_task(name="djsync.watch_job")
+def watch_job(job_id: int) -> dict[str, Any]:
+    """One poll of a watched job (djsync.watch.poll), sent by beat every ``job.watch``
+    seconds (djsync.runs.schedules). A poll while another of the same job is under way, or
+    one that waited past its interval in the queue (its PeriodicTask expires it), does
+    nothing: polls are skipped, never queued up."""
+    from django.core.cache import cache
+
+    from djsync.watch.poll import poll
+
+    job = SyncJob.objects.filter(pk=job_id).only("pk", "watch").first()
+    if job is None or job.watch is None:
+        return {"job": job_id, "state": "off"}
+    key = f"djsync:watch:{job_id}"
+    if not cache.add(key, 1, timeout=max(int(job.watch), 1) * 10):
+        return {"job": job_id, "state": "busy"}
+    try:
+        outcome = poll(job_id)
+    finally:
+        cache.delete(key)
+    return {"job": job_id, "state": outcome.state, "runs": [run.pk for run in outcome.runs]}
+
+
 @shared_task(name="djsync.prune_sync_runs")
 def prune_sync_runs(older_than_days: float | None = None) -> dict[str, int]:
     """Delete runs older than ``older_than_days`` (default KEEP_RUNS_DAYS) with their

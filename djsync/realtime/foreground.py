@@ -7,8 +7,6 @@ and its changes are claimed again when their lease runs out).
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +15,7 @@ from django.utils.translation import gettext as _
 from djsync.exceptions import ConfigurationError
 from djsync.models import SyncJob
 from djsync.realtime import consumer
+from djsync.runs.stopping import stop_on_signal
 
 
 def describe(outcome: consumer.Outcome) -> str:
@@ -52,22 +51,11 @@ def follow(job: SyncJob, write: Callable[[str], Any]) -> None:
             _("job %(name)r is not a real-time job: set its real time switch first")
             % {"name": job.name}
         )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if stopping.is_set():
-            raise KeyboardInterrupt
-        stopping.set()
-        write(_("Stopping after this batch (Ctrl-C again to stop at once)…"))
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    write(
-        _("Following job %(name)s: changes are applied as they come; Ctrl-C stops.")
-        % {"name": job.name}
-    )
-    try:
+    notice = _("Stopping after this batch (Ctrl-C again to stop at once)…")
+    with stop_on_signal(write, notice) as stopping:
+        write(
+            _("Following job %(name)s: changes are applied as they come; Ctrl-C stops.")
+            % {"name": job.name}
+        )
         consumer.follow(job, stop=stopping.is_set, on_batch=lambda o: write(describe(o)))
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     write(_("Stopped."))

@@ -121,7 +121,7 @@ def reads_job_file(job: SyncJob, importer: BaseImporter | type[BaseImporter]) ->
     own = (job.source or {}).get("sources") or {} if isinstance(job.source, dict) else {}
     mine = own.get(importer.name) if isinstance(own, dict) else None
     kind = options.get("kind", base.get("kind", "file"))
-    return kind == "file" and not (isinstance(mine, dict) and "path" in mine)
+    return kind in ("file", "drop") and not (isinstance(mine, dict) and "path" in mine)
 
 
 def _step_source(

@@ -9,6 +9,7 @@ backend, and a mail that cannot be sent is logged: it never fails or rolls back 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 
 from django.conf import settings as django_settings
 from django.core.mail import send_mail
@@ -22,9 +23,16 @@ from djsync.runs import report
 logger = logging.getLogger("djsync")
 
 
+#: While true in this context, ending a run sends no mail: the caller decides once the run
+#: is over and calls :func:`run_finished` itself (a watch's poll, djsync.watch.poll, which
+#: mails the first failure of a streak only).
+held: ContextVar[bool] = ContextVar("djsync_mail_held", default=False)
+
+
 def on_run_finished(sender: object, run: SyncRun, **kwargs: object) -> None:
     """Receiver of :data:`djsync.signals.run_finished` (connected by djsync.apps)."""
-    run_finished(run)
+    if not held.get():
+        run_finished(run)
 
 
 def run_finished(sync_run: SyncRun) -> bool:

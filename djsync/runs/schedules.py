@@ -4,8 +4,9 @@ A job's ``schedule`` is a crontab expression (``"*/15 * * * *"``, in the project
 zone) or an interval (``"every 10 minutes"``, ``"every 30 seconds"``, ``"every day"``).
 Saving the job creates or updates its PeriodicTask (django-celery-beat), disabling the job
 disables it, clearing the schedule or deleting the job removes it; ``celery beat -S django``
-then runs the ``djsync.run_job`` task on time. Wired in ``DjsyncConfig.ready()`` when
-``django_celery_beat`` is installed.
+then runs the ``djsync.run_job`` task on time. A watched job (``job.watch``: seconds) owns
+a second one, on an interval, that calls ``djsync.watch_job``. Wired in
+``DjsyncConfig.ready()`` when ``django_celery_beat`` is installed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from djsync.runs.cron import parse_schedule
 
 #: The task a job's PeriodicTask calls, with ``args=[job.pk]``.
 TASK = "djsync.run_job"
+#: The task a watched job's PeriodicTask calls (djsync.watch), with ``args=[job.pk]``.
+WATCH_TASK = "djsync.watch_job"
 #: The PeriodicTask that marks runs of dead workers failed (see djsync.runs.monitor).
 REAPER_NAME = "djsync: mark runs of dead workers failed"
 
@@ -62,15 +65,44 @@ def sync_job(job: SyncJob) -> Any:
 
 
 def remove_job(job: SyncJob) -> None:
-    task = periodic_task(job)
-    if task is not None:
-        task.delete()
+    for task in (periodic_task(job), watch_task(job)):
+        if task is not None:
+            task.delete()
+
+
+def watch_task(job: SyncJob) -> Any:
+    """The PeriodicTask of a job's watch (djsync.watch), or None."""
+    from django_celery_beat.models import PeriodicTask
+
+    return PeriodicTask.objects.filter(task=WATCH_TASK, args=json.dumps([job.pk])).first()
+
+
+def sync_watch(job: SyncJob) -> Any:
+    """Create, update or remove the PeriodicTask that polls a watched job every
+    ``job.watch`` seconds; a poll left waiting in the queue past the next one expires."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    task = watch_task(job)
+    if job.watch is None:
+        if task is not None:
+            task.delete()
+        return None
+    task = task or PeriodicTask(task=WATCH_TASK, args=json.dumps([job.pk]))
+    task.name = f"djsync watch: {job.name}"
+    task.description = f"Polls sync job {job.name!r}. Managed by djsync: edit the job's watch."
+    task.enabled = job.enabled
+    task.interval, _ = IntervalSchedule.objects.get_or_create(every=job.watch, period="seconds")
+    task.crontab = None
+    task.expire_seconds = job.watch
+    task.save()
+    return task
 
 
 def sync_all() -> int:
     """Bring every job's PeriodicTask in line (e.g. after loading jobs with raw fixtures)."""
     for job in SyncJob.objects.all():
         sync_job(job)
+        sync_watch(job)
     return SyncJob.objects.exclude(schedule="").count()
 
 
@@ -89,6 +121,7 @@ def ensure_reaper(every_minutes: int = 1) -> Any:
 # -- signals -------------------------------------------------------------------------------
 def _saved(sender: type, instance: SyncJob, **kwargs: Any) -> None:
     sync_job(instance)
+    sync_watch(instance)
 
 
 def _deleted(sender: type, instance: SyncJob, **kwargs: Any) -> None:

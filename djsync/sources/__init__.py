@@ -10,6 +10,7 @@ from djsync.exceptions import ConfigurationError
 from djsync.sources import policy
 from djsync.sources.base import Source
 from djsync.sources.derived import DerivedSource
+from djsync.sources.drops import DropFolder
 from djsync.sources.files import FileSource
 from djsync.sources.http import HttpSource
 from djsync.sources.kinds import _kinds, register_source, source_kinds
@@ -19,6 +20,7 @@ from djsync.sources.sql import SqlSource
 
 __all__ = [
     "DerivedSource",
+    "DropFolder",
     "FileSource",
     "HttpSource",
     "QuerySetSource",
@@ -71,3 +73,6 @@ def get_source(
     if tokens:
         source.null_tokens = tokens  # cells that count as empty (BaseImporter.null_tokens)
     return source
+
+
+register_source("drop", DropFolder)  # a folder under DJSYNC["DROP_ROOTS"] (djsync.watch)

@@ -29,8 +29,8 @@ class JobContext:
     #: In a multi-model job: another importer's (trusted base options, job options, class),
     #: by name, for a derived source whose ``"from"`` names it; or its source itself when
     #: the run gives it one (an uploaded file, from the site's code, not the job's data).
-    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any], Any] | Source] | None = (
-        field(default=None, compare=False)
+    sibling: Callable[[str], tuple[dict[str, Any], dict[str, Any], Any] | Source] | None = field(
+        default=None, compare=False
     )
 
     def prefix(self) -> str:

@@ -80,7 +80,9 @@ def size(n: float) -> str:
 
 
 # -- opening ---------------------------------------------------------------------------
-def open_regular(path: str | os.PathLike[str], fail: Fail, *, follow: bool = True) -> IO[bytes]:
+def open_regular(
+    path: str | os.PathLike[str], fail: Fail, *, follow: bool = True, dir_fd: int | None = None
+) -> IO[bytes]:
     """Open a regular file for reading; refuse devices, FIFOs and sockets up front.
 
     ``follow=False`` for a job's path, checked as a real path under DJSYNC["FILE_ROOTS"]:
@@ -93,7 +95,7 @@ def open_regular(path: str | os.PathLike[str], fail: Fail, *, follow: bool = Tru
     if not follow:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)  # dir_fd: relative to an open folder
     except FileNotFoundError:
         raise fail(_("file not found")) from None
     except IsADirectoryError:

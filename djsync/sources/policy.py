@@ -300,6 +300,17 @@ def file_from_job(
         raise refuse(context, _('a file source with "root" needs a "path" inside it'))
     elif "path" not in kwargs and "file" not in kwargs:
         raise refuse(context, _('a file source needs a "path" (under DJSYNC["FILE_ROOTS"])'))
+    source = cls(**check_file_format(options, kwargs, context=context))
+    if "path" in options:
+        source.checked_path = True  # opened without following a symlink swapped in since
+    return source
+
+
+def check_file_format(
+    options: Mapping[str, Any], kwargs: dict[str, Any], *, context: JobContext
+) -> dict[str, Any]:
+    """``kwargs`` with a job's file format options checked and added: ``format``,
+    ``encoding``, ``delimiter`` and ``sheet`` (a file source's, a drop folder's)."""
     for name in ("format", "encoding", "delimiter"):
         if name in options:
             kwargs[name] = check_text(options[name], name, context=context, longest=40)
@@ -321,10 +332,7 @@ def file_from_job(
         if not isinstance(sheet, int) or isinstance(sheet, bool):
             sheet = check_text(sheet, "sheet", context=context)
         kwargs["sheet"] = sheet
-    source = cls(**kwargs)
-    if "path" in options:
-        source.checked_path = True  # opened without following a symlink swapped in since
-    return source
+    return kwargs
 
 
 def is_text_encoding(name: str) -> bool:

@@ -88,6 +88,14 @@ class Command(BaseCommand):
             ),
         )
         parser.add_argument(
+            "--watch",
+            action="store_true",
+            help=_(
+                "Poll the job in the foreground (its incremental source, or its drop folder) "
+                "every watch interval, until Ctrl-C."
+            ),
+        )
+        parser.add_argument(
             "--cancel",
             type=int,
             metavar="RUN",
@@ -141,8 +149,8 @@ class Command(BaseCommand):
         if opts["file"] and len(opts["jobs"]) > 1:
             raise CommandError(_("--file goes with a single job"))
         jobs = [self._job(name) for name in opts["jobs"]]
-        if opts.get("consume"):
-            return self._consume(jobs)
+        if opts.get("consume") or opts.get("watch"):
+            return self._consume(jobs, watch=opts.get("watch", False))
         if opts.get("partitions") is not None and not opts.get("queue"):
             opts["wait"] = True  # a split run is a chord of tasks: queued, then followed
         if opts.get("queue") or opts.get("wait"):
@@ -168,13 +176,18 @@ class Command(BaseCommand):
         except DjsyncError as exc:
             raise CommandError(str(exc)) from None
 
-    def _consume(self, jobs: list[SyncJob]) -> None:
+    def _consume(self, jobs: list[SyncJob], *, watch: bool = False) -> None:
+        """--follow (a real-time consumer) or --watch (polls) in the foreground."""
         from djsync.realtime.foreground import follow
+        from djsync.watch.foreground import watch as poll
 
         if len(jobs) != 1:
-            raise CommandError(_("--follow goes with a single job"))
+            raise CommandError(
+                _("%(option)s goes with a single job")
+                % {"option": "--watch" if watch else "--follow"}
+            )
         try:
-            follow(jobs[0], self.stdout.write)
+            (poll if watch else follow)(jobs[0], self.stdout.write)
         except DjsyncError as exc:
             raise CommandError(str(exc)) from None
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("djsync", "0016_realtime"),
+        ("djsync", "0017_watch"),
     ]
 
     operations = [
