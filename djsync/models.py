@@ -109,13 +109,14 @@ class SyncJob(models.Model):
         ),
     )
     #: A run split across Celery workers (djsync.runs.partitions): how many ranges of its
-    #: CSV file are read at once, each by a worker; 1 reads it in one process.
+    #: source are read at once, each by a worker; 1 reads it in one process.
     partitions = models.PositiveSmallIntegerField(
         _("partitions"),
         default=1,
         help_text=_(
-            "Split the job's CSV file into this many ranges, each read by a Celery worker, "
-            "and apply the whole run once (PostgreSQL; 1 to 64). 1: one process."
+            "Split the job's source (a CSV file, a partition column, an API's pages) into "
+            "this many ranges, each read by a Celery worker, and apply the whole run once "
+            "(PostgreSQL; 1 to 64). 1: one process."
         ),
     )
     #: Real-time sync (djsync.realtime, docs/realtime.md): changes on the source model are

@@ -48,16 +48,21 @@ def queue_preview(
     user: Any = None,
     format: str | None = None,
     column_mapping: dict[str, Any] | None = None,
+    partitions: int | None = None,
     **options: Any,
 ) -> SyncRun:
     """Create a queued dry run (from an uploaded file, or the job's own source) and send it
     to a worker once the surrounding transaction commits. ``format`` overrides the upload's
     extension; the stored file's extension is the format its preview reads it in.
-    ``column_mapping`` maps this upload's columns for this run only (the job's shape).
+    ``column_mapping`` maps this upload's columns for this run only (the job's shape);
+    ``partitions`` splits it as :func:`queue_run` does.
 
     Without Celery or with an eager one (no broker), the preview runs in a background
     thread of this process instead of inside the caller (the web request): see
     :func:`in_background`."""
+    if partitions is not None:
+        job = get_job(job)
+        check_partitions(job, partitions)
     sync_run = new_run(
         job,
         trigger=trigger,
@@ -68,6 +73,7 @@ def queue_preview(
         source_name=upload_name or getattr(upload, "name", "") or "",
         upload=_store_upload(upload, upload_name, format) if upload is not None else "",
         column_mapping=column_mapping or {},
+        partitions=partitions,
     )
     if _preview_in_background(upload):
         transaction.on_commit(lambda: _in_thread("preview_run", sync_run.pk))

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from djsync.models import SyncJob, SyncRun
@@ -589,3 +590,29 @@ def test_the_schema_in_french(connect, base):
     assert french["info"]["description"].startswith("Tâches, exécutions, aperçus")
     by_lang = httpx.get(base + "schema/", params={"format": "json", "lang": "fr"}).json()
     assert by_lang["info"]["description"] == french["info"]["description"]
+
+
+def test_partitions_are_checked_and_a_split_run_is_queued(connect, clerk, products_job):
+    api = connect(clerk)
+    for body in ({"partitions": 0}, {"partitions": 65}, {"partitions": "many"}):
+        answer = api.post("jobs/products/runs/", json=body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert list(answer.json()) == ["partitions"], answer.text
+    assert not SyncRun.objects.exists()
+    answer = api.post(
+        "jobs/products/runs/", data={"partitions": "2"}, files={"file": ("p.csv", GOOD)}
+    )
+    if connection.vendor != "postgresql":  # refused as runsync --partitions 2 refuses it
+        assert answer.status_code == 400, answer.text
+        assert (
+            "partitions need PostgreSQL (the target database is sqlite)"
+            in (answer.json()["partitions"][0])
+        )
+        assert not SyncRun.objects.exists()
+        return
+    assert answer.status_code == 202, answer.text
+    run = wait(api, answer.headers["Location"])
+    assert run["status"] == "succeeded", run
+    assert Product.objects.filter(sku="DRILL-1").exists()
+    # A file this small is read in one process, and the run says why.
+    assert any("the file is too small to split" in w for w in run["warnings"]), run

@@ -246,7 +246,7 @@ OPTION_CASES: list[tuple[str, dict[str, Any], str]] = [
         "queryset-on-auth-user",
         {"kind": "queryset", "model": "auth.User"},
         "a job's queryset source cannot set 'model' (it may set: chunk_size, incremental, "
-        "kind, queryset)",
+        "kind, partition, queryset)",
     ),
     (
         "queryset-on-sessions",
@@ -256,7 +256,7 @@ OPTION_CASES: list[tuple[str, dict[str, Any], str]] = [
             "fields": ["session_key", "session_data"],
         },
         "a job's queryset source cannot set 'fields', 'model' (it may set: chunk_size, "
-        "incremental, kind, queryset)",
+        "incremental, kind, partition, queryset)",
     ),
     (
         "queryset-filter-to-password",
@@ -266,7 +266,7 @@ OPTION_CASES: list[tuple[str, dict[str, Any], str]] = [
             "filter": {"category__product__name__startswith": "p"},
         },
         "a job's queryset source cannot set 'filter' (it may set: chunk_size, incremental, "
-        "kind, queryset)",
+        "kind, partition, queryset)",
     ),
     (
         "queryset-undeclared",
@@ -305,7 +305,12 @@ OPTION_CASES: list[tuple[str, dict[str, Any], str]] = [
         "sql-using",
         {"kind": "sql", "query": "legacy_items", "using": "default"},
         "a job's sql source cannot set 'using' (it may set: chunk_size, incremental, kind, "
-        "params, query)",
+        "params, partition, query)",
+    ),
+    (
+        "sql-partition-injection",
+        {"kind": "sql", "query": "legacy_items", "partition": 'k" IS NULL OR "a'},
+        "partition must be a plain column name (letters, digits and _), not 'k\" IS NULL OR \"a'",
     ),
     (
         "sql-incremental-injection",

@@ -21,10 +21,11 @@ from djsync.models import SyncJob, SyncRun
 from djsync.runs.monitor import follow
 from tests.test_celery import rel, same_settings, stack, wait_for  # noqa: F401 - fixtures
 from tests.test_partitions import result, rows_for, write
+from tests.test_partitions_sources import items
 from tests.testapp.models import Product
 
 #: Any file is split, however small (the worker reads the setting too).
-WORKER_DJSYNC = {"PARTITION_MIN_SIZE": 1, "STALE_AFTER": 30, "LOCK_TTL": 10}
+WORKER_DJSYNC = {"PARTITION_MIN_SIZE": 1, "STALE_AFTER": 30, "LOCK_TTL": 10, "HTTP_BACKOFF": 0}
 
 pytestmark = [
     pytest.mark.celery,
@@ -70,6 +71,29 @@ def test_split_on_workers_same_as_one_process(make_job: Any, tmp_path: Path) -> 
     single, split = both(job, 4, on_row_error="skip")
     assert single == split
     assert {12, 5, 3001, 1000, 1502} <= {error[0] for error in single["errors"]}
+
+
+def test_an_api_split_by_pages_on_workers(
+    stack: dict,  # noqa: F811 - the fixture of tests/test_celery.py
+    make_job: Any,
+) -> None:
+    hits = {"failing": 0}
+    stack["api"].route("/api/split-items", items(hits))  # page 3 fails once per run
+    pagination = {"style": "page", "size_param": "per_page", "size": 40, "total": "count"}
+    job = make_job(
+        "test_products",
+        source={
+            "kind": "http",
+            "url": stack["api"].url("/api/split-items"),
+            "records": "results",
+            "pagination": pagination,
+        },
+    )
+    single, split = both(job, 3, on_row_error="skip")
+    assert single == split
+    assert single["status"] == "succeeded", single["error"]
+    assert single["counts"][0] == 228 and [e[0] for e in single["errors"]] == [18, 131]
+    assert hits["failing"] == 4  # failed once and retried, in each run
 
 
 def test_a_worker_killed_during_its_partition(

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from djsync.display import progress_text, run_estimate
 from djsync.mapping.switches import SWITCHES, job_switches
-from djsync.models import SyncChange, SyncJob, SyncRowError, SyncRun
+from djsync.models import MAX_PARTITIONS, SyncChange, SyncJob, SyncRowError, SyncRun
 from djsync.run_page import decision, owner_name
 from djsync.runs import report
 from djsync.runs.lifecycle import NOT_APPLIED
@@ -332,6 +332,16 @@ class RunRequestSerializer(StrictSerializer):
         choices=["fail", "skip"], required=False, allow_null=True, help_text=HELP["on_row_error"]
     )
     force = serializers.BooleanField(required=False, allow_null=True, help_text=HELP["force"])
+    partitions = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_PARTITIONS,
+        help_text=gettext_lazy(
+            "Split the run across this many Celery tasks (PostgreSQL; null or absent: as "
+            "the job says). See docs/scale.md."
+        ),
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

@@ -249,8 +249,15 @@ class JobRuns(DjsyncAPIView):
             raise ValidationError({"detail": str(exc)}) from None
         dry_run = body.validated_data["dry_run"]
         api_permissions.require_start(request.user, job, dry_run=dry_run, options=options)
+        partitions = body.validated_data.get("partitions")
+        if partitions is not None:
+            try:
+                queue.check_partitions(job, partitions)
+            except ConfigurationError as exc:
+                raise ValidationError({"partitions": [str(exc)]}) from None
         upload, fmt = self.upload(body.validated_data)
         kwargs = {
+            "partitions": partitions,
             "upload": upload,
             "upload_name": display_name(upload.name) if upload is not None else None,
             "format": fmt,

@@ -1,12 +1,13 @@
-"""One big run split across Celery workers: its CSV file read in ranges, applied once.
+"""One big run split across Celery workers: its source read in ranges, applied once.
 
 A run of a job with ``partitions`` > 1 (or ``runsync --partitions N``) is carried out in
 three parts, each a function the Celery tasks of djsync.tasks call (a chord: a group of
 partitions, then one callback):
 
 1. :func:`prepare` (the worker that claimed the run): checks that the run may be split
-   (:func:`unsupported`), cuts the file into ranges on record boundaries
-   (djsync.sources.splits) and creates the run's shared staging (djsync.backends.partitioned).
+   (:func:`unsupported`), cuts its source into ranges (djsync.runs.partition_specs: a CSV
+   file's byte ranges, a partition column's key ranges, an API's pages) and creates the
+   run's shared staging (djsync.backends.partitioned).
 2. :func:`load_partition` (one task per range, on any worker): reads and converts its rows
    and COPYs them into the run's staging, replacing what an earlier attempt left.
 3. :func:`finish` (the chord's callback): classifies and applies the whole run in one
@@ -14,18 +15,17 @@ partitions, then one callback):
    same preview, limits, delete guard, row errors and history.
 
 A partition that fails after its retries, or a cancel, ends the run with nothing written;
-a range that cannot be read on its own makes the last step read the file in one process.
+a file's range that cannot be read on its own makes the last step read the file in one
+process.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,11 @@ from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, PartitionError, RunCancelled, SourceError
 from djsync.exports.step import is_export
 from djsync.models import MAX_PARTITIONS, SyncJob, SyncRun
-from djsync.runs import job_sources, orchestrator, steps
+from djsync.runs import job_sources, orchestrator, partition_specs, steps
 from djsync.runs.lifecycle import RUNNING
 from djsync.runs.monitor import cancel_requested, progress_using, write_progress
 from djsync.runs.progress import snapshot
 from djsync.sources import FileSource, Source
-from djsync.sources.splits import Range, header_size, split, window
 
 logger = logging.getLogger("djsync")
 
@@ -80,22 +79,7 @@ def unsupported(job: SyncJob, importer: Any, source: Source) -> str | None:
     path = choose(importer, source)
     if not path.staged:
         return _("the run takes the generic path (%(why)s)") % {"why": path.detail}
-    if type(source) is not FileSource or source.format not in ("csv", "tsv"):
-        return _("only a CSV or TSV file is split")
-    if source.path is None and not _local(source):
-        return _("the file is not on a local path the workers share")
-    if source.delimiter == "auto" or len(source.delimiter) != 1:
-        return _("the delimiter must be given (not sniffed)")
-    if source.encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii"):
-        return _("only a UTF-8 file is split")
-    if source.incremental:
-        return _("an incremental read is not split")
-    return None
-
-
-def _local(source: FileSource) -> str | None:
-    name = getattr(source.file, "name", None)
-    return name if name and Path(str(name)).is_file() else None
+    return partition_specs.unsplittable(source)
 
 
 def _source(sync_run: SyncRun, importer: Any) -> Source:
@@ -118,9 +102,9 @@ def _source(sync_run: SyncRun, importer: Any) -> Source:
     return job_sources.make_source(job, importer)
 
 
-# -- 1. cutting the file ---------------------------------------------------------------------
+# -- 1. cutting the source -------------------------------------------------------------------
 def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
-    """Cut the run's file and create its shared staging; the ranges, one per partition.
+    """Cut the run's source and create its shared staging; the specs, one per partition.
     None when the run is read in one process (one partition asked for, or the run cannot
     be split: then a warning on the run says why)."""
     asked = wanted(sync_run)
@@ -130,42 +114,33 @@ def prepare(sync_run: SyncRun) -> list[dict[str, Any]] | None:
     todo = steps.make_steps(job, sync_run.options)
     importer, switches = todo[0].importer, todo[0].switches
     source = _source(sync_run, importer)
-    reason = unsupported(job, importer, source)
-    if reason is None:
-        assert isinstance(source, FileSource)  # unsupported() said so
-        path = str(source.path or _local(source))
-        if Path(path).stat().st_size > settings.MAX_FILE_SIZE:
-            reason = _("the file is larger than MAX_FILE_SIZE")
-        else:
-            cuts = split(path, asked, min_size=int(settings.PARTITION_MIN_SIZE))
-            if len(cuts) < 2:
-                reason = _("the file is too small to split")
-    if reason is not None:
+    found = unsupported(job, importer, source) or _cut(source, asked)
+    if isinstance(found, str):
         _note(
             sync_run,
-            _("read in one process, not in %(n)s partitions: %(why)s")
-            % {"n": asked, "why": reason},
+            _("read in one process, not in %(n)s partitions: %(why)s") % {"n": asked, "why": found},
         )
         return None
+    specs, columns = found
     _drop_leftovers(importer.using)
-    rows = source.read_rows()
-    assert rows is not None  # a CSV file
-    try:
-        next(rows, None)  # the header: the columns
-    finally:
-        getattr(rows, "close", lambda: None)()
-    columns = list(source.columns or [])
     importer.match_columns(columns, source)
     plan = PostgresPlan(importer, switches)  # its columns only: never staged itself
     LIVE.difference_update((plan.src, plan.act))
-    partitioned.create(sync_run.pk, plan, [cut.end - cut.start for cut in cuts])
-    header = header_size(path)
+    partitioned.create(sync_run.pk, plan, [spec["total"] for spec in specs])
     SyncRun.objects.filter(pk=sync_run.pk).update(
-        partitions=len(cuts), source_name=str(source)[:500]
+        partitions=len(specs), source_name=str(source)[:500]
     )
-    sync_run.partitions = len(cuts)
-    base = {"path": path, "header": header, "name": str(source), "columns": columns}
-    return [{**base, "range": asdict(cut), "parts": len(cuts)} for cut in cuts]
+    sync_run.partitions = len(specs)
+    return [{**spec, "name": str(source), "columns": columns} for spec in specs]
+
+
+def _cut(source: Source, asked: int) -> partition_specs.Cut | str:
+    """The source cut into specs; a source that fails while it is cut (an API down, a
+    query refused) is read in one process, which retries it and reports it as always."""
+    try:
+        return partition_specs.cut(source, asked)
+    except SourceError as exc:
+        return _("it could not be cut (%(exc)s)") % {"exc": orchestrator.cause(exc)}
 
 
 def _drop_leftovers(using: str) -> None:
@@ -200,40 +175,38 @@ def load_partition(run_id: int, spec: dict[str, Any], *, last_attempt: bool = Tr
     sync_run = SyncRun.objects.select_related("job").filter(pk=run_id).first()
     if sync_run is None or sync_run.status not in RUNNING or cancel_requested(run_id):
         return "skipped"
-    cut = Range(**spec["range"])
     job = sync_run.job
     step = steps.make_steps(job, sync_run.options)[0]
     using = step.importer.using
     try:
         with _heartbeat(run_id):
-            _load(sync_run, step, cut, spec)
-            record_run_progress(run_id, progress_using())
+            _load(sync_run, step, spec)
+            record_run_progress(run_id, progress_using(), unit=spec.get("unit", "bytes"))
     except RunCancelled as exc:
         _end(sync_run, exc, using)
         return "cancelled"
     except Exception as exc:
         if last_attempt:
-            _end(sync_run, _failed(exc, cut, spec["parts"]), using)
+            _end(sync_run, _failed(exc, spec["part"], spec["parts"]), using)
         raise
     return "loaded"
 
 
-def _load(sync_run: SyncRun, step: steps.Step, cut: Range, spec: dict[str, Any]) -> None:
-    """Stage the range ``cut``: the run's source as one process builds it, reading the
-    range instead of the whole file, its rows numbered as in the whole file."""
-    source = _source(sync_run, step.importer)
-    ranged = copy.copy(source)
-    assert isinstance(ranged, FileSource)
-    ranged.path = None
-    ranged.file = window(spec["path"], spec["header"], cut, ranged.delimiter)
-    ranged.first_row = cut.first_row
-    load = partial(partitioned.load, sync_run.pk, cut.part, step.importer, ranged, step.switches)
+def _load(sync_run: SyncRun, step: steps.Step, spec: dict[str, Any]) -> None:
+    """Stage the partition ``spec``: the run's source as one process builds it, reading
+    its range only (djsync.runs.partition_specs), its rows numbered as in the whole source."""
+    ranged = partition_specs.narrow(_source(sync_run, step.importer), spec)
+    load = partial(
+        partitioned.load, sync_run.pk, spec["part"], step.importer, ranged, step.switches
+    )
     try:
-        load(progress=_partition_progress(sync_run, cut, ranged))
-    except SourceError as exc:  # read again as one process, which reports it exactly
-        load(refused=str(exc) or type(exc).__name__)
+        load(progress=_partition_progress(sync_run, spec, ranged))
+    except SourceError as exc:
+        if spec.get("kind", "bytes") != "bytes":
+            raise  # a query or a page that fails: the partition fails (after its retries)
+        load(refused=str(exc) or type(exc).__name__)  # read as one process: exact message
     finally:
-        ranged.file.close()
+        partition_specs.close(ranged)
 
 
 @contextmanager
@@ -261,10 +234,10 @@ def _heartbeat(run_id: int) -> Iterator[None]:
         thread.join(timeout=30)
 
 
-def _failed(exc: BaseException, cut: Range, parts: int) -> PartitionError:
+def _failed(exc: BaseException, part: int, parts: int) -> PartitionError:
     return PartitionError(
         _("partition %(part)s of %(parts)s failed: %(exc)s; nothing was written")
-        % {"part": cut.part + 1, "parts": parts, "exc": orchestrator.cause(exc)}
+        % {"part": part + 1, "parts": parts, "exc": orchestrator.cause(exc)}
     )
 
 
@@ -279,7 +252,7 @@ def _end(sync_run: SyncRun, exc: BaseException, using: str) -> None:
         logger.warning("djsync: could not drop the staging of run %s", sync_run.pk)
 
 
-def _partition_progress(sync_run: SyncRun, cut: Range, source: Source) -> Any:
+def _partition_progress(sync_run: SyncRun, spec: dict[str, Any], source: Source) -> Any:
     """Progress of one partition, and of the run (summed over its partitions), written on
     the progress connection at most twice a second; a cancel stops the partition here."""
     alias = progress_using()
@@ -291,26 +264,29 @@ def _partition_progress(sync_run: SyncRun, cut: Range, source: Source) -> Any:
         if now - last[0] < 0.5:
             return
         last[0] = now
-        extent = source.extent()
-        partitioned.report(run_id, alias, cut.part, done=extent.done if extent else 0, rows=rows)
-        record_run_progress(run_id, alias)
+        unit = spec.get("unit", "bytes")
+        extent = source.extent() if unit == "bytes" else None
+        done = rows if unit != "bytes" else extent.done if extent else 0
+        partitioned.report(run_id, alias, spec["part"], done=done, rows=rows)
+        record_run_progress(run_id, alias, unit=unit)
         if cancel_requested(run_id):
             raise RunCancelled(_("run #%(pk)s was cancelled; nothing was written") % {"pk": run_id})
 
     return report
 
 
-def record_run_progress(run_id: int, alias: str) -> None:
-    """The run's progress from its partitions': bytes read of the file, rows, and each
+def record_run_progress(run_id: int, alias: str, *, unit: str = "bytes") -> None:
+    """The run's progress from its partitions': bytes read of the file (or records of the
+    source, ``unit``), rows, and each
     partition's own figures under ``partitions``; the reading began when the run's
     first partition said so. A failure is logged: progress must never break a run."""
     try:
-        _record_run_progress(run_id, alias)
+        _record_run_progress(run_id, alias, unit)
     except Exception:  # noqa: BLE001
         logger.debug("djsync: could not record the progress of run %s", run_id, exc_info=True)
 
 
-def _record_run_progress(run_id: int, alias: str) -> None:
+def _record_run_progress(run_id: int, alias: str, unit: str) -> None:
     each = partitioned.progress_of(run_id, alias)
     before = SyncRun.objects.using(alias).filter(pk=run_id).values_list("progress", flat=True)
     since = float((before.first() or {}).get("since") or time.time())
@@ -320,7 +296,7 @@ def _record_run_progress(run_id: int, alias: str) -> None:
         since,
         done=sum(p["done"] for p in each),
         total=sum(p["total"] for p in each),
-        unit="bytes",
+        unit=unit,
         rows=rows,
     )
     recorded["partitions"] = each

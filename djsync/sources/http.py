@@ -109,6 +109,9 @@ class HttpSource(Source):
     """
 
     first_row = 1
+    #: ``(first page, pages)`` this source reads (a partition of a split run, whose pages
+    #: are numbers or offsets as its pagination says; pages None: to the last).
+    page_span: tuple[int, int | None] | None = None
 
     def __init__(
         self,
@@ -399,6 +402,7 @@ class HttpSource(Source):
         p = self.pagination
         url: str | None = self.url
         page_no = int(p.get("start", 1 if style == "page" else 0))
+        page_no, last_page = self.page_span or (page_no, None)
         seen_links: set[str] = set()
         seen_pages: dict[bytes, int] = {}
         seen_cursors: set[str] = set()
@@ -445,6 +449,8 @@ class HttpSource(Source):
             records = page.records
             count = records.count if records is not None else 0
             url = self._next_url(style, page, count, seen_links, seen_cursors, fetcher)
+            if last_page is not None and self.pages_read >= last_page:
+                url = None  # the end of this partition's pages
             if url is not None:
                 # A server that ignores the pagination sends the same page again and again.
                 earlier = seen_pages.get(page.digest)

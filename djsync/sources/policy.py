@@ -31,6 +31,7 @@ from djsync.sources.files import FileSource
 from djsync.sources.http import HttpSource
 from djsync.sources.kinds import source_kinds
 from djsync.sources.querysets import QuerySetSource
+from djsync.sources.ranges import check_column
 from djsync.sources.sql import SqlSource
 
 #: Incremental options a job may set, and what a cursor column may look like: one plain
@@ -380,7 +381,7 @@ def http_from_job(
 
 # -- SQL -----------------------------------------------------------------------------------
 
-SQL_JOB_OPTIONS = frozenset({"query", "params", "chunk_size", "incremental"})
+SQL_JOB_OPTIONS = frozenset({"query", "params", "chunk_size", "incremental", "partition"})
 
 
 def declared_query(name: Any, *, context: JobContext) -> tuple[str, str]:
@@ -447,12 +448,14 @@ def sql_from_job(
         kwargs["chunk_size"] = check_chunk_size(options["chunk_size"], context=context)
     if "incremental" in options:
         kwargs["incremental"] = check_incremental(options["incremental"], context=context)
+    if "partition" in options:  # one plain column name (it goes into SQL), or null
+        kwargs["partition"] = check_column(options["partition"], context.prefix())
     return cls(**kwargs)
 
 
 # -- querysets -----------------------------------------------------------------------------
 
-QUERYSET_JOB_OPTIONS = frozenset({"queryset", "chunk_size", "incremental"})
+QUERYSET_JOB_OPTIONS = frozenset({"queryset", "chunk_size", "incremental", "partition"})
 
 
 def declared_queryset(name: Any, *, context: JobContext) -> dict[str, Any]:
@@ -501,6 +504,8 @@ def queryset_from_job(
         kwargs["chunk_size"] = check_chunk_size(options["chunk_size"], context=context)
     if "incremental" in options:
         kwargs["incremental"] = check_incremental(options["incremental"], context=context)
+    if "partition" in options:  # one plain column name (it goes into SQL), or null
+        kwargs["partition"] = check_column(options["partition"], context.prefix())
     return cls(**kwargs)
 
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
 from djsync.sources.base import Source
+from djsync.sources.ranges import KeyRange, check_column
 from djsync.sources.sql import check_alias
 
 
@@ -31,10 +32,13 @@ class QuerySetSource(Source):
     keywords); ``fields`` (a list of field paths, or ``{"column": "path"}`` to rename, e.g.
     ``{"category_code": "category__code"}``; default: every concrete field, foreign keys by
     ``<name>_id``); ``order_by``; ``chunk_size``; ``incremental`` (``{"column":
-    "updated_at"}``: only rows past the saved cursor).
+    "updated_at"}``: only rows past the saved cursor); ``partition`` (a whole-number, date or
+    time field: a split run reads it in ranges of that field, djsync.sources.ranges).
     """
 
     first_row = 1
+    #: The range of the partition field this source reads (a partition of a split run).
+    key_range: KeyRange | None = None
 
     def __init__(
         self,
@@ -48,6 +52,7 @@ class QuerySetSource(Source):
         order_by: Sequence[str] | None = None,
         chunk_size: int | None = None,
         incremental: dict[str, Any] | None = None,
+        partition: str | None = None,
         name: str | None = None,
     ) -> None:
         if (model is None) == (queryset is None):
@@ -79,6 +84,7 @@ class QuerySetSource(Source):
         }
         self.columns = None
         self.setup_incremental(incremental)
+        self.partition = check_column(partition, f"{self.name}: ")
 
     def get_queryset(self) -> models.QuerySet:
         qs = self.queryset
@@ -93,6 +99,8 @@ class QuerySetSource(Source):
             qs = qs.order_by(column)
         elif self.order_by:
             qs = qs.order_by(*self.order_by)
+        if self.key_range is not None:
+            qs = qs.filter(self.key_range.q())
         return qs
 
     def _values(self, qs: models.QuerySet) -> tuple[models.QuerySet, list[str]]:

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from djsync.conf import settings
 from djsync.exceptions import ConfigurationError, SourceError
 from djsync.sources.base import Source
+from djsync.sources.ranges import KeyRange, check_column
 
 
 def check_alias(using: str, what: str) -> None:
@@ -37,10 +38,13 @@ class SqlSource(Source):
     ``SELECT code AS sku, …``), ``params`` (a list for ``%s`` placeholders), ``using`` (an
     alias of ``DATABASES``), ``chunk_size`` (rows per fetch, default BATCH_SIZE),
     ``incremental`` (``{"column": "updated_at"}``: only rows past the saved cursor, see
-    docs/sources.md).
+    docs/sources.md), ``partition`` (a whole-number, date or time column the query returns:
+    a split run reads it in ranges of that column, djsync.sources.ranges).
     """
 
     first_row = 1
+    #: The range of the partition column this source reads (a partition of a split run).
+    key_range: KeyRange | None = None
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class SqlSource(Source):
         params: Sequence[Any] | None = None,
         chunk_size: int | None = None,
         incremental: dict[str, Any] | None = None,
+        partition: str | None = None,
         name: str | None = None,
     ) -> None:
         if not isinstance(query, str) or not query.strip():
@@ -62,15 +67,24 @@ class SqlSource(Source):
         self.chunk_size = int(chunk_size or settings.BATCH_SIZE)
         self.columns = None
         self.setup_incremental(incremental)
+        self.partition = check_column(partition, f"{self.name}: ")
 
     def statement(self) -> tuple[str, list[Any]]:
-        """The SQL to run: the query, narrowed to rows past the cursor when incremental."""
-        if not self.incremental or self.cursor in (None, ""):
-            return self.query, self.params
+        """The SQL to run: the query, narrowed to rows past the cursor when incremental,
+        and to its key range when it is a partition of a split run."""
         qn = connections[self.using].ops.quote_name
-        column = qn(self.incremental["column"])
-        sql = f"SELECT * FROM ({self.query}) djsync_q WHERE djsync_q.{column} >= %s"
-        return sql, [*self.params, self.cursor]
+        where: list[str] = []
+        params = list(self.params)
+        if self.incremental and self.cursor not in (None, ""):
+            where.append(f"djsync_q.{qn(self.incremental['column'])} >= %s")
+            params.append(self.cursor)
+        if self.key_range is not None:
+            condition, bounds = self.key_range.sql(f"djsync_q.{qn(self.key_range.column)}")
+            where.append(condition)
+            params.extend(bounds)
+        if not where:
+            return self.query, self.params
+        return f"SELECT * FROM ({self.query}) djsync_q WHERE {' AND '.join(where)}", params
 
     def read(self) -> Iterator[dict[str, Any]]:
         yield from self.track(self._rows())

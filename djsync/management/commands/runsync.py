@@ -74,8 +74,9 @@ class Command(BaseCommand):
             type=int,
             metavar="N",
             help=_(
-                "Split the job's CSV file into N ranges read by Celery workers, then apply the "
-                "run once (PostgreSQL); queues the run and follows it, as --wait."
+                "Split the job's source (a CSV file, a partition column, an API's pages) into N "
+                "ranges read by Celery workers, then apply the run once (PostgreSQL); queues "
+                "the run and follows it, as --wait."
             ),
         )
         parser.add_argument(

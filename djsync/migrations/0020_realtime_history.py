@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('djsync', '0018_webhooks'),
+        ('djsync', '0019_partitions_help'),
     ]
 
     operations = [
