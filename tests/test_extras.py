@@ -268,6 +268,6 @@ def test_the_admin_previews_applies_and_runs_without_celery() -> None:
     assert "not run: needs djsync[celery]" in out["job_list"]
     assert out["change_page"] == 200
     status, page = out["schedule_saved"]
-    assert status == 200 and "a job&#x27;s schedule needs celery" in page, page[-3000:]
-    assert "pip install &quot;djsync[celery]&quot;" in page
+    assert status == 200 and 'a job&#x27;s schedule needs celery' in page, page[-3000:]
+    assert 'pip install &quot;djsync[celery]&quot;' in page
     assert out["unscheduled_saved"] == 302  # the same form saves without a schedule

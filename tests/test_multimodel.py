@@ -162,7 +162,9 @@ def test_derived_values_that_disagree_are_duplicate_keys(make_job, write_csv):
     assert not Category.objects.exists()
 
 
-def test_one_file_for_the_run_is_read_by_each_importer_reading_the_jobs_file(make_job, write_csv):
+def test_one_file_for_the_run_is_read_by_each_importer_reading_the_jobs_file(
+    make_job, write_csv
+):
     job = make_job(
         "test_categories, test_products",
         name="catalogue",
