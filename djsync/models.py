@@ -134,10 +134,11 @@ class SyncJob(models.Model):
         default=False,
         help_text=_("Changes are still captured, but not applied until consuming resumes."),
     )
-    #: How many ``runsync --follow`` consumers listen for the job's NOTIFY: its trigger sends
-    #: one only then, since a NOTIFY serializes the commits of every writer of the table.
-    realtime_listeners = models.PositiveSmallIntegerField(
-        _("real-time listeners"), default=0, editable=False
+    #: Until when a ``runsync --follow`` listens for the job's NOTIFY (a lease it renews):
+    #: its trigger sends one only then, since a NOTIFY serializes the commits of every
+    #: writer of the table. A follower killed outright stops it once the lease ends.
+    realtime_followed_until = models.DateTimeField(
+        _("followed until"), null=True, blank=True, editable=False
     )
     #: When the job's parked changes were last mailed (djsync.realtime.parking): at most one
     #: mail per REALTIME_PARKED_MAIL_INTERVAL.

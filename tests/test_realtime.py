@@ -273,6 +273,8 @@ def test_runsync_follow_consumes_in_the_foreground_and_stops_on_ctrl_c(tmp_path:
         )
         try:
             _wait(lambda: "Following job" in log_path.read_text(), log_path)
+            # It holds a lease on the job: while it lasts, the trigger NOTIFYs.
+            _wait(lambda: _followed(job) is not None, log_path)
             with connection.cursor() as cursor:  # raw SQL: nothing in this process wakes up
                 cursor.execute(
                     "INSERT INTO testapp_listing (sku, name, price, qty, active) "
@@ -287,6 +289,11 @@ def test_runsync_follow_consumes_in_the_foreground_and_stops_on_ctrl_c(tmp_path:
     output = log_path.read_text()
     assert "1 changes: run #" in output and "1 created" in output and "Stopped." in output
     assert target() == {"F1": ("followed", Decimal("2.50"), 3, True)}
+    assert _followed(job) is None  # stopped: the lease is given back
+
+
+def _followed(job: SyncJob) -> Any:
+    return SyncJob.objects.values_list("realtime_followed_until", flat=True).get(pk=job.pk)
 
 
 def _wait(check: Any, log: Path, timeout: float = 30) -> None:

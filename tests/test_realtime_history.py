@@ -251,9 +251,13 @@ def test_the_trigger_notifies_only_while_a_consumer_follows(make_job):
         listener.execute(f"LISTEN {capture.CHANNEL}")
         listing("QUIET")  # committed (autocommit): captured, no NOTIFY
         assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
-        SyncJob.objects.filter(pk=job.pk).update(realtime_listeners=1)  # as follow() does
-        listing("HEARD")
+        followed = SyncJob.objects.filter(pk=job.pk)
+        followed.update(realtime_followed_until=timezone.now() + timedelta(minutes=1))
+        listing("HEARD")  # as follow() holds its lease
         notes = list(listener.notifies(timeout=5, stop_after=1))
         assert [note.payload for note in notes] == [str(job.pk)]
-    # Both captured (and applied: a save() wakes the consumer, eager here).
-    assert set(Product.objects.values_list("sku", flat=True)) == {"QUIET", "HEARD"}
+        followed.update(realtime_followed_until=timezone.now() - timedelta(seconds=1))
+        listing("LAPSED")  # a follower killed outright: its lease ran out
+        assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
+    # All captured (and applied: a save() wakes the consumer, eager here).
+    assert set(Product.objects.values_list("sku", flat=True)) == {"QUIET", "HEARD", "LAPSED"}

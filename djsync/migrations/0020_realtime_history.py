@@ -13,8 +13,8 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='syncjob',
-            name='realtime_listeners',
-            field=models.PositiveSmallIntegerField(default=0, editable=False, verbose_name='real-time listeners'),
+            name='realtime_followed_until',
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='followed until'),
         ),
         migrations.AddField(
             model_name='syncjob',

@@ -4,7 +4,7 @@ in the write's own transaction.
 On PostgreSQL a row-level trigger per job (django-pgtrigger, the ``djsync[realtime]``
 extra) records inserts, updates and deletes whoever makes them: ``save()``, ``bulk_create``,
 ``bulk_update``, ``QuerySet.update()``, raw SQL, another program. While ``runsync
---follow`` listens for the job (``SyncJob.realtime_listeners``), it also sends a ``NOTIFY
+--follow`` listens for the job (``SyncJob.realtime_followed_until``), it also sends a ``NOTIFY
 djsync_realtime`` with the job's id: only then, because PostgreSQL serializes the commits
 of the transactions that NOTIFY (one per WAL flush: some 800 commits/s on a small disk).
 
@@ -114,7 +114,7 @@ def trigger_for(job_id: int, model: type[models.Model]) -> Any:
         ELSIF TG_OP = 'DELETE' THEN
             before := to_jsonb(OLD);
         END IF;
-        SELECT realtime_listeners > 0 INTO listened
+        SELECT coalesce(realtime_followed_until > clock_timestamp(), false) INTO listened
         FROM {jobs} WHERE id = {int(job_id)} AND realtime;
         IF NOT FOUND THEN RETURN NULL; END IF;
         INSERT INTO {table} (job_id, model, key, operation, old, created_at, attempts, error)

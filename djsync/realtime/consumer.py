@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connections, router
-from django.db.models import F
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from djsync.conf import settings
@@ -257,15 +258,23 @@ def follow(
     """Consume ``job``'s changes in this process until ``stop()`` is true: after each
     NOTIFY of its trigger (PostgreSQL), and every REALTIME_POLL seconds in any case."""
     capture.install(job)
-    listeners = SyncJob.objects.filter(pk=job.pk)
-    listeners.update(realtime_listeners=F("realtime_listeners") + 1)  # its trigger NOTIFYs
+    followed = SyncJob.objects.filter(pk=job.pk)
+    lease = timedelta(seconds=FOLLOW_LEASE)
+    renewed = 0.0
     try:
         for _woken in _wakeups(stop):
+            if time.monotonic() - renewed > FOLLOW_LEASE / 3:  # its trigger NOTIFYs meanwhile
+                followed.update(realtime_followed_until=timezone.now() + lease)
+                renewed = time.monotonic()
             drain(job.pk, seconds=float("inf"), on_batch=on_batch)
     finally:
-        listeners.filter(realtime_listeners__gt=0).update(
-            realtime_listeners=F("realtime_listeners") - 1
-        )
+        followed.update(realtime_followed_until=None)
+
+
+#: Seconds the trigger keeps notifying after a ``runsync --follow`` last renewed its lease
+#: (about every third of it, between two batches; a batch longer than the lease lets
+#: the trigger stop notifying until the next renewal, and the poll takes over).
+FOLLOW_LEASE = 60
 
 
 def _wakeups(stop: Callable[[], bool]) -> Iterator[None]:
