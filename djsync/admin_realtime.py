@@ -18,7 +18,7 @@ from django.utils.translation import ngettext
 
 from djsync.display import duration
 from djsync.models import PendingChange, SyncJob
-from djsync.realtime import history, queue
+from djsync.realtime import history, outage, queue
 
 #: The spans, in minutes, the job's page gives the throughput over.
 THROUGHPUT_MINUTES = (1, 15)
@@ -52,16 +52,32 @@ def realtime_lag(job: SyncJob) -> str:
         text += _(", oldest %(age)s ago") % {"age": duration(lag.seconds)}
     if job.realtime_paused:
         text += _(" (paused)")
-    if not lag.parked:
-        return format_html('<a href="{}">{}</a>', url, text)
-    parked = ngettext("%(count)s parked", "%(count)s parked", lag.parked) % {"count": lag.parked}
-    return format_html(
-        '<a href="{}">{}</a>; <a href="{}" class="djsync-status djsync-status-failed">{}</a>',
-        url,
-        text,
-        url + "&parked=yes",
-        parked,
-    )
+    shown = format_html('<a href="{}">{}</a>', url, text)
+    if lag.parked:
+        parked = ngettext("%(count)s parked", "%(count)s parked", lag.parked) % {
+            "count": lag.parked
+        }
+        shown = format_html(
+            '{}; <a href="{}" class="djsync-status djsync-status-failed">{}</a>',
+            shown,
+            url + "&parked=yes",
+            parked,
+        )
+    down = outage.state(job)
+    if down:
+        note = _(
+            "the target is unavailable since %(since)s (%(failures)s failed tries; next at "
+            "%(next)s): %(error)s"
+        ) % {
+            "since": down.get("since", "?")[:19].replace("T", " "),
+            "failures": down.get("failures", 0),
+            "next": str(down.get("retry_at", "?"))[:19].replace("T", " "),
+            "error": str(down.get("error", ""))[:300],
+        }
+        shown = format_html(
+            '{}<br><span class="djsync-status djsync-status-failed">{}</span>', shown, note
+        )
+    return shown
 
 
 @admin.display(description=_("throughput"))

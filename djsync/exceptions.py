@@ -51,6 +51,13 @@ class TargetError(DjsyncError):
     """The target cannot be written (e.g. an export path); nothing was left half-written."""
 
 
+class TargetUnavailable(TargetError):
+    """The target as a whole cannot be read or written now — down, refusing the
+    credentials, past its deadline — whatever the rows: a real-time consumer waits and
+    tries again instead of parking the changes (docs/realtime.md). A target raises it;
+    an item it refuses is a refusal instead."""
+
+
 class MappingError(DjsyncError):
     """The source's columns do not fit the importer (e.g. a key column is missing)."""
 

@@ -235,14 +235,14 @@ def drain_changes(self: Task, job_id: int) -> dict[str, Any]:
     """Consume a real-time job's pending changes (djsync.realtime.consumer), one run per
     batch, for at most REALTIME_DRAIN_SECONDS; then hand over to a new task if changes are
     left, so that one job cannot hold a worker for ever. A job busy with another run is
-    tried again shortly."""
+    tried again shortly; one whose target is down waits for beat's poll_changes."""
     from djsync.realtime.consumer import drain
 
     outcomes = drain(job_id)
     last = outcomes[-1].state if outcomes else "idle"
     if last == "busy":
         raise self.retry(countdown=0.5)
-    if last not in ("idle", "paused"):
+    if last not in ("idle", "paused", "waiting"):
         drain_changes.delay(job_id)
     return {
         "batches": sum(1 for o in outcomes if o.state in ("applied", "failed")),

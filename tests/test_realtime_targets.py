@@ -13,13 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core import mail
 
 import djsync
 from demo_project.demo.targets import DirectoryAccounts
 from demo_project.directory.models import Account
 from djsync.mapping.registry import register, unregister
 from djsync.models import PendingChange, SyncJob, SyncRun
-from djsync.realtime import consumer, receivers
+from djsync.realtime import consumer, outage, receivers
 from tests.testapp.models import Listing, Product
 from tests.testapp.sync import RealtimeProductImporter
 
@@ -120,35 +121,87 @@ def test_changes_reach_a_json_api_and_wait_while_it_refuses(
     ]
     assert not PendingChange.objects.filter(job=job).exists()
 
-    # The API refuses djsync's token: the changes stay, with the API's answer on them.
-    # (Each commit wakes the consumer, which fails at once: eager Celery.)
+    # The API refuses djsync's token: the target is unavailable, whatever the rows. The
+    # changes wait, none is counted as an attempt nor parked however often it is tried,
+    # and the job's recipients hear once. (Each commit wakes the consumer: eager Celery.)
+    job.notify_on_failure = ["ops@example.com"]
+    job.save(update_fields=["notify_on_failure"])
     settings.DJSYNC = {
         **settings.DJSYNC,
         "CREDENTIALS": {"directory": "a revoked token"},
-        "REALTIME_BACKOFF": 1,
+        "REALTIME_BACKOFF": 0.5,
+        "REALTIME_MAX_ATTEMPTS": 2,
     }
     ann = Listing.objects.get(sku="ann")
     ann.name = "Ann Lee-Smith"
     ann.save()
-    Listing.objects.get(sku="bob").delete()
+    job.refresh_from_db()
+    waiting = outage.state(job)
+    assert waiting is not None and waiting["failures"] == 1 and "401" in waiting["error"]
+    Listing.objects.get(sku="bob").delete()  # while it waits: claimed by no one
+    assert drained(job)[-1].state == "waiting"
+    failed_runs = SyncRun.objects.filter(job=job, status=SyncRun.Status.FAILED)
+    assert failed_runs.count() == 1
+    for _try in range(3):  # tries after each backoff: still down
+        time.sleep(0.6 * 2**_try)
+        drained(job)
+    job.refresh_from_db()
+    assert outage.state(job)["failures"] == 4
     pending = PendingChange.objects.filter(job=job)
     assert pending.count() == 2
-    assert all(p.attempts == 1 and "401" in p.error for p in pending), [
-        (p.attempts, p.error) for p in pending
+    assert all(p.attempts == 0 and p.parked_at is None for p in pending)
+    assert [m.subject for m in mail.outbox] == [
+        "[djsync] accounts: the target is unavailable; changes wait"
     ]
+    assert "401" in mail.outbox[0].body
     assert sorted(accounts.values_list("username", "full_name")) == [
         ("ann", "Ann Lee"),
         ("bob", "Bob Ray"),
     ]
+    page = admin_page(job)
+    assert "the target is unavailable since" in page and "4 failed tries" in page
 
-    # The token is put right: the retried changes reach the API, once.
+    # The token is put right: the waiting changes reach the API, once; the outage ends.
     settings.DJSYNC = {**settings.DJSYNC, "CREDENTIALS": {"directory": TOKEN}}
-    time.sleep(1.2)  # their backoff
+    time.sleep(4.1)  # the backoff after the fourth failure
     drained(job)
     assert list(accounts.values_list("username", "full_name")) == [("ann", "Ann Lee-Smith")]
     assert not PendingChange.objects.filter(job=job).exists()
+    job.refresh_from_db()
+    assert outage.state(job) is None
     drained(job)  # nothing left: nothing sent again
     assert accounts.count() == 1
+    assert len(mail.outbox) == 1
+
+
+def test_a_bad_row_still_parks_its_key(make_job: Any, directory: str, settings: Any) -> None:
+    """A row the target cannot take (an account needs a full name) is the row's problem,
+    not an outage: with ``on_row_error = "fail"`` its key is parked after
+    REALTIME_MAX_ATTEMPTS, and the others go through."""
+    settings.DJSYNC = {**settings.DJSYNC, "REALTIME_BACKOFF": 0, "REALTIME_MAX_ATTEMPTS": 2}
+    job = make_job("test_realtime_accounts", name="accounts", realtime=True, on_row_error="fail")
+    listing("nameless", name="")
+    listing("named", name="Ann Lee")
+    drained(job)
+    job.refresh_from_db()
+    assert outage.state(job) is None
+    parked = PendingChange.objects.filter(job=job, parked_at__isnull=False)
+    assert list(parked.values_list("key", flat=True)) == [
+        str(Listing.objects.get(sku="nameless").pk)
+    ]
+    assert list(Account.objects.using("other").values_list("username", flat=True)) == ["named"]
+
+
+def admin_page(job: SyncJob) -> str:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    user = User.objects.create_superuser("admin-rt", "admin@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    response = client.get(f"/admin/djsync/syncjob/{job.pk}/change/")
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 def test_an_export_file_is_rewritten_as_its_model_changes(

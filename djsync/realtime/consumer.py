@@ -38,7 +38,7 @@ from djsync.exceptions import RunLocked
 from djsync.exports.step import is_export
 from djsync.mapping.registry import get_importer_class
 from djsync.models import PendingChange, SyncJob, SyncRun
-from djsync.realtime import capture, history, parking, queue
+from djsync.realtime import capture, history, outage, parking, queue
 from djsync.runs import locks, orchestrator
 from djsync.signals import batch_applied
 from djsync.sources.querysets import QuerySetSource
@@ -129,7 +129,7 @@ class Outcome:
     """What one call of :func:`consume` did."""
 
     #: "idle" (nothing to do), "paused", "busy" (another run of the job holds its lock),
-    #: "applied" or "failed".
+    #: "waiting" (its target is unavailable: djsync.realtime.outage), "applied" or "failed".
     state: str
     changes: int = 0
     run: SyncRun | None = None
@@ -142,6 +142,8 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
     job = job if isinstance(job, SyncJob) else SyncJob.objects.get(pk=job)
     if not job.realtime or job.realtime_paused or not job.enabled:
         return Outcome("paused")
+    if outage.waiting_until(job) is not None:  # its target is down: the next try is later
+        return Outcome("waiting")
     export = is_export(job)
     if export and limit is None:  # one run rewrites the file for all of them
         limit = int(settings.REALTIME_BATCH) * EXPORT_BATCHES
@@ -167,12 +169,16 @@ def consume(job: SyncJob | int, *, limit: int | None = None) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - recorded on the run, and on the changes
         failed: SyncRun | None = getattr(exc, "run", None)
         error = failed.error if failed is not None and failed.error else orchestrator.cause(exc)
+        if outage.unavailable(exc):  # not the rows: the batch waits whole, nothing parked
+            outage.failed(job, batch, error)
+            return Outcome("waiting", len(batch), failed, 0, error)
         parked = queue.failed(batch, error)
         if parked.changes:
             logger.warning("djsync: job %s parked %s changes: %s", job.name, parked.changes, error)
             parking.parked(job, parked, error)
         return Outcome("failed", len(batch), failed, parked.changes, error)
     queue.done(batch)
+    outage.recovered(job)
     history.count(job, changes=len(batch), rows=run.created + run.updated + run.deleted)
     if not (run.created or run.updated or run.deleted or run.errors or run.warnings):
         _forget(run)  # nothing changed: no run in the history for it
@@ -239,12 +245,12 @@ def drain(
     outcomes: list[Outcome] = []
     while True:
         outcome = consume(job_id)
-        if outcome.state in ("idle", "paused", "busy"):
-            outcomes.append(outcome)
-            return outcomes
         outcomes.append(outcome)
-        if on_batch is not None:
+        tried = outcome.state in ("applied", "failed") or outcome.run is not None
+        if tried and on_batch is not None:
             on_batch(outcome)
+        if outcome.state in ("idle", "paused", "busy", "waiting"):
+            return outcomes
         if time.monotonic() >= deadline:
             return outcomes
 

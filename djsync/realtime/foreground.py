@@ -21,6 +21,14 @@ from djsync.runs.stopping import stop_on_signal
 def describe(outcome: consumer.Outcome) -> str:
     """One line per batch."""
     run = outcome.run
+    if outcome.state == "waiting":
+        return _(
+            "%(changes)s changes wait: the target is unavailable (run #%(run)s): %(error)s"
+        ) % {
+            "changes": outcome.changes,
+            "run": run.pk if run is not None else "-",
+            "error": outcome.error,
+        }
     if outcome.state == "failed":
         line = _("%(changes)s changes failed (run #%(run)s): %(error)s") % {
             "changes": outcome.changes,

@@ -30,7 +30,7 @@ from django.utils.translation import gettext, ngettext
 
 from djsync.conf import settings
 from djsync.engine.diff import Create, Delete, Key, Update
-from djsync.exceptions import ConfigurationError, SourceError, TargetError
+from djsync.exceptions import ConfigurationError, SourceError, TargetError, TargetUnavailable
 from djsync.extras import lazy
 from djsync.sources.http import HttpSource
 from djsync.sources.http_fetch import _retry_after
@@ -185,7 +185,9 @@ class HttpApiTarget(Target):
                     )
                 yield record[self.id_field], record
         except SourceError as exc:
-            raise TargetError(gettext("reading the target failed: %(exc)s") % {"exc": exc}) from exc
+            raise TargetUnavailable(
+                gettext("reading the target failed: %(exc)s") % {"exc": exc}
+            ) from exc
 
     # -- writing ---------------------------------------------------------------------------
     def to_remote(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -331,7 +333,7 @@ class HttpApiTarget(Target):
         collection that is not there (404 on a POST), a method it does not take (405). The
         run stops at the first one instead of sending every item to be refused alike."""
         if status in (401, 403, 405) or (status == 404 and method == "POST"):
-            raise TargetError(
+            raise TargetUnavailable(
                 self._clean(
                     gettext(
                         "%(self)s: %(method)s %(url)s answered %(status)s: %(value)s; stopped "
@@ -454,7 +456,7 @@ class HttpApiTarget(Target):
                     % {"self": self, "method": method, "target": shown(target), "status": status}
                 )
             if status >= 500 or status in RETRY_ANY:
-                raise TargetError(
+                raise TargetUnavailable(
                     self._clean(
                         ngettext(
                             "%(self)s: %(method)s %(target)s answered %(status)s after "
@@ -476,7 +478,7 @@ class HttpApiTarget(Target):
             return response, _decoded(data), None
 
     def _gave_up(self, method: str, url: httpx.URL, exc: Exception, attempt: int) -> TargetError:
-        return TargetError(
+        return TargetUnavailable(
             self._clean(
                 ngettext(
                     "%(self)s: %(method)s %(url)s: %(problem)s (gave up after %(attempts)s "
@@ -528,7 +530,7 @@ class HttpApiTarget(Target):
         spent = time.monotonic() - (self._started or time.monotonic())
         if spent + delay > limit:
             after = f" (last: {method} {url}: {why})" if method else ""
-            raise TargetError(
+            raise TargetUnavailable(
                 gettext(
                     "%(self)s: the write passed its deadline of %(limit)s s (deadline, "
                     'DJSYNC["HTTP_DEADLINE"])%(after)s'
