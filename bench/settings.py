@@ -28,4 +28,7 @@ DJSYNC = {
     "FAST_PATH_RAW_CSV": os.environ.get("DJSYNC_FAST_PATH_RAW_CSV", "1") == "1",
     # The multi-model case's jobs name their files under bench/data.
     "FILE_ROOTS": {"bench": str(Path(__file__).resolve().parent / "data")},
+    # A shorter lease shows a run that cannot renew its lock in time sooner.
+    "LOCK_TTL": float(os.environ.get("DJSYNC_BENCH_LOCK_TTL", "60")),
+    "HEARTBEAT_INTERVAL": float(os.environ.get("DJSYNC_BENCH_HEARTBEAT", "5")),
 }

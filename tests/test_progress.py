@@ -139,3 +139,87 @@ def test_runsync_bar_counts_the_file_bytes_with_the_rows_beside(make_job, big_cs
     text = out.getvalue()
     assert "p: reading" in text and "%|" in text and "5,000 rows" in text
     assert bar.extent is not None and bar.extent.total == big_csv.stat().st_size
+
+
+class _SlowProducts(djsync.Importer):
+    """Products through a per-row hook that takes a while, and that checks, midway through
+    the read, that another connection can lock the run's row at once: the heartbeat's
+    write must never wait behind the run's own transaction."""
+
+    locked: list[str] = []
+    job_id: int | None = None
+
+    class Meta:
+        name = "test_slow_hooked_products"
+        model = Product
+        keys = ["sku"]
+        fields = ["sku", "name", "price", "qty", "updated"]
+
+    def normalize_source_row(self, values: dict[str, Any]) -> dict[str, Any]:
+        import time
+
+        time.sleep(0.002)
+        if values["sku"] == "S01500":  # (the run's own connection is busy with a COPY)
+            self.locked.append(_lock_from_elsewhere(self.job_id))
+        return values
+
+
+def _lock_from_elsewhere(job_id: int | None) -> str:
+    """Try to lock the row of the job's run under way from a connection of its own, without
+    waiting."""
+    import psycopg
+    from django.db import connection
+
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "context"}
+    with psycopg.connect(**params, autocommit=True) as other:
+        found = other.execute(
+            "SELECT id FROM djsync_syncrun WHERE job_id = %s AND status = 'reading'", [job_id]
+        ).fetchall()
+        if len(found) != 1:
+            return f"{len(found)} runs reading"
+        try:
+            other.execute(
+                "SELECT 1 FROM djsync_syncrun WHERE id = %s FOR NO KEY UPDATE NOWAIT", found[0]
+            )
+        except psycopg.errors.LockNotAvailable:
+            return "locked by the run's own transaction"
+    return "free"
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("DJSYNC_TEST_DB") == "sqlite",
+    reason="a second connection's row lock: PostgreSQL",
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_long_staged_read_leaves_the_runs_row_free_for_the_heartbeat(
+    make_job, write_csv, job_path, settings, monkeypatch
+):
+    """A staged read longer than LOCK_TTL kept its lock: before, the read's progress was
+    written on the run's own connection, inside the staging transaction, so the heartbeat's
+    write of the same row waited until the read ended, and a Redis lease ran out meanwhile
+    (a 10,000,000-row hooked import lost its lock after 60 s)."""
+    from djsync.backends import postgresql
+    from djsync.mapping.registry import register, unregister
+
+    monkeypatch.setattr(postgresql, "COPY_CHUNK", 300)  # progress every 300 rows
+    settings.DJSYNC = {
+        **settings.DJSYNC,
+        "LOCK_TTL": 2,
+        "HEARTBEAT_INTERVAL": 0.3,
+        "LOCK_BACKEND": "redis",
+        "LOCK_REDIS_URL": "redis://127.0.0.1:6379/9",
+    }
+    register(_SlowProducts)
+    try:
+        rows = [
+            {"sku": f"S{i:05}", "name": f"n{i}", "price": "1.00", "qty": "1", "updated": ""}
+            for i in range(2500)
+        ]
+        job = make_job("test_slow_hooked_products", source={"path": job_path(write_csv(rows))})
+        _SlowProducts.job_id, _SlowProducts.locked = job.pk, []
+        run = djsync.run(job)
+    finally:
+        unregister("test_slow_hooked_products")
+    assert _SlowProducts.locked == ["free"]
+    assert run.status == "succeeded", run.error
+    assert run.created == 2500 and run.stats["testapp.Product"]["path"].startswith("staged")

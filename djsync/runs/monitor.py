@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -61,10 +61,20 @@ def progress_using() -> str:
     return alias
 
 
-def write_progress(run_id: int, using: str | None = None, **fields: Any) -> None:
-    """Update a run's progress fields, committed at once; a failure is logged, not raised."""
+def write_progress(
+    run_id: int, using: str | None = None, *, wait: bool = True, **fields: Any
+) -> None:
+    """Update a run's progress fields, committed at once; a failure is logged, not raised.
+    ``wait=False``: on PostgreSQL, give up after a second if the run's row is locked."""
+    alias = using or progress_using()
+    rows = SyncRun.objects.using(alias).filter(pk=run_id)
     try:
-        SyncRun.objects.using(using or progress_using()).filter(pk=run_id).update(**fields)
+        if wait or connections[alias].vendor != "postgresql":
+            rows.update(**fields)
+            return
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', '1s', true)")
+            rows.update(**fields)
     except Exception:  # progress must never break a run
         logger.debug("djsync: could not write progress of run %s", run_id, exc_info=True)
 
@@ -81,6 +91,10 @@ class RunMonitor:
         self.lock = lock
         self.task = task
         self.using = progress_using()
+        #: The run's own connection, and how deep in transactions its caller had it: deeper
+        #: while a source is read means a staged read's transaction (:meth:`_read_alias`).
+        self.own = connections[router.db_for_write(SyncRun)]
+        self.depth = len(self.own.atomic_blocks)
         self.status = sync_run.status
         self.rows_read = 0
         self.rows_applied = 0
@@ -128,6 +142,7 @@ class RunMonitor:
         write_progress(
             self.run.pk,
             self.using,
+            wait=not from_thread,  # the heartbeat thread's next renewal must not wait
             heartbeat_at=timezone.now(),
             rows_read=self.rows_read,
             rows_applied=self.rows_applied,
@@ -154,9 +169,12 @@ class RunMonitor:
                 unit=extent.unit,
                 rows=rows,
             )
-            # On the run's own connection: no transaction is open while a source is read.
-            SyncRun.objects.filter(pk=self.run.pk).update(
-                rows_read=rows, heartbeat_at=timezone.now(), progress=self.recorded
+            write_progress(
+                self.run.pk,
+                self._read_alias(),
+                rows_read=rows,
+                heartbeat_at=timezone.now(),
+                progress=self.recorded,
             )
             self.check(every=self.write_every)
             self._report()
@@ -198,6 +216,16 @@ class RunMonitor:
             on_extent=on_extent,
             extra=outer.extra,
         )
+
+    def _read_alias(self) -> str:
+        """Where a read's progress is written: the run's own connection while no transaction
+        of the run is open on it (a generic read), so it shows at once; during a staged read
+        (a transaction of its own), the progress connection: a row updated in that
+        transaction stays locked until it commits, and the heartbeat's write of it would
+        wait as long, its lease unrenewed (SQLite: the same connection either way)."""
+        if len(self.own.atomic_blocks) > self.depth:
+            return self.using
+        return self.own.alias
 
     def renew(self) -> None:
         self._last_renew = time.monotonic()
