@@ -43,7 +43,7 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class ServerMemory:
+class CaseSampler:
     """Samples every backend of the bench database (/proc status) while a case runs, and
     the CPU the backends and the workers (``workers``: their pids) used meanwhile: how
     many of the machine's cores the case kept busy."""
@@ -174,7 +174,7 @@ def run_config(
                     "source": {"path": os.path.relpath(path, HERE / "data")},
                 },
             )
-            memory = ServerMemory(tuple(proc.pid for proc in procs))
+            memory = CaseSampler(tuple(proc.pid for proc in procs))
             started = time.perf_counter()
             run = follow(queue.queue_run(job, partitions=partitions).pk, poll=0.1)
             seconds = time.perf_counter() - started

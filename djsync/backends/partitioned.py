@@ -35,7 +35,7 @@ from djsync.backends.postgresql import PostgresPlan
 from djsync.backends.staged import LIVE, Progress
 from djsync.conf import settings
 from djsync.engine.diff import RowError
-from djsync.engine.row_errors import _INF, _UNSEEN, MAX_GROUPS, OTHER_GROUP, RowErrors, _keep_sample
+from djsync.engine.row_errors import _INF, _UNSEEN, RowErrors, _keep_sample
 from djsync.engine.rows import RowConverter
 from djsync.exceptions import TargetError
 
@@ -254,12 +254,7 @@ def load(
                 "errors = excluded.errors",
                 [part, importer.rows_read, good, bad, keyless, refused or None, counted],
             )
-    except _Refused as exc:
-        if plan is not None:
-            plan.close()
-            plan = None
-        close()
-        close = lambda: None  # noqa: E731
+    except _Refused as exc:  # its rows were rolled back: only why is recorded
         load(run_id, part, importer, source, switches, refused=exc.why)
     finally:
         if plan is not None:
@@ -337,27 +332,13 @@ def merged_errors(kept: list[RowError], counts: list[dict[str, Any]]) -> RowErro
     merged = RowErrors(keep=settings.MAX_ROW_ERRORS)
     kept.sort(key=lambda e: (e.row is None, e.row or 0))
     merged.kept = kept[: merged.keep] if merged.keep is not None else kept
-    groups = merged.groups._groups
     for each in counts:
         merged.total += each["total"]
         merged.rows += each["rows"]
         if each["total"]:
             merged._last_row = each["last"]
         for g in each["groups"]:
-            name = (g["column"], g["message"])
-            if name not in groups and len(groups) >= MAX_GROUPS:
-                name = OTHER_GROUP
-            group = groups.setdefault(
-                name,
-                {
-                    "column": name[0],
-                    "message": name[1],
-                    "rows": 0,
-                    "first_row": None,
-                    "_samples": [],
-                    "_last": _UNSEEN,
-                },
-            )
+            group = merged.groups.group((g["column"], g["message"]))
             group["rows"] += g["rows"]
             if g["first_row"] is not None and (
                 group["first_row"] is None or g["first_row"] < group["first_row"]

@@ -91,9 +91,9 @@ class ErrorGroups:
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def add(self, error: Any) -> None:
-        column = error.column or ""
-        name = (column, message_template(error.message, error.value))
+    def group(self, name: tuple[str, str]) -> dict[str, Any]:
+        """The group of (column, message template) ``name``, made when new; past
+        MAX_GROUPS groups, a new name counts in OTHER_GROUP."""
         group = self._groups.get(name)
         if group is None:
             if len(self._groups) >= MAX_GROUPS:
@@ -108,6 +108,11 @@ class ErrorGroups:
                     "_samples": [],
                     "_last": _UNSEEN,
                 }
+        return group
+
+    def add(self, error: Any) -> None:
+        column = error.column or ""
+        group = self.group((column, message_template(error.message, error.value)))
         row = error.row
         if row is None or row != group["_last"]:
             group["rows"] += 1
