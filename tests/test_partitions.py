@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from djsync import queue
 from djsync.models import SyncJob, SyncRun
@@ -33,13 +34,14 @@ def rows_for(
     changed: set[int] = frozenset(),
     gone: set[int] = frozenset(),
     odd: dict[int, dict[str, str]] | None = None,
+    breaks: bool = True,
 ) -> list[dict[str, str]]:
     out = []
     for i in range(n):
         if i in gone:
             continue
         name = f"Product {i}" + (" v2" if i in changed else "")
-        if i % 7 == 0:
+        if breaks and i % 7 == 0:
             name += '\n"quoted" line, break'  # a line break inside quotes near anywhere
         row = {
             "sku": f"S{i:06d}",
@@ -93,13 +95,23 @@ def queued(job: SyncJob, path: Path, parts: int, **options: Any) -> SyncRun:
     return SyncRun.objects.filter(job=job).latest("pk")
 
 
-def both(job: SyncJob, path: Path, parts: int, **options: Any) -> tuple[dict, dict]:
-    """The same file synced in one process and in ``parts`` partitions, from the same target."""
+def both(
+    job: SyncJob, path: Path, parts: int, statements: list[str] | None = None, **options: Any
+) -> tuple[dict, dict]:
+    """The same file synced in one process and in ``parts`` partitions, from the same target
+    (the SQL of the split run added to ``statements``)."""
     before = list(Product.objects.values())
     single = result(queued(job, path, 1, **options))
     Product.objects.all().delete()
     Product.objects.bulk_create([Product(**values) for values in before])
-    split_run = queued(job, path, parts, **options)
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if statements is not None:
+            statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        split_run = queued(job, path, parts, **options)
     split_result = result(split_run)
     split_run.refresh_from_db()
     assert split_run.partitions == parts, (split_run.warnings, split_run.error)
@@ -212,6 +224,99 @@ def test_unsafe_quoting_falls_back_to_one_partition(make_job: Any, tmp_path: Pat
     run.refresh_from_db()
     assert run.partitions == 1
     assert any("one process" in w for w in run.warnings)
+
+
+#: The statement of the duplicate check over the whole staging table.
+CHECK = "HAVING count(*) > 1"
+
+
+@pytest.fixture
+def orders(monkeypatch: Any) -> list[tuple[int, bool, str]]:
+    """What each partition recorded of its keys' order: (part, ordered, how it was read)."""
+    from djsync.backends import partitioned
+
+    seen: list[tuple[int, bool, str]] = []
+    real = partitioned._save_order
+
+    def save(cursor: Any, meta: str, part: int, plan: Any) -> None:
+        real(cursor, meta, part, plan)
+        cursor.execute(f"SELECT ordered FROM {meta} WHERE _part = %s", [part])
+        seen.append((part, cursor.fetchone()[0], plan.raw_csv))
+
+    monkeypatch.setattr(partitioned, "_save_order", save)
+    return seen
+
+
+#: Importers whose rows are staged by each path: text cells in one compiled loop, Python
+#: values (hooks), the file's bytes parsed by PostgreSQL.
+PATHS = ["test_products", "test_products_prepared", "test_products_plain"]
+
+
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("small_ranges")
+@pytest.mark.parametrize("importer", PATHS)
+def test_sorted_keys_skip_the_duplicate_check(
+    make_job: Any, tmp_path: Path, importer: str, orders: list
+) -> None:
+    """Keys increasing through the file: each partition proves its own keys distinct and
+    their ranges apart, and the last step runs no duplicate check, as one process."""
+    job = make_job(importer, partitions=1)
+    rows = [{**row, "category_code": ""} for row in rows_for(2000, breaks=False)]
+    path = write(tmp_path / "sorted.csv", rows)
+    for _day in range(2):  # an initial load, then into a target with every key
+        statements: list[str] = []
+        single, split_result = both(job, path, 4, statements)
+        assert single == split_result
+        assert not [sql for sql in statements if CHECK in sql]
+    assert len(orders) == 8 and all(ordered for _part, ordered, _how in orders)
+    raw = {how for _part, _ordered, how in orders}
+    assert raw == ({"staged"} if importer == "test_products_plain" else {""})
+
+
+def _overlapping(tmp_path: Path, n: int, parts: int) -> list[dict[str, str]]:
+    """Rows whose keys increase within each of ``parts`` partitions, each partition's
+    first 5 keys being the previous one's last 5 (the rows keep their length, so the
+    file splits at the same rows)."""
+    rows = rows_for(n, breaks=False)
+    firsts = [cut.first_row - 2 for cut in split(write(tmp_path / "x.csv", rows), parts)]
+    assert len(firsts) == parts
+    for i, row in enumerate(rows):
+        part = sum(first <= i for first in firsts) - 1
+        row["sku"] = f"S{i - 5 * part:06d}"
+    return rows
+
+
+@POSTGRES
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("small_ranges")
+@pytest.mark.parametrize("importer", ["test_products", "test_products_plain"])
+@pytest.mark.parametrize("case", ["overlapping", "repeated", "unsorted"])
+def test_keys_that_may_repeat_are_checked(
+    make_job: Any, tmp_path: Path, importer: str, case: str, orders: list
+) -> None:
+    """Ranges of keys that overlap across partitions, a key repeated inside one, or keys
+    in no order: the last step checks, and finds what one process finds."""
+    job = make_job(importer, partitions=1)
+    n = 2000
+    if case == "overlapping":
+        rows = _overlapping(tmp_path, n, 4)
+    else:
+        rows = rows_for(n, breaks=False, odd={1200: {"sku": "S001199"}})
+        if case == "unsorted":
+            rows[10], rows[1200] = rows[1200], rows[10]
+    path = write(tmp_path / f"{case}.csv", rows)
+    statements: list[str] = []
+    single, split_result = both(job, path, 4, statements, on_row_error="skip")
+    assert single == split_result
+    assert [sql for sql in statements if CHECK in sql]
+    duplicates = {error[0] for error in single["errors"] if "more than once" in error[3]}
+    if case == "overlapping":  # each partition's keys increase: only their ranges overlap
+        assert all(ordered for _part, ordered, _how in orders)
+        assert len(duplicates) == 2 * 5 * 3
+    else:
+        assert len(duplicates) == 2 and 1201 in duplicates  # the header is row 1
+        assert not all(ordered for _part, ordered, _how in orders)
 
 
 def test_split_points_keep_quoted_line_breaks(tmp_path: Path) -> None:

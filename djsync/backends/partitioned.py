@@ -14,7 +14,10 @@ earlier attempt already committed it: a failed attempt leaves nothing, a retried
 finds its work done or does it whole, never twice. No partition looks for duplicate keys:
 that, the classification against the target and the apply are done once, by the run's
 last step, on the whole staging table (:func:`build_plan`), with the same statements as a
-single-process run.
+single-process run. Each partition records whether its keys arrived strictly increasing,
+and its first and last key: when every partition's keys did and no two partitions' ranges
+of keys overlap, no key can repeat, and the last step skips the duplicate check, as one
+process reading sorted keys does.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class PartitionPlan(PostgresPlan):
         self.shared = shared
         self.temp = self.src  # the temporary table's name, if one is needed
         self.raw = False  # the file's bytes tried on PostgreSQL's own CSV parser
+        self.ordered = False  # the keys staged in Python arrived strictly increasing
 
     @property
     def direct(self) -> bool:
@@ -92,7 +96,7 @@ class PartitionPlan(PostgresPlan):
             self.src = self.shared
 
     def _staged(self, cursor: Any, good: int, ordered: bool, bad: int) -> None:
-        self.good, self.skipped = good, bad
+        self.good, self.skipped, self.ordered = good, bad, ordered
 
     def close(self) -> None:
         if self.direct:  # the run's staging outlives the partition
@@ -137,7 +141,7 @@ def create(run_id: int, plan: PostgresPlan, sizes: list[int]) -> None:
         cursor.execute(
             f"CREATE UNLOGGED TABLE {part} (_part integer PRIMARY KEY, rows_read bigint, "
             "good bigint, bad bigint, keyless boolean, refused text, done bigint, "
-            "total bigint, errors jsonb)"
+            f"total bigint, errors jsonb, ordered boolean, {', '.join(_bound_columns(plan))})"
         )
         cursor.executemany(
             f"INSERT INTO {part} (_part, rows_read, done, total) VALUES (%s, 0, 0, %s)",
@@ -254,6 +258,8 @@ def load(
                 "errors = excluded.errors",
                 [part, importer.rows_read, good, bad, keyless, refused or None, counted],
             )
+            if plan is not None:
+                _save_order(c, meta, part, plan)
     except _Refused as exc:  # its rows were rolled back: only why is recorded
         load(run_id, part, importer, source, switches, refused=exc.why)
     finally:
@@ -373,6 +379,84 @@ def _save_errors(cursor: Any, table: str, part: int, errors: RowErrors) -> None:
         cursor.executemany(f"INSERT INTO {table} (_part, error) VALUES (%s, %s)", rows)
 
 
+# -- the keys' order -----------------------------------------------------------------------
+def _bound_columns(plan: PostgresPlan) -> list[str]:
+    """DDL of a partition's first (``f…``) and last (``l…``) key, typed as staged."""
+    return [
+        f"{end}{i} {plan.value_field(plan.fields[i]).db_type(plan.connection)}"
+        for end in "fl"
+        for i in plan.key_positions()
+    ]
+
+
+def _as_python(plan: PostgresPlan, i: int, sql: str) -> str:
+    """``sql`` (a value of key ``i``) ordered as Python orders it: text by code point,
+    as the collation "C" orders UTF-8 (the order :data:`ORDERABLE` types share)."""
+    db_type = plan.value_field(plan.fields[i]).db_type(plan.connection) or ""
+    return f'{sql} COLLATE "C"' if db_type.split("(")[0] in ("varchar", "text") else sql
+
+
+def _save_order(cursor: Any, meta: str, part: int, plan: PartitionPlan) -> None:
+    """Whether the partition's staged keys are strictly increasing, and its first and last
+    key, in its row of ``meta`` (read by :func:`_distinct`)."""
+    keys = plan.key_positions()
+    columns = ["ordered", *(f"{end}{i}" for end in "fl" for i in keys)]
+    if not plan.direct and plan._orderable():  # parsed by PostgreSQL: checked in SQL
+        sets = ", ".join(f"{c} = o.{c}" for c in columns)
+        cursor.execute(
+            f"UPDATE {meta} SET {sets} FROM ({_order_sql(plan)}) o WHERE _part = %s", [part]
+        )
+        return
+    # Read in Python: as staging's order check found them (never ordered with a bad row).
+    ordered = plan.direct and plan.ordered
+    bounds: list[Any] = [None] * (2 * len(keys))
+    if ordered and plan.good:
+        first, last = plan.span if len(keys) > 1 else ((plan.span[0],), (plan.span[1],))
+        bounds = [*first, *last]
+    sets = ", ".join(f"{c} = %s" for c in columns)
+    cursor.execute(f"UPDATE {meta} SET {sets} WHERE _part = %s", [ordered, *bounds, part])
+
+
+def _order_sql(plan: PostgresPlan) -> str:
+    """SQL: one row, whether the keys of ``plan``'s staging table are strictly increasing
+    (``ordered``) and the first and last key (``f…``, ``l…``), in one read and no sort.
+
+    The rows are compared in the order the table is read (as COPY wrote them, in
+    practice): any order proves the same, since keys strictly increasing in some order
+    are distinct, its first the least and its last the greatest; an order other than the
+    file's can only fail to prove it (then the last step checks)."""
+    keys = plan.key_positions()
+    before = ", ".join(_as_python(plan, i, f"lag(c{i}) OVER w") for i in keys)
+    now = ", ".join(_as_python(plan, i, f"c{i}") for i in keys)
+    bounds = [f"(array_agg(c{i}) FILTER (WHERE NOT after))[1] AS f{i}" for i in keys]
+    bounds += [f"(array_agg(c{i}) FILTER (WHERE final))[1] AS l{i}" for i in keys]
+    return (
+        # ``up`` is NULL on the first row only, unless a key is NULL.
+        f"SELECT coalesce(bool_and(coalesce(up, NOT after)), true) AS ordered, "
+        f"{', '.join(bounds)} FROM (SELECT {', '.join(f'c{i}' for i in keys)}, "
+        f"lag(true, 1, false) OVER w AS after, ROW({before}) < ROW({now}) AS up, "
+        f"lead(false, 1, true) OVER w AS final FROM {plan.src} WINDOW w AS ()) s"
+    )
+
+
+def _distinct(cursor: Any, meta: str, plan: PostgresPlan) -> bool:
+    """Whether the run's staged keys are all distinct by the partitions' word: those with
+    staged rows each strictly increasing, and, sorted by first key, each one's last key
+    below the next one's first."""
+    if not plan._orderable():
+        return False
+    keys = plan.key_positions()
+    first = ", ".join(_as_python(plan, i, f"f{i}") for i in keys)
+    before = ", ".join(_as_python(plan, i, f"lag(l{i}) OVER w") for i in keys)
+    cursor.execute(
+        "SELECT coalesce(bool_and(ordered AND (n = 1 OR coalesce(apart, false))), true) "
+        "FROM (SELECT coalesce(ordered, false) AS ordered, row_number() OVER w AS n, "
+        f"ROW({before}) < ROW({first}) AS apart FROM {meta} WHERE good + bad > 0 "
+        f"WINDOW w AS (ORDER BY {first})) s"
+    )
+    return bool(cursor.fetchone()[0])
+
+
 # -- the run's last step -------------------------------------------------------------------
 def refusals(run_id: int, using: str) -> list[str]:
     """Why some partitions could not be read on their own (then the run reads its file as
@@ -421,7 +505,7 @@ def build_plan(
             kept = [_row_error(e) for (e,) in cursor.fetchall()]
             counts = [p[4] if isinstance(p[4], dict) else json.loads(p[4]) for p in parts]
             plan.errors = merged_errors(kept, counts)
-            plan._staged(cursor, int(good), False, int(bad))
+            plan._staged(cursor, int(good), _distinct(cursor, meta, plan), int(bad))
             plan.classify()
     except BaseException:
         plan.close()

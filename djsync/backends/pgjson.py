@@ -7,10 +7,12 @@ preview is the same whichever path made it.
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings as django_settings
 from django.db import models
 
-__all__ = ["json_sql"]
+__all__ = ["json_list", "json_sql", "only_changed"]
 
 _DATETIME_TAIL = (
     " || CASE WHEN mod(date_part('microseconds', {0})::bigint, 1000000) <> 0"
@@ -51,3 +53,17 @@ def json_sql(field: models.Field) -> str | None:
     ):
         return "to_jsonb({0})"
     return None
+
+
+def only_changed(alias: str, obj: str, names: list[str]) -> str:
+    """The jsonb object ``obj`` (of fields ``names``) with only the changed fields of the
+    action row ``alias``: the others removed (``jsonb - text[]`` passes over the NULLs)."""
+    others = ", ".join(
+        f"CASE WHEN '{name}' = ANY({alias}.changed) THEN NULL ELSE '{name}' END" for name in names
+    )
+    return f"({obj} - ARRAY[{others}]::text[])"
+
+
+def json_list(names: list[str]) -> str:
+    """``names`` as a JSON array (a stored change's list of fields)."""
+    return json.dumps(names)

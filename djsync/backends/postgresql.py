@@ -24,10 +24,10 @@ from django.db import models
 
 from djsync.backends import rawcsv, staged
 from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
-from djsync.backends.pgjson import json_sql
+from djsync.backends.pgjson import json_list, json_sql, only_changed
 from djsync.backends.staged import (
-    _LOWEST,
     LIVE,
+    Lowest,
     Progress,
     Select,
     StagedSqlPlan,
@@ -96,6 +96,9 @@ class PostgresPlan(StagedSqlPlan):
     skipped = 0
     #: (good rows staged so far, the row number they end at), as staging went.
     marks: tuple[Sequence[int], Sequence[int]] = ((), ())
+    #: The first and last key staged, when they arrived strictly increasing (the order
+    #: check's first and last key).
+    span: tuple[Any, Any] = (None, None)
     #: Whether the duplicate check of the staged keys waits for the classifying join.
     unchecked = False
     #: How a CSV file was read: "staged" (its bytes parsed by PostgreSQL,
@@ -143,7 +146,8 @@ class PostgresPlan(StagedSqlPlan):
             items = iter(items)
             # Keys that arrive strictly increasing (many exports are sorted) cannot repeat:
             # then the duplicate check in SQL is skipped.
-            ordered, last, key_of = self._orderable(), _LOWEST, itemgetter(*keys)
+            ordered, last, key_of = self._orderable(), Lowest(), itemgetter(*keys)
+            start = last
             copy_sql = f"COPY {self.src} FROM STDIN"
             ahead = self.read_ahead
             more = True
@@ -189,6 +193,7 @@ class PostgresPlan(StagedSqlPlan):
                             break
                 if progress is not None:
                     progress(self.importer.rows_read)
+            self.span = (start.first, last)
             self._staged(cursor, good, ordered, bad)
 
     def _staged(self, cursor: Any, good: int, ordered: bool, bad: int) -> None:
@@ -264,7 +269,8 @@ class PostgresPlan(StagedSqlPlan):
             raw = cursor.cursor
             text = TextRows(converter, Renderer(raw), importer.using)
             stage = text.compile(columns)
-            ordered, last = self._orderable(), _LOWEST
+            ordered, last = self._orderable(), Lowest()
+            start = last
             good = bad = seen = 0
             row, read, chunk_end, warm = source.first_row, importer.rows_read, COPY_CHUNK, False
             copy_sql = f"COPY {self.src} FROM STDIN"
@@ -317,6 +323,7 @@ class PostgresPlan(StagedSqlPlan):
                 importer.rows_read = read + seen
                 if progress is not None:
                     progress(importer.rows_read)
+            self.span = (start.first, last)
             self._staged(cursor, good, ordered, bad)
 
     def _orderable(self) -> bool:
@@ -478,16 +485,17 @@ class PostgresPlan(StagedSqlPlan):
                     f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
                     f"s._row, NULL, {self._object('c', 's')}, %s::jsonb "
                     f"FROM {self._created(limit)} ORDER BY s._row",
-                    [run.pk, label, _json_list(self.names)],
+                    [run.pk, label, json_list(self.names)],
                 )
             )
         if self.updates:
             source_key = ", ".join(self._json(i, f"s.c{i}") for i in keys)
+            before = only_changed("a", self._object("o", "a"), self.names)
+            after = only_changed("a", self._object("c", "s"), self.names)
             selects.append(
                 (
                     f"SELECT %s, %s, 'update', jsonb_build_array({source_key}), "
-                    f"a._pk::text, s._row, {_only('a', self._object('o', 'a'), self.names)}, "
-                    f"{_only('a', self._object('c', 's'), self.names)}, to_jsonb(a.changed) "
+                    f"a._pk::text, s._row, {before}, {after}, to_jsonb(a.changed) "
                     f"FROM {self.act} a JOIN {self.src} s ON {self._source_of_action} "
                     f"WHERE a.act = 'u' ORDER BY a._row{cap}",
                     [run.pk, label],
@@ -564,21 +572,6 @@ class PostgresPlan(StagedSqlPlan):
                     cursor.execute("SELECT set_config('work_mem', %s, false)", [self.work_mem])
         except Exception:  # noqa: BLE001 - an aborted transaction: the session drops them
             pass
-
-
-def _only(alias: str, obj: str, names: list[str]) -> str:
-    """The jsonb object ``obj`` (of fields ``names``) with only the changed fields of the
-    action row: the others removed (``jsonb - text[]`` passes over the NULLs)."""
-    others = ", ".join(
-        f"CASE WHEN '{name}' = ANY({alias}.changed) THEN NULL ELSE '{name}' END" for name in names
-    )
-    return f"({obj} - ARRAY[{others}]::text[])"
-
-
-def _json_list(names: list[str]) -> str:
-    import json
-
-    return json.dumps(names)
 
 
 def build_plan(

@@ -25,7 +25,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from djsync.backends import staged
-from djsync.backends.staged import _LOWEST, LIVE, StagedSqlPlan, staging_unsupported
+from djsync.backends.staged import LIVE, Lowest, StagedSqlPlan, staging_unsupported
 from djsync.engine.diff import RowError, _duplicate_error
 from djsync.engine.rows import Converted
 
@@ -229,7 +229,7 @@ class SqlitePlan(StagedSqlPlan):
             prepare_key = self._key_preparer()
             width = len(fields) + len(relations)
             ordered = all(isinstance(self.value_field(fields[i]), ORDERABLE) for i in keys)
-            last, key_of = _LOWEST, itemgetter(*keys)
+            last, key_of = Lowest(), itemgetter(*keys)
             good = 0
             batch: list[tuple[Any, ...]] = []
             append = batch.append

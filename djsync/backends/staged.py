@@ -55,14 +55,15 @@ PREFIX = "djsync_stage_"
 LIVE: set[str] = set()
 
 
-class _Lowest:
-    """Less than any key: the start of the order check."""
+class Lowest:
+    """Less than any key: the start of an order check, one per check; it keeps the key it
+    was first compared with (the first key, at no cost per row)."""
+
+    first: Any = None
 
     def __lt__(self, other: object) -> bool:
+        self.first = other
         return True
-
-
-_LOWEST = _Lowest()
 
 
 # -- when a staged path applies -------------------------------------------------------------
