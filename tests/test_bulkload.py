@@ -13,7 +13,8 @@ import pytest
 from django.db import connection, transaction
 
 import djsync
-from djsync.models import SyncJob
+from djsync.models import SyncJob, SyncRun
+from djsync.runs.orchestrator import apply_previewed
 from djsync.signals import batch_applied
 from tests.testapp.models import Category, Product
 
@@ -188,3 +189,40 @@ def test_a_busy_table_is_loaded_with_its_indexes_in_place(
         other.close()
     assert indexes()[1] == oids  # the lock was busy: the plain INSERT
     assert Product.objects.count() == 300
+
+
+def test_an_applied_preview_of_parents_and_children_rebuilds_both_tables(
+    make_job: Any, write_csv: Any, settings: Any
+) -> None:
+    """A multi-model job applied from its preview: the categories and the products that
+    reference them, created in one transaction; the products' deferred foreign keys are
+    checked when their rows are in, against categories the same run created."""
+    settings.DJSYNC = {**settings.DJSYNC, "FAST_PATH_REBUILD_INDEXES": 2}
+    reset_ids()
+    Category.objects.all().delete()
+    cats = write_csv([{"code": f"C{i}", "name": f"Cat {i}"} for i in range(3)], "c.csv")
+    prods = write_csv(
+        [
+            {"sku": f"P{i}", "name": f"P{i}", "price": "1.50", "qty": "1",
+             "category_code": f"C{i % 3}", "updated": "", "active": "true"}
+            for i in range(6)
+        ],
+        "p.csv",
+    )  # fmt: skip
+    job = make_job(
+        "test_products, test_categories",
+        name="catalogue",
+        source={"sources": {"test_categories": {"path": cats.name},
+                            "test_products": {"path": prods.name}}},
+    )  # fmt: skip
+    before, oids, constraints = indexes()
+    preview = djsync.run(job, dry_run=True)
+    applied = apply_previewed(preview)
+    assert applied.status == SyncRun.Status.SUCCEEDED, applied.error
+    assert applied.stats["testapp.Product"]["path"].startswith("staged:")
+    assert sorted(Product.objects.values_list("sku", "category__code")) == [
+        (f"P{i}", f"C{i % 3}") for i in range(6)
+    ]
+    after, new_oids, new_constraints = indexes()
+    assert (after, new_constraints) == (before, constraints)
+    assert new_oids["testapp_product_sku_key"] != oids["testapp_product_sku_key"]
