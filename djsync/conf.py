@@ -41,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "FAST_PATH": True,
     # PostgreSQL work_mem of the run's session while the fast path joins and sorts.
     "FAST_PATH_WORK_MEM": "256MB",
+    # On PostgreSQL, a run creating at least this many rows into a table that holds none
+    # drops the table's indexes it can recreate exactly and builds them after the rows
+    # (backends/bulkload.py); readers wait for the run meanwhile. None: never.
+    "FAST_PATH_REBUILD_INDEXES": 100_000,
     # On PostgreSQL, a CSV file whose fields PostgreSQL can read exactly is parsed by
     # PostgreSQL itself (COPY of its bytes, backends/rawcsv.py); off: read in Python.
     "FAST_PATH_RAW_CSV": True,

@@ -7,12 +7,10 @@ preview is the same whichever path made it.
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings as django_settings
 from django.db import models
 
-__all__ = ["json_list", "json_sql", "only_changed"]
+__all__ = ["json_sql", "only_changed"]
 
 _DATETIME_TAIL = (
     " || CASE WHEN mod(date_part('microseconds', {0})::bigint, 1000000) <> 0"
@@ -62,8 +60,3 @@ def only_changed(alias: str, obj: str, names: list[str]) -> str:
         f"CASE WHEN '{name}' = ANY({alias}.changed) THEN NULL ELSE '{name}' END" for name in names
     )
     return f"({obj} - ARRAY[{others}]::text[])"
-
-
-def json_list(names: list[str]) -> str:
-    """``names`` as a JSON array (a stored change's list of fields)."""
-    return json.dumps(names)

@@ -14,6 +14,7 @@ and one ``DELETE`` in the run's transaction (djsync.backends.staged).
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING, Any, cast
 from django.core.exceptions import EmptyResultSet
 from django.db import models
 
-from djsync.backends import rawcsv, staged
+from djsync.backends import bulkload, rawcsv, staged
 from djsync.backends.copytext import DONE, Renderer, TextRows, increases, renderable
-from djsync.backends.pgjson import json_list, json_sql, only_changed
+from djsync.backends.pgjson import json_sql, only_changed
 from djsync.backends.staged import (
     LIVE,
     Lowest,
@@ -485,7 +486,7 @@ class PostgresPlan(StagedSqlPlan):
                     f"SELECT %s, %s, 'create', jsonb_build_array({source_key}), '', "
                     f"s._row, NULL, {self._object('c', 's')}, %s::jsonb "
                     f"FROM {self._created(limit)} ORDER BY s._row",
-                    [run.pk, label, json_list(self.names)],
+                    [run.pk, label, json.dumps(self.names)],
                 )
             )
         if self.updates:
@@ -558,6 +559,8 @@ class PostgresPlan(StagedSqlPlan):
 
     #: How a new row gets a random UUID (``uuid.uuid4`` as a field's default).
     uuid4_sql = "gen_random_uuid()"
+    #: A large initial load builds the table's indexes after its rows.
+    write_creates = bulkload.insert
 
     def close(self) -> None:
         """Drop the staging tables (idempotent)."""

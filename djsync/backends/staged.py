@@ -38,10 +38,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int], None]
 
-
 #: One SQL statement and its parameters.
 Select = tuple[str, list[Any]]
-
 
 #: Sets of changed fields up to which updates are one UPDATE per set (as on the generic path).
 UPDATE_GROUPS = 16
@@ -56,8 +54,7 @@ LIVE: set[str] = set()
 
 
 class Lowest:
-    """Less than any key: the start of an order check, one per check; it keeps the key it
-    was first compared with (the first key, at no cost per row)."""
+    """Less than any key: starts one order check, and keeps the first key (no cost a row)."""
 
     first: Any = None
 
@@ -481,11 +478,15 @@ class StagedSqlPlan(Plan):
                 )
             values.append("%s")
             params.append(mf.get_db_prep_save(value, self.connection))
-        cursor.execute(
+        sql = (
             f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row",
-            params,
+            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row"
         )
+        return self.write_creates(cursor, sql, params)
+
+    def write_creates(self, cursor: Any, sql: str, params: list[Any]) -> int:
+        """Run the ``INSERT`` of the creates (djsync.backends.bulkload on PostgreSQL)."""
+        cursor.execute(sql, params)
         return cursor.rowcount
 
     # -- what each backend writes in its own SQL ----------------------------------------
