@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
+from djsync.backends.staged import StagedSqlPlan
 from djsync.conf import settings
 
 #: How long the run waits for the table's lock before it inserts with the indexes in place.
@@ -66,23 +67,71 @@ FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
 WHERE c.conrelid = %s::regclass AND c.condeferred
 """
 
+#: The table's columns (quoted as Django quotes them) and their types, when the table
+#: takes a COPY as it takes an INSERT (a table: no rules, no row security).
+COLUMNS = """
+SELECT '"' || a.attname || '"', format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+  AND t.relkind IN ('r', 'p') AND NOT t.relhasrules AND NOT t.relrowsecurity
+"""
+
+#: Creates from which a partitioned run streams them (fewer: one INSERT is as fast).
+STREAMED = 50_000
+
 Index = tuple[str, str, "str | None", "str | None"]
 
 
-def insert(plan: Any, cursor: Any, sql: str, params: list[Any]) -> int:
-    """Run the plan's ``INSERT`` of its creates, with the table's indexes built after its
-    rows when the load is large and the table empty; the rows inserted."""
+def insert(plan: Any, cursor: Any, columns: list, values: list, params: list) -> int:
+    """Write the plan's creates (:meth:`StagedSqlPlan.write_creates`), with the table's
+    indexes built after its rows when the load is large and the table empty, streamed
+    from a partitioned run's staging when it can be; the rows written."""
     threshold = settings.FAST_PATH_REBUILD_INDEXES
     table = plan.qn(plan.importer.model._meta.db_table)
     dropped: list[Index] = []
     deferred: list[str] = []
     if threshold is not None and len(plan.creates) >= threshold:
         dropped, deferred = _drop(cursor, table)
-    cursor.execute(sql, params)
-    count = cursor.rowcount
+    count = None
+    # Every staged row new: the creates are read from the staging alone (no table of
+    # actions, which is the run's connection's own).
+    if plan.readable and plan.new == plan.good and not plan.parents and plan.new >= STREAMED:
+        count = _stream(plan, cursor, table, columns, values, params)
+    if count is None:
+        count = StagedSqlPlan.write_creates(plan, cursor, columns, values, params)
     if dropped:
         _build(cursor, table, dropped, deferred)
     return count
+
+
+def _stream(
+    plan: Any, cursor: Any, table: str, columns: list, values: list, params: list
+) -> int | None:
+    """COPY the creates into ``table``, read and sorted from the run's shared staging on a
+    second connection (by PostgreSQL's parallel workers) while the run's connection
+    writes them; None (nothing written) when the table takes a COPY otherwise than an
+    INSERT (rules, row security)."""
+    cursor.execute(COLUMNS, [table])
+    types = dict(cursor.fetchall())
+    if not all(column in types for column in columns):
+        return None
+    casts = ", ".join(f"CAST({v} AS {types[c]})" for c, v in zip(columns, values, strict=True))
+    select = f"SELECT {casts} FROM {plan._created()} ORDER BY s._row"
+    connection = plan.connection  # a second connection of the same settings, for this only
+    reader = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with (
+            reader.cursor() as other,
+            other.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)", params) as rows,
+            cursor.cursor.copy(
+                f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
+            ) as copy,
+        ):
+            for block in rows:
+                copy.write(block)
+        return cursor.cursor.rowcount
+    finally:
+        reader.close()
 
 
 def _drop(cursor: Any, table: str) -> tuple[list[Index], list[str]]:

@@ -507,6 +507,7 @@ def build_plan(
             plan.errors = merged_errors(kept, counts)
             plan._staged(cursor, int(good), _distinct(cursor, meta, plan), int(bad))
             plan.classify()
+            plan.readable = plan.skipped == int(bad)  # no duplicate marked in this transaction
     except BaseException:
         plan.close()
         raise

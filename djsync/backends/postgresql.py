@@ -100,6 +100,9 @@ class PostgresPlan(StagedSqlPlan):
     #: The first and last key staged, when they arrived strictly increasing (the order
     #: check's first and last key).
     span: tuple[Any, Any] = (None, None)
+    #: Whether other connections see the staging table as this plan does (a partitioned
+    #: run's, unchanged by the last step): then its creates are streamed (bulkload).
+    readable = False
     #: Whether the duplicate check of the staged keys waits for the classifying join.
     unchecked = False
     #: How a CSV file was read: "staged" (its bytes parsed by PostgreSQL,

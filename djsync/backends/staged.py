@@ -478,15 +478,14 @@ class StagedSqlPlan(Plan):
                 )
             values.append("%s")
             params.append(mf.get_db_prep_save(value, self.connection))
-        sql = (
-            f"INSERT INTO {self.qn(model._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row"
-        )
-        return self.write_creates(cursor, sql, params)
+        return self.write_creates(cursor, columns, values, params)
 
-    def write_creates(self, cursor: Any, sql: str, params: list[Any]) -> int:
-        """Run the ``INSERT`` of the creates (djsync.backends.bulkload on PostgreSQL)."""
-        cursor.execute(sql, params)
+    def write_creates(self, cursor: Any, columns: list, values: list, params: list) -> int:
+        """INSERT ``values`` (SQL over the staged rows to create, ``s``) into ``columns`` of
+        the model's table, in row order (djsync.backends.bulkload on PostgreSQL)."""
+        table = self.qn(self.importer.model._meta.db_table)
+        select = f"SELECT {', '.join(values)} FROM {self._created()} ORDER BY s._row"
+        cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) {select}", params)
         return cursor.rowcount
 
     # -- what each backend writes in its own SQL ----------------------------------------
