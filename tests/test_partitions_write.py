@@ -91,7 +91,9 @@ def test_every_column_type_streams_as_one_process_writes_it(
     assert single == split_result
     assert streams == [600]
     every = list(Member.objects.order_by("pk").values())
-    assert in_file_order(Member, "team", "number") == [(row["team"], int(row["number"])) for row in rows]
+    assert in_file_order(Member, "team", "number") == [
+        (row["team"], int(row["number"])) for row in rows
+    ]
     assert every[7]["extra"] == {"a": [1, 2], "b": "x"} and every[7]["score"] == 7.25
 
 
