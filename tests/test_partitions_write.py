@@ -6,10 +6,12 @@ order, for every column type; the plain INSERT when the last step changed the st
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection, connections
 
 from djsync.backends import bulkload
 from tests.test_partitions import POSTGRES, _overlapping, both, rows_for, write
@@ -108,3 +110,37 @@ def test_keys_the_last_step_marks_twice_are_written_by_insert(
     assert single == split_result
     assert single["counts"][4] > 0  # the repeated keys are row errors
     assert streams == []
+
+
+@pytest.mark.parametrize("how", ["refused", "unreadable"])
+def test_a_second_connection_that_cannot_read_leaves_the_write_to_insert(
+    make_job: Any, tmp_path: Path, streams: list, monkeypatch: Any, how: str
+) -> None:
+    """The reading connection refused (a pooler that refuses a second session), or one
+    that may not read the staging (a role it lacks): the creates are written by the plain
+    INSERT, the same rows."""
+    wrapper = type(connections["default"])
+    real = wrapper.get_new_connection
+    seen: list[str] = []
+
+    def connect(self: Any, params: dict) -> Any:
+        if not any(frame.function == "_stream" for frame in inspect.stack()):
+            return real(self, params)
+        seen.append(how)
+        if how == "refused":
+            raise OSError("connection refused")
+        reader = real(self, params)
+        reader.execute("SET ROLE djsync_test_noread")  # no privilege on the staging
+        return reader
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            "'djsync_test_noread') THEN CREATE ROLE djsync_test_noread; END IF; END $$"
+        )
+    monkeypatch.setattr(wrapper, "get_new_connection", connect)
+    job = make_job("test_products", partitions=1)
+    single, split_result = both(job, write(tmp_path / "day1.csv", rows_for(800)), 4)
+    assert single == split_result
+    assert seen == [how] and streams == [None]
+    assert split_result["counts"][0] == 800

@@ -22,12 +22,15 @@ statistics target, an index of a partitioned table or of a partition.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import DatabaseError, transaction
 
 from djsync.backends.staged import StagedSqlPlan
 from djsync.conf import settings
+
+logger = logging.getLogger("djsync")
 
 #: How long the run waits for the table's lock before it inserts with the indexes in place.
 LOCK_WAIT = "1s"
@@ -76,6 +79,9 @@ WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
   AND t.relkind IN ('r', 'p') AND NOT t.relhasrules AND NOT t.relrowsecurity
 """
 
+#: Bytes passed from the reading connection to the writing one at a time.
+RELAY_BYTES = 1 << 20
+
 #: Creates from which a partitioned run streams them (fewer: one INSERT is as fast).
 STREAMED = 50_000
 
@@ -110,28 +116,57 @@ def _stream(
     """COPY the creates into ``table``, read and sorted from the run's shared staging on a
     second connection (by PostgreSQL's parallel workers) while the run's connection
     writes them; None (nothing written) when the table takes a COPY otherwise than an
-    INSERT (rules, row security)."""
+    INSERT (rules, row security) or a second connection cannot read the staging."""
     cursor.execute(COLUMNS, [table])
     types = dict(cursor.fetchall())
     if not all(column in types for column in columns):
         return None
     casts = ", ".join(f"CAST({v} AS {types[c]})" for c, v in zip(columns, values, strict=True))
     select = f"SELECT {casts} FROM {plan._created()} ORDER BY s._row"
-    connection = plan.connection  # a second connection of the same settings, for this only
-    reader = connection.get_new_connection(connection.get_connection_params())
+    from psycopg import ClientCursor, pq  # PostgreSQL's driver: imported on PostgreSQL only
+
+    connection = plan.connection
+    try:  # a second connection of the same settings, for this only
+        reader = connection.get_new_connection(connection.get_connection_params())
+    except Exception:  # noqa: BLE001 - refused (a pooler's limit): the plain INSERT
+        logger.info("djsync: no second connection to read the staging", exc_info=True)
+        return None
     try:
-        with (
-            reader.cursor() as other,
-            other.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)", params) as rows,
-            cursor.cursor.copy(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
-            ) as copy,
-        ):
-            for block in rows:
-                copy.write(block)
+        reader.execute("SELECT set_config('work_mem', %s, false)", [settings.FAST_PATH_WORK_MEM])
+        sql = f"COPY ({select}) TO STDOUT (FORMAT binary)"
+        started = reader.pgconn.exec_(ClientCursor(reader).mogrify(sql, params).encode())
+        if started.status != pq.ExecStatus.COPY_OUT:  # not readable there (a role it lacks)
+            logger.info("djsync: the staging is not readable: %s", started.get_error_message())
+            return None
+        into = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
+        with cursor.cursor.copy(into) as copy:
+            _relay(reader.pgconn, copy.write)
         return cursor.cursor.rowcount
     finally:
         reader.close()
+
+
+def _relay(pgconn: Any, write: Any) -> None:
+    """Pass a COPY's rows from ``pgconn`` (COPY … TO STDOUT started) to ``write``, a
+    megabyte at a time: libpq gives one row per call, psycopg's ``Copy`` a Python step per
+    row on top, which cost more than the server's own work here."""
+    from psycopg import pq
+
+    buffer = bytearray()
+    while True:
+        size, data = pgconn.get_copy_data(0)
+        if size < 0:  # -1: done, -2: failed (the result says why)
+            break
+        buffer += data
+        if len(buffer) >= RELAY_BYTES:
+            write(buffer)
+            buffer = bytearray()
+    if buffer:
+        write(buffer)
+    done = pgconn.get_result()
+    if done is None or done.status != pq.ExecStatus.COMMAND_OK:
+        why = "" if done is None else done.get_error_message()
+        raise DatabaseError(f"reading the run's staging failed: {why}")
 
 
 def _drop(cursor: Any, table: str) -> tuple[list[Index], list[str]]:
