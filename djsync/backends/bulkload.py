@@ -1,4 +1,4 @@
-"""A large initial load into an empty PostgreSQL table: its indexes built after its rows.
+"""A large initial load on PostgreSQL: indexes built after the rows, a split's rows by COPY.
 
 Inserting millions of rows keeps every index of the table up to date row by row; building
 an index once the rows are in sorts them once, with PostgreSQL's parallel maintenance
@@ -18,6 +18,11 @@ Left in place (maintained row by row as before): an index that another object de
 (a foreign key of another table referencing it), an exclusion constraint, the replica
 identity, a clustered index, an index or constraint with a comment, its own tablespace or
 statistics target, an index of a partitioned table or of a partition.
+
+A split run's initial load (djsync.backends.partitioned) has its rows in a staging table
+other connections can read: a second connection reads and sorts them (in PostgreSQL's
+parallel workers) while the run's connection writes them by ``COPY`` in its transaction,
+one process at each end (:func:`_stream`), instead of one ``INSERT … SELECT``.
 """
 
 from __future__ import annotations
@@ -123,27 +128,40 @@ def _stream(
         return None
     casts = ", ".join(f"CAST({v} AS {types[c]})" for c, v in zip(columns, values, strict=True))
     select = f"SELECT {casts} FROM {plan._created()} ORDER BY s._row"
-    from psycopg import ClientCursor, pq  # PostgreSQL's driver: imported on PostgreSQL only
-
-    connection = plan.connection
-    try:  # a second connection of the same settings, for this only
-        reader = connection.get_new_connection(connection.get_connection_params())
-    except Exception:  # noqa: BLE001 - refused (a pooler's limit): the plain INSERT
-        logger.info("djsync: no second connection to read the staging", exc_info=True)
+    reader = _reader(plan.connection, f"COPY ({select}) TO STDOUT (FORMAT binary)", params)
+    if reader is None:
         return None
     try:
-        reader.execute("SELECT set_config('work_mem', %s, false)", [settings.FAST_PATH_WORK_MEM])
-        sql = f"COPY ({select}) TO STDOUT (FORMAT binary)"
-        started = reader.pgconn.exec_(ClientCursor(reader).mogrify(sql, params).encode())
-        if started.status != pq.ExecStatus.COPY_OUT:  # not readable there (a role it lacks)
-            logger.info("djsync: the staging is not readable: %s", started.get_error_message())
-            return None
         into = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
         with cursor.cursor.copy(into) as copy:
             _relay(reader.pgconn, copy.write)
         return cursor.cursor.rowcount
     finally:
         reader.close()
+
+
+def _reader(connection: Any, sql: str, params: list) -> Any:
+    """A second connection of ``connection``'s settings, for this only, with ``sql`` (a
+    COPY … TO STDOUT) started, its sorts in the run's ``work_mem``; None when it cannot
+    be had (a pooler's limit) or cannot read the staging (a role it lacks): the plain
+    INSERT then."""
+    from psycopg import ClientCursor, pq  # PostgreSQL's driver: imported on PostgreSQL only
+
+    try:
+        reader = connection.get_new_connection(connection.get_connection_params())
+    except Exception:  # noqa: BLE001
+        logger.info("djsync: no second connection to read the staging", exc_info=True)
+        return None
+    try:
+        reader.execute("SELECT set_config('work_mem', %s, false)", [settings.FAST_PATH_WORK_MEM])
+        started = reader.pgconn.exec_(ClientCursor(reader).mogrify(sql, params).encode())
+        if started.status == pq.ExecStatus.COPY_OUT:
+            return reader
+        logger.info("djsync: the staging is not readable: %s", started.get_error_message())
+    except Exception:  # noqa: BLE001
+        logger.info("djsync: the staging is not readable", exc_info=True)
+    reader.close()
+    return None
 
 
 def _relay(pgconn: Any, write: Any) -> None:
