@@ -226,3 +226,30 @@ def test_an_applied_preview_of_parents_and_children_rebuilds_both_tables(
     after, new_oids, new_constraints = indexes()
     assert (after, new_constraints) == (before, constraints)
     assert new_oids["testapp_product_sku_key"] != oids["testapp_product_sku_key"]
+
+
+def test_a_role_that_does_not_own_the_table_loads_it_with_its_indexes_in_place(
+    job: SyncJob, tmp_path: Path, rebuild: None
+) -> None:
+    """The run's database role may write the table but not alter it (it is not the
+    owner): the drop is refused inside a savepoint and the plain INSERT writes the rows."""
+    reset_ids()
+    before, oids, constraints = indexes()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            "'djsync_test_writer') THEN CREATE ROLE djsync_test_writer; END IF; END $$"
+        )
+        cursor.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO djsync_test_writer")
+        cursor.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO djsync_test_writer")
+        name = connection.ops.quote_name(connection.settings_dict["NAME"])
+        cursor.execute(f"GRANT CREATE, TEMPORARY ON DATABASE {name} TO djsync_test_writer")
+        cursor.execute("SET ROLE djsync_test_writer")
+    try:
+        run = djsync.run(job, file=str(products_file(tmp_path)))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert run.counts["created"] == 300
+    assert indexes() == (before, oids, constraints)
