@@ -101,12 +101,14 @@ def insert(plan: Any, cursor: Any, columns: list, values: list, params: list) ->
     table = plan.qn(plan.importer.model._meta.db_table)
     dropped: list[Index] = []
     deferred: list[str] = []
-    if threshold is not None and len(plan.creates) >= threshold:
+    # Every staged row new: nothing in scope matched (an initial load, so no lock is tried
+    # on a table the run updates), and the creates are read from the staging alone (no
+    # table of actions, which is the run's connection's own).
+    initial = plan.new == plan.good
+    if initial and threshold is not None and len(plan.creates) >= threshold:
         dropped, deferred = _drop(cursor, table)
     count = None
-    # Every staged row new: the creates are read from the staging alone (no table of
-    # actions, which is the run's connection's own).
-    if plan.readable and plan.new == plan.good and not plan.parents and plan.new >= STREAMED:
+    if initial and plan.readable and not plan.parents and plan.new >= STREAMED:
         count = _stream(plan, cursor, table, columns, values, params)
     if count is None:
         count = StagedSqlPlan.write_creates(plan, cursor, columns, values, params)
